@@ -1,0 +1,14 @@
+//! ktplay: zero-downtime upgrades of multi-component Kubernetes systems, written as playbooks.
+//!
+//! The pipeline (see ARCHITECTURE.md): [`syntax`] turns text into an AST, [`check`] turns the AST
+//! into a checked program plus diagnostics (including the compatibility [`model`] over the
+//! [`matrix`]), and the runner turns the program into effects on a cluster. [`sim`] is the
+//! simulated cluster used by `rehearse`, `sim serve` and the tests.
+
+pub mod diag;
+pub mod matrix;
+pub mod model;
+pub mod sim;
+pub mod source;
+pub mod span;
+pub mod version;

@@ -1,0 +1,1 @@
+//! Simulated Kubernetes API and Keeptrusts services.
