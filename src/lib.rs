@@ -5,10 +5,14 @@
 //! [`matrix`]), and the runner turns the program into effects on a cluster. [`sim`] is the
 //! simulated cluster used by `rehearse`, `sim serve` and the tests.
 
+pub mod check;
+pub mod cli;
 pub mod diag;
 pub mod matrix;
 pub mod model;
+pub mod resolve;
 pub mod sim;
 pub mod source;
 pub mod span;
+pub mod syntax;
 pub mod version;

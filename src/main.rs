@@ -1,1 +1,6 @@
-fn main() {}
+use clap::Parser;
+
+fn main() {
+    let cli = ktplay::cli::Cli::parse();
+    std::process::exit(ktplay::cli::run(cli));
+}

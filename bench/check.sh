@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# Benchmark `ktplay check`: 100 generated playbooks the size of keeptrusts-1.5.ktplay, and one.
+# Prints wall time (best of N runs) and peak RSS. Needs a release build; run from the repo root.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+cargo build --release --quiet
+bin=${CARGO_TARGET_DIR:-target}/release/ktplay
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+mkdir -p "$work/hooks"
+cp playbooks/hooks/*.rhai "$work/hooks/"
+for i in $(seq 1 100); do
+  sed "s/playbook \"keeptrusts-1.5\"/playbook \"keeptrusts-1.5-$i\"/" playbooks/keeptrusts-1.5.ktplay > "$work/p$i.ktplay"
+done
+best() { # best wall time in ms of 10 runs, and max RSS in KiB
+  local best_ms=999999 rss=0
+  for _ in $(seq 1 10); do
+    local out
+    out=$( { /usr/bin/time -f '%e %M' "$@" >/dev/null 2>/dev/null; } 2>&1 | tail -1 )
+    local s=${out% *} kb=${out#* }
+    local ms=$(python3 -c "print(int(float('$s')*1000))")
+    (( ms < best_ms )) && best_ms=$ms
+    (( kb > rss )) && rss=$kb
+  done
+  echo "$best_ms ms, peak RSS $((rss / 1024)) MiB"
+}
+if [ ! -x /usr/bin/time ]; then apt-get install -y -qq time >/dev/null 2>&1 || true; fi
+echo "100 playbooks: $(best "$bin" check "$work")"
+echo "1 playbook:    $(best "$bin" check "$work/p1.ktplay")"
+# /usr/bin/time has 10 ms resolution; a finer number for one file from hyperfine if present.
+if command -v hyperfine >/dev/null; then
+  hyperfine -N --warmup 5 "$bin check $work/p1.ktplay" "$bin check $work" 2>/dev/null | grep -E 'Time|check'
+fi

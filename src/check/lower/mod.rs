@@ -1,0 +1,714 @@
+//! AST → checked [`Playbook`]: resolves names, checks kinds and ranges, and records every
+//! problem instead of stopping at the first.
+
+mod stmt;
+mod value;
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+
+use crate::check::errors::CheckError;
+use crate::check::names::{
+    did_you_mean, dns_label_problem, dns_subdomain_problem, strip_image_tag, suggest_k8s_name,
+};
+use crate::check::program::*;
+use crate::diag::Problem;
+use crate::span::{FileId, Span, Spanned};
+use crate::syntax::ast;
+use crate::version::Version;
+
+pub use value::{LetUse, Purpose};
+
+/// Lowers one playbook. Holds the problems found so far and what later parts need to resolve
+/// names (components are lowered first so statements can refer to them by index).
+pub struct Lowerer<'a> {
+    pub problems: &'a mut Vec<Problem>,
+    pub file: FileId,
+    pub base_dir: PathBuf,
+    pub components: Vec<Component>,
+    pub let_uses: Vec<LetUse>,
+    /// Names of every matrix in scope for this file.
+    pub matrices: Vec<String>,
+    /// Hook files read while lowering: (path as written, resolved path, text).
+    pub hooks: Vec<(String, PathBuf, String)>,
+}
+
+impl<'a> Lowerer<'a> {
+    pub fn error(&mut self, e: CheckError) {
+        self.problems.push(Problem::new(self.file, e));
+    }
+
+    /// The index of a component named in a statement, or an `unknown_component` error.
+    pub fn component_index(&mut self, name: &Spanned<String>) -> Option<usize> {
+        if let Some(i) = self.components.iter().position(|c| c.name == name.node) {
+            return Some(i);
+        }
+        let help = did_you_mean(&name.node, self.components.iter().map(|c| c.name.as_str()));
+        self.error(CheckError::UnknownComponent {
+            name: name.node.clone(),
+            span: name.span.into(),
+            help: help.or_else(|| {
+                Some(if self.components.is_empty() {
+                    "declare it with `component NAME { … }` in the playbook".into()
+                } else {
+                    format!(
+                        "components of this playbook: {}",
+                        self.components
+                            .iter()
+                            .map(|c| c.name.as_str())
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    )
+                })
+            }),
+        });
+        None
+    }
+
+    fn k8s_label(&mut self, name: &str, span: Span, what: &'static str) {
+        if let Some(reason) = dns_label_problem(name) {
+            self.error(CheckError::InvalidK8sName {
+                what,
+                name: name.to_string(),
+                span: span.into(),
+                reason,
+                help: format!(
+                    "Kubernetes names are lower-case RFC 1123 labels: try `{}`",
+                    suggest_k8s_name(name)
+                ),
+            });
+        }
+    }
+
+    fn k8s_subdomain(&mut self, name: &str, span: Span, what: &'static str) {
+        if let Some(reason) = dns_subdomain_problem(name) {
+            self.error(CheckError::InvalidK8sName {
+                what,
+                name: name.to_string(),
+                span: span.into(),
+                reason,
+                help: format!(
+                    "Kubernetes names are lower-case RFC 1123 names: try `{}`",
+                    suggest_k8s_name(name)
+                ),
+            });
+        }
+    }
+
+    /// Lower a whole playbook.
+    pub fn playbook(&mut self, pb: &ast::Playbook, digest: String) -> Playbook {
+        let name = pb
+            .name
+            .node
+            .as_plain()
+            .unwrap_or_else(|| pb.name.node.display());
+        let mut namespace: Option<Spanned<String>> = None;
+        let mut matrix: Option<Spanned<String>> = None;
+        let mut on_failure: Option<Spanned<OnFailure>> = None;
+        let mut lets: Vec<Let> = Vec::new();
+        let mut env_decls: Vec<&ast::EnvDecl> = Vec::new();
+        let mut stage_decls: Vec<&ast::StageDecl> = Vec::new();
+        let mut seen: HashMap<(&'static str, String), Span> = HashMap::new();
+
+        // Components first: statements and templates refer to them.
+        for e in &pb.entries {
+            if let ast::PlaybookEntry::Component(c) = &e.node {
+                if self.first(&mut seen, "component", &c.name) {
+                    let comp = self.component(c, e.span);
+                    self.components.push(comp);
+                }
+            }
+        }
+        for e in &pb.entries {
+            match &e.node {
+                ast::PlaybookEntry::Namespace(ns) => {
+                    if let Some(prev) = &namespace {
+                        self.duplicate("namespace", "namespace", e.span, prev.span);
+                    } else if let Some(n) = self.plain(ns, "a namespace") {
+                        self.k8s_label(&n, ns.span, "namespace");
+                        namespace = Some(Spanned::new(n, e.span));
+                    }
+                }
+                ast::PlaybookEntry::Matrix(m) => {
+                    if let Some(prev) = &matrix {
+                        self.duplicate("matrix", "matrix", e.span, prev.span);
+                    } else {
+                        if !self.matrices.contains(&m.node) {
+                            let help = did_you_mean(&m.node, self.matrices.iter().map(String::as_str)).or_else(|| {
+                                Some(format!(
+                                    "matrices in scope: {}; declare one with `matrix {} {{ … }}` or `use` a file that does",
+                                    self.matrices.join(", "),
+                                    m.node
+                                ))
+                            });
+                            self.error(CheckError::UnknownMatrix {
+                                name: m.node.clone(),
+                                span: m.span.into(),
+                                help,
+                            });
+                        }
+                        matrix = Some(Spanned::new(m.node.clone(), e.span));
+                    }
+                }
+                ast::PlaybookEntry::OnFailure(mode) => {
+                    if let Some(prev) = &on_failure {
+                        self.duplicate("on_failure", "on_failure", e.span, prev.span);
+                        continue;
+                    }
+                    let m = match mode.node.as_str() {
+                        "rollback" => OnFailure::Rollback,
+                        "halt" => OnFailure::Halt,
+                        other => {
+                            self.error(CheckError::InvalidValue {
+                                what: "on_failure mode",
+                                value: other.to_string(),
+                                span: mode.span.into(),
+                                help:
+                                    "write `on_failure rollback` (the default) or `on_failure halt`"
+                                        .into(),
+                            });
+                            continue;
+                        }
+                    };
+                    on_failure = Some(Spanned::new(m, e.span));
+                }
+                ast::PlaybookEntry::Let(l) => {
+                    if self.first(&mut seen, "let", &l.name) {
+                        let lowered = self.let_decl(l, None);
+                        lets.extend(lowered);
+                    }
+                }
+                ast::PlaybookEntry::Env(env) => {
+                    if self.first(&mut seen, "env", &env.name) {
+                        env_decls.push(env);
+                    }
+                }
+                ast::PlaybookEntry::Stage(s) => {
+                    if self.first(&mut seen, "stage", &s.name) {
+                        stage_decls.push(s);
+                    }
+                }
+                ast::PlaybookEntry::Component(_) => {}
+            }
+        }
+
+        let envs: Vec<Env> = env_decls
+            .iter()
+            .enumerate()
+            .map(|(i, e)| self.env(e, i))
+            .collect();
+        self.check_after(&envs, &env_decls);
+
+        let on_failure_mode = on_failure.as_ref().map_or(OnFailure::Rollback, |o| o.node);
+        let stages: Vec<Stage> = stage_decls
+            .iter()
+            .map(|s| self.stage(s, on_failure_mode))
+            .collect();
+
+        self.check_let_uses(&lets, &envs);
+
+        Playbook {
+            name,
+            span: pb.span,
+            digest,
+            namespace: namespace.map_or_else(|| "default".to_string(), |n| n.node),
+            on_failure: on_failure_mode,
+            matrix: matrix.map(|m| m.node),
+            lets,
+            components: std::mem::take(&mut self.components),
+            envs,
+            stages,
+            base_dir: self.base_dir.clone(),
+        }
+    }
+
+    /// Record a name in its scope; report a duplicate and return false if it was there already.
+    fn first(
+        &mut self,
+        seen: &mut HashMap<(&'static str, String), Span>,
+        what: &'static str,
+        name: &Spanned<String>,
+    ) -> bool {
+        match seen.get(&(what, name.node.clone())) {
+            Some(first) => {
+                let first = *first;
+                self.duplicate(what, &name.node, name.span, first);
+                false
+            }
+            None => {
+                seen.insert((what, name.node.clone()), name.span);
+                true
+            }
+        }
+    }
+
+    fn duplicate(&mut self, what: &'static str, name: &str, span: Span, first: Span) {
+        self.error(CheckError::Duplicate {
+            what,
+            name: name.to_string(),
+            span: span.into(),
+            first: first.into(),
+        });
+    }
+
+    fn component(&mut self, c: &ast::ComponentDecl, span: Span) -> Component {
+        let mut seen: HashMap<&'static str, Span> = HashMap::new();
+        let mut deployments: Vec<String> = Vec::new();
+        let mut blue_green: Option<BlueGreen> = None;
+        let mut container = None;
+        let mut image = None;
+        let mut from: Option<Spanned<Version>> = None;
+        let mut to: Option<Spanned<Version>> = None;
+        let mut migrations = Migrations::BackwardCompatible;
+        let mut role = None;
+        for e in &c.entries {
+            let key = match &e.node {
+                ast::ComponentEntry::Deployment(_) => "deployment",
+                ast::ComponentEntry::Container(_) => "container",
+                ast::ComponentEntry::Image(_) => "image",
+                ast::ComponentEntry::From(_) => "from",
+                ast::ComponentEntry::To(_) => "to",
+                ast::ComponentEntry::Migrations(_) => "migrations",
+                ast::ComponentEntry::Role(_) => "role",
+                ast::ComponentEntry::BlueGreen(_) => "blue_green",
+            };
+            if let Some(first) = seen.get(key) {
+                let first = *first;
+                self.duplicate("entry", key, e.span, first);
+                continue;
+            }
+            seen.insert(key, e.span);
+            match &e.node {
+                ast::ComponentEntry::Deployment(names) => {
+                    let mut seen_names: HashMap<String, Span> = HashMap::new();
+                    for n in names {
+                        if let Some(s) = self.plain(n, "a deployment name") {
+                            self.k8s_subdomain(&s, n.span, "deployment");
+                            if let Some(first) = seen_names.get(&s) {
+                                let first = *first;
+                                self.duplicate("deployment", &s, n.span, first);
+                            } else {
+                                seen_names.insert(s.clone(), n.span);
+                                deployments.push(s);
+                            }
+                        }
+                    }
+                }
+                ast::ComponentEntry::Container(s) => {
+                    if let Some(n) = self.plain(s, "a container name") {
+                        self.k8s_label(&n, s.span, "container");
+                        container = Some(n);
+                    }
+                }
+                ast::ComponentEntry::Image(s) => {
+                    if let Some(n) = self.plain(s, "an image") {
+                        if let Some(stripped) = strip_image_tag(&n) {
+                            self.error(CheckError::ImageWithTag {
+                                image: n.clone(),
+                                span: s.span.into(),
+                                help: format!(
+                                    "write `image \"{stripped}\"`; `from` and `to` give the tag"
+                                ),
+                            });
+                        }
+                        image = Some(n);
+                    }
+                }
+                ast::ComponentEntry::From(v) => {
+                    from = self.version(v).map(|x| Spanned::new(x, v.span))
+                }
+                ast::ComponentEntry::To(v) => to = self.version(v).map(|x| Spanned::new(x, v.span)),
+                ast::ComponentEntry::Migrations(m) => {
+                    migrations = match m.node.as_str() {
+                        "backward_compatible" => Migrations::BackwardCompatible,
+                        "forward_only" => Migrations::ForwardOnly,
+                        other => {
+                            self.error(CheckError::InvalidValue {
+                                what: "migrations kind",
+                                value: other.to_string(),
+                                span: m.span.into(),
+                                help: "write `migrations backward_compatible` or `migrations forward_only`".into(),
+                            });
+                            Migrations::BackwardCompatible
+                        }
+                    }
+                }
+                ast::ComponentEntry::Role(r) => role = Some(r.node.clone()),
+                ast::ComponentEntry::BlueGreen(entries) => {
+                    blue_green = self.blue_green(entries, e.span)
+                }
+            }
+        }
+        let what = format!("component `{}`", c.name.node);
+        let workload = match (deployments.is_empty(), blue_green) {
+            (false, Some(bg)) => {
+                self.error(CheckError::Misplaced {
+                    what: "`deployment` beside `blue_green`".into(),
+                    span: seen["deployment"].into(),
+                    help: "a blue-green component names its two deployments as `blue` and `green` inside `blue_green { … }`".into(),
+                });
+                Workload::BlueGreen(bg)
+            }
+            (_, Some(bg)) => Workload::BlueGreen(bg),
+            (false, None) => Workload::Deployments(deployments),
+            (true, None) => {
+                if !seen.contains_key("blue_green") {
+                    self.error(CheckError::MissingEntry {
+                        what: what.clone(),
+                        missing: "a `deployment` or a `blue_green { … }` block",
+                        span: c.name.span.into(),
+                        help: format!(
+                            "add `deployment \"{}\"` inside the component",
+                            suggest_k8s_name(&c.name.node)
+                        ),
+                    });
+                }
+                Workload::Deployments(vec![])
+            }
+        };
+        for (key, example) in [
+            ("image", "image \"org/name\""),
+            ("from", "from 1.4.0"),
+            ("to", "to 1.5.0"),
+        ] {
+            if !seen.contains_key(key) {
+                self.error(CheckError::MissingEntry {
+                    what: what.clone(),
+                    missing: match key {
+                        "image" => "an `image`",
+                        "from" => "a `from` version",
+                        _ => "a `to` version",
+                    },
+                    span: c.name.span.into(),
+                    help: format!("add `{example}` inside the component"),
+                });
+            }
+        }
+        if let (Some(f), Some(t)) = (&from, &to) {
+            if t.node < f.node {
+                self.error(CheckError::Downgrade {
+                    comp: c.name.node.clone(),
+                    from: f.node.to_string(),
+                    to: t.node.to_string(),
+                    span: t.span.into(),
+                });
+            }
+        }
+        let container = container.unwrap_or_else(|| {
+            self.k8s_label(&c.name.node, c.name.span, "container");
+            c.name.node.clone()
+        });
+        let zero = Version::new(0, 0, 0);
+        Component {
+            name: c.name.node.clone(),
+            role: role.unwrap_or_else(|| c.name.node.clone()),
+            workload,
+            container,
+            image: image.unwrap_or_default(),
+            from: from.map_or_else(|| zero.clone(), |f| f.node),
+            to: to.map_or(zero, |t| t.node),
+            migrations,
+            span,
+        }
+    }
+
+    fn blue_green(
+        &mut self,
+        entries: &[Spanned<ast::BlueGreenEntry>],
+        span: Span,
+    ) -> Option<BlueGreen> {
+        let mut vals: HashMap<&'static str, String> = HashMap::new();
+        let mut seen: HashMap<&'static str, Span> = HashMap::new();
+        for e in entries {
+            let (key, s, what) = match &e.node {
+                ast::BlueGreenEntry::Service(s) => ("service", s, "service"),
+                ast::BlueGreenEntry::Selector(s) => ("selector", s, "selector"),
+                ast::BlueGreenEntry::Blue(s) => ("blue", s, "deployment"),
+                ast::BlueGreenEntry::Green(s) => ("green", s, "deployment"),
+            };
+            if let Some(first) = seen.get(key) {
+                let first = *first;
+                self.duplicate("entry", key, e.span, first);
+                continue;
+            }
+            seen.insert(key, e.span);
+            if let Some(v) = self.plain(s, "a blue-green name") {
+                if key == "selector" {
+                    if v.is_empty() || v.len() > 63 {
+                        self.error(CheckError::InvalidValue {
+                            what: "label key",
+                            value: v.clone(),
+                            span: s.span.into(),
+                            help: "a label key is 1 to 63 characters, like \"version\"".into(),
+                        });
+                    }
+                } else if key == "service" {
+                    self.k8s_label(&v, s.span, what);
+                } else {
+                    self.k8s_subdomain(&v, s.span, what);
+                }
+                vals.insert(key, v);
+            }
+        }
+        let mut missing = Vec::new();
+        for key in ["service", "selector", "blue", "green"] {
+            if !seen.contains_key(key) {
+                missing.push(key);
+            }
+        }
+        if !missing.is_empty() {
+            self.error(CheckError::MissingEntry {
+                what: "a `blue_green` block".into(),
+                missing: "`service`, `selector`, `blue` and `green`",
+                span: span.into(),
+                help: format!(
+                    "add {}",
+                    missing
+                        .iter()
+                        .map(|m| format!("`{m} \"…\"`"))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            });
+            return None;
+        }
+        if vals.get("blue") == vals.get("green") && vals.contains_key("blue") {
+            self.error(CheckError::InvalidValue {
+                what: "blue-green pair",
+                value: vals["blue"].clone(),
+                span: span.into(),
+                help: "blue and green must be two different deployments".into(),
+            });
+        }
+        Some(BlueGreen {
+            service: vals.remove("service")?,
+            selector: vals.remove("selector")?,
+            blue: vals.remove("blue")?,
+            green: vals.remove("green")?,
+        })
+    }
+
+    fn let_decl(&mut self, l: &ast::LetDecl, env: Option<usize>) -> Option<Let> {
+        let value = match &l.value {
+            ast::LetValue::Env(var) => {
+                let var = self.plain(var, "an environment variable name")?;
+                LetValue::Secret { var }
+            }
+            ast::LetValue::Value(v) => {
+                let s = self.string_value(v)?;
+                LetValue::Text(self.template(&s, Purpose::Other, env))
+            }
+        };
+        Some(Let {
+            name: l.name.node.clone(),
+            value,
+            span: l.name.span,
+        })
+    }
+
+    fn env(&mut self, e: &ast::EnvDecl, index: usize) -> Env {
+        let mut context = None;
+        let mut namespace = None;
+        let mut after = Vec::new();
+        let mut lets = Vec::new();
+        let mut seen: HashMap<(&'static str, String), Span> = HashMap::new();
+        for entry in &e.entries {
+            match &entry.node {
+                ast::EnvEntry::Context(c) => {
+                    let key = Spanned::new("context".to_string(), entry.span);
+                    if self.first(&mut seen, "entry", &key) {
+                        context = self.plain(c, "a context name");
+                    }
+                }
+                ast::EnvEntry::Namespace(n) => {
+                    let key = Spanned::new("namespace".to_string(), entry.span);
+                    if self.first(&mut seen, "entry", &key) {
+                        namespace = self.plain(n, "a namespace");
+                        if let Some(ns) = &namespace {
+                            self.k8s_label(&ns.clone(), n.span, "namespace");
+                        }
+                    }
+                }
+                ast::EnvEntry::After(names) => {
+                    for n in names {
+                        if self.first(&mut seen, "after", n) {
+                            after.push(n.clone());
+                        }
+                    }
+                }
+                ast::EnvEntry::Let(l) => {
+                    if self.first(&mut seen, "let", &l.name) {
+                        lets.extend(self.let_decl(l, Some(index)));
+                    }
+                }
+            }
+        }
+        Env {
+            name: e.name.node.clone(),
+            context,
+            namespace,
+            after: after.into_iter().map(|a| a.node).collect(),
+            lets,
+            span: e.name.span,
+        }
+    }
+
+    /// Unknown envs in `after`, and cycles.
+    fn check_after(&mut self, envs: &[Env], decls: &[&ast::EnvDecl]) {
+        let names: Vec<&str> = envs.iter().map(|e| e.name.as_str()).collect();
+        let mut edges: Vec<Vec<(usize, Span)>> = vec![Vec::new(); envs.len()];
+        for (i, d) in decls.iter().enumerate() {
+            for entry in &d.entries {
+                if let ast::EnvEntry::After(list) = &entry.node {
+                    for a in list {
+                        match names.iter().position(|n| *n == a.node) {
+                            Some(j) => edges[i].push((j, a.span)),
+                            None => self.error(CheckError::UnknownEnv {
+                                name: a.node.clone(),
+                                span: a.span.into(),
+                                help: did_you_mean(&a.node, names.iter().copied()).or_else(|| {
+                                    Some(if names.is_empty() {
+                                        "declare envs with `env NAME { … }`".into()
+                                    } else {
+                                        format!("envs of this playbook: {}", names.join(", "))
+                                    })
+                                }),
+                            }),
+                        }
+                    }
+                }
+            }
+        }
+        // Depth-first search for a cycle; report each cycle once, at the edge that closes it.
+        let mut state = vec![0u8; envs.len()]; // 0 new, 1 on stack, 2 done
+        let mut stack: Vec<usize> = Vec::new();
+        fn dfs(
+            i: usize,
+            edges: &[Vec<(usize, Span)>],
+            state: &mut [u8],
+            stack: &mut Vec<usize>,
+            found: &mut Vec<(Vec<usize>, Span)>,
+        ) {
+            state[i] = 1;
+            stack.push(i);
+            for &(j, span) in &edges[i] {
+                if state[j] == 1 {
+                    let from = stack.iter().position(|&k| k == j).unwrap_or(0);
+                    let mut cycle = stack[from..].to_vec();
+                    cycle.push(j);
+                    found.push((cycle, span));
+                } else if state[j] == 0 {
+                    dfs(j, edges, state, stack, found);
+                }
+            }
+            stack.pop();
+            state[i] = 2;
+        }
+        let mut found = Vec::new();
+        for i in 0..envs.len() {
+            if state[i] == 0 {
+                dfs(i, &edges, &mut state, &mut stack, &mut found);
+            }
+        }
+        for (cycle, span) in found {
+            let chain = cycle
+                .iter()
+                .map(|&k| names[k])
+                .collect::<Vec<_>>()
+                .join(" after ");
+            self.error(CheckError::AfterCycle {
+                chain,
+                span: span.into(),
+            });
+        }
+    }
+
+    /// Every `${let}` must be defined in each env that can run the playbook (or in the playbook
+    /// when there are no envs); secrets may not reach URLs.
+    fn check_let_uses(&mut self, lets: &[Let], envs: &[Env]) {
+        let uses = std::mem::take(&mut self.let_uses);
+        let scopes: Vec<Option<usize>> = if envs.is_empty() {
+            vec![None]
+        } else {
+            (0..envs.len()).map(Some).collect()
+        };
+        let mut reported: Vec<(Span, String)> = Vec::new();
+        for u in &uses {
+            let relevant: Vec<Option<usize>> = match u.env {
+                Some(e) => vec![Some(e)],
+                None => scopes.clone(),
+            };
+            let mut missing_in = Vec::new();
+            let mut secret = false;
+            for scope in &relevant {
+                let found = scope
+                    .and_then(|e| envs[e].lets.iter().find(|l| l.name == u.name))
+                    .or_else(|| lets.iter().find(|l| l.name == u.name));
+                match found {
+                    None => missing_in.push(*scope),
+                    Some(l) => {
+                        if is_secret(l, lets, scope.map(|e| &envs[e]), 0) {
+                            secret = true;
+                        }
+                    }
+                }
+            }
+            if !missing_in.is_empty() && !reported.contains(&(u.span, u.name.clone())) {
+                reported.push((u.span, u.name.clone()));
+                let context = if missing_in.iter().all(Option::is_none) || envs.is_empty() {
+                    String::new()
+                } else {
+                    let names: Vec<&str> = missing_in
+                        .iter()
+                        .flatten()
+                        .map(|&e| envs[e].name.as_str())
+                        .collect();
+                    format!(" in env {}", names.join(", "))
+                };
+                let mut candidates: Vec<&str> = lets.iter().map(|l| l.name.as_str()).collect();
+                for e in envs {
+                    candidates.extend(e.lets.iter().map(|l| l.name.as_str()));
+                }
+                let help = did_you_mean(&u.name, candidates.iter().copied()).or_else(|| {
+                    Some(if envs.is_empty() {
+                        format!("add `let {} = \"…\"` to the playbook", u.name)
+                    } else {
+                        format!(
+                            "add `let {} = \"…\"` to the playbook or to every env",
+                            u.name
+                        )
+                    })
+                });
+                self.error(CheckError::UnknownLet {
+                    name: u.name.clone(),
+                    context,
+                    span: u.span.into(),
+                    help,
+                });
+            }
+            if secret && u.purpose == Purpose::Url {
+                self.error(CheckError::SecretInUrl {
+                    name: u.name.clone(),
+                    span: u.span.into(),
+                });
+            }
+        }
+    }
+}
+
+/// Is the let a secret, or built from one?
+fn is_secret(l: &Let, lets: &[Let], env: Option<&Env>, depth: usize) -> bool {
+    if depth > 16 {
+        return false;
+    }
+    match &l.value {
+        LetValue::Secret { .. } => true,
+        LetValue::Text(t) => t.parts.iter().any(|p| match p {
+            TemplatePart::Let(name) => env
+                .and_then(|e| e.lets.iter().find(|x| &x.name == name))
+                .or_else(|| lets.iter().find(|x| &x.name == name))
+                .is_some_and(|x| is_secret(x, lets, env, depth + 1)),
+            _ => false,
+        }),
+    }
+}

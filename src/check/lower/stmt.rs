@@ -1,0 +1,529 @@
+//! Stages, actions and guards.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use crate::check::errors::CheckError;
+use crate::check::program::*;
+use crate::span::{Span, Spanned};
+use crate::syntax::ast::{self, Value};
+
+use super::{Lowerer, Purpose};
+
+/// Where a statement stands; some statements are only allowed in some places.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Place {
+    Stage,
+    Rollback,
+    /// Inside `canary … { }` or `blue_green … { }`: guards only.
+    GuardBlock,
+}
+
+const HTTP_METHODS: &[&str] = &["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"];
+
+impl Lowerer<'_> {
+    pub(super) fn stage(&mut self, s: &ast::StageDecl, on_failure: OnFailure) -> Stage {
+        let stmts = self.stmts(&s.stmts, Place::Stage);
+        let mut rollback = Rollback::Implicit;
+        for (i, r) in s.rollbacks.iter().enumerate() {
+            if i > 0 {
+                self.duplicate("rollback clause", "rollback", r.span, s.rollbacks[0].span);
+                continue;
+            }
+            rollback = match &r.node {
+                ast::RollbackDecl::None => Rollback::None(r.span),
+                ast::RollbackDecl::Block(body) => {
+                    Rollback::Block(self.stmts(body, Place::Rollback), r.span)
+                }
+            };
+        }
+        if let Rollback::None(span) = rollback {
+            if on_failure == OnFailure::Rollback && stmts.iter().any(|st| st.op.is_action()) {
+                self.error(CheckError::NoWayBack {
+                    stage: s.name.node.clone(),
+                    span: span.into(),
+                });
+            }
+        }
+        Stage {
+            name: s.name.node.clone(),
+            span: s.name.span,
+            stmts,
+            rollback,
+        }
+    }
+
+    fn stmts(&mut self, stmts: &[ast::Stmt], place: Place) -> Vec<Statement> {
+        stmts.iter().filter_map(|s| self.stmt(s, place)).collect()
+    }
+
+    /// Check a statement's options against those it takes; returns them by name.
+    fn options<'o>(
+        &mut self,
+        opts: &'o [ast::Opt],
+        allowed: &[&str],
+        stmt: &str,
+    ) -> HashMap<&'o str, &'o Spanned<Value>> {
+        let mut out: HashMap<&str, &Spanned<Value>> = HashMap::new();
+        let mut first: HashMap<&str, Span> = HashMap::new();
+        for o in opts {
+            let name = o.name.node.as_str();
+            if !allowed.contains(&name) {
+                self.error(CheckError::Misplaced {
+                    what: format!("`{name}` on `{stmt}`"),
+                    span: o.name.span.into(),
+                    help: if allowed.is_empty() {
+                        format!("`{stmt}` takes no options")
+                    } else {
+                        format!(
+                            "`{stmt}` takes {}",
+                            allowed
+                                .iter()
+                                .map(|a| format!("`{a}`"))
+                                .collect::<Vec<_>>()
+                                .join(", ")
+                        )
+                    },
+                });
+                continue;
+            }
+            if let Some(f) = first.get(name) {
+                let f = *f;
+                self.duplicate("option", name, o.name.span, f);
+                continue;
+            }
+            first.insert(name, o.name.span);
+            out.insert(name, &o.value);
+        }
+        out
+    }
+
+    fn opt_duration(
+        &mut self,
+        opts: &HashMap<&str, &Spanned<Value>>,
+        name: &str,
+    ) -> Option<Duration> {
+        opts.get(name).and_then(|v| self.duration(v))
+    }
+
+    fn to_version(
+        &mut self,
+        opts: &HashMap<&str, &Spanned<Value>>,
+        comp: usize,
+    ) -> crate::version::Version {
+        match opts.get("to") {
+            Some(v) => self
+                .version(v)
+                .unwrap_or_else(|| self.components[comp].to.clone()),
+            None => self.components[comp].to.clone(),
+        }
+    }
+
+    fn require_plain_deployments(
+        &mut self,
+        comp: usize,
+        name: &Spanned<String>,
+        stmt: &'static str,
+    ) -> bool {
+        if self.components[comp].is_blue_green() {
+            self.error(CheckError::BlueGreenMisuse {
+                stmt,
+                what: format!("the blue-green component `{}`", name.node),
+                span: name.span.into(),
+                help: format!(
+                    "`{}` is upgraded with `blue_green {} {{ … }}` and switched with `switch {} to blue|green`",
+                    name.node, name.node, name.node
+                ),
+            });
+            return false;
+        }
+        true
+    }
+
+    fn stmt(&mut self, s: &ast::Stmt, place: Place) -> Option<Statement> {
+        if place == Place::GuardBlock && !matches!(s.kind, ast::StmtKind::Guard(_)) {
+            self.error(CheckError::Misplaced {
+                what: format!("`{}`", s.kind.keyword()),
+                span: s.span.into(),
+                help: "only guards run inside a `canary` or `blue_green` block; put other statements after it".into(),
+            });
+            return None;
+        }
+        let op = match &s.kind {
+            ast::StmtKind::Rolling { comp, opts } => {
+                let o = self.options(
+                    opts,
+                    &["to", "max_unavailable", "max_surge", "timeout"],
+                    "rolling",
+                );
+                let max_unavailable = o
+                    .get("max_unavailable")
+                    .and_then(|v| self.int_or_percent(v));
+                let max_surge = o.get("max_surge").and_then(|v| self.int_or_percent(v));
+                let timeout = self.opt_duration(&o, "timeout");
+                let c = self.component_index(comp)?;
+                self.require_plain_deployments(c, comp, "rolling");
+                Op::Rolling {
+                    comp: c,
+                    to: self.to_version(&o, c),
+                    max_unavailable,
+                    max_surge,
+                    timeout,
+                }
+            }
+            ast::StmtKind::Canary { comp, opts, block } => {
+                let o = self.options(opts, &["to", "weight", "for", "timeout"], "canary");
+                let c = self.component_index(comp);
+                let weight = match o.get("weight") {
+                    Some(v) => self.weight(v),
+                    None => {
+                        self.error(CheckError::MissingEntry {
+                            what: "`canary`".into(),
+                            missing: "a `weight`",
+                            span: s.span.into(),
+                            help: format!("write `canary {} weight 10%`", comp.node),
+                        });
+                        None
+                    }
+                };
+                let duration = self.opt_duration(&o, "for");
+                let guards = self.stmts(block.as_deref().unwrap_or(&[]), Place::GuardBlock);
+                let c = c?;
+                self.require_plain_deployments(c, comp, "canary");
+                Op::Canary {
+                    comp: c,
+                    to: self.to_version(&o, c),
+                    weight: weight.unwrap_or(10),
+                    duration,
+                    guards,
+                }
+            }
+            ast::StmtKind::BlueGreen { comp, opts, block } => {
+                let o = self.options(opts, &["to", "timeout"], "blue_green");
+                let c = self.component_index(comp);
+                let guards = self.stmts(block.as_deref().unwrap_or(&[]), Place::GuardBlock);
+                let c = c?;
+                if !self.components[c].is_blue_green() {
+                    self.error(CheckError::BlueGreenMisuse {
+                        stmt: "blue_green",
+                        what: format!("`{}`, which has no `blue_green {{ … }}` block", comp.node),
+                        span: comp.span.into(),
+                        help: format!(
+                            "declare `blue_green {{ service … selector … blue … green … }}` in component `{}`, or use `rolling {}`",
+                            comp.node, comp.node
+                        ),
+                    });
+                }
+                Op::BlueGreen {
+                    comp: c,
+                    to: self.to_version(&o, c),
+                    guards,
+                }
+            }
+            ast::StmtKind::Restart { comp, opts } => {
+                let o = self.options(opts, &["timeout"], "restart");
+                let c = self.component_index(comp)?;
+                Op::Restart {
+                    comp: c,
+                    timeout: self.opt_duration(&o, "timeout"),
+                }
+            }
+            ast::StmtKind::Undo {
+                comp,
+                revision,
+                opts,
+            } => {
+                self.options(opts, &[], "undo");
+                let c = self.component_index(comp)?;
+                self.require_plain_deployments(c, comp, "undo");
+                let revision = match revision {
+                    Some(v) => Some(self.count(v, "a revision", 1..=u32::MAX as u64)? as u64),
+                    None => None,
+                };
+                Op::Undo { comp: c, revision }
+            }
+            ast::StmtKind::Switch { comp, colour } => {
+                let c = self.component_index(comp)?;
+                let col = match colour.node.as_str() {
+                    "blue" => Colour::Blue,
+                    "green" => Colour::Green,
+                    other => {
+                        self.error(CheckError::InvalidValue {
+                            what: "colour",
+                            value: other.to_string(),
+                            span: colour.span.into(),
+                            help: "write `switch C to blue` or `switch C to green`".into(),
+                        });
+                        return None;
+                    }
+                };
+                if !self.components[c].is_blue_green() {
+                    self.error(CheckError::BlueGreenMisuse {
+                        stmt: "switch",
+                        what: format!("`{}`, which has no `blue_green {{ … }}` block", comp.node),
+                        span: comp.span.into(),
+                        help: "`switch` moves a blue-green Service between its colours; declare `blue_green { … }` in the component".into(),
+                    });
+                    return None;
+                }
+                Op::Switch {
+                    comp: c,
+                    colour: col,
+                }
+            }
+            ast::StmtKind::Scale {
+                comp,
+                replicas,
+                opts,
+            } => {
+                let o = self.options(opts, &["timeout"], "scale");
+                let c = self.component_index(comp);
+                let n = self.count(replicas, "a replica count", 0..=10_000);
+                Op::Scale {
+                    comp: c?,
+                    replicas: n?,
+                    timeout: self.opt_duration(&o, "timeout"),
+                }
+            }
+            ast::StmtKind::Pause { duration } => Op::Pause(self.duration(duration)?),
+            ast::StmtKind::Approve { question } => {
+                Op::Approve(self.template(question, Purpose::Other, None))
+            }
+            ast::StmtKind::Guard(g) => Op::Guard(self.guard(g)?),
+        };
+        Some(Statement { op, span: s.span })
+    }
+
+    fn within(&mut self, opts: &[ast::Opt], stmt: &str) -> Option<Duration> {
+        let o = self.options(opts, &["within"], stmt);
+        self.opt_duration(&o, "within")
+    }
+
+    fn guard(&mut self, g: &ast::Guard) -> Option<Guard> {
+        match g {
+            ast::Guard::Http(h) => self.http_guard(h),
+            ast::Guard::Logs {
+                comp,
+                pattern,
+                opts,
+            } => {
+                let within = self.within(opts, "guard logs");
+                let c = self.component_index(comp);
+                let pat = self.plain(pattern, "a log pattern")?;
+                if let Err(e) = regex::Regex::new(&pat) {
+                    self.error(CheckError::BadRegex {
+                        reason: e
+                            .to_string()
+                            .lines()
+                            .last()
+                            .unwrap_or("invalid")
+                            .trim()
+                            .to_string(),
+                        span: pattern.span.into(),
+                    });
+                    return None;
+                }
+                Some(Guard {
+                    kind: GuardKind::Logs {
+                        comp: c?,
+                        pattern: pat,
+                    },
+                    within,
+                })
+            }
+            ast::Guard::Ready { comp, opts } => {
+                let within = self.within(opts, "guard ready");
+                Some(Guard {
+                    kind: GuardKind::Ready {
+                        comp: self.component_index(comp)?,
+                    },
+                    within,
+                })
+            }
+            ast::Guard::Hook { path, opts } => {
+                let within = self.within(opts, "guard hook");
+                let shown = self.plain(path, "a hook path")?;
+                let resolved = self.base_dir.join(&shown);
+                match std::fs::read(&resolved) {
+                    Ok(bytes) => match String::from_utf8(bytes) {
+                        Ok(source) => {
+                            self.hooks
+                                .push((shown.clone(), resolved.clone(), source.clone()));
+                            Some(Guard {
+                                kind: GuardKind::Hook {
+                                    path: resolved,
+                                    shown,
+                                    source,
+                                },
+                                within,
+                            })
+                        }
+                        Err(_) => {
+                            self.error(CheckError::MissingHook {
+                                path: shown,
+                                reason: "not UTF-8 text".into(),
+                                span: path.span.into(),
+                            });
+                            None
+                        }
+                    },
+                    Err(e) => {
+                        self.error(CheckError::MissingHook {
+                            path: shown,
+                            reason: crate::check::io_reason(&e),
+                            span: path.span.into(),
+                        });
+                        None
+                    }
+                }
+            }
+            ast::Guard::Rhai { script, opts } => {
+                let within = self.within(opts, "guard rhai");
+                Some(Guard {
+                    kind: GuardKind::Rhai {
+                        script: Script {
+                            text: script.text.clone(),
+                            span: script.span,
+                        },
+                    },
+                    within,
+                })
+            }
+        }
+    }
+
+    fn http_guard(&mut self, h: &ast::HttpGuard) -> Option<Guard> {
+        let method = h.method.node.clone();
+        let mut ok = true;
+        if !HTTP_METHODS.contains(&method.as_str()) {
+            let upper = method.to_ascii_uppercase();
+            self.error(CheckError::InvalidValue {
+                what: "HTTP method",
+                value: method.clone(),
+                span: h.method.span.into(),
+                help: if HTTP_METHODS.contains(&upper.as_str()) {
+                    format!("methods are upper case: `{upper}`")
+                } else {
+                    format!("methods: {}", HTTP_METHODS.join(", "))
+                },
+            });
+            ok = false;
+        }
+        let url = self.template(&h.url, Purpose::Url, None);
+        if let Some(TemplatePart::Text(t)) = url.parts.first() {
+            if !(t.starts_with("http://") || t.starts_with("https://")) {
+                self.error(CheckError::InvalidValue {
+                    what: "URL",
+                    value: h.url.node.display(),
+                    span: h.url.span.into(),
+                    help: "URLs start with `http://` or `https://`, or with a let that holds one (`${api_url}/readyz`)".into(),
+                });
+                ok = false;
+            }
+        }
+        let mut check = HttpCheck {
+            method,
+            url,
+            headers: Vec::new(),
+            bearer: None,
+            body: None,
+            expect_status: None,
+            expect_contains: Vec::new(),
+            check: None,
+        };
+        let mut within = None;
+        let mut firsts: HashMap<&'static str, Span> = HashMap::new();
+        let mut once = |this: &mut Self, key: &'static str, span: Span| -> bool {
+            if let Some(f) = firsts.get(key) {
+                this.duplicate("entry", key, span, *f);
+                false
+            } else {
+                firsts.insert(key, span);
+                true
+            }
+        };
+        for e in &h.entries {
+            match &e.node {
+                ast::HttpEntry::Header(k, v) => {
+                    if let Some(name) = self.plain(k, "a header name") {
+                        if name.is_empty()
+                            || !name.bytes().all(|b| {
+                                b.is_ascii_alphanumeric() || b"-_!#$%&'*+.^`|~".contains(&b)
+                            })
+                        {
+                            self.error(CheckError::InvalidValue {
+                                what: "header name",
+                                value: name.clone(),
+                                span: k.span.into(),
+                                help: "header names are tokens like `X-Request-Id`".into(),
+                            });
+                            ok = false;
+                        }
+                        let value = self.template(v, Purpose::Other, None);
+                        check.headers.push((name, value));
+                    }
+                }
+                ast::HttpEntry::Bearer(name) => {
+                    if once(self, "bearer", e.span) {
+                        self.let_uses.push(super::LetUse {
+                            name: name.node.clone(),
+                            span: name.span,
+                            purpose: Purpose::Other,
+                            env: None,
+                        });
+                        check.bearer = Some(name.node.clone());
+                    }
+                }
+                ast::HttpEntry::Json(v) => {
+                    if once(self, "body", e.span) {
+                        check.body = Some(HttpBody::Json(v.clone()));
+                    }
+                }
+                ast::HttpEntry::Body(b) => {
+                    if once(self, "body", e.span) {
+                        check.body = Some(HttpBody::Text(self.template(b, Purpose::Other, None)));
+                    }
+                }
+                ast::HttpEntry::Expect(v) => {
+                    if once(self, "expect", e.span) {
+                        check.expect_status = self.status(v);
+                        ok &= check.expect_status.is_some();
+                    }
+                }
+                ast::HttpEntry::ExpectBodyContains(s) => {
+                    let t = self.template(s, Purpose::Other, None);
+                    check.expect_contains.push(t);
+                }
+                ast::HttpEntry::Check(script) => {
+                    if once(self, "check", e.span) {
+                        check.check = Some(Script {
+                            text: script.text.clone(),
+                            span: script.span,
+                        });
+                    }
+                }
+                ast::HttpEntry::Opt(o) => {
+                    let m = self.options(std::slice::from_ref(o), &["within"], "guard http");
+                    if let Some(v) = m.get("within") {
+                        if once(self, "within", o.name.span) {
+                            within = self.duration(v);
+                        }
+                    }
+                }
+            }
+        }
+        let o = self.options(&h.opts, &["within"], "guard http");
+        if let Some(v) = o.get("within") {
+            if once(self, "within", v.span) {
+                within = self.duration(v);
+            }
+        }
+        if !ok {
+            return None;
+        }
+        Some(Guard {
+            kind: GuardKind::Http(check),
+            within,
+        })
+    }
+}

@@ -1,0 +1,386 @@
+//! AST → checked program + diagnostics.
+//!
+//! Passes, in order; each adds to one list of problems and none stops the others:
+//! 1. load: read every input (files, or folders searched for `*.ktplay`), parse, follow `use`;
+//! 2. matrices: validate declarations, note shadowing of built-ins;
+//! 3. lower: resolve names and check values in each playbook ([`lower`]);
+//! 4. model: the compatibility model over every state and rollback path (`crate::model`).
+
+pub mod errors;
+pub mod lower;
+pub mod names;
+pub mod program;
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use sha2::{Digest, Sha256};
+
+use crate::diag::Problem;
+use crate::source::SourceMap;
+use crate::span::{FileId, Span};
+use crate::syntax::{self, ast, SyntaxError};
+pub use errors::CheckError;
+pub use program::Playbook;
+
+/// The result of checking: every file read, every problem found, and the playbooks of the
+/// input files (meaningful only when there are no errors).
+pub struct Checked {
+    pub sources: SourceMap,
+    pub problems: Vec<Problem>,
+    pub playbooks: Vec<(FileId, Playbook)>,
+    /// Input files named on the command line (or found in named folders).
+    pub inputs: Vec<FileId>,
+}
+
+impl Checked {
+    pub fn errors(&self) -> usize {
+        self.problems.iter().filter(|p| p.is_error()).count()
+    }
+    pub fn warnings(&self) -> usize {
+        self.problems.len() - self.errors()
+    }
+}
+
+/// A path on the command line that cannot be read at all (exit code 2, not a diagnostic).
+#[derive(Debug, thiserror::Error, miette::Diagnostic)]
+pub enum InputError {
+    #[error("cannot read `{path}`: {reason}")]
+    #[diagnostic(code(ktplay::io::unreadable))]
+    Unreadable { path: String, reason: String },
+    #[error("`{path}` holds no .ktplay files")]
+    #[diagnostic(
+        code(ktplay::io::empty_dir),
+        help("name .ktplay files, or folders that contain them")
+    )]
+    EmptyDir { path: String },
+}
+
+/// A short reason for an I/O error, without the OS error number noise.
+pub fn io_reason(e: &std::io::Error) -> String {
+    match e.kind() {
+        std::io::ErrorKind::NotFound => "no such file".into(),
+        std::io::ErrorKind::PermissionDenied => "permission denied".into(),
+        std::io::ErrorKind::IsADirectory => "is a directory".into(),
+        _ => {
+            let s = e.to_string();
+            s.split(" (os error").next().unwrap_or(&s).to_string()
+        }
+    }
+}
+
+/// Largest file `check` reads; anything larger is refused with a clear error, not read.
+pub const MAX_FILE_BYTES: u64 = 16 * 1024 * 1024;
+
+struct Loaded {
+    ast: Option<ast::File>,
+    /// Files this one `use`s, resolved.
+    uses: Vec<FileId>,
+}
+
+struct Loader {
+    sources: SourceMap,
+    problems: Vec<Problem>,
+    files: HashMap<FileId, Loaded>,
+}
+
+impl Loader {
+    /// Read and parse one file; returns its id (already loaded files are not read twice).
+    fn load(&mut self, path: &Path, shown: String) -> Result<FileId, std::io::Error> {
+        let canonical = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
+        if let Some(id) = self.sources.find(&canonical) {
+            return Ok(id);
+        }
+        let meta = std::fs::metadata(path)?;
+        if meta.is_dir() {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::IsADirectory,
+                "is a directory",
+            ));
+        }
+        if meta.len() > MAX_FILE_BYTES {
+            return Err(std::io::Error::other(format!(
+                "{} bytes; playbooks larger than {} MiB are refused",
+                meta.len(),
+                MAX_FILE_BYTES / (1024 * 1024)
+            )));
+        }
+        let bytes = std::fs::read(path)?;
+        Ok(self.add(shown, canonical, bytes))
+    }
+
+    fn add(&mut self, shown: String, path: PathBuf, bytes: Vec<u8>) -> FileId {
+        match String::from_utf8(bytes) {
+            Ok(text) => {
+                let id = self.sources.add(shown, path, text.as_str());
+                let ast = match syntax::parse(id, &text) {
+                    Ok(f) => Some(f),
+                    Err(errs) => {
+                        self.problems
+                            .extend(errs.into_iter().map(|e| Problem::new(id, e)));
+                        None
+                    }
+                };
+                self.files.insert(id, Loaded { ast, uses: vec![] });
+                id
+            }
+            Err(e) => {
+                let offset = e.utf8_error().valid_up_to();
+                let text = String::from_utf8_lossy(e.as_bytes()).into_owned();
+                let id = self.sources.add(shown, path, text.as_str());
+                self.problems
+                    .push(Problem::new(id, SyntaxError::NotUtf8 { offset }));
+                self.files.insert(
+                    id,
+                    Loaded {
+                        ast: None,
+                        uses: vec![],
+                    },
+                );
+                id
+            }
+        }
+    }
+
+    /// Follow `use` items depth-first, reporting missing files and cycles.
+    fn resolve_uses(&mut self, id: FileId, stack: &mut Vec<FileId>) {
+        stack.push(id);
+        let uses: Vec<(String, Span)> = match self.files.get(&id).and_then(|l| l.ast.as_ref()) {
+            Some(f) => f
+                .items
+                .iter()
+                .filter_map(|i| match i {
+                    ast::Item::Use(s) => Some((
+                        s.node.as_plain().unwrap_or_else(|| s.node.display()),
+                        s.span,
+                    )),
+                    _ => None,
+                })
+                .collect(),
+            None => vec![],
+        };
+        let dir = self
+            .sources
+            .get(id)
+            .path
+            .parent()
+            .map(Path::to_path_buf)
+            .unwrap_or_default();
+        let shown_dir = Path::new(&self.sources.get(id).name)
+            .parent()
+            .map(Path::to_path_buf)
+            .unwrap_or_default();
+        for (rel, span) in uses {
+            let target = dir.join(&rel);
+            let shown = shown_dir.join(&rel).to_string_lossy().into_owned();
+            let canonical = std::fs::canonicalize(&target).unwrap_or_else(|_| target.clone());
+            if let Some(existing) = self.sources.find(&canonical) {
+                if let Some(pos) = stack.iter().position(|f| *f == existing) {
+                    let chain = stack[pos..]
+                        .iter()
+                        .chain(std::iter::once(&existing))
+                        .map(|f| self.sources.get(*f).name.clone())
+                        .collect::<Vec<_>>()
+                        .join(" → ");
+                    self.problems.push(Problem::new(
+                        id,
+                        CheckError::UseCycle {
+                            chain,
+                            span: span.into(),
+                        },
+                    ));
+                    continue;
+                }
+                self.files.get_mut(&id).expect("loaded").uses.push(existing);
+                continue;
+            }
+            match self.load(&target, shown.clone()) {
+                Ok(used) => {
+                    self.files.get_mut(&id).expect("loaded").uses.push(used);
+                    self.resolve_uses(used, stack);
+                }
+                Err(e) => self.problems.push(Problem::new(
+                    id,
+                    CheckError::MissingUse {
+                        path: rel,
+                        reason: io_reason(&e),
+                        span: span.into(),
+                    },
+                )),
+            }
+        }
+        stack.pop();
+    }
+
+    /// Every file reachable from `id` through `use`, itself first.
+    fn reachable(&self, id: FileId) -> Vec<FileId> {
+        let mut out = vec![id];
+        let mut i = 0;
+        while i < out.len() {
+            if let Some(l) = self.files.get(&out[i]) {
+                for u in &l.uses {
+                    if !out.contains(u) {
+                        out.push(*u);
+                    }
+                }
+            }
+            i += 1;
+        }
+        out
+    }
+}
+
+/// Expand command-line paths: files as they are, folders searched for `*.ktplay`, sorted.
+pub fn expand_inputs(paths: &[PathBuf]) -> Result<Vec<PathBuf>, InputError> {
+    let mut out = Vec::new();
+    for p in paths {
+        let meta = std::fs::metadata(p).map_err(|e| InputError::Unreadable {
+            path: p.display().to_string(),
+            reason: io_reason(&e),
+        })?;
+        if meta.is_dir() {
+            let mut found = Vec::new();
+            walk(p, &mut found).map_err(|e| InputError::Unreadable {
+                path: p.display().to_string(),
+                reason: io_reason(&e),
+            })?;
+            if found.is_empty() {
+                return Err(InputError::EmptyDir {
+                    path: p.display().to_string(),
+                });
+            }
+            found.sort();
+            out.extend(found);
+        } else {
+            out.push(p.clone());
+        }
+    }
+    Ok(out)
+}
+
+fn walk(dir: &Path, out: &mut Vec<PathBuf>) -> std::io::Result<()> {
+    for entry in std::fs::read_dir(dir)? {
+        let entry = entry?;
+        let path = entry.path();
+        let ft = entry.file_type()?;
+        if ft.is_dir() {
+            walk(&path, out)?;
+        } else if path.extension().is_some_and(|e| e == "ktplay") {
+            out.push(path);
+        }
+    }
+    Ok(())
+}
+
+/// Check files and folders named on the command line.
+pub fn check_paths(paths: &[PathBuf]) -> Result<Checked, InputError> {
+    let files = expand_inputs(paths)?;
+    let mut loader = Loader {
+        sources: SourceMap::new(),
+        problems: Vec::new(),
+        files: HashMap::new(),
+    };
+    let mut inputs = Vec::new();
+    for f in &files {
+        let id = loader
+            .load(f, f.display().to_string())
+            .map_err(|e| InputError::Unreadable {
+                path: f.display().to_string(),
+                reason: io_reason(&e),
+            })?;
+        if !inputs.contains(&id) {
+            inputs.push(id);
+        }
+    }
+    Ok(finish(loader, inputs))
+}
+
+/// Check one text as if it were a file with this name (tests, benchmarks, stdin).
+pub fn check_text(name: &str, text: &str) -> Checked {
+    let mut loader = Loader {
+        sources: SourceMap::new(),
+        problems: Vec::new(),
+        files: HashMap::new(),
+    };
+    let path = std::env::current_dir().unwrap_or_default().join(name);
+    let id = loader.add(name.to_string(), path, text.as_bytes().to_vec());
+    finish(loader, vec![id])
+}
+
+fn finish(mut loader: Loader, inputs: Vec<FileId>) -> Checked {
+    for &id in &inputs {
+        loader.resolve_uses(id, &mut Vec::new());
+    }
+    let mut playbooks = Vec::new();
+    let mut problems = std::mem::take(&mut loader.problems);
+    let matrices = crate::check::matrices::Matrices::collect(
+        &loader.sources,
+        &loader.files_asts(),
+        &mut problems,
+    );
+    for &id in &inputs {
+        let Some(file) = loader.files.get(&id).and_then(|l| l.ast.as_ref()) else {
+            continue;
+        };
+        let in_scope = matrices.in_scope(&loader.reachable(id));
+        if file.items.is_empty() {
+            let len = loader.sources.get(id).text.len().min(1);
+            problems.push(Problem::new(
+                id,
+                CheckError::EmptyFile {
+                    span: Span::new(id, 0, len).into(),
+                },
+            ));
+        }
+        let text = loader.sources.get(id).text.clone();
+        let base_dir = loader
+            .sources
+            .get(id)
+            .path
+            .parent()
+            .map(Path::to_path_buf)
+            .unwrap_or_default();
+        for item in &file.items {
+            if let ast::Item::Playbook(pb) = item {
+                let mut hasher = Sha256::new();
+                hasher.update(pb.name.node.display().as_bytes());
+                hasher.update([0]);
+                hasher.update(text.as_bytes());
+                let digest = hex::encode(hasher.finalize());
+                let mut lowerer = lower::Lowerer {
+                    problems: &mut problems,
+                    file: id,
+                    base_dir: base_dir.clone(),
+                    components: Vec::new(),
+                    let_uses: Vec::new(),
+                    matrices: in_scope.names(),
+                    hooks: Vec::new(),
+                };
+                let checked = lowerer.playbook(pb, digest);
+                playbooks.push((id, checked));
+            }
+        }
+    }
+    // Stable order: by file, then position.
+    problems.sort_by_key(|p| (p.file, p.primary_range().map_or(0, |r| r.0)));
+    Checked {
+        sources: loader.sources,
+        problems,
+        playbooks,
+        inputs,
+    }
+}
+
+impl Loader {
+    fn files_asts(&self) -> Vec<(FileId, &ast::File)> {
+        let mut v: Vec<(FileId, &ast::File)> = self
+            .files
+            .iter()
+            .filter_map(|(id, l)| l.ast.as_ref().map(|a| (*id, a)))
+            .collect();
+        v.sort_by_key(|(id, _)| *id);
+        v
+    }
+}
+
+pub mod matrices;

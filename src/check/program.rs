@@ -1,0 +1,333 @@
+//! The checked program: what `check` hands to `plan`, the model checker and the runner. Names are
+//! resolved to indices, values have their final types, strings are templates whose holes are
+//! known to exist in every env.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::Serialize;
+
+use crate::span::Span;
+use crate::version::Version;
+
+/// One checked playbook.
+#[derive(Debug, Clone)]
+pub struct Playbook {
+    pub name: String,
+    pub span: Span,
+    /// SHA-256 of the playbook's source file(s), hex; keys the journal and the promotion gate.
+    pub digest: String,
+    pub namespace: String,
+    pub on_failure: OnFailure,
+    /// Name of the matrix in force, if the playbook names one.
+    pub matrix: Option<String>,
+    pub lets: Vec<Let>,
+    pub components: Vec<Component>,
+    pub envs: Vec<Env>,
+    pub stages: Vec<Stage>,
+    /// Folder of the playbook file, for hook paths.
+    pub base_dir: PathBuf,
+}
+
+impl Playbook {
+    pub fn component(&self, name: &str) -> Option<usize> {
+        self.components.iter().position(|c| c.name == name)
+    }
+    pub fn env(&self, name: &str) -> Option<&Env> {
+        self.envs.iter().find(|e| e.name == name)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OnFailure {
+    Rollback,
+    Halt,
+}
+
+/// `let NAME = …`
+#[derive(Debug, Clone)]
+pub struct Let {
+    pub name: String,
+    pub value: LetValue,
+    pub span: Span,
+}
+
+#[derive(Debug, Clone)]
+pub enum LetValue {
+    /// A value known in the playbook (may interpolate components and other lets).
+    Text(Template),
+    /// `env("VAR")`: read at run time; never printed.
+    Secret { var: String },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Migrations {
+    BackwardCompatible,
+    ForwardOnly,
+}
+
+/// A component of the system being upgraded.
+#[derive(Debug, Clone)]
+pub struct Component {
+    pub name: String,
+    /// The name it takes part in the matrix under (`role`), default its own name.
+    pub role: String,
+    pub workload: Workload,
+    pub container: String,
+    /// Image repository without a tag; the tag is the version.
+    pub image: String,
+    pub from: Version,
+    pub to: Version,
+    pub migrations: Migrations,
+    pub span: Span,
+}
+
+#[derive(Debug, Clone)]
+pub enum Workload {
+    Deployments(Vec<String>),
+    BlueGreen(BlueGreen),
+}
+
+#[derive(Debug, Clone)]
+pub struct BlueGreen {
+    pub service: String,
+    /// Label key whose value names the live colour.
+    pub selector: String,
+    pub blue: String,
+    pub green: String,
+}
+
+impl Component {
+    pub fn is_blue_green(&self) -> bool {
+        matches!(self.workload, Workload::BlueGreen(_))
+    }
+    /// Every Deployment this component owns.
+    pub fn deployments(&self) -> Vec<&str> {
+        match &self.workload {
+            Workload::Deployments(d) => d.iter().map(String::as_str).collect(),
+            Workload::BlueGreen(bg) => vec![bg.blue.as_str(), bg.green.as_str()],
+        }
+    }
+}
+
+/// `env NAME { … }`
+#[derive(Debug, Clone)]
+pub struct Env {
+    pub name: String,
+    pub context: Option<String>,
+    pub namespace: Option<String>,
+    pub after: Vec<String>,
+    pub lets: Vec<Let>,
+    pub span: Span,
+}
+
+/// A string with `${…}` holes.
+#[derive(Debug, Clone, Default)]
+pub struct Template {
+    pub parts: Vec<TemplatePart>,
+    pub span: Span,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum TemplatePart {
+    Text(String),
+    Let(String),
+    /// `${component.field}`.
+    Field {
+        comp: usize,
+        field: Field,
+    },
+}
+
+/// Fields of a component usable in `${component.field}`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Field {
+    From,
+    To,
+    Image,
+    Name,
+    /// Blue-green: the colour not serving traffic (where the new version goes).
+    Idle,
+    /// Blue-green: the colour serving traffic.
+    Live,
+}
+
+impl Field {
+    pub const ALL: &'static [(&'static str, Field)] = &[
+        ("from", Field::From),
+        ("to", Field::To),
+        ("image", Field::Image),
+        ("name", Field::Name),
+        ("idle", Field::Idle),
+        ("live", Field::Live),
+    ];
+}
+
+#[derive(Debug, Clone)]
+pub struct Stage {
+    pub name: String,
+    pub span: Span,
+    pub stmts: Vec<Statement>,
+    pub rollback: Rollback,
+}
+
+#[derive(Debug, Clone)]
+pub enum Rollback {
+    /// Each action's implicit rollback, in reverse order.
+    Implicit,
+    /// `rollback none`.
+    None(Span),
+    /// `rollback { … }`: replaces the implicit rollbacks.
+    Block(Vec<Statement>, Span),
+}
+
+#[derive(Debug, Clone)]
+pub struct Statement {
+    pub op: Op,
+    pub span: Span,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Colour {
+    Blue,
+    Green,
+}
+
+impl Colour {
+    pub fn other(self) -> Colour {
+        match self {
+            Colour::Blue => Colour::Green,
+            Colour::Green => Colour::Blue,
+        }
+    }
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Colour::Blue => "blue",
+            Colour::Green => "green",
+        }
+    }
+}
+
+/// A count or a share of replicas (`max_surge 1`, `max_surge 25%`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(untagged)]
+pub enum IntOrPercent {
+    Int(u32),
+    Percent(u32),
+}
+
+impl std::fmt::Display for IntOrPercent {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            IntOrPercent::Int(n) => write!(f, "{n}"),
+            IntOrPercent::Percent(n) => write!(f, "{n}%"),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub enum Op {
+    Rolling {
+        comp: usize,
+        to: Version,
+        max_unavailable: Option<IntOrPercent>,
+        max_surge: Option<IntOrPercent>,
+        timeout: Option<Duration>,
+    },
+    Canary {
+        comp: usize,
+        to: Version,
+        weight: u32,
+        duration: Option<Duration>,
+        guards: Vec<Statement>,
+    },
+    BlueGreen {
+        comp: usize,
+        to: Version,
+        guards: Vec<Statement>,
+    },
+    Restart {
+        comp: usize,
+        timeout: Option<Duration>,
+    },
+    Undo {
+        comp: usize,
+        revision: Option<u64>,
+    },
+    Switch {
+        comp: usize,
+        colour: Colour,
+    },
+    Scale {
+        comp: usize,
+        replicas: u32,
+        timeout: Option<Duration>,
+    },
+    Pause(Duration),
+    Approve(Template),
+    Guard(Guard),
+}
+
+impl Op {
+    /// Does this statement change the cluster?
+    pub fn is_action(&self) -> bool {
+        !matches!(self, Op::Guard(_) | Op::Pause(_) | Op::Approve(_))
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Guard {
+    pub kind: GuardKind,
+    /// `within D`: retry with back-off until D passes.
+    pub within: Option<Duration>,
+}
+
+#[derive(Debug, Clone)]
+pub enum GuardKind {
+    Http(HttpCheck),
+    Logs {
+        comp: usize,
+        pattern: String,
+    },
+    Ready {
+        comp: usize,
+    },
+    Hook {
+        path: PathBuf,
+        shown: String,
+        source: String,
+    },
+    Rhai {
+        script: Script,
+    },
+}
+
+/// Rhai source with the span of its text in the playbook (or hook file).
+#[derive(Debug, Clone)]
+pub struct Script {
+    pub text: String,
+    pub span: Span,
+}
+
+#[derive(Debug, Clone)]
+pub struct HttpCheck {
+    pub method: String,
+    pub url: Template,
+    pub headers: Vec<(String, Template)>,
+    /// Name of a `let` holding the bearer token.
+    pub bearer: Option<String>,
+    pub body: Option<HttpBody>,
+    /// Expected status; `None` means any 2xx.
+    pub expect_status: Option<u16>,
+    pub expect_contains: Vec<Template>,
+    pub check: Option<Script>,
+}
+
+#[derive(Debug, Clone)]
+pub enum HttpBody {
+    Json(serde_json::Value),
+    Text(Template),
+}

@@ -1,0 +1,167 @@
+//! Resolving templates for one env: lets, `${component.field}` and secrets.
+//!
+//! Two modes: [`Mode::Display`] for plans, logs and journals (secrets are `(secret)`, values not
+//! known before the run such as the idle colour are shown as `(idle colour)`), and
+//! [`Mode::Real`] for the request actually sent (secrets read from the environment).
+
+use std::collections::HashMap;
+
+use crate::check::program::{
+    Colour, Env, Field, LetValue, Playbook, Template, TemplatePart, Workload,
+};
+
+/// How to show what is secret or not yet known.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    Display,
+    Real,
+}
+
+/// What a template needs that the playbook alone does not say.
+#[derive(Debug, Clone, Default)]
+pub struct Live {
+    /// Live colour of each blue-green component, by component index.
+    pub colours: HashMap<usize, Colour>,
+    /// Secret values by environment variable name (Real mode).
+    pub secrets: HashMap<String, String>,
+}
+
+/// A template could not be resolved for real.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ResolveError {
+    #[error("environment variable `{0}` is not set (it holds a secret the playbook reads with env(\"{0}\"))")]
+    MissingSecret(String),
+    #[error("the live colour of `{0}` is not known yet")]
+    UnknownColour(String),
+    #[error("`{0}` is not defined in this env")]
+    UnknownLet(String),
+    #[error("lets refer to each other in a cycle through `{0}`")]
+    Cycle(String),
+}
+
+/// A playbook seen from one env.
+pub struct Scope<'a> {
+    pub playbook: &'a Playbook,
+    pub env: Option<&'a Env>,
+    pub live: &'a Live,
+}
+
+impl<'a> Scope<'a> {
+    pub fn new(playbook: &'a Playbook, env: Option<&'a Env>, live: &'a Live) -> Self {
+        Scope {
+            playbook,
+            env,
+            live,
+        }
+    }
+
+    /// The let named `name` as this env sees it (env lets shadow playbook lets).
+    pub fn find_let(&self, name: &str) -> Option<&'a LetValue> {
+        self.env
+            .and_then(|e| e.lets.iter().find(|l| l.name == name))
+            .or_else(|| self.playbook.lets.iter().find(|l| l.name == name))
+            .map(|l| &l.value)
+    }
+
+    /// Is the let a secret (or built from one)?
+    pub fn is_secret(&self, name: &str) -> bool {
+        self.is_secret_depth(name, 0)
+    }
+
+    fn is_secret_depth(&self, name: &str, depth: usize) -> bool {
+        if depth > 32 {
+            return false;
+        }
+        match self.find_let(name) {
+            Some(LetValue::Secret { .. }) => true,
+            Some(LetValue::Text(t)) => t
+                .parts
+                .iter()
+                .any(|p| matches!(p, TemplatePart::Let(n) if self.is_secret_depth(n, depth + 1))),
+            None => false,
+        }
+    }
+
+    /// The namespace this env runs in.
+    pub fn namespace(&self) -> &'a str {
+        self.env
+            .and_then(|e| e.namespace.as_deref())
+            .unwrap_or(&self.playbook.namespace)
+    }
+
+    /// Render a template.
+    pub fn render(&self, t: &Template, mode: Mode) -> Result<String, ResolveError> {
+        self.render_depth(t, mode, 0)
+    }
+
+    /// The value of a let by name.
+    pub fn let_value(&self, name: &str, mode: Mode) -> Result<String, ResolveError> {
+        self.let_depth(name, mode, 0)
+    }
+
+    fn let_depth(&self, name: &str, mode: Mode, depth: usize) -> Result<String, ResolveError> {
+        if depth > 32 {
+            return Err(ResolveError::Cycle(name.to_string()));
+        }
+        match self.find_let(name) {
+            None => Err(ResolveError::UnknownLet(name.to_string())),
+            Some(LetValue::Secret { var }) => match mode {
+                Mode::Display => Ok("(secret)".into()),
+                Mode::Real => self
+                    .live
+                    .secrets
+                    .get(var)
+                    .cloned()
+                    .ok_or_else(|| ResolveError::MissingSecret(var.clone())),
+            },
+            Some(LetValue::Text(t)) => self.render_depth(t, mode, depth + 1),
+        }
+    }
+
+    fn render_depth(&self, t: &Template, mode: Mode, depth: usize) -> Result<String, ResolveError> {
+        let mut out = String::new();
+        for p in &t.parts {
+            match p {
+                TemplatePart::Text(s) => out.push_str(s),
+                TemplatePart::Let(name) => out.push_str(&self.let_depth(name, mode, depth)?),
+                TemplatePart::Field { comp, field } => {
+                    out.push_str(&self.field(*comp, *field, mode)?)
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    fn field(&self, comp: usize, field: Field, mode: Mode) -> Result<String, ResolveError> {
+        let c = &self.playbook.components[comp];
+        Ok(match field {
+            Field::From => c.from.to_string(),
+            Field::To => c.to.to_string(),
+            Field::Image => c.image.clone(),
+            Field::Name => c.name.clone(),
+            Field::Idle | Field::Live => {
+                let Workload::BlueGreen(_) = &c.workload else {
+                    return Err(ResolveError::UnknownColour(c.name.clone()));
+                };
+                match self.live.colours.get(&comp) {
+                    Some(live) => {
+                        let colour = if field == Field::Live {
+                            *live
+                        } else {
+                            live.other()
+                        };
+                        colour.as_str().to_string()
+                    }
+                    None if mode == Mode::Display => {
+                        if field == Field::Live {
+                            "(live colour)".into()
+                        } else {
+                            "(idle colour)".into()
+                        }
+                    }
+                    None => return Err(ResolveError::UnknownColour(c.name.clone())),
+                }
+            }
+        })
+    }
+}

@@ -1,0 +1,364 @@
+//! The typed syntax tree. Every node carries a [`Span`]; values in value positions keep their
+//! literal kind so the checker can say what was expected and what was found.
+
+use std::time::Duration;
+
+use crate::span::{Span, Spanned};
+use crate::version::VersionPattern;
+
+/// A name: component, stage, env, let, matrix, …
+pub type Ident = Spanned<String>;
+
+/// One parsed file.
+#[derive(Debug, Clone, PartialEq)]
+pub struct File {
+    pub items: Vec<Item>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Item {
+    Use(Spanned<StrLit>),
+    Matrix(MatrixDecl),
+    Playbook(Playbook),
+}
+
+/// `matrix NAME { … }`
+#[derive(Debug, Clone, PartialEq)]
+pub struct MatrixDecl {
+    pub name: Ident,
+    pub entries: Vec<Spanned<MatrixEntry>>,
+    pub span: Span,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum MatrixEntry {
+    Hub(Ident),
+    Order(Vec<Ident>),
+    Rule(Ident),
+    Row(RowDecl),
+}
+
+/// `api 1.5.x current { gateway 1.4.x - 1.5.x … }`
+#[derive(Debug, Clone, PartialEq)]
+pub struct RowDecl {
+    pub hub: Ident,
+    pub version: Spanned<Value>,
+    pub status: Ident,
+    pub peers: Vec<(Ident, RangeLit)>,
+}
+
+/// `A` or `A - B`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RangeLit {
+    pub low: Spanned<Value>,
+    pub high: Option<Spanned<Value>>,
+    pub span: Span,
+}
+
+/// `playbook "name" { … }`
+#[derive(Debug, Clone, PartialEq)]
+pub struct Playbook {
+    pub name: Spanned<StrLit>,
+    pub entries: Vec<Spanned<PlaybookEntry>>,
+    pub span: Span,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum PlaybookEntry {
+    Namespace(Spanned<StrLit>),
+    Matrix(Ident),
+    OnFailure(Ident),
+    Let(LetDecl),
+    Component(ComponentDecl),
+    Env(EnvDecl),
+    Stage(StageDecl),
+}
+
+/// `let NAME = value` / `let NAME = env("VAR")`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LetDecl {
+    pub name: Ident,
+    pub value: LetValue,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum LetValue {
+    /// `env("VAR")`: a secret read from the environment at run time.
+    Env(Spanned<StrLit>),
+    Value(Spanned<Value>),
+}
+
+/// `component NAME { … }`
+#[derive(Debug, Clone, PartialEq)]
+pub struct ComponentDecl {
+    pub name: Ident,
+    pub entries: Vec<Spanned<ComponentEntry>>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum ComponentEntry {
+    Deployment(Vec<Spanned<StrLit>>),
+    Container(Spanned<StrLit>),
+    Image(Spanned<StrLit>),
+    From(Spanned<Value>),
+    To(Spanned<Value>),
+    Migrations(Ident),
+    Role(Ident),
+    BlueGreen(Vec<Spanned<BlueGreenEntry>>),
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum BlueGreenEntry {
+    Service(Spanned<StrLit>),
+    Selector(Spanned<StrLit>),
+    Blue(Spanned<StrLit>),
+    Green(Spanned<StrLit>),
+}
+
+/// `env NAME { … }`
+#[derive(Debug, Clone, PartialEq)]
+pub struct EnvDecl {
+    pub name: Ident,
+    pub entries: Vec<Spanned<EnvEntry>>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum EnvEntry {
+    Context(Spanned<StrLit>),
+    After(Vec<Ident>),
+    Namespace(Spanned<StrLit>),
+    Let(LetDecl),
+}
+
+/// `stage NAME { … }`
+#[derive(Debug, Clone, PartialEq)]
+pub struct StageDecl {
+    pub name: Ident,
+    pub stmts: Vec<Stmt>,
+    /// Every `rollback` clause written (the checker allows one).
+    pub rollbacks: Vec<Spanned<RollbackDecl>>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum RollbackDecl {
+    None,
+    Block(Vec<Stmt>),
+}
+
+/// A statement; `span` covers the whole statement, `keyword` just its leading keyword.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Stmt {
+    pub kind: StmtKind,
+    pub span: Span,
+}
+
+/// `name value` after an action or guard (`timeout 10m`, `weight 10%`, `within 2m`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Opt {
+    pub name: Spanned<String>,
+    pub value: Spanned<Value>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum StmtKind {
+    Rolling {
+        comp: Ident,
+        opts: Vec<Opt>,
+    },
+    Canary {
+        comp: Ident,
+        opts: Vec<Opt>,
+        block: Option<Vec<Stmt>>,
+    },
+    BlueGreen {
+        comp: Ident,
+        opts: Vec<Opt>,
+        block: Option<Vec<Stmt>>,
+    },
+    Restart {
+        comp: Ident,
+        opts: Vec<Opt>,
+    },
+    Undo {
+        comp: Ident,
+        revision: Option<Spanned<Value>>,
+        opts: Vec<Opt>,
+    },
+    Switch {
+        comp: Ident,
+        colour: Ident,
+    },
+    Scale {
+        comp: Ident,
+        replicas: Spanned<Value>,
+        opts: Vec<Opt>,
+    },
+    Pause {
+        duration: Spanned<Value>,
+    },
+    Approve {
+        question: Spanned<StrLit>,
+    },
+    Guard(Guard),
+}
+
+impl StmtKind {
+    /// The keyword that starts the statement, for messages.
+    pub fn keyword(&self) -> &'static str {
+        match self {
+            StmtKind::Rolling { .. } => "rolling",
+            StmtKind::Canary { .. } => "canary",
+            StmtKind::BlueGreen { .. } => "blue_green",
+            StmtKind::Restart { .. } => "restart",
+            StmtKind::Undo { .. } => "undo",
+            StmtKind::Switch { .. } => "switch",
+            StmtKind::Scale { .. } => "scale",
+            StmtKind::Pause { .. } => "pause",
+            StmtKind::Approve { .. } => "approve",
+            StmtKind::Guard(_) => "guard",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Guard {
+    Http(HttpGuard),
+    Logs {
+        comp: Ident,
+        pattern: Spanned<StrLit>,
+        opts: Vec<Opt>,
+    },
+    Ready {
+        comp: Ident,
+        opts: Vec<Opt>,
+    },
+    Hook {
+        path: Spanned<StrLit>,
+        opts: Vec<Opt>,
+    },
+    Rhai {
+        script: Script,
+        opts: Vec<Opt>,
+    },
+}
+
+/// `guard http METHOD "url" [expect S] [{ … }] [within D]`
+#[derive(Debug, Clone, PartialEq)]
+pub struct HttpGuard {
+    pub method: Spanned<String>,
+    pub url: Spanned<StrLit>,
+    pub entries: Vec<Spanned<HttpEntry>>,
+    pub opts: Vec<Opt>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum HttpEntry {
+    Header(Spanned<StrLit>, Spanned<StrLit>),
+    Bearer(Ident),
+    Json(serde_json::Value),
+    Body(Spanned<StrLit>),
+    Expect(Spanned<Value>),
+    ExpectBodyContains(Spanned<StrLit>),
+    Check(Script),
+    Opt(Opt),
+}
+
+/// Inline Rhai source. `span` covers exactly the script text (inside the quotes), so Rhai
+/// positions map onto the playbook.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Script {
+    pub text: String,
+    pub span: Span,
+    /// Whether it was written `"""…"""` (raw; positions map 1:1) or `"…"` (escapes applied).
+    pub raw: bool,
+}
+
+/// A string literal split into text and `${…}` interpolations.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct StrLit {
+    pub parts: Vec<StrPart>,
+}
+
+impl StrLit {
+    /// The literal text if the string has no interpolation.
+    pub fn as_plain(&self) -> Option<String> {
+        let mut out = String::new();
+        for p in &self.parts {
+            match p {
+                StrPart::Text(t) => out.push_str(t),
+                StrPart::Interp(_) => return None,
+            }
+        }
+        Some(out)
+    }
+
+    /// The text with interpolations written back as `${…}` (for messages).
+    pub fn display(&self) -> String {
+        let mut out = String::new();
+        for p in &self.parts {
+            match p {
+                StrPart::Text(t) => out.push_str(t),
+                StrPart::Interp(i) => {
+                    out.push_str("${");
+                    out.push_str(
+                        &i.path
+                            .iter()
+                            .map(|s| s.node.as_str())
+                            .collect::<Vec<_>>()
+                            .join("."),
+                    );
+                    out.push('}');
+                }
+            }
+        }
+        out
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum StrPart {
+    Text(String),
+    Interp(Interp),
+}
+
+/// `${name}` or `${component.field}`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Interp {
+    pub path: Vec<Spanned<String>>,
+    pub span: Span,
+}
+
+/// A literal in a value position, classified but not yet checked against what is expected there.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Value {
+    Int(u64),
+    Percent(u64),
+    Duration(Duration),
+    Version(VersionPattern),
+    Str(StrLit),
+    Raw(String),
+    Bool(bool),
+    Ident(String),
+    /// A number-like token that is none of the above; the text and why.
+    Invalid {
+        text: String,
+        reason: String,
+    },
+}
+
+impl Value {
+    /// What kind of value this is, in words ("a duration `30s`").
+    pub fn describe(&self) -> String {
+        match self {
+            Value::Int(n) => format!("the number `{n}`"),
+            Value::Percent(n) => format!("the percentage `{n}%`"),
+            Value::Duration(d) => format!("the duration `{}`", crate::syntax::format_duration(*d)),
+            Value::Version(v) => format!("the version `{v}`"),
+            Value::Str(s) => format!("the string \"{}\"", s.display()),
+            Value::Raw(_) => "a raw string".to_string(),
+            Value::Bool(b) => format!("`{b}`"),
+            Value::Ident(i) => format!("the name `{i}`"),
+            Value::Invalid { text, .. } => format!("`{text}`"),
+        }
+    }
+}
