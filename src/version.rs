@@ -45,6 +45,11 @@ impl VersionPattern {
         }
     }
 
+    /// The lowest version the pattern holds (`1.5.x` → `1.5.0`; pre-releases aside).
+    pub fn lowest(&self) -> Version {
+        lowest(self)
+    }
+
     /// Parse `1.x`, `1.5.x` or a semver version. `1.5` alone is refused on purpose.
     pub fn parse(text: &str) -> Result<Self, String> {
         let parts: Vec<&str> = text.splitn(3, '.').collect();
