@@ -187,7 +187,12 @@ pub fn keeptrusts() -> Matrix {
         status,
         peers: ["gateway", "console", "workers"]
             .iter()
-            .map(|c| (Spanned::new(c.to_string(), Span::default()), range(low, high)))
+            .map(|c| {
+                (
+                    Spanned::new(c.to_string(), Span::default()),
+                    range(low, high),
+                )
+            })
             .collect(),
         span: Span::default(),
     };
@@ -383,7 +388,11 @@ pub fn render_table(m: &Matrix) -> String {
     if !m.order.is_empty() {
         out.push_str(&format!("; order {}", m.order.join(" ")));
     }
-    out.push_str(if m.span.is_none() { "; built in)\n" } else { ")\n" });
+    out.push_str(if m.span.is_none() {
+        "; built in)\n"
+    } else {
+        ")\n"
+    });
     if !m.rows.is_empty() {
         let cols = m.columns();
         let mut table: Vec<Vec<String>> = Vec::new();
@@ -400,7 +409,13 @@ pub fn render_table(m: &Matrix) -> String {
             table.push(line);
         }
         let widths: Vec<usize> = (0..table[0].len())
-            .map(|i| table.iter().map(|l| l[i].chars().count()).max().unwrap_or(0))
+            .map(|i| {
+                table
+                    .iter()
+                    .map(|l| l[i].chars().count())
+                    .max()
+                    .unwrap_or(0)
+            })
             .collect();
         out.push('\n');
         for line in &table {
@@ -491,10 +506,7 @@ pub fn explain(m: &Matrix, state: &State) -> (bool, String) {
     }
     for (role, _) in state.iter() {
         if !m.takes_part(role) {
-            lines.push(format!(
-                "{role}: not in matrix `{}`, not checked",
-                m.name
-            ));
+            lines.push(format!("{role}: not in matrix `{}`, not checked", m.name));
         }
     }
     out.push_str(&format!(

@@ -64,7 +64,9 @@
 //! A finding is attached to the statement whose transition *introduces* it (a forbidden pair that
 //! persists through later statements is reported once, where it appeared), and deduplicated by
 //! (kind, statement, pair): many failure points whose rollbacks meet the same violation become one
-//! diagnostic that says how many. Codes: `ktplay::compat::incompatible` (error),
+//! diagnostic that says how many. A violation met on the forward path also absorbs the rollback
+//! paths that meet the same pair at other statements (fixing the forward path fixes them; a
+//! separate "roll back in the opposite order" would mislead). Codes: `ktplay::compat::incompatible` (error),
 //! `ktplay::compat::no_row` (error), `ktplay::compat::eol` (warning), `ktplay::compat::order`
 //! (warning), `ktplay::compat::forward_only_rollback` (error: a rollback path removes a version of
 //! a `forward_only` component — including removing a canary or a half-done rollout, whose new pods
@@ -288,11 +290,14 @@ pub fn forward_states(program: &Program, live: &State, op: &Op) -> Vec<State> {
             .cloned()
             .unwrap_or_default()
     };
-    match op {
+    let states = match op {
         Op::Rolling { comp, to } | Op::Canary { comp, to, .. } => {
             let mut mixed = current(*comp);
             mixed.insert(to.clone());
-            vec![with(*comp, mixed), with(*comp, BTreeSet::from([to.clone()]))]
+            vec![
+                with(*comp, mixed),
+                with(*comp, BTreeSet::from([to.clone()])),
+            ]
         }
         Op::BlueGreen { comp, to, .. } => {
             let mut mixed = current(*comp);
@@ -300,7 +305,15 @@ pub fn forward_states(program: &Program, live: &State, op: &Op) -> Vec<State> {
             vec![with(*comp, mixed)]
         }
         _ => Vec::new(),
+    };
+    // A state equal to the one before it is not a step (`rolling C to V` when C already runs V).
+    let mut out: Vec<State> = Vec::new();
+    for s in states {
+        if out.last().unwrap_or(live) != &s {
+            out.push(s);
+        }
     }
+    out
 }
 
 /// The states restoring component `name` to `target` passes through (implicit rollbacks, `undo`

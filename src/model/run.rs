@@ -137,11 +137,26 @@ impl Analysis {
 
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
 enum Key {
-    Incompatible { h: usize, hv: usize, p: usize, pv: usize },
-    NoRow { h: usize, hv: usize },
-    Eol { h: usize, hv: usize },
-    ForwardOnly { c: usize },
-    Unmodelled { c: usize },
+    Incompatible {
+        h: usize,
+        hv: usize,
+        p: usize,
+        pv: usize,
+    },
+    NoRow {
+        h: usize,
+        hv: usize,
+    },
+    Eol {
+        h: usize,
+        hv: usize,
+    },
+    ForwardOnly {
+        c: usize,
+    },
+    Unmodelled {
+        c: usize,
+    },
 }
 
 /// What created a state.
@@ -370,9 +385,19 @@ impl<'a> Tables<'a> {
         match &self.p.stages[k].rollback {
             RollbackSpec::None(_) => {}
             RollbackSpec::Implicit => {
-                let list = started.unwrap_or(&self.implicit[k]);
+                let list = match started {
+                    Some(l) => l,
+                    None => &self.implicit[k],
+                };
                 for r in list.iter().rev() {
-                    self.restore(vs, r.comp, r.prev, r.span, Cause::Implicit { stage: k }, out);
+                    self.restore(
+                        vs,
+                        r.comp,
+                        r.prev,
+                        r.span,
+                        Cause::Implicit { stage: k },
+                        out,
+                    );
                 }
             }
             RollbackSpec::Block(stmts, _) => {
@@ -391,10 +416,8 @@ impl<'a> Tables<'a> {
                         Op::Undo {
                             comp,
                             revision: None,
-                        } => {
-                            if changed >> comp & 1 == 1 {
-                                self.restore(vs, *comp, self.init[*comp], s.span, cause, out);
-                            }
+                        } if changed >> comp & 1 == 1 => {
+                            self.restore(vs, *comp, self.init[*comp], s.span, cause, out);
                         }
                         Op::Undo {
                             comp,
@@ -419,9 +442,8 @@ impl<'a> Tables<'a> {
 struct Entry {
     raw: Raw,
     forward: bool,
-    first_fp: Option<usize>,
-    fps: usize,
-    last_fp: usize,
+    /// Failure points whose rollback meets it, ascending.
+    fps: Vec<usize>,
 }
 
 /// The forward state.
@@ -449,6 +471,38 @@ struct Engine<'a> {
 }
 
 impl<'a> Engine<'a> {
+    /// A violation already met on the forward path is one finding: rollback paths that meet the
+    /// same pair elsewhere are counted on it instead of reported again, since fixing the forward
+    /// path is the fix (and "roll back in the opposite order" would mislead).
+    fn fold_into_forward(&mut self) {
+        let mut forward: HashMap<Key, usize> = HashMap::new();
+        for (i, e) in self.entries.iter().enumerate() {
+            if e.forward {
+                forward.entry(e.raw.key).or_insert(i);
+            }
+        }
+        let folded: Vec<(usize, usize)> = self
+            .entries
+            .iter()
+            .enumerate()
+            .filter(|(_, e)| !e.forward)
+            .filter_map(|(i, e)| forward.get(&e.raw.key).map(|&f| (i, f)))
+            .collect();
+        for &(i, f) in &folded {
+            let fps = std::mem::take(&mut self.entries[i].fps);
+            let into = &mut self.entries[f].fps;
+            into.extend(fps);
+            into.sort_unstable();
+            into.dedup();
+        }
+        let gone: std::collections::HashSet<usize> = folded.iter().map(|&(i, _)| i).collect();
+        let mut i = 0;
+        self.entries.retain(|_| {
+            i += 1;
+            !gone.contains(&(i - 1))
+        });
+    }
+
     fn record(&mut self, raw: &Raw, fp: Option<usize>) {
         let i = match self.index.get(&(raw.key, raw.span)) {
             Some(&i) => i,
@@ -456,9 +510,7 @@ impl<'a> Engine<'a> {
                 self.entries.push(Entry {
                     raw: raw.clone(),
                     forward: false,
-                    first_fp: None,
-                    fps: 0,
-                    last_fp: usize::MAX,
+                    fps: Vec::new(),
                 });
                 self.index
                     .insert((raw.key, raw.span), self.entries.len() - 1);
@@ -468,11 +520,10 @@ impl<'a> Engine<'a> {
         let e = &mut self.entries[i];
         match fp {
             None => e.forward = true,
+            // Failure points are walked in order, each one's records together.
             Some(fp) => {
-                if e.last_fp != fp {
-                    e.last_fp = fp;
-                    e.fps += 1;
-                    e.first_fp.get_or_insert(fp);
+                if e.fps.last() != Some(&fp) {
+                    e.fps.push(fp);
                 }
             }
         }
@@ -483,8 +534,15 @@ impl<'a> Engine<'a> {
             return;
         }
         let mut out = Vec::new();
-        self.t
-            .change(&mut f.vs, c, new, span, Cause::Forward { stage: k }, false, &mut out);
+        self.t.change(
+            &mut f.vs,
+            c,
+            new,
+            span,
+            Cause::Forward { stage: k },
+            false,
+            &mut out,
+        );
         f.changed |= 1 << c;
         self.first_change[c].get_or_insert((k, i, span));
         self.changes.push((k, c, new));
@@ -517,7 +575,8 @@ impl<'a> Engine<'a> {
                 None => {
                     let mut end = key.1.clone();
                     let mut raws = Vec::new();
-                    self.t.rollback_stage(j, None, &mut end, f.changed, &mut raws);
+                    self.t
+                        .rollback_stage(j, None, &mut end, f.changed, &mut raws);
                     let s = Rc::new(Step { raws, end });
                     self.memo.insert(key, s.clone());
                     s
@@ -555,8 +614,15 @@ impl<'a> Engine<'a> {
         let mut out = Vec::new();
         for c in 0..n {
             let span = p.components[c].span;
-            self.t
-                .change(&mut f.vs, c, self.t.init[c], span, Cause::Initial, false, &mut out);
+            self.t.change(
+                &mut f.vs,
+                c,
+                self.t.init[c],
+                span,
+                Cause::Initial,
+                false,
+                &mut out,
+            );
         }
         for r in &out {
             self.record(r, None);
@@ -584,8 +650,7 @@ impl<'a> Engine<'a> {
                             prev,
                         });
                         self.fail(k, stmt, &f, &started);
-                        if let Op::Canary { guards, .. } | Op::BlueGreen { guards, .. } = &stmt.op
-                        {
+                        if let Op::Canary { guards, .. } | Op::BlueGreen { guards, .. } = &stmt.op {
                             for g in guards.iter().filter(|g| g.op != Op::Pause) {
                                 self.fail(k, g, &f, &started);
                             }
@@ -662,6 +727,7 @@ pub fn analyse(program: &Program, matrix: &Matrix) -> Analysis {
         changes: Vec::new(),
     };
     e.forward();
+    e.fold_into_forward();
     let mut findings: Vec<Finding> = e.entries.iter().map(|x| e.finding(x)).collect();
     if let Some(o) = e.order_finding() {
         findings.push(o);
@@ -696,13 +762,17 @@ impl Engine<'_> {
     }
 
     fn path(&self, x: &Entry) -> String {
-        let fps = match x.fps {
+        let n = x.fps.len();
+        let fps = match n {
             1 => "1 failure point".to_string(),
             n => format!("{n} failure points"),
         };
-        match (x.forward, x.first_fp) {
+        match (x.forward, x.fps.first().copied()) {
             (true, None) if x.raw.cause == Cause::Initial => "in the initial state".into(),
             (true, None) => "on the forward path".into(),
+            (true, Some(_)) if x.raw.cause == Cause::Initial => {
+                format!("in the initial state, and on the rollback from {fps}")
+            }
             (true, Some(_)) => format!("on the forward path, and on the rollback from {fps}"),
             (false, Some(fp)) => {
                 let f = &self.fps[fp];
@@ -711,11 +781,11 @@ impl Engine<'_> {
                     f.what,
                     self.stage_name(f.stage)
                 );
-                if x.fps > 1 {
+                if n > 1 {
                     s.push_str(&format!(
                         ", and from {} other failure point{}",
-                        x.fps - 1,
-                        if x.fps == 2 { "" } else { "s" }
+                        n - 1,
+                        if n == 2 { "" } else { "s" }
                     ));
                 }
                 s
@@ -878,8 +948,8 @@ impl Engine<'_> {
             message,
             help,
             forward: x.forward,
-            failure_points: x.fps,
-            first_failure: x.first_fp.map(|i| self.fps[i].clone()),
+            failure_points: x.fps.len(),
+            first_failure: x.fps.first().map(|&i| self.fps[i].clone()),
         }
     }
 
@@ -919,9 +989,7 @@ impl Engine<'_> {
         };
         let too_new = range.high.compare(pv) == std::cmp::Ordering::Greater;
         let allows = |hm: Mask, pv: &Version| {
-            bits(hm).all(|i| {
-                self.t.m.verdict(role, pv, &self.t.versions[h][i]) == Verdict::Allowed
-            })
+            bits(hm).all(|i| self.t.m.verdict(role, pv, &self.t.versions[h][i]) == Verdict::Allowed)
         };
         match r.cause {
             Cause::Initial => format!(
@@ -1009,7 +1077,11 @@ impl Engine<'_> {
             .collect();
         seq.sort_by_key(|x| (x.0, x.1));
         for (n, x) in seq.iter().enumerate() {
-            let Some(y) = seq[n + 1..].iter().filter(|y| y.4 < x.4).min_by_key(|y| y.4) else {
+            let Some(y) = seq[n + 1..]
+                .iter()
+                .filter(|y| y.4 < x.4)
+                .min_by_key(|y| y.4)
+            else {
                 continue;
             };
             let actual: Vec<String> = seq.iter().map(|s| self.name(s.3).to_string()).collect();
@@ -1030,18 +1102,18 @@ impl Engine<'_> {
             return Some(Finding {
                 message: format!(
                     "the run upgrades {} in the order {}; matrix `{}` recommends {}",
-                    if actual.len() == 2 { "both" } else { "components" },
+                    if actual.len() == 2 {
+                        "both"
+                    } else {
+                        "components"
+                    },
                     actual.join(", "),
                     m.name,
                     m.order.join(", ")
                 ),
                 kind: FindingKind::Order { actual },
                 span: x.2,
-                label: format!(
-                    "{} changes here, before {}",
-                    self.name(x.3),
-                    self.name(y.3)
-                ),
+                label: format!("{} changes here, before {}", self.name(x.3), self.name(y.3)),
                 help,
                 forward: true,
                 failure_points: 0,
