@@ -558,6 +558,34 @@ fn forward_only_api_rolled_back() {
     assert_eq!(f.failure_points, 3 + 4 + 3 + 2);
     insta::assert_snapshot!("forward_only_rolled_back", b.render(&m));
 
+    // A rollback block that rolls forward to a corrective release is the fix.
+    let api = 0;
+    let mut fixed = reference();
+    fixed.p.components[0].forward_only = true;
+    fixed.p.components[0].to = v("1.5.1");
+    let span = fixed.p.stages[1].span;
+    fixed.p.stages[1].rollback = RollbackSpec::Block(
+        vec![Stmt {
+            span,
+            op: Op::Rolling {
+                comp: api,
+                to: v("1.5.1"),
+            },
+        }],
+        span,
+    );
+    assert!(fixed.codes(&m).is_empty(), "{:?}", fixed.codes(&m));
+
+    // A forward `undo` of a forward-only component is a rollback too.
+    let mut fwd = B::new();
+    let api = fwd.comp_full("api", "1.4.2", "1.5.0", true, false);
+    fwd.stage("api", &[S::Rolling(api, "1.5.0"), S::Undo(api)]);
+    fwd.p.on_failure = OnFailure::Halt;
+    let a = model::analyse(&fwd.p, &m);
+    assert_eq!(a.findings.len(), 1);
+    assert_eq!(&fwd.text[a.findings[0].span.range()], "undo api");
+    assert!(a.findings[0].forward);
+
     // `rollback none` on the api stage, or halting, leaves the api alone.
     b.p.stages[1].rollback = RollbackSpec::None(b.p.stages[1].span);
     assert!(b.codes(&m).is_empty());
@@ -825,28 +853,33 @@ mod brute_force {
         }
     }
 
-    /// (component, kind 0 rolling / 1 canary / 2 blue-green, target)
-    type Action = (usize, u8, Version);
+    /// (component, kind 0 rolling / 1 canary / 2 blue-green, target, stage it belongs to)
+    type Action = (usize, u8, Version, usize);
 
-    /// Every state the run and every rollback path passes through, enumerated directly.
+    /// Every state the run and every rollback path passes through, enumerated directly: a failure
+    /// during any action (or its guards, in the same state) restores every earlier-or-current
+    /// action's previous set, newest first, skipping stages with `rollback none`.
     fn reference(
         from: &[Version],
         actions: &[Action],
+        none: &[bool],
         halt: bool,
     ) -> BTreeSet<(Version, usize, Version)> {
         let mut out = BTreeSet::new();
         let mut s: St = from.iter().map(|v| BTreeSet::from([v.clone()])).collect();
         pairs(&s, &mut out);
-        let mut prevs: Vec<(usize, BTreeSet<Version>)> = Vec::new();
-        for (c, kind, to) in actions {
+        let mut prevs: Vec<(usize, BTreeSet<Version>, usize)> = Vec::new();
+        for (c, kind, to, stage) in actions {
             let prev = s[*c].clone();
             s[*c].insert(to.clone());
             pairs(&s, &mut out);
-            prevs.push((*c, prev));
-            // Fail here (mid-action, or in a guard): roll back this stage, then the earlier ones.
+            prevs.push((*c, prev, *stage));
             if !halt {
                 let mut r = s.clone();
-                for (c, p) in prevs.iter().rev() {
+                for (c, p, stage) in prevs.iter().rev() {
+                    if none[*stage] {
+                        continue;
+                    }
                     r[*c].extend(p.iter().cloned());
                     pairs(&r, &mut out);
                     r[*c] = p.clone();
@@ -870,27 +903,49 @@ mod brute_force {
         #[test]
         fn verdict_equals_brute_force(
             from in proptest::collection::vec(version(), 4),
-            actions in proptest::collection::vec((0usize..4, 0u8..3, version()), 1..7),
-            halt in proptest::bool::weighted(0.2),
+            raw in proptest::collection::vec(
+                (0usize..4, 0u8..3, version(), proptest::bool::weighted(0.7)),
+                1..8,
+            ),
+            none in proptest::collection::vec(proptest::bool::weighted(0.15), 8),
+            halt in proptest::bool::weighted(0.15),
         ) {
+            // Group the actions into stages: a new stage starts where the flag says so.
+            let mut actions: Vec<Action> = Vec::new();
+            for (i, (c, kind, to, new_stage)) in raw.into_iter().enumerate() {
+                let stage = match actions.last() {
+                    Some(last) if !new_stage || i == 0 => last.3,
+                    Some(last) => last.3 + 1,
+                    None => 0,
+                };
+                actions.push((c, kind, to, stage));
+            }
             let mut b = B::new();
             for (i, name) in NAMES.iter().enumerate() {
                 let f = from[i].to_string();
                 b.comp(name, &f, &f);
             }
-            for (i, (c, kind, to)) in actions.iter().enumerate() {
-                let to = to.to_string();
-                let s = match kind {
-                    0 => S::Rolling(*c, &to),
-                    1 => S::Canary(*c, &to, 1),
-                    _ => S::BlueGreen(*c, &to, 1),
-                };
-                b.stage(&format!("s{i}"), &[s]);
+            let stages = actions.last().unwrap().3 + 1;
+            for (k, &none_k) in none.iter().enumerate().take(stages) {
+                let tos: Vec<(usize, u8, String)> = actions
+                    .iter()
+                    .filter(|a| a.3 == k)
+                    .map(|(c, kind, to, _)| (*c, *kind, to.to_string()))
+                    .collect();
+                let stmts: Vec<S<'_>> = tos
+                    .iter()
+                    .map(|(c, kind, to)| match kind {
+                        0 => S::Rolling(*c, to),
+                        1 => S::Canary(*c, to, 1),
+                        _ => S::BlueGreen(*c, to, 1),
+                    })
+                    .collect();
+                b.stage_with(&format!("s{k}"), &stmts, none_k.then_some(None));
             }
             if halt {
                 b.p.on_failure = OnFailure::Halt;
             }
-            let want = reference(&from, &actions, halt);
+            let want = reference(&from, &actions, &none, halt);
             let m = matrix::keeptrusts();
             let got: BTreeSet<(Version, usize, Version)> = model::analyse(&b.p, &m)
                 .findings

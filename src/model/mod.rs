@@ -68,9 +68,12 @@
 //! paths that meet the same pair at other statements (fixing the forward path fixes them; a
 //! separate "roll back in the opposite order" would mislead). Codes: `ktplay::compat::incompatible` (error),
 //! `ktplay::compat::no_row` (error), `ktplay::compat::eol` (warning), `ktplay::compat::order`
-//! (warning), `ktplay::compat::forward_only_rollback` (error: a rollback path removes a version of
-//! a `forward_only` component — including removing a canary or a half-done rollout, whose new pods
-//! have already migrated), `ktplay::compat::unmodelled_undo` (warning).
+//! (warning), `ktplay::compat::forward_only_rollback` (error: any transition, on a rollback path
+//! or forward (`undo`, `rolling` to an older version), that takes a `forward_only` component down —
+//! a version it stops running is newer than every version it keeps. That includes removing a
+//! canary or undoing a half-done rollout, whose new pods have already migrated; rolling forward to
+//! a corrective release inside a rollback block is fine), `ktplay::compat::unmodelled_undo`
+//! (warning).
 
 mod report;
 mod run;

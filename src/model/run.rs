@@ -298,7 +298,6 @@ impl<'a> Tables<'a> {
     }
 
     /// Set component `c` to `new`, recording what the transition introduces.
-    #[allow(clippy::too_many_arguments)]
     fn change(
         &self,
         vs: &mut [Mask],
@@ -306,7 +305,6 @@ impl<'a> Tables<'a> {
         new: Mask,
         span: Span,
         cause: Cause,
-        rollback: bool,
         out: &mut Vec<Raw>,
     ) {
         let old = vs[c];
@@ -323,7 +321,11 @@ impl<'a> Tables<'a> {
             b,
             what: None,
         };
-        if rollback && self.forward_only[c] && old & !new != 0 {
+        // Bits are in version order: the component goes down when a version it stops running is
+        // newer than every version it keeps. A roll *forward* inside a rollback block (the
+        // corrective release) is not a rollback.
+        let removed = old & !new;
+        if self.forward_only[c] && removed != 0 && (new == 0 || removed.ilog2() > new.ilog2()) {
             out.push(raw(Key::ForwardOnly { c }, old, new));
         }
         let added = new & !old;
@@ -368,8 +370,8 @@ impl<'a> Tables<'a> {
         cause: Cause,
         out: &mut Vec<Raw>,
     ) {
-        self.change(vs, c, vs[c] | target, span, cause, true, out);
-        self.change(vs, c, target, span, cause, true, out);
+        self.change(vs, c, vs[c] | target, span, cause, out);
+        self.change(vs, c, target, span, cause, out);
     }
 
     /// Roll back stage `k` from `vs`: its block, nothing, or the implicit rollbacks of `started`
@@ -406,12 +408,12 @@ impl<'a> Tables<'a> {
                     match &s.op {
                         Op::Rolling { comp, to } | Op::Canary { comp, to, .. } => {
                             let v = self.bit(*comp, to);
-                            self.change(vs, *comp, vs[*comp] | v, s.span, cause, true, out);
-                            self.change(vs, *comp, v, s.span, cause, true, out);
+                            self.change(vs, *comp, vs[*comp] | v, s.span, cause, out);
+                            self.change(vs, *comp, v, s.span, cause, out);
                         }
                         Op::BlueGreen { comp, to, .. } => {
                             let v = self.bit(*comp, to);
-                            self.change(vs, *comp, vs[*comp] | v, s.span, cause, true, out);
+                            self.change(vs, *comp, vs[*comp] | v, s.span, cause, out);
                         }
                         Op::Undo {
                             comp,
@@ -540,7 +542,6 @@ impl<'a> Engine<'a> {
             new,
             span,
             Cause::Forward { stage: k },
-            false,
             &mut out,
         );
         f.changed |= 1 << c;
@@ -614,15 +615,8 @@ impl<'a> Engine<'a> {
         let mut out = Vec::new();
         for c in 0..n {
             let span = p.components[c].span;
-            self.t.change(
-                &mut f.vs,
-                c,
-                self.t.init[c],
-                span,
-                Cause::Initial,
-                false,
-                &mut out,
-            );
+            self.t
+                .change(&mut f.vs, c, self.t.init[c], span, Cause::Initial, &mut out);
         }
         for r in &out {
             self.record(r, None);
@@ -893,8 +887,10 @@ impl Engine<'_> {
             }
             Key::ForwardOnly { c } => {
                 let stage = match r.cause {
-                    Cause::Implicit { stage } | Cause::Block { stage } => stage,
-                    _ => unreachable!("forward-only findings come from rollbacks"),
+                    Cause::Implicit { stage }
+                    | Cause::Block { stage }
+                    | Cause::Forward { stage } => stage,
+                    Cause::Initial => unreachable!("the initial state moves nothing back"),
                 };
                 let moved = format!(
                     "{} from {} back to {}",
@@ -911,14 +907,23 @@ impl Engine<'_> {
                         self.name(c)
                     ),
                     match r.cause {
-                        Cause::Implicit { .. } => format!("the implicit rollback of this takes {moved}"),
+                        Cause::Implicit { .. } => {
+                            format!("the implicit rollback of this takes {moved}")
+                        }
                         _ => format!("this takes {moved}"),
                     },
-                    format!(
-                        "{c}'s database migrations cannot be undone: fix forward with a corrective release instead — give stage `{s}` a `rollback {{ … }}` block that leaves {c} alone, or `rollback none`",
-                        c = self.name(c),
-                        s = self.stage_name(stage)
-                    ),
+                    if let Cause::Forward { .. } = r.cause {
+                        format!(
+                            "{c}'s database migrations cannot be undone: instead of going back, roll forward to a corrective release (`rolling {c} to VERSION`)",
+                            c = self.name(c),
+                        )
+                    } else {
+                        format!(
+                            "{c}'s database migrations cannot be undone: fix forward with a corrective release instead — give stage `{s}` a `rollback {{ … }}` block that rolls {c} forward or leaves it alone, or `rollback none`",
+                            c = self.name(c),
+                            s = self.stage_name(stage)
+                        )
+                    },
                 )
             }
             Key::Unmodelled { c } => {
