@@ -45,6 +45,11 @@ impl VersionPattern {
         }
     }
 
+    /// The lowest version the pattern holds (`1.5.x` → `1.5.0`; pre-releases aside).
+    pub fn lowest(&self) -> Version {
+        lowest(self)
+    }
+
     /// Parse `1.x`, `1.5.x` or a semver version. `1.5` alone is refused on purpose.
     pub fn parse(text: &str) -> Result<Self, String> {
         let parts: Vec<&str> = text.splitn(3, '.').collect();
@@ -98,10 +103,8 @@ impl VersionRange {
 
     /// Is the range empty because its low end lies above its high end?
     pub fn is_inverted(&self) -> bool {
-        let lo = lowest(&self.low);
-        let hi = lowest(&self.high);
-        // Compare lower bounds of both ends; an inverted range has low starting after high ends.
-        self.high.compare(&lo) == Ordering::Less && lo != hi
+        // Inverted when the high pattern lies wholly below the first version of the low one.
+        self.high.compare(&lowest(&self.low)) == Ordering::Greater
     }
 }
 
@@ -177,5 +180,14 @@ mod tests {
         assert!(r.contains(&v("1.5.0-rc.1")));
         assert!(!r.contains(&v("1.4.1")));
         assert!(!r.contains(&v("1.5.1")));
+        assert!(!r.is_inverted());
+        let one = |lo: &str, hi: &str| VersionRange {
+            low: VersionPattern::parse(lo).unwrap(),
+            high: VersionPattern::parse(hi).unwrap(),
+        };
+        assert!(one("1.5.1", "1.5.0").is_inverted());
+        assert!(!one("1.5.x", "1.5.0").is_inverted());
+        assert!(!one("1.5.0", "1.5.x").is_inverted());
+        assert!(one("2.x", "1.9.x").is_inverted());
     }
 }
