@@ -21,6 +21,49 @@ pub struct Cli {
 pub enum Command {
     /// Check playbooks for errors without touching any cluster (for CI).
     Check(CheckArgs),
+    /// Show what a run would do in one env: statements, image changes, versions after each.
+    Plan(PlanArgs),
+    /// Show a compatibility matrix, or ask whether a state is allowed.
+    #[command(subcommand)]
+    Matrix(MatrixCommand),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct PlanArgs {
+    /// The playbook file.
+    pub file: PathBuf,
+    /// The env to plan for (required when the playbook declares envs).
+    #[arg(long)]
+    pub env: Option<String>,
+    /// Which playbook, when the file holds several.
+    #[arg(long)]
+    pub playbook: Option<String>,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = Format::Human)]
+    pub format: Format,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum MatrixCommand {
+    /// Print a matrix as a table (default: the built-in `keeptrusts`).
+    Show {
+        name: Option<String>,
+        /// Also look for the matrix in this file (and the files it uses).
+        #[arg(long)]
+        file: Option<PathBuf>,
+    },
+    /// Is a (mixed) state allowed? `ktplay matrix check api=1.5.0 gateway=1.4.1,1.5.0`
+    Check {
+        /// COMPONENT=VERSION[,VERSION…] for each component.
+        #[arg(required = true, value_name = "COMPONENT=VERSIONS")]
+        state: Vec<String>,
+        /// The matrix to ask (default: `keeptrusts`).
+        #[arg(long, default_value = "keeptrusts")]
+        matrix: String,
+        /// Also look for the matrix in this file (and the files it uses).
+        #[arg(long)]
+        file: Option<PathBuf>,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -64,6 +107,8 @@ fn terminal_width() -> usize {
 pub fn run(cli: Cli) -> i32 {
     match cli.command {
         Command::Check(args) => cmd_check(args),
+        Command::Plan(args) => cmd_plan(args),
+        Command::Matrix(cmd) => cmd_matrix(cmd),
     }
 }
 
@@ -128,4 +173,198 @@ fn plural(n: usize) -> &'static str {
     } else {
         "s"
     }
+}
+
+fn report_problems(checked: &check::Checked) {
+    let opts = RenderOptions {
+        colour: colour_wanted(),
+        width: terminal_width(),
+    };
+    eprint!(
+        "{}",
+        diag::render(&checked.sources, &checked.problems, opts)
+    );
+}
+
+/// Check one file and pick one playbook from it; on failure, the exit code.
+pub(crate) fn load_playbook(
+    file: &std::path::Path,
+    name: Option<&str>,
+) -> Result<(check::Checked, usize), i32> {
+    let checked = match check::check_paths(&[file.to_path_buf()]) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("{:?}", miette::Report::new(e));
+            return Err(exit::USAGE);
+        }
+    };
+    if checked.errors() > 0 {
+        report_problems(&checked);
+        eprintln!(
+            "failed: {} error{}; nothing planned",
+            checked.errors(),
+            plural(checked.errors())
+        );
+        return Err(exit::FOUND_ERRORS);
+    }
+    let names: Vec<&str> = checked
+        .playbooks
+        .iter()
+        .map(|(_, p)| p.name.as_str())
+        .collect();
+    let index = match name {
+        Some(n) => checked.playbooks.iter().position(|(_, p)| p.name == n),
+        None if checked.playbooks.len() == 1 => Some(0),
+        None => None,
+    };
+    match index {
+        Some(i) => Ok((checked, i)),
+        None => {
+            if names.is_empty() {
+                eprintln!("error: `{}` holds no playbook", file.display());
+            } else if let Some(n) = name {
+                eprintln!(
+                    "error: no playbook \"{n}\" in `{}`; it holds: {}",
+                    file.display(),
+                    names.join(", ")
+                );
+            } else {
+                eprintln!(
+                    "error: `{}` holds several playbooks; choose one with --playbook: {}",
+                    file.display(),
+                    names.join(", ")
+                );
+            }
+            Err(exit::USAGE)
+        }
+    }
+}
+
+/// The env named on the command line; `None` is fine only for playbooks without envs.
+pub(crate) fn pick_env<'a>(
+    pb: &'a check::Playbook,
+    env: Option<&str>,
+) -> Result<Option<&'a check::program::Env>, i32> {
+    let names: Vec<&str> = pb.envs.iter().map(|e| e.name.as_str()).collect();
+    match env {
+        Some(e) => match pb.env(e) {
+            Some(env) => Ok(Some(env)),
+            None => {
+                let hint = check::names::did_you_mean(e, names.iter().copied())
+                    .map(|h| format!(" ({h})"))
+                    .unwrap_or_default();
+                eprintln!(
+                    "error: playbook \"{}\" has no env `{e}`{hint}; its envs: {}",
+                    pb.name,
+                    names.join(", ")
+                );
+                Err(exit::USAGE)
+            }
+        },
+        None if pb.envs.is_empty() => Ok(None),
+        None => {
+            eprintln!("error: choose an env with --env: {}", names.join(", "));
+            Err(exit::USAGE)
+        }
+    }
+}
+
+fn cmd_plan(args: PlanArgs) -> i32 {
+    let (checked, i) = match load_playbook(&args.file, args.playbook.as_deref()) {
+        Ok(x) => x,
+        Err(code) => return code,
+    };
+    let (file, pb) = &checked.playbooks[i];
+    let env = match pick_env(pb, args.env.as_deref()) {
+        Ok(e) => e,
+        Err(code) => return code,
+    };
+    let plan = crate::plan::plan(pb, env, &checked.sources, *file);
+    match args.format {
+        Format::Json => println!("{}", serde_json::to_string(&plan).expect("plan serializes")),
+        Format::Human => {
+            if !checked.problems.is_empty() {
+                report_problems(&checked);
+            }
+            print!("{}", crate::plan::render_human(&plan));
+        }
+    }
+    exit::OK
+}
+
+fn cmd_matrix(cmd: MatrixCommand) -> i32 {
+    let (name, file) = match &cmd {
+        MatrixCommand::Show { name, file } => (
+            name.clone().unwrap_or_else(|| "keeptrusts".into()),
+            file.clone(),
+        ),
+        MatrixCommand::Check { matrix, file, .. } => (matrix.clone(), file.clone()),
+    };
+    let matrix = match find_matrix(&name, file.as_deref()) {
+        Ok(m) => m,
+        Err(code) => return code,
+    };
+    match cmd {
+        MatrixCommand::Show { .. } => {
+            print!("{}", crate::matrix::render_table(&matrix));
+            exit::OK
+        }
+        MatrixCommand::Check { state, .. } => {
+            let mut parsed = crate::matrix::State::new();
+            for item in &state {
+                let Some((comp, versions)) = item.split_once('=') else {
+                    eprintln!("error: `{item}` is not COMPONENT=VERSION[,VERSION…], like api=1.5.0 or gateway=1.4.1,1.5.0");
+                    return exit::USAGE;
+                };
+                let mut set = std::collections::BTreeSet::new();
+                for v in versions.split(',') {
+                    match crate::version::Version::parse(v.trim()) {
+                        Ok(v) => {
+                            set.insert(v);
+                        }
+                        Err(e) => {
+                            eprintln!("error: `{v}` (for {comp}) is not a version: {e}");
+                            return exit::USAGE;
+                        }
+                    }
+                }
+                parsed.insert(comp.trim().to_string(), set);
+            }
+            let (ok, why) = crate::matrix::explain(&matrix, &parsed);
+            print!("{why}");
+            if !why.ends_with('\n') {
+                println!();
+            }
+            if ok {
+                exit::OK
+            } else {
+                exit::FOUND_ERRORS
+            }
+        }
+    }
+}
+
+fn find_matrix(name: &str, file: Option<&std::path::Path>) -> Result<crate::matrix::Matrix, i32> {
+    let scope = match file {
+        Some(f) => {
+            let checked = match check::check_paths(&[f.to_path_buf()]) {
+                Ok(c) => c,
+                Err(e) => {
+                    eprintln!("{:?}", miette::Report::new(e));
+                    return Err(exit::USAGE);
+                }
+            };
+            if checked.errors() > 0 {
+                report_problems(&checked);
+                return Err(exit::FOUND_ERRORS);
+            }
+            checked.scopes.into_iter().next().expect("one input file")
+        }
+        None => check::matrices::InScope::builtins(),
+    };
+    scope.get(name).cloned().ok_or_else(|| {
+        let names = scope.names();
+        eprintln!("error: no matrix `{name}`; known: {}", names.join(", "));
+        exit::USAGE
+    })
 }

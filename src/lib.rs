@@ -10,6 +10,7 @@ pub mod cli;
 pub mod diag;
 pub mod matrix;
 pub mod model;
+pub mod plan;
 pub mod resolve;
 pub mod sim;
 pub mod source;

@@ -1,83 +1,297 @@
-//! Matrix declarations: validated and lowered into [`crate::matrix::Matrix`], with the built-ins.
+//! Matrix declarations: validated and lowered into [`crate::matrix::Matrix`], beside the built-ins.
 
 use std::collections::HashMap;
 
 use crate::diag::Problem;
-use crate::source::SourceMap;
-use crate::span::FileId;
+use crate::matrix::{self, Matrix, Row, Rule, Status};
+use crate::span::{FileId, Span, Spanned};
 use crate::syntax::ast;
+use crate::version::VersionRange;
 
 use super::errors::CheckError;
+use super::lower::Lowerer;
 
 /// Every matrix declared in every file read, by file.
 pub struct Matrices {
-    by_file: HashMap<FileId, Vec<String>>,
+    by_file: HashMap<FileId, Vec<Matrix>>,
 }
 
-/// The matrices one file can name.
+/// The matrices one file can name: the built-ins, then those declared in it and its `use`s (a
+/// declaration shadows a built-in of the same name).
+#[derive(Debug, Clone)]
 pub struct InScope {
-    names: Vec<String>,
+    matrices: Vec<Matrix>,
 }
 
 impl InScope {
+    /// Only the built-in matrices.
+    pub fn builtins() -> Self {
+        InScope {
+            matrices: builtins(),
+        }
+    }
+
     pub fn names(&self) -> Vec<String> {
-        self.names.clone()
+        self.matrices.iter().map(|m| m.name.clone()).collect()
+    }
+    pub fn get(&self, name: &str) -> Option<&Matrix> {
+        self.matrices.iter().find(|m| m.name == name)
     }
 }
 
-/// Names of the matrices every file can use without declaring them.
-pub const BUILTIN: &[&str] = &["keeptrusts"];
+/// The matrices every file can use without declaring them.
+pub fn builtins() -> Vec<Matrix> {
+    vec![matrix::keeptrusts()]
+}
 
 impl Matrices {
-    pub fn collect(
-        _sources: &SourceMap,
-        files: &[(FileId, &ast::File)],
-        problems: &mut Vec<Problem>,
-    ) -> Matrices {
-        let mut by_file: HashMap<FileId, Vec<String>> = HashMap::new();
+    pub fn collect(files: &[(FileId, &ast::File)], problems: &mut Vec<Problem>) -> Matrices {
+        let builtin_names: Vec<String> = builtins().into_iter().map(|m| m.name).collect();
+        let mut by_file: HashMap<FileId, Vec<Matrix>> = HashMap::new();
         for (id, f) in files {
-            let mut seen: HashMap<String, crate::span::Span> = HashMap::new();
+            let mut seen: HashMap<String, Span> = HashMap::new();
             for item in &f.items {
-                if let ast::Item::Matrix(m) = item {
-                    if let Some(first) = seen.get(&m.name.node) {
-                        problems.push(Problem::new(
-                            *id,
-                            CheckError::Duplicate {
-                                what: "matrix",
-                                name: m.name.node.clone(),
-                                span: m.name.span.into(),
-                                first: (*first).into(),
-                            },
-                        ));
-                        continue;
-                    }
-                    seen.insert(m.name.node.clone(), m.name.span);
-                    if BUILTIN.contains(&m.name.node.as_str()) {
-                        problems.push(Problem::new(
-                            *id,
-                            CheckError::ShadowedMatrix {
-                                name: m.name.node.clone(),
-                                span: m.name.span.into(),
-                            },
-                        ));
-                    }
-                    by_file.entry(*id).or_default().push(m.name.node.clone());
+                let ast::Item::Matrix(m) = item else { continue };
+                if let Some(first) = seen.get(&m.name.node) {
+                    problems.push(Problem::new(
+                        *id,
+                        CheckError::Duplicate {
+                            what: "matrix",
+                            name: m.name.node.clone(),
+                            span: m.name.span.into(),
+                            first: (*first).into(),
+                        },
+                    ));
+                    continue;
+                }
+                seen.insert(m.name.node.clone(), m.name.span);
+                if builtin_names.contains(&m.name.node) {
+                    problems.push(Problem::new(
+                        *id,
+                        CheckError::ShadowedMatrix {
+                            name: m.name.node.clone(),
+                            span: m.name.span.into(),
+                        },
+                    ));
+                }
+                let mut lowerer = Lowerer::new(problems, *id, Default::default(), vec![]);
+                if let Some(lowered) = lowerer.matrix(m) {
+                    by_file.entry(*id).or_default().push(lowered);
                 }
             }
         }
         Matrices { by_file }
     }
 
-    /// Matrices visible from a file: the built-ins, then those of the file and its `use`s.
+    /// Matrices visible from the files given (a file and everything it `use`s).
     pub fn in_scope(&self, files: &[FileId]) -> InScope {
-        let mut names: Vec<String> = BUILTIN.iter().map(|s| s.to_string()).collect();
+        let mut matrices = builtins();
         for f in files {
-            for n in self.by_file.get(f).into_iter().flatten() {
-                if !names.contains(n) {
-                    names.push(n.clone());
-                }
+            for m in self.by_file.get(f).into_iter().flatten() {
+                matrices.retain(|x| x.name != m.name);
+                matrices.push(m.clone());
             }
         }
-        InScope { names }
+        InScope { matrices }
+    }
+}
+
+impl Lowerer<'_> {
+    fn bad_matrix(
+        &mut self,
+        name: &str,
+        reason: impl Into<String>,
+        span: Span,
+        help: impl Into<String>,
+    ) {
+        self.error(CheckError::BadMatrix {
+            name: name.to_string(),
+            reason: reason.into(),
+            span: span.into(),
+            help: help.into(),
+        });
+    }
+
+    /// Lower one `matrix NAME { … }`; `None` if it is unusable.
+    pub fn matrix(&mut self, m: &ast::MatrixDecl) -> Option<Matrix> {
+        let name = m.name.node.as_str();
+        let mut hub: Option<Spanned<String>> = None;
+        let mut order: Option<Vec<String>> = None;
+        let mut rule: Option<(Rule, Span)> = None;
+        let mut row_decls: Vec<(&ast::RowDecl, Span)> = Vec::new();
+        let mut rows: Vec<Row> = Vec::new();
+        let mut ok = true;
+        let mut firsts: HashMap<&'static str, Span> = HashMap::new();
+        for e in &m.entries {
+            let key = match &e.node {
+                ast::MatrixEntry::Hub(_) => Some("hub"),
+                ast::MatrixEntry::Order(_) => Some("order"),
+                ast::MatrixEntry::Rule(_) => Some("rule"),
+                ast::MatrixEntry::Row(_) => None,
+            };
+            if let Some(key) = key {
+                if let Some(first) = firsts.get(key) {
+                    let first = *first;
+                    self.error(CheckError::Duplicate {
+                        what: "matrix entry",
+                        name: key.to_string(),
+                        span: e.span.into(),
+                        first: first.into(),
+                    });
+                    continue;
+                }
+                firsts.insert(key, e.span);
+            }
+            match &e.node {
+                ast::MatrixEntry::Hub(h) => hub = Some(h.clone()),
+                ast::MatrixEntry::Order(names) => {
+                    order = Some(names.iter().map(|n| n.node.clone()).collect())
+                }
+                ast::MatrixEntry::Rule(r) => match Rule::from_keyword(&r.node) {
+                    Some(x) => rule = Some((x, e.span)),
+                    None => {
+                        self.error(CheckError::InvalidValue {
+                            what: "matrix rule",
+                            value: r.node.clone(),
+                            span: r.span.into(),
+                            help: "the rule is `adjacent_minor`: peers of the same major, minor - 1 ..= minor".into(),
+                        });
+                        ok = false;
+                    }
+                },
+                ast::MatrixEntry::Row(r) => row_decls.push((r, e.span)),
+            }
+        }
+        let Some(hub) = hub else {
+            self.bad_matrix(
+                name,
+                "it names no `hub`",
+                m.name.span,
+                "add `hub api`: the component every other one is checked against",
+            );
+            return None;
+        };
+        for (r, span) in row_decls {
+            if r.hub.node != hub.node {
+                self.bad_matrix(
+                    name,
+                    format!(
+                        "a row is about `{}`, but the hub is `{}`",
+                        r.hub.node, hub.node
+                    ),
+                    r.hub.span,
+                    format!(
+                        "rows start with the hub: `{} 1.5.x current {{ … }}`",
+                        hub.node
+                    ),
+                );
+                ok = false;
+                continue;
+            }
+            match self.row(name, r, span) {
+                Some(row) => rows.push(row),
+                None => ok = false,
+            }
+        }
+        match (&rule, rows.is_empty()) {
+            (Some((_, span)), false) => {
+                self.bad_matrix(
+                    name,
+                    "it has both a `rule` and rows",
+                    *span,
+                    "a matrix is given by rows or by a rule: remove one",
+                );
+                ok = false;
+            }
+            (None, true) if ok => {
+                self.bad_matrix(
+                    name,
+                    "it has no rows and no rule",
+                    m.name.span,
+                    "add rows like `api 1.5.x current { gateway 1.4.x - 1.5.x }` or `rule adjacent_minor`",
+                );
+                ok = false;
+            }
+            _ => {}
+        }
+        if !ok {
+            return None;
+        }
+        Some(Matrix {
+            name: name.to_string(),
+            hub: hub.node,
+            order: order.unwrap_or_default(),
+            rows,
+            rule: rule.map(|(r, _)| r),
+            span: Some(m.span),
+        })
+    }
+
+    fn row(&mut self, name: &str, r: &ast::RowDecl, span: Span) -> Option<Row> {
+        let hub = self.pattern(&r.version);
+        let status = match Status::from_keyword(&r.status.node) {
+            Some(s) => Some(s),
+            None => {
+                self.error(CheckError::InvalidValue {
+                    what: "matrix status",
+                    value: r.status.node.clone(),
+                    span: r.status.span.into(),
+                    help: "a row's status is `current`, `supported` or `eol`".into(),
+                });
+                None
+            }
+        };
+        let mut peers = Vec::new();
+        let mut seen: HashMap<String, Span> = HashMap::new();
+        let mut ok = true;
+        for (col, range) in &r.peers {
+            if let Some(first) = seen.get(&col.node) {
+                let first = *first;
+                self.duplicate("column", &col.node, col.span, first);
+                ok = false;
+                continue;
+            }
+            seen.insert(col.node.clone(), col.span);
+            if col.node == r.hub.node {
+                self.bad_matrix(
+                    name,
+                    "the hub is listed as its own column",
+                    col.span,
+                    "list the other components only",
+                );
+                ok = false;
+                continue;
+            }
+            let low = self.pattern(&range.low);
+            let high = match &range.high {
+                Some(h) => self.pattern(h),
+                None => low.clone(),
+            };
+            let (Some(low), Some(high)) = (low, high) else {
+                ok = false;
+                continue;
+            };
+            let vr = VersionRange { low, high };
+            if vr.is_inverted() {
+                self.bad_matrix(
+                    name,
+                    format!("the range `{vr}` is empty"),
+                    range.span,
+                    format!("write the lower end first: `{} - {}`", vr.high, vr.low),
+                );
+                ok = false;
+                continue;
+            }
+            peers.push((col.clone(), vr));
+        }
+        if !ok {
+            return None;
+        }
+        Some(Row {
+            hub: hub?,
+            status: status?,
+            peers,
+            span,
+        })
     }
 }

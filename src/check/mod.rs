@@ -8,6 +8,8 @@
 
 pub mod errors;
 pub mod lower;
+pub mod matrices;
+pub mod model;
 pub mod names;
 pub mod program;
 
@@ -31,6 +33,8 @@ pub struct Checked {
     pub playbooks: Vec<(FileId, Playbook)>,
     /// Input files named on the command line (or found in named folders).
     pub inputs: Vec<FileId>,
+    /// The matrices each input file can name, in the order of `inputs`.
+    pub scopes: Vec<matrices::InScope>,
 }
 
 impl Checked {
@@ -312,17 +316,15 @@ fn finish(mut loader: Loader, inputs: Vec<FileId>) -> Checked {
         loader.resolve_uses(id, &mut Vec::new());
     }
     let mut playbooks = Vec::new();
+    let mut scopes = Vec::new();
     let mut problems = std::mem::take(&mut loader.problems);
-    let matrices = crate::check::matrices::Matrices::collect(
-        &loader.sources,
-        &loader.files_asts(),
-        &mut problems,
-    );
+    let matrices = matrices::Matrices::collect(&loader.files_asts(), &mut problems);
     for &id in &inputs {
+        let in_scope = matrices.in_scope(&loader.reachable(id));
+        scopes.push(in_scope.clone());
         let Some(file) = loader.files.get(&id).and_then(|l| l.ast.as_ref()) else {
             continue;
         };
-        let in_scope = matrices.in_scope(&loader.reachable(id));
         if file.items.is_empty() {
             let len = loader.sources.get(id).text.len().min(1);
             problems.push(Problem::new(
@@ -347,16 +349,18 @@ fn finish(mut loader: Loader, inputs: Vec<FileId>) -> Checked {
                 hasher.update([0]);
                 hasher.update(text.as_bytes());
                 let digest = hex::encode(hasher.finalize());
-                let mut lowerer = lower::Lowerer {
-                    problems: &mut problems,
-                    file: id,
-                    base_dir: base_dir.clone(),
-                    components: Vec::new(),
-                    let_uses: Vec::new(),
-                    matrices: in_scope.names(),
-                    hooks: Vec::new(),
-                };
+                let errors_before = problems.iter().filter(|p| p.is_error()).count();
+                let mut lowerer =
+                    lower::Lowerer::new(&mut problems, id, base_dir.clone(), in_scope.names());
                 let checked = lowerer.playbook(pb, digest);
+                let clean = problems.iter().filter(|p| p.is_error()).count() == errors_before;
+                // The model runs on playbooks whose names and versions all resolved; on others
+                // it would only repeat their errors in other words.
+                if clean {
+                    if let Some(m) = checked.matrix.as_deref().and_then(|n| in_scope.get(n)) {
+                        problems.extend(crate::model::check(&model::to_model(&checked), m));
+                    }
+                }
                 playbooks.push((id, checked));
             }
         }
@@ -368,6 +372,7 @@ fn finish(mut loader: Loader, inputs: Vec<FileId>) -> Checked {
         problems,
         playbooks,
         inputs,
+        scopes,
     }
 }
 
@@ -382,5 +387,3 @@ impl Loader {
         v
     }
 }
-
-pub mod matrices;

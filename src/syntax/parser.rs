@@ -98,9 +98,24 @@ struct Builder {
 }
 
 impl Builder {
+    /// The pair's span without the trailing whitespace and comments that pest's implicit
+    /// skipping leaves inside it (before an optional repetition that matched nothing), so labels
+    /// end where the construct's text ends. Pairs that end in trailing space are narrowed to the
+    /// end of their last child, recursively; atomic children (strings, names) keep their ends.
     fn span(&self, p: &Pair<Rule>) -> Span {
         let s = p.as_span();
-        Span::new(self.file, s.start(), s.end())
+        let mut end = s.end();
+        let mut current = p.clone();
+        while current.as_str().ends_with(|c: char| c.is_whitespace()) {
+            match current.clone().into_inner().last() {
+                Some(child) => {
+                    end = child.as_span().end();
+                    current = child;
+                }
+                None => break,
+            }
+        }
+        Span::new(self.file, s.start(), end.max(s.start()))
     }
 
     fn ident(&self, p: Pair<Rule>) -> Ident {

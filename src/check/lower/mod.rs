@@ -34,6 +34,23 @@ pub struct Lowerer<'a> {
 }
 
 impl<'a> Lowerer<'a> {
+    pub fn new(
+        problems: &'a mut Vec<Problem>,
+        file: FileId,
+        base_dir: PathBuf,
+        matrices: Vec<String>,
+    ) -> Self {
+        Lowerer {
+            problems,
+            file,
+            base_dir,
+            components: Vec::new(),
+            let_uses: Vec::new(),
+            matrices,
+            hooks: Vec::new(),
+        }
+    }
+
     pub fn error(&mut self, e: CheckError) {
         self.problems.push(Problem::new(self.file, e));
     }
@@ -242,7 +259,7 @@ impl<'a> Lowerer<'a> {
         }
     }
 
-    fn duplicate(&mut self, what: &'static str, name: &str, span: Span, first: Span) {
+    pub(crate) fn duplicate(&mut self, what: &'static str, name: &str, span: Span, first: Span) {
         self.error(CheckError::Duplicate {
             what,
             name: name.to_string(),

@@ -106,7 +106,7 @@ impl Lowerer<'_> {
         opts.get(name).and_then(|v| self.duration(v))
     }
 
-    fn to_version(
+    fn target_version(
         &mut self,
         opts: &HashMap<&str, &Spanned<Value>>,
         comp: usize,
@@ -165,7 +165,7 @@ impl Lowerer<'_> {
                 self.require_plain_deployments(c, comp, "rolling");
                 Op::Rolling {
                     comp: c,
-                    to: self.to_version(&o, c),
+                    to: self.target_version(&o, c),
                     max_unavailable,
                     max_surge,
                     timeout,
@@ -192,7 +192,7 @@ impl Lowerer<'_> {
                 self.require_plain_deployments(c, comp, "canary");
                 Op::Canary {
                     comp: c,
-                    to: self.to_version(&o, c),
+                    to: self.target_version(&o, c),
                     weight: weight.unwrap_or(10),
                     duration,
                     guards,
@@ -216,7 +216,7 @@ impl Lowerer<'_> {
                 }
                 Op::BlueGreen {
                     comp: c,
-                    to: self.to_version(&o, c),
+                    to: self.target_version(&o, c),
                     guards,
                 }
             }

@@ -30,10 +30,11 @@ pub struct LetUse {
 
 impl Lowerer<'_> {
     fn wrong_kind(&mut self, expected: &'static str, v: &Spanned<Value>, help: Option<String>) {
-        let help = help.or_else(|| match &v.node {
+        // An invalid literal's own reason ("write `1.5.x` or `1.5.0`") beats a generic help.
+        let help = match &v.node {
             Value::Invalid { reason, .. } => Some(reason.clone()),
-            _ => None,
-        });
+            _ => help,
+        };
         self.error(CheckError::WrongKind {
             expected,
             found: v.node.describe(),

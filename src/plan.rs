@@ -1,0 +1,436 @@
+//! Checked playbook + env → the plan a person reviews before a run (Terraform's plan is the
+//! model): every statement with its values resolved for the env (secrets as `(secret)`), the image
+//! changes, the version state after each statement, each stage's way back, and a summary.
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+
+use crate::check::program::*;
+use crate::matrix::{format_set, State};
+use crate::resolve::{Live, Mode, Scope};
+use crate::source::SourceMap;
+use crate::span::FileId;
+use crate::syntax::format_duration;
+
+/// The plan for one env.
+#[derive(Debug, Serialize)]
+pub struct Plan {
+    pub playbook: String,
+    pub env: Option<String>,
+    pub namespace: String,
+    pub context: Option<String>,
+    pub digest: String,
+    pub matrix: Option<String>,
+    pub on_failure: OnFailure,
+    pub stages: Vec<PlanStage>,
+    pub summary: Summary,
+}
+
+#[derive(Debug, Serialize)]
+pub struct PlanStage {
+    pub name: String,
+    pub line: usize,
+    pub statements: Vec<PlanStatement>,
+    /// What runs if this stage (or a later one) fails.
+    pub rollback: String,
+}
+
+#[derive(Debug, Serialize)]
+pub struct PlanStatement {
+    pub line: usize,
+    pub statement: String,
+    /// Nested guards of `canary` and `blue_green`.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub guards: Vec<String>,
+    pub image_change: Option<ImageChange>,
+    /// Versions every component runs once the statement is done.
+    pub state_after: BTreeMap<String, Vec<String>>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct ImageChange {
+    pub component: String,
+    pub image: String,
+    pub from: String,
+    pub to: String,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Summary {
+    pub stages: usize,
+    pub actions: usize,
+    pub guards: usize,
+    pub image_changes: usize,
+    /// "compatible with matrix X on every path" or why there is no check.
+    pub compatibility: String,
+}
+
+/// Build the plan of `pb` for `env` (None: a playbook without envs).
+pub fn plan(pb: &Playbook, env: Option<&Env>, sources: &SourceMap, file: FileId) -> Plan {
+    let live = Live::default();
+    let scope = Scope::new(pb, env, &live);
+    let program = crate::check::model::to_model(pb);
+    let trace = crate::model::trace(&program);
+    let mut state: State = program.initial_state();
+    let mut steps = trace.into_iter();
+    let line = |s: crate::span::Span| sources.line_col(file, s.start as usize).0;
+    let mut stages = Vec::new();
+    let (mut actions, mut guards, mut changes) = (0, 0, 0);
+    for stage in &pb.stages {
+        let mut statements = Vec::new();
+        for st in &stage.stmts {
+            let before = state.clone();
+            if let Some(step) = steps.next() {
+                if let Some(last) = step.states.last() {
+                    state = last.clone();
+                }
+            }
+            if st.op.is_action() {
+                actions += 1;
+            } else if matches!(st.op, Op::Guard(_)) {
+                guards += 1;
+            }
+            let image_change = image_change(pb, &st.op, &before);
+            changes += image_change.is_some() as usize;
+            let nested: Vec<String> = match &st.op {
+                Op::Canary { guards: g, .. } | Op::BlueGreen { guards: g, .. } => {
+                    guards += g.len();
+                    g.iter().map(|x| describe(&x.op, &scope)).collect()
+                }
+                _ => vec![],
+            };
+            statements.push(PlanStatement {
+                line: line(st.span),
+                statement: describe(&st.op, &scope),
+                guards: nested,
+                image_change,
+                state_after: state
+                    .iter()
+                    .map(|(c, vs)| (c.clone(), vs.iter().map(|v| v.to_string()).collect()))
+                    .collect(),
+            });
+        }
+        stages.push(PlanStage {
+            name: stage.name.clone(),
+            line: line(stage.span),
+            statements,
+            rollback: describe_rollback(stage, pb, &scope),
+        });
+    }
+    let compatibility = match &pb.matrix {
+        Some(m) => {
+            format!("every state, forward and on every rollback path, is allowed by matrix `{m}`")
+        }
+        None => "not checked: the playbook names no matrix".into(),
+    };
+    Plan {
+        playbook: pb.name.clone(),
+        env: env.map(|e| e.name.clone()),
+        namespace: scope.namespace().to_string(),
+        context: env.and_then(|e| e.context.clone()),
+        digest: pb.digest.clone(),
+        matrix: pb.matrix.clone(),
+        on_failure: pb.on_failure,
+        stages,
+        summary: Summary {
+            stages: pb.stages.len(),
+            actions,
+            guards,
+            image_changes: changes,
+            compatibility,
+        },
+    }
+}
+
+fn image_change(pb: &Playbook, op: &Op, before: &State) -> Option<ImageChange> {
+    let (comp, to) = match op {
+        Op::Rolling { comp, to, .. }
+        | Op::Canary { comp, to, .. }
+        | Op::BlueGreen { comp, to, .. } => (*comp, to),
+        _ => return None,
+    };
+    let c = &pb.components[comp];
+    let from = before
+        .get(&c.name)
+        .map(|vs| {
+            if vs.len() == 1 {
+                vs.iter().next().map(|v| v.to_string()).unwrap_or_default()
+            } else {
+                format_set(vs.iter())
+            }
+        })
+        .unwrap_or_else(|| c.from.to_string());
+    if from == to.to_string() {
+        return None; // already there (a canary's promotion did it): nothing changes
+    }
+    Some(ImageChange {
+        component: c.name.clone(),
+        image: c.image.clone(),
+        from,
+        to: to.to_string(),
+    })
+}
+
+fn render(scope: &Scope, t: &Template) -> String {
+    scope
+        .render(t, Mode::Display)
+        .unwrap_or_else(|e| format!("(unresolved: {e})"))
+}
+
+/// One statement in words, with values resolved for display (secrets never shown).
+pub fn describe(op: &Op, scope: &Scope) -> String {
+    let pb = scope.playbook;
+    let name = |c: &usize| pb.components[*c].name.as_str();
+    let deploys = |c: &usize| pb.components[*c].deployments().join(", ");
+    let opt_d = |label: &str, d: &Option<std::time::Duration>| {
+        d.map(|d| format!(" {label} {}", format_duration(d)))
+            .unwrap_or_default()
+    };
+    match op {
+        Op::Rolling {
+            comp,
+            to,
+            max_unavailable,
+            max_surge,
+            timeout,
+        } => {
+            let mut s = format!("rolling {} to {} ({})", name(comp), to, deploys(comp));
+            if let Some(m) = max_unavailable {
+                s.push_str(&format!(" max_unavailable {m}"));
+            }
+            if let Some(m) = max_surge {
+                s.push_str(&format!(" max_surge {m}"));
+            }
+            s + &opt_d("timeout", timeout)
+        }
+        Op::Canary {
+            comp,
+            to,
+            weight,
+            duration,
+            ..
+        } => format!(
+            "canary {} to {} at {}% of replicas{}, then promote and remove the canary",
+            name(comp),
+            to,
+            weight,
+            opt_d("for", duration)
+        ),
+        Op::BlueGreen { comp, to, .. } => {
+            let svc = match &pb.components[*comp].workload {
+                Workload::BlueGreen(bg) => bg.service.clone(),
+                Workload::Deployments(_) => String::new(),
+            };
+            format!(
+                "blue_green {} to {}: deploy the idle colour, guards, switch Service {svc}",
+                name(comp),
+                to
+            )
+        }
+        Op::Restart { comp, timeout } => format!(
+            "restart {} ({}){}",
+            name(comp),
+            deploys(comp),
+            opt_d("timeout", timeout)
+        ),
+        Op::Undo { comp, revision } => match revision {
+            Some(r) => format!("undo {} to revision {r}", name(comp)),
+            None => format!("undo {}", name(comp)),
+        },
+        Op::Switch { comp, colour } => format!("switch {} to {}", name(comp), colour.as_str()),
+        Op::Scale {
+            comp,
+            replicas,
+            timeout,
+        } => format!(
+            "scale {} to {replicas} replicas{}",
+            name(comp),
+            opt_d("timeout", timeout)
+        ),
+        Op::Pause(d) => format!("pause {}", format_duration(*d)),
+        Op::Approve(q) => format!("approve \"{}\"", render(scope, q)),
+        Op::Guard(g) => describe_guard(g, scope),
+    }
+}
+
+fn describe_guard(g: &Guard, scope: &Scope) -> String {
+    let pb = scope.playbook;
+    let within = g
+        .within
+        .map(|d| format!(" within {}", format_duration(d)))
+        .unwrap_or_default();
+    let body = match &g.kind {
+        GuardKind::Http(h) => {
+            let mut s = format!("guard http {} {}", h.method, render(scope, &h.url));
+            for (k, v) in &h.headers {
+                let shown = if v
+                    .parts
+                    .iter()
+                    .any(|p| matches!(p, TemplatePart::Let(n) if scope.is_secret(n)))
+                {
+                    "(secret)".to_string()
+                } else {
+                    render(scope, v)
+                };
+                s.push_str(&format!(" header {k}: {shown}"));
+            }
+            if let Some(b) = &h.bearer {
+                let shown = if scope.is_secret(b) {
+                    "(secret)".into()
+                } else {
+                    render_let(scope, b)
+                };
+                s.push_str(&format!(" bearer {shown}"));
+            }
+            match &h.body {
+                Some(HttpBody::Json(v)) => s.push_str(&format!(" json {v}")),
+                Some(HttpBody::Text(t)) => s.push_str(&format!(" body \"{}\"", render(scope, t))),
+                None => {}
+            }
+            match h.expect_status {
+                Some(st) => s.push_str(&format!(" expect {st}")),
+                None => s.push_str(" expect 2xx"),
+            }
+            for c in &h.expect_contains {
+                s.push_str(&format!(" expect body contains \"{}\"", render(scope, c)));
+            }
+            if h.check.is_some() {
+                s.push_str(" check rhai");
+            }
+            s
+        }
+        GuardKind::Logs { comp, pattern } => format!(
+            "guard logs {} matches \"{pattern}\"",
+            pb.components[*comp].name
+        ),
+        GuardKind::Ready { comp } => format!("guard ready {}", pb.components[*comp].name),
+        GuardKind::Hook { shown, .. } => format!("guard hook \"{shown}\""),
+        GuardKind::Rhai { .. } => "guard rhai (inline script)".into(),
+    };
+    body + &within
+}
+
+fn render_let(scope: &Scope, name: &str) -> String {
+    scope
+        .let_value(name, Mode::Display)
+        .unwrap_or_else(|e| format!("(unresolved: {e})"))
+}
+
+fn describe_rollback(stage: &Stage, pb: &Playbook, scope: &Scope) -> String {
+    if pb.on_failure == OnFailure::Halt {
+        return "none (on_failure halt)".into();
+    }
+    match &stage.rollback {
+        Rollback::None(_) => "none (rollback none)".into(),
+        Rollback::Block(stmts, _) => {
+            let list: Vec<String> = stmts.iter().map(|s| describe(&s.op, scope)).collect();
+            format!("rollback block: {}", list.join("; "))
+        }
+        Rollback::Implicit => {
+            let undo: Vec<String> = stage
+                .stmts
+                .iter()
+                .rev()
+                .filter_map(|s| implicit_rollback(&s.op, pb))
+                .collect();
+            if undo.is_empty() {
+                "nothing to undo".into()
+            } else {
+                format!("implicit, newest first: {}", undo.join("; "))
+            }
+        }
+    }
+}
+
+/// The implicit rollback of an action, in words; `None` for statements that need none.
+pub fn implicit_rollback(op: &Op, pb: &Playbook) -> Option<String> {
+    let name = |c: &usize| pb.components[*c].name.clone();
+    match op {
+        Op::Rolling { comp, .. } => Some(format!(
+            "restore {} to the revision it replaced",
+            name(comp)
+        )),
+        Op::Canary { comp, .. } => Some(format!(
+            "remove the {} canary; restore it if promoted",
+            name(comp)
+        )),
+        Op::BlueGreen { comp, .. } => Some(format!(
+            "switch {} back to the colour that served before",
+            name(comp)
+        )),
+        Op::Switch { comp, .. } => Some(format!("switch {} back", name(comp))),
+        Op::Scale { comp, .. } => Some(format!("scale {} back", name(comp))),
+        _ => None,
+    }
+}
+
+/// The plan as a person reads it.
+pub fn render_human(p: &Plan) -> String {
+    let mut out = String::new();
+    out.push_str(&format!("Plan for playbook \"{}\"", p.playbook));
+    if let Some(e) = &p.env {
+        out.push_str(&format!(" in env {e}"));
+    }
+    out.push('\n');
+    out.push_str(&format!(
+        "  namespace {}{}, matrix {}, on failure {}\n  digest {}\n",
+        p.namespace,
+        p.context
+            .as_ref()
+            .map(|c| format!(", context {c}"))
+            .unwrap_or_default(),
+        p.matrix.as_deref().unwrap_or("(none)"),
+        match p.on_failure {
+            OnFailure::Rollback => "roll back",
+            OnFailure::Halt => "halt",
+        },
+        &p.digest[..16.min(p.digest.len())]
+    ));
+    for s in &p.stages {
+        out.push_str(&format!("\nstage {} (line {})\n", s.name, s.line));
+        for st in &s.statements {
+            out.push_str(&format!("  {:>4}  {}\n", st.line, st.statement));
+            for g in &st.guards {
+                out.push_str(&format!("          · {g}\n"));
+            }
+            if let Some(c) = &st.image_change {
+                out.push_str(&format!("        ~ {}: {} → {}\n", c.image, c.from, c.to));
+            }
+            let state: Vec<String> = st
+                .state_after
+                .iter()
+                .map(|(c, vs)| {
+                    if vs.len() == 1 {
+                        format!("{c} {}", vs[0])
+                    } else {
+                        format!("{c} {{{}}}", vs.join(", "))
+                    }
+                })
+                .collect();
+            out.push_str(&format!("        = {}\n", state.join(", ")));
+        }
+        out.push_str(&format!("  on failure: {}\n", s.rollback));
+    }
+    out.push_str(&format!(
+        "\nPlan: {} stage{}, {} action{}, {} guard{}, {} image change{}; compatibility: {}.\n",
+        p.summary.stages,
+        plural(p.summary.stages),
+        p.summary.actions,
+        plural(p.summary.actions),
+        p.summary.guards,
+        plural(p.summary.guards),
+        p.summary.image_changes,
+        plural(p.summary.image_changes),
+        p.summary.compatibility
+    ));
+    out
+}
+
+fn plural(n: usize) -> &'static str {
+    if n == 1 {
+        ""
+    } else {
+        "s"
+    }
+}
