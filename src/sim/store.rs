@@ -589,6 +589,8 @@ impl Store {
 
     /// Server-side defaults, as the real API server fills them in.
     fn default_object(&mut self, kind: Kind, obj: &mut Value, old: Option<&Value>) {
+        // A typed server drops nulls (`"creationTimestamp": null` in templates kubectl sends).
+        prune_nulls(obj);
         match kind {
             Kind::Namespace => {
                 let name = str_at(obj, &["metadata", "name"]).unwrap_or_default().to_string();
@@ -692,6 +694,18 @@ impl Store {
 impl Default for Store {
     fn default() -> Self {
         Store::new()
+    }
+}
+
+/// Remove null-valued fields, recursively.
+pub fn prune_nulls(v: &mut Value) {
+    match v {
+        Value::Object(m) => {
+            m.retain(|_, x| !x.is_null());
+            m.values_mut().for_each(prune_nulls);
+        }
+        Value::Array(a) => a.iter_mut().for_each(prune_nulls),
+        _ => {}
     }
 }
 
