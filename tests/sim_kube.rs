@@ -61,7 +61,8 @@ async fn wait_until(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) 
 }
 
 fn deployment(sim: &Sim, name: &str) -> Value {
-    sim.get_object("deployments", NS, name).expect("deployment exists")
+    sim.get_object("deployments", NS, name)
+        .expect("deployment exists")
 }
 
 fn image_of(d: &Value) -> String {
@@ -115,7 +116,13 @@ async fn seeded_objects_carry_server_metadata() {
     let rv_list = pods.list(&ListParams::default()).await.unwrap();
     let list_rv: u64 = rv_list.metadata.resource_version.unwrap().parse().unwrap();
     for p in &rv_list.items {
-        let rv: u64 = p.metadata.resource_version.clone().unwrap().parse().unwrap();
+        let rv: u64 = p
+            .metadata
+            .resource_version
+            .clone()
+            .unwrap()
+            .parse()
+            .unwrap();
         assert!(rv <= list_rv);
         assert_eq!(p.status.as_ref().unwrap().phase.as_deref(), Some("Running"));
     }
@@ -127,24 +134,37 @@ async fn four_patch_types() {
     let (sim, client) = fast("1.4.0");
     let deploys: Api<Deployment> = Api::default_namespaced(client.clone());
     // strategic merge (kubectl set image): containers merge by name
-    set_image(&deploys, "keeptrusts-gateway", "gateway", "keeptrusts/gateway:1.5.0").await;
+    set_image(
+        &deploys,
+        "keeptrusts-gateway",
+        "gateway",
+        "keeptrusts/gateway:1.5.0",
+    )
+    .await;
     let d = deployment(&sim, "keeptrusts-gateway");
     assert_eq!(image_of(&d), "keeptrusts/gateway:1.5.0");
     assert_eq!(
-        d["spec"]["template"]["spec"]["containers"][0]["ports"][0]["containerPort"],
-        41002,
+        d["spec"]["template"]["spec"]["containers"][0]["ports"][0]["containerPort"], 41002,
         "strategic merge keeps the container's other fields"
     );
     assert!(!d.to_string().contains("$setElementOrder"));
     // merge patch: an annotation, and null deletes
     let p = json!({"metadata": {"annotations": {"team": "platform", "tmp": "x"}}});
     deploys
-        .patch("keeptrusts-gateway", &PatchParams::default(), &Patch::Merge(&p))
+        .patch(
+            "keeptrusts-gateway",
+            &PatchParams::default(),
+            &Patch::Merge(&p),
+        )
         .await
         .unwrap();
     let p = json!({"metadata": {"annotations": {"tmp": null}}});
     let d = deploys
-        .patch("keeptrusts-gateway", &PatchParams::default(), &Patch::Merge(&p))
+        .patch(
+            "keeptrusts-gateway",
+            &PatchParams::default(),
+            &Patch::Merge(&p),
+        )
         .await
         .unwrap();
     let ann = d.metadata.annotations.unwrap();
@@ -191,12 +211,20 @@ async fn four_patch_types() {
         )
         .await
         .unwrap();
-    assert_eq!(s.spec.unwrap().selector.unwrap().len(), 1, "selector replaced whole");
+    assert_eq!(
+        s.spec.unwrap().selector.unwrap().len(),
+        1,
+        "selector replaced whole"
+    );
     // apply creates what does not exist
     let cm = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "run-state"}, "data": {"stage": "api"}});
     let cms: Api<k8s_openapi::api::core::v1::ConfigMap> = Api::default_namespaced(client);
     let c = cms
-        .patch("run-state", &PatchParams::apply("ktplay"), &Patch::Apply(&cm))
+        .patch(
+            "run-state",
+            &PatchParams::apply("ktplay"),
+            &Patch::Apply(&cm),
+        )
         .await
         .unwrap();
     assert_eq!(c.data.unwrap()["stage"], "api");
@@ -230,7 +258,13 @@ async fn generation_and_observed_generation() {
         complete(&d) && d["status"]["replicas"] == 2
     })
     .await;
-    assert_eq!(sim.list_objects("pods", NS).iter().filter(|p| p["metadata"]["labels"]["app"] == "keeptrusts-api").count(), 2);
+    assert_eq!(
+        sim.list_objects("pods", NS)
+            .iter()
+            .filter(|p| p["metadata"]["labels"]["app"] == "keeptrusts-api")
+            .count(),
+        2
+    );
 }
 
 #[tokio::test]
@@ -245,7 +279,13 @@ async fn watcher_sees_every_intermediate_status_of_a_rollout() {
             break;
         }
     }
-    set_image(&deploys, "keeptrusts-gateway", "gateway", "keeptrusts/gateway:1.5.0").await;
+    set_image(
+        &deploys,
+        "keeptrusts-gateway",
+        "gateway",
+        "keeptrusts/gateway:1.5.0",
+    )
+    .await;
     let mut seen: Vec<(i32, i32, i32, i32)> = Vec::new();
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
@@ -281,10 +321,16 @@ async fn watcher_sees_every_intermediate_status_of_a_rollout() {
             "never saw {updated} updated replicas: {seen:?}"
         );
     }
-    assert!(seen.iter().any(|s| s.0 == 4), "never saw the surge pod: {seen:?}");
+    assert!(
+        seen.iter().any(|s| s.0 == 4),
+        "never saw the surge pod: {seen:?}"
+    );
     assert!(seen.len() >= 6, "too few intermediate states: {seen:?}");
     let d = deployment(&sim, "keeptrusts-gateway");
-    assert_eq!(d["metadata"]["annotations"]["deployment.kubernetes.io/revision"], "2");
+    assert_eq!(
+        d["metadata"]["annotations"]["deployment.kubernetes.io/revision"],
+        "2"
+    );
     let cond = d["status"]["conditions"]
         .as_array()
         .unwrap()
@@ -328,11 +374,21 @@ async fn label_and_field_selectors() {
     assert_eq!(count("app=keeptrusts-gateway").await.unwrap(), 3);
     assert_eq!(count("app==keeptrusts-gateway").await.unwrap(), 3);
     assert_eq!(
-        count("app in (keeptrusts-api, keeptrusts-gateway)").await.unwrap(),
+        count("app in (keeptrusts-api, keeptrusts-gateway)")
+            .await
+            .unwrap(),
         6
     );
-    assert_eq!(count("app=keeptrusts-console,version=green").await.unwrap(), 3);
-    assert_eq!(count("app=keeptrusts-console,version!=green").await.unwrap(), 3);
+    assert_eq!(
+        count("app=keeptrusts-console,version=green").await.unwrap(),
+        3
+    );
+    assert_eq!(
+        count("app=keeptrusts-console,version!=green")
+            .await
+            .unwrap(),
+        3
+    );
     assert_eq!(count("version notin (blue,green)").await.unwrap(), 15);
     assert_eq!(count("version").await.unwrap(), 6);
     assert_eq!(count("!version").await.unwrap(), 15);
@@ -346,7 +402,10 @@ async fn label_and_field_selectors() {
         .unwrap();
     assert_eq!(l.items.len(), 1);
     let l = deploys
-        .list(&ListParams::default().fields("metadata.name!=worker-export,metadata.namespace=keeptrusts"))
+        .list(
+            &ListParams::default()
+                .fields("metadata.name!=worker-export,metadata.namespace=keeptrusts"),
+        )
         .await
         .unwrap();
     assert_eq!(l.items.len(), 6);
@@ -358,7 +417,10 @@ async fn label_and_field_selectors() {
     );
     assert_eq!(code, 400);
     let all: Api<Deployment> = Api::all(client);
-    assert_eq!(all.list(&ListParams::default()).await.unwrap().items.len(), 7);
+    assert_eq!(
+        all.list(&ListParams::default()).await.unwrap().items.len(),
+        7
+    );
 }
 
 #[tokio::test]
@@ -371,7 +433,12 @@ async fn not_found_already_exists_conflict_invalid() {
     let stale = d.clone();
     d.metadata.uid = None;
     d.metadata.resource_version = None;
-    let (code, reason) = api_err(deploys.create(&PostParams::default(), &d).await.unwrap_err());
+    let (code, reason) = api_err(
+        deploys
+            .create(&PostParams::default(), &d)
+            .await
+            .unwrap_err(),
+    );
     assert_eq!((code, reason.as_str()), (409, "AlreadyExists"));
     // a write moves the resourceVersion; replacing with the stale one conflicts
     let p = json!({"metadata": {"labels": {"touched": "yes"}}});
@@ -404,7 +471,10 @@ async fn not_found_already_exists_conflict_invalid() {
     assert_eq!((code, reason.as_str()), (404, "NotFound"));
     // Lease PUT without resourceVersion: 422 Invalid
     let leases: Api<Lease> = Api::default_namespaced(client);
-    let l: Lease = serde_json::from_value(json!({"metadata": {"name": "lock"}, "spec": {"holderIdentity": "a"}})).unwrap();
+    let l: Lease = serde_json::from_value(
+        json!({"metadata": {"name": "lock"}, "spec": {"holderIdentity": "a"}}),
+    )
+    .unwrap();
     leases.create(&PostParams::default(), &l).await.unwrap();
     let (code, reason) = api_err(
         leases
@@ -420,7 +490,12 @@ async fn not_found_already_exists_conflict_invalid() {
                  "template": {"metadata": {"labels": {"app": "y"}}, "spec": {"containers": [{"name": "c", "image": "i:1"}]}}}
     }))
     .unwrap();
-    let (code, reason) = api_err(deploys.create(&PostParams::default(), &bad).await.unwrap_err());
+    let (code, reason) = api_err(
+        deploys
+            .create(&PostParams::default(), &bad)
+            .await
+            .unwrap_err(),
+    );
     assert_eq!((code, reason.as_str()), (422, "Invalid"));
 }
 
@@ -440,7 +515,10 @@ async fn lease_create_and_replace_races() {
         let pp = PostParams::default();
         let (la, lb) = (lease("a"), lease("b"));
         let (a, b) = tokio::join!(leases.create(&pp, &la), leases.create(&pp, &lb));
-        assert!(a.is_ok() != b.is_ok(), "round {round}: exactly one create wins");
+        assert!(
+            a.is_ok() != b.is_ok(),
+            "round {round}: exactly one create wins"
+        );
         let loser = a.err().or(b.err()).unwrap();
         assert_eq!(api_err(loser), (409, "AlreadyExists".to_string()));
         // both read, both try to take over with the read resourceVersion: one wins
@@ -453,12 +531,18 @@ async fn lease_create_and_replace_races() {
             leases.replace("ktplay-run", &pp, &ra),
             leases.replace("ktplay-run", &pp, &rb)
         );
-        assert!(wa.is_ok() != wb.is_ok(), "round {round}: exactly one replace wins");
+        assert!(
+            wa.is_ok() != wb.is_ok(),
+            "round {round}: exactly one replace wins"
+        );
         let loser = wa.as_ref().err().or(wb.as_ref().err()).unwrap();
         assert!(loser.to_string().contains("Conflict"), "{loser}");
         let winner = wa.ok().or(wb.ok()).unwrap();
         let now = leases.get("ktplay-run").await.unwrap();
-        assert_eq!(now.spec.unwrap().holder_identity, winner.spec.unwrap().holder_identity);
+        assert_eq!(
+            now.spec.unwrap().holder_identity,
+            winner.spec.unwrap().holder_identity
+        );
     }
 }
 
@@ -473,7 +557,13 @@ async fn stalled_rollout_hits_progress_deadline_then_undo_reuses_old_replicaset(
         "1.4.0",
     );
     let deploys: Api<Deployment> = Api::default_namespaced(client.clone());
-    set_image(&deploys, "keeptrusts-gateway", "gateway", "keeptrusts/gateway:1.5.0").await;
+    set_image(
+        &deploys,
+        "keeptrusts-gateway",
+        "gateway",
+        "keeptrusts/gateway:1.5.0",
+    )
+    .await;
     wait_until("ProgressDeadlineExceeded", Duration::from_secs(6), || {
         deployment(&sim, "keeptrusts-gateway")["status"]["conditions"]
             .as_array()
@@ -502,7 +592,15 @@ async fn stalled_rollout_hits_progress_deadline_then_undo_reuses_old_replicaset(
         })
         .collect::<Vec<_>>();
     assert_eq!(new_pods.len(), 1);
-    let ready = new_pods[0].status.as_ref().unwrap().conditions.as_ref().unwrap().iter().any(|c| c.type_ == "Ready" && c.status == "True");
+    let ready = new_pods[0]
+        .status
+        .as_ref()
+        .unwrap()
+        .conditions
+        .as_ref()
+        .unwrap()
+        .iter()
+        .any(|c| c.type_ == "Ready" && c.status == "True");
     assert!(!ready);
     // undo as kubectl does: the old ReplicaSet's template back into the deployment
     let rss: Api<ReplicaSet> = Api::default_namespaced(client.clone());
@@ -512,7 +610,9 @@ async fn stalled_rollout_hits_progress_deadline_then_undo_reuses_old_replicaset(
         .unwrap()
         .items
         .into_iter()
-        .find(|r| r.metadata.annotations.as_ref().unwrap()["deployment.kubernetes.io/revision"] == "1")
+        .find(|r| {
+            r.metadata.annotations.as_ref().unwrap()["deployment.kubernetes.io/revision"] == "1"
+        })
         .unwrap();
     let mut template = serde_json::to_value(old.spec.template).unwrap();
     template["metadata"]["labels"]
@@ -536,15 +636,29 @@ async fn stalled_rollout_hits_progress_deadline_then_undo_reuses_old_replicaset(
     .await;
     let d = deployment(&sim, "keeptrusts-gateway");
     assert_eq!(image_of(&d), "keeptrusts/gateway:1.4.0");
-    assert_eq!(d["metadata"]["annotations"]["deployment.kubernetes.io/revision"], "3");
+    assert_eq!(
+        d["metadata"]["annotations"]["deployment.kubernetes.io/revision"],
+        "3"
+    );
     let names: Vec<String> = sim
         .list_objects("replicasets", NS)
         .into_iter()
         .filter(|r| r["metadata"]["labels"]["app"] == "keeptrusts-gateway")
-        .map(|r| format!("{}={}", r["metadata"]["name"].as_str().unwrap(), r["metadata"]["annotations"]["deployment.kubernetes.io/revision"].as_str().unwrap()))
+        .map(|r| {
+            format!(
+                "{}={}",
+                r["metadata"]["name"].as_str().unwrap(),
+                r["metadata"]["annotations"]["deployment.kubernetes.io/revision"]
+                    .as_str()
+                    .unwrap()
+            )
+        })
         .collect();
     assert_eq!(names.len(), 2, "{names:?}: the old ReplicaSet was re-used");
-    assert!(names.contains(&format!("{}=3", old.metadata.name.unwrap())), "{names:?}");
+    assert!(
+        names.contains(&format!("{}=3", old.metadata.name.unwrap())),
+        "{names:?}"
+    );
 }
 
 #[tokio::test]
@@ -560,7 +674,10 @@ async fn paused_deployment_creates_nothing_until_resumed() {
     wait_until("paused condition", Duration::from_secs(3), || {
         deployment(&sim, "keeptrusts-api")["status"]["conditions"]
             .as_array()
-            .is_some_and(|cs| cs.iter().any(|c| c["reason"] == "DeploymentPaused" && c["status"] == "Unknown"))
+            .is_some_and(|cs| {
+                cs.iter()
+                    .any(|c| c["reason"] == "DeploymentPaused" && c["status"] == "Unknown")
+            })
     })
     .await;
     tokio::time::sleep(Duration::from_millis(100)).await;
@@ -597,14 +714,19 @@ async fn raw(sim: &Sim, method: &str, uri: &str, ct: Option<&str>, body: &str) -
         .await
         .unwrap();
     let code = resp.status().as_u16();
-    let bytes = axum::body::to_bytes(resp.into_body(), usize::MAX).await.unwrap();
-    let v = serde_json::from_slice(&bytes).unwrap_or(Value::String(String::from_utf8_lossy(&bytes).into()));
+    let bytes = axum::body::to_bytes(resp.into_body(), usize::MAX)
+        .await
+        .unwrap();
+    let v = serde_json::from_slice(&bytes)
+        .unwrap_or(Value::String(String::from_utf8_lossy(&bytes).into()));
     (code, v)
 }
 
 /// Read a watch stream to its end (or the timeout), one JSON event per line.
 async fn watch_events(sim: &Sim, uri: &str, timeout: Duration) -> Vec<Value> {
-    let req = http::Request::get(uri).body(axum::body::Body::empty()).unwrap();
+    let req = http::Request::get(uri)
+        .body(axum::body::Body::empty())
+        .unwrap();
     let resp = sim.router().oneshot(req).await.unwrap();
     assert_eq!(resp.status(), 200);
     let mut stream = resp.into_body().into_data_stream();
@@ -627,15 +749,30 @@ async fn watch_from_resource_version_with_bookmarks_and_timeout() {
     let (sim, _client) = fast("1.4.0");
     let rv = sim.resource_version();
     let path = format!("/api/v1/namespaces/{NS}/configmaps");
-    let (code, _) = raw(&sim, "POST", &path, Some("application/json"), r#"{"metadata":{"name":"a"}}"#).await;
+    let (code, _) = raw(
+        &sim,
+        "POST",
+        &path,
+        Some("application/json"),
+        r#"{"metadata":{"name":"a"}}"#,
+    )
+    .await;
     assert_eq!(code, 201);
     let (code, _) = raw(&sim, "DELETE", &format!("{path}/a"), None, "").await;
     assert_eq!(code, 200);
     // resume from before the create: both events, then the stream ends at timeoutSeconds
     let start = Instant::now();
-    let evs = watch_events(&sim, &format!("{path}?&watch=true&resourceVersion={rv}&timeoutSeconds=1"), Duration::from_secs(5)).await;
+    let evs = watch_events(
+        &sim,
+        &format!("{path}?&watch=true&resourceVersion={rv}&timeoutSeconds=1"),
+        Duration::from_secs(5),
+    )
+    .await;
     let elapsed = start.elapsed();
-    assert!(elapsed >= Duration::from_millis(900) && elapsed < Duration::from_secs(4), "{elapsed:?}");
+    assert!(
+        elapsed >= Duration::from_millis(900) && elapsed < Duration::from_secs(4),
+        "{elapsed:?}"
+    );
     let types: Vec<&str> = evs.iter().map(|e| e["type"].as_str().unwrap()).collect();
     assert_eq!(types, ["ADDED", "DELETED"], "no bookmarks unless asked");
     // with bookmarks: a bookmark arrives, never ahead of the events sent
@@ -645,13 +782,29 @@ async fn watch_from_resource_version_with_bookmarks_and_timeout() {
         Duration::from_secs(5),
     )
     .await;
-    let bm = evs.iter().find(|e| e["type"] == "BOOKMARK").expect("a bookmark");
-    let bm_rv: u64 = bm["object"]["metadata"]["resourceVersion"].as_str().unwrap().parse().unwrap();
-    let last_event_rv: u64 = evs[1]["object"]["metadata"]["resourceVersion"].as_str().unwrap().parse().unwrap();
+    let bm = evs
+        .iter()
+        .find(|e| e["type"] == "BOOKMARK")
+        .expect("a bookmark");
+    let bm_rv: u64 = bm["object"]["metadata"]["resourceVersion"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let last_event_rv: u64 = evs[1]["object"]["metadata"]["resourceVersion"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
     assert!(bm_rv >= last_event_rv);
     assert_eq!(bm["object"]["kind"], "ConfigMap");
     // no resourceVersion: the current objects as ADDED first
-    let evs = watch_events(&sim, "/apis/apps/v1/namespaces/keeptrusts/deployments?watch=true&timeoutSeconds=0", Duration::from_secs(3)).await;
+    let evs = watch_events(
+        &sim,
+        "/apis/apps/v1/namespaces/keeptrusts/deployments?watch=true&timeoutSeconds=0",
+        Duration::from_secs(3),
+    )
+    .await;
     assert_eq!(evs.len(), 7);
     assert!(evs.iter().all(|e| e["type"] == "ADDED"));
 }
@@ -661,7 +814,12 @@ async fn watch_fault_knobs() {
     let (sim, _client) = fast("1.4.0");
     let rv = sim.resource_version();
     sim.set_fault(Fault::WatchExpired);
-    let evs = watch_events(&sim, &format!("/api/v1/namespaces/{NS}/pods?watch=true&resourceVersion={rv}"), Duration::from_secs(3)).await;
+    let evs = watch_events(
+        &sim,
+        &format!("/api/v1/namespaces/{NS}/pods?watch=true&resourceVersion={rv}"),
+        Duration::from_secs(3),
+    )
+    .await;
     assert_eq!(evs.len(), 1);
     assert_eq!(evs[0]["type"], "ERROR");
     assert_eq!(evs[0]["object"]["code"], 410);
@@ -669,7 +827,12 @@ async fn watch_fault_knobs() {
     sim.clear_faults();
     sim.set_fault(Fault::WatchCut);
     let start = Instant::now();
-    let _ = watch_events(&sim, &format!("/api/v1/namespaces/{NS}/pods?watch=true&resourceVersion={rv}&timeoutSeconds=60"), Duration::from_secs(10)).await;
+    let _ = watch_events(
+        &sim,
+        &format!("/api/v1/namespaces/{NS}/pods?watch=true&resourceVersion={rv}&timeoutSeconds=60"),
+        Duration::from_secs(10),
+    )
+    .await;
     assert!(start.elapsed() < Duration::from_secs(3), "cut early");
     // a kube watcher survives both faults and still sees changes
     sim.set_fault(Fault::WatchExpired);
@@ -692,37 +855,215 @@ async fn watch_fault_knobs() {
     assert_eq!(found, Ok(true));
 }
 
+/// method, URI, content type, body, expected status, expected reason.
+type BadCase<'a> = (&'a str, String, Option<&'a str>, &'a str, u16, &'a str);
+
 #[tokio::test]
 async fn bad_input_gets_status_errors_never_panics() {
     let (sim, _client) = fast("1.4.0");
     let d = "/apis/apps/v1/namespaces/keeptrusts/deployments";
-    let cases: Vec<(&str, String, Option<&str>, &str, u16, &str)> = vec![
-        ("POST", d.into(), Some("application/json"), "{not json", 400, "BadRequest"),
-        ("POST", d.into(), Some("application/json"), "[1,2]", 400, "BadRequest"),
-        ("POST", d.into(), Some("application/json"), r#"{"metadata":{"name":"Bad_Name"}}"#, 422, "Invalid"),
-        ("POST", d.into(), Some("application/json"), r#"{"metadata":{}}"#, 422, "Invalid"),
-        ("POST", d.into(), Some("application/vnd.kubernetes.protobuf"), "\u{0}k8s", 415, "UnsupportedMediaType"),
-        ("PUT", format!("{d}/keeptrusts-api"), Some("application/json"), r#"{"metadata":{"name":"other"}}"#, 400, "BadRequest"),
-        ("PATCH", format!("{d}/keeptrusts-api"), Some("text/plain"), "x", 415, "UnsupportedMediaType"),
-        ("PATCH", format!("{d}/keeptrusts-api"), Some("application/merge-patch+json"), "{", 400, "BadRequest"),
-        ("PATCH", format!("{d}/keeptrusts-api"), Some("application/json-patch+json"), r#"[{"op":"remove","path":"/nope"}]"#, 422, "Invalid"),
-        ("PATCH", format!("{d}/keeptrusts-api"), Some("application/json-patch+json"), r#"{"op":"bogus"}"#, 422, "Invalid"),
-        ("PATCH", format!("{d}/keeptrusts-api"), Some("application/strategic-merge-patch+json"), r#"{"spec":{"replicas":-1}}"#, 422, "Invalid"),
-        ("PATCH", format!("{d}/keeptrusts-api"), Some("application/strategic-merge-patch+json"), r#"{"spec":{"template":{"spec":{"containers":null}}}}"#, 422, "Invalid"),
-        ("PATCH", format!("{d}/keeptrusts-api"), Some("application/apply-patch+yaml"), "spec: {}", 400, "BadRequest"),
-        ("PATCH", format!("{d}/keeptrusts-api?fieldManager=t"), Some("application/apply-patch+yaml"), "a: [", 400, "BadRequest"),
-        ("GET", format!("{d}?labelSelector=a%20in%20(b"), None, "", 400, "BadRequest"),
-        ("GET", format!("{d}?fieldSelector=status.x%3D1"), None, "", 400, "BadRequest"),
-        ("GET", format!("{d}?watch=true&resourceVersion=abc"), None, "", 400, "BadRequest"),
-        ("GET", "/apis/apps/v1/namespaces/keeptrusts/statefulsets".into(), None, "", 404, "NotFound"),
-        ("GET", "/apis/nope/v1/things".into(), None, "", 404, "NotFound"),
-        ("GET", "/api/v1/namespaces/keeptrusts/pods/x/y/z".into(), None, "", 404, "NotFound"),
-        ("GET", "/api/v1/namespaces/keeptrusts/configmaps/x/status".into(), None, "", 404, "NotFound"),
-        ("GET", "/api/v1/namespaces/%ZZ/pods".into(), None, "", 200, ""),
+    let cases: Vec<BadCase> = vec![
+        (
+            "POST",
+            d.into(),
+            Some("application/json"),
+            "{not json",
+            400,
+            "BadRequest",
+        ),
+        (
+            "POST",
+            d.into(),
+            Some("application/json"),
+            "[1,2]",
+            400,
+            "BadRequest",
+        ),
+        (
+            "POST",
+            d.into(),
+            Some("application/json"),
+            r#"{"metadata":{"name":"Bad_Name"}}"#,
+            422,
+            "Invalid",
+        ),
+        (
+            "POST",
+            d.into(),
+            Some("application/json"),
+            r#"{"metadata":{}}"#,
+            422,
+            "Invalid",
+        ),
+        (
+            "POST",
+            d.into(),
+            Some("application/vnd.kubernetes.protobuf"),
+            "\u{0}k8s",
+            415,
+            "UnsupportedMediaType",
+        ),
+        (
+            "PUT",
+            format!("{d}/keeptrusts-api"),
+            Some("application/json"),
+            r#"{"metadata":{"name":"other"}}"#,
+            400,
+            "BadRequest",
+        ),
+        (
+            "PATCH",
+            format!("{d}/keeptrusts-api"),
+            Some("text/plain"),
+            "x",
+            415,
+            "UnsupportedMediaType",
+        ),
+        (
+            "PATCH",
+            format!("{d}/keeptrusts-api"),
+            Some("application/merge-patch+json"),
+            "{",
+            400,
+            "BadRequest",
+        ),
+        (
+            "PATCH",
+            format!("{d}/keeptrusts-api"),
+            Some("application/json-patch+json"),
+            r#"[{"op":"remove","path":"/nope"}]"#,
+            422,
+            "Invalid",
+        ),
+        (
+            "PATCH",
+            format!("{d}/keeptrusts-api"),
+            Some("application/json-patch+json"),
+            r#"{"op":"bogus"}"#,
+            422,
+            "Invalid",
+        ),
+        (
+            "PATCH",
+            format!("{d}/keeptrusts-api"),
+            Some("application/strategic-merge-patch+json"),
+            r#"{"spec":{"replicas":-1}}"#,
+            422,
+            "Invalid",
+        ),
+        (
+            "PATCH",
+            format!("{d}/keeptrusts-api"),
+            Some("application/strategic-merge-patch+json"),
+            r#"{"spec":{"template":{"spec":{"containers":null}}}}"#,
+            422,
+            "Invalid",
+        ),
+        (
+            "PATCH",
+            format!("{d}/keeptrusts-api"),
+            Some("application/apply-patch+yaml"),
+            "spec: {}",
+            400,
+            "BadRequest",
+        ),
+        (
+            "PATCH",
+            format!("{d}/keeptrusts-api?fieldManager=t"),
+            Some("application/apply-patch+yaml"),
+            "a: [",
+            400,
+            "BadRequest",
+        ),
+        (
+            "GET",
+            format!("{d}?labelSelector=a%20in%20(b"),
+            None,
+            "",
+            400,
+            "BadRequest",
+        ),
+        (
+            "GET",
+            format!("{d}?fieldSelector=status.x%3D1"),
+            None,
+            "",
+            400,
+            "BadRequest",
+        ),
+        (
+            "GET",
+            format!("{d}?watch=true&resourceVersion=abc"),
+            None,
+            "",
+            400,
+            "BadRequest",
+        ),
+        (
+            "GET",
+            "/apis/apps/v1/namespaces/keeptrusts/statefulsets".into(),
+            None,
+            "",
+            404,
+            "NotFound",
+        ),
+        (
+            "GET",
+            "/apis/nope/v1/things".into(),
+            None,
+            "",
+            404,
+            "NotFound",
+        ),
+        (
+            "GET",
+            "/api/v1/namespaces/keeptrusts/pods/x/y/z".into(),
+            None,
+            "",
+            404,
+            "NotFound",
+        ),
+        (
+            "GET",
+            "/api/v1/namespaces/keeptrusts/configmaps/x/status".into(),
+            None,
+            "",
+            404,
+            "NotFound",
+        ),
+        (
+            "GET",
+            "/api/v1/namespaces/%ZZ/pods".into(),
+            None,
+            "",
+            200,
+            "",
+        ),
         ("DELETE", d.into(), None, "", 405, "MethodNotAllowed"),
-        ("GET", format!("{d}/keeptrusts-api?dryRun=All"), None, "", 200, ""),
-        ("POST", format!("{d}?dryRun=All"), Some("application/json"), "{}", 400, "BadRequest"),
-        ("PUT", format!("{d}/keeptrusts-api/scale"), Some("application/json"), r#"{"spec":{}}"#, 422, "Invalid"),
+        (
+            "GET",
+            format!("{d}/keeptrusts-api?dryRun=All"),
+            None,
+            "",
+            200,
+            "",
+        ),
+        (
+            "POST",
+            format!("{d}?dryRun=All"),
+            Some("application/json"),
+            "{}",
+            400,
+            "BadRequest",
+        ),
+        (
+            "PUT",
+            format!("{d}/keeptrusts-api/scale"),
+            Some("application/json"),
+            r#"{"spec":{}}"#,
+            422,
+            "Invalid",
+        ),
     ];
     for (method, uri, ct, body, code, reason) in cases {
         let (got, v) = raw(&sim, method, &uri, ct, body).await;
@@ -734,10 +1075,27 @@ async fn bad_input_gets_status_errors_never_panics() {
         }
     }
     // logs: unknown container, bad tailLines
-    let pod = sim.list_objects("pods", NS)[0]["metadata"]["name"].as_str().unwrap().to_string();
-    let (code, v) = raw(&sim, "GET", &format!("/api/v1/namespaces/{NS}/pods/{pod}/log?container=nope"), None, "").await;
+    let pod = sim.list_objects("pods", NS)[0]["metadata"]["name"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let (code, v) = raw(
+        &sim,
+        "GET",
+        &format!("/api/v1/namespaces/{NS}/pods/{pod}/log?container=nope"),
+        None,
+        "",
+    )
+    .await;
     assert_eq!((code, v["reason"].as_str()), (400, Some("BadRequest")));
-    let (code, _) = raw(&sim, "GET", &format!("/api/v1/namespaces/{NS}/pods/{pod}/log?tailLines=-3"), None, "").await;
+    let (code, _) = raw(
+        &sim,
+        "GET",
+        &format!("/api/v1/namespaces/{NS}/pods/{pod}/log?tailLines=-3"),
+        None,
+        "",
+    )
+    .await;
     assert_eq!(code, 400);
     // the cluster still works after all that
     assert_eq!(sim.list_objects("deployments", NS).len(), 7);
@@ -748,19 +1106,47 @@ async fn bad_input_gets_status_errors_never_panics() {
 #[tokio::test]
 async fn api_faults_and_request_log_over_http() {
     let (sim, _client) = fast("1.4.0");
-    let (code, v) = raw(&sim, "POST", "/__sim/faults", Some("application/json"), r#"{"add":["api-errors:1","latency:10ms"]}"#).await;
+    let (code, v) = raw(
+        &sim,
+        "POST",
+        "/__sim/faults",
+        Some("application/json"),
+        r#"{"add":["api-errors:1","latency:10ms"]}"#,
+    )
+    .await;
     assert_eq!(code, 200, "{v}");
     assert_eq!(v["faults"], json!(["api-errors:1", "latency:10ms"]));
-    let (code, v) = raw(&sim, "GET", "/apis/apps/v1/namespaces/keeptrusts/deployments", None, "").await;
+    let (code, v) = raw(
+        &sim,
+        "GET",
+        "/apis/apps/v1/namespaces/keeptrusts/deployments",
+        None,
+        "",
+    )
+    .await;
     assert_eq!((code, v["reason"].as_str()), (500, Some("InternalError")));
     let (code, _) = raw(&sim, "GET", "/version", None, "").await;
     assert_eq!(code, 200, "discovery is spared");
-    let (code, v) = raw(&sim, "POST", "/__sim/faults", Some("application/json"), r#"{"add":["bogus"]}"#).await;
+    let (code, v) = raw(
+        &sim,
+        "POST",
+        "/__sim/faults",
+        Some("application/json"),
+        r#"{"add":["bogus"]}"#,
+    )
+    .await;
     assert_eq!(code, 400);
     assert!(v["error"].as_str().unwrap().contains("unknown fault"));
     let (code, v) = raw(&sim, "DELETE", "/__sim/faults", None, "").await;
     assert_eq!((code, v["faults"].clone()), (200, json!([])));
-    let (code, _) = raw(&sim, "GET", "/apis/apps/v1/namespaces/keeptrusts/deployments", None, "").await;
+    let (code, _) = raw(
+        &sim,
+        "GET",
+        "/apis/apps/v1/namespaces/keeptrusts/deployments",
+        None,
+        "",
+    )
+    .await;
     assert_eq!(code, 200);
     let log = sim.request_log();
     let last = log.last().unwrap();
@@ -815,18 +1201,51 @@ async fn keeptrusts_services_rolling_and_canary() {
     use reqwest::Method as M;
     let (code, body, ver) = call(&http, M::GET, &format!("{api}/readyz"), None, None).await;
     assert_eq!((code, ver.as_str()), (200, "1.4.0"), "{body}");
-    let (code, _, _) = call(&http, M::GET, &format!("{api}/v1/admin/workers/status"), None, None).await;
+    let (code, _, _) = call(
+        &http,
+        M::GET,
+        &format!("{api}/v1/admin/workers/status"),
+        None,
+        None,
+    )
+    .await;
     assert_eq!(code, 401);
-    let (code, status, _) = call(&http, M::GET, &format!("{api}/v1/admin/workers/status"), Some("admin"), None).await;
+    let (code, status, _) = call(
+        &http,
+        M::GET,
+        &format!("{api}/v1/admin/workers/status"),
+        Some("admin"),
+        None,
+    )
+    .await;
     assert_eq!(code, 200);
     let workers = status["workers"].as_array().unwrap();
     assert_eq!(workers.len(), 3);
-    assert!(workers.iter().all(|w| w["state"] == "processing" && w["version"] == "1.4.0"), "{status}");
+    assert!(
+        workers
+            .iter()
+            .all(|w| w["state"] == "processing" && w["version"] == "1.4.0"),
+        "{status}"
+    );
     assert_eq!(workers[0]["name"], "worker-export");
-    let (code, body, _) = call(&http, M::POST, &format!("{gw}/v1/chat/completions"), Some("k"), Some(blocked())).await;
+    let (code, body, _) = call(
+        &http,
+        M::POST,
+        &format!("{gw}/v1/chat/completions"),
+        Some("k"),
+        Some(blocked()),
+    )
+    .await;
     assert_eq!(code, 409, "{body}");
     assert_eq!(body["error"]["type"], "policy_violation");
-    let (code, _, _) = call(&http, M::POST, &format!("{gw}/v1/chat/completions"), None, Some(json!({"model": "m", "messages": []}))).await;
+    let (code, _, _) = call(
+        &http,
+        M::POST,
+        &format!("{gw}/v1/chat/completions"),
+        None,
+        Some(json!({"model": "m", "messages": []})),
+    )
+    .await;
     assert_eq!(code, 200);
 
     let client = Client::try_from(kube::Config::new(running.api_url().parse().unwrap())).unwrap();
@@ -846,19 +1265,39 @@ async fn keeptrusts_services_rolling_and_canary() {
         .filter(|p| p["metadata"]["labels"]["app"] == "keeptrusts-api")
         .flat_map(|p| sim.pod_logs(NS, p["metadata"]["name"].as_str().unwrap()))
         .collect();
-    assert_eq!(logs.iter().filter(|l| l.ends_with("migration 0042_add_policy_index applied")).count(), 1, "the first pod migrates: {logs:#?}");
-    assert_eq!(logs.iter().filter(|l| l.contains("waiting for migration lock")).count(), 2, "{logs:#?}");
+    assert_eq!(
+        logs.iter()
+            .filter(|l| l.ends_with("migration 0042_add_policy_index applied"))
+            .count(),
+        1,
+        "the first pod migrates: {logs:#?}"
+    );
+    assert_eq!(
+        logs.iter()
+            .filter(|l| l.contains("waiting for migration lock"))
+            .count(),
+        2,
+        "{logs:#?}"
+    );
     // a canary: a second deployment with the same labels gets its share of the traffic
     let mut canary: Value = deployment(&sim, "keeptrusts-gateway");
     canary["metadata"] = json!({"name": "keeptrusts-gateway-canary", "labels": {"app": "keeptrusts-gateway", "track": "canary"}});
     canary["spec"]["replicas"] = json!(1);
-    canary["spec"]["selector"] = json!({"matchLabels": {"app": "keeptrusts-gateway", "track": "canary"}});
-    canary["spec"]["template"]["metadata"]["labels"] = json!({"app": "keeptrusts-gateway", "track": "canary"});
-    canary["spec"]["template"]["spec"]["containers"][0]["image"] = json!("keeptrusts/gateway:1.5.0");
+    canary["spec"]["selector"] =
+        json!({"matchLabels": {"app": "keeptrusts-gateway", "track": "canary"}});
+    canary["spec"]["template"]["metadata"]["labels"] =
+        json!({"app": "keeptrusts-gateway", "track": "canary"});
+    canary["spec"]["template"]["spec"]["containers"][0]["image"] =
+        json!("keeptrusts/gateway:1.5.0");
     canary.as_object_mut().unwrap().remove("status");
     let canary: Deployment = serde_json::from_value(canary).unwrap();
-    deploys.create(&PostParams::default(), &canary).await.unwrap();
-    sim.set_fault(Fault::PolicyOff { version: v("1.5.0") });
+    deploys
+        .create(&PostParams::default(), &canary)
+        .await
+        .unwrap();
+    sim.set_fault(Fault::PolicyOff {
+        version: v("1.5.0"),
+    });
     wait_until("canary ready", Duration::from_secs(5), || {
         complete(&deployment(&sim, "keeptrusts-gateway-canary"))
     })
@@ -867,7 +1306,14 @@ async fn keeptrusts_services_rolling_and_canary() {
     let mut leaked = 0;
     let n = 200;
     for _ in 0..n {
-        let (code, _, ver) = call(&http, M::POST, &format!("{gw}/v1/chat/completions"), None, Some(blocked())).await;
+        let (code, _, ver) = call(
+            &http,
+            M::POST,
+            &format!("{gw}/v1/chat/completions"),
+            None,
+            Some(blocked()),
+        )
+        .await;
         if ver == "1.5.0" {
             new += 1;
             assert_eq!(code, 200, "policy-off canary lets blocked content through");
@@ -877,7 +1323,10 @@ async fn keeptrusts_services_rolling_and_canary() {
         }
     }
     let share = new as f64 / n as f64;
-    assert!((0.1..0.45).contains(&share), "canary share {share}, expected about 1/4");
+    assert!(
+        (0.1..0.45).contains(&share),
+        "canary share {share}, expected about 1/4"
+    );
     let stats = sim.service_stats("gateway", None).unwrap();
     assert_eq!(stats.requests, n + 2);
     assert_eq!(stats.blocked, (n - leaked) + 1);
@@ -897,19 +1346,34 @@ async fn keeptrusts_blue_green_switch() {
     use reqwest::Method as M;
     let live = running.service_url("console", None).unwrap();
     let green = running.service_url("console", Some("green")).unwrap();
-    assert_eq!(running.service_url("console", Some("keeptrusts-console-green")), Some(green.clone()));
+    assert_eq!(
+        running.service_url("console", Some("keeptrusts-console-green")),
+        Some(green.clone())
+    );
     let client = Client::new(sim.router(), NS);
     let deploys: Api<Deployment> = Api::default_namespaced(client.clone());
     set_image(&deploys, "keeptrusts-api", "api", "keeptrusts/api:1.5.0").await;
-    set_image(&deploys, "keeptrusts-console-green", "console", "keeptrusts/console:1.5.0").await;
+    set_image(
+        &deploys,
+        "keeptrusts-console-green",
+        "console",
+        "keeptrusts/console:1.5.0",
+    )
+    .await;
     wait_until("api and green rollout", Duration::from_secs(5), || {
         let d = deployment(&sim, "keeptrusts-console-green");
         let a = deployment(&sim, "keeptrusts-api");
-        complete(&d) && image_of(&d).ends_with("1.5.0") && complete(&a) && image_of(&a).ends_with("1.5.0")
+        complete(&d)
+            && image_of(&d).ends_with("1.5.0")
+            && complete(&a)
+            && image_of(&a).ends_with("1.5.0")
     })
     .await;
     let (code, v, ver) = call(&http, M::GET, &format!("{green}/api/health"), None, None).await;
-    assert_eq!((code, ver.as_str(), v["version"].as_str()), (200, "1.5.0", Some("1.5.0")));
+    assert_eq!(
+        (code, ver.as_str(), v["version"].as_str()),
+        (200, "1.5.0", Some("1.5.0"))
+    );
     let resp = http.get(format!("{green}/dashboard")).send().await.unwrap();
     assert_eq!(resp.status(), 200);
     assert!(resp.text().await.unwrap().contains("Dashboard"));
@@ -919,9 +1383,13 @@ async fn keeptrusts_blue_green_switch() {
     }
     let svc: Api<Service> = Api::default_namespaced(client);
     let p = json!({"spec": {"selector": {"version": "green"}}});
-    svc.patch("keeptrusts-console", &PatchParams::default(), &Patch::Strategic(&p))
-        .await
-        .unwrap();
+    svc.patch(
+        "keeptrusts-console",
+        &PatchParams::default(),
+        &Patch::Strategic(&p),
+    )
+    .await
+    .unwrap();
     for _ in 0..20 {
         let (_, _, ver) = call(&http, M::GET, &format!("{live}/api/health"), None, None).await;
         assert_eq!(ver, "1.5.0", "switched to green");
@@ -940,36 +1408,94 @@ async fn incompatible_upgrade_order_fails_for_real() {
     let client = Client::new(sim.router(), NS);
     let deploys: Api<Deployment> = Api::default_namespaced(client);
     // gateway first (wrong order): 1.5 against api 1.3
-    set_image(&deploys, "keeptrusts-gateway", "gateway", "keeptrusts/gateway:1.5.0").await;
-    set_image(&deploys, "worker-export", "workers", "keeptrusts/worker:1.5.0").await;
+    set_image(
+        &deploys,
+        "keeptrusts-gateway",
+        "gateway",
+        "keeptrusts/gateway:1.5.0",
+    )
+    .await;
+    set_image(
+        &deploys,
+        "worker-export",
+        "workers",
+        "keeptrusts/worker:1.5.0",
+    )
+    .await;
     wait_until("rollouts", Duration::from_secs(5), || {
-        complete(&deployment(&sim, "keeptrusts-gateway")) && complete(&deployment(&sim, "worker-export"))
+        complete(&deployment(&sim, "keeptrusts-gateway"))
+            && complete(&deployment(&sim, "worker-export"))
             && image_of(&deployment(&sim, "keeptrusts-gateway")).ends_with("1.5.0")
     })
     .await;
-    let (code, v, _) = call(&http, M::POST, &format!("{gw}/v1/chat/completions"), None, Some(json!({"model": "m"}))).await;
+    let (code, v, _) = call(
+        &http,
+        M::POST,
+        &format!("{gw}/v1/chat/completions"),
+        None,
+        Some(json!({"model": "m"})),
+    )
+    .await;
     assert_eq!(code, 502, "{v}");
     assert_eq!(v["message"], "gateway 1.5.0 is not supported by api 1.3.0");
     let (code, _, _) = call(&http, M::GET, &format!("{gw}/readyz"), None, None).await;
     assert_eq!(code, 502);
-    let (_, v, _) = call(&http, M::GET, &format!("{api}/v1/admin/workers/status"), Some("t"), None).await;
-    let export = v["workers"].as_array().unwrap().iter().find(|w| w["name"] == "worker-export").unwrap().clone();
+    let (_, v, _) = call(
+        &http,
+        M::GET,
+        &format!("{api}/v1/admin/workers/status"),
+        Some("t"),
+        None,
+    )
+    .await;
+    let export = v["workers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|w| w["name"] == "worker-export")
+        .unwrap()
+        .clone();
     assert_eq!(export["state"], "failed", "{v}");
     assert_eq!(sim.service_stats("gateway", None).unwrap().errors, 2);
     // the right order: api through 1.4 to 1.5 puts everything right
     for step in ["1.4.0", "1.5.0"] {
-        set_image(&deploys, "keeptrusts-api", "api", &format!("keeptrusts/api:{step}")).await;
+        set_image(
+            &deploys,
+            "keeptrusts-api",
+            "api",
+            &format!("keeptrusts/api:{step}"),
+        )
+        .await;
         wait_until("api rollout", Duration::from_secs(5), || {
             let d = deployment(&sim, "keeptrusts-api");
             complete(&d) && image_of(&d).ends_with(step)
         })
         .await;
     }
-    let (code, _, ver) = call(&http, M::POST, &format!("{gw}/v1/chat/completions"), None, Some(blocked())).await;
+    let (code, _, ver) = call(
+        &http,
+        M::POST,
+        &format!("{gw}/v1/chat/completions"),
+        None,
+        Some(blocked()),
+    )
+    .await;
     assert_eq!((code, ver.as_str()), (409, "1.5.0"));
     // workers 1.3 are now too old for api 1.5
-    let (_, v, _) = call(&http, M::GET, &format!("{api}/v1/admin/workers/status"), Some("t"), None).await;
-    let states: Vec<&str> = v["workers"].as_array().unwrap().iter().map(|w| w["state"].as_str().unwrap()).collect();
+    let (_, v, _) = call(
+        &http,
+        M::GET,
+        &format!("{api}/v1/admin/workers/status"),
+        Some("t"),
+        None,
+    )
+    .await;
+    let states: Vec<&str> = v["workers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|w| w["state"].as_str().unwrap())
+        .collect();
     assert_eq!(states, ["processing", "failed", "failed"], "{v}");
 }
 
@@ -986,7 +1512,9 @@ async fn failing_migration_keeps_old_api_serving() {
     let deploys: Api<Deployment> = Api::default_namespaced(client);
     set_image(&deploys, "keeptrusts-api", "api", "keeptrusts/api:1.5.0").await;
     wait_until("deadline", Duration::from_secs(6), || {
-        deployment(&sim, "keeptrusts-api")["status"]["conditions"].to_string().contains("ProgressDeadlineExceeded")
+        deployment(&sim, "keeptrusts-api")["status"]["conditions"]
+            .to_string()
+            .contains("ProgressDeadlineExceeded")
     })
     .await;
     let pods = sim.list_objects("pods", NS);
@@ -995,18 +1523,36 @@ async fn failing_migration_keeps_old_api_serving() {
         .find(|p| p["spec"]["containers"][0]["image"] == "keeptrusts/api:1.5.0")
         .unwrap();
     let logs = sim.pod_logs(NS, new_pod["metadata"]["name"].as_str().unwrap());
-    assert!(logs.iter().any(|l| l.contains("migration 0042_add_policy_index failed")), "{logs:?}");
-    assert_eq!(new_pod["status"]["containerStatuses"][0]["state"]["waiting"]["reason"], "CrashLoopBackOff");
+    assert!(
+        logs.iter()
+            .any(|l| l.contains("migration 0042_add_policy_index failed")),
+        "{logs:?}"
+    );
+    assert_eq!(
+        new_pod["status"]["containerStatuses"][0]["state"]["waiting"]["reason"],
+        "CrashLoopBackOff"
+    );
     let router = sim.service_router("api", None).unwrap();
     for _ in 0..10 {
-        let resp = router.clone().oneshot(http::Request::get("/readyz").body(axum::body::Body::empty()).unwrap()).await.unwrap();
+        let resp = router
+            .clone()
+            .oneshot(
+                http::Request::get("/readyz")
+                    .body(axum::body::Body::empty())
+                    .unwrap(),
+            )
+            .await
+            .unwrap();
         assert_eq!(resp.status(), 200);
         assert_eq!(resp.headers()["x-sim-version"], "1.4.0");
     }
     // clearing the fault lets the stuck pod recover: the rollout completes
     sim.clear_faults();
     let p = json!({"spec": {"progressDeadlineSeconds": 600}});
-    deploys.patch("keeptrusts-api", &PatchParams::default(), &Patch::Merge(&p)).await.unwrap();
+    deploys
+        .patch("keeptrusts-api", &PatchParams::default(), &Patch::Merge(&p))
+        .await
+        .unwrap();
     wait_until("recovered rollout", Duration::from_secs(5), || {
         let d = deployment(&sim, "keeptrusts-api");
         complete(&d) && d["status"]["updatedReplicas"] == 3
@@ -1017,9 +1563,11 @@ async fn failing_migration_keeps_old_api_serving() {
 #[tokio::test]
 async fn custom_seed_and_compat_fn() {
     let sim = Sim::new(SimConfig {
-        compat: Some(std::sync::Arc::new(|role: &str, peer: &semver::Version, api: &semver::Version| {
-            role != "gateway" || peer == api
-        })),
+        compat: Some(std::sync::Arc::new(
+            |role: &str, peer: &semver::Version, api: &semver::Version| {
+                role != "gateway" || peer == api
+            },
+        )),
         ..SimConfig::default()
     });
     sim.seed(&Seed {
@@ -1045,7 +1593,11 @@ async fn custom_seed_and_compat_fn() {
     });
     let r = sim.service_router("gateway", None).unwrap();
     let resp = r
-        .oneshot(http::Request::post("/v1/chat/completions").body(axum::body::Body::from("{}")).unwrap())
+        .oneshot(
+            http::Request::post("/v1/chat/completions")
+                .body(axum::body::Body::from("{}"))
+                .unwrap(),
+        )
         .await
         .unwrap();
     assert_eq!(resp.status(), 502, "the custom rule wants equal versions");

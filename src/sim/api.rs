@@ -56,7 +56,10 @@ async fn around(State(sim): State<Sim>, req: Request, next: Next) -> Response {
         tokio::time::sleep(latency).await;
     }
     let share = faults.api_error_share();
-    let resp = if share > 0.0 && is_resource_path(req.uri().path()) && rand::thread_rng().gen_bool(share.min(1.0)) {
+    let resp = if share > 0.0
+        && is_resource_path(req.uri().path())
+        && rand::thread_rng().gen_bool(share.min(1.0))
+    {
         error_response(&ApiError::new(
             500,
             "InternalError",
@@ -78,7 +81,10 @@ async fn around(State(sim): State<Sim>, req: Request, next: Next) -> Response {
 
 fn is_resource_path(path: &str) -> bool {
     let segs: Vec<&str> = path.trim_matches('/').split('/').collect();
-    matches!(segs.as_slice(), ["api", "v1", _, ..] | ["apis", _, _, _, ..])
+    matches!(
+        segs.as_slice(),
+        ["api", "v1", _, ..] | ["apis", _, _, _, ..]
+    )
 }
 
 async fn get_faults(State(sim): State<Sim>) -> Json<Value> {
@@ -267,7 +273,12 @@ fn target(kind: Kind, ns: Option<&str>, tail: &[&str]) -> Result<Target, ApiErro
     })
 }
 
-async fn handle(State(sim): State<Sim>, method: Method, headers: HeaderMap, req: Request) -> Response {
+async fn handle(
+    State(sim): State<Sim>,
+    method: Method,
+    headers: HeaderMap,
+    req: Request,
+) -> Response {
     let uri = req.uri().clone();
     let body = match axum::body::to_bytes(req.into_body(), 64 * 1024 * 1024).await {
         Ok(b) => b,
@@ -323,7 +334,9 @@ async fn handle(State(sim): State<Sim>, method: Method, headers: HeaderMap, req:
         _ => Err(ApiError::new(
             405,
             "MethodNotAllowed",
-            format!("the server does not allow this method on the requested resource: {method} {path}"),
+            format!(
+                "the server does not allow this method on the requested resource: {method} {path}"
+            ),
         )),
     };
     match result {
@@ -335,7 +348,12 @@ async fn handle(State(sim): State<Sim>, method: Method, headers: HeaderMap, req:
                 let rv = lock(&sim.inner.store).rv();
                 return json_response(
                     code,
-                    &table::table(t.kind, std::slice::from_ref(&v), rv, query.get("includeObject")),
+                    &table::table(
+                        t.kind,
+                        std::slice::from_ref(&v),
+                        rv,
+                        query.get("includeObject"),
+                    ),
                 );
             }
             json_response(code, &v)
@@ -442,7 +460,10 @@ impl Ctx<'_> {
         }
         let (items, rv) = {
             let store = lock(&self.sim.inner.store);
-            (store.list(t.kind, ns.as_deref(), &labels, &fields), store.rv())
+            (
+                store.list(t.kind, ns.as_deref(), &labels, &fields),
+                store.rv(),
+            )
         };
         if table::wants_table(accept(self.headers)) {
             return json_response(
@@ -515,9 +536,7 @@ impl Ctx<'_> {
         self.refuse_dry_run()?;
         let ns = self.ns(t)?;
         let kind = self.patch_kind()?;
-        if kind == PatchKind::Apply
-            && self.query.get("fieldManager").is_none_or(str::is_empty)
-        {
+        if kind == PatchKind::Apply && self.query.get("fieldManager").is_none_or(str::is_empty) {
             return Err(ApiError::bad_request(
                 "PATCH requests with apply content type require fieldManager",
             ));
@@ -606,9 +625,8 @@ impl Ctx<'_> {
         } else {
             scale = self.body_json()?;
         }
-        let replicas = i64_at(&scale, &["spec", "replicas"]).ok_or_else(|| {
-            ApiError::invalid(t.kind, name, "spec.replicas: Required value")
-        })?;
+        let replicas = i64_at(&scale, &["spec", "replicas"])
+            .ok_or_else(|| ApiError::invalid(t.kind, name, "spec.replicas: Required value"))?;
         if replicas < 0 {
             return Err(ApiError::invalid(
                 t.kind,
@@ -638,13 +656,12 @@ impl Ctx<'_> {
                 .filter_map(|c| str_at(c, &["name"]))
                 .collect();
             match self.query.get("container") {
-                Some(c) if !c.is_empty() => {
-                    if !containers.contains(&c) {
-                        return Err(ApiError::bad_request(format!(
-                            "container {c} is not valid for pod {name}"
-                        )));
-                    }
+                Some(c) if !c.is_empty() && !containers.contains(&c) => {
+                    return Err(ApiError::bad_request(format!(
+                        "container {c} is not valid for pod {name}"
+                    )));
                 }
+                Some(c) if !c.is_empty() => {}
                 _ if containers.len() > 1 => {
                     return Err(ApiError::bad_request(format!(
                         "a container name must be specified for pod {name}, choose one of: [{}]",

@@ -70,8 +70,12 @@ pub fn step(sim: &Sim) -> bool {
         .iter(Kind::Deployment, None)
         .map(|d| {
             (
-                str_at(d, &["metadata", "namespace"]).unwrap_or_default().to_string(),
-                str_at(d, &["metadata", "name"]).unwrap_or_default().to_string(),
+                str_at(d, &["metadata", "namespace"])
+                    .unwrap_or_default()
+                    .to_string(),
+                str_at(d, &["metadata", "name"])
+                    .unwrap_or_default()
+                    .to_string(),
             )
         })
         .collect();
@@ -85,8 +89,12 @@ pub fn step(sim: &Sim) -> bool {
         .iter(Kind::ReplicaSet, None)
         .map(|d| {
             (
-                str_at(d, &["metadata", "namespace"]).unwrap_or_default().to_string(),
-                str_at(d, &["metadata", "name"]).unwrap_or_default().to_string(),
+                str_at(d, &["metadata", "namespace"])
+                    .unwrap_or_default()
+                    .to_string(),
+                str_at(d, &["metadata", "name"])
+                    .unwrap_or_default()
+                    .to_string(),
             )
         })
         .collect();
@@ -95,17 +103,27 @@ pub fn step(sim: &Sim) -> bool {
     }
     for (ns, name) in &deployments {
         let just_created = created.contains(&(ns.clone(), name.clone()));
-        deployment_status(&mut store, ns, name, just_created, sim.inner.progress_deadline);
+        deployment_status(
+            &mut store,
+            ns,
+            name,
+            just_created,
+            sim.inner.progress_deadline,
+        );
     }
     store.rv() != before
 }
 
 fn name_of(v: &Value) -> String {
-    str_at(v, &["metadata", "name"]).unwrap_or_default().to_string()
+    str_at(v, &["metadata", "name"])
+        .unwrap_or_default()
+        .to_string()
 }
 
 fn uid_of(v: &Value) -> String {
-    str_at(v, &["metadata", "uid"]).unwrap_or_default().to_string()
+    str_at(v, &["metadata", "uid"])
+        .unwrap_or_default()
+        .to_string()
 }
 
 fn is_ready(pod: &Value) -> bool {
@@ -161,7 +179,9 @@ fn kubelet(sim: &Sim, store: &mut Store, faults: &Faults, roles: &[RoleInfo]) {
         .cloned()
         .collect();
     for pod in pods {
-        let ns = str_at(&pod, &["metadata", "namespace"]).unwrap_or_default().to_string();
+        let ns = str_at(&pod, &["metadata", "namespace"])
+            .unwrap_or_default()
+            .to_string();
         let name = name_of(&pod);
         let role = pod_role(roles, &pod);
         let problem = unhealthy(role.as_ref(), faults);
@@ -372,7 +392,9 @@ fn scale_rs(store: &mut Store, rs: &Value, to: i64, d: &Value) {
     let (surge, _) = surge_unavailable(d, replicas);
     ann.insert(DESIRED.into(), json!(replicas.to_string()));
     ann.insert(MAX_REPLICAS.into(), json!((replicas + surge).to_string()));
-    let ns = str_at(rs, &["metadata", "namespace"]).unwrap_or_default().to_string();
+    let ns = str_at(rs, &["metadata", "namespace"])
+        .unwrap_or_default()
+        .to_string();
     let _ = store.update(Kind::ReplicaSet, &ns, &name_of(rs), r, WriteMode::Internal);
 }
 
@@ -410,7 +432,12 @@ fn sync_deployment(store: &mut Store, ns: &str, name: &str) -> bool {
     let paused = at(&d, &["spec", "paused"]).and_then(Value::as_bool) == Some(true);
     let mut new_rs = all
         .iter()
-        .find(|rs| at(rs, &["spec", "template"]).map(template_without_hash).as_ref() == Some(&wanted))
+        .find(|rs| {
+            at(rs, &["spec", "template"])
+                .map(template_without_hash)
+                .as_ref()
+                == Some(&wanted)
+        })
         .cloned();
     let old: Vec<Value> = all
         .iter()
@@ -446,7 +473,9 @@ fn sync_deployment(store: &mut Store, ns: &str, name: &str) -> bool {
             obj_mut(&mut t, &["metadata", "labels"]).insert(HASH_LABEL.into(), json!(hash));
             let mut sel = at(&d, &["spec", "selector"]).cloned().unwrap_or(json!({}));
             obj_mut(&mut sel, &["matchLabels"]).insert(HASH_LABEL.into(), json!(hash));
-            let mut labels = at(&template, &["metadata", "labels"]).cloned().unwrap_or(json!({}));
+            let mut labels = at(&template, &["metadata", "labels"])
+                .cloned()
+                .unwrap_or(json!({}));
             obj_mut(&mut labels, &[]).insert(HASH_LABEL.into(), json!(hash));
             let mut ann = copied_annotations(&d);
             ann.insert(REVISION.into(), json!((max_old_rev + 1).to_string()));
@@ -486,7 +515,8 @@ fn sync_deployment(store: &mut Store, ns: &str, name: &str) -> bool {
                 ann.insert(k, v);
             }
             ann.insert(REVISION.into(), json!((max_old_rev + 1).to_string()));
-            if let Ok(r) = store.update(Kind::ReplicaSet, ns, &name_of(rs), r, WriteMode::Internal) {
+            if let Ok(r) = store.update(Kind::ReplicaSet, ns, &name_of(rs), r, WriteMode::Internal)
+            {
                 new_rs = Some(r);
             }
         }
@@ -582,7 +612,9 @@ fn sync_deployment(store: &mut Store, ns: &str, name: &str) -> bool {
         return false;
     }
     // Complete: trim history beyond revisionHistoryLimit.
-    let limit = i64_at(&d, &["spec", "revisionHistoryLimit"]).unwrap_or(10).max(0) as usize;
+    let limit = i64_at(&d, &["spec", "revisionHistoryLimit"])
+        .unwrap_or(10)
+        .max(0) as usize;
     let mut dead: Vec<&Value> = old
         .iter()
         .filter(|rs| rs_replicas(rs) == 0 && i64_at(rs, &["status", "replicas"]).unwrap_or(0) == 0)
@@ -708,7 +740,11 @@ fn deployment_status(
     let new_rs = all
         .iter()
         .find(|rs| at(rs, &["spec", "template"]).map(template_without_hash) == wanted);
-    let sum = |k: &str| -> i64 { all.iter().map(|rs| i64_at(rs, &["status", k]).unwrap_or(0)).sum() };
+    let sum = |k: &str| -> i64 {
+        all.iter()
+            .map(|rs| i64_at(rs, &["status", k]).unwrap_or(0))
+            .sum()
+    };
     let replicas = sum("replicas");
     let ready = sum("readyReplicas");
     let available = sum("availableReplicas");
@@ -726,9 +762,21 @@ fn deployment_status(
     let t = now();
 
     let available_cond = if available >= want - max_unavailable {
-        condition("Available", "True", "MinimumReplicasAvailable", "Deployment has minimum availability.", &t)
+        condition(
+            "Available",
+            "True",
+            "MinimumReplicasAvailable",
+            "Deployment has minimum availability.",
+            &t,
+        )
     } else {
-        condition("Available", "False", "MinimumReplicasUnavailable", "Deployment does not have minimum availability.", &t)
+        condition(
+            "Available",
+            "False",
+            "MinimumReplicasUnavailable",
+            "Deployment does not have minimum availability.",
+            &t,
+        )
     };
     let available_cond = merge_condition(find("Available"), available_cond, false);
 
@@ -746,20 +794,74 @@ fn deployment_status(
         .and_then(|c| str_at(c, &["message"]))
         .is_some_and(|m| m.contains(&format!("\"{rs_name}\"")));
     let prog: Option<(Value, bool)> = if paused {
-        Some((condition("Progressing", "Unknown", "DeploymentPaused", "Deployment is paused", &t), false))
+        Some((
+            condition(
+                "Progressing",
+                "Unknown",
+                "DeploymentPaused",
+                "Deployment is paused",
+                &t,
+            ),
+            false,
+        ))
     } else if old_reason == "DeploymentPaused" {
-        Some((condition("Progressing", "Unknown", "DeploymentResumed", "Deployment is resumed", &t), true))
+        Some((
+            condition(
+                "Progressing",
+                "Unknown",
+                "DeploymentResumed",
+                "Deployment is resumed",
+                &t,
+            ),
+            true,
+        ))
     } else if new_rs.is_none() {
         old_prog.cloned().map(|c| (c, false))
     } else if complete {
         let touch = old_reason != "NewReplicaSetAvailable" || !mentions_rs;
-        Some((condition("Progressing", "True", "NewReplicaSetAvailable", &format!("ReplicaSet \"{rs_name}\" has successfully progressed."), &t), touch))
+        Some((
+            condition(
+                "Progressing",
+                "True",
+                "NewReplicaSetAvailable",
+                &format!("ReplicaSet \"{rs_name}\" has successfully progressed."),
+                &t,
+            ),
+            touch,
+        ))
     } else if just_created {
-        Some((condition("Progressing", "True", "NewReplicaSetCreated", &format!("Created new replica set \"{rs_name}\""), &t), true))
+        Some((
+            condition(
+                "Progressing",
+                "True",
+                "NewReplicaSetCreated",
+                &format!("Created new replica set \"{rs_name}\""),
+                &t,
+            ),
+            true,
+        ))
     } else if !mentions_rs {
-        Some((condition("Progressing", "True", "FoundNewReplicaSet", &format!("Found new replica set \"{rs_name}\""), &t), true))
+        Some((
+            condition(
+                "Progressing",
+                "True",
+                "FoundNewReplicaSet",
+                &format!("Found new replica set \"{rs_name}\""),
+                &t,
+            ),
+            true,
+        ))
     } else if progressed {
-        Some((condition("Progressing", "True", "ReplicaSetUpdated", &format!("ReplicaSet \"{rs_name}\" is progressing."), &t), true))
+        Some((
+            condition(
+                "Progressing",
+                "True",
+                "ReplicaSetUpdated",
+                &format!("ReplicaSet \"{rs_name}\" is progressing."),
+                &t,
+            ),
+            true,
+        ))
     } else if old_reason == "ProgressDeadlineExceeded" {
         old_prog.cloned().map(|c| (c, false))
     } else {
@@ -769,7 +871,13 @@ fn deployment_status(
             .map(|x| x.with_timezone(&Utc));
         match last {
             Some(last) if (Utc::now() - last).num_milliseconds() > deadline * 1000 => Some((
-                condition("Progressing", "False", "ProgressDeadlineExceeded", &format!("ReplicaSet \"{rs_name}\" has timed out progressing."), &t),
+                condition(
+                    "Progressing",
+                    "False",
+                    "ProgressDeadlineExceeded",
+                    &format!("ReplicaSet \"{rs_name}\" has timed out progressing."),
+                    &t,
+                ),
                 true,
             )),
             _ => old_prog.cloned().map(|c| (c, false)),
@@ -896,9 +1004,7 @@ mod tests {
 
     #[test]
     fn surge_and_unavailable_round_like_kubernetes() {
-        let d = |s: Value, u: Value| {
-            json!({"spec": {"strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": s, "maxUnavailable": u}}}})
-        };
+        let d = |s: Value, u: Value| json!({"spec": {"strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": s, "maxUnavailable": u}}}});
         assert_eq!(surge_unavailable(&d(json!("25%"), json!("25%")), 3), (1, 0));
         assert_eq!(surge_unavailable(&d(json!(1), json!(1)), 3), (1, 1));
         assert_eq!(surge_unavailable(&d(json!(0), json!(0)), 3), (0, 1));
@@ -911,7 +1017,8 @@ mod tests {
 
     #[test]
     fn template_hash_ignores_key_order_and_hash_label() {
-        let a = json!({"metadata": {"labels": {"app": "x", "tier": "y"}}, "spec": {"containers": []}});
+        let a =
+            json!({"metadata": {"labels": {"app": "x", "tier": "y"}}, "spec": {"containers": []}});
         let b = json!({"spec": {"containers": []}, "metadata": {"labels": {"tier": "y", "app": "x", "pod-template-hash": "abc"}}});
         assert_eq!(template_without_hash(&a), template_without_hash(&b));
         assert_eq!(

@@ -57,7 +57,9 @@ pub fn apply_patch(target: &mut Value, kind: PatchKind, body: &[u8]) -> Result<(
             let p: Value = serde_json::from_slice(body)
                 .map_err(|e| format!("invalid strategic merge patch: {e}"))?;
             if !p.is_object() {
-                return Err("invalid strategic merge patch: the patch must be a JSON object".into());
+                return Err(
+                    "invalid strategic merge patch: the patch must be a JSON object".into(),
+                );
             }
             strategic_merge(target, &p);
             Ok(())
@@ -84,7 +86,11 @@ pub fn parse_apply_body(body: &[u8]) -> Result<Value, String> {
 /// The merge key of a list field, chosen by its name and, for `ports`, by its items.
 fn merge_key(field: &str, items: &[Value]) -> Option<&'static str> {
     match field {
-        "containers" | "initContainers" | "ephemeralContainers" | "volumes" | "env"
+        "containers"
+        | "initContainers"
+        | "ephemeralContainers"
+        | "volumes"
+        | "env"
         | "imagePullSecrets" => Some("name"),
         "volumeMounts" | "volumeDevices" => Some("mountPath"),
         "conditions" => Some("type"),
@@ -150,8 +156,7 @@ pub fn strategic_merge(target: &mut Value, patch: &Value) {
                 let mut clean = v.clone();
                 strip_directives(&mut clean);
                 if let Value::Object(m) = &clean {
-                    if m.is_empty() && v.get("$patch").and_then(Value::as_str) == Some("delete")
-                    {
+                    if m.is_empty() && v.get("$patch").and_then(Value::as_str) == Some("delete") {
                         tmap.remove(k);
                         continue;
                     }
@@ -215,7 +220,7 @@ fn merge_list(target: &mut Vec<Value>, items: &[Value], field: &str) {
     }
 }
 
-fn reorder(list: &mut Vec<Value>, order: &[Value], field: &str) {
+fn reorder(list: &mut [Value], order: &[Value], field: &str) {
     let Some(key) = merge_key(field, list) else {
         return;
     };
@@ -251,12 +256,7 @@ pub fn server_side_apply(target: &mut Value, applied: &Value) {
     strip_directives(&mut patch);
     let saved: Vec<Option<Value>> = atomic
         .iter()
-        .map(|path| {
-            patch
-                .get(path[0])
-                .and_then(|s| s.get(path[1]))
-                .cloned()
-        })
+        .map(|path| patch.get(path[0]).and_then(|s| s.get(path[1])).cloned())
         .collect();
     strategic_merge(target, &patch);
     for (path, value) in atomic.iter().zip(saved) {
@@ -302,7 +302,10 @@ mod tests {
             "spec": {"selector": {"version": "green"}, "ports": [{"port": 443}]}});
         strategic_merge(&mut s, &p);
         assert_eq!(s["metadata"]["labels"], json!({"a": "1"}));
-        assert_eq!(s["spec"]["selector"], json!({"app": "c", "version": "green"}));
+        assert_eq!(
+            s["spec"]["selector"],
+            json!({"app": "c", "version": "green"})
+        );
         assert_eq!(
             s["spec"]["ports"],
             json!([{"port": 80, "targetPort": 8080}, {"port": 443}])
@@ -321,7 +324,8 @@ mod tests {
 
     #[test]
     fn apply_replaces_atomic_selector() {
-        let mut s = json!({"spec": {"selector": {"app": "c", "version": "blue"}, "type": "ClusterIP"}});
+        let mut s =
+            json!({"spec": {"selector": {"app": "c", "version": "blue"}, "type": "ClusterIP"}});
         server_side_apply(&mut s, &json!({"spec": {"selector": {"app": "c"}}}));
         assert_eq!(s["spec"]["selector"], json!({"app": "c"}));
         assert_eq!(s["spec"]["type"], json!("ClusterIP"));

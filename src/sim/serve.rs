@@ -211,7 +211,10 @@ pub async fn start_serving(opts: &ServeOptions) -> Result<Running, SimError> {
                 source,
             }
         })?;
-        println!("kubeconfig: {} (context \"sim\", namespace \"{namespace}\")", path.display());
+        println!(
+            "kubeconfig: {} (context \"sim\", namespace \"{namespace}\")",
+            path.display()
+        );
     }
     for (component, colour, url) in running.service_urls() {
         match colour {

@@ -70,7 +70,12 @@ impl Target {
 /// Every target of every seeded component: the main one (colour `None`), each colour of a
 /// blue-green component, and each deployment of a multi-deployment component.
 pub(crate) fn targets(sim: &Sim) -> Vec<Target> {
-    let seeds = sim.inner.seeds.read().unwrap_or_else(|e| e.into_inner()).clone();
+    let seeds = sim
+        .inner
+        .seeds
+        .read()
+        .unwrap_or_else(|e| e.into_inner())
+        .clone();
     let mut out: Vec<Target> = Vec::new();
     for seed in &seeds {
         for c in &seed.components {
@@ -92,7 +97,10 @@ pub(crate) fn targets(sim: &Sim) -> Vec<Target> {
                     }
                 }
                 SeedWorkload::BlueGreen {
-                    service, blue, green, ..
+                    service,
+                    blue,
+                    green,
+                    ..
                 } => {
                     out.push(t(None, Selects::Service(service.clone())));
                     out.push(t(Some("blue"), Selects::Deployment(blue.clone())));
@@ -114,7 +122,12 @@ pub(crate) fn targets(sim: &Sim) -> Vec<Target> {
 
 /// The target of a component and colour (`blue`/`green`, or a deployment name).
 pub(crate) fn find_target(sim: &Sim, component: &str, colour: Option<&str>) -> Option<Target> {
-    let seeds = sim.inner.seeds.read().unwrap_or_else(|e| e.into_inner()).clone();
+    let seeds = sim
+        .inner
+        .seeds
+        .read()
+        .unwrap_or_else(|e| e.into_inner())
+        .clone();
     let all = targets(sim);
     if let Some(t) = all
         .iter()
@@ -127,7 +140,9 @@ pub(crate) fn find_target(sim: &Sim, component: &str, colour: Option<&str>) -> O
     for seed in seeds.iter().rev() {
         for c in seed.components.iter().filter(|c| c.name == component) {
             match &c.workload {
-                SeedWorkload::BlueGreen { blue, green, .. } if colour == blue || colour == green => {
+                SeedWorkload::BlueGreen { blue, green, .. }
+                    if colour == blue || colour == green =>
+                {
                     return Some(Target {
                         component: c.name.clone(),
                         colour: Some(colour.to_string()),
@@ -156,7 +171,11 @@ pub(crate) fn pod_role(roles: &[RoleInfo], pod: &Value) -> Option<(RoleInfo, Opt
     // The container named as the role's own comes first, then any running a role's image.
     let mut ordered: Vec<&Value> = containers
         .iter()
-        .filter(|c| roles.iter().any(|r| str_at(c, &["name"]) == Some(r.container.as_str())))
+        .filter(|c| {
+            roles
+                .iter()
+                .any(|r| str_at(c, &["name"]) == Some(r.container.as_str()))
+        })
         .collect();
     ordered.extend(containers.iter());
     for c in ordered {
@@ -238,7 +257,11 @@ fn ready_pods(sim: &Sim, ns: &str, sel: &LabelSelector) -> Vec<Value> {
 }
 
 fn roles(sim: &Sim) -> Vec<RoleInfo> {
-    sim.inner.roles.read().unwrap_or_else(|e| e.into_inner()).clone()
+    sim.inner
+        .roles
+        .read()
+        .unwrap_or_else(|e| e.into_inner())
+        .clone()
 }
 
 /// The version of a random ready api pod in the namespace: `Ok(None)` when no api is seeded
@@ -337,8 +360,20 @@ fn answer(
         None => (target.component.clone(), None),
     };
     let vtext = version.as_ref().map(|v| v.to_string()).unwrap_or_default();
-    let pod_name = str_at(pod, &["metadata", "name"]).unwrap_or_default().to_string();
-    let mut resp = respond(sim, target, &role, version.as_ref(), method, path, headers, body, &roles);
+    let pod_name = str_at(pod, &["metadata", "name"])
+        .unwrap_or_default()
+        .to_string();
+    let mut resp = respond(
+        sim,
+        target,
+        &role,
+        version.as_ref(),
+        method,
+        path,
+        headers,
+        body,
+        &roles,
+    );
     if let Ok(v) = HeaderValue::from_str(&pod_name) {
         resp.headers_mut().insert("x-sim-pod", v);
     }
@@ -478,7 +513,12 @@ fn workers_status(sim: &Sim, ns: &str, headers: &HeaderMap, roles: &[RoleInfo]) 
         );
     }
     let api = api_version(sim, ns, roles).ok().flatten();
-    let seeds = sim.inner.seeds.read().unwrap_or_else(|e| e.into_inner()).clone();
+    let seeds = sim
+        .inner
+        .seeds
+        .read()
+        .unwrap_or_else(|e| e.into_inner())
+        .clone();
     let mut workers = Vec::new();
     for seed in seeds.iter().filter(|s| s.namespace == ns) {
         for c in seed.components.iter().filter(|c| c.name == "workers") {

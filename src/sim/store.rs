@@ -48,7 +48,11 @@ impl ApiError {
 
     /// 404 for a path that names no resource.
     pub fn no_resource() -> ApiError {
-        ApiError::new(404, "NotFound", "the server could not find the requested resource")
+        ApiError::new(
+            404,
+            "NotFound",
+            "the server could not find the requested resource",
+        )
     }
 
     /// 404 NotFound for an object.
@@ -360,7 +364,9 @@ impl Store {
     pub fn create(&mut self, kind: Kind, ns: &str, mut obj: Value) -> Result<Value, ApiError> {
         let info = kind.info();
         if !obj.is_object() {
-            return Err(ApiError::bad_request("the request body must be a JSON object"));
+            return Err(ApiError::bad_request(
+                "the request body must be a JSON object",
+            ));
         }
         if let Some(k) = obj.get("kind").and_then(Value::as_str) {
             if k != info.kind {
@@ -436,7 +442,8 @@ impl Store {
         validate(kind, &name, &obj)?;
         self.rv += 1;
         obj["metadata"]["resourceVersion"] = json!(self.rv.to_string());
-        self.objects.insert(Store::key(kind, ns, &name), obj.clone());
+        self.objects
+            .insert(Store::key(kind, ns, &name), obj.clone());
         self.record(kind, ns, EventType::Added, obj.clone());
         Ok(obj)
     }
@@ -452,7 +459,9 @@ impl Store {
     ) -> Result<Value, ApiError> {
         let old = self.get(kind, ns, name)?;
         if !obj.is_object() {
-            return Err(ApiError::bad_request("the request body must be a JSON object"));
+            return Err(ApiError::bad_request(
+                "the request body must be a JSON object",
+            ));
         }
         let body_name = str_at(&obj, &["metadata", "name"]).unwrap_or_default();
         if !body_name.is_empty() && body_name != name {
@@ -461,20 +470,17 @@ impl Store {
             )));
         }
         let old_rv = str_at(&old, &["metadata", "resourceVersion"]).unwrap_or_default();
-        match str_at(&obj, &["metadata", "resourceVersion"]) {
-            Some(rv) if !rv.is_empty() => {
-                if rv != old_rv && mode != WriteMode::Internal {
-                    return Err(ApiError::conflict(kind, name));
-                }
-            }
-            _ if kind == Kind::Lease && mode != WriteMode::Internal => {
-                return Err(ApiError::invalid(
+        let given = str_at(&obj, &["metadata", "resourceVersion"]).filter(|rv| !rv.is_empty());
+        if mode != WriteMode::Internal {
+            match given {
+                Some(rv) if rv != old_rv => return Err(ApiError::conflict(kind, name)),
+                None if kind == Kind::Lease => return Err(ApiError::invalid(
                     kind,
                     name,
                     "metadata.resourceVersion: Invalid value: 0x0: must be specified for an update",
-                ));
+                )),
+                _ => {}
             }
-            _ => {}
         }
         let mut new = match mode {
             WriteMode::Status => {
@@ -539,8 +545,7 @@ impl Store {
         }
         self.rv += 1;
         new["metadata"]["resourceVersion"] = json!(self.rv.to_string());
-        self.objects
-            .insert(Store::key(kind, ns, name), new.clone());
+        self.objects.insert(Store::key(kind, ns, name), new.clone());
         self.record(kind, ns, EventType::Modified, new.clone());
         Ok(new)
     }
@@ -549,7 +554,9 @@ impl Store {
     /// replica set deletes what it owns (background cascading, done at once).
     pub fn delete(&mut self, kind: Kind, ns: &str, name: &str) -> Result<Value, ApiError> {
         let old = self.get(kind, ns, name)?;
-        let uid = str_at(&old, &["metadata", "uid"]).unwrap_or_default().to_string();
+        let uid = str_at(&old, &["metadata", "uid"])
+            .unwrap_or_default()
+            .to_string();
         if kind == Kind::Namespace {
             for k in Kind::ALL.into_iter().filter(|k| k.info().namespaced) {
                 let names: Vec<String> = self
@@ -593,7 +600,9 @@ impl Store {
         prune_nulls(obj);
         match kind {
             Kind::Namespace => {
-                let name = str_at(obj, &["metadata", "name"]).unwrap_or_default().to_string();
+                let name = str_at(obj, &["metadata", "name"])
+                    .unwrap_or_default()
+                    .to_string();
                 obj_mut(obj, &["metadata", "labels"])
                     .insert("kubernetes.io/metadata.name".into(), json!(name));
                 obj_mut(obj, &["spec"])
@@ -619,9 +628,7 @@ impl Store {
                 let st = strategy.as_object_mut().expect("an object");
                 st.entry("type").or_insert(json!("RollingUpdate"));
                 if st.get("type").and_then(Value::as_str) == Some("RollingUpdate") {
-                    let ru = st
-                        .entry("rollingUpdate")
-                        .or_insert(json!({}));
+                    let ru = st.entry("rollingUpdate").or_insert(json!({}));
                     if let Some(ru) = ru.as_object_mut() {
                         ru.entry("maxSurge").or_insert(json!("25%"));
                         ru.entry("maxUnavailable").or_insert(json!("25%"));
@@ -723,12 +730,14 @@ fn default_pod_spec(spec: &mut Map<String, Value>) {
                 .get("image")
                 .and_then(Value::as_str)
                 .is_some_and(|i| image_tag(i).is_none_or(|t| t == "latest"));
-            c.entry("imagePullPolicy")
-                .or_insert(json!(if latest { "Always" } else { "IfNotPresent" }));
+            c.entry("imagePullPolicy").or_insert(json!(if latest {
+                "Always"
+            } else {
+                "IfNotPresent"
+            }));
             c.entry("terminationMessagePath")
                 .or_insert(json!("/dev/termination-log"));
-            c.entry("terminationMessagePolicy")
-                .or_insert(json!("File"));
+            c.entry("terminationMessagePolicy").or_insert(json!("File"));
             c.entry("resources").or_insert(json!({}));
             if let Some(ports) = c.get_mut("ports").and_then(Value::as_array_mut) {
                 for p in ports.iter_mut().filter_map(Value::as_object_mut) {
@@ -784,7 +793,8 @@ fn validate(kind: Kind, name: &str, obj: &Value) -> Result<(), ApiError> {
                     "spec.selector: Required value",
                 ));
             };
-            let labels = at(obj, &["spec", "template", "metadata", "labels"]).and_then(Value::as_object);
+            let labels =
+                at(obj, &["spec", "template", "metadata", "labels"]).and_then(Value::as_object);
             if !LabelSelector::from_object(sel).matches(labels) {
                 return Err(ApiError::invalid(
                     kind,
@@ -855,10 +865,16 @@ mod tests {
         let mut s = Store::new();
         ns(&mut s, "k");
         let cm = s
-            .create(Kind::ConfigMap, "k", json!({"metadata": {"name": "c"}, "data": {"a": "1"}}))
+            .create(
+                Kind::ConfigMap,
+                "k",
+                json!({"metadata": {"name": "c"}, "data": {"a": "1"}}),
+            )
             .unwrap();
         assert!(str_at(&cm, &["metadata", "uid"]).is_some());
-        let rv = str_at(&cm, &["metadata", "resourceVersion"]).unwrap().to_string();
+        let rv = str_at(&cm, &["metadata", "resourceVersion"])
+            .unwrap()
+            .to_string();
         assert_eq!(
             s.create(Kind::ConfigMap, "k", json!({"metadata": {"name": "c"}}))
                 .unwrap_err()
@@ -876,7 +892,10 @@ mod tests {
         let new = s
             .update(Kind::ConfigMap, "k", "c", upd.clone(), WriteMode::Main)
             .unwrap();
-        assert_ne!(str_at(&new, &["metadata", "resourceVersion"]), Some(rv.as_str()));
+        assert_ne!(
+            str_at(&new, &["metadata", "resourceVersion"]),
+            Some(rv.as_str())
+        );
         assert_eq!(
             s.update(Kind::ConfigMap, "k", "c", upd, WriteMode::Main)
                 .unwrap_err()

@@ -9,9 +9,10 @@ use super::store::{at, i64_at, str_at};
 
 /// Does the Accept header ask for a Table?
 pub fn wants_table(accept: &str) -> bool {
-    accept.split(',').next().is_some_and(|first| {
-        first.contains("as=Table") && first.contains("g=meta.k8s.io")
-    })
+    accept
+        .split(',')
+        .next()
+        .is_some_and(|first| first.contains("as=Table") && first.contains("g=meta.k8s.io"))
 }
 
 /// kubectl's human duration (`k8s.io/apimachinery/pkg/util/duration.HumanDuration`).
@@ -104,7 +105,12 @@ fn selector_string(obj: &Value) -> String {
 }
 
 fn columns(kind: Kind) -> Vec<Value> {
-    let name = col("Name", "string", 0, "Name must be unique within a namespace.");
+    let name = col(
+        "Name",
+        "string",
+        0,
+        "Name must be unique within a namespace.",
+    );
     let age = col("Age", "string", 0, "CreationTimestamp is a timestamp representing the server time when this object was created.");
     match kind {
         Kind::Deployment => vec![
@@ -263,7 +269,10 @@ fn cells(kind: Kind, o: &Value) -> Vec<Value> {
         ],
         Kind::ConfigMap => vec![
             name,
-            json!(o.get("data").and_then(Value::as_object).map_or(0, |m| m.len())),
+            json!(o
+                .get("data")
+                .and_then(Value::as_object)
+                .map_or(0, |m| m.len())),
             json!(age(o)),
         ],
         Kind::Lease => vec![

@@ -68,12 +68,7 @@ fn bookmark(kind: Kind, rv: u64, initial_end: bool) -> Value {
 }
 
 fn expired(rv: &str) -> Value {
-    ApiError::new(
-        410,
-        "Expired",
-        format!("too old resource version: {rv}"),
-    )
-    .to_status()
+    ApiError::new(410, "Expired", format!("too old resource version: {rv}")).to_status()
 }
 
 /// Answer a `watch=true` request.
@@ -159,13 +154,21 @@ pub fn watch(
         }
         let deadline = Instant::now() + timeout;
         for obj in &initial {
-            if tx.send(Ok(line("ADDED", obj, as_table, kind))).await.is_err() {
+            if tx
+                .send(Ok(line("ADDED", obj, as_table, kind)))
+                .await
+                .is_err()
+            {
                 return;
             }
         }
         if initial_events && bookmarks {
             let b = bookmark(kind, cursor, true);
-            if tx.send(Ok(line("BOOKMARK", &b, false, kind))).await.is_err() {
+            if tx
+                .send(Ok(line("BOOKMARK", &b, false, kind)))
+                .await
+                .is_err()
+            {
                 return;
             }
         }
@@ -196,7 +199,11 @@ pub fn watch(
             }
             if bookmarks && now.duration_since(last_sent) >= BOOKMARK_EVERY {
                 let b = bookmark(kind, cursor, false);
-                if tx.send(Ok(line("BOOKMARK", &b, false, kind))).await.is_err() {
+                if tx
+                    .send(Ok(line("BOOKMARK", &b, false, kind)))
+                    .await
+                    .is_err()
+                {
                     return;
                 }
                 last_sent = now;
