@@ -17,7 +17,7 @@ use super::discovery::{self, Kind};
 use super::faults::{Fault, Faults};
 use super::patch::{self, PatchKind};
 use super::selector::{FieldSelector, LabelSelector};
-use super::store::{at, i64_at, str_at, ApiError, WriteMode};
+use super::store::{at, check_shape, i64_at, obj_mut, str_at, ApiError, WriteMode};
 use super::{lock, table, watch, LoggedRequest, Sim};
 
 /// Build the API router.
@@ -547,7 +547,8 @@ impl Ctx<'_> {
             Err(e) if e.code == 404 && kind == PatchKind::Apply && sub.is_none() => {
                 let mut obj = patch::parse_apply_body(self.body).map_err(ApiError::bad_request)?;
                 patch::strip_directives(&mut obj);
-                obj["metadata"]["name"] = json!(name);
+                check_shape(t.kind, &obj)?;
+                obj_mut(&mut obj, &["metadata"]).insert("name".into(), json!(name));
                 let v = store.create(t.kind, ns, obj)?;
                 return Ok((StatusCode::CREATED, v));
             }
@@ -564,13 +565,15 @@ impl Ctx<'_> {
         if !patched.is_object() {
             return Err(ApiError::bad_request("the patch did not produce an object"));
         }
+        check_shape(t.kind, &patched)?;
         // A resourceVersion in the patch is a precondition; the current one is not.
         let current_rv = str_at(&current, &["metadata", "resourceVersion"]).map(String::from);
         if str_at(&patched, &["metadata", "resourceVersion"]).map(String::from) != current_rv {
             if str_at(&patched, &["metadata", "resourceVersion"]).is_some_and(|rv| !rv.is_empty()) {
                 return Err(ApiError::conflict(t.kind, name));
             }
-            patched["metadata"]["resourceVersion"] = json!(current_rv);
+            obj_mut(&mut patched, &["metadata"])
+                .insert("resourceVersion".into(), json!(current_rv));
         }
         let v = store.update(t.kind, ns, name, patched, Ctx::mode(sub))?;
         Ok((StatusCode::OK, v))
@@ -636,10 +639,12 @@ impl Ctx<'_> {
         }
         let mut updated = obj.clone();
         match str_at(&scale, &["metadata", "resourceVersion"]) {
-            Some(rv) if !rv.is_empty() => updated["metadata"]["resourceVersion"] = json!(rv),
+            Some(rv) if !rv.is_empty() => {
+                obj_mut(&mut updated, &["metadata"]).insert("resourceVersion".into(), json!(rv));
+            }
             _ => {}
         }
-        updated["spec"]["replicas"] = json!(replicas);
+        obj_mut(&mut updated, &["spec"]).insert("replicas".into(), json!(replicas));
         let v = store.update(t.kind, ns, name, updated, WriteMode::Main)?;
         Ok((StatusCode::OK, self.scale_of(t.kind, &v)))
     }

@@ -386,7 +386,7 @@ fn rs_available(rs: &Value) -> i64 {
 
 fn scale_rs(store: &mut Store, rs: &Value, to: i64, d: &Value) {
     let mut r = rs.clone();
-    r["spec"]["replicas"] = json!(to.max(0));
+    obj_mut(&mut r, &["spec"]).insert("replicas".into(), json!(to.max(0)));
     let ann = obj_mut(&mut r, &["metadata", "annotations"]);
     let replicas = i64_at(d, &["spec", "replicas"]).unwrap_or(0);
     let (surge, _) = surge_unavailable(d, replicas);

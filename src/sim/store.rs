@@ -704,6 +704,35 @@ impl Default for Store {
     }
 }
 
+/// What a typed decoder would refuse: `metadata`, `spec`, `status` (and the metadata maps)
+/// must be objects.
+pub fn check_shape(kind: Kind, obj: &Value) -> Result<(), ApiError> {
+    let bad = |field: &str| {
+        Err(ApiError::bad_request(format!(
+            "{} in version \"{}\" cannot be handled as a {}: json: cannot unmarshal {field} into an object",
+            kind.info().kind,
+            kind.info().version,
+            kind.info().kind
+        )))
+    };
+    for f in ["metadata", "spec", "status"] {
+        if obj.get(f).is_some_and(|v| !v.is_object() && !v.is_null()) {
+            return bad(f);
+        }
+    }
+    for f in ["labels", "annotations"] {
+        if let Some(m) = obj.get("metadata").and_then(|m| m.get(f)) {
+            let ok = m.is_null()
+                || m.as_object()
+                    .is_some_and(|m| m.values().all(|v| v.is_string() || v.is_null()));
+            if !ok {
+                return bad(&format!("metadata.{f}"));
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Remove null-valued fields, recursively.
 pub fn prune_nulls(v: &mut Value) {
     match v {
