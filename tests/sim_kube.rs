@@ -1280,7 +1280,13 @@ async fn keeptrusts_services_rolling_and_canary() {
     .await;
     assert_eq!(code, 200);
 
-    let client = Client::try_from(kube::Config::new(running.api_url().parse().unwrap())).unwrap();
+    // over HTTP, through the kubeconfig the simulator writes
+    let kubeconfig = kube::config::Kubeconfig::from_yaml(&running.kubeconfig_yaml(NS)).unwrap();
+    let config = kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default())
+        .await
+        .unwrap();
+    assert_eq!(config.default_namespace, NS);
+    let client = Client::try_from(config).unwrap();
     let deploys: Api<Deployment> = Api::namespaced(client, NS);
     // the api first (over HTTP this time): traffic follows the ready pods; logs show migrations
     set_image(&deploys, "keeptrusts-api", "api", "keeptrusts/api:1.5.0").await;

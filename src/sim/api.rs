@@ -705,3 +705,56 @@ impl Ctx<'_> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn queries_tolerate_leading_ampersands_and_encoding() {
+        let q = Query::parse(Some(
+            "&watch=true&labelSelector=app%3Dx%2Cy+in+(a)&flag&bad=%zz%",
+        ));
+        assert!(q.flag("watch"));
+        assert_eq!(q.get("labelSelector"), Some("app=x,y in (a)"));
+        assert_eq!(q.get("flag"), Some(""));
+        assert_eq!(q.get("bad"), Some("%zz%"));
+        assert!(Query::parse(None).get("x").is_none());
+    }
+
+    proptest! {
+        #[test]
+        fn parsers_never_panic(s in ".{0,64}") {
+            let _ = Query::parse(Some(&s));
+            let _ = LabelSelector::parse(&s);
+            let _ = FieldSelector::parse(&s, &["metadata.name"]);
+            let _ = s.parse::<Fault>();
+            let _ = super::super::faults::parse_duration(&s);
+        }
+
+        #[test]
+        fn patches_never_panic(body in proptest::collection::vec(any::<u8>(), 0..96), kind in 0..4usize) {
+            let kinds = [PatchKind::Merge, PatchKind::Json, PatchKind::Strategic, PatchKind::Apply];
+            let mut doc = json!({"metadata": {"name": "d", "labels": {"a": "b"}},
+                "spec": {"template": {"spec": {"containers": [{"name": "c", "image": "i:1"}]}}}});
+            let _ = patch::apply_patch(&mut doc, kinds[kind], &body);
+        }
+
+        #[test]
+        fn json_shaped_patches_never_panic(
+            key in "[a-z$/]{1,12}",
+            val in prop_oneof![Just(json!(null)), Just(json!([])), Just(json!({})), Just(json!("s")),
+                               Just(json!([{"name": "c", "$patch": "delete"}])), Just(json!([1, {"x": 2}]))],
+        ) {
+            let mut doc = json!({"spec": {"containers": [{"name": "c", "image": "i:1"}]}});
+            let p = json!({"spec": {key.clone(): val.clone(), "containers": val.clone()}, key: val});
+            let body = serde_json::to_vec(&p).unwrap();
+            for k in [PatchKind::Merge, PatchKind::Strategic, PatchKind::Apply] {
+                let mut d = doc.clone();
+                let _ = patch::apply_patch(&mut d, k, &body);
+            }
+            let _ = patch::apply_patch(&mut doc, PatchKind::Json, &body);
+        }
+    }
+}
