@@ -29,15 +29,29 @@ const NODE: &str = "sim-node-1";
 /// How often an idle controller looks at the clock (progress deadlines).
 const IDLE_TICK: Duration = Duration::from_millis(100);
 
-/// The controller loop; ends when the simulator is dropped.
+/// The controller loop; ends when the simulator is dropped. A kick (any API write) runs a pass
+/// only if something the controllers watch changed; the idle tick always runs one, for the
+/// clock-driven progress deadlines.
 pub async fn run(weak: Weak<Inner>) {
+    let mut force = true;
+    let mut seen = u64::MAX;
     loop {
         let Some(inner) = weak.upgrade() else { return };
         let sim = Sim { inner };
-        let progressed = step(&sim);
+        let dirty = lock(&sim.inner.store).dirty;
+        let progressed = if force || dirty != seen {
+            let (p, observed) = pass(&sim);
+            // What this pass saw, not what the store holds now: a write that lands after the
+            // pass must cause another one.
+            seen = observed;
+            p
+        } else {
+            false
+        };
         let pace = sim.pace();
         if progressed {
             drop(sim);
+            force = true;
             if pace.is_zero() {
                 tokio::task::yield_now().await;
             } else {
@@ -47,8 +61,8 @@ pub async fn run(weak: Weak<Inner>) {
             let inner = sim.inner.clone();
             drop(sim);
             tokio::select! {
-                _ = inner.kick.notified() => {}
-                _ = tokio::time::sleep(IDLE_TICK) => {}
+                _ = inner.kick.notified() => force = false,
+                _ = tokio::time::sleep(IDLE_TICK) => force = true,
             }
         }
     }
@@ -56,6 +70,11 @@ pub async fn run(weak: Weak<Inner>) {
 
 /// One pass of every controller; true if anything changed.
 pub fn step(sim: &Sim) -> bool {
+    pass(sim).0
+}
+
+/// One pass; also returns the change counter as the pass found it.
+fn pass(sim: &Sim) -> (bool, u64) {
     let faults = sim.faults();
     let roles = sim
         .inner
@@ -65,6 +84,7 @@ pub fn step(sim: &Sim) -> bool {
         .clone();
     let mut store = lock(&sim.inner.store);
     let before = store.rv();
+    let observed = store.dirty;
     kubelet(sim, &mut store, &faults, &roles);
     let deployments: Vec<(String, String)> = store
         .iter(Kind::Deployment, None)
@@ -103,15 +123,9 @@ pub fn step(sim: &Sim) -> bool {
     }
     for (ns, name) in &deployments {
         let just_created = created.contains(&(ns.clone(), name.clone()));
-        deployment_status(
-            &mut store,
-            ns,
-            name,
-            just_created,
-            sim.inner.progress_deadline,
-        );
+        deployment_status(&mut store, ns, name, just_created);
     }
-    store.rv() != before
+    (store.rv() != before, observed)
 }
 
 fn name_of(v: &Value) -> String {
@@ -691,14 +705,18 @@ fn sync_replica_set(store: &mut Store, ns: &str, name: &str) {
             })
         })
         .count();
-    let mut r = rs.clone();
-    r["status"] = json!({
+    let status = json!({
         "replicas": pods.len(),
         "fullyLabeledReplicas": labelled,
         "readyReplicas": ready,
         "availableReplicas": ready,
         "observedGeneration": i64_at(&rs, &["metadata", "generation"]).unwrap_or(1),
     });
+    if rs.get("status") == Some(&status) {
+        return;
+    }
+    let mut r = rs;
+    r["status"] = status;
     let _ = store.update(Kind::ReplicaSet, ns, name, r, WriteMode::Internal);
 }
 
@@ -723,13 +741,7 @@ fn merge_condition(old: Option<&Value>, mut new: Value, touch: bool) -> Value {
 }
 
 /// Compute and write one deployment's status.
-fn deployment_status(
-    store: &mut Store,
-    ns: &str,
-    name: &str,
-    just_created: bool,
-    _deadline_override: Option<Duration>,
-) {
+fn deployment_status(store: &mut Store, ns: &str, name: &str, just_created: bool) {
     let Ok(d) = store.get(Kind::Deployment, ns, name) else {
         return;
     };
@@ -898,7 +910,10 @@ fn deployment_status(
     if want - available > 0 {
         status["unavailableReplicas"] = json!(want - available);
     }
-    let mut dd = d.clone();
+    if d.get("status") == Some(&status) {
+        return;
+    }
+    let mut dd = d;
     dd["status"] = status;
     let _ = store.update(Kind::Deployment, ns, name, dd, WriteMode::Internal);
 }

@@ -329,7 +329,7 @@ impl Sim {
     /// Replace the whole set of faults.
     pub fn set_faults(&self, faults: Faults) {
         *self.inner.faults.write().unwrap_or_else(|e| e.into_inner()) = faults;
-        self.kick();
+        self.kick_hard();
     }
 
     /// Add one fault.
@@ -339,7 +339,7 @@ impl Sim {
             .write()
             .unwrap_or_else(|e| e.into_inner())
             .add(fault);
-        self.kick();
+        self.kick_hard();
     }
 
     /// Remove one fault; true if it was set.
@@ -350,7 +350,7 @@ impl Sim {
             .write()
             .unwrap_or_else(|e| e.into_inner())
             .remove(fault);
-        self.kick();
+        self.kick_hard();
         removed
     }
 
@@ -367,7 +367,7 @@ impl Sim {
     /// Change the controller's pace while running.
     pub fn set_pace(&self, pace: Duration) {
         *lock(&self.inner.pace) = pace;
-        self.kick();
+        self.kick_hard();
     }
 
     /// Every API request answered so far (the most recent 50,000).
@@ -419,6 +419,12 @@ impl Sim {
 
     pub(crate) fn kick(&self) {
         self.inner.kick.notify_one();
+    }
+
+    /// Make the controllers take a pass even though no object changed (faults, pace).
+    fn kick_hard(&self) {
+        lock(&self.inner.store).dirty += 1;
+        self.kick();
     }
 
     pub(crate) fn record_request(&self, mut entry: LoggedRequest) {

@@ -190,6 +190,9 @@ pub struct Store {
     next_ip: u32,
     /// Log lines per (namespace, pod).
     pub logs: HashMap<(String, String), Vec<String>>,
+    /// Counts changes the controllers care about (pods, replica sets, deployment specs and
+    /// annotations, faults), so an unrelated write does not cost a controller pass.
+    pub dirty: u64,
 }
 
 /// Now, as the API writes timestamps.
@@ -277,6 +280,7 @@ impl Store {
             notify,
             next_ip: 10,
             logs: HashMap::new(),
+            dirty: 0,
         }
     }
 
@@ -444,6 +448,9 @@ impl Store {
         obj["metadata"]["resourceVersion"] = json!(self.rv.to_string());
         self.objects
             .insert(Store::key(kind, ns, &name), obj.clone());
+        if matches!(kind, Kind::Deployment | Kind::ReplicaSet | Kind::Pod) {
+            self.dirty += 1;
+        }
         self.record(kind, ns, EventType::Added, obj.clone());
         Ok(obj)
     }
@@ -546,6 +553,9 @@ impl Store {
         self.rv += 1;
         new["metadata"]["resourceVersion"] = json!(self.rv.to_string());
         self.objects.insert(Store::key(kind, ns, name), new.clone());
+        if matches!(kind, Kind::ReplicaSet | Kind::Pod) || bump {
+            self.dirty += 1;
+        }
         self.record(kind, ns, EventType::Modified, new.clone());
         Ok(new)
     }
@@ -584,6 +594,7 @@ impl Store {
             }
         }
         self.objects.remove(&Store::key(kind, ns, name));
+        self.dirty += 1;
         if kind == Kind::Pod {
             self.logs.remove(&(ns.to_string(), name.to_string()));
         }
