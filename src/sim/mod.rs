@@ -1,1 +1,476 @@
 //! Simulated Kubernetes API and Keeptrusts services.
+//!
+//! No Kubernetes control plane can be installed on the machines this project runs on, so ktplay
+//! carries its own, held to the real API's semantics (`shared/design/simulator.md`): the real
+//! `kubectl` 1.32 and kube-rs 5 work against it unchanged.
+//!
+//! | module | what it holds |
+//! |---|---|
+//! | [`store`] | objects as JSON, the global resourceVersion, events, defaults, `Status` errors |
+//! | [`discovery`] | the served resources and the legacy discovery documents |
+//! | `api` | the HTTP surface: paths, verbs, query parameters, subresources, logs |
+//! | [`patch`] | merge, JSON, strategic merge and apply patches |
+//! | [`selector`] | label and field selectors |
+//! | `watch` | watch streams with bookmarks, time-outs and fault knobs |
+//! | [`table`] | `Table` output for `kubectl get` |
+//! | `controller` | the deployment and replica-set controllers and a kubelet, run at a pace |
+//! | `services` | the simulated Keeptrusts api, gateway, console and workers |
+//! | [`faults`] | fault knobs and their CLI syntax |
+//! | [`serve`] | loopback listeners, kubeconfig, `ktplay sim serve` |
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+//! use ktplay::sim::{Sim, SimConfig};
+//! let sim = Sim::new(SimConfig::default());
+//! sim.seed(&ktplay::sim::Seed::keeptrusts("keeptrusts", "1.4.0".parse()?));
+//! let client = kube::Client::new(sim.router(), "keeptrusts");
+//! # let _ = client; Ok(()) }
+//! ```
+
+mod api;
+mod controller;
+pub mod discovery;
+pub mod faults;
+pub mod patch;
+pub mod selector;
+pub mod serve;
+mod services;
+pub mod store;
+pub mod table;
+mod watch;
+
+use std::collections::{HashMap, VecDeque};
+use std::fmt;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock, Weak};
+use std::time::Duration;
+
+use semver::Version;
+use serde::Serialize;
+use serde_json::Value;
+use tokio::sync::Notify;
+
+pub use faults::{Fault, Faults, ParseFaultError};
+pub use serve::{Running, ServeOptions, SimError};
+pub use services::ServiceStats;
+
+use discovery::Kind;
+use store::Store;
+
+/// Decides whether the API at one version supports a peer component at another:
+/// `(peer role, peer version, api version) -> supported`.
+pub type CompatFn = Arc<dyn Fn(&str, &Version, &Version) -> bool + Send + Sync>;
+
+/// How the simulator behaves.
+#[derive(Clone, Default)]
+pub struct SimConfig {
+    /// Delay between controller steps; `Duration::ZERO` for fast tests, seconds for people
+    /// watching.
+    pub pace: Duration,
+    /// Faults active from the start.
+    pub faults: Faults,
+    /// Overrides `progressDeadlineSeconds` of seeded deployments (rounded up to whole seconds),
+    /// e.g. 5s in tests so a stalled rollout fails quickly.
+    pub progress_deadline: Option<Duration>,
+    /// Which peer versions the API supports. `None`: the built-in rule for the roles `gateway`,
+    /// `console` and `workers`: same major, minor of the API or the one before.
+    pub compat: Option<CompatFn>,
+}
+
+impl fmt::Debug for SimConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SimConfig")
+            .field("pace", &self.pace)
+            .field("faults", &self.faults)
+            .field("progress_deadline", &self.progress_deadline)
+            .field("compat", &self.compat.as_ref().map(|_| "<fn>"))
+            .finish()
+    }
+}
+
+/// What to create in the simulated cluster: one namespace and its components.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Seed {
+    /// The namespace to create (if absent) and fill.
+    pub namespace: String,
+    /// The components.
+    pub components: Vec<SeedComponent>,
+}
+
+/// One component of the seeded system.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SeedComponent {
+    /// Its role in the Keeptrusts system: `api`, `gateway`, `console`, `workers`, or any other
+    /// name (which gets generic behaviour).
+    pub name: String,
+    /// How it is deployed.
+    pub workload: SeedWorkload,
+    /// The container that runs the component's image.
+    pub container: String,
+    /// The image, without tag; the tag is the version.
+    pub image: String,
+    /// The version the pods run.
+    pub version: Version,
+    /// Replicas of each deployment.
+    pub replicas: u32,
+}
+
+/// How a seeded component is deployed.
+#[derive(Debug, Clone, PartialEq)]
+pub enum SeedWorkload {
+    /// One or more deployments, each with a Service of the same name selecting its pods.
+    Deployments(Vec<String>),
+    /// Two deployments (blue and green) behind one Service whose selector names the live colour.
+    BlueGreen {
+        /// The Service in front of the colours.
+        service: String,
+        /// The label key whose value names the colour.
+        selector: String,
+        /// The blue deployment.
+        blue: String,
+        /// The green deployment.
+        green: String,
+    },
+}
+
+impl Seed {
+    /// The reference Keeptrusts system at one version, 3 replicas each: `keeptrusts-api`,
+    /// `keeptrusts-gateway`, the console in blue/green behind `keeptrusts-console` (label
+    /// `version`), and the workers `worker-export`, `worker-lifecycle`, `worker-config`.
+    pub fn keeptrusts(namespace: &str, version: Version) -> Seed {
+        let comp = |name: &str, workload: SeedWorkload, image: &str| SeedComponent {
+            name: name.into(),
+            workload,
+            container: name.into(),
+            image: image.into(),
+            version: version.clone(),
+            replicas: 3,
+        };
+        Seed {
+            namespace: namespace.into(),
+            components: vec![
+                comp(
+                    "api",
+                    SeedWorkload::Deployments(vec!["keeptrusts-api".into()]),
+                    "keeptrusts/api",
+                ),
+                comp(
+                    "gateway",
+                    SeedWorkload::Deployments(vec!["keeptrusts-gateway".into()]),
+                    "keeptrusts/gateway",
+                ),
+                comp(
+                    "console",
+                    SeedWorkload::BlueGreen {
+                        service: "keeptrusts-console".into(),
+                        selector: "version".into(),
+                        blue: "keeptrusts-console-blue".into(),
+                        green: "keeptrusts-console-green".into(),
+                    },
+                    "keeptrusts/console",
+                ),
+                comp(
+                    "workers",
+                    SeedWorkload::Deployments(vec![
+                        "worker-export".into(),
+                        "worker-lifecycle".into(),
+                        "worker-config".into(),
+                    ]),
+                    "keeptrusts/worker",
+                ),
+            ],
+        }
+    }
+}
+
+/// One request the Kubernetes API answered.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct LoggedRequest {
+    /// Position in the log, from 1.
+    pub seq: u64,
+    /// When it arrived (RFC 3339, milliseconds).
+    pub time: String,
+    /// HTTP method.
+    pub method: String,
+    /// Path and query.
+    pub path: String,
+    /// The request's content type, if any.
+    pub content_type: Option<String>,
+    /// The response status.
+    pub status: u16,
+}
+
+/// Which image belongs to which role, so any pod running it (a canary too) behaves as that role.
+#[derive(Debug, Clone)]
+pub(crate) struct RoleInfo {
+    pub role: String,
+    pub image: String,
+    pub container: String,
+}
+
+const REQUEST_LOG_LIMIT: usize = 50_000;
+
+pub(crate) struct Inner {
+    pub store: Mutex<Store>,
+    pub faults: RwLock<Faults>,
+    pub pace: Mutex<Duration>,
+    pub progress_deadline: Option<Duration>,
+    pub compat: Option<CompatFn>,
+    pub requests: Mutex<(u64, VecDeque<LoggedRequest>)>,
+    pub roles: RwLock<Vec<RoleInfo>>,
+    pub seeds: RwLock<Vec<Seed>>,
+    pub kick: Notify,
+    pub controller_started: AtomicBool,
+    /// Per (namespace, api version): the pod that ran the migrations.
+    pub migrated: Mutex<HashMap<(String, String), String>>,
+    pub stats: Mutex<HashMap<String, ServiceStats>>,
+}
+
+/// Lock a mutex, recovering from poisoning (a panicked holder must not take the simulator down).
+pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// The simulated cluster: a cheap-to-clone handle.
+#[derive(Clone)]
+pub struct Sim {
+    pub(crate) inner: Arc<Inner>,
+}
+
+impl fmt::Debug for Sim {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Sim")
+            .field("resource_version", &lock(&self.inner.store).rv())
+            .finish()
+    }
+}
+
+impl Sim {
+    /// A new, empty cluster. The controllers start on the current tokio runtime (or on the
+    /// first call of [`Sim::router`], [`Sim::seed`] or [`Sim::start`] made inside one).
+    pub fn new(config: SimConfig) -> Sim {
+        let sim = Sim {
+            inner: Arc::new(Inner {
+                store: Mutex::new(Store::new()),
+                faults: RwLock::new(config.faults),
+                pace: Mutex::new(config.pace),
+                progress_deadline: config.progress_deadline,
+                compat: config.compat,
+                requests: Mutex::new((0, VecDeque::new())),
+                roles: RwLock::new(Vec::new()),
+                seeds: RwLock::new(Vec::new()),
+                kick: Notify::new(),
+                controller_started: AtomicBool::new(false),
+                migrated: Mutex::new(HashMap::new()),
+                stats: Mutex::new(HashMap::new()),
+            }),
+        };
+        let _ = lock(&sim.inner.store).create(
+            Kind::Namespace,
+            "",
+            serde_json::json!({"metadata": {"name": "default"}}),
+        );
+        sim.ensure_controller();
+        sim
+    }
+
+    fn ensure_controller(&self) {
+        if self.inner.controller_started.load(Ordering::SeqCst) {
+            return;
+        }
+        if let Ok(handle) = tokio::runtime::Handle::try_current() {
+            if !self.inner.controller_started.swap(true, Ordering::SeqCst) {
+                let weak: Weak<Inner> = Arc::downgrade(&self.inner);
+                handle.spawn(controller::run(weak));
+            }
+        }
+    }
+
+    /// Create the namespace (if absent) and the seed's workloads: per deployment a Deployment
+    /// and a Service selecting its pods; for blue-green both colours and the Service pointing
+    /// at blue. Pods are ready at once (and the api's migrations have run). Objects that exist
+    /// already are left alone.
+    pub fn seed(&self, seed: &Seed) {
+        self.ensure_controller();
+        controller::seed(self, seed);
+        self.kick();
+    }
+
+    /// The Kubernetes API as an axum router: usable in-process through
+    /// `kube::Client::new(sim.router(), "default")` and over HTTP.
+    pub fn router(&self) -> axum::Router {
+        self.ensure_controller();
+        api::router(self.clone())
+    }
+
+    /// The router of one simulated service target (see [`Running::service_url`]) for in-process
+    /// use; `None` if no seeded component has that name (and colour or deployment).
+    pub fn service_router(&self, component: &str, colour: Option<&str>) -> Option<axum::Router> {
+        let target = services::find_target(self, component, colour)?;
+        Some(services::router(self.clone(), target))
+    }
+
+    /// Bind the API and one listener per simulated service target on `addr`'s IP (port 0 of
+    /// `addr` picks any free port for the API; service targets always get free ports).
+    pub async fn start(&self, addr: std::net::SocketAddr) -> std::io::Result<Running> {
+        self.ensure_controller();
+        serve::start(self.clone(), addr).await
+    }
+
+    /// The active faults.
+    pub fn faults(&self) -> Faults {
+        self.inner
+            .faults
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Replace the whole set of faults.
+    pub fn set_faults(&self, faults: Faults) {
+        *self.inner.faults.write().unwrap_or_else(|e| e.into_inner()) = faults;
+        self.kick_hard();
+    }
+
+    /// Add one fault.
+    pub fn set_fault(&self, fault: Fault) {
+        self.inner
+            .faults
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .add(fault);
+        self.kick_hard();
+    }
+
+    /// Remove one fault; true if it was set.
+    pub fn clear_fault(&self, fault: &Fault) -> bool {
+        let removed = self
+            .inner
+            .faults
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(fault);
+        self.kick_hard();
+        removed
+    }
+
+    /// Remove every fault.
+    pub fn clear_faults(&self) {
+        self.set_faults(Faults::none());
+    }
+
+    /// The controller's current pace.
+    pub fn pace(&self) -> Duration {
+        *lock(&self.inner.pace)
+    }
+
+    /// Change the controller's pace while running.
+    pub fn set_pace(&self, pace: Duration) {
+        *lock(&self.inner.pace) = pace;
+        self.kick_hard();
+    }
+
+    /// Every API request answered so far (the most recent 50,000).
+    pub fn request_log(&self) -> Vec<LoggedRequest> {
+        lock(&self.inner.requests).1.iter().cloned().collect()
+    }
+
+    /// One object by resource plural (`deployments`, `pods`, ...), namespace and name.
+    pub fn get_object(&self, plural: &str, namespace: &str, name: &str) -> Option<Value> {
+        let kind = kind_by_plural(plural)?;
+        lock(&self.inner.store).get(kind, namespace, name).ok()
+    }
+
+    /// Every object of a resource in a namespace.
+    pub fn list_objects(&self, plural: &str, namespace: &str) -> Vec<Value> {
+        let Some(kind) = kind_by_plural(plural) else {
+            return Vec::new();
+        };
+        lock(&self.inner.store)
+            .iter(kind, Some(namespace))
+            .cloned()
+            .collect()
+    }
+
+    /// The log lines of one pod.
+    pub fn pod_logs(&self, namespace: &str, pod: &str) -> Vec<String> {
+        lock(&self.inner.store)
+            .logs
+            .get(&(namespace.to_string(), pod.to_string()))
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    /// Request counters of one service target (see [`Running::service_url`]).
+    pub fn service_stats(&self, component: &str, colour: Option<&str>) -> Option<ServiceStats> {
+        let target = services::find_target(self, component, colour)?;
+        Some(
+            lock(&self.inner.stats)
+                .get(&target.key())
+                .cloned()
+                .unwrap_or_default(),
+        )
+    }
+
+    /// The current global resourceVersion.
+    pub fn resource_version(&self) -> u64 {
+        lock(&self.inner.store).rv()
+    }
+
+    pub(crate) fn kick(&self) {
+        self.inner.kick.notify_one();
+    }
+
+    /// Make the controllers take a pass even though no object changed (faults, pace).
+    fn kick_hard(&self) {
+        lock(&self.inner.store).dirty += 1;
+        self.kick();
+    }
+
+    pub(crate) fn record_request(&self, mut entry: LoggedRequest) {
+        let mut log = lock(&self.inner.requests);
+        log.0 += 1;
+        entry.seq = log.0;
+        log.1.push_back(entry);
+        while log.1.len() > REQUEST_LOG_LIMIT {
+            log.1.pop_front();
+        }
+    }
+
+    /// Does the API at `api` support `role` at `peer`?
+    pub fn compatible(&self, role: &str, peer: &Version, api: &Version) -> bool {
+        match &self.inner.compat {
+            Some(f) => f(role, peer, api),
+            None => default_compat(role, peer, api),
+        }
+    }
+}
+
+/// The built-in rule: `gateway`, `console` and `workers` must share the API's major and run its
+/// minor or the one before; other roles are not checked.
+pub fn default_compat(role: &str, peer: &Version, api: &Version) -> bool {
+    if !matches!(role, "gateway" | "console" | "workers") {
+        return true;
+    }
+    peer.major == api.major && peer.minor <= api.minor && peer.minor + 1 >= api.minor
+}
+
+fn kind_by_plural(plural: &str) -> Option<Kind> {
+    Kind::ALL.into_iter().find(|k| k.info().plural == plural)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_rule_is_adjacent_minor() {
+        let v = |s: &str| Version::parse(s).unwrap();
+        assert!(default_compat("gateway", &v("1.4.1"), &v("1.5.0")));
+        assert!(default_compat("gateway", &v("1.5.0"), &v("1.5.2")));
+        assert!(!default_compat("gateway", &v("1.5.0"), &v("1.4.2")));
+        assert!(!default_compat("console", &v("1.3.0"), &v("1.5.0")));
+        assert!(!default_compat("workers", &v("2.5.0"), &v("1.5.0")));
+        assert!(default_compat("other", &v("9.0.0"), &v("1.5.0")));
+    }
+}

@@ -1,0 +1,371 @@
+//! Fault knobs: what can go wrong in the simulated cluster, settable at start and while running.
+//!
+//! Each fault has a one-line CLI form (`never-ready:gateway@1.5.0`) that [`Fault`]'s `FromStr`
+//! parses and `Display` writes back, so the same strings serve `--fault`, the JSON of
+//! `GET/POST /__sim/faults` and error messages.
+
+use std::fmt;
+use std::str::FromStr;
+use std::time::Duration;
+
+use semver::Version;
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+/// One thing the simulator makes go wrong.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Fault {
+    /// Pods of `component` running `version` start but never become ready, so a rollout to that
+    /// version stalls and ends in `ProgressDeadlineExceeded`.
+    NeverReady {
+        /// The component's role (`gateway`, `api`, ...), as seeded.
+        component: String,
+        /// The version whose pods never become ready.
+        version: Version,
+    },
+    /// Gateway pods of this version do not enforce policy: they answer 200 where 409 is due.
+    PolicyOff {
+        /// The gateway version with enforcement switched off.
+        version: Version,
+    },
+    /// API pods of this version fail their database migration: they log the failure and never
+    /// become ready.
+    MigrationFails {
+        /// The api version whose migration fails.
+        version: Version,
+    },
+    /// The Kubernetes API answers `500 InternalError` on this share (0..=1) of resource requests.
+    ApiErrors {
+        /// Share of failing requests, between 0 and 1.
+        share: f64,
+    },
+    /// Every API and service request is delayed by this long.
+    Latency(Duration),
+    /// Watch streams end early (after about a quarter of a second), as when a load balancer cuts
+    /// long connections.
+    WatchCut,
+    /// Watches that resume from a resourceVersion get one `410 Expired` ERROR event and end.
+    WatchExpired,
+}
+
+/// A fault string that could not be parsed; the message says what was expected.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct ParseFaultError(pub String);
+
+const FAULT_FORMS: &str = "never-ready:COMPONENT@VERSION, policy-off:VERSION, \
+migration-fails:VERSION, api-errors:SHARE (0..1 or N%), latency:DURATION (e.g. 200ms), \
+watch-cut, watch-expired";
+
+fn version(text: &str, fault: &str) -> Result<Version, ParseFaultError> {
+    Version::parse(text.trim()).map_err(|e| {
+        ParseFaultError(format!(
+            "`{fault}`: `{text}` is not a semantic version like 1.5.0 ({e})"
+        ))
+    })
+}
+
+/// Parse durations such as `200ms`, `2s`, `1m30s`, `1h`.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    if text.is_empty() {
+        return Err("empty duration".into());
+    }
+    let mut total = Duration::ZERO;
+    let mut rest = text;
+    while !rest.is_empty() {
+        let digits = rest.chars().take_while(|c| c.is_ascii_digit()).count();
+        if digits == 0 {
+            return Err(format!(
+                "`{text}` is not a duration: write a number and a unit (ms, s, m, h), e.g. 200ms"
+            ));
+        }
+        let n: u64 = rest[..digits]
+            .parse()
+            .map_err(|_| format!("`{text}`: number too large"))?;
+        rest = &rest[digits..];
+        let unit_len = rest.chars().take_while(|c| c.is_ascii_alphabetic()).count();
+        let unit = &rest[..unit_len];
+        rest = &rest[unit_len..];
+        let d = match unit {
+            "ms" => Duration::from_millis(n),
+            "s" => Duration::from_secs(n),
+            "m" => Duration::from_secs(n.saturating_mul(60)),
+            "h" => Duration::from_secs(n.saturating_mul(3600)),
+            "" => return Err(format!("`{text}`: missing unit after {n} (ms, s, m or h)")),
+            other => return Err(format!("`{text}`: unknown unit `{other}` (ms, s, m or h)")),
+        };
+        total = total.saturating_add(d);
+    }
+    Ok(total)
+}
+
+fn format_duration(d: Duration) -> String {
+    let ms = d.as_millis();
+    if !ms.is_multiple_of(1000) || ms == 0 {
+        format!("{ms}ms")
+    } else {
+        format!("{}s", ms / 1000)
+    }
+}
+
+impl FromStr for Fault {
+    type Err = ParseFaultError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let s = s.trim();
+        let (name, arg) = match s.split_once(':') {
+            Some((n, a)) => (n.trim(), Some(a.trim())),
+            None => (s, None),
+        };
+        let need = |arg: Option<&str>, form: &str| -> Result<String, ParseFaultError> {
+            match arg {
+                Some(a) if !a.is_empty() => Ok(a.to_string()),
+                _ => Err(ParseFaultError(format!(
+                    "fault `{name}` needs an argument: write `{form}`"
+                ))),
+            }
+        };
+        let no_arg = |arg: Option<&str>| -> Result<(), ParseFaultError> {
+            match arg {
+                None => Ok(()),
+                Some(a) => Err(ParseFaultError(format!(
+                    "fault `{name}` takes no argument, found `{a}`"
+                ))),
+            }
+        };
+        match name {
+            "never-ready" => {
+                let a = need(arg, "never-ready:COMPONENT@VERSION")?;
+                let (component, v) = a.split_once('@').ok_or_else(|| {
+                    ParseFaultError(format!(
+                        "`{s}`: write `never-ready:COMPONENT@VERSION`, e.g. never-ready:gateway@1.5.0"
+                    ))
+                })?;
+                if component.trim().is_empty() {
+                    return Err(ParseFaultError(format!("`{s}`: the component is missing")));
+                }
+                Ok(Fault::NeverReady {
+                    component: component.trim().to_string(),
+                    version: version(v, s)?,
+                })
+            }
+            "policy-off" => Ok(Fault::PolicyOff {
+                version: version(&need(arg, "policy-off:VERSION")?, s)?,
+            }),
+            "migration-fails" => Ok(Fault::MigrationFails {
+                version: version(&need(arg, "migration-fails:VERSION")?, s)?,
+            }),
+            "api-errors" => {
+                let a = need(arg, "api-errors:SHARE")?;
+                let share = if let Some(p) = a.strip_suffix('%') {
+                    p.trim().parse::<f64>().map(|p| p / 100.0)
+                } else {
+                    a.parse::<f64>()
+                }
+                .map_err(|_| {
+                    ParseFaultError(format!(
+                        "`{s}`: the share must be a number between 0 and 1 or a percentage, e.g. api-errors:0.2"
+                    ))
+                })?;
+                if !(0.0..=1.0).contains(&share) || share.is_nan() {
+                    return Err(ParseFaultError(format!(
+                        "`{s}`: the share must lie between 0 and 1 (or 0% and 100%)"
+                    )));
+                }
+                Ok(Fault::ApiErrors { share })
+            }
+            "latency" => {
+                let a = need(arg, "latency:DURATION")?;
+                parse_duration(&a)
+                    .map(Fault::Latency)
+                    .map_err(|e| ParseFaultError(format!("`{s}`: {e}")))
+            }
+            "watch-cut" => no_arg(arg).map(|_| Fault::WatchCut),
+            "watch-expired" => no_arg(arg).map(|_| Fault::WatchExpired),
+            "" => Err(ParseFaultError(format!(
+                "empty fault: expected one of {FAULT_FORMS}"
+            ))),
+            other => Err(ParseFaultError(format!(
+                "unknown fault `{other}`: expected one of {FAULT_FORMS}"
+            ))),
+        }
+    }
+}
+
+impl fmt::Display for Fault {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Fault::NeverReady { component, version } => {
+                write!(f, "never-ready:{component}@{version}")
+            }
+            Fault::PolicyOff { version } => write!(f, "policy-off:{version}"),
+            Fault::MigrationFails { version } => write!(f, "migration-fails:{version}"),
+            Fault::ApiErrors { share } => write!(f, "api-errors:{share}"),
+            Fault::Latency(d) => write!(f, "latency:{}", format_duration(*d)),
+            Fault::WatchCut => write!(f, "watch-cut"),
+            Fault::WatchExpired => write!(f, "watch-expired"),
+        }
+    }
+}
+
+impl Serialize for Fault {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for Fault {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(deserializer)?;
+        s.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+/// The set of active faults.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Faults {
+    /// Active faults, in the order they were set.
+    pub faults: Vec<Fault>,
+}
+
+impl Faults {
+    /// No faults.
+    pub fn none() -> Faults {
+        Faults::default()
+    }
+
+    /// Parse a list of CLI fault strings.
+    pub fn parse_all<I, S>(items: I) -> Result<Faults, ParseFaultError>
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<str>,
+    {
+        let faults = items
+            .into_iter()
+            .map(|s| s.as_ref().parse())
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Faults { faults })
+    }
+
+    /// Add a fault unless an equal one is already set.
+    pub fn add(&mut self, fault: Fault) {
+        if !self.faults.contains(&fault) {
+            self.faults.push(fault);
+        }
+    }
+
+    /// Remove a fault; true if it was set.
+    pub fn remove(&mut self, fault: &Fault) -> bool {
+        let before = self.faults.len();
+        self.faults.retain(|f| f != fault);
+        before != self.faults.len()
+    }
+
+    /// Do pods of this role and version never become ready?
+    pub fn never_ready(&self, role: &str, v: &Version) -> bool {
+        self.faults.iter().any(|f| {
+            matches!(f, Fault::NeverReady { component, version } if component == role && version == v)
+        })
+    }
+
+    /// Is policy enforcement off for this gateway version?
+    pub fn policy_off(&self, v: &Version) -> bool {
+        self.faults
+            .iter()
+            .any(|f| matches!(f, Fault::PolicyOff { version } if version == v))
+    }
+
+    /// Does the migration of this api version fail?
+    pub fn migration_fails(&self, v: &Version) -> bool {
+        self.faults
+            .iter()
+            .any(|f| matches!(f, Fault::MigrationFails { version } if version == v))
+    }
+
+    /// The share of API requests to fail (the largest one set).
+    pub fn api_error_share(&self) -> f64 {
+        self.faults
+            .iter()
+            .filter_map(|f| match f {
+                Fault::ApiErrors { share } => Some(*share),
+                _ => None,
+            })
+            .fold(0.0, f64::max)
+    }
+
+    /// Added latency (the sum of the latencies set).
+    pub fn latency(&self) -> Duration {
+        self.faults
+            .iter()
+            .filter_map(|f| match f {
+                Fault::Latency(d) => Some(*d),
+                _ => None,
+            })
+            .sum()
+    }
+
+    /// Are watch streams cut early?
+    pub fn watch_cut(&self) -> bool {
+        self.faults.contains(&Fault::WatchCut)
+    }
+
+    /// Are resumed watches answered with 410 Expired?
+    pub fn watch_expired(&self) -> bool {
+        self.faults.contains(&Fault::WatchExpired)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trips() {
+        for s in [
+            "never-ready:gateway@1.5.0",
+            "policy-off:1.5.0",
+            "migration-fails:1.5.0-rc.1",
+            "api-errors:0.2",
+            "latency:200ms",
+            "latency:2s",
+            "watch-cut",
+            "watch-expired",
+        ] {
+            let f: Fault = s.parse().unwrap();
+            assert_eq!(f.to_string(), s);
+        }
+        assert_eq!(
+            "api-errors:20%".parse::<Fault>().unwrap(),
+            Fault::ApiErrors { share: 0.2 }
+        );
+        assert_eq!(
+            "latency:1m30s".parse::<Fault>().unwrap(),
+            Fault::Latency(Duration::from_secs(90))
+        );
+    }
+
+    #[test]
+    fn bad_input_is_explained() {
+        let err = |s: &str| s.parse::<Fault>().unwrap_err().0;
+        assert!(err("explode").contains("unknown fault `explode`"));
+        assert!(err("never-ready:gateway").contains("COMPONENT@VERSION"));
+        assert!(err("never-ready:@1.5.0").contains("component is missing"));
+        assert!(err("policy-off:1.5").contains("not a semantic version"));
+        assert!(err("policy-off").contains("needs an argument"));
+        assert!(err("api-errors:1.5").contains("between 0 and 1"));
+        assert!(err("api-errors:lots").contains("must be a number"));
+        assert!(err("latency:200").contains("missing unit"));
+        assert!(err("latency:2d").contains("unknown unit"));
+        assert!(err("watch-cut:now").contains("takes no argument"));
+    }
+
+    #[test]
+    fn json_uses_cli_strings() {
+        let faults = Faults::parse_all(["watch-cut", "policy-off:1.5.0"]).unwrap();
+        let json = serde_json::to_string(&faults).unwrap();
+        assert_eq!(json, r#"{"faults":["watch-cut","policy-off:1.5.0"]}"#);
+        let back: Faults = serde_json::from_str(&json).unwrap();
+        assert_eq!(back, faults);
+        assert!(serde_json::from_str::<Faults>(r#"{"faults":["nope"]}"#).is_err());
+    }
+}
