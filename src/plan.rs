@@ -202,7 +202,8 @@ pub fn describe(op: &Op, scope: &Scope) -> String {
             if let Some(m) = max_surge {
                 s.push_str(&format!(" max_surge {m}"));
             }
-            s + &opt_d("timeout", timeout)
+            s.push_str(&opt_d("timeout", timeout));
+            s
         }
         Op::Canary {
             comp,
@@ -308,7 +309,9 @@ fn describe_guard(g: &Guard, scope: &Scope) -> String {
         GuardKind::Hook { shown, .. } => format!("guard hook \"{shown}\""),
         GuardKind::Rhai { .. } => "guard rhai (inline script)".into(),
     };
-    body + &within
+    let mut body = body;
+    body.push_str(&within);
+    body
 }
 
 fn render_let(scope: &Scope, name: &str) -> String {

@@ -83,8 +83,9 @@ fn shipped_playbooks_pass_cleanly() {
 #[test]
 fn every_code_has_a_case() {
     let mut declared = std::collections::BTreeSet::new();
-    let re = regex::Regex::new(r"code\((ktplay::(?:syntax|check|compat)::[a-z_]+)\)").unwrap();
-    for dir in ["src/syntax", "src/check", "src/model", "src"] {
+    let re =
+        regex::Regex::new(r"code\((ktplay::(?:syntax|check|compat|script)::[a-z_]+)\)").unwrap();
+    for dir in ["src/syntax", "src/check", "src/model", "src/script", "src"] {
         for entry in std::fs::read_dir(Path::new(env!("CARGO_MANIFEST_DIR")).join(dir)).unwrap() {
             let path = entry.unwrap().path();
             if path.extension().is_some_and(|e| e == "rs") {
@@ -102,7 +103,11 @@ fn every_code_has_a_case() {
             .join("tests/cases/check")
             .join(sub);
         for entry in std::fs::read_dir(dir).unwrap() {
-            let (checked, _) = check_case(&entry.unwrap().path());
+            let path = entry.unwrap().path();
+            if path.extension().is_none_or(|e| e != "ktplay") {
+                continue;
+            }
+            let (checked, _) = check_case(&path);
             for p in &checked.problems {
                 produced.insert(p.code());
             }

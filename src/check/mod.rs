@@ -12,6 +12,7 @@ pub mod matrices;
 pub mod model;
 pub mod names;
 pub mod program;
+pub mod scripts;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -361,6 +362,7 @@ fn finish(mut loader: Loader, inputs: Vec<FileId>) -> Checked {
                         problems.extend(crate::model::check(&model::to_model(&checked), m));
                     }
                 }
+                scripts::compile_all(&checked, &mut loader.sources, id, &mut problems);
                 playbooks.push((id, checked));
             }
         }
