@@ -96,38 +96,30 @@ impl Loader {
         if let Some(id) = self.sources.find(&canonical) {
             return Ok(id);
         }
-        let meta = std::fs::metadata(path)?;
-        if meta.is_dir() {
-            return Err(std::io::Error::new(
-                std::io::ErrorKind::IsADirectory,
-                "is a directory",
-            ));
-        }
-        if meta.len() > MAX_FILE_BYTES {
-            return Err(std::io::Error::other(format!(
-                "{} bytes; playbooks larger than {} MiB are refused",
-                meta.len(),
-                MAX_FILE_BYTES / (1024 * 1024)
-            )));
-        }
-        let bytes = std::fs::read(path)?;
+        let bytes = read_limited(path)?;
         Ok(self.add(shown, canonical, bytes))
     }
 
     fn add(&mut self, shown: String, path: PathBuf, bytes: Vec<u8>) -> FileId {
+        let (id, text) = self.register(shown, path, bytes);
+        if let Some(text) = text {
+            let parsed = syntax::parse(id, &text);
+            self.store(id, parsed);
+        }
+        id
+    }
+
+    /// Add a file to the source map; its text if it is UTF-8 and still needs parsing.
+    fn register(
+        &mut self,
+        shown: String,
+        path: PathBuf,
+        bytes: Vec<u8>,
+    ) -> (FileId, Option<std::sync::Arc<str>>) {
         match String::from_utf8(bytes) {
             Ok(text) => {
                 let id = self.sources.add(shown, path, text.as_str());
-                let ast = match syntax::parse(id, &text) {
-                    Ok(f) => Some(f),
-                    Err(errs) => {
-                        self.problems
-                            .extend(errs.into_iter().map(|e| Problem::new(id, e)));
-                        None
-                    }
-                };
-                self.files.insert(id, Loaded { ast, uses: vec![] });
-                id
+                (id, Some(self.sources.get(id).text.clone()))
             }
             Err(e) => {
                 let offset = e.utf8_error().valid_up_to();
@@ -142,9 +134,21 @@ impl Loader {
                         uses: vec![],
                     },
                 );
-                id
+                (id, None)
             }
         }
+    }
+
+    fn store(&mut self, id: FileId, parsed: Result<ast::File, Vec<SyntaxError>>) {
+        let ast = match parsed {
+            Ok(f) => Some(f),
+            Err(errs) => {
+                self.problems
+                    .extend(errs.into_iter().map(|e| Problem::new(id, e)));
+                None
+            }
+        };
+        self.files.insert(id, Loaded { ast, uses: vec![] });
     }
 
     /// Follow `use` items depth-first, reporting missing files and cycles.
@@ -235,6 +239,25 @@ impl Loader {
     }
 }
 
+/// Read a file, refusing folders and files over [`MAX_FILE_BYTES`].
+fn read_limited(path: &Path) -> std::io::Result<Vec<u8>> {
+    let meta = std::fs::metadata(path)?;
+    if meta.is_dir() {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::IsADirectory,
+            "is a directory",
+        ));
+    }
+    if meta.len() > MAX_FILE_BYTES {
+        return Err(std::io::Error::other(format!(
+            "{} bytes; playbooks larger than {} MiB are refused",
+            meta.len(),
+            MAX_FILE_BYTES / (1024 * 1024)
+        )));
+    }
+    std::fs::read(path)
+}
+
 /// Expand command-line paths: files as they are, folders searched for `*.ktplay`, sorted.
 pub fn expand_inputs(paths: &[PathBuf]) -> Result<Vec<PathBuf>, InputError> {
     let mut out = Vec::new();
@@ -286,16 +309,49 @@ pub fn check_paths(paths: &[PathBuf]) -> Result<Checked, InputError> {
         files: HashMap::new(),
     };
     let mut inputs = Vec::new();
+    let mut to_parse: Vec<(FileId, std::sync::Arc<str>)> = Vec::new();
     for f in &files {
-        let id = loader
-            .load(f, f.display().to_string())
-            .map_err(|e| InputError::Unreadable {
-                path: f.display().to_string(),
-                reason: io_reason(&e),
-            })?;
+        let unreadable = |e: std::io::Error| InputError::Unreadable {
+            path: f.display().to_string(),
+            reason: io_reason(&e),
+        };
+        let canonical = std::fs::canonicalize(f).unwrap_or_else(|_| f.clone());
+        let id = match loader.sources.find(&canonical) {
+            Some(id) => id,
+            None => {
+                let bytes = read_limited(f).map_err(unreadable)?;
+                let (id, text) = loader.register(f.display().to_string(), canonical, bytes);
+                to_parse.extend(text.map(|t| (id, t)));
+                id
+            }
+        };
         if !inputs.contains(&id) {
             inputs.push(id);
         }
+    }
+    // Parsing is most of the work of `check`; the inputs are independent, so use every core.
+    let threads = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .min(to_parse.len().max(1));
+    let chunk = to_parse.len().div_ceil(threads).max(1);
+    let parsed: Vec<(FileId, Result<ast::File, Vec<SyntaxError>>)> = std::thread::scope(|scope| {
+        let handles: Vec<_> = to_parse
+            .chunks(chunk)
+            .map(|part| {
+                scope.spawn(move || {
+                    part.iter()
+                        .map(|(id, text)| (*id, syntax::parse(*id, text)))
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|h| h.join().unwrap_or_default())
+            .collect()
+    });
+    for (id, result) in parsed {
+        loader.store(id, result);
     }
     Ok(finish(loader, inputs))
 }
@@ -318,6 +374,8 @@ fn finish(mut loader: Loader, inputs: Vec<FileId>) -> Checked {
     }
     let mut playbooks = Vec::new();
     let mut scopes = Vec::new();
+    // Each hook file is compiled once per invocation, however many playbooks use it.
+    let mut hooks_done = std::collections::HashSet::new();
     let mut problems = std::mem::take(&mut loader.problems);
     let matrices = matrices::Matrices::collect(&loader.files_asts(), &mut problems);
     for &id in &inputs {
@@ -362,7 +420,13 @@ fn finish(mut loader: Loader, inputs: Vec<FileId>) -> Checked {
                         problems.extend(crate::model::check(&model::to_model(&checked), m));
                     }
                 }
-                scripts::compile_all(&checked, &mut loader.sources, id, &mut problems);
+                scripts::compile_all(
+                    &checked,
+                    &mut loader.sources,
+                    id,
+                    &mut problems,
+                    &mut hooks_done,
+                );
                 playbooks.push((id, checked));
             }
         }

@@ -17,8 +17,8 @@ pub fn compile_all(
     sources: &mut SourceMap,
     file: FileId,
     problems: &mut Vec<Problem>,
+    hooks_done: &mut HashSet<PathBuf>,
 ) {
-    let mut hooks_done: HashSet<PathBuf> = HashSet::new();
     let shown_dir = Path::new(&sources.get(file).name)
         .parent()
         .map(Path::to_path_buf)

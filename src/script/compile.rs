@@ -43,6 +43,72 @@ pub enum ScriptError {
     },
 }
 
+/// Functions of Rhai's standard package that scripts commonly call: checked first, so the full
+/// list (slow to build: it formats every signature) is only built for a name not in here.
+const COMMON: &[&str] = &[
+    "all",
+    "any",
+    "filter",
+    "map",
+    "reduce",
+    "len",
+    "is_empty",
+    "push",
+    "pop",
+    "contains",
+    "keys",
+    "values",
+    "get",
+    "to_string",
+    "to_int",
+    "to_float",
+    "parse_int",
+    "parse_float",
+    "sort",
+    "index_of",
+    "find",
+    "some",
+    "none",
+    "starts_with",
+    "ends_with",
+    "split",
+    "trim",
+    "to_lower",
+    "to_upper",
+    "sub_string",
+    "replace",
+    "join",
+    "abs",
+    "min",
+    "max",
+    "round",
+    "floor",
+    "ceiling",
+    "sqrt",
+    "range",
+    "timestamp",
+    "elapsed",
+    "retain",
+    "drain",
+    "remove",
+    "insert",
+    "append",
+    "extract",
+    "chars",
+    "pad",
+    "truncate",
+    "clear",
+    "in",
+    "sum",
+    "count",
+    "dedup",
+    "reverse",
+];
+
+fn is_known(name: &str) -> bool {
+    API_FUNCTIONS.contains(&name) || COMMON.contains(&name) || known_functions().contains(name)
+}
+
 /// Every function name a script may call: the standard package's and the API's.
 fn known_functions() -> &'static HashSet<String> {
     static KNOWN: OnceLock<HashSet<String>> = OnceLock::new();
@@ -91,7 +157,8 @@ const KEYWORDS: &[&str] = &[
 
 /// Compile a script with the sandbox's settings; every problem found, labelled in its file.
 pub fn compile(src: ScriptSource) -> Result<AST, Vec<(FileId, ScriptError)>> {
-    let engine = base_engine(&Limits::default());
+    static ENGINE: OnceLock<rhai::Engine> = OnceLock::new();
+    let engine = ENGINE.get_or_init(|| base_engine(&Limits::default()));
     let mut scope = rhai::Scope::new();
     for n in SCOPE_NAMES {
         // Declared as variables, not constants: the optimizer would fold a constant `()` into
@@ -205,13 +272,13 @@ fn unknown_calls(src: ScriptSource) -> Vec<(FileId, ScriptError)> {
             i += 1;
         }
     }
-    let known = known_functions();
     let mut out = Vec::new();
     let mut reported: HashSet<&str> = HashSet::new();
     for (at, name) in calls {
-        if known.contains(name) || defined.contains(name) || !reported.insert(name) {
+        if defined.contains(name) || is_known(name) || !reported.insert(name) {
             continue;
         }
+        let known = known_functions();
         let help = crate::check::names::did_you_mean(
             name,
             API_FUNCTIONS
