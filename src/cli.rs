@@ -77,6 +77,10 @@ pub struct RunArgs {
     /// Also write the journal to this file, as JSON lines.
     #[arg(long, value_name = "FILE")]
     pub journal: Option<PathBuf>,
+    /// Send guard requests for HOST to BASE instead (a port-forward, a test double):
+    /// `--route api.example.com=http://127.0.0.1:8080` (repeatable). Output still shows HOST.
+    #[arg(long, value_name = "HOST=BASE")]
+    pub route: Vec<String>,
     /// Output format.
     #[arg(long, value_enum, default_value_t = Format::Human)]
     pub format: Format,

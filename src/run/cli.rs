@@ -116,6 +116,18 @@ pub fn cmd_run(args: RunArgs) -> i32 {
     let pb = &checked.playbooks[i].1;
     let env = env_name.as_deref().and_then(|n| pb.env(n));
     let ns = namespace(pb, env, args.kube.namespace.as_deref());
+    let mut rewrite = UrlRewrite::default();
+    for r in &args.route {
+        match r.split_once('=') {
+            Some((host, base)) if !host.is_empty() && base.contains("://") => rewrite
+                .map
+                .push((host.to_string(), base.trim_end_matches('/').to_string())),
+            _ => {
+                eprintln!("error: --route `{r}` is not HOST=BASE, like api.example.com=http://127.0.0.1:8080");
+                return exit::USAGE;
+            }
+        }
+    }
     runtime().block_on(async {
         let cluster = match connect(&args.kube, env, &ns).await {
             Ok(c) => c,
@@ -152,7 +164,7 @@ pub fn cmd_run(args: RunArgs) -> i32 {
             journal_file: args.journal.clone(),
             shorten_waits: None,
             secrets: secrets_from_env(pb, env),
-            rewrite: UrlRewrite::default(),
+            rewrite,
             scripts: script_runner(),
             cancel: Cancel::new(),
             after: Some(after),

@@ -284,15 +284,17 @@ pub async fn execute(target: RunTarget<'_>, cluster: Cluster, opts: RunOptions) 
     let (run_id, previous) = if opts.resume {
         match &stored {
             Some(s) if unfinished => (s.run().unwrap_or("resumed").to_string(), s.events()),
-            Some(s) => return refuse(
-                &mut out,
-                format!(
+            Some(s) => {
+                return refuse(
+                    &mut out,
+                    format!(
                     "nothing to resume: the last run of this playbook ({}) ended with status `{}`",
                     s.run().unwrap_or("?"),
                     s.status().unwrap_or("?")
                 ),
-                None,
-            ),
+                    None,
+                )
+            }
             None => {
                 return refuse(
                     &mut out,
@@ -313,6 +315,18 @@ pub async fn execute(target: RunTarget<'_>, cluster: Cluster, opts: RunOptions) 
     .await
     {
         Ok(l) => l,
+        Err(LockError::Held { holder, .. })
+            if unfinished && !opts.resume && super::lock::holder_gone(&holder) =>
+        {
+            return refuse(
+                &mut out,
+                format!(
+                    "an earlier run of this playbook ({}) was interrupted: its process ({holder}) is gone",
+                    stored.as_ref().and_then(|s| s.run()).unwrap_or("?")
+                ),
+                Some("continue it with --resume (see `ktplay status`)"),
+            )
+        }
         Err(e @ LockError::Held { .. }) => return refuse(
             &mut out,
             e.to_string(),
@@ -708,15 +722,6 @@ impl<'a> Exec<'a> {
                 Err(f) => return Err(self.end_failed(k, j, st, &text, t0, f).await),
             };
             if let Err(f) = self.check_states(&states, "this action") {
-                let f = if !self.changed {
-                    Failure {
-                        message: f.message,
-                        help: f.help,
-                        interrupted: false,
-                    }
-                } else {
-                    f
-                };
                 return Err(self.end_failed(k, j, st, &text, t0, f).await);
             }
             match resumed_record {
@@ -1111,9 +1116,13 @@ impl<'a> Exec<'a> {
                     .set_image(idle_deploy, &c.container, &c.image, to, None, None)
                     .await
                     .map_err(|x| e(x.into()))?;
-                self.wait_all(std::slice::from_ref(idle_deploy), Duration::from_secs(600), cancel)
-                    .await
-                    .map_err(e)?;
+                self.wait_all(
+                    std::slice::from_ref(idle_deploy),
+                    Duration::from_secs(600),
+                    cancel,
+                )
+                .await
+                .map_err(e)?;
                 self.nested_guards(k, guards, true, cancel).await?;
                 self.cluster
                     .set_selector(&bg.service, &bg.selector, idle.as_str())

@@ -69,14 +69,37 @@ pub struct ScriptOutcome {
     pub message: Option<String>,
 }
 
-/// Runs Rhai scripts. An `Err` is a script that could not run (compile error, thrown error,
-/// time-out): the guard fails with it.
+/// A script that could not run (compile error, thrown error, time-out).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ScriptError {
+    pub message: String,
+    /// Worth retrying under `within` (a thrown error may pass later; a missing engine or a
+    /// compile error never will).
+    pub retry: bool,
+}
+
+impl From<String> for ScriptError {
+    fn from(message: String) -> Self {
+        ScriptError {
+            message,
+            retry: true,
+        }
+    }
+}
+
+impl From<&str> for ScriptError {
+    fn from(message: &str) -> Self {
+        message.to_string().into()
+    }
+}
+
+/// Runs Rhai scripts. An `Err` is a script that could not run: the guard fails with it.
 pub trait ScriptRunner: Send + Sync {
     fn run<'a>(
         &'a self,
         script: ScriptRef<'a>,
         ctx: &'a ScriptContext,
-    ) -> BoxFuture<'a, Result<ScriptOutcome, String>>;
+    ) -> BoxFuture<'a, Result<ScriptOutcome, ScriptError>>;
 }
 
 /// The runner until Rhai lands: every script fails.
@@ -91,8 +114,13 @@ impl ScriptRunner for Unsupported {
         &'a self,
         _script: ScriptRef<'a>,
         _ctx: &'a ScriptContext,
-    ) -> BoxFuture<'a, Result<ScriptOutcome, String>> {
-        Box::pin(async { Err(UNSUPPORTED.to_string()) })
+    ) -> BoxFuture<'a, Result<ScriptOutcome, ScriptError>> {
+        Box::pin(async {
+            Err(ScriptError {
+                message: UNSUPPORTED.to_string(),
+                retry: false,
+            })
+        })
     }
 }
 
@@ -114,7 +142,7 @@ pub async fn run_script(
     };
     let res = tokio::select! {
         r = runner.run(script, ctx) => r,
-        _ = tokio::time::sleep(left.max(Duration::from_millis(1))) => Err(format!("timed out after {}", super::output::fmt_elapsed(left))),
+        _ = tokio::time::sleep(left.max(Duration::from_millis(1))) => Err(format!("timed out after {}", super::output::fmt_elapsed(left)).into()),
         _ = ctx.cancel.wait() => return Err(Failure::interrupted()),
     };
     match res {
@@ -123,9 +151,11 @@ pub async fn run_script(
             "{what} returned false{}",
             o.message.map(|m| format!(": {m}")).unwrap_or_default()
         )))),
-        Err(e) => Err(Failure::new(
-            ctx.redact.redact(&format!("{what} failed: {e}")),
-        )),
+        Err(e) => {
+            let mut f = Failure::new(ctx.redact.redact(&format!("{what} failed: {}", e.message)));
+            f.permanent = !e.retry;
+            Err(f)
+        }
     }
 }
 
@@ -222,7 +252,7 @@ pub async fn run_guard(g: &Guard, env: &GuardEnv<'_>) -> Result<String, Failure>
                     d
                 })
             }
-            Err(f) if f.interrupted => return Err(f),
+            Err(f) if f.interrupted || f.permanent => return Err(f),
             Err(f) => {
                 let Some(dl) = deadline else { return Err(f) };
                 let now = Instant::now();

@@ -93,7 +93,8 @@ pub fn run_of(holder: &str) -> Option<&str> {
     holder.rsplit_once(" run ").map(|(_, r)| r.trim())
 }
 
-fn pid_dead_here(holder: &str) -> bool {
+/// Is the holder a process on this host that no longer exists?
+pub fn holder_gone(holder: &str) -> bool {
     // `user@host pid N run R`: the same host and no such process.
     let mine = holder_identity("x");
     let host_of = |h: &str| h.split(" pid ").next().map(str::to_string);
@@ -176,7 +177,7 @@ impl RunLock {
         let exp = expiry(&current);
         let expired = exp.is_none_or(|e| e < now()) || their_holder.is_empty();
         let resumable = resuming.is_some_and(|r| run_of(&their_holder) == Some(r))
-            && pid_dead_here(&their_holder);
+            && holder_gone(&their_holder);
         if !expired && !resumable {
             return Err(LockError::Held {
                 lock_id: format!(
@@ -329,6 +330,6 @@ mod tests {
         assert_eq!(lease_name("keeptrusts-1.5"), "ktplay-keeptrusts-1-5");
         let h = holder_identity("abc123");
         assert_eq!(run_of(&h), Some("abc123"));
-        assert!(!pid_dead_here(&h));
+        assert!(!holder_gone(&h));
     }
 }

@@ -167,6 +167,8 @@ pub struct Failure {
     pub help: Option<String>,
     /// The run was interrupted (Ctrl-C), not failed by the cluster.
     pub interrupted: bool,
+    /// Retrying cannot help (`within` stops at once).
+    pub permanent: bool,
 }
 
 impl Failure {
@@ -175,6 +177,7 @@ impl Failure {
             message: message.into(),
             help: None,
             interrupted: false,
+            permanent: false,
         }
     }
     pub fn help(mut self, help: impl Into<String>) -> Failure {
@@ -186,6 +189,7 @@ impl Failure {
             message: "interrupted (Ctrl-C): the statement was abandoned".into(),
             help: None,
             interrupted: true,
+            permanent: true,
         }
     }
 }
