@@ -1512,11 +1512,13 @@ impl<'a> Exec<'a> {
         for earlier in (0..k).rev() {
             steps.extend(self.stage_steps(&pb, earlier));
         }
-        self.out.rollback_header(&format!(
+        if !steps.is_empty() {
+            self.out.rollback_header(&format!(
             "rolling back: {} step{} (the failed stage first, then completed stages newest first)",
             steps.len(),
             if steps.len() == 1 { "" } else { "s" }
         ));
+        }
         self.journal
             .record(json!({"event": "rollback_begin", "steps": steps.len()}))
             .await;
@@ -1611,6 +1613,23 @@ impl<'a> Exec<'a> {
             }
         }
         let state = self.live_state().await.unwrap_or_default();
+        if total == 0 {
+            let text = format!(
+                "failed at line {}{}; nothing to roll back: {}",
+                self.line(span),
+                if f.interrupted { " (interrupted)" } else { "" },
+                self.state_words(&state)
+            );
+            self.journal
+                .record(json!({"event": "run_end", "status": "rolled_back"}))
+                .await;
+            self.out.summary(
+                "rolled_back",
+                &text,
+                json!({"exit_code": 1, "state": state_json(&state)}),
+            );
+            return Outcome::RolledBack;
+        }
         let text = format!(
             "failed at line {} ({}); rolled back: {}",
             self.line(span),
