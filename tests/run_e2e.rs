@@ -527,3 +527,63 @@ async fn shipped_playbooks_rehearse() {
         }
     }
 }
+
+/// Benchmark (run with `cargo test --test run_e2e -- --ignored --nocapture`): from the moment
+/// the simulator sets `ProgressDeadlineExceeded` on the api deployment to ktplay's first rollback
+/// request (the JSON patch restoring the api's template). Target: under 1 s.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore]
+async fn bench_fault_to_first_rollback_request() {
+    let pb = case("upgrade.ktplay");
+    let mut samples = Vec::new();
+    for _ in 0..5 {
+        let mut config = fast();
+        config.faults.add(Fault::NeverReady {
+            component: "api".into(),
+            version: "1.5.0".parse().unwrap(),
+        });
+        let c = cluster(config, &pb, |_| {}).await;
+        let dir = tempfile::tempdir().unwrap();
+        let kc = kubeconfig(dir.path(), &[("staging", &c)]);
+        let child = command(&run_args(&pb, &kc, "staging", &c, &["--approve"]))
+            .spawn()
+            .unwrap();
+        let mut visible = None;
+        let start = Instant::now();
+        while visible.is_none() && start.elapsed() < Duration::from_secs(30) {
+            let d = c
+                .sim
+                .get_object("deployments", NS, "keeptrusts-api")
+                .unwrap();
+            if d["status"]["conditions"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .any(|x| x["reason"] == "ProgressDeadlineExceeded")
+            {
+                visible = Some(chrono::Utc::now());
+            }
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        let out = child.wait_with_output().await.unwrap();
+        assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+        let first = c
+            .sim
+            .request_log()
+            .into_iter()
+            .find(|r| {
+                r.method == "PATCH"
+                    && r.content_type.as_deref() == Some("application/json-patch+json")
+            })
+            .unwrap();
+        let at = chrono::DateTime::parse_from_rfc3339(&first.time).unwrap();
+        let ms = (at.with_timezone(&chrono::Utc) - visible.unwrap()).num_milliseconds();
+        samples.push(ms);
+    }
+    samples.sort();
+    println!(
+        "fault visible → first rollback request: {samples:?} ms (median {} ms)",
+        samples[samples.len() / 2]
+    );
+    assert!(samples[samples.len() / 2] < 1000);
+}
