@@ -26,6 +26,155 @@ pub enum Command {
     /// Show a compatibility matrix, or ask whether a state is allowed.
     #[command(subcommand)]
     Matrix(MatrixCommand),
+    /// Run a playbook against a cluster: lock, journal, guards, rollback.
+    Run(RunArgs),
+    /// Run a playbook against the embedded simulator, with injected faults.
+    Rehearse(RehearseArgs),
+    /// Show the run lock and the journal of a playbook in one env.
+    Status(StatusArgs),
+    /// Remove a run lock left by a run whose process is gone.
+    Unlock(UnlockArgs),
+    /// The simulated cluster.
+    #[command(subcommand)]
+    Sim(SimCommand),
+}
+
+/// How to reach the cluster (as kubectl).
+#[derive(Debug, Clone, clap::Args)]
+pub struct KubeArgs {
+    /// kubeconfig file (default: $KUBECONFIG, then ~/.kube/config, then in-cluster).
+    #[arg(long)]
+    pub kubeconfig: Option<PathBuf>,
+    /// kubeconfig context (default: the env's `context`, then the current context).
+    #[arg(long)]
+    pub context: Option<String>,
+    /// Namespace (default: the env's, then the playbook's).
+    #[arg(long, short = 'n')]
+    pub namespace: Option<String>,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct RunArgs {
+    /// The playbook file.
+    pub file: PathBuf,
+    /// The env to run in (required when the playbook declares envs).
+    #[arg(long)]
+    pub env: Option<String>,
+    /// Which playbook, when the file holds several.
+    #[arg(long)]
+    pub playbook: Option<String>,
+    #[command(flatten)]
+    pub kube: KubeArgs,
+    /// Answer every `approve` with yes (for CI, once a person has agreed).
+    #[arg(long)]
+    pub approve: bool,
+    /// Start from the live versions when they differ from the playbook's `from`.
+    #[arg(long)]
+    pub accept_drift: bool,
+    /// Continue the interrupted run recorded in the journal.
+    #[arg(long)]
+    pub resume: bool,
+    /// Also write the journal to this file, as JSON lines.
+    #[arg(long, value_name = "FILE")]
+    pub journal: Option<PathBuf>,
+    /// Send guard requests for HOST to BASE instead (a port-forward, a test double):
+    /// `--route api.example.com=http://127.0.0.1:8080` (repeatable). Output still shows HOST.
+    #[arg(long, value_name = "HOST=BASE")]
+    pub route: Vec<String>,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = Format::Human)]
+    pub format: Format,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct RehearseArgs {
+    /// The playbook file.
+    pub file: PathBuf,
+    /// The env to rehearse (required when the playbook declares envs).
+    #[arg(long)]
+    pub env: Option<String>,
+    /// Which playbook, when the file holds several.
+    #[arg(long)]
+    pub playbook: Option<String>,
+    /// Inject a fault: never-ready:COMPONENT@VERSION, policy-off:VERSION, migration-fails:VERSION,
+    /// api-errors:SHARE, latency:DURATION, watch-cut, watch-expired (repeatable).
+    #[arg(long, value_name = "FAULT")]
+    pub fault: Vec<String>,
+    /// Delay between simulated controller steps.
+    #[arg(long, default_value = "20ms", value_parser = parse_duration)]
+    pub pace: std::time::Duration,
+    /// progressDeadlineSeconds of the simulated deployments (a stalled rollout fails after it).
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    pub progress_deadline: std::time::Duration,
+    /// Cut `pause` and canary `for` durations to at most this (0s: no waiting).
+    #[arg(long, default_value = "2s", value_parser = parse_duration)]
+    pub max_wait: std::time::Duration,
+    /// Answer every `approve` with yes.
+    #[arg(long)]
+    pub approve: bool,
+    /// Also write the journal to this file, as JSON lines.
+    #[arg(long, value_name = "FILE")]
+    pub journal: Option<PathBuf>,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = Format::Human)]
+    pub format: Format,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct StatusArgs {
+    /// The playbook file.
+    pub file: PathBuf,
+    #[arg(long)]
+    pub env: Option<String>,
+    #[arg(long)]
+    pub playbook: Option<String>,
+    #[command(flatten)]
+    pub kube: KubeArgs,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = Format::Human)]
+    pub format: Format,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct UnlockArgs {
+    /// The lock id a refused run printed: NAMESPACE/LEASE/RUN_ID.
+    #[arg(long = "force", value_name = "LOCK_ID", required = true)]
+    pub lock_id: String,
+    /// kubeconfig file.
+    #[arg(long)]
+    pub kubeconfig: Option<PathBuf>,
+    /// kubeconfig context.
+    #[arg(long)]
+    pub context: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SimCommand {
+    /// Serve the simulated Kubernetes API and services on loopback until Ctrl-C.
+    Serve {
+        /// API port (0: any free port).
+        #[arg(long, default_value_t = 0)]
+        port: u16,
+        /// Write a kubeconfig for the simulator here (context `sim`).
+        #[arg(long)]
+        kubeconfig: Option<PathBuf>,
+        /// Seed from this playbook's components (at their `from` versions).
+        #[arg(long, value_name = "PLAYBOOK")]
+        seed: Option<PathBuf>,
+        /// The env whose namespace to seed (with --seed).
+        #[arg(long)]
+        env: Option<String>,
+        /// Inject a fault (repeatable).
+        #[arg(long, value_name = "FAULT")]
+        fault: Vec<String>,
+        /// Delay between controller steps.
+        #[arg(long, default_value = "100ms", value_parser = parse_duration)]
+        pace: std::time::Duration,
+    },
+}
+
+fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
+    crate::sim::faults::parse_duration(s)
 }
 
 #[derive(Debug, clap::Args)]
@@ -109,6 +258,18 @@ pub fn run(cli: Cli) -> i32 {
         Command::Check(args) => cmd_check(args),
         Command::Plan(args) => cmd_plan(args),
         Command::Matrix(cmd) => cmd_matrix(cmd),
+        Command::Run(args) => crate::run::cli::cmd_run(args),
+        Command::Rehearse(args) => crate::run::cli::cmd_rehearse(args),
+        Command::Status(args) => crate::run::cli::cmd_status(args),
+        Command::Unlock(args) => crate::run::cli::cmd_unlock(args),
+        Command::Sim(SimCommand::Serve {
+            port,
+            kubeconfig,
+            seed,
+            env,
+            fault,
+            pace,
+        }) => crate::run::cli::cmd_sim_serve(port, kubeconfig, seed, env, fault, pace),
     }
 }
 

@@ -12,6 +12,7 @@ pub mod matrix;
 pub mod model;
 pub mod plan;
 pub mod resolve;
+pub mod run;
 pub mod script;
 pub mod sim;
 pub mod source;

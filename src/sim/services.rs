@@ -442,6 +442,11 @@ fn respond(
     }
     match (role, method.as_str(), path) {
         ("api", "GET", "/v1/admin/workers/status") => workers_status(sim, ns, headers, roles),
+        // The last database backup (read by `playbooks/hooks/backup_recent.rhai`): an hour ago.
+        ("api", "GET", "/v1/admin/backup") => json_answer(
+            StatusCode::OK,
+            json!({"age_seconds": 3600, "version": vtext}),
+        ),
         ("gateway", "POST", "/v1/chat/completions") => chat(sim, version, body),
         ("console", "GET", "/api/health") => {
             json_answer(StatusCode::OK, json!({"status": "ok", "version": vtext}))

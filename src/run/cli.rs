@@ -1,0 +1,455 @@
+//! The commands `run`, `rehearse`, `status`, `unlock` and `sim serve`: arguments → a tokio
+//! runtime → the runner → an exit code (see [`super::exit`]).
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::check::program::{Env, Playbook};
+use crate::check::Checked;
+use crate::cli::{Format as CliFormat, KubeArgs, RehearseArgs, RunArgs, StatusArgs, UnlockArgs};
+use crate::matrix::Matrix;
+use crate::resolve::{Live, Scope};
+
+use super::cluster::{self, Cluster, Connect};
+use super::exec::{execute, RunOptions, RunTarget};
+use super::exit;
+use super::guards::{script_runner, UrlRewrite};
+use super::output::Format;
+use super::{Cancel, Outcome};
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("tokio runtime")
+}
+
+fn format(f: CliFormat) -> Format {
+    match f {
+        CliFormat::Human => Format::Human,
+        CliFormat::Json => Format::Json,
+    }
+}
+
+/// Check the file and pick the playbook and env; check errors refuse (3), usage is 4.
+fn load(
+    file: &std::path::Path,
+    playbook: Option<&str>,
+    env: Option<&str>,
+) -> Result<(Checked, usize, Option<String>), i32> {
+    let (checked, i) = crate::cli::load_playbook(file, playbook).map_err(|code| {
+        if code == crate::cli::exit::FOUND_ERRORS {
+            eprintln!("refused: the playbook has errors; nothing was run");
+            exit::REFUSED
+        } else {
+            exit::USAGE
+        }
+    })?;
+    let env_name = {
+        let pb = &checked.playbooks[i].1;
+        crate::cli::pick_env(pb, env)
+            .map_err(|_| exit::USAGE)?
+            .map(|e| e.name.clone())
+    };
+    Ok((checked, i, env_name))
+}
+
+fn matrix_of<'c>(checked: &'c Checked, pb: &Playbook) -> Option<&'c Matrix> {
+    let name = pb.matrix.as_deref()?;
+    checked.scopes.iter().find_map(|s| s.get(name))
+}
+
+fn namespace(pb: &Playbook, env: Option<&Env>, over: Option<&str>) -> String {
+    match over {
+        Some(n) => n.to_string(),
+        None => {
+            let live = Live::default();
+            Scope::new(pb, env, &live).namespace().to_string()
+        }
+    }
+}
+
+fn finish(o: &Outcome) -> i32 {
+    match o {
+        Outcome::Usage(m) => eprintln!("error: {m}"),
+        Outcome::Refused(_) => {}
+        _ => {}
+    }
+    o.exit_code()
+}
+
+fn secrets_from_env(pb: &Playbook, env: Option<&Env>) -> std::collections::HashMap<String, String> {
+    let mut out = std::collections::HashMap::new();
+    let lets = pb
+        .lets
+        .iter()
+        .chain(env.into_iter().flat_map(|e| e.lets.iter()));
+    for l in lets {
+        if let crate::check::program::LetValue::Secret { var } = &l.value {
+            if let Ok(v) = std::env::var(var) {
+                out.insert(var.clone(), v);
+            }
+        }
+    }
+    out
+}
+
+async fn connect(kube: &KubeArgs, env: Option<&Env>, ns: &str) -> Result<Cluster, String> {
+    let c = Connect {
+        kubeconfig: kube.kubeconfig.clone(),
+        context: kube
+            .context
+            .clone()
+            .or_else(|| env.and_then(|e| e.context.clone())),
+    };
+    Ok(Cluster::new(cluster::client(&c, ns).await?, ns))
+}
+
+/// `ktplay run`.
+pub fn cmd_run(args: RunArgs) -> i32 {
+    let (checked, i, env_name) =
+        match load(&args.file, args.playbook.as_deref(), args.env.as_deref()) {
+            Ok(x) => x,
+            Err(code) => return code,
+        };
+    let pb = &checked.playbooks[i].1;
+    let env = env_name.as_deref().and_then(|n| pb.env(n));
+    let ns = namespace(pb, env, args.kube.namespace.as_deref());
+    let mut rewrite = UrlRewrite::default();
+    for r in &args.route {
+        match r.split_once('=') {
+            Some((host, base)) if !host.is_empty() && base.contains("://") => rewrite
+                .map
+                .push((host.to_string(), base.trim_end_matches('/').to_string())),
+            _ => {
+                eprintln!("error: --route `{r}` is not HOST=BASE, like api.example.com=http://127.0.0.1:8080");
+                return exit::USAGE;
+            }
+        }
+    }
+    runtime().block_on(async {
+        let cluster = match connect(&args.kube, env, &ns).await {
+            Ok(c) => c,
+            Err(e) => {
+                eprintln!("error: {e}");
+                return exit::USAGE;
+            }
+        };
+        // The clusters of the envs this one comes after (the promotion gate).
+        let mut after = Vec::new();
+        if let Some(e) = env {
+            for name in &e.after {
+                let Some(other) = pb.env(name) else { continue };
+                let kube = KubeArgs {
+                    kubeconfig: args.kube.kubeconfig.clone(),
+                    context: None,
+                    namespace: None,
+                };
+                let ons = namespace(pb, Some(other), None);
+                match connect(&kube, Some(other), &ons).await {
+                    Ok(c) => after.push((name.clone(), c)),
+                    Err(err) => {
+                        eprintln!("refused: env `{}` comes after `{name}`, whose cluster cannot be reached to check the promotion gate: {err}", e.name);
+                        return exit::REFUSED;
+                    }
+                }
+            }
+        }
+        let opts = RunOptions {
+            approve: args.approve,
+            accept_drift: args.accept_drift,
+            resume: args.resume,
+            format: format(args.format),
+            journal_file: args.journal.clone(),
+            shorten_waits: None,
+            secrets: secrets_from_env(pb, env),
+            rewrite,
+            scripts: script_runner(),
+            cancel: Cancel::new(),
+            after: Some(after),
+            label: "run".into(),
+        };
+        let target = RunTarget {
+            checked: &checked,
+            index: i,
+            env,
+            matrix: matrix_of(&checked, pb),
+        };
+        finish(&execute(target, cluster, opts).await)
+    })
+}
+
+/// `ktplay rehearse`.
+pub fn cmd_rehearse(args: RehearseArgs) -> i32 {
+    let (checked, i, env_name) =
+        match load(&args.file, args.playbook.as_deref(), args.env.as_deref()) {
+            Ok(x) => x,
+            Err(code) => return code,
+        };
+    let pb = &checked.playbooks[i].1;
+    let env = env_name.as_deref().and_then(|n| pb.env(n));
+    let mut faults = crate::sim::Faults::none();
+    for f in &args.fault {
+        match f.parse::<crate::sim::Fault>() {
+            Ok(f) => faults.add(f),
+            Err(e) => {
+                eprintln!("error: --fault {f}: {e}");
+                return exit::USAGE;
+            }
+        }
+    }
+    let ns = namespace(pb, env, None);
+    let matrix = matrix_of(&checked, pb);
+    runtime().block_on(async {
+        let sim = crate::sim::Sim::new(crate::sim::SimConfig {
+            pace: args.pace,
+            faults,
+            progress_deadline: Some(args.progress_deadline),
+            compat: super::rehearse::compat_for(pb, matrix),
+        });
+        sim.seed(&super::rehearse::seed_for(pb, &ns));
+        let running = match sim.start(std::net::SocketAddr::from(([127, 0, 0, 1], 0))).await {
+            Ok(r) => r,
+            Err(e) => {
+                eprintln!("error: cannot start the simulator: {e}");
+                return exit::USAGE;
+            }
+        };
+        let (secrets, generated) = super::rehearse::secrets(pb, env);
+        let (rewrite, notes) = super::rehearse::url_rewrite(pb, env, &running, &secrets);
+        let human = args.format == CliFormat::Human;
+        let say = |m: String| {
+            if human {
+                println!("{m}");
+            } else {
+                println!("{}", serde_json::json!({"event": "note", "message": m}));
+            }
+        };
+        say(format!(
+            "rehearsal on the embedded simulator (pace {}, progress deadline {}); components seeded at their `from` versions",
+            crate::syntax::format_duration(args.pace),
+            crate::syntax::format_duration(args.progress_deadline)
+        ));
+        if !generated.is_empty() {
+            say(format!(
+                "secrets not set in the environment, using generated stand-ins: {}",
+                generated.join(", ")
+            ));
+        }
+        for (host, base) in &rewrite.map {
+            say(format!("routing {host} → {base}"));
+        }
+        for n in notes {
+            say(n);
+        }
+        if env.is_some_and(|e| !e.after.is_empty()) {
+            say("promotion gate (`after`) not checked in a rehearsal".into());
+        }
+        let client = kube::Client::new(sim.router(), ns.clone());
+        let cluster = Cluster::new(client, ns.clone());
+        let opts = RunOptions {
+            approve: args.approve,
+            accept_drift: false,
+            resume: false,
+            format: format(args.format),
+            journal_file: args.journal.clone(),
+            shorten_waits: Some(args.max_wait),
+            secrets,
+            rewrite,
+            scripts: script_runner(),
+            cancel: Cancel::new(),
+            after: None,
+            label: "rehearsal of".into(),
+        };
+        let target = RunTarget {
+            checked: &checked,
+            index: i,
+            env,
+            matrix,
+        };
+        let code = finish(&execute(target, cluster, opts).await);
+        running.shutdown().await;
+        code
+    })
+}
+
+/// `ktplay status`.
+pub fn cmd_status(args: StatusArgs) -> i32 {
+    let (checked, i, env_name) =
+        match load(&args.file, args.playbook.as_deref(), args.env.as_deref()) {
+            Ok(x) => x,
+            Err(code) => return code,
+        };
+    let pb = &checked.playbooks[i].1;
+    let env = env_name.as_deref().and_then(|n| pb.env(n));
+    let ns = namespace(pb, env, args.kube.namespace.as_deref());
+    runtime().block_on(async {
+        let cluster = match connect(&args.kube, env, &ns).await {
+            Ok(c) => c,
+            Err(e) => {
+                eprintln!("error: {e}");
+                return exit::USAGE;
+            }
+        };
+        let lock = super::lock::describe(&cluster, &pb.name).await;
+        let journal = super::journal::load(&cluster, &pb.digest).await;
+        let (lock, journal) = match (lock, journal) {
+            (Ok(l), Ok(j)) => (l, j),
+            (Err(e), _) | (_, Err(e)) => {
+                eprintln!("error: {e}");
+                return exit::USAGE;
+            }
+        };
+        if args.format == CliFormat::Json {
+            let doc = serde_json::json!({
+                "playbook": pb.name, "digest": pb.digest, "namespace": ns,
+                "lock": lock,
+                "journal": journal.as_ref().map(|j| serde_json::json!({
+                    "run": j.run(), "status": j.status(), "last_success": j.last_success(),
+                    "events": j.events(),
+                })),
+            });
+            println!("{doc}");
+            return exit::OK;
+        }
+        println!(
+            "playbook \"{}\" (digest {}) in namespace {ns}",
+            pb.name,
+            &pb.digest[..12.min(pb.digest.len())]
+        );
+        match lock {
+            Some(l) => println!("lock: {l}"),
+            None => println!("lock: free"),
+        }
+        match journal {
+            None => println!("journal: no run of this playbook version here"),
+            Some(j) => {
+                println!(
+                    "journal: run {} {}",
+                    j.run().unwrap_or("?"),
+                    j.status().unwrap_or("?")
+                );
+                match j.last_success() {
+                    Some(l) => println!(
+                        "last success: run {} on env {} at {}",
+                        l["run"].as_str().unwrap_or("?"),
+                        l["env"].as_str().unwrap_or("?"),
+                        l["time"].as_str().unwrap_or("?")
+                    ),
+                    None => println!("last success: none"),
+                }
+                for e in j.events() {
+                    let what = e["event"].as_str().unwrap_or("?");
+                    let text = e["statement"]
+                        .as_str()
+                        .or(e["message"].as_str())
+                        .or(e["name"].as_str())
+                        .unwrap_or("");
+                    let ok = match e["ok"].as_bool() {
+                        Some(true) => " ok",
+                        Some(false) => " FAILED",
+                        None => "",
+                    };
+                    if matches!(what, "first" | "record") {
+                        continue;
+                    }
+                    println!("  {} {what}{ok} {text}", e["time"].as_str().unwrap_or(""));
+                }
+            }
+        }
+        exit::OK
+    })
+}
+
+/// `ktplay unlock --force NAMESPACE/LEASE/RUN_ID`.
+pub fn cmd_unlock(args: UnlockArgs) -> i32 {
+    let parts: Vec<&str> = args.lock_id.split('/').collect();
+    let [ns, lease, run] = parts.as_slice() else {
+        eprintln!(
+            "error: `{}` is not a lock id; a refused run prints it as NAMESPACE/LEASE/RUN_ID",
+            args.lock_id
+        );
+        return exit::USAGE;
+    };
+    runtime().block_on(async {
+        let c = Connect {
+            kubeconfig: args.kubeconfig.clone(),
+            context: args.context.clone(),
+        };
+        let cluster = match cluster::client(&c, ns).await {
+            Ok(client) => Cluster::new(client, *ns),
+            Err(e) => {
+                eprintln!("error: {e}");
+                return exit::USAGE;
+            }
+        };
+        match super::lock::force_unlock(&cluster, lease, run).await {
+            Ok(m) => {
+                println!("{m}");
+                exit::OK
+            }
+            Err(e) => {
+                eprintln!("error: {e}");
+                exit::REFUSED
+            }
+        }
+    })
+}
+
+/// `ktplay sim serve`.
+pub fn cmd_sim_serve(
+    port: u16,
+    kubeconfig: Option<PathBuf>,
+    seed: Option<PathBuf>,
+    env: Option<String>,
+    fault: Vec<String>,
+    pace: Duration,
+) -> i32 {
+    let mut faults = crate::sim::Faults::none();
+    for f in &fault {
+        match f.parse::<crate::sim::Fault>() {
+            Ok(f) => faults.add(f),
+            Err(e) => {
+                eprintln!("error: --fault {f}: {e}");
+                return exit::USAGE;
+            }
+        }
+    }
+    let mut config = crate::sim::SimConfig {
+        pace,
+        faults,
+        ..Default::default()
+    };
+    let seed = match seed {
+        Some(path) => {
+            let (checked, i, env_name) = match load(&path, None, env.as_deref()) {
+                Ok(x) => x,
+                Err(code) => return code,
+            };
+            let pb = &checked.playbooks[i].1;
+            let e = env_name.as_deref().and_then(|n| pb.env(n));
+            config.compat = super::rehearse::compat_for(pb, matrix_of(&checked, pb));
+            Some(super::rehearse::seed_for(pb, &namespace(pb, e, None)))
+        }
+        None => Some(crate::sim::Seed::keeptrusts(
+            "keeptrusts",
+            crate::version::Version::new(1, 4, 0),
+        )),
+    };
+    let opts = crate::sim::ServeOptions {
+        port,
+        kubeconfig,
+        seed,
+        config,
+    };
+    runtime().block_on(async {
+        match crate::sim::serve::run(opts).await {
+            Ok(()) => exit::OK,
+            Err(e) => {
+                eprintln!("{:?}", miette::Report::new(e));
+                exit::USAGE
+            }
+        }
+    })
+}

@@ -1,0 +1,756 @@
+//! The kube layer: everything the runner does to a cluster, as kubectl would do it.
+//!
+//! Objects are read through kube's typed `Api`s and handled as JSON (`serde_json::Value`), so the
+//! code does not depend on which k8s-openapi fields are `Option` in the selected API version.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
+use k8s_openapi::api::core::v1::{ConfigMap, Pod, Service};
+use kube::api::{Api, DeleteParams, ListParams, LogParams, Patch, PatchParams, PostParams};
+use kube::config::{KubeConfigOptions, Kubeconfig};
+use kube::Client;
+use serde_json::{json, Value};
+
+use crate::check::program::{Component, IntOrPercent, Workload};
+use crate::version::Version;
+
+use super::Cancel;
+
+/// kubectl's annotation for `rollout restart`.
+pub const RESTARTED_AT: &str = "kubectl.kubernetes.io/restartedAt";
+const REVISION: &str = "deployment.kubernetes.io/revision";
+const HASH_LABEL: &str = "pod-template-hash";
+/// Field manager of every write.
+pub const MANAGER: &str = "ktplay";
+
+/// How to reach a cluster, as kubectl: `--kubeconfig`, else `KUBECONFIG`, else `~/.kube/config`,
+/// else the in-cluster service account.
+#[derive(Debug, Clone, Default)]
+pub struct Connect {
+    pub kubeconfig: Option<PathBuf>,
+    /// `--context`, else the env's `context`, else the kubeconfig's current context.
+    pub context: Option<String>,
+}
+
+/// A failure of the kube layer, in words a person can act on.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ClusterError {
+    #[error("{0}")]
+    Api(String),
+    #[error("{what} not found in namespace `{ns}`")]
+    NotFound { what: String, ns: String },
+    #[error("{0}")]
+    Rollout(String),
+    #[error("timed out after {0}")]
+    Timeout(String),
+    #[error("interrupted")]
+    Interrupted,
+}
+
+impl ClusterError {
+    fn kube(e: kube::Error) -> ClusterError {
+        match e {
+            kube::Error::Api(s) => ClusterError::Api(format!(
+                "the Kubernetes API answered {} {}: {}",
+                s.code, s.reason, s.message
+            )),
+            other => ClusterError::Api(format!("Kubernetes API request failed: {other}")),
+        }
+    }
+}
+
+pub type Result<T> = std::result::Result<T, ClusterError>;
+
+/// HTTP status of a kube API error, if it is one.
+pub fn status_code(e: &kube::Error) -> Option<u16> {
+    match e {
+        kube::Error::Api(s) => Some(s.code),
+        _ => None,
+    }
+}
+
+/// Build a client for `connect`; the namespace is the caller's (the playbook's or `--namespace`).
+pub async fn client(connect: &Connect, namespace: &str) -> std::result::Result<Client, String> {
+    let opts = KubeConfigOptions {
+        context: connect.context.clone(),
+        ..Default::default()
+    };
+    let from_file = match &connect.kubeconfig {
+        Some(path) => Some(
+            Kubeconfig::read_from(path)
+                .map_err(|e| format!("cannot read kubeconfig `{}`: {e}", path.display()))?,
+        ),
+        None => match Kubeconfig::read() {
+            Ok(k) => Some(k),
+            Err(_) if std::env::var_os("KUBERNETES_SERVICE_HOST").is_some() => None,
+            Err(e) => {
+                return Err(format!(
+                    "no kubeconfig found ({e}); pass --kubeconfig, set KUBECONFIG, or run inside a cluster"
+                ))
+            }
+        },
+    };
+    let mut config = match from_file {
+        Some(k) => kube::Config::from_custom_kubeconfig(k, &opts)
+            .await
+            .map_err(|e| match &connect.context {
+                Some(c) => format!("kubeconfig context `{c}`: {e}"),
+                None => format!("kubeconfig: {e}"),
+            })?,
+        None => kube::Config::incluster().map_err(|e| format!("in-cluster config: {e}"))?,
+    };
+    config.default_namespace = namespace.to_string();
+    Client::try_from(config).map_err(|e| format!("cannot build a Kubernetes client: {e}"))
+}
+
+/// One namespace of one cluster.
+#[derive(Clone)]
+pub struct Cluster {
+    pub client: Client,
+    pub ns: String,
+}
+
+/// kubectl's rollout-complete test on a deployment (as JSON).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Rollout {
+    Complete,
+    Progressing(String),
+    DeadlineExceeded(String),
+}
+
+/// Mirror of kubectl's `DeploymentStatusViewer`: generation <= observedGeneration; no
+/// ProgressDeadlineExceeded; updatedReplicas >= spec.replicas; replicas <= updatedReplicas;
+/// availableReplicas >= updatedReplicas.
+pub fn rollout_status(d: &Value) -> Rollout {
+    let name = d["metadata"]["name"].as_str().unwrap_or("?");
+    let g = d["metadata"]["generation"].as_i64().unwrap_or(0);
+    let s = &d["status"];
+    let og = s["observedGeneration"].as_i64().unwrap_or(0);
+    if g > og {
+        return Rollout::Progressing(format!("{name}: waiting for the new spec to be observed"));
+    }
+    if let Some(c) = s["conditions"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|c| c["type"] == "Progressing" && c["reason"] == "ProgressDeadlineExceeded")
+    {
+        return Rollout::DeadlineExceeded(format!(
+            "deployment `{name}` exceeded its progress deadline: {}",
+            c["message"].as_str().unwrap_or("no progress")
+        ));
+    }
+    let want = d["spec"]["replicas"].as_i64().unwrap_or(1);
+    let n = |k: &str| s[k].as_i64().unwrap_or(0);
+    let (updated, replicas, available) =
+        (n("updatedReplicas"), n("replicas"), n("availableReplicas"));
+    if updated < want {
+        return Rollout::Progressing(format!("{name}: {updated} of {want} new replicas updated"));
+    }
+    if replicas > updated {
+        return Rollout::Progressing(format!(
+            "{name}: {} old replicas pending termination",
+            replicas - updated
+        ));
+    }
+    if available < updated {
+        return Rollout::Progressing(format!(
+            "{name}: {available} of {updated} updated replicas available"
+        ));
+    }
+    Rollout::Complete
+}
+
+fn to_value<T: serde::Serialize>(t: &T) -> Value {
+    serde_json::to_value(t).unwrap_or(Value::Null)
+}
+
+/// The tag of an image reference (`repo:tag`, ignoring a registry port and a digest).
+pub fn image_tag(image: &str) -> Option<&str> {
+    let image = image.split('@').next().unwrap_or(image);
+    let last = image.rsplit('/').next().unwrap_or(image);
+    last.split_once(':').map(|(_, t)| t)
+}
+
+fn container_image<'a>(template: &'a Value, container: &str) -> Option<&'a str> {
+    let cs = template["spec"]["containers"].as_array()?;
+    cs.iter()
+        .find(|c| c["name"] == container)
+        .and_then(|c| c["image"].as_str())
+}
+
+/// A label selector string from `matchLabels`.
+fn selector_string(d: &Value) -> String {
+    d["spec"]["selector"]["matchLabels"]
+        .as_object()
+        .map(|m| {
+            m.iter()
+                .map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or_default()))
+                .collect::<Vec<_>>()
+                .join(",")
+        })
+        .unwrap_or_default()
+}
+
+/// Remove what the controller adds to a template, so it can be written back.
+pub fn clean_template(mut t: Value) -> Value {
+    if let Some(l) = t["metadata"]["labels"].as_object_mut() {
+        l.remove(HASH_LABEL);
+    }
+    t
+}
+
+impl Cluster {
+    pub fn new(client: Client, ns: impl Into<String>) -> Cluster {
+        Cluster {
+            client,
+            ns: ns.into(),
+        }
+    }
+
+    fn deploys(&self) -> Api<Deployment> {
+        Api::namespaced(self.client.clone(), &self.ns)
+    }
+    fn pods(&self) -> Api<Pod> {
+        Api::namespaced(self.client.clone(), &self.ns)
+    }
+    fn services(&self) -> Api<Service> {
+        Api::namespaced(self.client.clone(), &self.ns)
+    }
+    pub(crate) fn config_maps(&self) -> Api<ConfigMap> {
+        Api::namespaced(self.client.clone(), &self.ns)
+    }
+
+    fn not_found(&self, what: String) -> ClusterError {
+        ClusterError::NotFound {
+            what,
+            ns: self.ns.clone(),
+        }
+    }
+
+    /// A deployment as JSON.
+    pub async fn deployment(&self, name: &str) -> Result<Value> {
+        match self.deploys().get_opt(name).await {
+            Ok(Some(d)) => Ok(to_value(&d)),
+            Ok(None) => Err(self.not_found(format!("deployment `{name}`"))),
+            Err(e) => Err(ClusterError::kube(e)),
+        }
+    }
+
+    /// Does the deployment exist?
+    pub async fn deployment_exists(&self, name: &str) -> Result<bool> {
+        self.deploys()
+            .get_opt(name)
+            .await
+            .map(|d| d.is_some())
+            .map_err(ClusterError::kube)
+    }
+
+    /// Pods selected by a deployment's `matchLabels` (a canary with the same labels included).
+    pub async fn pods_of(&self, deploy: &str) -> Result<Vec<Value>> {
+        let d = self.deployment(deploy).await?;
+        let sel = selector_string(&d);
+        let list = self
+            .pods()
+            .list(&ListParams::default().labels(&sel))
+            .await
+            .map_err(ClusterError::kube)?;
+        Ok(list.items.iter().map(to_value).collect())
+    }
+
+    /// The versions a component runs: the image tags of its container in its pods; a deployment
+    /// without pods counts by its template.
+    pub async fn live_versions(&self, c: &Component) -> Result<BTreeSet<Version>> {
+        let mut out = BTreeSet::new();
+        let mut seen = BTreeSet::new();
+        for deploy in c.deployments() {
+            let pods = self.pods_of(deploy).await?;
+            let mut any = false;
+            for p in &pods {
+                let name = p["metadata"]["name"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_string();
+                if p["metadata"]["deletionTimestamp"].is_string() || !seen.insert(name) {
+                    continue;
+                }
+                if let Some(img) = container_image(p, &c.container) {
+                    any = true;
+                    out.insert(parse_tag(img, &c.name)?);
+                }
+            }
+            if !any {
+                let d = self.deployment(deploy).await?;
+                if d["spec"]["replicas"].as_i64().unwrap_or(1) > 0 {
+                    if let Some(img) = container_image(&d["spec"]["template"], &c.container) {
+                        out.insert(parse_tag(img, &c.name)?);
+                    }
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// The pod template of a deployment, cleaned for writing back.
+    pub async fn template(&self, deploy: &str) -> Result<Value> {
+        let d = self.deployment(deploy).await?;
+        Ok(clean_template(d["spec"]["template"].clone()))
+    }
+
+    /// Strategic merge patch of the container's image (tag = version), and of the rolling
+    /// update strategy when given.
+    pub async fn set_image(
+        &self,
+        deploy: &str,
+        container: &str,
+        image: &str,
+        version: &Version,
+        max_unavailable: Option<IntOrPercent>,
+        max_surge: Option<IntOrPercent>,
+    ) -> Result<()> {
+        let mut patch = json!({"spec": {"template": {"spec": {"containers": [
+            {"name": container, "image": format!("{image}:{version}")}
+        ]}}}});
+        let mut ru = serde_json::Map::new();
+        let iop = |v: IntOrPercent| match v {
+            IntOrPercent::Int(n) => json!(n),
+            IntOrPercent::Percent(p) => json!(format!("{p}%")),
+        };
+        if let Some(v) = max_unavailable {
+            ru.insert("maxUnavailable".into(), iop(v));
+        }
+        if let Some(v) = max_surge {
+            ru.insert("maxSurge".into(), iop(v));
+        }
+        if !ru.is_empty() {
+            patch["spec"]["strategy"] = json!({"type": "RollingUpdate", "rollingUpdate": ru});
+        }
+        self.deploys()
+            .patch(deploy, &patch_params(), &Patch::Strategic(patch))
+            .await
+            .map(|_| ())
+            .map_err(ClusterError::kube)
+    }
+
+    /// Replace the deployment's template (and strategy, when given) by a recorded one, as
+    /// `kubectl rollout undo` does (a JSON patch).
+    pub async fn restore_template(
+        &self,
+        deploy: &str,
+        template: &Value,
+        strategy: Option<&Value>,
+    ) -> Result<()> {
+        let mut ops = vec![json!({"op": "replace", "path": "/spec/template", "value": template})];
+        if let Some(s) = strategy.filter(|s| !s.is_null()) {
+            ops.push(json!({"op": "replace", "path": "/spec/strategy", "value": s}));
+        }
+        let patch: json_patch::Patch = serde_json::from_value(Value::Array(ops))
+            .map_err(|e| ClusterError::Api(e.to_string()))?;
+        self.deploys()
+            .patch(deploy, &patch_params(), &Patch::Json::<()>(patch))
+            .await
+            .map(|_| ())
+            .map_err(ClusterError::kube)
+    }
+
+    /// What `kubectl rollout undo [--to-revision N]` would restore: the revision number and the
+    /// template of the previous (or given) revision's ReplicaSet, cleaned for writing back.
+    pub async fn undo_target(
+        &self,
+        deploy: &str,
+        to_revision: Option<u64>,
+    ) -> Result<(u64, Value)> {
+        let d = self.deployment(deploy).await?;
+        let uid = d["metadata"]["uid"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        let current: u64 = d["metadata"]["annotations"][REVISION]
+            .as_str()
+            .and_then(|r| r.parse().ok())
+            .unwrap_or(0);
+        let rss: Api<ReplicaSet> = Api::namespaced(self.client.clone(), &self.ns);
+        let list = rss
+            .list(&ListParams::default().labels(&selector_string(&d)))
+            .await
+            .map_err(ClusterError::kube)?;
+        let owned: Vec<(u64, Value)> = list
+            .items
+            .iter()
+            .map(to_value)
+            .filter(|rs| {
+                rs["metadata"]["ownerReferences"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .any(|o| o["uid"] == uid.as_str() && o["controller"] == true)
+            })
+            .map(|rs| {
+                let rev = rs["metadata"]["annotations"][REVISION]
+                    .as_str()
+                    .and_then(|r| r.parse().ok())
+                    .unwrap_or(0);
+                (rev, rs)
+            })
+            .collect();
+        let target = match to_revision {
+            Some(n) => owned.iter().find(|(r, _)| *r == n).ok_or_else(|| {
+                ClusterError::Rollout(format!("deployment `{deploy}` has no revision {n}"))
+            })?,
+            None => owned
+                .iter()
+                .filter(|(r, _)| *r < current)
+                .max_by_key(|(r, _)| *r)
+                .ok_or_else(|| {
+                    ClusterError::Rollout(format!(
+                        "deployment `{deploy}` has no previous revision to roll back to"
+                    ))
+                })?,
+        };
+        Ok((
+            target.0,
+            clean_template(target.1["spec"]["template"].clone()),
+        ))
+    }
+
+    /// `kubectl rollout restart`: the `restartedAt` annotation on the pod template (the value is
+    /// the caller's, so repeating the same restart changes nothing).
+    pub async fn restart(&self, deploy: &str, now: &str) -> Result<()> {
+        let patch =
+            json!({"spec": {"template": {"metadata": {"annotations": {RESTARTED_AT: now}}}}});
+        self.deploys()
+            .patch(deploy, &patch_params(), &Patch::Strategic(patch))
+            .await
+            .map(|_| ())
+            .map_err(ClusterError::kube)
+    }
+
+    /// `spec.replicas`.
+    pub async fn replicas(&self, deploy: &str) -> Result<i64> {
+        let d = self.deployment(deploy).await?;
+        Ok(d["spec"]["replicas"].as_i64().unwrap_or(1))
+    }
+
+    /// Set `spec.replicas`.
+    pub async fn scale(&self, deploy: &str, replicas: i64) -> Result<()> {
+        self.deploys()
+            .patch(
+                deploy,
+                &patch_params(),
+                &Patch::Merge(json!({"spec": {"replicas": replicas}})),
+            )
+            .await
+            .map(|_| ())
+            .map_err(ClusterError::kube)
+    }
+
+    /// A Service's selector.
+    pub async fn selector(&self, service: &str) -> Result<BTreeMap<String, String>> {
+        let s = match self.services().get_opt(service).await {
+            Ok(Some(s)) => to_value(&s),
+            Ok(None) => return Err(self.not_found(format!("service `{service}`"))),
+            Err(e) => return Err(ClusterError::kube(e)),
+        };
+        Ok(s["spec"]["selector"]
+            .as_object()
+            .map(|m| {
+                m.iter()
+                    .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_string()))
+                    .collect()
+            })
+            .unwrap_or_default())
+    }
+
+    /// Set one key of a Service's selector.
+    pub async fn set_selector(&self, service: &str, key: &str, value: &str) -> Result<()> {
+        let patch = json!({"spec": {"selector": {key: value}}});
+        self.services()
+            .patch(service, &patch_params(), &Patch::Merge(patch))
+            .await
+            .map(|_| ())
+            .map_err(ClusterError::kube)
+    }
+
+    /// Create `<deploy>-canary`: the deployment's spec with the same selector labels plus
+    /// `track: canary`, the container at `version`, `replicas` pods.
+    pub async fn create_canary(
+        &self,
+        deploy: &str,
+        container: &str,
+        image: &str,
+        version: &Version,
+        replicas: i64,
+    ) -> Result<String> {
+        let d = self.deployment(deploy).await?;
+        let name = canary_name(deploy);
+        if self.deployment_exists(&name).await? {
+            // Left over from an interrupted run of the same statement: keep it.
+            return Ok(name);
+        }
+        let mut labels = d["spec"]["selector"]["matchLabels"].clone();
+        if !labels.is_object() {
+            labels = json!({});
+        }
+        labels["track"] = json!("canary");
+        let mut template = clean_template(d["spec"]["template"].clone());
+        template["metadata"]["labels"] = labels.clone();
+        if let Some(cs) = template["spec"]["containers"].as_array_mut() {
+            for c in cs.iter_mut().filter(|c| c["name"] == container) {
+                c["image"] = json!(format!("{image}:{version}"));
+            }
+        }
+        let mut spec = d["spec"].clone();
+        spec["replicas"] = json!(replicas);
+        spec["selector"] = json!({"matchLabels": labels});
+        spec["template"] = template;
+        let obj = json!({
+            "apiVersion": "apps/v1", "kind": "Deployment",
+            "metadata": {"name": name, "namespace": self.ns,
+                         "labels": {"app.kubernetes.io/managed-by": "ktplay", "ktplay/canary-of": deploy}},
+            "spec": spec,
+        });
+        let obj: Deployment =
+            serde_json::from_value(obj).map_err(|e| ClusterError::Api(e.to_string()))?;
+        self.deploys()
+            .create(&PostParams::default(), &obj)
+            .await
+            .map_err(ClusterError::kube)?;
+        Ok(name)
+    }
+
+    /// Delete a deployment (and, with background propagation, its ReplicaSets and pods); a
+    /// missing one is fine.
+    pub async fn delete_deployment(&self, name: &str) -> Result<()> {
+        match self
+            .deploys()
+            .delete(name, &DeleteParams::background())
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(e) if status_code(&e) == Some(404) => Ok(()),
+            Err(e) => Err(ClusterError::kube(e)),
+        }
+    }
+
+    /// Every log line of the pods of a component's deployments (the given container).
+    pub async fn logs(&self, c: &Component) -> Result<Vec<String>> {
+        let mut lines = Vec::new();
+        let mut seen = BTreeSet::new();
+        for deploy in c.deployments() {
+            for p in self.pods_of(deploy).await? {
+                let name = p["metadata"]["name"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_string();
+                if !seen.insert(name.clone()) {
+                    continue;
+                }
+                let has_container = p["spec"]["containers"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .any(|x| x["name"] == c.container.as_str());
+                let lp = LogParams {
+                    container: has_container.then(|| c.container.clone()),
+                    ..Default::default()
+                };
+                match self.pods().logs(&name, &lp).await {
+                    Ok(text) => lines.extend(text.lines().map(String::from)),
+                    Err(e) if status_code(&e) == Some(404) || status_code(&e) == Some(400) => {}
+                    Err(e) => return Err(ClusterError::kube(e)),
+                }
+            }
+        }
+        Ok(lines)
+    }
+
+    /// Is every pod of the deployment Ready (and its rollout complete)?
+    pub async fn ready(&self, deploy: &str) -> Result<std::result::Result<(), String>> {
+        let d = self.deployment(deploy).await?;
+        match rollout_status(&d) {
+            Rollout::Complete => {}
+            Rollout::Progressing(m) | Rollout::DeadlineExceeded(m) => return Ok(Err(m)),
+        }
+        let pods = self.pods_of(deploy).await?;
+        let not_ready: Vec<String> = pods
+            .iter()
+            .filter(|p| {
+                !p["status"]["conditions"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .any(|c| c["type"] == "Ready" && c["status"] == "True")
+            })
+            .map(|p| p["metadata"]["name"].as_str().unwrap_or("?").to_string())
+            .collect();
+        if not_ready.is_empty() {
+            Ok(Ok(()))
+        } else {
+            Ok(Err(format!("pods not ready: {}", not_ready.join(", "))))
+        }
+    }
+
+    /// Wait until the deployment's rollout is complete (kubectl's test), watching it; fails fast
+    /// on ProgressDeadlineExceeded. Watches that end or expire are re-established.
+    pub async fn wait_rollout(
+        &self,
+        deploy: &str,
+        timeout: Duration,
+        cancel: &Cancel,
+    ) -> Result<()> {
+        let start = Instant::now();
+        let api = self.deploys();
+        loop {
+            if cancel.interrupted() {
+                return Err(ClusterError::Interrupted);
+            }
+            let d = api.get(deploy).await.map_err(ClusterError::kube)?;
+            let rv = d.metadata.resource_version.clone().unwrap_or_default();
+            let last = match rollout_status(&to_value(&d)) {
+                Rollout::Complete => return Ok(()),
+                Rollout::DeadlineExceeded(m) => return Err(ClusterError::Rollout(m)),
+                Rollout::Progressing(m) => m,
+            };
+            let left = timeout.saturating_sub(start.elapsed());
+            if left.is_zero() {
+                return Err(ClusterError::Timeout(format!(
+                    "{} waiting for `{deploy}` ({last})",
+                    crate::syntax::format_duration(timeout)
+                )));
+            }
+            let wp = kube::api::WatchParams::default()
+                .fields(&format!("metadata.name={deploy}"))
+                .timeout(left.as_secs().clamp(1, 290) as u32);
+            let stream = match api.watch(&wp, &rv).await {
+                Ok(s) => s,
+                Err(_) => {
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            };
+            let mut stream = Box::pin(stream);
+            let deadline = tokio::time::Instant::now() + left;
+            loop {
+                let next = tokio::select! {
+                    n = stream.next() => n,
+                    _ = tokio::time::sleep_until(deadline) => None,
+                    _ = cancel.wait() => return Err(ClusterError::Interrupted),
+                };
+                let Some(ev) = next else { break };
+                match ev {
+                    Ok(kube::api::WatchEvent::Added(d))
+                    | Ok(kube::api::WatchEvent::Modified(d)) => {
+                        match rollout_status(&to_value(&d)) {
+                            Rollout::Complete => return Ok(()),
+                            Rollout::DeadlineExceeded(m) => return Err(ClusterError::Rollout(m)),
+                            Rollout::Progressing(_) => {}
+                        }
+                    }
+                    Ok(kube::api::WatchEvent::Deleted(_)) => {
+                        return Err(ClusterError::Rollout(format!(
+                            "deployment `{deploy}` was deleted during the rollout"
+                        )))
+                    }
+                    Ok(kube::api::WatchEvent::Bookmark(_)) => {}
+                    // 410 Expired and friends: start over from a fresh read.
+                    Ok(kube::api::WatchEvent::Error(_)) | Err(_) => break,
+                }
+            }
+        }
+    }
+}
+
+fn patch_params() -> PatchParams {
+    PatchParams {
+        field_manager: Some(MANAGER.into()),
+        ..Default::default()
+    }
+}
+
+/// The name of a deployment's canary.
+pub fn canary_name(deploy: &str) -> String {
+    format!("{deploy}-canary")
+}
+
+fn parse_tag(image: &str, comp: &str) -> Result<Version> {
+    let tag = image_tag(image).ok_or_else(|| {
+        ClusterError::Rollout(format!(
+            "{comp} runs image `{image}` without a tag: its version cannot be read"
+        ))
+    })?;
+    Version::parse(tag).map_err(|_| {
+        ClusterError::Rollout(format!(
+            "{comp} runs image `{image}` whose tag `{tag}` is not a version"
+        ))
+    })
+}
+
+/// The colour the component's Service selects, from its selector.
+pub async fn live_colour(
+    cluster: &Cluster,
+    c: &Component,
+) -> Result<crate::check::program::Colour> {
+    use crate::check::program::Colour;
+    let Workload::BlueGreen(bg) = &c.workload else {
+        return Err(ClusterError::Rollout(format!(
+            "{} is not blue-green",
+            c.name
+        )));
+    };
+    let sel = cluster.selector(&bg.service).await?;
+    match sel.get(&bg.selector).map(String::as_str) {
+        Some("blue") => Ok(Colour::Blue),
+        Some("green") => Ok(Colour::Green),
+        other => Err(ClusterError::Rollout(format!(
+            "service `{}` selects `{}={}`, which names neither blue nor green",
+            bg.service,
+            bg.selector,
+            other.unwrap_or("(nothing)")
+        ))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn image_tags() {
+        assert_eq!(image_tag("keeptrusts/api:1.5.0"), Some("1.5.0"));
+        assert_eq!(image_tag("reg:5000/keeptrusts/api:1.5.0"), Some("1.5.0"));
+        assert_eq!(image_tag("reg:5000/keeptrusts/api"), None);
+        assert_eq!(image_tag("api:1.5.0@sha256:abc"), Some("1.5.0"));
+    }
+
+    #[test]
+    fn rollout_test_mirrors_kubectl() {
+        let d = |g: i64, og: i64, want: i64, upd: i64, rep: i64, av: i64| {
+            json!({"metadata": {"name": "x", "generation": g}, "spec": {"replicas": want},
+                   "status": {"observedGeneration": og, "updatedReplicas": upd, "replicas": rep, "availableReplicas": av}})
+        };
+        assert_eq!(rollout_status(&d(2, 2, 3, 3, 3, 3)), Rollout::Complete);
+        assert!(matches!(
+            rollout_status(&d(3, 2, 3, 3, 3, 3)),
+            Rollout::Progressing(_)
+        ));
+        assert!(matches!(
+            rollout_status(&d(2, 2, 3, 2, 3, 3)),
+            Rollout::Progressing(_)
+        ));
+        assert!(matches!(
+            rollout_status(&d(2, 2, 3, 3, 4, 3)),
+            Rollout::Progressing(_)
+        ));
+        assert!(matches!(
+            rollout_status(&d(2, 2, 3, 3, 3, 2)),
+            Rollout::Progressing(_)
+        ));
+        let mut x = d(2, 2, 3, 1, 3, 1);
+        x["status"]["conditions"] = json!([{"type": "Progressing", "status": "False", "reason": "ProgressDeadlineExceeded", "message": "m"}]);
+        assert!(matches!(rollout_status(&x), Rollout::DeadlineExceeded(_)));
+    }
+}

@@ -1,0 +1,1722 @@
+//! The interpreter: stages in order, each statement for real, and on failure the rollback the
+//! design prescribes (`shared/design/language.md`, "Failure and rollback"):
+//!
+//! 1. the failed stage: its `rollback { … }` block if any, nothing for `rollback none`, otherwise
+//!    the implicit rollbacks of its actions that had started, newest first;
+//! 2. every completed stage in reverse, by the same rule;
+//! 3. `on_failure halt` rolls nothing back; a failing rollback step stops the rollback (exit 2)
+//!    and the summary says what state is left and which steps did not run.
+//!
+//! Every action records what it replaces before it changes anything ([`Record`]): its implicit
+//! rollback restores exactly that, so two `rolling api` of one run roll back in turn. The first
+//! change of each component is also kept, for `undo C` inside rollback blocks. Records go into the
+//! journal with the statement's start, so `--resume` can roll back what an earlier process did.
+//!
+//! Before each action the live versions are read and the states the action will create are
+//! checked against the matrix (the same [`model::forward_states`] the checker uses).
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+
+use crate::check::program::{Colour, Env, OnFailure, Op, Playbook, Rollback, Statement, Workload};
+use crate::check::Checked;
+use crate::matrix::{format_set, format_state, Matrix, State, StateFinding};
+use crate::model;
+use crate::resolve::{Live, Mode, Scope};
+use crate::span::Span;
+
+use super::cluster::{self, canary_name, live_colour, Cluster};
+use super::guards::{self, GuardEnv, ScriptRunner, UrlRewrite};
+use super::journal::{self, Journal};
+use super::lock::{LockError, RunLock};
+use super::output::{Format, Mark, Reporter};
+use super::{Cancel, Failure, Outcome, Redactor};
+
+/// What to run: a checked file, which playbook, which env, the matrix in force.
+pub struct RunTarget<'a> {
+    pub checked: &'a Checked,
+    pub index: usize,
+    pub env: Option<&'a Env>,
+    pub matrix: Option<&'a Matrix>,
+}
+
+/// How to run it.
+pub struct RunOptions {
+    /// `--approve`: every `approve` is answered yes.
+    pub approve: bool,
+    /// `--accept-drift`: start from the live versions when they differ from `from`.
+    pub accept_drift: bool,
+    /// `--resume`: continue the interrupted run in the journal.
+    pub resume: bool,
+    pub format: Format,
+    /// `--journal FILE`.
+    pub journal_file: Option<PathBuf>,
+    /// Under `rehearse`: `pause` and canary `for` are cut to at most this.
+    pub shorten_waits: Option<Duration>,
+    /// Secret values by environment variable.
+    pub secrets: HashMap<String, String>,
+    /// URL routing (rehearse).
+    pub rewrite: UrlRewrite,
+    pub scripts: Arc<dyn ScriptRunner>,
+    pub cancel: Cancel,
+    /// Clusters of the envs this env must come `after`, by env name (promotion gate); `None`
+    /// skips the gate (rehearse).
+    pub after: Option<Vec<(String, Cluster)>>,
+    /// Words for the header: "run" or "rehearsal".
+    pub label: String,
+}
+
+/// What an action replaced (and what it will do when re-run), journaled with its start.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Record {
+    /// The deployments' templates (and strategies) before a rolling update.
+    Templates { comp: usize, deployments: Vec<Snap> },
+    /// A canary: the canary deployments; the templates replaced once promoted.
+    Canary {
+        comp: usize,
+        canaries: Vec<String>,
+        promoted: Option<Vec<Snap>>,
+    },
+    /// The Service selector value before a switch (blue-green, `switch`).
+    Selector {
+        comp: usize,
+        service: String,
+        key: String,
+        value: String,
+    },
+    /// Replicas before `scale`.
+    Replicas {
+        comp: usize,
+        replicas: Vec<(String, i64)>,
+    },
+    /// `restart`: the annotation value it writes (re-running it changes nothing).
+    Restart { comp: usize, at: String },
+    /// `undo` outside rollback blocks: the templates it restores, read before acting.
+    Undo {
+        comp: usize,
+        targets: Vec<(String, u64, Value)>,
+    },
+}
+
+impl Record {
+    /// Does it have an implicit rollback?
+    fn reversible(&self) -> bool {
+        !matches!(self, Record::Restart { .. } | Record::Undo { .. })
+    }
+}
+
+/// One deployment's template and strategy.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Snap {
+    pub name: String,
+    pub template: Value,
+    pub strategy: Value,
+}
+
+/// What a component was before this run first changed it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct First {
+    deployments: Vec<Snap>,
+    selector: Option<(String, String, String)>,
+}
+
+struct Started {
+    stmt: usize,
+    span: Span,
+    text: String,
+    record: Option<Record>,
+}
+
+/// A step of the rollback plan.
+enum Step<'p> {
+    Implicit {
+        stage: usize,
+        text: String,
+        span: Span,
+        record: Record,
+    },
+    Block {
+        stage: usize,
+        stmt: &'p Statement,
+    },
+}
+
+struct Exec<'a> {
+    pb: Arc<Playbook>,
+    target: &'a RunTarget<'a>,
+    program: model::Program,
+    roles: BTreeMap<String, String>,
+    cluster: Cluster,
+    live: Live,
+    opts: RunOptions,
+    out: Reporter,
+    journal: Journal,
+    redact: Redactor,
+    http: reqwest::Client,
+    /// Started actions per stage.
+    started: Vec<Vec<Started>>,
+    first: BTreeMap<usize, First>,
+    /// Has this run (or the run it resumes) changed anything?
+    changed: bool,
+    done: BTreeSet<(usize, usize)>,
+    half_done: Option<((usize, usize), Option<Record>)>,
+    /// A cancel that never fires: rollbacks run to the end unless a second Ctrl-C exits.
+    never: Cancel,
+    statements: usize,
+}
+
+type StmtResult = Result<String, (Span, Failure)>;
+
+fn line_of(checked: &Checked, span: Span) -> usize {
+    checked.sources.line_col(span.file, span.start as usize).0
+}
+
+/// Run a playbook against a cluster; returns how it ended (see [`Outcome::exit_code`]).
+pub async fn execute(target: RunTarget<'_>, cluster: Cluster, opts: RunOptions) -> Outcome {
+    let pb = &target.checked.playbooks[target.index].1;
+    let redact = Redactor::new(opts.secrets.values().cloned());
+    let mut out = Reporter::new(opts.format, redact.clone());
+    let env_name = target.env.map(|e| e.name.clone()).unwrap_or_default();
+    let refuse = |out: &mut Reporter, msg: String, help: Option<&str>| {
+        let text = match help {
+            Some(h) => format!("refused: {msg}\n  help: {h}\n"),
+            None => format!("refused: {msg}\n"),
+        };
+        out.error(&text, &msg);
+        Outcome::Refused(msg)
+    };
+
+    // 1. Everything that needs no cluster.
+    let approvals = pb.stages.iter().any(|s| {
+        s.stmts
+            .iter()
+            .chain(match &s.rollback {
+                Rollback::Block(b, _) => b.iter(),
+                _ => [].iter(),
+            })
+            .any(|st| matches!(st.op, Op::Approve(_)))
+    });
+    if approvals && !guards::can_approve(opts.approve) {
+        return refuse(
+            &mut out,
+            "the playbook asks for approval but there is no terminal to ask on and --approve was not given".into(),
+            Some("run it in a terminal, or pass --approve (for CI) once a person has agreed"),
+        );
+    }
+    let live0 = Live {
+        colours: HashMap::new(),
+        secrets: opts.secrets.clone(),
+    };
+    {
+        let scope = Scope::new(pb, target.env, &live0);
+        let mut names: Vec<&str> = pb.lets.iter().map(|l| l.name.as_str()).collect();
+        if let Some(e) = target.env {
+            names.extend(e.lets.iter().map(|l| l.name.as_str()));
+        }
+        for n in names {
+            if let Err(crate::resolve::ResolveError::MissingSecret(var)) =
+                scope.let_value(n, Mode::Real)
+            {
+                return refuse(
+                    &mut out,
+                    format!(
+                        "the secret `{n}` reads the environment variable `{var}`, which is not set"
+                    ),
+                    Some(&format!("export {var}=… before the run")),
+                );
+            }
+        }
+    }
+
+    // 2. The promotion gate.
+    if let (Some(env), Some(after)) = (target.env, &opts.after) {
+        for need in &env.after {
+            let Some((_, c)) = after.iter().find(|(n, _)| n == need) else {
+                return refuse(
+                    &mut out,
+                    format!("cannot reach the `{need}` env to check the promotion gate"),
+                    None,
+                );
+            };
+            let stored = match journal::load(c, &pb.digest).await {
+                Ok(s) => s,
+                Err(e) => {
+                    return refuse(
+                        &mut out,
+                        format!("promotion gate: cannot read the `{need}` journal: {e}"),
+                        None,
+                    )
+                }
+            };
+            let ok = stored
+                .as_ref()
+                .and_then(|s| s.last_success())
+                .is_some_and(|l| l["env"] == need.as_str());
+            if !ok {
+                return refuse(
+                    &mut out,
+                    format!(
+                        "env `{}` comes after `{need}`, and the `{need}` journal (namespace `{}`) shows no successful run of this playbook (digest {})",
+                        env.name,
+                        c.ns,
+                        &pb.digest[..16.min(pb.digest.len())]
+                    ),
+                    Some(&format!("run it green on `{need}` first: ktplay run FILE --env {need}")),
+                );
+            }
+        }
+    }
+
+    // 3. The journal (for resume), then the lock.
+    let stored = match journal::load(&cluster, &pb.digest).await {
+        Ok(s) => s,
+        Err(e) => return Outcome::Usage(e),
+    };
+    let unfinished = stored
+        .as_ref()
+        .is_some_and(|s| matches!(s.status(), Some("running") | Some("aborted")));
+    let (run_id, previous) = if opts.resume {
+        match &stored {
+            Some(s) if unfinished => (s.run().unwrap_or("resumed").to_string(), s.events()),
+            Some(s) => {
+                return refuse(
+                    &mut out,
+                    format!(
+                    "nothing to resume: the last run of this playbook ({}) ended with status `{}`",
+                    s.run().unwrap_or("?"),
+                    s.status().unwrap_or("?")
+                ),
+                    None,
+                )
+            }
+            None => {
+                return refuse(
+                    &mut out,
+                    "nothing to resume: no journal of this playbook in the cluster".into(),
+                    None,
+                )
+            }
+        }
+    } else {
+        (new_run_id(), Vec::new())
+    };
+    let lock = match RunLock::acquire(
+        &cluster,
+        &pb.name,
+        &run_id,
+        opts.resume.then_some(run_id.as_str()),
+    )
+    .await
+    {
+        Ok(l) => l,
+        Err(LockError::Held { holder, .. })
+            if unfinished && !opts.resume && super::lock::holder_gone(&holder) =>
+        {
+            return refuse(
+                &mut out,
+                format!(
+                    "an earlier run of this playbook ({}) was interrupted: its process ({holder}) is gone",
+                    stored.as_ref().and_then(|s| s.run()).unwrap_or("?")
+                ),
+                Some("continue it with --resume (see `ktplay status`)"),
+            )
+        }
+        Err(e @ LockError::Held { .. }) => return refuse(
+            &mut out,
+            e.to_string(),
+            Some("wait for it to finish; if its process is gone, `ktplay unlock --force LOCK_ID`"),
+        ),
+        Err(LockError::Api(m)) => return Outcome::Usage(m),
+    };
+    if unfinished && !opts.resume {
+        lock.release().await;
+        return refuse(
+            &mut out,
+            format!(
+                "an earlier run of this playbook ({}) was interrupted",
+                stored.as_ref().and_then(|s| s.run()).unwrap_or("?")
+            ),
+            Some("continue it with --resume (see `ktplay status`)"),
+        );
+    }
+    let progress = journal::progress(&previous);
+    if opts.resume && progress.rolling_back {
+        lock.release().await;
+        return refuse(
+            &mut out,
+            "the interrupted run was rolling back; --resume continues forward runs only".into(),
+            Some("inspect `ktplay status` and the cluster, then roll back by hand or run a corrective playbook"),
+        );
+    }
+    let journal = match Journal::open(
+        Some(cluster.clone()),
+        &pb.name,
+        &pb.digest,
+        &env_name,
+        &run_id,
+        opts.journal_file.as_ref(),
+        redact.clone(),
+        previous.clone(),
+        stored
+            .as_ref()
+            .and_then(|s| s.data.get("last_success").cloned()),
+    ) {
+        Ok(j) => j,
+        Err(e) => {
+            lock.release().await;
+            return Outcome::Usage(format!("cannot open the journal file: {e}"));
+        }
+    };
+    let second_ctrl_c = spawn_signal_handler(opts.cancel.clone(), journal.clone());
+
+    let program = crate::check::model::to_model(pb);
+    let roles = program.roles();
+    let mut ex = Exec {
+        pb: Arc::new(pb.clone()),
+        target: &target,
+        program,
+        roles,
+        cluster,
+        live: live0,
+        out,
+        journal,
+        redact,
+        http: reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(5))
+            .build()
+            .unwrap_or_default(),
+        started: pb.stages.iter().map(|_| Vec::new()).collect(),
+        first: BTreeMap::new(),
+        changed: !progress.done.is_empty() || progress.half_done.is_some(),
+        done: progress.done.iter().copied().collect(),
+        half_done: progress.half_done.map(|at| {
+            (
+                at,
+                progress
+                    .records
+                    .get(&at)
+                    .and_then(|r| serde_json::from_value(r.clone()).ok()),
+            )
+        }),
+        never: Cancel::new(),
+        statements: 0,
+        opts,
+    };
+    for e in &previous {
+        if e["event"] == "first" {
+            if let (Some(c), Ok(f)) = (
+                e["comp"].as_u64(),
+                serde_json::from_value::<First>(e["first"].clone()),
+            ) {
+                ex.first.insert(c as usize, f);
+            }
+        }
+    }
+    for ((k, j), r) in &progress.records {
+        if ex.done.contains(&(*k, *j)) {
+            if let Ok(record) = serde_json::from_value::<Record>(r.clone()) {
+                let st = &pb.stages[*k].stmts[*j];
+                let text = ex.describe(&st.op);
+                ex.started[*k].push(Started {
+                    stmt: *j,
+                    span: st.span,
+                    text,
+                    record: Some(record),
+                });
+            }
+        }
+    }
+    let outcome = ex.run(&lock).await;
+    ex.journal.finish(journal_status(&outcome)).await;
+    second_ctrl_c.abort();
+    lock.release().await;
+    outcome
+}
+
+fn journal_status(o: &Outcome) -> &'static str {
+    o.word()
+}
+
+fn new_run_id() -> String {
+    use rand::Rng;
+    let n: u32 = rand::thread_rng().gen();
+    format!("{n:08x}")
+}
+
+fn spawn_signal_handler(cancel: Cancel, journal: Journal) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        loop {
+            if tokio::signal::ctrl_c().await.is_err() {
+                return;
+            }
+            if cancel.interrupt() == 1 {
+                eprintln!("\ninterrupted: abandoning the current statement safely, then rolling back (Ctrl-C again stops at once)");
+            } else {
+                journal
+                    .abort_now(
+                        "stopped at once by a second Ctrl-C; the events before this one say where",
+                    )
+                    .await;
+                eprintln!("\nstopped at once by a second Ctrl-C: the cluster may be mid-change; `ktplay status` shows the journal");
+                std::process::exit(super::exit::INCOMPLETE);
+            }
+        }
+    })
+}
+
+fn finding_text(f: &StateFinding, m: &Matrix) -> String {
+    match f {
+        StateFinding::Incompatible {
+            hub,
+            hub_version,
+            peer,
+            peer_version,
+            row,
+            allowed,
+        } => format!(
+            "{peer} {peer_version} may not run beside {hub} {hub_version} ({} allows {})",
+            m.describe_row(*row),
+            Matrix::describe_allowed(peer, allowed)
+        ),
+        StateFinding::NoRow { hub, version } => {
+            format!("matrix `{}` has no row for {hub} {version}", m.name)
+        }
+        StateFinding::Eol { hub, version, .. } => format!("{hub} {version} is end of life"),
+    }
+}
+
+impl<'a> Exec<'a> {
+    fn scope(&self) -> Scope<'_> {
+        Scope::new(&self.pb, self.target.env, &self.live)
+    }
+
+    fn describe(&self, op: &Op) -> String {
+        crate::plan::describe(op, &self.scope())
+    }
+
+    fn line(&self, span: Span) -> usize {
+        line_of(self.target.checked, span)
+    }
+
+    fn comp(&self, i: usize) -> &crate::check::program::Component {
+        &self.pb.components[i]
+    }
+
+    async fn live_state(&self) -> Result<State, Failure> {
+        let mut s = State::new();
+        for c in &self.pb.components {
+            s.insert(c.name.clone(), self.cluster.live_versions(c).await?);
+        }
+        Ok(s)
+    }
+
+    async fn read_colours(&mut self) -> Result<(), Failure> {
+        for (i, c) in self.pb.components.iter().enumerate() {
+            if c.is_blue_green() {
+                let col = live_colour(&self.cluster, c).await?;
+                self.live.colours.insert(i, col);
+            }
+        }
+        Ok(())
+    }
+
+    /// Refuse a state the matrix forbids.
+    fn check_states(&self, states: &[State], what: &str) -> Result<(), Failure> {
+        let Some(m) = self.target.matrix else {
+            return Ok(());
+        };
+        for s in states {
+            let bad: Vec<String> = m
+                .check_state(s, &self.roles)
+                .iter()
+                .filter(|f| f.is_error())
+                .map(|f| finding_text(f, m))
+                .collect();
+            if !bad.is_empty() {
+                return Err(Failure::new(format!(
+                    "refused before {what}: it would create the state {} which matrix `{}` forbids: {}",
+                    format_state(s),
+                    m.name,
+                    bad.join("; ")
+                ))
+                .help("the live versions differ from what the playbook expects; check `ktplay status` and the cluster"));
+            }
+        }
+        Ok(())
+    }
+
+    async fn run(&mut self, lock: &RunLock) -> Outcome {
+        let pb = self.pb.clone();
+        let env = self.target.env.map(|e| e.name.as_str()).unwrap_or("-");
+        let resumed = !self.done.is_empty() || self.half_done.is_some();
+        let header = format!(
+            "{} playbook \"{}\" on env {env} (namespace {}, digest {}, lock {}){}",
+            self.opts.label,
+            pb.name,
+            self.cluster.ns,
+            &pb.digest[..12.min(pb.digest.len())],
+            lock.id(),
+            if resumed { ", resuming" } else { "" }
+        );
+        self.out.header(
+            &header,
+            json!({"playbook": pb.name, "env": env, "namespace": self.cluster.ns, "digest": pb.digest, "lock": lock.id(), "run": self.journal.run_id, "resume": resumed}),
+        );
+        self.journal
+            .record(json!({"event": if resumed { "resume" } else { "run_start" }, "playbook": pb.name, "env": env}))
+            .await;
+        if let Err(f) = self.read_colours().await {
+            return self.refused(f).await;
+        }
+        // Drift: live versions against `from` (not when resuming: this run changed them).
+        let live = match self.live_state().await {
+            Ok(l) => l,
+            Err(f) => return self.refused(f).await,
+        };
+        if !resumed {
+            let drift: Vec<String> = pb
+                .components
+                .iter()
+                .filter(|c| live.get(&c.name) != Some(&BTreeSet::from([c.from.clone()])))
+                .map(|c| {
+                    format!(
+                        "{} runs {} but the playbook says from {}",
+                        c.name,
+                        live.get(&c.name)
+                            .map(|s| format_set(s.iter()))
+                            .unwrap_or_else(|| "nothing".into()),
+                        c.from
+                    )
+                })
+                .collect();
+            if !drift.is_empty() {
+                if !self.opts.accept_drift {
+                    return self
+                        .refused(
+                            Failure::new(format!("drift: {}", drift.join("; ")))
+                                .help("update `from` in the playbook, or pass --accept-drift to start from the live versions (re-checked against the matrix)"),
+                        )
+                        .await;
+                }
+                self.out.note(&format!(
+                    "accepting drift (--accept-drift): {}",
+                    drift.join("; ")
+                ));
+                self.journal
+                    .record(json!({"event": "drift_accepted", "message": drift.join("; ")}))
+                    .await;
+            }
+        }
+        if let Err(f) = self.check_states(std::slice::from_ref(&live), "the run") {
+            return self.refused(f).await;
+        }
+
+        for (k, stage) in pb.stages.iter().enumerate() {
+            self.out.stage(&stage.name, self.line(stage.span));
+            self.journal
+                .record(json!({"event": "stage", "stage": k, "name": stage.name}))
+                .await;
+            for (j, st) in stage.stmts.iter().enumerate() {
+                if let Err((span, f)) = self.statement(k, j, st).await {
+                    return self.fail(k, span, f).await;
+                }
+            }
+        }
+        let state = self.live_state().await.unwrap_or_default();
+        let text = format!(
+            "succeeded: {} stages, {} statements; now {}",
+            pb.stages.len(),
+            self.statements,
+            self.state_words(&state)
+        );
+        self.journal
+            .record(json!({"event": "run_end", "status": "succeeded"}))
+            .await;
+        self.out.summary(
+            "succeeded",
+            &text,
+            json!({"exit_code": 0, "state": state_json(&state)}),
+        );
+        Outcome::Succeeded
+    }
+
+    fn state_words(&self, state: &State) -> String {
+        self.pb
+            .components
+            .iter()
+            .enumerate()
+            .map(|(i, c)| {
+                let vs = state
+                    .get(&c.name)
+                    .map(|s| format_set(s.iter()))
+                    .unwrap_or_default();
+                match self.live.colours.get(&i) {
+                    Some(col) => format!("{} {vs} (serving {})", c.name, col.as_str()),
+                    None => format!("{} {vs}", c.name),
+                }
+            })
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+
+    async fn refused(&mut self, f: Failure) -> Outcome {
+        let msg = self.redact.redact(&f.message);
+        let text = match &f.help {
+            Some(h) => format!("refused: {msg}\n  help: {h}\n"),
+            None => format!("refused: {msg}\n"),
+        };
+        self.out.error(&text, &msg);
+        self.journal
+            .record(json!({"event": "refused", "message": msg}))
+            .await;
+        self.out.summary(
+            "refused",
+            &format!("refused before any action: {msg}"),
+            json!({"exit_code": 3}),
+        );
+        Outcome::Refused(msg)
+    }
+
+    /// One top-level statement of stage `k`.
+    async fn statement(
+        &mut self,
+        k: usize,
+        j: usize,
+        st: &Statement,
+    ) -> Result<(), (Span, Failure)> {
+        let stage = self.pb.stages[k].name.clone();
+        let line = self.line(st.span);
+        let text = self.describe(&st.op);
+        self.statements += 1;
+        if self.done.contains(&(k, j)) {
+            self.out.end(
+                &stage,
+                line,
+                &text,
+                Mark::Skipped,
+                Duration::ZERO,
+                Some("done before the interruption; not repeated"),
+                false,
+            );
+            return Ok(());
+        }
+        let resumed_record = match &self.half_done {
+            Some((at, r)) if *at == (k, j) => Some(r.clone()),
+            _ => None,
+        };
+        let t0 = Instant::now();
+        self.out.begin(&text);
+        let record = if st.op.is_action() {
+            // Live compatibility before acting.
+            let states = match self
+                .forward_states(&st.op, resumed_record.as_ref().and_then(|r| r.as_ref()))
+                .await
+            {
+                Ok(s) => s,
+                Err(f) => return Err(self.end_failed(k, j, st, &text, t0, f).await),
+            };
+            if let Err(f) = self.check_states(&states, "this action") {
+                return Err(self.end_failed(k, j, st, &text, t0, f).await);
+            }
+            match resumed_record {
+                Some(Some(r)) => Some(r),
+                _ => match self.prepare(&st.op).await {
+                    Ok(r) => r,
+                    Err(f) => return Err(self.end_failed(k, j, st, &text, t0, f).await),
+                },
+            }
+        } else {
+            None
+        };
+        if let Some(c) = st.op_comp() {
+            if st.op.is_action() && !matches!(st.op, Op::Restart { .. } | Op::Scale { .. }) {
+                if let Err(f) = self.remember_first(c).await {
+                    return Err(self.end_failed(k, j, st, &text, t0, f).await);
+                }
+            }
+        }
+        self.journal
+            .record(json!({"event": "start", "stage": k, "stmt": j, "line": line, "statement": text, "record": record}))
+            .await;
+        if record.is_some() {
+            self.changed = true;
+            self.started[k].push(Started {
+                stmt: j,
+                span: st.span,
+                text: text.clone(),
+                record: record.clone(),
+            });
+        }
+        let cancel = self.opts.cancel.clone();
+        match self.perform(k, j, st, record, false, &cancel).await {
+            Ok(detail) => {
+                self.out.end(
+                    &stage,
+                    line,
+                    &text,
+                    Mark::Ok,
+                    t0.elapsed(),
+                    (!detail.is_empty()).then_some(detail.as_str()),
+                    false,
+                );
+                self.journal
+                    .record(json!({"event": "end", "stage": k, "stmt": j, "ok": true, "detail": detail}))
+                    .await;
+                Ok(())
+            }
+            Err((span, f)) => {
+                self.out.end(
+                    &stage,
+                    line,
+                    &text,
+                    Mark::Failed,
+                    t0.elapsed(),
+                    Some(&f.message),
+                    false,
+                );
+                self.journal
+                    .record(json!({"event": "end", "stage": k, "stmt": j, "ok": false, "message": f.message}))
+                    .await;
+                Err((span, f))
+            }
+        }
+    }
+
+    async fn end_failed(
+        &mut self,
+        k: usize,
+        j: usize,
+        st: &Statement,
+        text: &str,
+        t0: Instant,
+        f: Failure,
+    ) -> (Span, Failure) {
+        let stage = self.pb.stages[k].name.clone();
+        self.out.end(
+            &stage,
+            self.line(st.span),
+            text,
+            Mark::Failed,
+            t0.elapsed(),
+            Some(&f.message),
+            false,
+        );
+        self.journal
+            .record(
+                json!({"event": "end", "stage": k, "stmt": j, "ok": false, "message": f.message}),
+            )
+            .await;
+        (st.span, f)
+    }
+
+    async fn forward_states(
+        &self,
+        op: &Op,
+        record: Option<&Record>,
+    ) -> Result<Vec<State>, Failure> {
+        if self.target.matrix.is_none() {
+            return Ok(Vec::new());
+        }
+        let live = self.live_state().await?;
+        if let (Op::Undo { comp, .. }, Some(Record::Undo { targets, .. })) = (op, record) {
+            let c = self.comp(*comp);
+            let set = versions_of_templates(targets.iter().map(|(_, _, t)| t), &c.container);
+            return Ok(model::restore_states(&live, &c.name, &set));
+        }
+        if let Op::Undo { comp, revision } = op {
+            let c = self.comp(*comp);
+            if !c.is_blue_green() {
+                let mut set = BTreeSet::new();
+                for d in c.deployments() {
+                    let (_, t) = self.cluster.undo_target(d, *revision).await?;
+                    set.extend(versions_of_templates([&t], &c.container));
+                }
+                return Ok(model::restore_states(&live, &c.name, &set));
+            }
+        }
+        Ok(model::forward_states(&self.program, &live, &model_op(op)))
+    }
+
+    async fn snaps(&self, comp: usize) -> Result<Vec<Snap>, Failure> {
+        let mut out = Vec::new();
+        for d in self.comp(comp).deployments() {
+            let dep = self.cluster.deployment(d).await?;
+            out.push(Snap {
+                name: d.to_string(),
+                template: cluster::clean_template(dep["spec"]["template"].clone()),
+                strategy: dep["spec"]["strategy"].clone(),
+            });
+        }
+        Ok(out)
+    }
+
+    async fn remember_first(&mut self, comp: usize) -> Result<(), Failure> {
+        if self.first.contains_key(&comp) {
+            return Ok(());
+        }
+        let c = self.comp(comp).clone();
+        let selector = match &c.workload {
+            Workload::BlueGreen(bg) => {
+                let sel = self.cluster.selector(&bg.service).await?;
+                sel.get(&bg.selector)
+                    .map(|v| (bg.service.clone(), bg.selector.clone(), v.clone()))
+            }
+            Workload::Deployments(_) => None,
+        };
+        let first = First {
+            deployments: self.snaps(comp).await?,
+            selector,
+        };
+        self.journal
+            .record(json!({"event": "first", "comp": comp, "first": first}))
+            .await;
+        self.first.insert(comp, first);
+        Ok(())
+    }
+
+    /// What an action will replace, read before it acts.
+    async fn prepare(&self, op: &Op) -> Result<Option<Record>, Failure> {
+        Ok(match op {
+            Op::Rolling { comp, .. } => Some(Record::Templates {
+                comp: *comp,
+                deployments: self.snaps(*comp).await?,
+            }),
+            Op::Canary { comp, .. } => Some(Record::Canary {
+                comp: *comp,
+                canaries: self
+                    .comp(*comp)
+                    .deployments()
+                    .iter()
+                    .map(|d| canary_name(d))
+                    .collect(),
+                promoted: None,
+            }),
+            Op::BlueGreen { comp, .. } | Op::Switch { comp, .. } => {
+                let Workload::BlueGreen(bg) = &self.comp(*comp).workload else {
+                    return Err(Failure::new(format!(
+                        "{} is not blue-green",
+                        self.comp(*comp).name
+                    )));
+                };
+                let col = live_colour(&self.cluster, self.comp(*comp)).await?;
+                Some(Record::Selector {
+                    comp: *comp,
+                    service: bg.service.clone(),
+                    key: bg.selector.clone(),
+                    value: col.as_str().to_string(),
+                })
+            }
+            Op::Scale { comp, .. } => {
+                let mut replicas = Vec::new();
+                for d in self.comp(*comp).deployments() {
+                    replicas.push((d.to_string(), self.cluster.replicas(d).await?));
+                }
+                Some(Record::Replicas {
+                    comp: *comp,
+                    replicas,
+                })
+            }
+            Op::Restart { comp, .. } => Some(Record::Restart {
+                comp: *comp,
+                at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+            }),
+            Op::Undo { comp, revision } => {
+                let c = self.comp(*comp);
+                if c.is_blue_green() {
+                    // Outside rollback blocks, undo of a blue-green component switches back.
+                    let Workload::BlueGreen(bg) = &c.workload else {
+                        unreachable!()
+                    };
+                    let col = live_colour(&self.cluster, c).await?;
+                    Some(Record::Selector {
+                        comp: *comp,
+                        service: bg.service.clone(),
+                        key: bg.selector.clone(),
+                        value: col.as_str().to_string(),
+                    })
+                } else {
+                    let mut targets = Vec::new();
+                    for d in c.deployments() {
+                        let (rev, t) = self.cluster.undo_target(d, *revision).await?;
+                        targets.push((d.to_string(), rev, t));
+                    }
+                    Some(Record::Undo {
+                        comp: *comp,
+                        targets,
+                    })
+                }
+            }
+            _ => None,
+        })
+    }
+
+    fn shorten(&self, d: Duration) -> (Duration, Option<String>) {
+        match self.opts.shorten_waits {
+            Some(max) if d > max => (
+                max,
+                Some(format!(
+                    "rehearsal: {} shortened to {}",
+                    crate::syntax::format_duration(d),
+                    crate::syntax::format_duration(max)
+                )),
+            ),
+            _ => (d, None),
+        }
+    }
+
+    async fn wait_all(
+        &self,
+        deploys: &[String],
+        timeout: Duration,
+        cancel: &Cancel,
+    ) -> Result<(), Failure> {
+        let waits = deploys
+            .iter()
+            .map(|d| self.cluster.wait_rollout(d, timeout, cancel));
+        for r in futures::future::join_all(waits).await {
+            r?;
+        }
+        Ok(())
+    }
+
+    /// Carry out one statement. `in_rollback`: inside a rollback block (`undo` restores the
+    /// first change). Returns a detail line.
+    async fn perform(
+        &mut self,
+        k: usize,
+        j: usize,
+        st: &Statement,
+        record: Option<Record>,
+        in_rollback: bool,
+        cancel: &Cancel,
+    ) -> StmtResult {
+        let span = st.span;
+        let e = |f: Failure| (span, f);
+        let pb = self.pb.clone();
+        match &st.op {
+            Op::Rolling {
+                comp,
+                to,
+                max_unavailable,
+                max_surge,
+                timeout,
+            } => {
+                let c = &pb.components[*comp];
+                for d in c.deployments() {
+                    self.cluster
+                        .set_image(d, &c.container, &c.image, to, *max_unavailable, *max_surge)
+                        .await
+                        .map_err(|x| e(x.into()))?;
+                }
+                let ds: Vec<String> = c.deployments().iter().map(|s| s.to_string()).collect();
+                self.wait_all(&ds, timeout.unwrap_or(Duration::from_secs(600)), cancel)
+                    .await
+                    .map_err(e)?;
+                Ok(format!("{} at {to}", ds.join(", ")))
+            }
+            Op::Canary {
+                comp,
+                to,
+                weight,
+                duration,
+                guards,
+            } => {
+                let c = &pb.components[*comp];
+                let mut canaries = Vec::new();
+                for d in c.deployments() {
+                    let replicas = self.cluster.replicas(d).await.map_err(|x| e(x.into()))?;
+                    let n = ((replicas * *weight as i64) as f64 / 100.0).ceil().max(1.0) as i64;
+                    let name = self
+                        .cluster
+                        .create_canary(d, &c.container, &c.image, to, n)
+                        .await
+                        .map_err(|x| e(x.into()))?;
+                    canaries.push(name);
+                }
+                self.wait_all(&canaries, Duration::from_secs(600), cancel)
+                    .await
+                    .map_err(e)?;
+                let (d, note) = self.shorten(duration.unwrap_or(Duration::ZERO));
+                if let Some(n) = note {
+                    self.out.note(&format!("    {n}"));
+                }
+                let end = Instant::now() + d;
+                let mut rounds = 0;
+                loop {
+                    rounds += 1;
+                    self.nested_guards(k, guards, rounds == 1, cancel).await?;
+                    let now = Instant::now();
+                    if now >= end {
+                        break;
+                    }
+                    if !cancel.sleep((end - now).min(Duration::from_secs(5))).await {
+                        return Err(e(Failure::interrupted()));
+                    }
+                }
+                // Promote: a rolling update of the main deployments, then remove the canary.
+                let snaps = self.snaps(*comp).await.map_err(e)?;
+                let promoted = Record::Canary {
+                    comp: *comp,
+                    canaries: canaries.clone(),
+                    promoted: Some(snaps),
+                };
+                if !in_rollback {
+                    if let Some(s) = self.started[k].iter_mut().rev().find(|s| s.stmt == j) {
+                        s.record = Some(promoted.clone());
+                    }
+                    self.journal
+                        .record(
+                            json!({"event": "record", "stage": k, "stmt": j, "record": promoted}),
+                        )
+                        .await;
+                }
+                for dname in c.deployments() {
+                    self.cluster
+                        .set_image(dname, &c.container, &c.image, to, None, None)
+                        .await
+                        .map_err(|x| e(x.into()))?;
+                }
+                let ds: Vec<String> = c.deployments().iter().map(|s| s.to_string()).collect();
+                self.wait_all(&ds, Duration::from_secs(600), cancel)
+                    .await
+                    .map_err(e)?;
+                for cn in &canaries {
+                    self.cluster
+                        .delete_deployment(cn)
+                        .await
+                        .map_err(|x| e(x.into()))?;
+                }
+                Ok(format!(
+                    "canary {} checked {rounds} time{}, promoted, removed",
+                    canaries.join(", "),
+                    if rounds == 1 { "" } else { "s" }
+                ))
+            }
+            Op::BlueGreen { comp, to, guards } => {
+                let c = &pb.components[*comp];
+                let Workload::BlueGreen(bg) = &c.workload else {
+                    return Err(e(Failure::new(format!("{} is not blue-green", c.name))));
+                };
+                let live = live_colour(&self.cluster, c)
+                    .await
+                    .map_err(|x| e(x.into()))?;
+                self.live.colours.insert(*comp, live);
+                let idle = live.other();
+                let idle_deploy = match idle {
+                    Colour::Blue => &bg.blue,
+                    Colour::Green => &bg.green,
+                };
+                self.cluster
+                    .set_image(idle_deploy, &c.container, &c.image, to, None, None)
+                    .await
+                    .map_err(|x| e(x.into()))?;
+                self.wait_all(
+                    std::slice::from_ref(idle_deploy),
+                    Duration::from_secs(600),
+                    cancel,
+                )
+                .await
+                .map_err(e)?;
+                self.nested_guards(k, guards, true, cancel).await?;
+                self.cluster
+                    .set_selector(&bg.service, &bg.selector, idle.as_str())
+                    .await
+                    .map_err(|x| e(x.into()))?;
+                self.live.colours.insert(*comp, idle);
+                Ok(format!(
+                    "{idle_deploy} at {to}; Service {} now selects {}",
+                    bg.service,
+                    idle.as_str()
+                ))
+            }
+            Op::Restart { comp, timeout } => {
+                let c = &pb.components[*comp];
+                let at = match &record {
+                    Some(Record::Restart { at, .. }) => at.clone(),
+                    _ => chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+                };
+                for d in c.deployments() {
+                    self.cluster
+                        .restart(d, &at)
+                        .await
+                        .map_err(|x| e(x.into()))?;
+                }
+                let ds: Vec<String> = c.deployments().iter().map(|s| s.to_string()).collect();
+                self.wait_all(&ds, timeout.unwrap_or(Duration::from_secs(600)), cancel)
+                    .await
+                    .map_err(e)?;
+                Ok(String::new())
+            }
+            Op::Undo { comp, .. } => {
+                if in_rollback {
+                    return self.undo_to_first(*comp, cancel).await.map_err(e);
+                }
+                let c = &pb.components[*comp];
+                let record = match record {
+                    Some(r) => Some(r),
+                    None => self.prepare(&st.op).await.map_err(e)?,
+                };
+                match record {
+                    Some(Record::Undo { targets, .. }) => {
+                        for (d, _, t) in &targets {
+                            self.cluster
+                                .restore_template(d, t, None)
+                                .await
+                                .map_err(|x| e(x.into()))?;
+                        }
+                        let ds: Vec<String> = targets.iter().map(|t| t.0.clone()).collect();
+                        self.wait_all(&ds, Duration::from_secs(600), cancel)
+                            .await
+                            .map_err(e)?;
+                        Ok(targets
+                            .iter()
+                            .map(|(d, r, _)| format!("{d} back to revision {r}"))
+                            .collect::<Vec<_>>()
+                            .join(", "))
+                    }
+                    Some(Record::Selector {
+                        service,
+                        key,
+                        value,
+                        ..
+                    }) => {
+                        let back = if value == "blue" {
+                            Colour::Green
+                        } else {
+                            Colour::Blue
+                        };
+                        self.cluster
+                            .set_selector(&service, &key, back.as_str())
+                            .await
+                            .map_err(|x| e(x.into()))?;
+                        self.live.colours.insert(*comp, back);
+                        Ok(format!("Service {service} now selects {}", back.as_str()))
+                    }
+                    _ => Err(e(Failure::new(format!("cannot undo {}", c.name)))),
+                }
+            }
+            Op::Switch { comp, colour } => {
+                let c = &pb.components[*comp];
+                let Workload::BlueGreen(bg) = &c.workload else {
+                    return Err(e(Failure::new(format!("{} is not blue-green", c.name))));
+                };
+                self.cluster
+                    .set_selector(&bg.service, &bg.selector, colour.as_str())
+                    .await
+                    .map_err(|x| e(x.into()))?;
+                self.live.colours.insert(*comp, *colour);
+                Ok(format!(
+                    "Service {} now selects {}",
+                    bg.service,
+                    colour.as_str()
+                ))
+            }
+            Op::Scale {
+                comp,
+                replicas,
+                timeout,
+            } => {
+                let c = &pb.components[*comp];
+                for d in c.deployments() {
+                    self.cluster
+                        .scale(d, *replicas as i64)
+                        .await
+                        .map_err(|x| e(x.into()))?;
+                }
+                let ds: Vec<String> = c.deployments().iter().map(|s| s.to_string()).collect();
+                self.wait_all(&ds, timeout.unwrap_or(Duration::from_secs(600)), cancel)
+                    .await
+                    .map_err(e)?;
+                Ok(String::new())
+            }
+            Op::Pause(d) => {
+                let (d, note) = self.shorten(*d);
+                if !cancel.sleep(d).await {
+                    return Err(e(Failure::interrupted()));
+                }
+                Ok(note.unwrap_or_default())
+            }
+            Op::Approve(q) => {
+                let question = self.scope().render(q, Mode::Display).unwrap_or_default();
+                guards::approve(&question, self.opts.approve, cancel)
+                    .await
+                    .map_err(e)
+            }
+            Op::Guard(g) => self.guard(g, cancel).await.map_err(e),
+        }
+    }
+
+    async fn guard(
+        &self,
+        g: &crate::check::program::Guard,
+        cancel: &Cancel,
+    ) -> Result<String, Failure> {
+        let scope = self.scope();
+        let env = GuardEnv {
+            scope: &scope,
+            playbook: self.pb.clone(),
+            cluster: &self.cluster,
+            http: &self.http,
+            rewrite: &self.opts.rewrite,
+            scripts: self.opts.scripts.as_ref(),
+            cancel,
+            redact: &self.redact,
+        };
+        guards::run_guard(g, &env).await
+    }
+
+    /// The guards inside `canary` / `blue_green`; `show`: print a line each.
+    async fn nested_guards(
+        &mut self,
+        k: usize,
+        guards: &[Statement],
+        show: bool,
+        cancel: &Cancel,
+    ) -> Result<(), (Span, Failure)> {
+        let stage = self.pb.stages[k].name.clone();
+        for g in guards {
+            let text = format!("  {}", self.describe(&g.op));
+            let t0 = Instant::now();
+            let res = match &g.op {
+                Op::Guard(guard) => self.guard(guard, cancel).await,
+                other => Err(Failure::new(format!(
+                    "only guards may stand inside canary and blue_green blocks, found `{}`",
+                    self.describe(other)
+                ))),
+            };
+            match res {
+                Ok(d) => {
+                    if show {
+                        self.out.end(
+                            &stage,
+                            self.line(g.span),
+                            &text,
+                            Mark::Ok,
+                            t0.elapsed(),
+                            (!d.is_empty()).then_some(d.as_str()),
+                            false,
+                        );
+                    }
+                }
+                Err(f) => {
+                    self.out.end(
+                        &stage,
+                        self.line(g.span),
+                        &text,
+                        Mark::Failed,
+                        t0.elapsed(),
+                        Some(&f.message),
+                        false,
+                    );
+                    return Err((g.span, f));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// `undo C` inside a rollback block: back to what C ran before this run first changed it.
+    async fn undo_to_first(&mut self, comp: usize, cancel: &Cancel) -> Result<String, Failure> {
+        let Some(first) = self.first.get(&comp).cloned() else {
+            return Ok(format!(
+                "nothing to undo: this run did not change {}",
+                self.comp(comp).name
+            ));
+        };
+        let mut changed = Vec::new();
+        for d in self.comp(comp).deployments() {
+            let cn = canary_name(d);
+            if self.cluster.deployment_exists(&cn).await? {
+                self.cluster.delete_deployment(&cn).await?;
+                changed.push(format!("removed {cn}"));
+            }
+        }
+        let mut waits = Vec::new();
+        for s in &first.deployments {
+            if self.cluster.template(&s.name).await? != s.template {
+                self.cluster
+                    .restore_template(&s.name, &s.template, Some(&s.strategy))
+                    .await?;
+                waits.push(s.name.clone());
+            }
+        }
+        self.wait_all(&waits, Duration::from_secs(600), cancel)
+            .await?;
+        changed.extend(waits.iter().map(|w| format!("{w} restored")));
+        if let Some((svc, key, value)) = &first.selector {
+            let cur = self.cluster.selector(svc).await?;
+            if cur.get(key) != Some(value) {
+                self.cluster.set_selector(svc, key, value).await?;
+                self.live.colours.insert(
+                    comp,
+                    if value == "green" {
+                        Colour::Green
+                    } else {
+                        Colour::Blue
+                    },
+                );
+                changed.push(format!("Service {svc} selects {value} again"));
+            }
+        }
+        Ok(if changed.is_empty() {
+            "already as before the run".into()
+        } else {
+            changed.join(", ")
+        })
+    }
+
+    async fn restore_snaps(&self, snaps: &[Snap], cancel: &Cancel) -> Result<Vec<String>, Failure> {
+        let mut waits = Vec::new();
+        for s in snaps {
+            if self.cluster.template(&s.name).await? != s.template {
+                self.cluster
+                    .restore_template(&s.name, &s.template, Some(&s.strategy))
+                    .await?;
+                waits.push(s.name.clone());
+            }
+        }
+        self.wait_all(&waits, Duration::from_secs(600), cancel)
+            .await?;
+        Ok(waits)
+    }
+
+    /// An implicit rollback: restore exactly what the action replaced.
+    async fn restore(&mut self, record: &Record, cancel: &Cancel) -> Result<String, Failure> {
+        match record.clone() {
+            Record::Templates { deployments, .. } => {
+                let w = self.restore_snaps(&deployments, cancel).await?;
+                Ok(if w.is_empty() {
+                    "already as before".into()
+                } else {
+                    format!("{} restored", w.join(", "))
+                })
+            }
+            Record::Canary {
+                canaries, promoted, ..
+            } => {
+                for c in &canaries {
+                    self.cluster.delete_deployment(c).await?;
+                }
+                let mut s = format!("removed {}", canaries.join(", "));
+                if let Some(p) = promoted {
+                    let w = self.restore_snaps(&p, cancel).await?;
+                    if !w.is_empty() {
+                        s.push_str(&format!("; {} restored", w.join(", ")));
+                    }
+                }
+                Ok(s)
+            }
+            Record::Selector {
+                comp,
+                service,
+                key,
+                value,
+            } => {
+                self.cluster.set_selector(&service, &key, &value).await?;
+                self.live.colours.insert(
+                    comp,
+                    if value == "green" {
+                        Colour::Green
+                    } else {
+                        Colour::Blue
+                    },
+                );
+                Ok(format!("Service {service} selects {value} again"))
+            }
+            Record::Replicas { replicas, .. } => {
+                for (d, n) in &replicas {
+                    self.cluster.scale(d, *n).await?;
+                }
+                let ds: Vec<String> = replicas.iter().map(|r| r.0.clone()).collect();
+                self.wait_all(&ds, Duration::from_secs(600), cancel).await?;
+                Ok("replicas restored".into())
+            }
+            Record::Restart { .. } | Record::Undo { .. } => Ok(String::new()),
+        }
+    }
+
+    fn stage_steps<'p>(&self, pb: &'p Playbook, k: usize) -> Vec<Step<'p>> {
+        match &pb.stages[k].rollback {
+            Rollback::None(_) => Vec::new(),
+            Rollback::Block(stmts, _) => stmts
+                .iter()
+                .map(|stmt| Step::Block { stage: k, stmt })
+                .collect(),
+            Rollback::Implicit => self.started[k]
+                .iter()
+                .rev()
+                .filter_map(|s| {
+                    let r = s.record.clone()?;
+                    r.reversible().then(|| Step::Implicit {
+                        stage: k,
+                        text: rollback_words(&s.text, &r, pb),
+                        span: s.span,
+                        record: r,
+                    })
+                })
+                .collect(),
+        }
+    }
+
+    async fn fail(&mut self, k: usize, span: Span, f: Failure) -> Outcome {
+        let pb = self.pb.clone();
+        let msg = self.redact.redact(&f.message);
+        let rendered = super::render_failure(
+            &self.target.checked.sources,
+            span,
+            &msg,
+            f.help.as_deref(),
+            "this failed",
+            self.out.colour(),
+        );
+        self.out.error(&rendered, &msg);
+        self.journal
+            .record(json!({"event": "failed", "stage": k, "line": self.line(span), "message": msg}))
+            .await;
+        if !self.changed {
+            // Nothing was changed: a refusal when the live check said no, else a failure with
+            // nothing to roll back.
+            if msg.starts_with("refused before") {
+                self.out.summary(
+                    "refused",
+                    &format!("refused before any action: {msg}"),
+                    json!({"exit_code": 3}),
+                );
+                return Outcome::Refused(msg);
+            }
+        }
+        if pb.on_failure == OnFailure::Halt {
+            let state = self.live_state().await.unwrap_or_default();
+            let text = format!(
+                "failed at line {} and halted (on_failure halt): nothing rolled back; state left: {}",
+                self.line(span),
+                self.state_words(&state)
+            );
+            self.journal
+                .record(json!({"event": "halted", "message": text}))
+                .await;
+            self.out.summary(
+                "halted",
+                &text,
+                json!({"exit_code": 2, "state": state_json(&state)}),
+            );
+            return Outcome::Halted;
+        }
+        let mut steps = self.stage_steps(&pb, k);
+        for earlier in (0..k).rev() {
+            steps.extend(self.stage_steps(&pb, earlier));
+        }
+        if !steps.is_empty() {
+            self.out.rollback_header(&format!(
+            "rolling back: {} step{} (the failed stage first, then completed stages newest first)",
+            steps.len(),
+            if steps.len() == 1 { "" } else { "s" }
+        ));
+        }
+        self.journal
+            .record(json!({"event": "rollback_begin", "steps": steps.len()}))
+            .await;
+        let never = self.never.clone();
+        let total = steps.len();
+        for (n, step) in steps.iter().enumerate() {
+            let t0 = Instant::now();
+            let (stage, text, sspan) = match step {
+                Step::Implicit {
+                    stage, text, span, ..
+                } => (*stage, text.clone(), *span),
+                Step::Block { stage, stmt } => (*stage, self.describe(&stmt.op), stmt.span),
+            };
+            let stage_name = pb.stages[stage].name.clone();
+            self.out.begin(&text);
+            self.journal
+                .record(json!({"event": "rollback_step", "stage": stage, "line": self.line(sspan), "statement": text}))
+                .await;
+            let res = match step {
+                Step::Implicit { record, .. } => self.restore(record, &never).await,
+                Step::Block { stmt, .. } => {
+                    let record = if stmt.op.is_action() && !matches!(stmt.op, Op::Undo { .. }) {
+                        self.prepare(&stmt.op).await.ok().flatten()
+                    } else {
+                        None
+                    };
+                    self.perform(stage, usize::MAX, stmt, record, true, &never)
+                        .await
+                        .map_err(|(_, f)| f)
+                }
+            };
+            match res {
+                Ok(detail) => {
+                    self.out.end(
+                        &stage_name,
+                        self.line(sspan),
+                        &text,
+                        Mark::Ok,
+                        t0.elapsed(),
+                        (!detail.is_empty()).then_some(detail.as_str()),
+                        true,
+                    );
+                    self.journal
+                        .record(json!({"event": "rollback_end", "stage": stage, "ok": true, "statement": text, "detail": detail}))
+                        .await;
+                }
+                Err(rf) => {
+                    let rmsg = self.redact.redact(&rf.message);
+                    self.out.end(
+                        &stage_name,
+                        self.line(sspan),
+                        &text,
+                        Mark::Failed,
+                        t0.elapsed(),
+                        Some(&rmsg),
+                        true,
+                    );
+                    let rendered = super::render_failure(
+                        &self.target.checked.sources,
+                        sspan,
+                        &format!("rollback step failed: {rmsg}"),
+                        Some("the rollback stopped here; the steps below did not run"),
+                        "this rollback step failed",
+                        self.out.colour(),
+                    );
+                    self.out.error(&rendered, &rmsg);
+                    let remaining: Vec<String> = steps[n + 1..]
+                        .iter()
+                        .map(|s| match s {
+                            Step::Implicit { text, .. } => text.clone(),
+                            Step::Block { stmt, .. } => self.describe(&stmt.op),
+                        })
+                        .collect();
+                    let state = self.live_state().await.unwrap_or_default();
+                    let text = format!(
+                        "failed, and the rollback is incomplete: step {} of {total} (line {}) failed; state left: {}; not run: {}",
+                        n + 1,
+                        self.line(sspan),
+                        self.state_words(&state),
+                        if remaining.is_empty() { "nothing".into() } else { remaining.join("; ") }
+                    );
+                    self.journal
+                        .record(json!({"event": "rollback_end", "stage": stage, "ok": false, "statement": text, "message": rmsg}))
+                        .await;
+                    self.out.summary(
+                        "rollback_incomplete",
+                        &text,
+                        json!({"exit_code": 2, "state": state_json(&state), "not_run": remaining}),
+                    );
+                    return Outcome::RollbackIncomplete;
+                }
+            }
+        }
+        let state = self.live_state().await.unwrap_or_default();
+        if total == 0 {
+            let text = format!(
+                "failed at line {}{}; nothing to roll back: {}",
+                self.line(span),
+                if f.interrupted { " (interrupted)" } else { "" },
+                self.state_words(&state)
+            );
+            self.journal
+                .record(json!({"event": "run_end", "status": "rolled_back"}))
+                .await;
+            self.out.summary(
+                "rolled_back",
+                &text,
+                json!({"exit_code": 1, "state": state_json(&state)}),
+            );
+            return Outcome::RolledBack;
+        }
+        let text = format!(
+            "failed at line {} ({}); rolled back: {}",
+            self.line(span),
+            if f.interrupted {
+                "interrupted"
+            } else {
+                "see above"
+            },
+            self.state_words(&state)
+        );
+        self.journal
+            .record(json!({"event": "run_end", "status": "rolled_back"}))
+            .await;
+        self.out.summary(
+            "rolled_back",
+            &text,
+            json!({"exit_code": 1, "state": state_json(&state)}),
+        );
+        Outcome::RolledBack
+    }
+}
+
+fn rollback_words(text: &str, r: &Record, pb: &Playbook) -> String {
+    let name = |c: &usize| pb.components[*c].name.clone();
+    match r {
+        Record::Templates { comp, .. } => format!(
+            "restore {} to what `{}` replaced",
+            name(comp),
+            first_words(text)
+        ),
+        Record::Canary { comp, promoted, .. } => {
+            if promoted.is_some() {
+                format!(
+                    "remove the {} canary and restore what its promotion replaced",
+                    name(comp)
+                )
+            } else {
+                format!("remove the {} canary", name(comp))
+            }
+        }
+        Record::Selector { comp, value, .. } => format!("switch {} back to {value}", name(comp)),
+        Record::Replicas { comp, .. } => format!("scale {} back", name(comp)),
+        Record::Restart { .. } | Record::Undo { .. } => String::new(),
+    }
+}
+
+fn first_words(text: &str) -> String {
+    text.split(" (").next().unwrap_or(text).to_string()
+}
+
+fn state_json(s: &State) -> Value {
+    json!(s
+        .iter()
+        .map(|(k, v)| (
+            k.clone(),
+            v.iter().map(|x| x.to_string()).collect::<Vec<_>>()
+        ))
+        .collect::<BTreeMap<_, _>>())
+}
+
+fn versions_of_templates<'t>(
+    ts: impl IntoIterator<Item = &'t Value>,
+    container: &str,
+) -> BTreeSet<crate::version::Version> {
+    ts.into_iter()
+        .filter_map(|t| {
+            t["spec"]["containers"]
+                .as_array()?
+                .iter()
+                .find(|c| c["name"] == container)?["image"]
+                .as_str()
+                .and_then(cluster::image_tag)
+                .and_then(|tag| crate::version::Version::parse(tag).ok())
+        })
+        .collect()
+}
+
+fn model_op(op: &Op) -> model::Op {
+    crate::check::model::op(op)
+}
+
+trait OpComp {
+    fn op_comp(&self) -> Option<usize>;
+}
+
+impl OpComp for Statement {
+    fn op_comp(&self) -> Option<usize> {
+        model_op(&self.op).comp()
+    }
+}

@@ -1,0 +1,291 @@
+//! The journal: every statement's start and end and every rollback step, as JSON events, kept in
+//! a ConfigMap keyed by the playbook's digest (`ktplay-journal-<digest[..16]>`) and, with
+//! `--journal FILE`, appended to a local file as JSON lines.
+//!
+//! The ConfigMap's `data`: `playbook`, `digest`, `env`, `run` (the latest run's id), `status`
+//! (`running`, `succeeded`, `rolled_back`, `rollback_incomplete`, `halted`, `aborted`), `events`
+//! (the latest run's events, one JSON object a line) and `last_success` (JSON: run, env, time of
+//! the last run that succeeded; it survives later runs and is what the promotion gate reads).
+//!
+//! Events carry `stage`/`stmt` indices and, for actions, a `record` of what the action replaced,
+//! so `--resume` can skip completed actions and still roll them back.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::ConfigMap;
+use kube::api::{Patch, PatchParams, PostParams};
+use serde_json::{json, Value};
+
+use super::cluster::{status_code, Cluster};
+use super::Redactor;
+
+/// The ConfigMap name for a digest.
+pub fn config_map_name(digest: &str) -> String {
+    let d: String = digest.chars().take(16).collect();
+    format!("ktplay-journal-{d}")
+}
+
+struct Inner {
+    events: Vec<String>,
+    status: String,
+    file: Option<std::fs::File>,
+    last_success: Option<String>,
+}
+
+/// The journal of one run (cheap to clone).
+#[derive(Clone)]
+pub struct Journal {
+    cluster: Option<Cluster>,
+    name: String,
+    pub run_id: String,
+    playbook: String,
+    digest: String,
+    env: String,
+    redact: Redactor,
+    inner: Arc<Mutex<Inner>>,
+}
+
+/// What the cluster's journal says about a playbook digest.
+#[derive(Debug, Clone, Default)]
+pub struct Stored {
+    pub data: BTreeMap<String, String>,
+}
+
+impl Stored {
+    pub fn status(&self) -> Option<&str> {
+        self.data.get("status").map(String::as_str)
+    }
+    pub fn run(&self) -> Option<&str> {
+        self.data.get("run").map(String::as_str)
+    }
+    pub fn events(&self) -> Vec<Value> {
+        self.data
+            .get("events")
+            .map(|e| {
+                e.lines()
+                    .filter_map(|l| serde_json::from_str(l).ok())
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+    pub fn last_success(&self) -> Option<Value> {
+        self.data
+            .get("last_success")
+            .and_then(|s| serde_json::from_str(s).ok())
+    }
+}
+
+/// Read the journal of a digest from a cluster; `None` when there is none.
+pub async fn load(cluster: &Cluster, digest: &str) -> Result<Option<Stored>, String> {
+    let name = config_map_name(digest);
+    match cluster.config_maps().get_opt(&name).await {
+        Ok(Some(cm)) => Ok(Some(Stored {
+            data: cm.data.unwrap_or_default().into_iter().collect(),
+        })),
+        Ok(None) => Ok(None),
+        Err(e) => Err(format!("journal {}/{name}: {e}", cluster.ns)),
+    }
+}
+
+impl Journal {
+    /// Open the journal of a run. `previous` are the events of a run being resumed (kept).
+    #[allow(clippy::too_many_arguments)]
+    pub fn open(
+        cluster: Option<Cluster>,
+        playbook: &str,
+        digest: &str,
+        env: &str,
+        run_id: &str,
+        file: Option<&PathBuf>,
+        redact: Redactor,
+        previous: Vec<Value>,
+        last_success: Option<String>,
+    ) -> std::io::Result<Journal> {
+        let file = match file {
+            Some(p) => Some(
+                std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(p)?,
+            ),
+            None => None,
+        };
+        Ok(Journal {
+            cluster,
+            name: config_map_name(digest),
+            run_id: run_id.to_string(),
+            playbook: playbook.to_string(),
+            digest: digest.to_string(),
+            env: env.to_string(),
+            redact,
+            inner: Arc::new(Mutex::new(Inner {
+                events: previous.iter().map(|e| e.to_string()).collect(),
+                status: "running".into(),
+                file,
+                last_success,
+            })),
+        })
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Append one event (time and run id added, secrets scrubbed) locally and to the cluster.
+    pub async fn record(&self, mut ev: Value) {
+        ev["time"] = json!(chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true));
+        ev["run"] = json!(self.run_id);
+        let line = self.redact.redact(&ev.to_string());
+        {
+            let mut g = self.lock();
+            if let Some(f) = g.file.as_mut() {
+                let _ = writeln!(f, "{line}");
+                let _ = f.flush();
+            }
+            g.events.push(line);
+        }
+        self.sync().await;
+    }
+
+    /// Set the run's status (and `last_success` when it succeeded), then write.
+    pub async fn finish(&self, status: &str) {
+        {
+            let mut g = self.lock();
+            g.status = status.to_string();
+            if status == "succeeded" {
+                g.last_success = Some(
+                    json!({
+                        "run": self.run_id,
+                        "env": self.env,
+                        "time": chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+                    })
+                    .to_string(),
+                );
+            }
+        }
+        self.sync().await;
+    }
+
+    /// The second Ctrl-C: say where the run stopped, quickly.
+    pub async fn abort_now(&self, where_: &str) {
+        let ev = json!({"event": "aborted", "message": where_});
+        let _ = tokio::time::timeout(Duration::from_secs(2), async {
+            self.record(ev).await;
+            self.finish("aborted").await;
+        })
+        .await;
+    }
+
+    fn data(&self) -> BTreeMap<String, String> {
+        let g = self.lock();
+        let mut data = BTreeMap::new();
+        data.insert("playbook".to_string(), self.playbook.clone());
+        data.insert("digest".to_string(), self.digest.clone());
+        data.insert("env".to_string(), self.env.clone());
+        data.insert("run".to_string(), self.run_id.clone());
+        data.insert("status".to_string(), g.status.clone());
+        data.insert("events".to_string(), g.events.join("\n"));
+        if let Some(s) = &g.last_success {
+            data.insert("last_success".to_string(), s.clone());
+        }
+        data
+    }
+
+    async fn sync(&self) {
+        let Some(cluster) = &self.cluster else { return };
+        let data = self.data();
+        let api = cluster.config_maps();
+        let patch = json!({"data": data});
+        match api
+            .patch(&self.name, &PatchParams::default(), &Patch::Merge(&patch))
+            .await
+        {
+            Ok(_) => {}
+            Err(e) if status_code(&e) == Some(404) => {
+                let cm: Result<ConfigMap, _> = serde_json::from_value(json!({
+                    "apiVersion": "v1", "kind": "ConfigMap",
+                    "metadata": {"name": self.name, "labels": {
+                        "app.kubernetes.io/managed-by": "ktplay",
+                    }},
+                    "data": data,
+                }));
+                if let Ok(cm) = cm {
+                    if let Err(e) = api.create(&PostParams::default(), &cm).await {
+                        eprintln!("warning: could not write the journal {}: {e}", self.name);
+                    }
+                }
+            }
+            Err(e) => eprintln!("warning: could not write the journal {}: {e}", self.name),
+        }
+    }
+}
+
+/// What a journal says about progress: statements that completed, their records, and the
+/// statement that started but did not end (if any).
+#[derive(Debug, Clone, Default)]
+pub struct Progress {
+    /// (stage, stmt) that ended ok.
+    pub done: Vec<(usize, usize)>,
+    /// (stage, stmt) → the latest record of what the action replaced.
+    pub records: BTreeMap<(usize, usize), Value>,
+    /// Started without an end.
+    pub half_done: Option<(usize, usize)>,
+    /// A rollback had begun.
+    pub rolling_back: bool,
+}
+
+/// Fold a run's events into its progress.
+pub fn progress(events: &[Value]) -> Progress {
+    let mut p = Progress::default();
+    for e in events {
+        let at = match (e["stage"].as_u64(), e["stmt"].as_u64()) {
+            (Some(s), Some(t)) => Some((s as usize, t as usize)),
+            _ => None,
+        };
+        match (e["event"].as_str(), at) {
+            (Some("start"), Some(at)) => {
+                p.half_done = Some(at);
+                if !e["record"].is_null() {
+                    p.records.insert(at, e["record"].clone());
+                }
+            }
+            (Some("record"), Some(at)) => {
+                p.records.insert(at, e["record"].clone());
+            }
+            (Some("end"), Some(at)) => {
+                if e["ok"] == true {
+                    p.done.push(at);
+                }
+                if p.half_done == Some(at) {
+                    p.half_done = None;
+                }
+            }
+            (Some("rollback_begin"), _) => p.rolling_back = true,
+            _ => {}
+        }
+    }
+    p
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn progress_folds_events() {
+        let ev = |e: &str, s: usize, t: usize, ok: bool| json!({"event": e, "stage": s, "stmt": t, "ok": ok, "record": {"r": t}});
+        let p = progress(&[
+            ev("start", 0, 0, true),
+            ev("end", 0, 0, true),
+            ev("start", 1, 0, true),
+        ]);
+        assert_eq!(p.done, vec![(0, 0)]);
+        assert_eq!(p.half_done, Some((1, 0)));
+        assert_eq!(p.records.len(), 2);
+        assert!(!p.rolling_back);
+    }
+}

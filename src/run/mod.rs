@@ -1,0 +1,270 @@
+//! The runner: a checked playbook → effects on a cluster (issue 5).
+//!
+//! | module | what it holds |
+//! |---|---|
+//! | [`cluster`] | the kube layer: versions, image patches, rollout waits, undo, canaries, selectors, logs |
+//! | [`exec`] | the interpreter: stages, live compatibility checks, failure and rollback |
+//! | [`guards`] | http, logs and ready guards, `approve`, and the [`guards::ScriptRunner`] seam for Rhai |
+//! | [`lock`] | the run lock (a Lease per playbook and namespace) |
+//! | [`journal`] | the journal (a ConfigMap keyed by the playbook digest, and `--journal FILE`), resume, promotion |
+//! | [`output`] | lines for people (spinner on a terminal) or JSON events |
+//! | [`rehearse`] | the in-process simulator seeded from the playbook, URLs routed to it, stand-in secrets |
+//!
+//! Exit codes ([`Outcome::exit_code`]): 0 success; 1 failed and fully rolled back; 2 failed and
+//! rollback incomplete or halted; 3 refused before any action; 4 usage or I/O.
+
+pub mod cli;
+pub mod cluster;
+pub mod exec;
+pub mod guards;
+pub mod journal;
+pub mod lock;
+pub mod output;
+pub mod rehearse;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::watch;
+
+pub use exec::{execute, RunOptions, RunTarget};
+
+/// Exit codes of `run` and `rehearse`.
+pub mod exit {
+    pub const OK: i32 = 0;
+    pub const ROLLED_BACK: i32 = 1;
+    pub const INCOMPLETE: i32 = 2;
+    pub const REFUSED: i32 = 3;
+    pub const USAGE: i32 = 4;
+}
+
+/// How a run ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// Every statement passed.
+    Succeeded,
+    /// A statement failed and every rollback step succeeded.
+    RolledBack,
+    /// A statement failed and a rollback step failed (or a second Ctrl-C stopped it).
+    RollbackIncomplete,
+    /// A statement failed under `on_failure halt`: nothing was rolled back.
+    Halted,
+    /// Refused before any action: why.
+    Refused(String),
+    /// Usage or I/O error: why.
+    Usage(String),
+}
+
+impl Outcome {
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            Outcome::Succeeded => exit::OK,
+            Outcome::RolledBack => exit::ROLLED_BACK,
+            Outcome::RollbackIncomplete | Outcome::Halted => exit::INCOMPLETE,
+            Outcome::Refused(_) => exit::REFUSED,
+            Outcome::Usage(_) => exit::USAGE,
+        }
+    }
+
+    /// The journal's word for it.
+    pub fn word(&self) -> &'static str {
+        match self {
+            Outcome::Succeeded => "succeeded",
+            Outcome::RolledBack => "rolled_back",
+            Outcome::RollbackIncomplete => "rollback_incomplete",
+            Outcome::Halted => "halted",
+            Outcome::Refused(_) => "refused",
+            Outcome::Usage(_) => "error",
+        }
+    }
+}
+
+/// Ctrl-C as a value: the number of interrupts so far. The first abandons the current
+/// statement (waits and retries stop) and the run rolls back; the second stops at once.
+#[derive(Clone)]
+pub struct Cancel {
+    tx: Arc<watch::Sender<u8>>,
+    rx: watch::Receiver<u8>,
+}
+
+impl Default for Cancel {
+    fn default() -> Self {
+        Cancel::new()
+    }
+}
+
+impl Cancel {
+    pub fn new() -> Cancel {
+        let (tx, rx) = watch::channel(0);
+        Cancel {
+            tx: Arc::new(tx),
+            rx,
+        }
+    }
+
+    /// Count one interrupt; returns how many there have been.
+    pub fn interrupt(&self) -> u8 {
+        let mut n = 0;
+        self.tx.send_modify(|c| {
+            *c = c.saturating_add(1);
+            n = *c;
+        });
+        n
+    }
+
+    /// Has the run been interrupted?
+    pub fn interrupted(&self) -> bool {
+        *self.rx.borrow() >= 1
+    }
+
+    /// Resolves once the run is interrupted.
+    pub async fn wait(&self) {
+        let mut rx = self.rx.clone();
+        let _ = rx.wait_for(|n| *n >= 1).await;
+    }
+
+    /// Sleep, cut short by an interrupt; false if interrupted.
+    pub async fn sleep(&self, d: Duration) -> bool {
+        tokio::select! {
+            _ = tokio::time::sleep(d) => true,
+            _ = self.wait() => false,
+        }
+    }
+}
+
+/// Replaces every secret value by `(secret)`: applied to every line printed or journaled and to
+/// every error message, so a secret echoed by a server or a script cannot leak.
+#[derive(Debug, Clone, Default)]
+pub struct Redactor {
+    secrets: Arc<Vec<String>>,
+}
+
+impl Redactor {
+    pub fn new(values: impl IntoIterator<Item = String>) -> Redactor {
+        let mut v: Vec<String> = values.into_iter().filter(|s| !s.is_empty()).collect();
+        // Longest first, so a secret containing another is replaced whole.
+        v.sort_by_key(|s| std::cmp::Reverse(s.len()));
+        Redactor {
+            secrets: Arc::new(v),
+        }
+    }
+
+    pub fn redact(&self, text: &str) -> String {
+        let mut out = text.to_string();
+        for s in self.secrets.iter() {
+            if out.contains(s.as_str()) {
+                out = out.replace(s.as_str(), "(secret)");
+            }
+        }
+        out
+    }
+}
+
+/// A statement that failed, with what a person needs to act.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Failure {
+    pub message: String,
+    pub help: Option<String>,
+    /// The run was interrupted (Ctrl-C), not failed by the cluster.
+    pub interrupted: bool,
+    /// Retrying cannot help (`within` stops at once).
+    pub permanent: bool,
+}
+
+impl Failure {
+    pub fn new(message: impl Into<String>) -> Failure {
+        Failure {
+            message: message.into(),
+            help: None,
+            interrupted: false,
+            permanent: false,
+        }
+    }
+    pub fn help(mut self, help: impl Into<String>) -> Failure {
+        self.help = Some(help.into());
+        self
+    }
+    pub fn interrupted() -> Failure {
+        Failure {
+            message: "interrupted (Ctrl-C): the statement was abandoned".into(),
+            help: None,
+            interrupted: true,
+            permanent: true,
+        }
+    }
+}
+
+impl From<cluster::ClusterError> for Failure {
+    fn from(e: cluster::ClusterError) -> Failure {
+        match e {
+            cluster::ClusterError::Interrupted => Failure::interrupted(),
+            other => Failure::new(other.to_string()),
+        }
+    }
+}
+
+/// A runtime error pointing at the playbook line, rendered like a compile error.
+#[derive(Debug, thiserror::Error, miette::Diagnostic)]
+#[error("{message}")]
+#[diagnostic(code(ktplay::run::failed))]
+pub struct StatementError {
+    pub message: String,
+    #[help]
+    pub help: Option<String>,
+    #[label("{label}")]
+    pub span: miette::SourceSpan,
+    pub label: String,
+}
+
+/// Render a failure at a span of the playbook, like a compile error.
+pub fn render_failure(
+    sources: &crate::source::SourceMap,
+    span: crate::span::Span,
+    message: &str,
+    help: Option<&str>,
+    label: &str,
+    colour: bool,
+) -> String {
+    let problem = crate::diag::Problem::new(
+        span.file,
+        StatementError {
+            message: message.to_string(),
+            help: help.map(String::from),
+            span: span.into(),
+            label: label.to_string(),
+        },
+    );
+    crate::diag::render(
+        sources,
+        &[problem],
+        crate::diag::RenderOptions {
+            colour,
+            width: std::env::var("COLUMNS")
+                .ok()
+                .and_then(|c| c.parse().ok())
+                .unwrap_or(100),
+        },
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn redactor_replaces_longest_first() {
+        let r = Redactor::new(["abc".to_string(), "abcdef".to_string(), String::new()]);
+        assert_eq!(r.redact("x abcdef y abc"), "x (secret) y (secret)");
+    }
+
+    #[tokio::test]
+    async fn cancel_counts() {
+        let c = Cancel::new();
+        assert!(!c.interrupted());
+        assert!(c.sleep(Duration::from_millis(1)).await);
+        assert_eq!(c.interrupt(), 1);
+        assert!(c.interrupted());
+        assert!(!c.sleep(Duration::from_secs(5)).await);
+        assert_eq!(c.interrupt(), 2);
+    }
+}

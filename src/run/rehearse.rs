@@ -1,0 +1,193 @@
+//! `ktplay rehearse`: the simulator in-process, seeded from the playbook, with the env's URLs
+//! routed to the simulated services and stand-ins for unset secrets.
+//!
+//! Seeding: every component at its `from` version, 3 replicas per deployment (blue-green: both
+//! colours, the Service on blue), in the env's namespace. The sim judges compatibility by the
+//! playbook's matrix.
+//!
+//! URL routing: each `let` whose value is an `http(s)://` URL is mapped to a component — by the
+//! let's name (`api_url` → `api`) or else by the labels of its host (`console-….internal` →
+//! `console`); when the URL names `${C.idle}` or `${C.live}`, each colour's host goes to that
+//! colour's service. Requests keep their path and query; only scheme and host change.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use crate::check::program::{
+    Colour, Env, Field, LetValue, Playbook, Template, TemplatePart, Workload,
+};
+use crate::matrix::{Matrix, Verdict};
+use crate::resolve::{Live, Mode, Scope};
+use crate::sim::{CompatFn, Running, Seed, SeedComponent, SeedWorkload};
+
+use super::guards::UrlRewrite;
+
+/// The seed for a playbook: its components at `from`.
+pub fn seed_for(pb: &Playbook, namespace: &str) -> Seed {
+    Seed {
+        namespace: namespace.to_string(),
+        components: pb
+            .components
+            .iter()
+            .map(|c| SeedComponent {
+                name: c.name.clone(),
+                workload: match &c.workload {
+                    Workload::Deployments(d) => SeedWorkload::Deployments(d.clone()),
+                    Workload::BlueGreen(bg) => SeedWorkload::BlueGreen {
+                        service: bg.service.clone(),
+                        selector: bg.selector.clone(),
+                        blue: bg.blue.clone(),
+                        green: bg.green.clone(),
+                    },
+                },
+                container: c.container.clone(),
+                image: c.image.clone(),
+                version: c.from.clone(),
+                replicas: 3,
+            })
+            .collect(),
+    }
+}
+
+/// The sim's compatibility judged by the playbook's matrix (components take part under their
+/// roles); `None` (the sim's built-in rule) when the playbook names no matrix.
+pub fn compat_for(pb: &Playbook, matrix: Option<&Matrix>) -> Option<CompatFn> {
+    let m = matrix?.clone();
+    let roles: HashMap<String, String> = pb
+        .components
+        .iter()
+        .map(|c| (c.name.clone(), c.role.clone()))
+        .collect();
+    Some(Arc::new(move |who: &str, peer, api| {
+        let role = roles.get(who).map(String::as_str).unwrap_or(who);
+        matches!(m.verdict(role, peer, api), Verdict::Allowed)
+    }))
+}
+
+/// Secrets for the rehearsal: the environment's values where set, generated stand-ins
+/// otherwise. Returns the values and the variables that got stand-ins.
+pub fn secrets(pb: &Playbook, env: Option<&Env>) -> (HashMap<String, String>, Vec<String>) {
+    let mut values = HashMap::new();
+    let mut generated = Vec::new();
+    let lets = pb
+        .lets
+        .iter()
+        .chain(env.into_iter().flat_map(|e| e.lets.iter()));
+    for l in lets {
+        if let LetValue::Secret { var } = &l.value {
+            if values.contains_key(var) {
+                continue;
+            }
+            match std::env::var(var) {
+                Ok(v) if !v.is_empty() => {
+                    values.insert(var.clone(), v);
+                }
+                _ => {
+                    use rand::Rng;
+                    let n: u64 = rand::thread_rng().gen();
+                    values.insert(var.clone(), format!("rehearsal-{n:016x}"));
+                    generated.push(var.clone());
+                }
+            }
+        }
+    }
+    (values, generated)
+}
+
+fn host_of(url: &str) -> Option<&str> {
+    let rest = url
+        .strip_prefix("https://")
+        .or_else(|| url.strip_prefix("http://"))?;
+    let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    Some(&rest[..end])
+}
+
+fn words(s: &str) -> impl Iterator<Item = &str> {
+    s.split(|c: char| !c.is_ascii_alphanumeric())
+        .filter(|w| !w.is_empty())
+}
+
+/// The colour field a template names for a component, if any.
+fn colour_field(t: &Template) -> Option<(usize, Field)> {
+    t.parts.iter().find_map(|p| match p {
+        TemplatePart::Field { comp, field } if matches!(field, Field::Idle | Field::Live) => {
+            Some((*comp, *field))
+        }
+        _ => None,
+    })
+}
+
+/// Route the env's URL lets to the simulator's services.
+pub fn url_rewrite(
+    pb: &Playbook,
+    env: Option<&Env>,
+    running: &Running,
+    secrets: &HashMap<String, String>,
+) -> (UrlRewrite, Vec<String>) {
+    let mut map = Vec::new();
+    let mut notes = Vec::new();
+    let lets = pb
+        .lets
+        .iter()
+        .chain(env.into_iter().flat_map(|e| e.lets.iter()));
+    for l in lets {
+        let LetValue::Text(t) = &l.value else {
+            continue;
+        };
+        let colour_part = colour_field(t);
+        let lives: Vec<Option<Colour>> = if colour_part.is_some() {
+            vec![Some(Colour::Blue), Some(Colour::Green)]
+        } else {
+            vec![None]
+        };
+        for live in lives {
+            let mut l_live = Live {
+                colours: HashMap::new(),
+                secrets: secrets.clone(),
+            };
+            if let (Some((ci, _)), Some(col)) = (colour_part, live) {
+                l_live.colours.insert(ci, col);
+            }
+            // Blue-green components the template does not name still need a colour to render.
+            for (i, c) in pb.components.iter().enumerate() {
+                if c.is_blue_green() {
+                    l_live.colours.entry(i).or_insert(Colour::Blue);
+                }
+            }
+            let scope = Scope::new(pb, env, &l_live);
+            let Ok(url) = scope.render(t, Mode::Real) else {
+                continue;
+            };
+            let Some(host) = host_of(&url) else { continue };
+            let by_name = pb
+                .components
+                .iter()
+                .position(|c| words(&l.name).any(|w| w == c.name));
+            let by_host = || {
+                pb.components
+                    .iter()
+                    .position(|c| words(host).any(|w| w == c.name))
+            };
+            let comp = colour_part.map(|(ci, _)| ci).or(by_name).or_else(by_host);
+            let Some(ci) = comp else {
+                notes.push(format!(
+                    "`{}` ({host}) matches no component; its requests go out unchanged",
+                    l.name
+                ));
+                continue;
+            };
+            let cname = &pb.components[ci].name;
+            let colour = match (colour_part, live) {
+                (Some((_, Field::Idle)), Some(l)) => Some(l.other().as_str()),
+                (Some((_, Field::Live)), Some(l)) => Some(l.as_str()),
+                _ => None,
+            };
+            if let Some(base) = running.service_url(cname, colour) {
+                if !map.iter().any(|(h, _): &(String, String)| h == host) {
+                    map.push((host.to_string(), base));
+                }
+            }
+        }
+    }
+    (UrlRewrite { map }, notes)
+}
