@@ -169,6 +169,8 @@ struct Exec<'a> {
     /// A cancel that never fires: rollbacks run to the end unless a second Ctrl-C exits.
     never: Cancel,
     statements: usize,
+    /// The stage being run or rolled back, for scripts' `stage`.
+    stage: std::sync::Mutex<String>,
 }
 
 type StmtResult = Result<String, (Span, Failure)>;
@@ -406,6 +408,7 @@ pub async fn execute(target: RunTarget<'_>, cluster: Cluster, opts: RunOptions) 
         }),
         never: Cancel::new(),
         statements: 0,
+        stage: std::sync::Mutex::new(String::new()),
         opts,
     };
     for e in &previous {
@@ -619,6 +622,9 @@ impl<'a> Exec<'a> {
 
         for (k, stage) in pb.stages.iter().enumerate() {
             self.out.stage(&stage.name, self.line(stage.span));
+            if let Ok(mut s) = self.stage.lock() {
+                s.clone_from(&stage.name);
+            }
             self.journal
                 .record(json!({"event": "stage", "stage": k, "name": stage.name}))
                 .await;
@@ -691,6 +697,9 @@ impl<'a> Exec<'a> {
         st: &Statement,
     ) -> Result<(), (Span, Failure)> {
         let stage = self.pb.stages[k].name.clone();
+        if let Ok(mut s) = self.stage.lock() {
+            s.clone_from(&stage);
+        }
         let line = self.line(st.span);
         let text = self.describe(&st.op);
         self.statements += 1;
@@ -798,6 +807,9 @@ impl<'a> Exec<'a> {
         f: Failure,
     ) -> (Span, Failure) {
         let stage = self.pb.stages[k].name.clone();
+        if let Ok(mut s) = self.stage.lock() {
+            s.clone_from(&stage);
+        }
         self.out.end(
             &stage,
             self.line(st.span),
@@ -1267,6 +1279,7 @@ impl<'a> Exec<'a> {
             scripts: self.opts.scripts.as_ref(),
             cancel,
             redact: &self.redact,
+            stage: self.stage.lock().map(|s| s.clone()).unwrap_or_default(),
         };
         guards::run_guard(g, &env).await
     }
@@ -1280,6 +1293,9 @@ impl<'a> Exec<'a> {
         cancel: &Cancel,
     ) -> Result<(), (Span, Failure)> {
         let stage = self.pb.stages[k].name.clone();
+        if let Ok(mut s) = self.stage.lock() {
+            s.clone_from(&stage);
+        }
         for g in guards {
             let text = format!("  {}", self.describe(&g.op));
             let t0 = Instant::now();

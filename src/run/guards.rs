@@ -58,6 +58,11 @@ pub struct ScriptContext {
     pub cancel: Cancel,
     /// Scrubs secrets from whatever the script says.
     pub redact: Redactor,
+    /// The stage the script runs in, and the env.
+    pub stage: String,
+    pub env_name: String,
+    /// Names of the lets in `vars` that are secrets: scripts get them only through `secret()`.
+    pub secret_names: Vec<String>,
 }
 
 /// The verdict of a script.
@@ -124,9 +129,9 @@ impl ScriptRunner for Unsupported {
     }
 }
 
-/// The script runner the CLI uses. Replace this one function to plug the Rhai engine in.
+/// The script runner the CLI uses: the sandboxed Rhai engine of [`crate::script`].
 pub fn script_runner() -> Arc<dyn ScriptRunner> {
-    Arc::new(Unsupported)
+    Arc::new(super::rhai::RhaiRunner)
 }
 
 /// Run one script through `runner` within its deadline; `Ok(detail)` when it holds.
@@ -192,6 +197,8 @@ pub struct GuardEnv<'a> {
     pub scripts: &'a dyn ScriptRunner,
     pub cancel: &'a Cancel,
     pub redact: &'a Redactor,
+    /// The stage being run (scripts see it as `stage`).
+    pub stage: String,
 }
 
 impl GuardEnv<'_> {
@@ -226,6 +233,22 @@ impl GuardEnv<'_> {
             deadline,
             cancel: self.cancel.clone(),
             redact: self.redact.clone(),
+            stage: self.stage.clone(),
+            env_name: self.scope.env.map(|e| e.name.clone()).unwrap_or_default(),
+            secret_names: self
+                .playbook
+                .lets
+                .iter()
+                .map(|l| l.name.as_str())
+                .chain(
+                    self.scope
+                        .env
+                        .into_iter()
+                        .flat_map(|e| e.lets.iter().map(|l| l.name.as_str())),
+                )
+                .filter(|n| self.scope.is_secret(n))
+                .map(str::to_string)
+                .collect(),
         }
     }
 }
@@ -499,6 +522,9 @@ mod tests {
             rewrite: UrlRewrite::default(),
             response: None,
             deadline: Instant::now() + Duration::from_secs(1),
+            stage: String::new(),
+            env_name: String::new(),
+            secret_names: vec![],
             cancel: Cancel::new(),
             redact: Redactor::default(),
         };

@@ -21,6 +21,7 @@ pub mod journal;
 pub mod lock;
 pub mod output;
 pub mod rehearse;
+pub mod rhai;
 
 use std::sync::Arc;
 use std::time::Duration;
