@@ -310,3 +310,174 @@ fn cli_json_is_the_documented_shape() {
     assert_eq!(w["severity"], "warning");
     assert_eq!(w["code"], "ktplay::check::downgrade");
 }
+
+// ------------------------------------------------------------------ plan and matrix
+
+#[test]
+fn plan_shows_values_changes_and_states_for_an_env() {
+    let out = ktplay()
+        .args([
+            "plan",
+            "playbooks/keeptrusts-1.5.ktplay",
+            "--env",
+            "production",
+        ])
+        .env("TEST_KEY", "tk-plan-secret")
+        .assert()
+        .code(0)
+        .get_output()
+        .clone();
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(!text.contains("tk-plan-secret"));
+    insta::assert_snapshot!(text);
+}
+
+#[test]
+fn plan_json_is_machine_readable() {
+    let out = ktplay()
+        .args([
+            "plan",
+            "playbooks/keeptrusts-1.5.ktplay",
+            "--env",
+            "staging",
+            "--format",
+            "json",
+        ])
+        .assert()
+        .code(0)
+        .get_output()
+        .stdout
+        .clone();
+    let plan: serde_json::Value = serde_json::from_slice(&out).unwrap();
+    assert_eq!(plan["env"], "staging");
+    assert_eq!(plan["summary"]["stages"], 5);
+    assert_eq!(plan["summary"]["image_changes"], 4);
+    let stages = plan["stages"].as_array().unwrap();
+    let names: Vec<&str> = stages.iter().map(|s| s["name"].as_str().unwrap()).collect();
+    assert_eq!(
+        names,
+        ["preflight", "api", "gateways", "console", "workers"]
+    );
+    let rolling_api = &stages[1]["statements"][0];
+    assert_eq!(rolling_api["image_change"]["from"], "1.4.2");
+    assert_eq!(rolling_api["image_change"]["to"], "1.5.0");
+    let last = stages[4]["statements"].as_array().unwrap().last().unwrap();
+    assert_eq!(last["state_after"]["api"], serde_json::json!(["1.5.0"]));
+    assert_eq!(
+        last["state_after"]["console"],
+        serde_json::json!(["1.4.0", "1.5.0"])
+    );
+    let policy_guard = stages[2]["statements"][2]["statement"].as_str().unwrap();
+    assert!(policy_guard.contains("bearer (secret)"), "{policy_guard}");
+    assert!(policy_guard.contains("https://gateway.staging.example.com/v1/chat/completions"));
+}
+
+#[test]
+fn plan_refuses_broken_playbooks_and_unknown_envs() {
+    ktplay()
+        .args([
+            "plan",
+            "tests/cases/check/err/compat_gateway_before_api.ktplay",
+        ])
+        .assert()
+        .code(1)
+        .stderr(predicates::str::contains("ktplay::compat::incompatible"));
+    ktplay()
+        .args(["plan", "playbooks/keeptrusts-1.5.ktplay", "--env", "stagin"])
+        .assert()
+        .code(2)
+        .stderr(predicates::str::contains("did you mean `staging`?"));
+    ktplay()
+        .args(["plan", "playbooks/keeptrusts-1.5.ktplay"])
+        .assert()
+        .code(2)
+        .stderr(predicates::str::contains(
+            "choose an env with --env: staging, production",
+        ));
+}
+
+#[test]
+fn compat_findings_in_check_json_carry_their_codes() {
+    let out = ktplay()
+        .args([
+            "check",
+            "--format",
+            "json",
+            "tests/cases/check/err/compat_rollback_block_wrong_order.ktplay",
+            "tests/cases/check/warn/compat_eol.ktplay",
+        ])
+        .assert()
+        .code(1)
+        .get_output()
+        .stdout
+        .clone();
+    let doc: serde_json::Value = serde_json::from_slice(&out).unwrap();
+    let codes: Vec<&str> = doc["diagnostics"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["code"].as_str().unwrap())
+        .collect();
+    assert!(codes.contains(&"ktplay::compat::incompatible"), "{codes:?}");
+    assert!(codes.contains(&"ktplay::compat::eol"), "{codes:?}");
+    let inc = doc["diagnostics"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| d["code"] == "ktplay::compat::incompatible")
+        .unwrap();
+    assert_eq!(
+        inc["line"], 23,
+        "labelled at the rollback statement that creates the state"
+    );
+}
+
+#[test]
+fn matrix_show_and_check() {
+    let out = ktplay()
+        .args(["matrix", "show"])
+        .assert()
+        .code(0)
+        .get_output()
+        .stdout
+        .clone();
+    insta::assert_snapshot!(String::from_utf8(out).unwrap());
+    ktplay()
+        .args([
+            "matrix",
+            "check",
+            "api=1.5.0",
+            "gateway=1.4.1,1.5.0",
+            "console=1.4.0",
+        ])
+        .assert()
+        .code(0)
+        .stdout(predicates::str::contains("allowed"));
+    ktplay()
+        .args(["matrix", "check", "api=1.5.0", "gateway=1.3.9,1.5.0"])
+        .assert()
+        .code(1)
+        .stdout(predicates::str::contains("gateway 1.3.9: FORBIDDEN"));
+    ktplay()
+        .args([
+            "matrix",
+            "check",
+            "--file",
+            "tests/cases/check/ok/matrices/keeptrusts.ktplay",
+            "--matrix",
+            "rule-based",
+            "api=2.3.0",
+            "gateway=2.1.0",
+        ])
+        .assert()
+        .code(1);
+    ktplay()
+        .args(["matrix", "check", "api=1.5"])
+        .assert()
+        .code(2);
+    ktplay()
+        .args(["matrix", "show", "nope"])
+        .assert()
+        .code(2)
+        .stderr(predicates::str::contains("no matrix `nope`"));
+}
