@@ -8,7 +8,7 @@ use miette::{Diagnostic, SourceSpan};
 use rhai::AST;
 
 use super::api::API_FUNCTIONS;
-use super::sandbox::{base_engine, Limits, SCOPE_NAMES};
+use super::sandbox::{base_engine, sandboxed_raw, Limits, SCOPE_NAMES};
 use crate::span::{FileId, Span};
 
 /// Where a script's text lives, so positions map onto the file.
@@ -158,7 +158,7 @@ const KEYWORDS: &[&str] = &[
 /// Compile a script with the sandbox's settings; every problem found, labelled in its file.
 pub fn compile(src: ScriptSource) -> Result<AST, Vec<(FileId, ScriptError)>> {
     static ENGINE: OnceLock<rhai::Engine> = OnceLock::new();
-    let engine = ENGINE.get_or_init(|| base_engine(&Limits::default()));
+    let engine = ENGINE.get_or_init(|| sandboxed_raw(&Limits::default()));
     let mut scope = rhai::Scope::new();
     for n in SCOPE_NAMES {
         // Declared as variables, not constants: the optimizer would fold a constant `()` into

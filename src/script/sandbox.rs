@@ -100,8 +100,15 @@ fn standard() -> &'static rhai::Shared<rhai::Module> {
 /// The engine with the sandbox applied but no host functions: used by `check` to compile, and
 /// as the base of every run.
 pub(crate) fn base_engine(limits: &Limits) -> Engine {
-    let mut engine = Engine::new_raw();
+    let mut engine = sandboxed_raw(limits);
     engine.register_global_module(standard().clone());
+    engine
+}
+
+/// The sandbox's settings on an engine with no functions at all: enough to compile (Rhai
+/// resolves functions when it runs), and much cheaper to build than the standard package.
+pub(crate) fn sandboxed_raw(limits: &Limits) -> Engine {
+    let mut engine = Engine::new_raw();
     engine
         .set_max_operations(limits.max_operations)
         .set_max_call_levels(limits.max_call_levels)
