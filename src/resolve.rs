@@ -7,7 +7,7 @@
 use std::collections::HashMap;
 
 use crate::check::program::{
-    Colour, Env, Field, LetValue, Playbook, Template, TemplatePart, Workload,
+    Colour, Env, Field, Let, LetValue, Playbook, Template, TemplatePart, Workload,
 };
 
 /// How to show what is secret or not yet known.
@@ -39,6 +39,28 @@ pub enum ResolveError {
     Cycle(String),
 }
 
+/// Is the let `name`, as `env` sees it (env lets shadow playbook lets), a secret or built from
+/// one? Shared by the checker (secrets in URLs) and everything that prints values.
+pub fn is_secret(name: &str, lets: &[Let], env: Option<&Env>) -> bool {
+    fn go(name: &str, lets: &[Let], env: Option<&Env>, depth: usize) -> bool {
+        if depth > 32 {
+            return false;
+        }
+        let found = env
+            .and_then(|e| e.lets.iter().find(|l| l.name == name))
+            .or_else(|| lets.iter().find(|l| l.name == name));
+        match found.map(|l| &l.value) {
+            Some(LetValue::Secret { .. }) => true,
+            Some(LetValue::Text(t)) => t
+                .parts
+                .iter()
+                .any(|p| matches!(p, TemplatePart::Let(n) if go(n, lets, env, depth + 1))),
+            None => false,
+        }
+    }
+    go(name, lets, env, 0)
+}
+
 /// A playbook seen from one env.
 pub struct Scope<'a> {
     pub playbook: &'a Playbook,
@@ -65,21 +87,7 @@ impl<'a> Scope<'a> {
 
     /// Is the let a secret (or built from one)?
     pub fn is_secret(&self, name: &str) -> bool {
-        self.is_secret_depth(name, 0)
-    }
-
-    fn is_secret_depth(&self, name: &str, depth: usize) -> bool {
-        if depth > 32 {
-            return false;
-        }
-        match self.find_let(name) {
-            Some(LetValue::Secret { .. }) => true,
-            Some(LetValue::Text(t)) => t
-                .parts
-                .iter()
-                .any(|p| matches!(p, TemplatePart::Let(n) if self.is_secret_depth(n, depth + 1))),
-            None => false,
-        }
+        is_secret(name, &self.playbook.lets, self.env)
     }
 
     /// The namespace this env runs in.

@@ -15,6 +15,24 @@ pub struct SourceFile {
     pub text: Arc<str>,
 }
 
+impl SourceFile {
+    /// The folder the file was read from: `use` and hook paths are relative to it.
+    pub fn dir(&self) -> PathBuf {
+        self.path
+            .parent()
+            .map(Path::to_path_buf)
+            .unwrap_or_default()
+    }
+
+    /// The same folder as the user named it, for the names of files found relative to it.
+    pub fn shown_dir(&self) -> PathBuf {
+        Path::new(&self.name)
+            .parent()
+            .map(Path::to_path_buf)
+            .unwrap_or_default()
+    }
+}
+
 /// Append-only table of source files.
 #[derive(Debug, Default, Clone)]
 pub struct SourceMap {

@@ -168,17 +168,8 @@ impl Loader {
                 .collect(),
             None => vec![],
         };
-        let dir = self
-            .sources
-            .get(id)
-            .path
-            .parent()
-            .map(Path::to_path_buf)
-            .unwrap_or_default();
-        let shown_dir = Path::new(&self.sources.get(id).name)
-            .parent()
-            .map(Path::to_path_buf)
-            .unwrap_or_default();
+        let dir = self.sources.get(id).dir();
+        let shown_dir = self.sources.get(id).shown_dir();
         for (rel, span) in uses {
             let target = dir.join(&rel);
             let shown = shown_dir.join(&rel).to_string_lossy().into_owned();
@@ -394,13 +385,7 @@ fn finish(mut loader: Loader, inputs: Vec<FileId>) -> Checked {
             ));
         }
         let text = loader.sources.get(id).text.clone();
-        let base_dir = loader
-            .sources
-            .get(id)
-            .path
-            .parent()
-            .map(Path::to_path_buf)
-            .unwrap_or_default();
+        let base_dir = loader.sources.get(id).dir();
         for item in &file.items {
             if let ast::Item::Playbook(pb) = item {
                 let mut hasher = Sha256::new();

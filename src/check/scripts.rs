@@ -2,7 +2,7 @@
 //! errors and unknown functions are found before anything runs.
 
 use std::collections::HashSet;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use crate::check::program::{GuardKind, Op, Playbook, Rollback, Statement};
 use crate::diag::Problem;
@@ -19,10 +19,7 @@ pub fn compile_all(
     problems: &mut Vec<Problem>,
     hooks_done: &mut HashSet<PathBuf>,
 ) {
-    let shown_dir = Path::new(&sources.get(file).name)
-        .parent()
-        .map(Path::to_path_buf)
-        .unwrap_or_default();
+    let shown_dir = sources.get(file).shown_dir();
     let mut visit = |st: &Statement, problems: &mut Vec<Problem>, sources: &mut SourceMap| {
         let mut guards: Vec<&GuardKind> = Vec::new();
         match &st.op {

@@ -82,34 +82,34 @@ impl<'a> Lowerer<'a> {
         None
     }
 
-    fn k8s_label(&mut self, name: &str, span: Span, what: &'static str) {
-        if let Some(reason) = dns_label_problem(name) {
+    /// Report `name` if it breaks an RFC 1123 rule: labels for namespaces, containers and
+    /// services, subdomains for deployments.
+    fn k8s_name(&mut self, name: &str, span: Span, what: &'static str, subdomain: bool) {
+        let (problem, kind) = if subdomain {
+            (dns_subdomain_problem(name), "names")
+        } else {
+            (dns_label_problem(name), "labels")
+        };
+        if let Some(reason) = problem {
             self.error(CheckError::InvalidK8sName {
                 what,
                 name: name.to_string(),
                 span: span.into(),
                 reason,
                 help: format!(
-                    "Kubernetes names are lower-case RFC 1123 labels: try `{}`",
+                    "Kubernetes names are lower-case RFC 1123 {kind}: try `{}`",
                     suggest_k8s_name(name)
                 ),
             });
         }
     }
 
+    fn k8s_label(&mut self, name: &str, span: Span, what: &'static str) {
+        self.k8s_name(name, span, what, false)
+    }
+
     fn k8s_subdomain(&mut self, name: &str, span: Span, what: &'static str) {
-        if let Some(reason) = dns_subdomain_problem(name) {
-            self.error(CheckError::InvalidK8sName {
-                what,
-                name: name.to_string(),
-                span: span.into(),
-                reason,
-                help: format!(
-                    "Kubernetes names are lower-case RFC 1123 names: try `{}`",
-                    suggest_k8s_name(name)
-                ),
-            });
-        }
+        self.k8s_name(name, span, what, true)
     }
 
     /// Lower a whole playbook.
@@ -664,7 +664,7 @@ impl<'a> Lowerer<'a> {
                 match found {
                     None => missing_in.push(*scope),
                     Some(l) => {
-                        if is_secret(l, lets, scope.map(|e| &envs[e]), 0) {
+                        if crate::resolve::is_secret(&l.name, lets, scope.map(|e| &envs[e])) {
                             secret = true;
                         }
                     }
@@ -710,22 +710,5 @@ impl<'a> Lowerer<'a> {
                 });
             }
         }
-    }
-}
-
-/// Is the let a secret, or built from one?
-fn is_secret(l: &Let, lets: &[Let], env: Option<&Env>, depth: usize) -> bool {
-    if depth > 16 {
-        return false;
-    }
-    match &l.value {
-        LetValue::Secret { .. } => true,
-        LetValue::Text(t) => t.parts.iter().any(|p| match p {
-            TemplatePart::Let(name) => env
-                .and_then(|e| e.lets.iter().find(|x| &x.name == name))
-                .or_else(|| lets.iter().find(|x| &x.name == name))
-                .is_some_and(|x| is_secret(x, lets, env, depth + 1)),
-            _ => false,
-        }),
     }
 }
