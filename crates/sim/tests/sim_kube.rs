@@ -14,7 +14,7 @@ use kube::Client;
 use serde_json::{json, Value};
 use tower::ServiceExt;
 
-use ktplay::sim::{Fault, Seed, SeedComponent, SeedWorkload, Sim, SimConfig};
+use ktplay_sim::{Fault, Seed, SeedComponent, SeedWorkload, Sim, SimConfig};
 
 const NS: &str = "keeptrusts";
 
@@ -551,7 +551,7 @@ async fn stalled_rollout_hits_progress_deadline_then_undo_reuses_old_replicaset(
     let (sim, client) = sim_with(
         SimConfig {
             progress_deadline: Some(Duration::from_secs(1)),
-            faults: ktplay::sim::Faults::parse_all(["never-ready:gateway@1.5.0"]).unwrap(),
+            faults: ktplay_sim::Faults::parse_all(["never-ready:gateway@1.5.0"]).unwrap(),
             ..SimConfig::default()
         },
         "1.4.0",
@@ -1120,7 +1120,7 @@ async fn bad_input_gets_status_errors_never_panics() {
     )
     .await;
     assert_eq!((code, v["reason"].as_str()), (400, Some("BadRequest")));
-    let (code, _) = raw(
+    let (code, v) = raw(
         &sim,
         "GET",
         &format!("/api/v1/namespaces/{NS}/pods/{pod}/log?tailLines=-3"),
@@ -1128,7 +1128,9 @@ async fn bad_input_gets_status_errors_never_panics() {
         "",
     )
     .await;
-    assert_eq!(code, 400);
+    // as the real API server: PodLogOptions validation, 422 with the field named
+    assert_eq!(code, 422, "{v}");
+    assert_eq!(v["details"]["causes"][0]["field"], "tailLines", "{v}");
     // the cluster still works after all that
     assert_eq!(sim.list_objects("deployments", NS).len(), 7);
     let (code, _) = raw(&sim, "GET", "/version", None, "").await;
@@ -1541,7 +1543,7 @@ async fn incompatible_upgrade_order_fails_for_real() {
 async fn failing_migration_keeps_old_api_serving() {
     let (sim, client) = sim_with(
         SimConfig {
-            faults: ktplay::sim::Faults::parse_all(["migration-fails:1.5.0"]).unwrap(),
+            faults: ktplay_sim::Faults::parse_all(["migration-fails:1.5.0"]).unwrap(),
             progress_deadline: Some(Duration::from_secs(1)),
             ..SimConfig::default()
         },
@@ -1609,6 +1611,7 @@ async fn custom_seed_and_compat_fn() {
         ..SimConfig::default()
     });
     sim.seed(&Seed {
+        pod_env: Vec::new(),
         namespace: "edge".into(),
         components: vec![
             SeedComponent {

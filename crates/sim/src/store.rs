@@ -26,8 +26,88 @@ pub struct ApiError {
     pub reason: &'static str,
     /// Human-readable message, worded like the real API server's.
     pub message: String,
-    /// `details`: name and kind (resource) of the object concerned.
-    pub details: Option<(String, String, String)>,
+    /// `details`: name, group and kind (the resource plural, or the Kind for `Invalid`) of the
+    /// object concerned.
+    pub details: Option<Box<(String, String, String)>>,
+    /// `details.causes`: one per field error of an `Invalid` answer.
+    pub causes: Vec<FieldError>,
+}
+
+/// One field error of a validation failure, as `k8s.io/apimachinery`'s `field.Error`: it
+/// renders as `FIELD: BODY` in the message and as a `details.causes` entry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FieldError {
+    /// The field path (`spec.strategy.rollingUpdate.maxUnavailable`).
+    pub field: String,
+    /// The cause type: `FieldValueRequired`, `FieldValueInvalid`, `FieldValueTooLong`, ...
+    pub reason: &'static str,
+    /// What is wrong: `Required value`, `Invalid value: 0: may not be 0 when ...`.
+    pub body: String,
+}
+
+impl FieldError {
+    /// `Required value`, with an optional detail.
+    pub fn required(field: impl Into<String>, detail: &str) -> FieldError {
+        let mut body = "Required value".to_string();
+        if !detail.is_empty() {
+            body = format!("{body}: {detail}");
+        }
+        FieldError {
+            field: field.into(),
+            reason: "FieldValueRequired",
+            body,
+        }
+    }
+
+    /// `Invalid value: VALUE: DETAIL`; `value` is already rendered as Go prints it (numbers
+    /// bare, strings quoted, maps as `map[string]string{...}`).
+    pub fn invalid(field: impl Into<String>, value: &str, detail: &str) -> FieldError {
+        let mut body = format!("Invalid value: {value}");
+        if !detail.is_empty() {
+            body = format!("{body}: {detail}");
+        }
+        FieldError {
+            field: field.into(),
+            reason: "FieldValueInvalid",
+            body,
+        }
+    }
+
+    /// `Too long: may not be more than N bytes`.
+    pub fn too_long(field: impl Into<String>, max: usize) -> FieldError {
+        FieldError {
+            field: field.into(),
+            reason: "FieldValueTooLong",
+            body: format!("Too long: may not be more than {max} bytes"),
+        }
+    }
+}
+
+impl std::fmt::Display for FieldError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.field, self.body)
+    }
+}
+
+/// A bad value as the API server prints it in a field error: as JSON (strings quoted,
+/// numbers bare, maps with sorted keys).
+pub fn go_value(v: &Value) -> String {
+    fn sorted(v: &Value) -> Value {
+        match v {
+            Value::Object(m) => {
+                let mut keys: Vec<&String> = m.keys().collect();
+                keys.sort();
+                Value::Object(
+                    keys.into_iter()
+                        .map(|k| (k.clone(), sorted(&m[k])))
+                        .collect(),
+                )
+            }
+            Value::Array(a) => Value::Array(a.iter().map(sorted).collect()),
+            other => other.clone(),
+        }
+    }
+    sorted(v).to_string()
 }
 
 impl ApiError {
@@ -38,6 +118,7 @@ impl ApiError {
             reason,
             message: message.into(),
             details: None,
+            causes: Vec::new(),
         }
     }
 
@@ -55,55 +136,106 @@ impl ApiError {
         )
     }
 
+    fn about(code: u16, reason: &'static str, message: String, kind: Kind, name: &str) -> ApiError {
+        ApiError {
+            details: Some(Box::new(details(kind, name))),
+            ..ApiError::new(code, reason, message)
+        }
+    }
+
     /// 404 NotFound for an object.
     pub fn not_found(kind: Kind, name: &str) -> ApiError {
-        ApiError {
-            code: 404,
-            reason: "NotFound",
-            message: format!("{} \"{}\" not found", kind.qualified(), name),
-            details: Some(details(kind, name)),
-        }
+        let m = format!("{} \"{}\" not found", kind.qualified(), name);
+        ApiError::about(404, "NotFound", m, kind, name)
     }
 
     /// 409 AlreadyExists.
     pub fn already_exists(kind: Kind, name: &str) -> ApiError {
-        ApiError {
-            code: 409,
-            reason: "AlreadyExists",
-            message: format!("{} \"{}\" already exists", kind.qualified(), name),
-            details: Some(details(kind, name)),
-        }
+        let m = format!("{} \"{}\" already exists", kind.qualified(), name);
+        ApiError::about(409, "AlreadyExists", m, kind, name)
     }
 
     /// 409 Conflict on a stale resourceVersion.
     pub fn conflict(kind: Kind, name: &str) -> ApiError {
-        ApiError {
-            code: 409,
-            reason: "Conflict",
-            message: format!(
-                "Operation cannot be fulfilled on {} \"{}\": the object has been modified; \
-                 please apply your changes to the latest version and try again",
-                kind.qualified(),
-                name
-            ),
-            details: Some(details(kind, name)),
-        }
+        let m = format!(
+            "Operation cannot be fulfilled on {} \"{}\": the object has been modified; \
+             please apply your changes to the latest version and try again",
+            kind.qualified(),
+            name
+        );
+        ApiError::about(409, "Conflict", m, kind, name)
     }
 
-    /// 422 Invalid.
-    pub fn invalid(kind: Kind, name: &str, problem: impl std::fmt::Display) -> ApiError {
+    /// 403 Forbidden, as RBAC words it: `deployments.apps "x" is forbidden: User "u" cannot
+    /// patch resource "deployments" in API group "apps" in the namespace "ns"`.
+    pub fn forbidden(
+        user: &str,
+        verb: &str,
+        kind: Kind,
+        sub: Option<&str>,
+        ns: &str,
+        name: Option<&str>,
+    ) -> ApiError {
         let i = kind.info();
-        let k = if i.group.is_empty() {
-            i.kind.to_string()
+        let resource = match sub {
+            Some(s) => format!("{}/{s}", i.plural),
+            None => i.plural.to_string(),
+        };
+        let what = match name {
+            Some(n) => format!("{} \"{n}\"", kind.qualified()),
+            None => kind.qualified(),
+        };
+        let scope = if i.namespaced && !ns.is_empty() {
+            format!(" in the namespace \"{ns}\"")
         } else {
-            format!("{}.{}", i.kind, i.group)
+            " at the cluster scope".to_string()
+        };
+        let m = format!(
+            "{what} is forbidden: User \"{user}\" cannot {verb} resource \"{resource}\" in API group \"{}\"{scope}",
+            i.group
+        );
+        ApiError::about(403, "Forbidden", m, kind, name.unwrap_or_default())
+    }
+
+    /// 422 Invalid with one or more field errors.
+    pub fn invalid(kind: Kind, name: &str, errors: Vec<FieldError>) -> ApiError {
+        let i = kind.info();
+        ApiError::invalid_named(i.kind, i.group, name, errors)
+    }
+
+    /// 422 Invalid for an object of any kind (`Scale`, `PodLogOptions`).
+    pub fn invalid_named(kind: &str, group: &str, name: &str, errors: Vec<FieldError>) -> ApiError {
+        let k = if group.is_empty() {
+            kind.to_string()
+        } else {
+            format!("{kind}.{group}")
+        };
+        let problem = match errors.as_slice() {
+            [one] => one.to_string(),
+            many => format!(
+                "[{}]",
+                many.iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
         };
         ApiError {
             code: 422,
             reason: "Invalid",
             message: format!("{k} \"{name}\" is invalid: {problem}"),
-            details: Some(details(kind, name)),
+            details: Some(Box::new((
+                name.to_string(),
+                group.to_string(),
+                kind.to_string(),
+            ))),
+            causes: errors,
         }
+    }
+
+    /// 422 Invalid with one field error.
+    pub fn invalid1(kind: Kind, name: &str, error: FieldError) -> ApiError {
+        ApiError::invalid(kind, name, vec![error])
     }
 
     /// The `Status` object.
@@ -117,10 +249,26 @@ impl ApiError {
             "reason": self.reason,
             "code": self.code,
         });
-        if let Some((name, group, kind)) = &self.details {
-            let mut d = json!({"name": name, "kind": kind});
+        if self.reason.is_empty() {
+            if let Some(m) = s.as_object_mut() {
+                m.remove("reason");
+            }
+        }
+        if let Some((name, group, kind)) = self.details.as_deref() {
+            let mut d = json!({});
+            if !name.is_empty() {
+                d["name"] = json!(name);
+            }
             if !group.is_empty() {
                 d["group"] = json!(group);
+            }
+            d["kind"] = json!(kind);
+            if !self.causes.is_empty() {
+                d["causes"] = self
+                    .causes
+                    .iter()
+                    .map(|c| json!({"reason": c.reason, "message": c.body, "field": c.field}))
+                    .collect();
             }
             s["details"] = d;
         }
@@ -392,20 +540,23 @@ impl Store {
             }
         }
         if name.is_empty() {
-            return Err(ApiError::invalid(
+            return Err(ApiError::invalid1(
                 kind,
                 "",
-                "metadata.name: Required value: name or generateName is required",
+                FieldError::required("metadata.name", "name or generateName is required"),
             ));
         }
         if !valid_name(&name) {
-            return Err(ApiError::invalid(
+            return Err(ApiError::invalid1(
                 kind,
                 &name,
-                format!(
-                    "metadata.name: Invalid value: \"{name}\": a lowercase RFC 1123 subdomain must consist of \
-                     lower case alphanumeric characters, '-' or '.', and must start and end with an \
-                     alphanumeric character"
+                FieldError::invalid(
+                    "metadata.name",
+                    &go_value(&json!(name)),
+                    "a lowercase RFC 1123 subdomain must consist of lower case alphanumeric \
+                     characters, '-' or '.', and must start and end with an alphanumeric character \
+                     (e.g. 'example.com', regex used for validation is \
+                     '[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*')",
                 ),
             ));
         }
@@ -435,7 +586,7 @@ impl Store {
         meta.insert("creationTimestamp".into(), json!(now()));
         meta.remove("deletionTimestamp");
         meta.remove("managedFields");
-        if matches!(kind, Kind::Deployment | Kind::ReplicaSet) {
+        if kind.has_generation() {
             meta.insert("generation".into(), json!(1));
         } else {
             meta.remove("generation");
@@ -481,11 +632,17 @@ impl Store {
         if mode != WriteMode::Internal {
             match given {
                 Some(rv) if rv != old_rv => return Err(ApiError::conflict(kind, name)),
-                None if kind == Kind::Lease => return Err(ApiError::invalid(
-                    kind,
-                    name,
-                    "metadata.resourceVersion: Invalid value: 0x0: must be specified for an update",
-                )),
+                None if kind == Kind::Lease => {
+                    return Err(ApiError::invalid1(
+                        kind,
+                        name,
+                        FieldError::invalid(
+                            "metadata.resourceVersion",
+                            "0x0",
+                            "must be specified for an update",
+                        ),
+                    ))
+                }
                 _ => {}
             }
         }
@@ -531,14 +688,16 @@ impl Store {
         new["apiVersion"] = json!(kind.api_version());
         self.default_object(kind, &mut new, Some(&old));
         validate(kind, name, &new)?;
+        // As the real registry strategies: generation counts spec changes, and for a
+        // Deployment also annotation changes (they are copied to its ReplicaSets), except from
+        // the controllers (the real deployment controller writes its revision annotation
+        // through /status, which never bumps). Label edits never bump.
         let spec_changed = old.get("spec") != new.get("spec");
         let annotations_changed =
             at(&old, &["metadata", "annotations"]) != at(&new, &["metadata", "annotations"]);
-        let bump = match kind {
-            Kind::Deployment => spec_changed || annotations_changed,
-            Kind::ReplicaSet => spec_changed,
-            _ => false,
-        };
+        let bump = kind.has_generation()
+            && (spec_changed
+                || (kind == Kind::Deployment && mode == WriteMode::Main && annotations_changed));
         if bump {
             let g = i64_at(&old, &["metadata", "generation"]).unwrap_or(1) + 1;
             new["metadata"]["generation"] = json!(g);
@@ -553,7 +712,10 @@ impl Store {
         self.rv += 1;
         new["metadata"]["resourceVersion"] = json!(self.rv.to_string());
         self.objects.insert(Store::key(kind, ns, name), new.clone());
-        if matches!(kind, Kind::ReplicaSet | Kind::Pod) || bump {
+        if matches!(kind, Kind::ReplicaSet | Kind::Pod)
+            || bump
+            || (kind == Kind::Deployment && annotations_changed)
+        {
             self.dirty += 1;
         }
         self.record(kind, ns, EventType::Modified, new.clone());
@@ -788,71 +950,163 @@ fn default_pod_spec(spec: &mut Map<String, Value>) {
     }
 }
 
+/// The most bytes of annotations (keys and values) an object may carry.
+pub const MAX_ANNOTATIONS_BYTES: usize = 256 * 1024;
+/// The most bytes of `data` and `binaryData` values a ConfigMap may hold.
+pub const MAX_CONFIGMAP_BYTES: usize = 1024 * 1024;
+
+/// Validation as the real API server's (a subset): every field error is collected, and the
+/// answer names the fields the same way.
 fn validate(kind: Kind, name: &str, obj: &Value) -> Result<(), ApiError> {
-    let containers_ok = |path: &[&str]| -> Result<(), ApiError> {
+    let mut errs: Vec<FieldError> = Vec::new();
+    if let Some(ann) = at(obj, &["metadata", "annotations"]).and_then(Value::as_object) {
+        let size: usize = ann
+            .iter()
+            .map(|(k, v)| k.len() + v.as_str().map_or(0, str::len))
+            .sum();
+        if size > MAX_ANNOTATIONS_BYTES {
+            errs.push(FieldError::too_long(
+                "metadata.annotations",
+                MAX_ANNOTATIONS_BYTES,
+            ));
+        }
+    }
+    let containers = |errs: &mut Vec<FieldError>, path: &[&str]| {
+        let p = path.join(".");
         let cs = at(obj, path).and_then(Value::as_array);
         let Some(cs) = cs.filter(|c| !c.is_empty()) else {
-            return Err(ApiError::invalid(
-                kind,
-                name,
-                format!("{}: Required value", path.join(".")),
-            ));
+            errs.push(FieldError::required(p, ""));
+            return;
         };
         for (i, c) in cs.iter().enumerate() {
             if str_at(c, &["name"]).is_none_or(str::is_empty) {
-                return Err(ApiError::invalid(
-                    kind,
-                    name,
-                    format!("{}[{i}].name: Required value", path.join(".")),
-                ));
+                errs.push(FieldError::required(format!("{p}[{i}].name"), ""));
             }
             if str_at(c, &["image"]).is_none_or(str::is_empty) {
-                return Err(ApiError::invalid(
-                    kind,
-                    name,
-                    format!("{}[{i}].image: Required value", path.join(".")),
-                ));
+                errs.push(FieldError::required(format!("{p}[{i}].image"), ""));
             }
         }
-        Ok(())
     };
     match kind {
         Kind::Deployment | Kind::ReplicaSet => {
-            let sel = at(obj, &["spec", "selector"]);
-            let Some(sel) = sel.filter(|s| {
+            if let Some(r) = i64_at(obj, &["spec", "replicas"]).filter(|r| *r < 0) {
+                errs.push(FieldError::invalid(
+                    "spec.replicas",
+                    &r.to_string(),
+                    "must be greater than or equal to 0",
+                ));
+            }
+            let sel = at(obj, &["spec", "selector"]).filter(|s| {
                 s.get("matchLabels")
                     .and_then(Value::as_object)
                     .is_some_and(|m| !m.is_empty())
                     || s.get("matchExpressions")
                         .and_then(Value::as_array)
                         .is_some_and(|m| !m.is_empty())
-            }) else {
-                return Err(ApiError::invalid(
-                    kind,
-                    name,
-                    "spec.selector: Required value",
-                ));
-            };
-            let labels =
-                at(obj, &["spec", "template", "metadata", "labels"]).and_then(Value::as_object);
-            if !LabelSelector::from_object(sel).matches(labels) {
-                return Err(ApiError::invalid(
-                    kind,
-                    name,
-                    "spec.template.metadata.labels: Invalid value: `selector` does not match template `labels`",
-                ));
+            });
+            let labels = at(obj, &["spec", "template", "metadata", "labels"]);
+            match sel {
+                None => errs.push(FieldError::required("spec.selector", "")),
+                Some(sel) => {
+                    if !LabelSelector::from_object(sel).matches(labels.and_then(Value::as_object)) {
+                        errs.push(FieldError::invalid(
+                            "spec.template.metadata.labels",
+                            &go_value(labels.unwrap_or(&json!({}))),
+                            "`selector` does not match template `labels`",
+                        ));
+                    }
+                }
             }
-            if i64_at(obj, &["spec", "replicas"]).is_some_and(|r| r < 0) {
-                return Err(ApiError::invalid(
-                    kind,
-                    name,
-                    "spec.replicas: Invalid value: must be greater than or equal to 0",
-                ));
+            containers(&mut errs, &["spec", "template", "spec", "containers"]);
+            if kind == Kind::Deployment {
+                validate_strategy(obj, &mut errs);
             }
-            containers_ok(&["spec", "template", "spec", "containers"])
         }
-        Kind::Pod => containers_ok(&["spec", "containers"]),
-        _ => Ok(()),
+        Kind::Pod => containers(&mut errs, &["spec", "containers"]),
+        Kind::ConfigMap => {
+            let size: usize = ["data", "binaryData"]
+                .iter()
+                .filter_map(|f| obj.get(*f).and_then(Value::as_object))
+                .flat_map(|m| m.values())
+                .map(|v| v.as_str().map_or(0, str::len))
+                .sum();
+            if size > MAX_CONFIGMAP_BYTES {
+                errs.push(FieldError::too_long("[]", MAX_CONFIGMAP_BYTES));
+            }
+        }
+        _ => {}
+    }
+    if errs.is_empty() {
+        Ok(())
+    } else {
+        Err(ApiError::invalid(kind, name, errs))
+    }
+}
+
+/// An int-or-string of a rolling update: `(value as written, is percent, number)`.
+fn int_or_percent(v: &Value) -> Option<(String, bool, i64)> {
+    match v {
+        Value::Number(n) => n.as_i64().map(|i| (i.to_string(), false, i)),
+        Value::String(s) => match s.strip_suffix('%') {
+            Some(p) => p.parse().ok().map(|i| (s.clone(), true, i)),
+            None => s.parse().ok().map(|i| (s.clone(), false, i)),
+        },
+        _ => None,
+    }
+}
+
+fn validate_strategy(obj: &Value, errs: &mut Vec<FieldError>) {
+    let path = "spec.strategy.rollingUpdate";
+    let Some(ru) = at(obj, &["spec", "strategy", "rollingUpdate"]) else {
+        return;
+    };
+    if str_at(obj, &["spec", "strategy", "type"]) == Some("Recreate") {
+        errs.push(FieldError {
+            field: path.into(),
+            reason: "FieldValueForbidden",
+            body: "Forbidden: may not be specified when strategy `type` is 'Recreate'".into(),
+        });
+        return;
+    }
+    let mut values = [None, None];
+    for (i, f) in ["maxUnavailable", "maxSurge"].into_iter().enumerate() {
+        let Some(v) = ru.get(f) else { continue };
+        let field = format!("{path}.{f}");
+        let Some((shown, pct, n)) = int_or_percent(v) else {
+            errs.push(FieldError::invalid(
+                &field,
+                &go_value(v),
+                "a valid percent string must be a numeric string followed by an ending '%' (e.g. '1%',  or '93%', regex used for validation is '[0-9]+%')",
+            ));
+            continue;
+        };
+        if n < 0 {
+            errs.push(FieldError::invalid(
+                &field,
+                &shown,
+                "must be greater than or equal to 0",
+            ));
+        }
+        if pct && n > 100 && f == "maxUnavailable" {
+            errs.push(FieldError::invalid(
+                &field,
+                &shown,
+                "must not be greater than 100%",
+            ));
+        }
+        values[i] = Some((shown, n));
+    }
+    let zero = |v: &Option<(String, i64)>| v.as_ref().is_some_and(|(_, n)| *n == 0);
+    if zero(&values[0]) && zero(&values[1]) {
+        let shown = values[0]
+            .as_ref()
+            .map(|(s, _)| s.clone())
+            .unwrap_or_default();
+        errs.push(FieldError::invalid(
+            format!("{path}.maxUnavailable"),
+            &shown,
+            "may not be 0 when `maxSurge` is 0",
+        ));
     }
 }
 
@@ -879,6 +1133,47 @@ pub fn image_repo(image: &str) -> &str {
     match image_tag(image) {
         Some(t) => &image[..image.len() - t.len() - 1],
         None => image,
+    }
+}
+
+/// Follow mode (see `follow`): the store as a copy of another cluster's objects.
+impl Store {
+    /// Make the objects of `kind` in `ns` exactly `objects` (taken as they are: another API
+    /// server already defaulted and validated them). Only changed objects cost an event.
+    pub fn mirror(&mut self, kind: Kind, ns: &str, objects: Vec<Value>) {
+        let mut keep = std::collections::BTreeSet::new();
+        for obj in objects {
+            let Some(name) = str_at(&obj, &["metadata", "name"]).map(String::from) else {
+                continue;
+            };
+            let key = Store::key(kind, ns, &name);
+            keep.insert(key.clone());
+            if self.objects.get(&key) == Some(&obj) {
+                continue;
+            }
+            let etype = if self.objects.contains_key(&key) {
+                EventType::Modified
+            } else {
+                EventType::Added
+            };
+            self.rv += 1;
+            self.objects.insert(key, obj.clone());
+            self.dirty += 1;
+            self.record(kind, ns, etype, obj);
+        }
+        let gone: Vec<(Kind, String, String)> = self
+            .objects
+            .keys()
+            .filter(|k| k.0 == kind && k.1 == ns && !keep.contains(*k))
+            .cloned()
+            .collect();
+        for k in gone {
+            if let Some(old) = self.objects.remove(&k) {
+                self.rv += 1;
+                self.dirty += 1;
+                self.record(kind, ns, EventType::Deleted, old);
+            }
+        }
     }
 }
 

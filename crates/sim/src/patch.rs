@@ -190,6 +190,7 @@ fn merge_list(target: &mut Vec<Value>, items: &[Value], field: &str) {
         }
         return;
     };
+    let server_order: Vec<Value> = target.iter().filter_map(|t| t.get(key).cloned()).collect();
     for item in items {
         let Some(id) = item.get(key) else {
             // An item without its merge key: the API server rejects these; appending keeps data.
@@ -217,6 +218,46 @@ fn merge_list(target: &mut Vec<Value>, items: &[Value], field: &str) {
                 target.push(clean);
             }
         }
+    }
+    normalize_order(target, items, &server_order, key);
+}
+
+/// The order the API server gives a merged list (`normalizeElementOrder` and
+/// `mergeSortedSlice` of `k8s.io/apimachinery`'s strategic merge): the patch's items in patch
+/// order, interleaved with the items only the server had, each of those placed before a patch
+/// item only when both were in the server's list and it came first there. So an item the patch
+/// adds comes before the server's own items, as on a real server.
+fn normalize_order(list: &mut Vec<Value>, patch: &[Value], server_order: &[Value], key: &str) {
+    let patch_keys: Vec<&Value> = patch
+        .iter()
+        .filter(|i| i.get("$patch").and_then(Value::as_str) != Some("delete"))
+        .filter_map(|i| i.get(key))
+        .collect();
+    let rank = |v: &Value| {
+        v.get(key)
+            .and_then(|id| patch_keys.iter().position(|k| *k == id))
+    };
+    let (mut patched, server_only): (Vec<Value>, Vec<Value>) = std::mem::take(list)
+        .into_iter()
+        .partition(|v| rank(v).is_some());
+    patched.sort_by_key(|v| rank(v));
+    let index = |v: &Value| {
+        v.get(key)
+            .and_then(|id| server_order.iter().position(|s| s == id))
+    };
+    let (mut left, mut right) = (
+        server_only.into_iter().peekable(),
+        patched.into_iter().peekable(),
+    );
+    loop {
+        let take_left = match (left.peek(), right.peek()) {
+            (None, None) => break,
+            (Some(_), None) => true,
+            (None, Some(_)) => false,
+            (Some(l), Some(r)) => matches!((index(l), index(r)), (Some(li), Some(ri)) if li < ri),
+        };
+        let next = if take_left { left.next() } else { right.next() };
+        list.extend(next);
     }
 }
 
@@ -306,13 +347,31 @@ mod tests {
             s["spec"]["selector"],
             json!({"app": "c", "version": "green"})
         );
+        // as on a real server: an item the patch adds comes first
         assert_eq!(
             s["spec"]["ports"],
-            json!([{"port": 80, "targetPort": 8080}, {"port": 443}])
+            json!([{"port": 443}, {"port": 80, "targetPort": 8080}])
         );
         let del = json!({"spec": {"ports": [{"port": 80, "$patch": "delete"}]}});
         strategic_merge(&mut s, &del);
         assert_eq!(s["spec"]["ports"], json!([{"port": 443}]));
+    }
+
+    #[test]
+    fn merged_lists_keep_the_api_servers_order() {
+        let mut d = json!({"c": {"containers": [{"name": "a"}, {"name": "b"}]}});
+        let p = json!({"c": {"containers": [{"name": "a", "image": "x"}, {"name": "new"}]}});
+        strategic_merge(&mut d, &p);
+        let names: Vec<&str> = d["c"]["containers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c["name"].as_str().unwrap())
+            .collect();
+        assert_eq!(names, ["a", "new", "b"]);
+        strategic_merge(&mut d, &json!({"c": {"containers": [{"name": "z"}]}}));
+        assert_eq!(d["c"]["containers"][0]["name"], "z");
+        assert_eq!(d["c"]["containers"].as_array().unwrap().len(), 4);
     }
 
     #[test]

@@ -15,14 +15,15 @@
 //! | [`table`] | `Table` output for `kubectl get` |
 //! | `controller` | the deployment and replica-set controllers and a kubelet, run at a pace |
 //! | `services` | the simulated Keeptrusts api, gateway, console and workers |
+//! | [`follow`] | follow mode: the simulated services in front of a real cluster's pods |
 //! | [`faults`] | fault knobs and their CLI syntax |
 //! | [`serve`] | loopback listeners, kubeconfig, `ktplay sim serve` |
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
-//! use ktplay::sim::{Sim, SimConfig};
+//! use ktplay_sim::{Sim, SimConfig};
 //! let sim = Sim::new(SimConfig::default());
-//! sim.seed(&ktplay::sim::Seed::keeptrusts("keeptrusts", "1.4.0".parse()?));
+//! sim.seed(&ktplay_sim::Seed::keeptrusts("keeptrusts", "1.4.0".parse()?));
 //! let client = kube::Client::new(sim.router(), "keeptrusts");
 //! # let _ = client; Ok(()) }
 //! ```
@@ -31,7 +32,10 @@ mod api;
 mod controller;
 pub mod discovery;
 pub mod faults;
+pub mod follow;
+mod logs;
 pub mod patch;
+mod schema;
 pub mod selector;
 pub mod serve;
 mod services;
@@ -95,6 +99,9 @@ pub struct Seed {
     pub namespace: String,
     /// The components.
     pub components: Vec<SeedComponent>,
+    /// Extra environment variables on every container of every seeded deployment (tests: a
+    /// large pod template).
+    pub pod_env: Vec<(String, String)>,
 }
 
 /// One component of the seeded system.
@@ -134,6 +141,16 @@ pub enum SeedWorkload {
 }
 
 impl Seed {
+    /// The seed's objects as a client creates them (`apiVersion`, `kind`, metadata, spec), in
+    /// order, without the namespace: what [`Sim::seed`] stores, for seeding a real cluster the
+    /// same way. `progress_deadline_seconds` sets every Deployment's `progressDeadlineSeconds`.
+    pub fn objects(&self, progress_deadline_seconds: Option<i64>) -> Vec<Value> {
+        controller::seed_objects(self, progress_deadline_seconds)
+            .into_iter()
+            .map(|(_, v)| v)
+            .collect()
+    }
+
     /// The reference Keeptrusts system at one version, 3 replicas each: `keeptrusts-api`,
     /// `keeptrusts-gateway`, the console in blue/green behind `keeptrusts-console` (label
     /// `version`), and the workers `worker-export`, `worker-lifecycle`, `worker-config`.
@@ -147,6 +164,7 @@ impl Seed {
             replicas: 3,
         };
         Seed {
+            pod_env: Vec::new(),
             namespace: namespace.into(),
             components: vec![
                 comp(
@@ -249,6 +267,12 @@ impl Sim {
     /// A new, empty cluster. The controllers start on the current tokio runtime (or on the
     /// first call of [`Sim::router`], [`Sim::seed`] or [`Sim::start`] made inside one).
     pub fn new(config: SimConfig) -> Sim {
+        let sim = Sim::new_inner(config);
+        sim.ensure_controller();
+        sim
+    }
+
+    fn new_inner(config: SimConfig) -> Sim {
         let sim = Sim {
             inner: Arc::new(Inner {
                 store: Mutex::new(Store::new()),
@@ -270,8 +294,21 @@ impl Sim {
             "",
             serde_json::json!({"metadata": {"name": "default"}}),
         );
-        sim.ensure_controller();
         sim
+    }
+
+    /// A simulator that follows another cluster (see [`follow`]): its controllers never run,
+    /// and its objects come from [`follow::follow`]. Only its services are of use.
+    pub fn follower(config: SimConfig) -> Sim {
+        let sim = Sim::new_inner(config);
+        sim.inner.controller_started.store(true, Ordering::SeqCst);
+        sim
+    }
+
+    /// Make a seed's components known (their roles, images and service targets) without
+    /// creating any object: for a [`Sim::follower`], whose objects are another cluster's.
+    pub fn register(&self, seed: &Seed) {
+        controller::register(self, seed);
     }
 
     fn ensure_controller(&self) {
@@ -392,13 +429,35 @@ impl Sim {
             .collect()
     }
 
-    /// The log lines of one pod.
+    /// The log lines of one pod's first container, as `kubectl logs` shows them (the fake
+    /// kubelet's start line, the simulated component's lines, the `FAKE_LOG` lines).
     pub fn pod_logs(&self, namespace: &str, pod: &str) -> Vec<String> {
-        lock(&self.inner.store)
+        let store = lock(&self.inner.store);
+        let Ok(p) = store.get(Kind::Pod, namespace, pod) else {
+            return Vec::new();
+        };
+        let Some(container) = p["spec"]["containers"]
+            .get(0)
+            .and_then(|c| c["name"].as_str())
+            .map(String::from)
+        else {
+            return Vec::new();
+        };
+        let lines = store
             .logs
             .get(&(namespace.to_string(), pod.to_string()))
             .cloned()
-            .unwrap_or_default()
+            .unwrap_or_default();
+        let roles = self
+            .inner
+            .roles
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        logs::container_log(&p, &container, &lines, &roles)
+            .into_iter()
+            .map(|(_, l)| l)
+            .collect()
     }
 
     /// Request counters of one service target (see [`Running::service_url`]).

@@ -185,6 +185,11 @@ impl Kind {
         self.info().subresources.iter().any(|s| s.0 == "status")
     }
 
+    /// Does the API server keep `metadata.generation` (1 on create, +1 per spec change)?
+    pub fn has_generation(self) -> bool {
+        matches!(self, Kind::Deployment | Kind::ReplicaSet | Kind::Pod)
+    }
+
     /// Field selectors the resource supports.
     pub fn field_selectors(self) -> &'static [&'static str] {
         match self {
@@ -203,12 +208,12 @@ impl Kind {
 pub fn version() -> Value {
     json!({
         "major": "1",
-        "minor": "32",
-        "gitVersion": "v1.32.0-ktplay-sim",
+        "minor": "34",
+        "gitVersion": "v1.34.4-ktplay-sim",
         "gitCommit": "0000000000000000000000000000000000000000",
         "gitTreeState": "clean",
-        "buildDate": "2025-01-01T00:00:00Z",
-        "goVersion": "go1.23.4",
+        "buildDate": "2026-01-01T00:00:00Z",
+        "goVersion": "go1.24.11",
         "compiler": "gc",
         "platform": "linux/amd64"
     })

@@ -1,6 +1,7 @@
-//! The machine's real kubectl (v1.32) against the simulator over loopback: the fidelity test
-//! with a client nobody here wrote. Each test gets its own simulator, kubeconfig and
-//! `--cache-dir`.
+//! The machine's real kubectl (the 1.33 build; the simulator reports 1.34, for which the
+//! machine's `kubectl` dispatcher has no build) against the simulator over loopback: the
+//! fidelity test with a client nobody here wrote. Each test gets its own simulator, kubeconfig
+//! and `--cache-dir`.
 
 use std::path::Path;
 use std::process::Output;
@@ -9,18 +10,26 @@ use std::time::Duration;
 use serde_json::Value;
 use tempfile::TempDir;
 
-use ktplay::sim::serve::{self, ServeOptions};
-use ktplay::sim::{Faults, Running, Seed, Sim, SimConfig};
+use ktplay_sim::serve::{self, ServeOptions};
+use ktplay_sim::{Faults, Running, Seed, Sim, SimConfig};
 
-const KUBECTL: &str = "/usr/bin/kubectl";
+/// The kubectl build to run: 1.33 (one minor from the simulated 1.34), else the dispatcher.
+const KUBECTLS: [&str; 2] = [
+    "/usr/lib/google-cloud-sdk/bin/kubectl.1.33",
+    "/usr/bin/kubectl",
+];
 const NS: &str = "keeptrusts";
 
+fn kubectl_path() -> Option<&'static str> {
+    KUBECTLS.into_iter().find(|p| Path::new(p).exists())
+}
+
 fn have_kubectl() -> bool {
-    if Path::new(KUBECTL).exists() {
+    if kubectl_path().is_some() {
         return true;
     }
     eprintln!(
-        "\n\n!!!!! SKIPPED: {KUBECTL} is absent; the kubectl fidelity tests did not run !!!!!\n"
+        "\n\n!!!!! SKIPPED: none of {KUBECTLS:?} exists; the kubectl fidelity tests did not run !!!!!\n"
     );
     false
 }
@@ -54,7 +63,7 @@ impl Cluster {
     async fn kubectl(&self, args: &[&str]) -> Output {
         let kc = self.dir.path().join("kubeconfig");
         let cache = self.dir.path().join("cache");
-        let out = tokio::process::Command::new(KUBECTL)
+        let out = tokio::process::Command::new(kubectl_path().expect("checked by have_kubectl"))
             .arg("--kubeconfig")
             .arg(&kc)
             .arg("--cache-dir")

@@ -17,8 +17,8 @@ use super::discovery::{self, Kind};
 use super::faults::{Fault, Faults};
 use super::patch::{self, PatchKind};
 use super::selector::{FieldSelector, LabelSelector};
-use super::store::{at, check_shape, i64_at, obj_mut, str_at, ApiError, WriteMode};
-use super::{lock, table, watch, LoggedRequest, Sim};
+use super::store::{at, check_shape, i64_at, obj_mut, str_at, ApiError, FieldError, WriteMode};
+use super::{lock, logs, schema, store, table, watch, LoggedRequest, Sim};
 
 /// Build the API router.
 pub fn router(sim: Sim) -> Router {
@@ -320,6 +320,7 @@ async fn handle(
         query: &query,
         headers: &headers,
         body: &body,
+        warnings: std::cell::RefCell::new(Vec::new()),
     };
     let result = match (&method, &t.name, t.sub.as_deref()) {
         (&Method::GET, None, _) => return ctx.list_or_watch(&t),
@@ -341,14 +342,15 @@ async fn handle(
             ),
         )),
     };
-    match result {
+    let warnings = ctx.warnings.take();
+    let mut resp = match result {
         Ok((code, v)) => {
             if method != Method::GET {
                 sim.kick();
             }
             if method == Method::GET && table::wants_table(accept(&headers)) {
                 let rv = lock(&sim.inner.store).rv();
-                return json_response(
+                json_response(
                     code,
                     &table::table(
                         t.kind,
@@ -356,12 +358,20 @@ async fn handle(
                         rv,
                         query.get("includeObject"),
                     ),
-                );
+                )
+            } else {
+                json_response(code, &v)
             }
-            json_response(code, &v)
         }
         Err(e) => error_response(&e),
+    };
+    for w in warnings {
+        let text = format!("299 - \"{}\"", w.replace('\\', "\\\\").replace('"', "\\\""));
+        if let Ok(v) = header::HeaderValue::from_str(&text) {
+            resp.headers_mut().append(header::WARNING, v);
+        }
     }
+    resp
 }
 
 fn accept(headers: &HeaderMap) -> &str {
@@ -376,6 +386,8 @@ struct Ctx<'a> {
     query: &'a Query,
     headers: &'a HeaderMap,
     body: &'a Bytes,
+    /// `Warning` headers for the answer (unknown fields).
+    warnings: std::cell::RefCell<Vec<String>>,
 }
 
 type Answer = Result<(StatusCode, Value), ApiError>;
@@ -396,6 +408,88 @@ impl Ctx<'_> {
             ));
         }
         Ok(())
+    }
+
+    /// Field validation as the real API server's: unknown fields are dropped, and reported
+    /// per `fieldValidation` (`Warn`, the default: a warning each; `Strict`: refused; `Ignore`).
+    fn known_fields(&self, kind: Kind, obj: &mut Value, verb: &str) -> Result<(), ApiError> {
+        let mode = self.query.get("fieldValidation").unwrap_or("");
+        if !matches!(mode, "" | "Ignore" | "Warn" | "Strict") {
+            return Err(ApiError::invalid_named(
+                &format!("{verb}Options"),
+                "meta.k8s.io",
+                "",
+                vec![FieldError {
+                    field: "fieldValidation".into(),
+                    reason: "FieldValueNotSupported",
+                    body: format!(
+                        "Unsupported value: \"{mode}\": supported values: \"\", \"Ignore\", \"Strict\", \"Warn\""
+                    ),
+                }],
+            ));
+        }
+        let before = (mode == "Strict" && verb == "Patch").then(|| obj.clone());
+        let unknown = schema::prune(kind, obj);
+        if unknown.is_empty() {
+            return Ok(());
+        }
+        let listed = unknown
+            .iter()
+            .map(|f| format!("unknown field \"{f}\""))
+            .collect::<Vec<_>>()
+            .join(", ");
+        match mode {
+            "Ignore" => Ok(()),
+            "Strict" if verb == "Patch" => Err(ApiError::invalid_named(
+                "",
+                "",
+                "",
+                vec![FieldError::invalid(
+                    "patch",
+                    &store::go_value(&json!(before.unwrap_or_default().to_string())),
+                    &format!("strict decoding error: {listed}"),
+                )],
+            )),
+            "Strict" => {
+                let i = kind.info();
+                Err(ApiError::bad_request(format!(
+                    "{k} in version \"{v}\" cannot be handled as a {k}: strict decoding error: {listed}",
+                    k = i.kind,
+                    v = i.version
+                )))
+            }
+            _ => {
+                self.warnings
+                    .borrow_mut()
+                    .extend(unknown.iter().map(|f| format!("unknown field \"{f}\"")));
+                Ok(())
+            }
+        }
+    }
+
+    /// Server-side apply refuses an unknown field whatever `fieldValidation` says, with a 500
+    /// that has no reason, as the real server does.
+    fn known_fields_apply(
+        &self,
+        kind: Kind,
+        ns: &str,
+        name: &str,
+        applied: &mut Value,
+    ) -> Result<(), ApiError> {
+        let unknown = schema::prune(kind, applied);
+        let Some(first) = unknown.first() else {
+            return Ok(());
+        };
+        let i = kind.info();
+        Err(ApiError::new(
+            500,
+            "",
+            format!(
+                "failed to create typed patch object ({ns}/{name}; {}, Kind={}): .{first}: field not declared in schema",
+                kind.api_version(),
+                i.kind
+            ),
+        ))
     }
 
     fn body_json(&self) -> Result<Value, ApiError> {
@@ -494,7 +588,8 @@ impl Ctx<'_> {
     fn create(&self, t: &Target) -> Answer {
         self.refuse_dry_run()?;
         let ns = self.ns(t)?;
-        let obj = self.body_json()?;
+        let mut obj = self.body_json()?;
+        self.known_fields(t.kind, &mut obj, "Create")?;
         let v = lock(&self.sim.inner.store).create(t.kind, ns, obj)?;
         Ok((StatusCode::CREATED, v))
     }
@@ -510,7 +605,8 @@ impl Ctx<'_> {
     fn replace(&self, t: &Target, name: &str, sub: Option<&str>) -> Answer {
         self.refuse_dry_run()?;
         let ns = self.ns(t)?;
-        let obj = self.body_json()?;
+        let mut obj = self.body_json()?;
+        self.known_fields(t.kind, &mut obj, "Update")?;
         let v = lock(&self.sim.inner.store).update(t.kind, ns, name, obj, Ctx::mode(sub))?;
         Ok((StatusCode::OK, v))
     }
@@ -550,12 +646,17 @@ impl Ctx<'_> {
                 let mut obj = patch::parse_apply_body(self.body).map_err(ApiError::bad_request)?;
                 patch::strip_directives(&mut obj);
                 check_shape(t.kind, &obj)?;
+                self.known_fields_apply(t.kind, ns, name, &mut obj)?;
                 obj_mut(&mut obj, &["metadata"]).insert("name".into(), json!(name));
                 let v = store.create(t.kind, ns, obj)?;
                 return Ok((StatusCode::CREATED, v));
             }
             Err(e) => return Err(e),
         };
+        if kind == PatchKind::Apply {
+            let mut applied = patch::parse_apply_body(self.body).map_err(ApiError::bad_request)?;
+            self.known_fields_apply(t.kind, ns, name, &mut applied)?;
+        }
         let mut patched = current.clone();
         patch::apply_patch(&mut patched, kind, self.body).map_err(|m| {
             if kind == PatchKind::Json {
@@ -568,6 +669,7 @@ impl Ctx<'_> {
             return Err(ApiError::bad_request("the patch did not produce an object"));
         }
         check_shape(t.kind, &patched)?;
+        self.known_fields(t.kind, &mut patched, "Patch")?;
         // A resourceVersion in the patch is a precondition; the current one is not.
         let current_rv = str_at(&current, &["metadata", "resourceVersion"]).map(String::from);
         if str_at(&patched, &["metadata", "resourceVersion"]).map(String::from) != current_rv {
@@ -630,13 +732,18 @@ impl Ctx<'_> {
         } else {
             scale = self.body_json()?;
         }
-        let replicas = i64_at(&scale, &["spec", "replicas"])
-            .ok_or_else(|| ApiError::invalid(t.kind, name, "spec.replicas: Required value"))?;
+        let replicas = i64_at(&scale, &["spec", "replicas"]).ok_or_else(|| {
+            ApiError::invalid1(t.kind, name, FieldError::required("spec.replicas", ""))
+        })?;
         if replicas < 0 {
-            return Err(ApiError::invalid(
+            return Err(ApiError::invalid1(
                 t.kind,
                 name,
-                "spec.replicas: Invalid value: must be greater than or equal to 0",
+                FieldError::invalid(
+                    "spec.replicas",
+                    &replicas.to_string(),
+                    "must be greater than or equal to 0",
+                ),
             ));
         }
         let mut updated = obj.clone();
@@ -662,38 +769,41 @@ impl Ctx<'_> {
                 .flatten()
                 .filter_map(|c| str_at(c, &["name"]))
                 .collect();
-            match self.query.get("container") {
+            let container = match self.query.get("container") {
                 Some(c) if !c.is_empty() && !containers.contains(&c) => {
                     return Err(ApiError::bad_request(format!(
                         "container {c} is not valid for pod {name}"
                     )));
                 }
-                Some(c) if !c.is_empty() => {}
+                Some(c) if !c.is_empty() => c.to_string(),
                 _ if containers.len() > 1 => {
                     return Err(ApiError::bad_request(format!(
                         "a container name must be specified for pod {name}, choose one of: [{}]",
                         containers.join(" ")
                     )));
                 }
-                _ => {}
+                _ => containers
+                    .first()
+                    .map(|c| c.to_string())
+                    .unwrap_or_default(),
+            };
+            let opts = logs::LogOptions::parse(name, |k| self.query.get(k))?;
+            if let Some(why) = logs::refusal(&pod, &container, opts.previous) {
+                return Err(ApiError::bad_request(why));
             }
             let lines = store
                 .logs
                 .get(&(ns.to_string(), name.to_string()))
                 .cloned()
                 .unwrap_or_default();
-            let tail = match self.query.get("tailLines") {
-                Some(n) => Some(n.parse::<usize>().map_err(|_| {
-                    ApiError::bad_request(format!("tailLines: `{n}` is not a non-negative number"))
-                })?),
-                None => None,
-            };
-            let start = tail.map_or(0, |n| lines.len().saturating_sub(n));
-            let mut text = String::new();
-            for l in &lines[start..] {
-                text.push_str(l);
-                text.push('\n');
-            }
+            let roles = self
+                .sim
+                .inner
+                .roles
+                .read()
+                .unwrap_or_else(|e| e.into_inner())
+                .clone();
+            let text = logs::render(logs::container_log(&pod, &container, &lines, &roles), &opts);
             Ok(text)
         })();
         match result {

@@ -5,7 +5,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use ktplay::sim::{Seed, Sim, SimConfig};
+use ktplay_sim::{Seed, Sim, SimConfig};
 use serde_json::{json, Value};
 
 const NS: &str = "keeptrusts";

@@ -162,15 +162,81 @@ fn revision(rs: &Value) -> i64 {
         .unwrap_or(0)
 }
 
-fn pod_conditions(ready: bool, t: &str) -> Value {
+fn pod_conditions(ready: bool, t: &str, containers: &[Value]) -> Value {
     let s = if ready { "True" } else { "False" };
+    let cond = |ctype: &str, status: &str, why: bool| {
+        let mut c = json!({"type": ctype, "status": status, "lastProbeTime": null, "lastTransitionTime": t});
+        if why {
+            let names: Vec<&str> = containers
+                .iter()
+                .filter_map(|c| str_at(c, &["name"]))
+                .collect();
+            c["reason"] = json!("ContainersNotReady");
+            c["message"] = json!(format!(
+                "containers with unready status: [{}]",
+                names.join(" ")
+            ));
+        }
+        c
+    };
     json!([
-        {"type": "PodReadyToStartContainers", "status": "True", "lastProbeTime": null, "lastTransitionTime": t},
-        {"type": "Initialized", "status": "True", "lastProbeTime": null, "lastTransitionTime": t},
-        {"type": "Ready", "status": s, "lastProbeTime": null, "lastTransitionTime": t},
-        {"type": "ContainersReady", "status": s, "lastProbeTime": null, "lastTransitionTime": t},
-        {"type": "PodScheduled", "status": "True", "lastProbeTime": null, "lastTransitionTime": t},
+        cond("PodReadyToStartContainers", "True", false),
+        cond("Initialized", "True", false),
+        cond("Ready", s, !ready),
+        cond("ContainersReady", s, !ready),
+        cond("PodScheduled", "True", false),
     ])
+}
+
+/// The image-tag convention of the real control plane's fake kubelet
+/// (`shared/realkube/fake_kubelet.py`): a pod any of whose image tags ends in `-bad` stays
+/// Pending in `ImagePullBackOff`; `-crash` crash-loops; `-unready` runs but is never Ready.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum TagBehaviour {
+    /// `-bad`: Pending, container Waiting `ImagePullBackOff`.
+    Bad,
+    /// `-crash`: Running, container Waiting `CrashLoopBackOff`, restartCount climbing.
+    Crash,
+    /// `-unready`: Running, container running, never Ready.
+    Unready,
+}
+
+/// The tag as the fake kubelet reads it: `latest` when there is none, empty for a digest.
+pub(crate) fn kubelet_tag(image: &str) -> &str {
+    let last = image.rsplit('/').next().unwrap_or(image);
+    if last.contains('@') {
+        return "";
+    }
+    last.split_once(':').map_or("latest", |(_, t)| t)
+}
+
+/// What the pod's image tags make it do, if anything special.
+pub(crate) fn tag_behaviour(pod: &Value) -> Option<TagBehaviour> {
+    let tags: Vec<&str> = at(pod, &["spec", "containers"])
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .map(|c| kubelet_tag(str_at(c, &["image"]).unwrap_or_default()))
+        .collect();
+    if tags.iter().any(|t| t.ends_with("-bad")) {
+        Some(TagBehaviour::Bad)
+    } else if tags.iter().any(|t| t.ends_with("-crash")) {
+        Some(TagBehaviour::Crash)
+    } else if tags.iter().any(|t| t.ends_with("-unready")) {
+        Some(TagBehaviour::Unready)
+    } else {
+        None
+    }
+}
+
+/// Restarts of a crash-looping container: one per 10 s since the pod started, as the fake
+/// kubelet counts them.
+fn crash_restarts(pod: &Value) -> i64 {
+    str_at(pod, &["status", "startTime"])
+        .and_then(|s| DateTime::parse_from_rfc3339(s).ok())
+        .map_or(0, |t| {
+            (Utc::now() - t.with_timezone(&Utc)).num_seconds().max(0) / 10
+        })
 }
 
 /// Why a pod is not healthy, if it is not.
@@ -185,7 +251,9 @@ fn unhealthy(role: Option<&(RoleInfo, Option<Version>)>, faults: &Faults) -> Opt
     None
 }
 
-/// Pods start, become ready per their version and faults, and write their start-up logs.
+/// Pods start, become ready per their version, faults and image tags, and write their
+/// start-up logs (the simulated Keeptrusts components' own lines; `logs.rs` adds the fake
+/// kubelet's lines around them when they are read).
 fn kubelet(sim: &Sim, store: &mut Store, faults: &Faults, roles: &[RoleInfo]) {
     let pods: Vec<Value> = store
         .iter(Kind::Pod, None)
@@ -198,30 +266,58 @@ fn kubelet(sim: &Sim, store: &mut Store, faults: &Faults, roles: &[RoleInfo]) {
             .to_string();
         let name = name_of(&pod);
         let role = pod_role(roles, &pod);
+        let tags = tag_behaviour(&pod);
         let problem = unhealthy(role.as_ref(), faults);
-        let phase = str_at(&pod, &["status", "phase"]).unwrap_or("Pending");
-        let starting = phase == "Pending";
-        if !starting && problem.is_some() {
-            continue; // still broken: nothing changes
+        let starting = str_at(&pod, &["status", "startTime"]).is_none();
+        if !starting {
+            if tags == Some(TagBehaviour::Crash) {
+                let restarts = crash_restarts(&pod);
+                let mut p = pod.clone();
+                let mut changed = false;
+                if let Some(cs) = p
+                    .get_mut("status")
+                    .and_then(|s| s.get_mut("containerStatuses"))
+                    .and_then(Value::as_array_mut)
+                {
+                    for c in cs {
+                        if c["restartCount"].as_i64() != Some(restarts) {
+                            c["restartCount"] = json!(restarts);
+                            changed = true;
+                        }
+                    }
+                }
+                if changed {
+                    let _ = store.update(Kind::Pod, &ns, &name, p, WriteMode::Internal);
+                }
+                continue;
+            }
+            if tags.is_some() || problem.is_some() {
+                continue; // still broken: nothing changes
+            }
         }
         let t = now();
         let mut lines = Vec::new();
         let role_name = role.as_ref().map(|r| r.0.role.as_str()).unwrap_or("");
         let version = role.as_ref().and_then(|r| r.1.clone());
         let vtext = version.as_ref().map(|v| v.to_string()).unwrap_or_default();
-        if starting {
-            lines.push(match role_name {
-                "api" => format!("keeptrusts-api {vtext} starting"),
-                "gateway" => format!("keeptrusts-gateway {vtext} starting, listening on :41002"),
-                "console" => format!("keeptrusts-console {vtext} serving on :3000"),
-                "workers" => format!("keeptrusts-worker {vtext} starting"),
-                _ => "container started".to_string(),
-            });
-        } else {
+        if tags == Some(TagBehaviour::Bad) {
+            // never started: no lines
+        } else if !starting {
             lines.push("fault cleared, retrying start-up".to_string());
+        } else {
+            match role_name {
+                "api" => lines.push(format!("keeptrusts-api {vtext} starting")),
+                "gateway" => lines.push(format!(
+                    "keeptrusts-gateway {vtext} starting, listening on :41002"
+                )),
+                "console" => lines.push(format!("keeptrusts-console {vtext} serving on :3000")),
+                "workers" => lines.push(format!("keeptrusts-worker {vtext} starting")),
+                _ => {}
+            }
         }
-        match (role_name, problem) {
-            ("api", Some("migration")) => {
+        match (role_name, problem, tags) {
+            (_, _, Some(_)) => {}
+            ("api", Some("migration"), _) => {
                 let migs = migrations_for(version.as_ref());
                 let last = migs.last().cloned().unwrap_or_default();
                 lines.push("acquired migration lock".into());
@@ -233,7 +329,7 @@ fn kubelet(sim: &Sim, store: &mut Store, faults: &Faults, roles: &[RoleInfo]) {
                 ));
                 lines.push("exiting with status 1".into());
             }
-            ("api", None) => {
+            ("api", None, _) => {
                 let key = (ns.clone(), vtext.clone());
                 let mut migrated = lock(&sim.inner.migrated);
                 match migrated.get(&key) {
@@ -252,63 +348,113 @@ fn kubelet(sim: &Sim, store: &mut Store, faults: &Faults, roles: &[RoleInfo]) {
                 }
                 lines.push("listening on 0.0.0.0:8080".into());
             }
-            ("gateway", None) => {
+            ("gateway", None, _) => {
                 let on = version.as_ref().is_none_or(|v| !faults.policy_off(v));
                 lines.push(format!(
                     "policy enforcement {}",
                     if on { "enabled" } else { "DISABLED" }
                 ));
             }
-            ("workers", None) => lines.push("processing jobs".into()),
-            (_, Some(_)) => lines.push("readiness probe failed: not ready".into()),
+            ("workers", None, _) => lines.push("processing jobs".into()),
+            (r, Some(_), _) if !r.is_empty() => {
+                lines.push("readiness probe failed: not ready".into())
+            }
             _ => {}
         }
-        let ready = problem.is_none();
-        let mut p = pod.clone();
-        {
-            let status = obj_mut(&mut p, &["status"]);
-            status.insert("phase".into(), json!("Running"));
-            if starting {
-                status.insert("startTime".into(), json!(t));
-            }
-            status.insert("conditions".into(), pod_conditions(ready, &t));
-        }
-        if starting {
-            let ip = store.next_pod_ip();
-            let status = obj_mut(&mut p, &["status"]);
-            status.insert("podIP".into(), json!(ip));
-            status.insert("podIPs".into(), json!([{"ip": ip}]));
-            status.insert("hostIP".into(), json!("10.0.0.1"));
-        }
-        let containers = at(&p, &["spec", "containers"])
+        let ready = problem.is_none() && tags.is_none();
+        let containers = at(&pod, &["spec", "containers"])
             .and_then(Value::as_array)
             .cloned()
             .unwrap_or_default();
+        let mut p = pod.clone();
+        {
+            let status = obj_mut(&mut p, &["status"]);
+            let phase = if tags == Some(TagBehaviour::Bad) {
+                "Pending"
+            } else {
+                "Running"
+            };
+            status.insert("phase".into(), json!(phase));
+            if starting {
+                status.insert("startTime".into(), json!(t));
+            }
+            status.insert("conditions".into(), pod_conditions(ready, &t, &containers));
+        }
+        if starting {
+            let status = obj_mut(&mut p, &["status"]);
+            status.insert("hostIP".into(), json!("10.0.0.1"));
+            status.insert("hostIPs".into(), json!([{"ip": "10.0.0.1"}]));
+            if tags != Some(TagBehaviour::Bad) {
+                let ip = store.next_pod_ip();
+                let status = obj_mut(&mut p, &["status"]);
+                status.insert("podIP".into(), json!(ip));
+                status.insert("podIPs".into(), json!([{"ip": ip}]));
+            }
+        }
+        let started_at = str_at(&p, &["status", "startTime"])
+            .unwrap_or(&t)
+            .to_string();
         let statuses: Vec<Value> = containers
             .iter()
             .map(|c| {
-                let crashed = problem == Some("migration");
-                let state = if crashed {
-                    json!({"waiting": {"reason": "CrashLoopBackOff", "message": "back-off restarting failed container"}})
-                } else {
-                    json!({"running": {"startedAt": t}})
-                };
-                json!({
-                    "name": c.get("name"),
-                    "image": c.get("image"),
-                    "imageID": format!("sim://{}", str_at(c, &["image"]).unwrap_or_default()),
+                let cname = str_at(c, &["name"]).unwrap_or_default();
+                let image = str_at(c, &["image"]).unwrap_or_default();
+                let mut st = json!({
+                    "name": cname,
+                    "image": image,
+                    "imageID": format!("sim://{image}"),
                     "containerID": format!("sim://{}", random_suffix(12)),
                     "ready": ready,
-                    "started": !crashed,
-                    "restartCount": if crashed { 1 } else { 0 },
-                    "state": state,
-                })
+                    "started": true,
+                    "restartCount": 0,
+                    "state": {"running": {"startedAt": t}},
+                });
+                match (tags, problem) {
+                    (Some(TagBehaviour::Bad), _) => {
+                        let m = st.as_object_mut().expect("an object");
+                        m.remove("containerID");
+                        m.insert("imageID".into(), json!(""));
+                        m.insert("started".into(), json!(false));
+                        m.insert(
+                            "state".into(),
+                            json!({"waiting": {
+                                "reason": "ImagePullBackOff",
+                                "message": format!(
+                                    "Back-off pulling image \"{image}\": fake kubelet: tag {} ends in -bad",
+                                    kubelet_tag(image)
+                                ),
+                            }}),
+                        );
+                    }
+                    (Some(TagBehaviour::Crash), _) => {
+                        st["started"] = json!(false);
+                        st["state"] = json!({"waiting": {
+                            "reason": "CrashLoopBackOff",
+                            "message": format!("back-off restarting failed container {cname}"),
+                        }});
+                        st["lastState"] = json!({"terminated": {
+                            "exitCode": 1, "reason": "Error", "startedAt": started_at, "finishedAt": t,
+                        }});
+                    }
+                    (_, Some("migration")) => {
+                        st["started"] = json!(false);
+                        st["restartCount"] = json!(1);
+                        st["state"] = json!({"waiting": {
+                            "reason": "CrashLoopBackOff",
+                            "message": "back-off restarting failed container",
+                        }});
+                    }
+                    _ => {}
+                }
+                st
             })
             .collect();
         p["status"]["containerStatuses"] = json!(statuses);
-        let entry = store.logs.entry((ns.clone(), name.clone())).or_default();
-        for l in lines {
-            entry.push(format!("{t} {l}"));
+        if !lines.is_empty() {
+            let entry = store.logs.entry((ns.clone(), name.clone())).or_default();
+            for l in lines {
+                entry.push(format!("{t} {l}"));
+            }
         }
         let _ = store.update(Kind::Pod, &ns, &name, p, WriteMode::Internal);
     }
@@ -919,7 +1065,95 @@ fn deployment_status(store: &mut Store, ns: &str, name: &str, just_created: bool
 }
 
 /// Create the seed's objects and run the controllers until they settle.
-pub fn seed(sim: &Sim, seed: &Seed) {
+/// The log lines the api's `FAKE_LOG` carries in seeded objects, for a real cluster's fake
+/// kubelet: what the simulated api logs when its pod applies the migrations.
+pub const API_FAKE_LOG: &str =
+    "acquired migration lock\\nmigration 0041_{tag} applied\\nmigrations complete\\nlistening on :8080 ({tag})";
+
+/// The objects of a seed (without the namespace), as a client would create them: per
+/// deployment a Deployment and a Service selecting its pods; for blue-green both colours and
+/// the Service on blue. `progress_deadline`: `progressDeadlineSeconds` of every Deployment.
+pub fn seed_objects(seed: &Seed, progress_deadline: Option<i64>) -> Vec<(Kind, Value)> {
+    let ns = &seed.namespace;
+    let mut out = Vec::new();
+    for c in &seed.components {
+        let port = match c.name.as_str() {
+            "gateway" => 41002,
+            "console" => 3000,
+            _ => 8080,
+        };
+        let deployment = |name: &str, labels: Value| {
+            let mut container = json!({
+                "name": c.container,
+                "image": format!("{}:{}", c.image, c.version),
+                "ports": [{"containerPort": port}],
+            });
+            let mut env: Vec<Value> = seed
+                .pod_env
+                .iter()
+                .map(|(k, v)| json!({"name": k, "value": v}))
+                .collect();
+            if c.name == "api" {
+                env.push(json!({"name": "FAKE_LOG", "value": API_FAKE_LOG}));
+            }
+            if !env.is_empty() {
+                container["env"] = json!(env);
+            }
+            let mut d = json!({
+                "apiVersion": "apps/v1", "kind": "Deployment",
+                "metadata": {"name": name, "namespace": ns, "labels": labels.clone()},
+                "spec": {
+                    "replicas": c.replicas,
+                    "selector": {"matchLabels": labels.clone()},
+                    "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": "25%", "maxUnavailable": "25%"}},
+                    "template": {
+                        "metadata": {"labels": labels},
+                        "spec": {"containers": [container]}
+                    }
+                }
+            });
+            if let Some(s) = progress_deadline {
+                d["spec"]["progressDeadlineSeconds"] = json!(s);
+            }
+            d
+        };
+        let service = |name: &str, selector: Value| {
+            json!({
+                "apiVersion": "v1", "kind": "Service",
+                "metadata": {"name": name, "namespace": ns, "labels": {"app": name}},
+                "spec": {"selector": selector, "ports": [{"name": "http", "port": 80, "targetPort": port}]}
+            })
+        };
+        match &c.workload {
+            SeedWorkload::Deployments(names) => {
+                for n in names {
+                    let labels = json!({"app": n});
+                    out.push((Kind::Deployment, deployment(n, labels.clone())));
+                    out.push((Kind::Service, service(n, labels)));
+                }
+            }
+            SeedWorkload::BlueGreen {
+                service: svc,
+                selector,
+                blue,
+                green,
+            } => {
+                for (colour, n) in [("blue", blue), ("green", green)] {
+                    let labels = json!({"app": svc, selector.as_str(): colour});
+                    out.push((Kind::Deployment, deployment(n, labels)));
+                }
+                out.push((
+                    Kind::Service,
+                    service(svc, json!({"app": svc, selector.as_str(): "blue"})),
+                ));
+            }
+        }
+    }
+    out
+}
+
+/// Roles and service targets of a seed, without objects.
+pub fn register(sim: &Sim, seed: &Seed) {
     {
         let mut roles = sim.inner.roles.write().unwrap_or_else(|e| e.into_inner());
         for c in &seed.components {
@@ -937,6 +1171,10 @@ pub fn seed(sim: &Sim, seed: &Seed) {
         .write()
         .unwrap_or_else(|e| e.into_inner())
         .push(seed.clone());
+}
+
+pub fn seed(sim: &Sim, seed: &Seed) {
+    register(sim, seed);
     let ns = &seed.namespace;
     let deadline = sim
         .inner
@@ -945,65 +1183,8 @@ pub fn seed(sim: &Sim, seed: &Seed) {
     {
         let mut store = lock(&sim.inner.store);
         let _ = store.create(Kind::Namespace, "", json!({"metadata": {"name": ns}}));
-        for c in &seed.components {
-            let port = match c.name.as_str() {
-                "gateway" => 41002,
-                "console" => 3000,
-                _ => 8080,
-            };
-            let deployment = |name: &str, labels: Value| {
-                let mut d = json!({
-                    "metadata": {"name": name, "namespace": ns, "labels": labels.clone()},
-                    "spec": {
-                        "replicas": c.replicas,
-                        "selector": {"matchLabels": labels.clone()},
-                        "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": "25%", "maxUnavailable": "25%"}},
-                        "template": {
-                            "metadata": {"labels": labels},
-                            "spec": {"containers": [{
-                                "name": c.container,
-                                "image": format!("{}:{}", c.image, c.version),
-                                "ports": [{"containerPort": port}],
-                            }]}
-                        }
-                    }
-                });
-                if let Some(s) = deadline {
-                    d["spec"]["progressDeadlineSeconds"] = json!(s);
-                }
-                d
-            };
-            let service = |name: &str, selector: Value| {
-                json!({
-                    "metadata": {"name": name, "namespace": ns, "labels": {"app": name}},
-                    "spec": {"selector": selector, "ports": [{"name": "http", "port": 80, "targetPort": port}]}
-                })
-            };
-            match &c.workload {
-                SeedWorkload::Deployments(names) => {
-                    for n in names {
-                        let labels = json!({"app": n});
-                        let _ = store.create(Kind::Deployment, ns, deployment(n, labels.clone()));
-                        let _ = store.create(Kind::Service, ns, service(n, labels));
-                    }
-                }
-                SeedWorkload::BlueGreen {
-                    service: svc,
-                    selector,
-                    blue,
-                    green,
-                } => {
-                    for (colour, n) in [("blue", blue), ("green", green)] {
-                        let labels = json!({"app": svc, selector.as_str(): colour});
-                        let _ = store.create(Kind::Deployment, ns, deployment(n, labels));
-                    }
-                    let _ = store.create(
-                        Kind::Service,
-                        ns,
-                        service(svc, json!({"app": svc, selector.as_str(): "blue"})),
-                    );
-                }
-            }
+        for (kind, obj) in seed_objects(seed, deadline) {
+            let _ = store.create(kind, ns, obj);
         }
     }
     for _ in 0..64 {
