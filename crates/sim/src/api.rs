@@ -18,7 +18,7 @@ use super::faults::{Fault, Faults};
 use super::patch::{self, PatchKind};
 use super::selector::{FieldSelector, LabelSelector};
 use super::store::{at, check_shape, i64_at, obj_mut, str_at, ApiError, FieldError, WriteMode};
-use super::{lock, logs, schema, store, table, watch, LoggedRequest, Sim};
+use super::{lock, logs, schema, ssa, store, table, watch, LoggedRequest, Sim};
 
 /// Build the API router.
 pub fn router(sim: Sim) -> Router {
@@ -304,6 +304,18 @@ async fn handle(
         ["apis", g] if is_get => return doc(discovery::group(g)),
         ["api", v] if is_get => return doc(discovery::resource_list("", v)),
         ["apis", g, v] if is_get => return doc(discovery::resource_list(g, v)),
+        ["apis", "authorization.k8s.io", "v1", "selfsubjectaccessreviews"] => {
+            return match method {
+                Method::POST => access_review(&sim, &headers, &body),
+                _ => error_response(&ApiError::new(
+                    405,
+                    "MethodNotAllowed",
+                    format!(
+                        "the server does not allow this method on the requested resource: {method} {path}"
+                    ),
+                )),
+            };
+        }
         _ => {}
     }
     let t = match segs.as_slice() {
@@ -315,6 +327,33 @@ async fn handle(
         Ok(t) => t,
         Err(e) => return error_response(&e),
     };
+    let verb = match (&method, &t.name) {
+        (&Method::GET, None) if query.flag("watch") => "watch",
+        (&Method::GET, None) => "list",
+        (&Method::GET, Some(_)) => "get",
+        (&Method::POST, _) => "create",
+        (&Method::PUT, _) => "update",
+        (&Method::PATCH, _) => "patch",
+        (&Method::DELETE, None) => "deletecollection",
+        (&Method::DELETE, Some(_)) => "delete",
+        _ => "",
+    };
+    let ns = t.namespace.clone().unwrap_or_default();
+    let info = t.kind.info();
+    if sim
+        .faults()
+        .denied(verb, info.group, info.plural, t.sub.as_deref(), &ns)
+        .is_some()
+    {
+        return error_response(&ApiError::forbidden(
+            user(&headers),
+            verb,
+            t.kind,
+            t.sub.as_deref(),
+            &ns,
+            t.name.as_deref(),
+        ));
+    }
     let ctx = Ctx {
         sim: &sim,
         query: &query,
@@ -372,6 +411,80 @@ async fn handle(
         }
     }
     resp
+}
+
+/// Who is asking: the simulator has no authentication, so the `Impersonate-User` header if
+/// any, else `admin` (the user of the real test control plane's kubeconfig).
+fn user(headers: &HeaderMap) -> &str {
+    headers
+        .get("impersonate-user")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("admin")
+}
+
+/// `POST /apis/authorization.k8s.io/v1/selfsubjectaccessreviews`: allowed, unless a `deny`
+/// fault matches the resource attributes.
+fn access_review(sim: &Sim, headers: &HeaderMap, body: &Bytes) -> Response {
+    let review: Value = match serde_json::from_slice(body) {
+        Ok(v @ Value::Object(_)) => v,
+        _ => {
+            return error_response(&ApiError::bad_request(
+                "the object provided is unrecognized: expected a SelfSubjectAccessReview",
+            ))
+        }
+    };
+    let spec = review.get("spec").cloned().unwrap_or(json!({}));
+    let ra = spec.get("resourceAttributes");
+    let nra = spec.get("nonResourceAttributes");
+    if ra.is_none() == nra.is_none() {
+        let body = if ra.is_none() {
+            "Required value: exactly one of nonResourceAttributes or resourceAttributes must be specified"
+        } else {
+            "Invalid value: \"resourceAttributes\": cannot be specified in combination with resourceAttributes"
+        };
+        return error_response(&ApiError::invalid_named(
+            "SelfSubjectAccessReview",
+            "authorization.k8s.io",
+            "",
+            vec![FieldError {
+                field: if ra.is_none() {
+                    "spec.resourceAttributes".into()
+                } else {
+                    "spec.nonResourceAttributes".into()
+                },
+                reason: if ra.is_none() {
+                    "FieldValueRequired"
+                } else {
+                    "FieldValueInvalid"
+                },
+                body: body.into(),
+            }],
+        ));
+    }
+    let s = |k: &str| ra.and_then(|r| str_at(r, &[k])).unwrap_or("");
+    let denied = ra.and_then(|_| {
+        let sub = Some(s("subresource")).filter(|x| !x.is_empty());
+        sim.faults()
+            .denied(s("verb"), s("group"), s("resource"), sub, s("namespace"))
+            .cloned()
+    });
+    let status = match denied {
+        Some(d) => json!({
+            "allowed": false,
+            "reason": format!("denied by the simulator's fault deny:{d} (user {:?})", user(headers)),
+        }),
+        None => json!({"allowed": true}),
+    };
+    json_response(
+        StatusCode::CREATED,
+        &json!({
+            "kind": "SelfSubjectAccessReview",
+            "apiVersion": "authorization.k8s.io/v1",
+            "metadata": {},
+            "spec": spec,
+            "status": status,
+        }),
+    )
 }
 
 fn accept(headers: &HeaderMap) -> &str {
@@ -648,14 +761,34 @@ impl Ctx<'_> {
                 check_shape(t.kind, &obj)?;
                 self.known_fields_apply(t.kind, ns, name, &mut obj)?;
                 obj_mut(&mut obj, &["metadata"]).insert("name".into(), json!(name));
+                let applied = obj.clone();
                 let v = store.create(t.kind, ns, obj)?;
+                let manager = self.query.get("fieldManager").unwrap_or_default();
+                let owners = store
+                    .managers
+                    .entry((t.kind, ns.to_string(), name.to_string()))
+                    .or_default();
+                ssa::record(owners, manager, &applied, false);
                 return Ok((StatusCode::CREATED, v));
             }
             Err(e) => return Err(e),
         };
+        let mut owners = None;
+        let mut released = Vec::new();
         if kind == PatchKind::Apply {
             let mut applied = patch::parse_apply_body(self.body).map_err(ApiError::bad_request)?;
+            patch::strip_directives(&mut applied);
             self.known_fields_apply(t.kind, ns, name, &mut applied)?;
+            let manager = self.query.get("fieldManager").unwrap_or_default();
+            let force = self.query.flag("force");
+            let key = (t.kind, ns.to_string(), name.to_string());
+            let mut o = store.managers.get(&key).cloned().unwrap_or_default();
+            let conflicts = ssa::conflicts(&o, manager, &current, &applied);
+            if !conflicts.is_empty() && !force {
+                return Err(ssa::conflict_error(&conflicts));
+            }
+            released = ssa::record(&mut o, manager, &applied, force);
+            owners = Some((key, o));
         }
         let mut patched = current.clone();
         patch::apply_patch(&mut patched, kind, self.body).map_err(|m| {
@@ -679,7 +812,11 @@ impl Ctx<'_> {
             obj_mut(&mut patched, &["metadata"])
                 .insert("resourceVersion".into(), json!(current_rv));
         }
+        ssa::remove_released(&mut patched, &released);
         let v = store.update(t.kind, ns, name, patched, Ctx::mode(sub))?;
+        if let Some((key, o)) = owners {
+            store.managers.insert(key, o);
+        }
         Ok((StatusCode::OK, v))
     }
 

@@ -228,9 +228,12 @@ pub fn core_versions() -> Value {
     })
 }
 
+/// The named API groups served, each at `v1`.
+const GROUPS: [&str; 3] = ["apps", "authorization.k8s.io", "coordination.k8s.io"];
+
 /// `GET /apis`.
 pub fn group_list() -> Value {
-    let groups: Vec<Value> = ["apps", "coordination.k8s.io"]
+    let groups: Vec<Value> = GROUPS
         .iter()
         .map(|g| {
             json!({
@@ -245,7 +248,7 @@ pub fn group_list() -> Value {
 
 /// `GET /apis/{group}`.
 pub fn group(group: &str) -> Option<Value> {
-    if !["apps", "coordination.k8s.io"].contains(&group) {
+    if !GROUPS.contains(&group) {
         return None;
     }
     Some(json!({
@@ -259,6 +262,21 @@ pub fn group(group: &str) -> Option<Value> {
 
 /// `GET /api/v1` or `GET /apis/{group}/{version}`: the APIResourceList.
 pub fn resource_list(group: &str, version: &str) -> Option<Value> {
+    if (group, version) == ("authorization.k8s.io", "v1") {
+        // Served by the API, not stored: only `create`.
+        return Some(json!({
+            "kind": "APIResourceList",
+            "apiVersion": "v1",
+            "groupVersion": "authorization.k8s.io/v1",
+            "resources": [{
+                "name": "selfsubjectaccessreviews",
+                "singularName": "selfsubjectaccessreview",
+                "namespaced": false,
+                "kind": "SelfSubjectAccessReview",
+                "verbs": ["create"],
+            }]
+        }));
+    }
     let kinds: Vec<Kind> = Kind::ALL
         .into_iter()
         .filter(|k| k.info().group == group && k.info().version == version)

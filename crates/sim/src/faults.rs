@@ -45,6 +45,109 @@ pub enum Fault {
     WatchCut,
     /// Watches that resume from a resourceVersion get one `410 Expired` ERROR event and end.
     WatchExpired,
+    /// Authorization says no: matching requests get `403 Forbidden` worded as RBAC's, and
+    /// matching SelfSubjectAccessReviews answer `allowed: false` with a reason.
+    Deny(Deny),
+}
+
+/// What a [`Fault::Deny`] refuses: `deny:VERB:RESOURCE[:NAMESPACE]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Deny {
+    /// The verb (`get`, `list`, `watch`, `create`, `update`, `patch`, `delete`) or `*`.
+    pub verb: String,
+    /// The API group, or `None` for any group.
+    pub group: Option<String>,
+    /// The resource plural (`deployments`) or `*`.
+    pub resource: String,
+    /// The subresource (`status`, `scale`, `log`), if only that is denied.
+    pub subresource: Option<String>,
+    /// The namespace, if only there.
+    pub namespace: Option<String>,
+}
+
+/// Resources the simulator serves, to tell `resource/subresource` from `group/resource`.
+const PLURALS: [&str; 8] = [
+    "namespaces",
+    "pods",
+    "services",
+    "configmaps",
+    "deployments",
+    "replicasets",
+    "leases",
+    "selfsubjectaccessreviews",
+];
+
+impl Deny {
+    fn parse(arg: &str, whole: &str) -> Result<Deny, ParseFaultError> {
+        let form = "deny:VERB:RESOURCE[:NAMESPACE] (RESOURCE: deployments, apps/deployments, \
+                    deployments/scale or apps/deployments/scale)";
+        let parts: Vec<&str> = arg.split(':').map(str::trim).collect();
+        let (verb, resource, namespace) = match parts.as_slice() {
+            [v, r] => (*v, *r, None),
+            [v, r, n] => (*v, *r, Some(*n)),
+            _ => return Err(ParseFaultError(format!("`{whole}`: write `{form}`"))),
+        };
+        if verb.is_empty() || resource.is_empty() || namespace == Some("") {
+            return Err(ParseFaultError(format!("`{whole}`: write `{form}`")));
+        }
+        let segs: Vec<&str> = resource.split('/').collect();
+        let (group, resource, subresource) = match segs.as_slice() {
+            [r] => (None, *r, None),
+            [a, b] if PLURALS.contains(a) || *a == "*" => (None, *a, Some(*b)),
+            [g, r] => (Some(*g), *r, None),
+            [g, r, s] => (Some(*g), *r, Some(*s)),
+            _ => return Err(ParseFaultError(format!("`{whole}`: write `{form}`"))),
+        };
+        if segs.iter().any(|s| s.is_empty()) {
+            return Err(ParseFaultError(format!("`{whole}`: write `{form}`")));
+        }
+        Ok(Deny {
+            verb: verb.to_string(),
+            group: group.map(|g| {
+                if g == "core" {
+                    String::new()
+                } else {
+                    g.to_string()
+                }
+            }),
+            resource: resource.to_string(),
+            subresource: subresource.map(String::from),
+            namespace: namespace.map(String::from),
+        })
+    }
+
+    /// Does this deny a request?
+    pub fn matches(
+        &self,
+        verb: &str,
+        group: &str,
+        resource: &str,
+        subresource: Option<&str>,
+        namespace: &str,
+    ) -> bool {
+        (self.verb == "*" || self.verb == verb)
+            && self.group.as_deref().is_none_or(|g| g == group)
+            && (self.resource == "*" || self.resource == resource)
+            && self.subresource.as_deref() == subresource
+            && self.namespace.as_deref().is_none_or(|n| n == namespace)
+    }
+}
+
+impl fmt::Display for Deny {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:", self.verb)?;
+        if let Some(g) = &self.group {
+            write!(f, "{}/", if g.is_empty() { "core" } else { g })?;
+        }
+        write!(f, "{}", self.resource)?;
+        if let Some(s) = &self.subresource {
+            write!(f, "/{s}")?;
+        }
+        if let Some(n) = &self.namespace {
+            write!(f, ":{n}")?;
+        }
+        Ok(())
+    }
 }
 
 /// A fault string that could not be parsed; the message says what was expected.
@@ -54,7 +157,7 @@ pub struct ParseFaultError(pub String);
 
 const FAULT_FORMS: &str = "never-ready:COMPONENT@VERSION, policy-off:VERSION, \
 migration-fails:VERSION, api-errors:SHARE (0..1 or N%), latency:DURATION (e.g. 200ms), \
-watch-cut, watch-expired";
+watch-cut, watch-expired, deny:VERB:RESOURCE[:NAMESPACE]";
 
 fn version(text: &str, fault: &str) -> Result<Version, ParseFaultError> {
     Version::parse(text.trim()).map_err(|e| {
@@ -180,6 +283,9 @@ impl FromStr for Fault {
                     .map(Fault::Latency)
                     .map_err(|e| ParseFaultError(format!("`{s}`: {e}")))
             }
+            "deny" => {
+                Deny::parse(&need(arg, "deny:VERB:RESOURCE[:NAMESPACE]")?, s).map(Fault::Deny)
+            }
             "watch-cut" => no_arg(arg).map(|_| Fault::WatchCut),
             "watch-expired" => no_arg(arg).map(|_| Fault::WatchExpired),
             "" => Err(ParseFaultError(format!(
@@ -204,6 +310,7 @@ impl fmt::Display for Fault {
             Fault::Latency(d) => write!(f, "latency:{}", format_duration(*d)),
             Fault::WatchCut => write!(f, "watch-cut"),
             Fault::WatchExpired => write!(f, "watch-expired"),
+            Fault::Deny(d) => write!(f, "deny:{d}"),
         }
     }
 }
@@ -309,6 +416,21 @@ impl Faults {
         self.faults.contains(&Fault::WatchCut)
     }
 
+    /// The deny fault that refuses this request, if any.
+    pub fn denied(
+        &self,
+        verb: &str,
+        group: &str,
+        resource: &str,
+        subresource: Option<&str>,
+        namespace: &str,
+    ) -> Option<&Deny> {
+        self.faults.iter().find_map(|f| match f {
+            Fault::Deny(d) if d.matches(verb, group, resource, subresource, namespace) => Some(d),
+            _ => None,
+        })
+    }
+
     /// Are resumed watches answered with 410 Expired?
     pub fn watch_expired(&self) -> bool {
         self.faults.contains(&Fault::WatchExpired)
@@ -330,6 +452,11 @@ mod tests {
             "latency:2s",
             "watch-cut",
             "watch-expired",
+            "deny:patch:deployments",
+            "deny:patch:apps/deployments:prod",
+            "deny:get:pods/log",
+            "deny:*:core/configmaps",
+            "deny:update:apps/deployments/scale:ns",
         ] {
             let f: Fault = s.parse().unwrap();
             assert_eq!(f.to_string(), s);
@@ -357,6 +484,40 @@ mod tests {
         assert!(err("latency:200").contains("missing unit"));
         assert!(err("latency:2d").contains("unknown unit"));
         assert!(err("watch-cut:now").contains("takes no argument"));
+        assert!(err("deny:patch").contains("deny:VERB:RESOURCE"));
+        assert!(err("deny:patch:a/b/c/d").contains("deny:VERB:RESOURCE"));
+    }
+
+    #[test]
+    fn deny_matches_verb_resource_group_and_namespace() {
+        let d = |s: &str| match s.parse::<Fault>().unwrap() {
+            Fault::Deny(d) => d,
+            other => panic!("{other:?}"),
+        };
+        assert!(d("deny:patch:deployments").matches("patch", "apps", "deployments", None, "x"));
+        assert!(!d("deny:patch:deployments").matches("get", "apps", "deployments", None, "x"));
+        assert!(!d("deny:patch:deployments").matches(
+            "patch",
+            "apps",
+            "deployments",
+            Some("scale"),
+            "x"
+        ));
+        assert!(d("deny:get:pods/log").matches("get", "", "pods", Some("log"), "x"));
+        assert!(!d("deny:*:apps/deployments:prod").matches(
+            "get",
+            "apps",
+            "deployments",
+            None,
+            "x"
+        ));
+        assert!(d("deny:*:apps/deployments:prod").matches(
+            "get",
+            "apps",
+            "deployments",
+            None,
+            "prod"
+        ));
     }
 
     #[test]

@@ -39,6 +39,7 @@ mod schema;
 pub mod selector;
 pub mod serve;
 mod services;
+mod ssa;
 pub mod store;
 pub mod table;
 mod watch;

@@ -83,6 +83,12 @@ pub fn parse_apply_body(body: &[u8]) -> Result<Value, String> {
     Ok(v)
 }
 
+/// The merge key of a list field (by the field's name and, for `ports`, its items), if the
+/// list merges by key.
+pub fn list_merge_key(field: &str, items: &[Value]) -> Option<&'static str> {
+    merge_key(field, items)
+}
+
 /// The merge key of a list field, chosen by its name and, for `ports`, by its items.
 fn merge_key(field: &str, items: &[Value]) -> Option<&'static str> {
     match field {

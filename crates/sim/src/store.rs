@@ -338,6 +338,8 @@ pub struct Store {
     next_ip: u32,
     /// Log lines per (namespace, pod).
     pub logs: HashMap<(String, String), Vec<String>>,
+    /// Server-side apply field owners per object.
+    pub managers: HashMap<(Kind, String, String), super::ssa::Owners>,
     /// Counts changes the controllers care about (pods, replica sets, deployment specs and
     /// annotations, faults), so an unrelated write does not cost a controller pass.
     pub dirty: u64,
@@ -428,6 +430,7 @@ impl Store {
             notify,
             next_ip: 10,
             logs: HashMap::new(),
+            managers: HashMap::new(),
             dirty: 0,
         }
     }
@@ -599,6 +602,7 @@ impl Store {
         obj["metadata"]["resourceVersion"] = json!(self.rv.to_string());
         self.objects
             .insert(Store::key(kind, ns, &name), obj.clone());
+        self.managers.remove(&Store::key(kind, ns, &name));
         if matches!(kind, Kind::Deployment | Kind::ReplicaSet | Kind::Pod) {
             self.dirty += 1;
         }
@@ -756,6 +760,7 @@ impl Store {
             }
         }
         self.objects.remove(&Store::key(kind, ns, name));
+        self.managers.remove(&Store::key(kind, ns, name));
         self.dirty += 1;
         if kind == Kind::Pod {
             self.logs.remove(&(ns.to_string(), name.to_string()));
