@@ -14,7 +14,7 @@ pub mod plan;
 pub mod resolve;
 pub mod run;
 pub mod script;
-pub mod sim;
+pub use ktplay_sim as sim;
 pub mod source;
 pub mod span;
 pub mod syntax;

@@ -229,6 +229,7 @@ async fn api_against_real_servers() {
     use ktplay::sim::{Seed, SeedComponent, SeedWorkload, Sim, SimConfig};
     let sim = Sim::new(SimConfig::default());
     sim.seed(&Seed {
+        pod_env: Vec::new(),
         namespace: "keeptrusts".into(),
         components: vec![SeedComponent {
             name: "api".into(),
@@ -253,7 +254,7 @@ async fn api_against_real_servers() {
             container: "api".into(),
         }],
         // Rehearsals route env URLs to local servers: the script asks for the env's URL.
-        rewrite: Arc::new(move |url: &str| url.replace("https://gateway.example.com", &base)),
+        rewrite: Arc::new(move |url: &str| Ok(url.replace("https://gateway.example.com", &base))),
     });
     let ctx = Context {
         vars: vec![("gateway_url".into(), "https://gateway.example.com".into())],

@@ -26,6 +26,8 @@ const REVISION: &str = "deployment.kubernetes.io/revision";
 const HASH_LABEL: &str = "pod-template-hash";
 /// Field manager of every write.
 pub const MANAGER: &str = "ktplay";
+/// The `User-Agent` of every request.
+pub const USER_AGENT: &str = concat!("ktplay/", env!("CARGO_PKG_VERSION"));
 
 /// How to reach a cluster, as kubectl: `--kubeconfig`, else `KUBECONFIG`, else `~/.kube/config`,
 /// else the in-cluster service account.
@@ -49,17 +51,46 @@ pub enum ClusterError {
     Timeout(String),
     #[error("interrupted")]
     Interrupted,
+    #[error("deployment `{deploy}` has no container `{container}`; its containers: {}", have.join(", "))]
+    NoContainer {
+        deploy: String,
+        container: String,
+        have: Vec<String>,
+    },
 }
 
 impl ClusterError {
     fn kube(e: kube::Error) -> ClusterError {
-        match e {
-            kube::Error::Api(s) => ClusterError::Api(format!(
-                "the Kubernetes API answered {} {}: {}",
+        ClusterError::Api(words(&e))
+    }
+
+    /// A failed request in words: what was asked of which object, and what the API said.
+    pub(crate) fn request(e: kube::Error, verb: &str, object: &str) -> ClusterError {
+        ClusterError::Api(format!("cannot {verb} {object}: {}", words(&e)))
+    }
+}
+
+/// A kube error as a person reads it: the API's status, reason and message, with a hint for the
+/// statuses that have one; never a `Status { … }` dump.
+pub fn words(e: &kube::Error) -> String {
+    match e {
+        kube::Error::Api(s) => {
+            let hint = match s.code {
+                401 => " (the credentials were not accepted: check the kubeconfig's user)",
+                403 => " (the kubeconfig's user lacks this permission: see `kubectl auth can-i`)",
+                409 if s.reason == "Conflict" => {
+                    " (someone else changed the object at the same time)"
+                }
+                422 => " (the API refused the object as invalid)",
+                429 => " (the API is rate-limiting requests)",
+                _ => "",
+            };
+            format!(
+                "the Kubernetes API answered {} {}: {}{hint}",
                 s.code, s.reason, s.message
-            )),
-            other => ClusterError::Api(format!("Kubernetes API request failed: {other}")),
+            )
         }
+        other => format!("the Kubernetes API request failed: {other}"),
     }
 }
 
@@ -104,6 +135,12 @@ pub async fn client(connect: &Connect, namespace: &str) -> std::result::Result<C
         None => kube::Config::incluster().map_err(|e| format!("in-cluster config: {e}"))?,
     };
     config.default_namespace = namespace.to_string();
+    // Attributable in audit logs: every request says who sent it (writes also carry the field
+    // manager `ktplay`, see `patch_params`).
+    config.headers.push((
+        http::header::USER_AGENT,
+        http::HeaderValue::from_static(USER_AGENT),
+    ));
     Client::try_from(config).map_err(|e| format!("cannot build a Kubernetes client: {e}"))
 }
 
@@ -194,6 +231,79 @@ fn selector_string(d: &Value) -> String {
                 .join(",")
         })
         .unwrap_or_default()
+}
+
+/// What ktplay changes in a deployment, and so what it records to restore: the image of every
+/// container, kubectl's `restartedAt` annotation on the pod template, and the rolling-update
+/// strategy. Deliberately not the whole template: a journal event stays a few hundred bytes
+/// whatever the pod spec holds (a ConfigMap holds at most 1 MiB), and a restore changes only
+/// what ktplay changed, so edits others made to the rest of the template survive it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Snap {
+    /// The deployment.
+    pub name: String,
+    /// `(container, image)` of `spec.template.spec.containers`, in order.
+    pub images: Vec<(String, String)>,
+    /// The template's `kubectl.kubernetes.io/restartedAt`, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub restarted_at: Option<String>,
+    /// `spec.strategy` (`null` when not recorded, as for an `undo` target).
+    #[serde(default)]
+    pub strategy: Value,
+}
+
+impl Snap {
+    /// The snap of a deployment (as JSON) or of a ReplicaSet (its template; no strategy).
+    pub fn of(name: &str, obj: &Value) -> Snap {
+        Snap {
+            name: name.to_string(),
+            images: template_images(&obj["spec"]["template"]),
+            restarted_at: obj["spec"]["template"]["metadata"]["annotations"][RESTARTED_AT]
+                .as_str()
+                .map(String::from),
+            strategy: obj["spec"]["strategy"].clone(),
+        }
+    }
+
+    /// The image of one container.
+    pub fn image(&self, container: &str) -> Option<&str> {
+        self.images
+            .iter()
+            .find(|(c, _)| c == container)
+            .map(|(_, i)| i.as_str())
+    }
+
+    /// Does the live deployment run what this snap says (images and restart annotation)?
+    fn matches(&self, live: &Snap) -> bool {
+        self.images == live.images && self.restarted_at == live.restarted_at
+    }
+}
+
+fn template_images(template: &Value) -> Vec<(String, String)> {
+    template["spec"]["containers"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|c| {
+            (
+                c["name"].as_str().unwrap_or_default().to_string(),
+                c["image"].as_str().unwrap_or_default().to_string(),
+            )
+        })
+        .collect()
+}
+
+/// The names of a deployment's containers.
+pub fn container_names(d: &Value) -> Vec<String> {
+    template_images(&d["spec"]["template"])
+        .into_iter()
+        .map(|(n, _)| n)
+        .collect()
+}
+
+/// JSON-pointer escaping of one path segment (RFC 6901).
+fn pointer_escape(s: &str) -> String {
+    s.replace('~', "~0").replace('/', "~1")
 }
 
 /// Remove what the controller adds to a template, so it can be written back.
@@ -295,14 +405,10 @@ impl Cluster {
         Ok(out)
     }
 
-    /// The pod template of a deployment, cleaned for writing back.
-    pub async fn template(&self, deploy: &str) -> Result<Value> {
-        let d = self.deployment(deploy).await?;
-        Ok(clean_template(d["spec"]["template"].clone()))
-    }
-
-    /// Strategic merge patch of the container's image (tag = version), and of the rolling
-    /// update strategy when given.
+    /// Set the container's image (tag = version), and the rolling-update strategy when given,
+    /// with a JSON patch that first tests the container's name at its index: a patch can never
+    /// add a container (a strategic merge patch by a wrong name would), and a Deployment edited
+    /// between the read and the write fails the test instead of being changed blindly.
     pub async fn set_image(
         &self,
         deploy: &str,
@@ -312,58 +418,112 @@ impl Cluster {
         max_unavailable: Option<IntOrPercent>,
         max_surge: Option<IntOrPercent>,
     ) -> Result<()> {
-        let mut patch = json!({"spec": {"template": {"spec": {"containers": [
-            {"name": container, "image": format!("{image}:{version}")}
-        ]}}}});
-        let mut ru = serde_json::Map::new();
-        let iop = |v: IntOrPercent| match v {
-            IntOrPercent::Int(n) => json!(n),
-            IntOrPercent::Percent(p) => json!(format!("{p}%")),
-        };
-        if let Some(v) = max_unavailable {
-            ru.insert("maxUnavailable".into(), iop(v));
+        let d = self.deployment(deploy).await?;
+        let i = self.container_index(&d, deploy, container)?;
+        let base = format!("/spec/template/spec/containers/{i}");
+        let want = format!("{image}:{version}");
+        let mut ops = Vec::new();
+        if d["spec"]["template"]["spec"]["containers"][i]["image"] != want.as_str() {
+            ops.push(json!({"op": "test", "path": format!("{base}/name"), "value": container}));
+            ops.push(json!({"op": "replace", "path": format!("{base}/image"), "value": want}));
         }
-        if let Some(v) = max_surge {
-            ru.insert("maxSurge".into(), iop(v));
+        if max_unavailable.is_some() || max_surge.is_some() {
+            let iop = |v: IntOrPercent| match v {
+                IntOrPercent::Int(n) => json!(n),
+                IntOrPercent::Percent(p) => json!(format!("{p}%")),
+            };
+            let mut ru = d["spec"]["strategy"]["rollingUpdate"]
+                .as_object()
+                .cloned()
+                .unwrap_or_default();
+            if let Some(v) = max_unavailable {
+                ru.insert("maxUnavailable".into(), iop(v));
+            }
+            if let Some(v) = max_surge {
+                ru.insert("maxSurge".into(), iop(v));
+            }
+            let strategy = json!({"type": "RollingUpdate", "rollingUpdate": ru});
+            if d["spec"]["strategy"] != strategy {
+                ops.push(json!({"op": "add", "path": "/spec/strategy", "value": strategy}));
+            }
         }
-        if !ru.is_empty() {
-            patch["spec"]["strategy"] = json!({"type": "RollingUpdate", "rollingUpdate": ru});
+        // Already as wanted (a resumed statement, a promotion the rollout repeats): no write.
+        if ops.is_empty() {
+            return Ok(());
         }
-        self.deploys()
-            .patch(deploy, &patch_params(), &Patch::Strategic(patch))
-            .await
-            .map(|_| ())
-            .map_err(ClusterError::kube)
+        self.json_patch(deploy, ops).await
     }
 
-    /// Replace the deployment's template (and strategy, when given) by a recorded one, as
-    /// `kubectl rollout undo` does (a JSON patch).
-    pub async fn restore_template(
-        &self,
-        deploy: &str,
-        template: &Value,
-        strategy: Option<&Value>,
-    ) -> Result<()> {
-        let mut ops = vec![json!({"op": "replace", "path": "/spec/template", "value": template})];
-        if let Some(s) = strategy.filter(|s| !s.is_null()) {
-            ops.push(json!({"op": "replace", "path": "/spec/strategy", "value": s}));
-        }
+    /// The index of a container in a deployment's template, or an error naming the containers
+    /// it has.
+    fn container_index(&self, d: &Value, deploy: &str, container: &str) -> Result<usize> {
+        let names = container_names(d);
+        names
+            .iter()
+            .position(|n| n == container)
+            .ok_or_else(|| ClusterError::NoContainer {
+                deploy: deploy.to_string(),
+                container: container.to_string(),
+                have: names,
+            })
+    }
+
+    async fn json_patch(&self, deploy: &str, ops: Vec<Value>) -> Result<()> {
         let patch: json_patch::Patch = serde_json::from_value(Value::Array(ops))
             .map_err(|e| ClusterError::Api(e.to_string()))?;
         self.deploys()
             .patch(deploy, &patch_params(), &Patch::Json::<()>(patch))
             .await
             .map(|_| ())
-            .map_err(ClusterError::kube)
+            .map_err(|e| ClusterError::request(e, "patch", &format!("deployment `{deploy}`")))
+    }
+
+    /// What ktplay would restore of a deployment (see [`Snap`]).
+    pub async fn snap(&self, deploy: &str) -> Result<Snap> {
+        Ok(Snap::of(deploy, &self.deployment(deploy).await?))
+    }
+
+    /// Put back what a snap recorded, when the deployment differs from it; true if it did. Every
+    /// container is tested by name at its index before its image is replaced; the strategy is
+    /// restored when the snap has one.
+    pub async fn restore_snap(&self, snap: &Snap) -> Result<bool> {
+        let d = self.deployment(&snap.name).await?;
+        let live = Snap::of(&snap.name, &d);
+        let strategy_differs = !snap.strategy.is_null() && snap.strategy != live.strategy;
+        if snap.matches(&live) && !strategy_differs {
+            return Ok(false);
+        }
+        let mut ops = Vec::new();
+        for (c, img) in &snap.images {
+            let i = self.container_index(&d, &snap.name, c)?;
+            let base = format!("/spec/template/spec/containers/{i}");
+            ops.push(json!({"op": "test", "path": format!("{base}/name"), "value": c}));
+            ops.push(json!({"op": "replace", "path": format!("{base}/image"), "value": img}));
+        }
+        let ann = format!(
+            "/spec/template/metadata/annotations/{}",
+            pointer_escape(RESTARTED_AT)
+        );
+        match (&snap.restarted_at, &live.restarted_at) {
+            (Some(v), _) => {
+                if !d["spec"]["template"]["metadata"]["annotations"].is_object() {
+                    ops.push(json!({"op": "add", "path": "/spec/template/metadata/annotations", "value": {}}));
+                }
+                ops.push(json!({"op": "add", "path": ann, "value": v}));
+            }
+            (None, Some(_)) => ops.push(json!({"op": "remove", "path": ann})),
+            (None, None) => {}
+        }
+        if strategy_differs {
+            ops.push(json!({"op": "replace", "path": "/spec/strategy", "value": snap.strategy}));
+        }
+        self.json_patch(&snap.name, ops).await?;
+        Ok(true)
     }
 
     /// What `kubectl rollout undo [--to-revision N]` would restore: the revision number and the
     /// template of the previous (or given) revision's ReplicaSet, cleaned for writing back.
-    pub async fn undo_target(
-        &self,
-        deploy: &str,
-        to_revision: Option<u64>,
-    ) -> Result<(u64, Value)> {
+    pub async fn undo_target(&self, deploy: &str, to_revision: Option<u64>) -> Result<(u64, Snap)> {
         let d = self.deployment(deploy).await?;
         let uid = d["metadata"]["uid"]
             .as_str()
@@ -382,13 +542,7 @@ impl Cluster {
             .items
             .iter()
             .map(to_value)
-            .filter(|rs| {
-                rs["metadata"]["ownerReferences"]
-                    .as_array()
-                    .into_iter()
-                    .flatten()
-                    .any(|o| o["uid"] == uid.as_str() && o["controller"] == true)
-            })
+            .filter(|rs| owned_by(rs, &uid))
             .map(|rs| {
                 let rev = rs["metadata"]["annotations"][REVISION]
                     .as_str()
@@ -411,10 +565,9 @@ impl Cluster {
                     ))
                 })?,
         };
-        Ok((
-            target.0,
-            clean_template(target.1["spec"]["template"].clone()),
-        ))
+        let mut snap = Snap::of(deploy, &target.1);
+        snap.strategy = Value::Null;
+        Ok((target.0, snap))
     }
 
     /// `kubectl rollout restart`: the `restartedAt` annotation on the pod template (the value is
@@ -516,7 +669,7 @@ impl Cluster {
         let obj: Deployment =
             serde_json::from_value(obj).map_err(|e| ClusterError::Api(e.to_string()))?;
         self.deploys()
-            .create(&PostParams::default(), &obj)
+            .create(&post_params(), &obj)
             .await
             .map_err(ClusterError::kube)?;
         Ok(name)
@@ -610,7 +763,7 @@ impl Cluster {
             }
             let d = api.get(deploy).await.map_err(ClusterError::kube)?;
             let rv = d.metadata.resource_version.clone().unwrap_or_default();
-            let last = match rollout_status(&to_value(&d)) {
+            let last = match self.judge(&to_value(&d)).await? {
                 Rollout::Complete => return Ok(()),
                 Rollout::DeadlineExceeded(m) => return Err(ClusterError::Rollout(m)),
                 Rollout::Progressing(m) => m,
@@ -644,7 +797,7 @@ impl Cluster {
                 match ev {
                     Ok(kube::api::WatchEvent::Added(d))
                     | Ok(kube::api::WatchEvent::Modified(d)) => {
-                        match rollout_status(&to_value(&d)) {
+                        match self.judge(&to_value(&d)).await? {
                             Rollout::Complete => return Ok(()),
                             Rollout::DeadlineExceeded(m) => return Err(ClusterError::Rollout(m)),
                             Rollout::Progressing(_) => {}
@@ -664,7 +817,80 @@ impl Cluster {
     }
 }
 
-fn patch_params() -> PatchParams {
+impl Cluster {
+    /// kubectl's rollout-complete test, with its blind spot closed: a `ProgressDeadlineExceeded`
+    /// condition is believed only when it is about the deployment's current template. The real
+    /// controller writes `observedGeneration` for a new template before it refreshes the
+    /// `Progressing` condition, so right after ktplay changes a template (a restore after a
+    /// failed rollout, above all) the old rollout's deadline is still there; it names the
+    /// ReplicaSet that timed out, and that is not the ReplicaSet of the current template.
+    async fn judge(&self, d: &Value) -> Result<Rollout> {
+        match rollout_status(d) {
+            Rollout::DeadlineExceeded(m) => {
+                let Some(named) = deadline_replica_set(d) else {
+                    return Ok(Rollout::DeadlineExceeded(m));
+                };
+                match self.current_replica_set(d).await? {
+                    Some(current) if current == named => Ok(Rollout::DeadlineExceeded(m)),
+                    _ => Ok(Rollout::Progressing(format!(
+                        "{}: the progress deadline of ReplicaSet `{named}` belongs to an earlier template",
+                        d["metadata"]["name"].as_str().unwrap_or("?")
+                    ))),
+                }
+            }
+            other => Ok(other),
+        }
+    }
+
+    /// The name of the ReplicaSet owned by the deployment whose template is the deployment's
+    /// current one (ignoring `pod-template-hash`), if the controller has made it yet.
+    async fn current_replica_set(&self, d: &Value) -> Result<Option<String>> {
+        let uid = d["metadata"]["uid"].as_str().unwrap_or_default();
+        let want = clean_template(d["spec"]["template"].clone());
+        let rss: Api<ReplicaSet> = Api::namespaced(self.client.clone(), &self.ns);
+        let list = rss
+            .list(&ListParams::default().labels(&selector_string(d)))
+            .await
+            .map_err(ClusterError::kube)?;
+        Ok(list
+            .items
+            .iter()
+            .map(to_value)
+            .filter(|rs| owned_by(rs, uid))
+            .find(|rs| clean_template(rs["spec"]["template"].clone()) == want)
+            .and_then(|rs| rs["metadata"]["name"].as_str().map(String::from)))
+    }
+}
+
+fn owned_by(obj: &Value, uid: &str) -> bool {
+    obj["metadata"]["ownerReferences"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .any(|o| o["uid"] == uid && o["controller"] == true)
+}
+
+/// The ReplicaSet a `ProgressDeadlineExceeded` condition names (the deployment controller's
+/// message: `ReplicaSet "NAME" has timed out progressing.`).
+fn deadline_replica_set(d: &Value) -> Option<String> {
+    let c = d["status"]["conditions"]
+        .as_array()?
+        .iter()
+        .find(|c| c["type"] == "Progressing" && c["reason"] == "ProgressDeadlineExceeded")?;
+    let m = c["message"].as_str()?;
+    let rest = m.strip_prefix("ReplicaSet \"")?;
+    rest.split_once('"').map(|(name, _)| name.to_string())
+}
+
+/// Create parameters: ktplay's field manager, so its objects are attributable in managedFields.
+pub(crate) fn post_params() -> PostParams {
+    PostParams {
+        field_manager: Some(MANAGER.into()),
+        ..Default::default()
+    }
+}
+
+pub(crate) fn patch_params() -> PatchParams {
     PatchParams {
         field_manager: Some(MANAGER.into()),
         ..Default::default()

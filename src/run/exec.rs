@@ -100,7 +100,7 @@ pub enum Record {
     /// `undo` outside rollback blocks: the templates it restores, read before acting.
     Undo {
         comp: usize,
-        targets: Vec<(String, u64, Value)>,
+        targets: Vec<(String, u64, Snap)>,
     },
 }
 
@@ -111,13 +111,7 @@ impl Record {
     }
 }
 
-/// One deployment's template and strategy.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Snap {
-    pub name: String,
-    pub template: Value,
-    pub strategy: Value,
-}
+pub use super::cluster::Snap;
 
 /// What a component was before this run first changed it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -275,7 +269,17 @@ pub async fn execute(target: RunTarget<'_>, cluster: Cluster, opts: RunOptions) 
         }
     }
 
-    // 3. The journal (for resume), then the lock.
+    // 3. Permissions and containers, before the journal or the lock is touched.
+    if let Err(r) = super::preflight::check_access(&cluster, pb).await {
+        let (msg, help) = r.words();
+        return refuse(&mut out, msg, Some(&help));
+    }
+    if let Err(r) = super::preflight::check_containers(&cluster, pb).await {
+        let (msg, help) = r.words();
+        return refuse(&mut out, msg, Some(&help));
+    }
+
+    // 4. The journal (for resume), then the lock.
     let stored = match journal::load(&cluster, &pb.digest).await {
         Ok(s) => s,
         Err(e) => return Outcome::Usage(e),
@@ -436,7 +440,9 @@ pub async fn execute(target: RunTarget<'_>, cluster: Cluster, opts: RunOptions) 
         }
     }
     let outcome = ex.run(&lock).await;
-    ex.journal.finish(journal_status(&outcome)).await;
+    if let Err(e) = ex.journal.finish(journal_status(&outcome)).await {
+        eprintln!("warning: {e}");
+    }
     second_ctrl_c.abort();
     lock.release().await;
     outcome
@@ -571,9 +577,17 @@ impl<'a> Exec<'a> {
             &header,
             json!({"playbook": pb.name, "env": env, "namespace": self.cluster.ns, "digest": pb.digest, "lock": lock.id(), "run": self.journal.run_id, "resume": resumed}),
         );
-        self.journal
+        if let Err(e) = self
+            .journal
             .record(json!({"event": if resumed { "resume" } else { "run_start" }, "playbook": pb.name, "env": env}))
-            .await;
+            .await
+        {
+            return self
+                .refused(Failure::new(format!("{e}; no action was taken")).help(
+                    "ktplay keeps its journal in a ConfigMap of the namespace: give the run's user get, create and patch on configmaps there",
+                ))
+                .await;
+        }
         if let Err(f) = self.read_colours().await {
             return self.refused(f).await;
         }
@@ -612,7 +626,7 @@ impl<'a> Exec<'a> {
                     drift.join("; ")
                 ));
                 self.journal
-                    .record(json!({"event": "drift_accepted", "message": drift.join("; ")}))
+                    .note(json!({"event": "drift_accepted", "message": drift.join("; ")}))
                     .await;
             }
         }
@@ -626,7 +640,7 @@ impl<'a> Exec<'a> {
                 s.clone_from(&stage.name);
             }
             self.journal
-                .record(json!({"event": "stage", "stage": k, "name": stage.name}))
+                .note(json!({"event": "stage", "stage": k, "name": stage.name}))
                 .await;
             for (j, st) in stage.stmts.iter().enumerate() {
                 if let Err((span, f)) = self.statement(k, j, st).await {
@@ -642,7 +656,7 @@ impl<'a> Exec<'a> {
             self.state_words(&state)
         );
         self.journal
-            .record(json!({"event": "run_end", "status": "succeeded"}))
+            .note(json!({"event": "run_end", "status": "succeeded"}))
             .await;
         self.out.summary(
             "succeeded",
@@ -679,7 +693,7 @@ impl<'a> Exec<'a> {
         };
         self.out.error(&text, &msg);
         self.journal
-            .record(json!({"event": "refused", "message": msg}))
+            .note(json!({"event": "refused", "message": msg}))
             .await;
         self.out.summary(
             "refused",
@@ -750,9 +764,16 @@ impl<'a> Exec<'a> {
                 }
             }
         }
-        self.journal
+        if let Err(e) = self
+            .journal
             .record(json!({"event": "start", "stage": k, "stmt": j, "line": line, "statement": text, "record": record}))
-            .await;
+            .await
+        {
+            // The journal must know of an action before it happens, or neither --resume nor a
+            // rollback by another process could find it: this one does not happen.
+            let f = Failure::new(format!("{e}; the action was not started"));
+            return Err(self.end_failed(k, j, st, &text, t0, f).await);
+        }
         if record.is_some() {
             self.changed = true;
             self.started[k].push(Started {
@@ -775,7 +796,7 @@ impl<'a> Exec<'a> {
                     false,
                 );
                 self.journal
-                    .record(json!({"event": "end", "stage": k, "stmt": j, "ok": true, "detail": detail}))
+                    .note(json!({"event": "end", "stage": k, "stmt": j, "ok": true, "detail": detail}))
                     .await;
                 Ok(())
             }
@@ -790,7 +811,7 @@ impl<'a> Exec<'a> {
                     false,
                 );
                 self.journal
-                    .record(json!({"event": "end", "stage": k, "stmt": j, "ok": false, "message": f.message}))
+                    .note(json!({"event": "end", "stage": k, "stmt": j, "ok": false, "message": f.message}))
                     .await;
                 Err((span, f))
             }
@@ -820,9 +841,7 @@ impl<'a> Exec<'a> {
             false,
         );
         self.journal
-            .record(
-                json!({"event": "end", "stage": k, "stmt": j, "ok": false, "message": f.message}),
-            )
+            .note(json!({"event": "end", "stage": k, "stmt": j, "ok": false, "message": f.message}))
             .await;
         (st.span, f)
     }
@@ -838,7 +857,7 @@ impl<'a> Exec<'a> {
         let live = self.live_state().await?;
         if let (Op::Undo { comp, .. }, Some(Record::Undo { targets, .. })) = (op, record) {
             let c = self.comp(*comp);
-            let set = versions_of_templates(targets.iter().map(|(_, _, t)| t), &c.container);
+            let set = versions_of_snaps(targets.iter().map(|(_, _, t)| t), &c.container);
             return Ok(model::restore_states(&live, &c.name, &set));
         }
         if let Op::Undo { comp, revision } = op {
@@ -847,7 +866,7 @@ impl<'a> Exec<'a> {
                 let mut set = BTreeSet::new();
                 for d in c.deployments() {
                     let (_, t) = self.cluster.undo_target(d, *revision).await?;
-                    set.extend(versions_of_templates([&t], &c.container));
+                    set.extend(versions_of_snaps([&t], &c.container));
                 }
                 return Ok(model::restore_states(&live, &c.name, &set));
             }
@@ -858,12 +877,7 @@ impl<'a> Exec<'a> {
     async fn snaps(&self, comp: usize) -> Result<Vec<Snap>, Failure> {
         let mut out = Vec::new();
         for d in self.comp(comp).deployments() {
-            let dep = self.cluster.deployment(d).await?;
-            out.push(Snap {
-                name: d.to_string(),
-                template: cluster::clean_template(dep["spec"]["template"].clone()),
-                strategy: dep["spec"]["strategy"].clone(),
-            });
+            out.push(self.cluster.snap(d).await?);
         }
         Ok(out)
     }
@@ -887,7 +901,8 @@ impl<'a> Exec<'a> {
         };
         self.journal
             .record(json!({"event": "first", "comp": comp, "first": first}))
-            .await;
+            .await
+            .map_err(|e| Failure::new(format!("{e}; the action was not started")))?;
         self.first.insert(comp, first);
         Ok(())
     }
@@ -1083,9 +1098,7 @@ impl<'a> Exec<'a> {
                         s.record = Some(promoted.clone());
                     }
                     self.journal
-                        .record(
-                            json!({"event": "record", "stage": k, "stmt": j, "record": promoted}),
-                        )
+                        .note(json!({"event": "record", "stage": k, "stmt": j, "record": promoted}))
                         .await;
                 }
                 for dname in c.deployments() {
@@ -1176,9 +1189,9 @@ impl<'a> Exec<'a> {
                 };
                 match record {
                     Some(Record::Undo { targets, .. }) => {
-                        for (d, _, t) in &targets {
+                        for (_, _, t) in &targets {
                             self.cluster
-                                .restore_template(d, t, None)
+                                .restore_snap(t)
                                 .await
                                 .map_err(|x| e(x.into()))?;
                         }
@@ -1355,10 +1368,7 @@ impl<'a> Exec<'a> {
         }
         let mut waits = Vec::new();
         for s in &first.deployments {
-            if self.cluster.template(&s.name).await? != s.template {
-                self.cluster
-                    .restore_template(&s.name, &s.template, Some(&s.strategy))
-                    .await?;
+            if self.cluster.restore_snap(s).await? {
                 waits.push(s.name.clone());
             }
         }
@@ -1390,10 +1400,7 @@ impl<'a> Exec<'a> {
     async fn restore_snaps(&self, snaps: &[Snap], cancel: &Cancel) -> Result<Vec<String>, Failure> {
         let mut waits = Vec::new();
         for s in snaps {
-            if self.cluster.template(&s.name).await? != s.template {
-                self.cluster
-                    .restore_template(&s.name, &s.template, Some(&s.strategy))
-                    .await?;
+            if self.cluster.restore_snap(s).await? {
                 waits.push(s.name.clone());
             }
         }
@@ -1493,7 +1500,7 @@ impl<'a> Exec<'a> {
         );
         self.out.error(&rendered, &msg);
         self.journal
-            .record(json!({"event": "failed", "stage": k, "line": self.line(span), "message": msg}))
+            .note(json!({"event": "failed", "stage": k, "line": self.line(span), "message": msg}))
             .await;
         if !self.changed {
             // Nothing was changed: a refusal when the live check said no, else a failure with
@@ -1515,7 +1522,7 @@ impl<'a> Exec<'a> {
                 self.state_words(&state)
             );
             self.journal
-                .record(json!({"event": "halted", "message": text}))
+                .note(json!({"event": "halted", "message": text}))
                 .await;
             self.out.summary(
                 "halted",
@@ -1536,7 +1543,7 @@ impl<'a> Exec<'a> {
         ));
         }
         self.journal
-            .record(json!({"event": "rollback_begin", "steps": steps.len()}))
+            .note(json!({"event": "rollback_begin", "steps": steps.len()}))
             .await;
         let never = self.never.clone();
         let total = steps.len();
@@ -1551,7 +1558,7 @@ impl<'a> Exec<'a> {
             let stage_name = pb.stages[stage].name.clone();
             self.out.begin(&text);
             self.journal
-                .record(json!({"event": "rollback_step", "stage": stage, "line": self.line(sspan), "statement": text}))
+                .note(json!({"event": "rollback_step", "stage": stage, "line": self.line(sspan), "statement": text}))
                 .await;
             let res = match step {
                 Step::Implicit { record, .. } => self.restore(record, &never).await,
@@ -1578,7 +1585,7 @@ impl<'a> Exec<'a> {
                         true,
                     );
                     self.journal
-                        .record(json!({"event": "rollback_end", "stage": stage, "ok": true, "statement": text, "detail": detail}))
+                        .note(json!({"event": "rollback_end", "stage": stage, "ok": true, "statement": text, "detail": detail}))
                         .await;
                 }
                 Err(rf) => {
@@ -1617,7 +1624,7 @@ impl<'a> Exec<'a> {
                         if remaining.is_empty() { "nothing".into() } else { remaining.join("; ") }
                     );
                     self.journal
-                        .record(json!({"event": "rollback_end", "stage": stage, "ok": false, "statement": text, "message": rmsg}))
+                        .note(json!({"event": "rollback_end", "stage": stage, "ok": false, "statement": text, "message": rmsg}))
                         .await;
                     self.out.summary(
                         "rollback_incomplete",
@@ -1637,7 +1644,7 @@ impl<'a> Exec<'a> {
                 self.state_words(&state)
             );
             self.journal
-                .record(json!({"event": "run_end", "status": "rolled_back"}))
+                .note(json!({"event": "run_end", "status": "rolled_back"}))
                 .await;
             self.out.summary(
                 "rolled_back",
@@ -1657,7 +1664,7 @@ impl<'a> Exec<'a> {
             self.state_words(&state)
         );
         self.journal
-            .record(json!({"event": "run_end", "status": "rolled_back"}))
+            .note(json!({"event": "run_end", "status": "rolled_back"}))
             .await;
         self.out.summary(
             "rolled_back",
@@ -1706,17 +1713,14 @@ fn state_json(s: &State) -> Value {
         .collect::<BTreeMap<_, _>>())
 }
 
-fn versions_of_templates<'t>(
-    ts: impl IntoIterator<Item = &'t Value>,
+fn versions_of_snaps<'t>(
+    snaps: impl IntoIterator<Item = &'t Snap>,
     container: &str,
 ) -> BTreeSet<crate::version::Version> {
-    ts.into_iter()
-        .filter_map(|t| {
-            t["spec"]["containers"]
-                .as_array()?
-                .iter()
-                .find(|c| c["name"] == container)?["image"]
-                .as_str()
+    snaps
+        .into_iter()
+        .filter_map(|s| {
+            s.image(container)
                 .and_then(cluster::image_tag)
                 .and_then(|tag| crate::version::Version::parse(tag).ok())
         })

@@ -170,21 +170,65 @@ pub async fn run_script(
 pub struct UrlRewrite {
     /// (`host[:port]` as written, `http://127.0.0.1:PORT`).
     pub map: Vec<(String, String)>,
+    /// A rehearsal: a URL whose host is neither routed nor a loopback address is refused, so a
+    /// rehearsal never reaches the network (not even a DNS lookup).
+    pub confine: bool,
 }
 
 impl UrlRewrite {
-    /// The URL as it is sent.
+    /// The URL as it is sent (unrouted URLs unchanged).
     pub fn apply(&self, url: &str) -> String {
-        let Some((scheme_end, rest)) = url.split_once("://").map(|(s, r)| (s.len() + 3, r)) else {
-            return url.to_string();
-        };
+        self.routed(url).unwrap_or_else(|| url.to_string())
+    }
+
+    /// The URL as it is sent, or why it may not be: under `confine`, an unrouted host that is
+    /// not loopback.
+    pub fn route(&self, url: &str) -> Result<String, String> {
+        if let Some(u) = self.routed(url) {
+            return Ok(u);
+        }
+        if self.confine && !is_loopback_url(url) {
+            let host = host_of(url).unwrap_or(url);
+            return Err(format!(
+                "a rehearsal never leaves this machine, and `{host}` is not routed to the simulator"
+            ));
+        }
+        Ok(url.to_string())
+    }
+
+    fn routed(&self, url: &str) -> Option<String> {
+        let (scheme_end, rest) = url.split_once("://").map(|(s, r)| (s.len() + 3, r))?;
         let host_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
         let host = &rest[..host_end];
-        match self.map.iter().find(|(h, _)| h.eq_ignore_ascii_case(host)) {
-            Some((_, base)) => format!("{base}{}", &url[scheme_end + host_end..]),
-            None => url.to_string(),
-        }
+        self.map
+            .iter()
+            .find(|(h, _)| h.eq_ignore_ascii_case(host))
+            .map(|(_, base)| format!("{base}{}", &url[scheme_end + host_end..]))
     }
+}
+
+/// `host[:port]` of an absolute URL.
+fn host_of(url: &str) -> Option<&str> {
+    let rest = url.split_once("://")?.1;
+    let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    Some(&rest[..end])
+}
+
+/// Does the URL name this machine: `localhost`, 127.0.0.0/8 or `[::1]`?
+fn is_loopback_url(url: &str) -> bool {
+    let Some(hostport) = host_of(url) else {
+        return false;
+    };
+    let hostport = hostport.rsplit_once('@').map_or(hostport, |(_, h)| h);
+    let host = if let Some(v6) = hostport.strip_prefix('[') {
+        v6.split(']').next().unwrap_or_default()
+    } else {
+        hostport.split(':').next().unwrap_or_default()
+    };
+    host.eq_ignore_ascii_case("localhost")
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
 }
 
 /// What guards need from the run.
@@ -358,7 +402,7 @@ async fn http(h: &HttpCheck, env: &GuardEnv<'_>, deadline: Instant) -> Result<St
         .render(&h.url, Mode::Display)
         .map_err(resolve_err)?;
     let real = env.scope.render(&h.url, Mode::Real).map_err(resolve_err)?;
-    let sent = env.rewrite.apply(&real);
+    let sent = env.rewrite.route(&real).map_err(Failure::new)?;
     let method = reqwest::Method::from_bytes(h.method.as_bytes())
         .map_err(|_| Failure::new(format!("`{}` is not an HTTP method", h.method)))?;
     let left = deadline
@@ -495,6 +539,7 @@ mod tests {
                 "api.staging.example.com".into(),
                 "http://127.0.0.1:9".into(),
             )],
+            confine: false,
         };
         assert_eq!(
             r.apply("https://api.staging.example.com/readyz?x=1"),
@@ -505,6 +550,43 @@ mod tests {
             "http://127.0.0.1:9"
         );
         assert_eq!(r.apply("https://other/readyz"), "https://other/readyz");
+    }
+
+    #[test]
+    fn a_rehearsal_never_leaves_loopback() {
+        let r = UrlRewrite {
+            map: vec![(
+                "api.staging.example.com".into(),
+                "http://127.0.0.1:9".into(),
+            )],
+            confine: true,
+        };
+        assert_eq!(
+            r.route("https://api.staging.example.com/x").unwrap(),
+            "http://127.0.0.1:9/x"
+        );
+        for ok in [
+            "http://127.0.0.1:8080/a",
+            "http://127.3.4.5/",
+            "http://localhost:9/",
+            "http://[::1]:9/x",
+        ] {
+            assert_eq!(r.route(ok).unwrap(), ok);
+        }
+        for refused in [
+            "https://console.staging.internal/api/health",
+            "http://10.0.0.1/",
+            "http://user@evil.example.com/",
+            "http://127.0.0.1.evil.example.com/",
+        ] {
+            let e = r.route(refused).unwrap_err();
+            assert!(e.contains("never leaves this machine"), "{refused}: {e}");
+        }
+        let open = UrlRewrite {
+            confine: false,
+            ..r
+        };
+        assert!(open.route("https://console.staging.internal/").is_ok());
     }
 
     #[tokio::test]

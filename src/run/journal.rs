@@ -17,7 +17,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::ConfigMap;
-use kube::api::{Patch, PatchParams, PostParams};
+use kube::api::Patch;
 use serde_json::{json, Value};
 
 use super::cluster::{status_code, Cluster};
@@ -136,7 +136,22 @@ impl Journal {
     }
 
     /// Append one event (time and run id added, secrets scrubbed) locally and to the cluster.
-    pub async fn record(&self, mut ev: Value) {
+    /// An error means the cluster's journal does not hold the event: an action it announces
+    /// must not happen.
+    pub async fn record(&self, ev: Value) -> Result<(), String> {
+        self.append(ev);
+        self.sync().await
+    }
+
+    /// [`Journal::record`] for events that follow an effect (it happened whatever the journal
+    /// says): a failed write is a warning on stderr.
+    pub async fn note(&self, ev: Value) {
+        if let Err(e) = self.record(ev).await {
+            eprintln!("warning: {e}");
+        }
+    }
+
+    fn append(&self, mut ev: Value) {
         ev["time"] = json!(chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true));
         ev["run"] = json!(self.run_id);
         let line = self.redact.redact(&ev.to_string());
@@ -148,11 +163,10 @@ impl Journal {
             }
             g.events.push(line);
         }
-        self.sync().await;
     }
 
     /// Set the run's status (and `last_success` when it succeeded), then write.
-    pub async fn finish(&self, status: &str) {
+    pub async fn finish(&self, status: &str) -> Result<(), String> {
         {
             let mut g = self.lock();
             g.status = status.to_string();
@@ -167,15 +181,15 @@ impl Journal {
                 );
             }
         }
-        self.sync().await;
+        self.sync().await
     }
 
     /// The second Ctrl-C: say where the run stopped, quickly.
     pub async fn abort_now(&self, where_: &str) {
         let ev = json!({"event": "aborted", "message": where_});
         let _ = tokio::time::timeout(Duration::from_secs(2), async {
-            self.record(ev).await;
-            self.finish("aborted").await;
+            self.append(ev);
+            let _ = self.finish("aborted").await;
         })
         .await;
     }
@@ -195,34 +209,61 @@ impl Journal {
         data
     }
 
-    async fn sync(&self) {
-        let Some(cluster) = &self.cluster else { return };
+    /// Write the journal to its ConfigMap (merge patch; create when missing).
+    async fn sync(&self) -> Result<(), String> {
+        let Some(cluster) = &self.cluster else {
+            return Ok(());
+        };
         let data = self.data();
+        let size: usize = data.iter().map(|(k, v)| k.len() + v.len()).sum();
+        if size > JOURNAL_LIMIT {
+            return Err(format!(
+                "the journal {}/{} would hold {size} bytes, over ktplay's limit of {JOURNAL_LIMIT} (a ConfigMap holds at most 1 MiB)",
+                cluster.ns, self.name
+            ));
+        }
         let api = cluster.config_maps();
         let patch = json!({"data": data});
+        let failed = |e: kube::Error, verb: &str| {
+            format!(
+                "could not write the journal: cannot {verb} ConfigMap `{}` in namespace `{}`: {}",
+                self.name,
+                cluster.ns,
+                super::cluster::words(&e)
+            )
+        };
         match api
-            .patch(&self.name, &PatchParams::default(), &Patch::Merge(&patch))
+            .patch(
+                &self.name,
+                &super::cluster::patch_params(),
+                &Patch::Merge(&patch),
+            )
             .await
         {
-            Ok(_) => {}
+            Ok(_) => Ok(()),
             Err(e) if status_code(&e) == Some(404) => {
-                let cm: Result<ConfigMap, _> = serde_json::from_value(json!({
+                let cm: ConfigMap = serde_json::from_value(json!({
                     "apiVersion": "v1", "kind": "ConfigMap",
                     "metadata": {"name": self.name, "labels": {
                         "app.kubernetes.io/managed-by": "ktplay",
                     }},
                     "data": data,
-                }));
-                if let Ok(cm) = cm {
-                    if let Err(e) = api.create(&PostParams::default(), &cm).await {
-                        eprintln!("warning: could not write the journal {}: {e}", self.name);
-                    }
-                }
+                }))
+                .map_err(|e| format!("could not build the journal ConfigMap: {e}"))?;
+                api.create(&super::cluster::post_params(), &cm)
+                    .await
+                    .map(|_| ())
+                    .map_err(|e| failed(e, "create"))
             }
-            Err(e) => eprintln!("warning: could not write the journal {}: {e}", self.name),
+            Err(e) => Err(failed(e, "patch")),
         }
     }
 }
+
+/// Most bytes the journal ConfigMap may hold: a ConfigMap holds at most 1 MiB, and ktplay keeps
+/// room below that. A run's events are small (a record is an image per container, a revision
+/// or a selector), so only a playbook of many thousands of statements comes near.
+pub const JOURNAL_LIMIT: usize = 768 * 1024;
 
 /// What a journal says about progress: statements that completed, their records, and the
 /// statement that started but did not end (if any).

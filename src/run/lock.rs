@@ -9,7 +9,7 @@
 use std::time::Duration;
 
 use k8s_openapi::api::coordination::v1::Lease;
-use kube::api::{Api, DeleteParams, PostParams};
+use kube::api::{Api, DeleteParams};
 use serde_json::{json, Value};
 
 use super::cluster::{status_code, Cluster};
@@ -163,7 +163,7 @@ impl RunLock {
         let api = leases(cluster);
         let lease: Lease = serde_json::from_value(lease_json(&name, &holder, None, None))
             .map_err(|e| LockError::Api(e.to_string()))?;
-        match api.create(&PostParams::default(), &lease).await {
+        match api.create(&super::cluster::post_params(), &lease).await {
             Ok(_) => return Ok(Self::held(cluster, name, run_id, holder)),
             Err(e) if status_code(&e) == Some(409) => {}
             Err(e) => return Err(api_err(e)),
@@ -192,7 +192,10 @@ impl RunLock {
         let rv = current["metadata"]["resourceVersion"].as_str();
         let lease: Lease = serde_json::from_value(lease_json(&name, &holder, rv, None))
             .map_err(|e| LockError::Api(e.to_string()))?;
-        match api.replace(&name, &PostParams::default(), &lease).await {
+        match api
+            .replace(&name, &super::cluster::post_params(), &lease)
+            .await
+        {
             Ok(_) => Ok(Self::held(cluster, name, run_id, holder)),
             Err(e) if status_code(&e) == Some(409) => Err(LockError::Held {
                 holder: "another runner that took it a moment ago".into(),
@@ -226,7 +229,7 @@ impl RunLock {
                     .unwrap_or(&acquired)
                     .to_string();
                 if let Ok(l) = serde_json::from_value::<Lease>(lease_json(&n, &h, rv, Some(&acq))) {
-                    let _ = api.replace(&n, &PostParams::default(), &l).await;
+                    let _ = api.replace(&n, &super::cluster::post_params(), &l).await;
                 }
             }
         });

@@ -7,6 +7,7 @@
 //! | [`guards`] | http, logs and ready guards, `approve`, and the [`guards::ScriptRunner`] seam for Rhai |
 //! | [`lock`] | the run lock (a Lease per playbook and namespace) |
 //! | [`journal`] | the journal (a ConfigMap keyed by the playbook digest, and `--journal FILE`), resume, promotion |
+//! | [`preflight`] | before any action: permissions (SelfSubjectAccessReview) and containers |
 //! | [`output`] | lines for people (spinner on a terminal) or JSON events |
 //! | [`rehearse`] | the in-process simulator seeded from the playbook, URLs routed to it, stand-in secrets |
 //!
@@ -20,6 +21,7 @@ pub mod guards;
 pub mod journal;
 pub mod lock;
 pub mod output;
+pub mod preflight;
 pub mod rehearse;
 pub mod rhai;
 

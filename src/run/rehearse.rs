@@ -25,6 +25,7 @@ use super::guards::UrlRewrite;
 /// The seed for a playbook: its components at `from`.
 pub fn seed_for(pb: &Playbook, namespace: &str) -> Seed {
     Seed {
+        pod_env: Vec::new(),
         namespace: namespace.to_string(),
         components: pb
             .components
@@ -171,7 +172,7 @@ pub fn url_rewrite(
             let comp = colour_part.map(|(ci, _)| ci).or(by_name).or_else(by_host);
             let Some(ci) = comp else {
                 notes.push(format!(
-                    "`{}` ({host}) matches no component; its requests go out unchanged",
+                    "`{}` ({host}) matches no component: its requests are refused (a rehearsal never leaves this machine)",
                     l.name
                 ));
                 continue;
@@ -189,5 +190,5 @@ pub fn url_rewrite(
             }
         }
     }
-    (UrlRewrite { map }, notes)
+    (UrlRewrite { map, confine: true }, notes)
 }

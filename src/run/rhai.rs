@@ -89,7 +89,7 @@ impl ScriptRunner for RhaiRunner {
                 client: cluster.client.clone(),
                 namespace: ctx.namespace.clone(),
                 components,
-                rewrite: Arc::new(move |u: &str| rewrite.apply(u)),
+                rewrite: Arc::new(move |u: &str| rewrite.route(u)),
             });
             let (mut vars, mut secrets) = (Vec::new(), Vec::new());
             for (k, v) in &ctx.vars {

@@ -43,6 +43,9 @@ pub struct HostComponent {
     pub container: String,
 }
 
+/// A URL as it is sent, or why it may not be sent.
+pub type RouteFn = dyn Fn(&str) -> Result<String, String> + Send + Sync;
+
 /// The real host: HTTP through reqwest, the cluster through kube, read-only.
 pub struct ClusterHost {
     pub handle: tokio::runtime::Handle,
@@ -50,8 +53,9 @@ pub struct ClusterHost {
     pub client: kube::Client,
     pub namespace: String,
     pub components: Vec<HostComponent>,
-    /// Rewrites URLs before they are requested (rehearsals route env URLs to the simulator).
-    pub rewrite: Arc<dyn Fn(&str) -> String + Send + Sync>,
+    /// Rewrites URLs before they are requested (rehearsals route env URLs to the simulator),
+    /// or refuses them (a rehearsal never leaves loopback).
+    pub rewrite: Arc<RouteFn>,
 }
 
 impl ClusterHost {
@@ -137,7 +141,7 @@ impl Host for ClusterHost {
         headers: &[(String, String)],
         timeout: Duration,
     ) -> Result<HttpResponse, HostError> {
-        let url = (self.rewrite)(url);
+        let url = (self.rewrite)(url).map_err(HostError)?;
         let method =
             reqwest::Method::from_bytes(method.as_bytes()).map_err(|e| HostError(e.to_string()))?;
         let mut req = self.http.request(method, &url).timeout(timeout);

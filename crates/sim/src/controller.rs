@@ -685,7 +685,8 @@ fn sync_deployment(store: &mut Store, ns: &str, name: &str) -> bool {
     let Some(new_rs) = new_rs else { return created };
     // Mirror the revision on the deployment.
     let rev = revision(&new_rs).to_string();
-    if str_at(&d, &["metadata", "annotations", REVISION]) != Some(rev.as_str()) {
+    // (A new ReplicaSet's revision is written with the deployment's first status, below.)
+    if !created && str_at(&d, &["metadata", "annotations", REVISION]) != Some(rev.as_str()) {
         let mut dd = d.clone();
         obj_mut(&mut dd, &["metadata", "annotations"]).insert(REVISION.into(), json!(rev));
         let _ = store.update(Kind::Deployment, ns, name, dd, WriteMode::Internal);
@@ -941,6 +942,31 @@ fn deployment_status(store: &mut Store, ns: &str, name: &str, just_created: bool
     let old_prog = find("Progressing");
     let old_reason = old_prog.and_then(|c| str_at(c, &["reason"])).unwrap_or("");
     let rs_name = new_rs.map(name_of).unwrap_or_default();
+    if just_created && !paused {
+        // As the real controller, which records the new ReplicaSet at once (a status write
+        // with only this condition changed) and computes the rest on its next sync.
+        let created = condition(
+            "Progressing",
+            "True",
+            "NewReplicaSetCreated",
+            &format!("Created new replica set \"{rs_name}\""),
+            &t,
+        );
+        let mut conds: Vec<Value> = old_conds
+            .iter()
+            .filter(|c| str_at(c, &["type"]) != Some("Progressing"))
+            .cloned()
+            .collect();
+        conds.push(merge_condition(old_prog, created, true));
+        let mut dd = d.clone();
+        obj_mut(&mut dd, &["status"]).insert("conditions".into(), json!(conds));
+        if let Some(rs) = new_rs {
+            obj_mut(&mut dd, &["metadata", "annotations"])
+                .insert(REVISION.into(), json!(revision(rs).to_string()));
+        }
+        let _ = store.update(Kind::Deployment, ns, name, dd, WriteMode::Internal);
+        return;
+    }
     let old_i = |k: &str| i64_at(&old_status, &[k]).unwrap_or(0);
     let progressed = updated > old_i("updatedReplicas")
         || ready > old_i("readyReplicas")

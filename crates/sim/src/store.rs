@@ -1077,7 +1077,8 @@ fn validate_strategy(obj: &Value, errs: &mut Vec<FieldError>) {
     for (i, f) in ["maxUnavailable", "maxSurge"].into_iter().enumerate() {
         let Some(v) = ru.get(f) else { continue };
         let field = format!("{path}.{f}");
-        let Some((shown, pct, n)) = int_or_percent(v) else {
+        let shown = go_value(v);
+        let Some((_, pct, n)) = int_or_percent(v) else {
             errs.push(FieldError::invalid(
                 &field,
                 &go_value(v),
