@@ -1024,7 +1024,11 @@ fn deployment_status(store: &mut Store, ns: &str, name: &str, just_created: bool
             ),
             true,
         ))
-    } else if !mentions_rs {
+    } else if old_prog.is_none() {
+        // As the real controller (`getNewReplicaSet`): "found" is recorded only when there is
+        // no Progressing condition yet. In particular a `ProgressDeadlineExceeded` of an
+        // earlier template stays, naming that template's ReplicaSet, until the current one
+        // makes progress (a restore right after a failed rollout sees it).
         Some((
             condition(
                 "Progressing",
