@@ -18,7 +18,7 @@ use super::faults::{Fault, Faults};
 use super::patch::{self, PatchKind};
 use super::selector::{FieldSelector, LabelSelector};
 use super::store::{at, check_shape, i64_at, obj_mut, str_at, ApiError, FieldError, WriteMode};
-use super::{lock, logs, schema, ssa, store, table, watch, LoggedRequest, Sim};
+use super::{lock, logs, proto, schema, ssa, store, table, watch, LoggedRequest, Sim};
 
 /// Build the API router.
 pub fn router(sim: Sim) -> Router {
@@ -425,9 +425,18 @@ fn user(headers: &HeaderMap) -> &str {
 /// `POST /apis/authorization.k8s.io/v1/selfsubjectaccessreviews`: allowed, unless a `deny`
 /// fault matches the resource attributes.
 fn access_review(sim: &Sim, headers: &HeaderMap, body: &Bytes) -> Response {
-    let review: Value = match serde_json::from_slice(body) {
-        Ok(v @ Value::Object(_)) => v,
-        _ => {
+    let is_proto = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|ct| ct.contains("protobuf"));
+    let parsed = if is_proto {
+        proto::self_subject_access_review(body)
+    } else {
+        serde_json::from_slice(body).ok().filter(Value::is_object)
+    };
+    let review: Value = match parsed {
+        Some(v) => v,
+        None => {
             return error_response(&ApiError::bad_request(
                 "the object provided is unrecognized: expected a SelfSubjectAccessReview",
             ))
@@ -748,8 +757,14 @@ impl Ctx<'_> {
         let ns = self.ns(t)?;
         let kind = self.patch_kind()?;
         if kind == PatchKind::Apply && self.query.get("fieldManager").is_none_or(str::is_empty) {
-            return Err(ApiError::bad_request(
-                "PATCH requests with apply content type require fieldManager",
+            return Err(ApiError::invalid_named(
+                "PatchOptions",
+                "meta.k8s.io",
+                "",
+                vec![FieldError::required(
+                    "fieldManager",
+                    "is required for apply patch",
+                )],
             ));
         }
         let mut store = lock(&self.sim.inner.store);

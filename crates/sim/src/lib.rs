@@ -35,6 +35,7 @@ pub mod faults;
 pub mod follow;
 mod logs;
 pub mod patch;
+mod proto;
 mod schema;
 pub mod selector;
 pub mod serve;

@@ -271,6 +271,12 @@ impl ApiError {
                     .collect();
             }
             s["details"] = d;
+        } else if !self.causes.is_empty() {
+            s["details"] = json!({"causes": self
+                .causes
+                .iter()
+                .map(|c| json!({"reason": c.reason, "message": c.body, "field": c.field}))
+                .collect::<Vec<_>>()});
         }
         s
     }
@@ -637,15 +643,18 @@ impl Store {
             match given {
                 Some(rv) if rv != old_rv => return Err(ApiError::conflict(kind, name)),
                 None if kind == Kind::Lease => {
-                    return Err(ApiError::invalid1(
-                        kind,
+                    // Refused by the storage layer, which names the resource, not the kind.
+                    let i = kind.info();
+                    return Err(ApiError::invalid_named(
+                        i.plural,
+                        i.group,
                         name,
-                        FieldError::invalid(
+                        vec![FieldError::invalid(
                             "metadata.resourceVersion",
-                            "0x0",
+                            "0",
                             "must be specified for an update",
-                        ),
-                    ))
+                        )],
+                    ));
                 }
                 _ => {}
             }

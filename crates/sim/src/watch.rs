@@ -67,8 +67,14 @@ fn bookmark(kind: Kind, rv: u64, initial_end: bool) -> Value {
     json!({"kind": kind.info().kind, "apiVersion": kind.api_version(), "metadata": meta})
 }
 
-fn expired(rv: &str) -> Value {
-    ApiError::new(410, "Expired", format!("too old resource version: {rv}")).to_status()
+/// As the real watch cache words it: the requested and the oldest resourceVersion it has.
+fn expired(rv: &str, oldest: u64) -> Value {
+    ApiError::new(
+        410,
+        "Expired",
+        format!("too old resource version: {rv} ({oldest})"),
+    )
+    .to_status()
 }
 
 /// Answer a `watch=true` request.
@@ -120,6 +126,7 @@ pub fn watch(
     };
     let (mut tx, rx) = mpsc::channel::<Result<Bytes, Infallible>>(256);
 
+    let mut oldest = 0;
     // Take the starting point now, under the lock, so nothing between it and the stream is lost.
     let (mut cursor, initial, mut changes, too_old) = {
         let store = lock(&sim.inner.store);
@@ -127,6 +134,11 @@ pub fn watch(
         match from {
             Some(rv) => {
                 let too_old = rv < store.oldest_resumable() || faults.watch_expired();
+                oldest = if faults.watch_expired() {
+                    store.rv()
+                } else {
+                    store.oldest_resumable()
+                };
                 (rv.min(store.rv()), Vec::new(), changes, too_old)
             }
             None => {
@@ -148,7 +160,7 @@ pub fn watch(
     tokio::spawn(async move {
         if too_old {
             let _ = tx
-                .send(Ok(line("ERROR", &expired(&rv_param), false, kind)))
+                .send(Ok(line("ERROR", &expired(&rv_param, oldest), false, kind)))
                 .await;
             return;
         }

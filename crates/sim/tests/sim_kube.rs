@@ -964,8 +964,9 @@ async fn bad_input_gets_status_errors_never_panics() {
             format!("{d}/keeptrusts-api"),
             Some("application/apply-patch+yaml"),
             "spec: {}",
-            400,
-            "BadRequest",
+            // as the real server: PatchOptions validation
+            422,
+            "Invalid",
         ),
         (
             "PATCH",
