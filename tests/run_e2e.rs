@@ -50,6 +50,7 @@ on_both!(
     wrong_container_is_refused_before_any_action,
     missing_permissions_are_refused_before_any_action,
     large_pod_templates_keep_the_journal_small,
+    journal_stays_small_over_many_runs,
 );
 
 fn case(name: &str) -> PathBuf {
@@ -755,6 +756,47 @@ async fn large_pod_templates_keep_the_journal_small(backend: Backend) {
         .map(|v| v.as_str().unwrap_or_default().len())
         .sum();
     assert!(size < 64 * 1024, "journal of {size} bytes");
+}
+
+/// 50 runs in a row of one playbook: each writes a whole journal, the ConfigMap keeps only the
+/// latest run (plus the last success), so its size stays flat; the lock is free after each.
+async fn journal_stays_small_over_many_runs(backend: Backend) {
+    let dir = tempfile::tempdir().unwrap();
+    let ns = support::namespace("soak");
+    let pb = copy_case(dir.path(), "soak.ktplay", &ns, &[]);
+    let c = TestCluster::new(backend, SimConfig::default(), &seed(&pb, &ns, |_| {})).await;
+    let kc = kubeconfig(dir.path(), &[("staging", &c)]);
+    let args = vec![
+        "run".to_string(),
+        pb.display().to_string(),
+        "--env=staging".into(),
+        format!("--kubeconfig={}", kc.display()),
+    ];
+    let mut sizes = Vec::new();
+    for i in 0..50 {
+        let out = ktplay(&args).await;
+        assert_eq!(out.status.code(), Some(0), "run {}: {}", i + 1, text(&out));
+        let cm = journal_cm(&c).await.unwrap();
+        assert_eq!(cm["data"]["status"], "succeeded");
+        sizes.push(
+            cm["data"]
+                .as_object()
+                .unwrap()
+                .values()
+                .map(|v| v.as_str().unwrap_or_default().len())
+                .sum::<usize>(),
+        );
+        assert_unlocked(&c).await;
+    }
+    eprintln!(
+        "journal bytes after runs 1, 10, 50 ({backend:?}): {}, {}, {}",
+        sizes[0], sizes[9], sizes[49]
+    );
+    assert!(
+        sizes[49] <= sizes[0] + 256 && sizes[49] < 16 * 1024,
+        "the journal grows: {sizes:?}"
+    );
+    assert_eq!(c.image("keeptrusts-api").await, "keeptrusts/api:1.4.2");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
