@@ -858,6 +858,30 @@ async fn hostile_hook_is_contained_and_rolled_back() {
     assert!(all.contains("rolled back: api {1.4.2}"), "{all}");
 }
 
+/// A rehearsal never leaves this machine: an unrouted, non-loopback URL in a hook or a guard is
+/// refused with a message naming the host, the stage fails and rolls back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rehearsal_never_leaves_loopback() {
+    let out = ktplay(&[
+        "rehearse".into(),
+        case("leaves-loopback.ktplay").display().to_string(),
+        "--env=staging".into(),
+        "--pace=0s".into(),
+    ])
+    .await;
+    let all = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{all}");
+    assert!(
+        all.contains("a rehearsal never leaves this machine, and `status.example.org` is not routed to the simulator"),
+        "{all}"
+    );
+    assert!(
+        all.contains("its requests are refused"),
+        "the note says so up front: {all}"
+    );
+    assert!(all.contains("rolled back: api {1.4.2}"), "{all}");
+}
+
 /// Benchmark (run with `cargo test --test run_e2e -- --ignored --nocapture`): from the moment
 /// the simulator sets `ProgressDeadlineExceeded` on the api deployment to ktplay's first rollback
 /// request (the JSON patch restoring the api's image). Target: under 1 s.
