@@ -838,8 +838,43 @@ impl Ctx<'_> {
     fn delete(&self, t: &Target, name: &str) -> Answer {
         self.refuse_dry_run()?;
         let ns = self.ns(t)?;
-        let v = lock(&self.sim.inner.store).delete(t.kind, ns, name)?;
-        Ok((StatusCode::OK, v))
+        let mut v = lock(&self.sim.inner.store).delete(t.kind, ns, name)?;
+        // The object goes at once (no graceful termination), but the answer is the real
+        // server's: pods and namespaces come back marked for deletion, the rest as a Status.
+        let meta = obj_mut(&mut v, &["metadata"]);
+        match t.kind {
+            Kind::Pod => {
+                // an unscheduled pod goes at once; a bound one gets its grace period
+                let grace = if str_at(&v, &["spec", "nodeName"]).is_some() {
+                    i64_at(&v, &["spec", "terminationGracePeriodSeconds"]).unwrap_or(30)
+                } else {
+                    0
+                };
+                let meta = obj_mut(&mut v, &["metadata"]);
+                meta.insert("deletionTimestamp".into(), json!(store::now()));
+                meta.insert("deletionGracePeriodSeconds".into(), json!(grace));
+                let g = meta.get("generation").and_then(Value::as_i64).unwrap_or(1);
+                meta.insert("generation".into(), json!(g + 1));
+                Ok((StatusCode::OK, v))
+            }
+            Kind::Namespace => {
+                meta.insert("deletionTimestamp".into(), json!(store::now()));
+                obj_mut(&mut v, &["status"]).insert("phase".into(), json!("Terminating"));
+                Ok((StatusCode::OK, v))
+            }
+            kind => {
+                let i = kind.info();
+                let mut details = json!({"name": name, "kind": i.plural, "uid": meta.get("uid")});
+                if !i.group.is_empty() {
+                    details["group"] = json!(i.group);
+                }
+                Ok((
+                    StatusCode::OK,
+                    json!({"kind": "Status", "apiVersion": "v1", "metadata": {},
+                           "status": "Success", "details": details}),
+                ))
+            }
+        }
     }
 
     fn scale_of(&self, kind: Kind, obj: &Value) -> Value {

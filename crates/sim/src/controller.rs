@@ -381,6 +381,10 @@ fn kubelet(sim: &Sim, store: &mut Store, faults: &Faults, roles: &[RoleInfo]) {
             status.insert("conditions".into(), pod_conditions(ready, &t, &containers));
         }
         if starting {
+            // the scheduler's part: bind to the one node
+            obj_mut(&mut p, &["spec"])
+                .entry("nodeName")
+                .or_insert(json!(NODE));
             let status = obj_mut(&mut p, &["status"]);
             status.insert("hostIP".into(), json!("10.0.0.1"));
             status.insert("hostIPs".into(), json!([{"ip": "10.0.0.1"}]));

@@ -709,6 +709,7 @@ impl Store {
         let annotations_changed =
             at(&old, &["metadata", "annotations"]) != at(&new, &["metadata", "annotations"]);
         let bump = kind.has_generation()
+            && !(kind == Kind::Pod && mode == WriteMode::Internal) // binding does not bump
             && (spec_changed
                 || (kind == Kind::Deployment && mode == WriteMode::Main && annotations_changed));
         if bump {

@@ -1004,3 +1004,86 @@ async fn version_reports_1_34() {
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn delete_answers_match() {
+    differential("delete", |e| async move {
+        let mut obs = Obs::new();
+        let cm = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "d"}});
+        e.post(&e.configmaps(), &cm).await;
+        let r = e
+            .raw("DELETE", &format!("{}/d", e.configmaps()), "", b"", &[])
+            .await;
+        assert_eq!(
+            (r.code, &r.body["kind"], &r.body["status"]),
+            (200, &json!("Status"), &json!("Success"))
+        );
+        obs.push(o(
+            "configmap",
+            (
+                r.code,
+                &r.body["kind"],
+                &r.body["status"],
+                &r.body["details"]["kind"],
+                &r.body["details"]["name"],
+            ),
+        ));
+        e.post(&e.deployments(), &deployment("d", "img:1", 1)).await;
+        let r = e
+            .raw("DELETE", &format!("{}/d", e.deployments()), "", b"", &[])
+            .await;
+        obs.push(o(
+            "deployment",
+            (
+                r.code,
+                &r.body["kind"],
+                &r.body["status"],
+                &r.body["details"]["group"],
+                &r.body["details"]["kind"],
+            ),
+        ));
+        let pod = json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p"},
+                         "spec": {"containers": [{"name": "c", "image": "img:1"}]}});
+        let pods = format!("/api/v1/namespaces/{}/pods", e.ns);
+        let created = e.post(&pods, &pod).await;
+        assert_eq!(created.code, 201, "{:?}", created);
+        obs.push(o("pod generation", &created.body["metadata"]["generation"]));
+        let start = Instant::now();
+        while e.get(&format!("{pods}/p")).await.body["status"]["phase"] != "Running" {
+            assert!(
+                start.elapsed() < Duration::from_secs(20),
+                "{}: the pod never ran",
+                e.b.name
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let bound = e.get(&format!("{pods}/p")).await.body;
+        obs.push(o(
+            "bound pod",
+            (
+                &bound["metadata"]["generation"],
+                bound["spec"]["nodeName"].is_string(),
+            ),
+        ));
+        let r = e.raw("DELETE", &format!("{pods}/p"), "", b"", &[]).await;
+        assert_eq!(r.body["kind"], "Pod");
+        obs.push(o(
+            "pod",
+            (
+                r.code,
+                &r.body["kind"],
+                r.body["metadata"]["deletionTimestamp"].is_string(),
+                &r.body["metadata"]["deletionGracePeriodSeconds"],
+                &r.body["metadata"]["generation"],
+            ),
+        ));
+        let r = e.raw("DELETE", &format!("{pods}/p"), "", b"", &[]).await;
+        // gone at once on the simulator; terminating (then gone) on a real server
+        obs.push(o(
+            "pod again",
+            r.code == 404 || r.body["metadata"]["deletionTimestamp"].is_string(),
+        ));
+        obs
+    })
+    .await;
+}
