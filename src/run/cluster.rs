@@ -945,6 +945,85 @@ mod tests {
     use super::*;
 
     #[test]
+    fn api_errors_are_put_in_words() {
+        let e = |code: u16, reason: &str, message: &str| {
+            kube::Error::Api(
+                kube::core::Status {
+                    code,
+                    reason: reason.into(),
+                    message: message.into(),
+                    ..Default::default()
+                }
+                .boxed(),
+            )
+        };
+        let conflict = words(&e(
+            409,
+            "Conflict",
+            "Operation cannot be fulfilled on deployments.apps \"api\": the object has been modified",
+        ));
+        assert_eq!(
+            conflict,
+            "the Kubernetes API answered 409 Conflict: Operation cannot be fulfilled on deployments.apps \"api\": the object has been modified (someone else changed the object at the same time)"
+        );
+        let invalid = ClusterError::request(
+            e(422, "Invalid", "Deployment.apps \"api\" is invalid: spec.template.spec.containers[0].image: Required value"),
+            "patch",
+            "deployment `api`",
+        )
+        .to_string();
+        assert!(invalid.starts_with("cannot patch deployment `api`: the Kubernetes API answered 422 Invalid: Deployment.apps"), "{invalid}");
+        assert!(
+            invalid.ends_with("(the API refused the object as invalid)"),
+            "{invalid}"
+        );
+        for w in [conflict, invalid] {
+            assert!(
+                !w.contains("Status {") && !w.contains("ErrorResponse"),
+                "{w}"
+            );
+        }
+    }
+
+    #[test]
+    fn deadline_names_its_replica_set() {
+        let d = json!({"status": {"conditions": [
+            {"type": "Available", "status": "True"},
+            {"type": "Progressing", "status": "False", "reason": "ProgressDeadlineExceeded",
+             "message": "ReplicaSet \"api-75667948d4\" has timed out progressing."}]}});
+        assert_eq!(deadline_replica_set(&d).as_deref(), Some("api-75667948d4"));
+        let other = json!({"status": {"conditions": [{"type": "Progressing", "status": "False",
+            "reason": "ProgressDeadlineExceeded", "message": "Deployment \"api\" has timed out progressing."}]}});
+        assert_eq!(deadline_replica_set(&other), None);
+    }
+
+    #[test]
+    fn snaps_record_images_not_templates() {
+        let d = json!({"spec": {
+            "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0}},
+            "template": {"metadata": {"annotations": {RESTARTED_AT: "2026-12-01T00:00:00Z"}},
+                         "spec": {"containers": [
+                             {"name": "api", "image": "keeptrusts/api:1.4.2", "env": [{"name": "BIG", "value": "x".repeat(100_000)}]},
+                             {"name": "sidecar", "image": "envoy:1.30"}]}}}});
+        let s = Snap::of("api", &d);
+        assert_eq!(
+            s.images,
+            vec![
+                ("api".to_string(), "keeptrusts/api:1.4.2".to_string()),
+                ("sidecar".to_string(), "envoy:1.30".to_string())
+            ]
+        );
+        assert_eq!(s.restarted_at.as_deref(), Some("2026-12-01T00:00:00Z"));
+        assert!(serde_json::to_string(&s).unwrap().len() < 300);
+        assert_eq!(s.image("sidecar"), Some("envoy:1.30"));
+        assert_eq!(container_names(&d), ["api", "sidecar"]);
+        assert_eq!(
+            pointer_escape(RESTARTED_AT),
+            "kubectl.kubernetes.io~1restartedAt"
+        );
+    }
+
+    #[test]
     fn image_tags() {
         assert_eq!(image_tag("keeptrusts/api:1.5.0"), Some("1.5.0"));
         assert_eq!(image_tag("reg:5000/keeptrusts/api:1.5.0"), Some("1.5.0"));

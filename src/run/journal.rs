@@ -87,7 +87,11 @@ pub async fn load(cluster: &Cluster, digest: &str) -> Result<Option<Stored>, Str
             data: cm.data.unwrap_or_default().into_iter().collect(),
         })),
         Ok(None) => Ok(None),
-        Err(e) => Err(format!("journal {}/{name}: {e}", cluster.ns)),
+        Err(e) => Err(format!(
+            "cannot read the journal {}/{name}: {}",
+            cluster.ns,
+            super::cluster::words(&e)
+        )),
     }
 }
 

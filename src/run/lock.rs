@@ -146,7 +146,7 @@ fn leases(c: &Cluster) -> Api<Lease> {
 }
 
 fn api_err(e: kube::Error) -> LockError {
-    LockError::Api(format!("run lock: {e}"))
+    LockError::Api(format!("run lock: {}", super::cluster::words(&e)))
 }
 
 impl RunLock {
@@ -289,7 +289,7 @@ pub async fn describe(cluster: &Cluster, playbook: &str) -> Result<Option<String
                 run_of(holder).unwrap_or("?")
             )))
         }
-        Err(e) => Err(format!("run lock: {e}")),
+        Err(e) => Err(format!("run lock: {}", super::cluster::words(&e))),
     }
 }
 
@@ -300,7 +300,7 @@ pub async fn force_unlock(cluster: &Cluster, lease: &str, run_id: &str) -> Resul
     let cur = match api.get_opt(lease).await {
         Ok(Some(l)) => serde_json::to_value(l).unwrap_or(Value::Null),
         Ok(None) => return Err(format!("no lock `{lease}` in namespace `{}`", cluster.ns)),
-        Err(e) => return Err(format!("run lock: {e}")),
+        Err(e) => return Err(format!("run lock: {}", super::cluster::words(&e))),
     };
     let holder = cur["spec"]["holderIdentity"].as_str().unwrap_or_default();
     if run_of(holder) != Some(run_id) && run_id != "?" {
@@ -317,7 +317,7 @@ pub async fn force_unlock(cluster: &Cluster, lease: &str, run_id: &str) -> Resul
     }
     api.delete(lease, &dp)
         .await
-        .map_err(|e| format!("run lock: {e}"))?;
+        .map_err(|e| format!("run lock: {}", super::cluster::words(&e)))?;
     Ok(format!(
         "removed lock {}/{lease} held by {holder}",
         cluster.ns

@@ -77,10 +77,12 @@ impl ClusterHost {
         let pods: Api<Pod> = Api::namespaced(self.client.clone(), &self.namespace);
         let mut out = Vec::new();
         for d in &comp.deployments {
-            let dep = deploys
-                .get(d)
-                .await
-                .map_err(|e| HostError(format!("cannot read deployment {d}: {e}")))?;
+            let dep = deploys.get(d).await.map_err(|e| {
+                HostError(format!(
+                    "cannot read deployment {d}: {}",
+                    crate::run::cluster::words(&e)
+                ))
+            })?;
             let labels = dep.spec.selector.match_labels.unwrap_or_default();
             let selector = labels
                 .iter()
@@ -90,7 +92,12 @@ impl ClusterHost {
             let list = pods
                 .list(&ListParams::default().labels(&selector))
                 .await
-                .map_err(|e| HostError(format!("cannot list pods of {d}: {e}")))?;
+                .map_err(|e| {
+                    HostError(format!(
+                        "cannot list pods of {d}: {}",
+                        crate::run::cluster::words(&e)
+                    ))
+                })?;
             for p in list.items {
                 let spec = p.spec.clone().unwrap_or_default();
                 let image = spec
@@ -177,7 +184,12 @@ impl Host for ClusterHost {
     fn kube_get(&self, kind: &str, name: &str) -> Result<serde_json::Value, HostError> {
         let c = self.client.clone();
         let ns = self.namespace.clone();
-        let err = |e: kube::Error| HostError(format!("cannot get {kind} {name}: {e}"));
+        let err = |e: kube::Error| {
+            HostError(format!(
+                "cannot get {kind} {name}: {}",
+                crate::run::cluster::words(&e)
+            ))
+        };
         self.handle.block_on(async move {
             match kind.to_ascii_lowercase().trim_end_matches('s') {
                 "deployment" => to_json(Api::<Deployment>::namespaced(c, &ns).get(name).await.map_err(err)?),
