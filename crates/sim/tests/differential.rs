@@ -1087,3 +1087,76 @@ async fn delete_answers_match() {
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unready_and_crashing_pods_match() {
+    differential("tags", |e| async move {
+        let mut obs = Obs::new();
+        for (name, image) in [("u", "reg/app:1.0-unready"), ("c", "reg/app:1.0-crash")] {
+            assert_eq!(
+                e.post(&e.deployments(), &deployment(name, image, 1))
+                    .await
+                    .code,
+                201
+            );
+        }
+        let pods: Api<Pod> = Api::namespaced(e.client(), &e.ns);
+        let start = Instant::now();
+        let list = loop {
+            let list: Vec<Value> = pods
+                .list(&ListParams::default())
+                .await
+                .unwrap()
+                .items
+                .iter()
+                .map(|p| serde_json::to_value(p).unwrap())
+                .collect();
+            if list.len() == 2
+                && list
+                    .iter()
+                    .all(|p| p["status"]["containerStatuses"].is_array())
+            {
+                break list;
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(20),
+                "{}: pods never started",
+                e.b.name
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        };
+        for p in &list {
+            let app = p["metadata"]["labels"]["app"].as_str().unwrap().to_string();
+            let cs = &p["status"]["containerStatuses"][0];
+            let state: Vec<&String> = cs["state"].as_object().unwrap().keys().collect();
+            obs.push(o(
+                &format!("{app}: phase, ready, started, state"),
+                (
+                    &p["status"]["phase"],
+                    &cs["ready"],
+                    &cs["started"],
+                    &state,
+                    &cs["state"]["waiting"]["reason"],
+                    cs["lastState"]["terminated"]["exitCode"].clone(),
+                ),
+            ));
+            let name = p["metadata"]["name"].as_str().unwrap();
+            let path = format!("/api/v1/namespaces/{}/pods/{name}/log", e.ns);
+            let start = p["status"]["startTime"].as_str().unwrap();
+            let norm = |t: &Value| t.as_str().unwrap_or_default().replace(start, "START");
+            let logs = e.get(&path).await;
+            let prev = e.get(&format!("{path}?previous=true")).await;
+            obs.push(o(
+                &format!("{app}: logs, previous"),
+                (logs.code, norm(&logs.body), prev.code),
+            ));
+        }
+        let d = e.deployment("c").await;
+        obs.push(o(
+            "crashing deployment available",
+            d["status"]["availableReplicas"].as_i64().unwrap_or(0),
+        ));
+        obs
+    })
+    .await;
+}
