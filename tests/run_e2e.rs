@@ -364,6 +364,13 @@ async fn upgrade_succeeds_and_keeps_secrets_out(backend: Backend) {
             .filter_map(|m| m["manager"].as_str())
             .collect();
         assert!(managers.contains(&"ktplay"), "{managers:?}");
+        // Every request said who sent it.
+        let agents = c.user_agents().unwrap();
+        assert_eq!(
+            agents,
+            [format!("ktplay/{}", env!("CARGO_PKG_VERSION"))],
+            "{agents:?}"
+        );
     }
     let st = ktplay(&[
         "status".into(),

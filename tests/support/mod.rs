@@ -179,6 +179,7 @@ fn pem_to_der(pem: &[u8]) -> Vec<u8> {
 /// simulator logs its own.
 struct Proxy {
     log: Arc<Mutex<(u64, VecDeque<LoggedRequest>)>>,
+    agents: Arc<Mutex<std::collections::BTreeSet<String>>>,
     url: String,
     task: tokio::task::JoinHandle<()>,
 }
@@ -188,6 +189,7 @@ struct ProxyState {
     access: RealAccess,
     http: reqwest::Client,
     log: Arc<Mutex<(u64, VecDeque<LoggedRequest>)>>,
+    agents: Arc<Mutex<std::collections::BTreeSet<String>>>,
 }
 
 impl Proxy {
@@ -200,10 +202,12 @@ impl Proxy {
             .build()
             .unwrap();
         let log = Arc::new(Mutex::new((0, VecDeque::new())));
+        let agents = Arc::new(Mutex::new(std::collections::BTreeSet::new()));
         let state = ProxyState {
             access,
             http,
             log: log.clone(),
+            agents: agents.clone(),
         };
         let app = axum::Router::new().fallback(forward).with_state(state);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -211,7 +215,12 @@ impl Proxy {
         let task = tokio::spawn(async move {
             let _ = axum::serve(listener, app).await;
         });
-        Proxy { log, url, task }
+        Proxy {
+            log,
+            agents,
+            url,
+            task,
+        }
     }
 }
 
@@ -234,6 +243,13 @@ async fn forward(State(st): State<ProxyState>, req: Request) -> Response {
         .get(http::header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .map(String::from);
+    if let Some(ua) = req
+        .headers()
+        .get(http::header::USER_AGENT)
+        .and_then(|v| v.to_str().ok())
+    {
+        st.agents.lock().unwrap().insert(ua.to_string());
+    }
     let mut out = st
         .http
         .request(method.clone(), format!("{}{path}", st.access.server))
@@ -403,6 +419,13 @@ impl TestCluster {
             Some(r) => r.proxy.log.lock().unwrap().1.iter().cloned().collect(),
             None => self.sim.request_log(),
         }
+    }
+
+    /// The `User-Agent`s of the requests through the proxy (real backend only).
+    pub fn user_agents(&self) -> Option<Vec<String>> {
+        self.real
+            .as_ref()
+            .map(|r| r.proxy.agents.lock().unwrap().iter().cloned().collect())
     }
 
     /// One object of the test's namespace, by resource plural.
