@@ -669,6 +669,22 @@ async fn rollout_revisions_and_undo_match() {
         assert_eq!(two.len(), 2);
         obs.push(o("replica sets", &two));
 
+        // what kubectl prints about it
+        let text = |out: std::process::Output| String::from_utf8_lossy(&out.stdout).to_string();
+        if let Some(out) = e.kubectl(&["rollout", "status", "deployment/r", "--timeout=20s"]).await {
+            obs.push(o("kubectl rollout status", text(out)));
+            let out = e.kubectl(&["rollout", "history", "deployment/r"]).await.unwrap();
+            obs.push(o("kubectl rollout history", text(out)));
+            let out = e.kubectl(&["get", "deploy", "r"]).await.unwrap();
+            let t = text(out);
+            let cols: Vec<Vec<&str>> = t
+                .lines()
+                .map(|l| l.split_whitespace().take(4).collect())
+                .collect();
+            obs.push(o("kubectl get deploy (all but AGE)", &cols));
+            let out = e.kubectl(&["get", "rs", "-o", "name"]).await.unwrap();
+            obs.push(o("kubectl get rs count", text(out).lines().count()));
+        }
         // undo: kubectl rollout undo (kubectl.1.33), else the JSON patch it sends
         let undone = match e.kubectl(&["rollout", "undo", "deployment/r"]).await {
             Some(out) => {
@@ -1156,6 +1172,36 @@ async fn unready_and_crashing_pods_match() {
             "crashing deployment available",
             d["status"]["availableReplicas"].as_i64().unwrap_or(0),
         ));
+        obs
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn server_defaults_match() {
+    differential("defaults", |e| async move {
+        let mut obs = Obs::new();
+        let mut d = deployment("d", "img:1", 1);
+        d["spec"]["template"]["spec"]["containers"][0]["ports"] = json!([{"containerPort": 80}]);
+        d["spec"].as_object_mut().unwrap().remove("replicas");
+        let r = e.post(&e.deployments(), &d).await;
+        obs.push(o("deployment spec", &r.body["spec"]));
+        obs.push(o("deployment status", &r.body["status"]));
+        let svc = json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "s"},
+                         "spec": {"selector": {"app": "d"}, "ports": [{"port": 80}]}});
+        let r = e.post(&format!("/api/v1/namespaces/{}/services", e.ns), &svc).await;
+        let mut spec = r.body["spec"].clone();
+        assert!(spec["clusterIP"].as_str().unwrap().starts_with("10.96."));
+        for k in ["clusterIP", "clusterIPs"] {
+            spec.as_object_mut().unwrap().remove(k);
+        }
+        obs.push(o("service spec", &spec));
+        obs.push(o("service status", &r.body["status"]));
+        let lease = json!({"apiVersion": "coordination.k8s.io/v1", "kind": "Lease", "metadata": {"name": "l"}, "spec": {}});
+        let r = e.post(&format!("/apis/coordination.k8s.io/v1/namespaces/{}/leases", e.ns), &lease).await;
+        obs.push(o("lease", (r.code, &r.body["spec"], &r.body["metadata"]["generation"])));
+        let cm = e.post(&e.configmaps(), &json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c"}})).await;
+        obs.push(o("configmap", (cm.code, cm.body.get("data"))));
         obs
     })
     .await;
