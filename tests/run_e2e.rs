@@ -51,6 +51,7 @@ on_both!(
     missing_permissions_are_refused_before_any_action,
     large_pod_templates_keep_the_journal_small,
     journal_stays_small_over_many_runs,
+    sigterm_mid_run_rolls_back,
 );
 
 fn case(name: &str) -> PathBuf {
@@ -531,6 +532,52 @@ async fn killed_mid_gateway_stage_resumes_without_repeating(backend: Backend) {
     assert!(c.image("worker-config").await.ends_with(":1.5.0"));
     assert_unlocked(c).await;
     assert_eq!(journal_status(c).await, "succeeded");
+}
+
+/// SIGTERM (a Job's deletion, a CI cancel) behaves as the first Ctrl-C: the current statement is
+/// abandoned safely and everything rolls back (exit 1), the lock is released and the journal
+/// says `rolled_back`.
+async fn sigterm_mid_run_rolls_back(backend: Backend) {
+    let s = setup(
+        backend,
+        "sigterm",
+        SimConfig::default(),
+        &[("for 1s", "for 4s")],
+        |_| {},
+    )
+    .await;
+    let (pb, c) = (&s.pb, &s.c);
+    let kc = kubeconfig(s.dir.path(), &[("staging", c)]);
+    let child = command(&run_args(pb, &kc, "staging", c, &["--approve"]))
+        .spawn()
+        .unwrap();
+    wait_for("the canary", async || {
+        c.get("deployments", "keeptrusts-gateway-canary")
+            .await
+            .is_some()
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let pid = child.id().unwrap().to_string();
+    let st = std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let out = tokio::time::timeout(Duration::from_secs(120), child.wait_with_output())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("interrupted (SIGTERM)"),
+        "{}",
+        text(&out)
+    );
+    c.settled().await;
+    assert_all_at_from(c).await;
+    assert_unlocked(c).await;
+    assert_eq!(journal_status(c).await, "rolled_back");
 }
 
 async fn second_concurrent_run_is_refused(backend: Backend) {

@@ -458,21 +458,42 @@ fn new_run_id() -> String {
     format!("{n:08x}")
 }
 
+/// Ctrl-C, SIGTERM (what a Kubernetes Job's deletion or a CI cancel sends) and SIGHUP (a closed
+/// terminal) all mean the same: the first abandons the current statement safely and the run
+/// rolls back; a second stops at once, with the journal saying where (`--resume` finishes).
 fn spawn_signal_handler(cancel: Cancel, journal: Journal) -> tokio::task::JoinHandle<()> {
+    use tokio::signal::unix::{signal, SignalKind};
     tokio::spawn(async move {
-        loop {
-            if tokio::signal::ctrl_c().await.is_err() {
-                return;
+        let mut term = signal(SignalKind::terminate()).ok();
+        let mut hup = signal(SignalKind::hangup()).ok();
+        async fn next(s: &mut Option<tokio::signal::unix::Signal>) {
+            match s {
+                Some(s) => {
+                    s.recv().await;
+                }
+                None => std::future::pending().await,
             }
+        }
+        loop {
+            let name = tokio::select! {
+                r = tokio::signal::ctrl_c() => {
+                    if r.is_err() {
+                        return;
+                    }
+                    "Ctrl-C"
+                }
+                _ = next(&mut term) => "SIGTERM",
+                _ = next(&mut hup) => "SIGHUP",
+            };
             if cancel.interrupt() == 1 {
-                eprintln!("\ninterrupted: abandoning the current statement safely, then rolling back (Ctrl-C again stops at once)");
+                eprintln!("\ninterrupted ({name}): abandoning the current statement safely, then rolling back (a second signal stops at once)");
             } else {
                 journal
-                    .abort_now(
-                        "stopped at once by a second Ctrl-C; the events before this one say where",
-                    )
+                    .abort_now(&format!(
+                        "stopped at once by a second signal ({name}); the events before this one say where"
+                    ))
                     .await;
-                eprintln!("\nstopped at once by a second Ctrl-C: the cluster may be mid-change; `ktplay status` shows the journal");
+                eprintln!("\nstopped at once by a second signal ({name}): the cluster may be mid-change; `ktplay status` shows the journal, `ktplay run --resume` finishes the job");
                 std::process::exit(super::exit::INCOMPLETE);
             }
         }
