@@ -683,11 +683,25 @@ impl Ctx<'_> {
                 store.rv(),
             )
         };
+        let (items, more) = match self.page(items) {
+            Ok(p) => p,
+            Err(e) => return error_response(&e),
+        };
+        let mut meta = json!({"resourceVersion": rv.to_string()});
+        if let Some((token, remaining)) = more {
+            meta["continue"] = json!(token);
+            // as the real server: no count when a selector filtered the list
+            let filtered = ["labelSelector", "fieldSelector"]
+                .iter()
+                .any(|k| self.query.get(k).is_some_and(|v| !v.is_empty()));
+            if !filtered {
+                meta["remainingItemCount"] = json!(remaining);
+            }
+        }
         if table::wants_table(accept(self.headers)) {
-            return json_response(
-                StatusCode::OK,
-                &table::table(t.kind, &items, rv, self.query.get("includeObject")),
-            );
+            let mut tb = table::table(t.kind, &items, rv, self.query.get("includeObject"));
+            tb["metadata"] = meta;
+            return json_response(StatusCode::OK, &tb);
         }
         let info = t.kind.info();
         json_response(
@@ -695,10 +709,49 @@ impl Ctx<'_> {
             &json!({
                 "kind": format!("{}List", info.kind),
                 "apiVersion": t.kind.api_version(),
-                "metadata": {"resourceVersion": rv.to_string()},
+                "metadata": meta,
                 "items": items,
             }),
         )
+    }
+
+    /// `limit` and `continue`: one page of a list, and the token and count of the rest. The
+    /// token names the last key sent; unlike a real server's, the next page is read from the
+    /// current state, not from the snapshot of the first.
+    #[allow(clippy::type_complexity)]
+    fn page(&self, items: Vec<Value>) -> Result<(Vec<Value>, Option<(String, usize)>), ApiError> {
+        let key = |o: &Value| {
+            format!(
+                "{}/{}",
+                str_at(o, &["metadata", "namespace"]).unwrap_or_default(),
+                str_at(o, &["metadata", "name"]).unwrap_or_default()
+            )
+        };
+        let mut items = items;
+        if let Some(token) = self.query.get("continue").filter(|c| !c.is_empty()) {
+            let bad = || {
+                ApiError::bad_request(format!(
+                    "continue key is not valid: {token:?} was not issued by this server"
+                ))
+            };
+            let raw = hex::decode(token).map_err(|_| bad())?;
+            let after: Value = serde_json::from_slice(&raw).map_err(|_| bad())?;
+            let after = after["start"].as_str().ok_or_else(bad)?.to_string();
+            items.retain(|o| key(o) > after);
+        }
+        let limit: usize = match self.query.get("limit").filter(|l| !l.is_empty()) {
+            None => 0,
+            Some(l) => l.parse().map_err(|_| {
+                ApiError::bad_request(format!("strconv.ParseInt: parsing {l:?}: invalid syntax"))
+            })?,
+        };
+        if limit == 0 || items.len() <= limit {
+            return Ok((items, None));
+        }
+        let rest = items.split_off(limit);
+        let last = items.last().map(key).unwrap_or_default();
+        let token = hex::encode(json!({"v": "ktplay-sim/v1", "start": last}).to_string());
+        Ok((items, Some((token, rest.len()))))
     }
 
     fn get(&self, t: &Target, name: &str) -> Answer {

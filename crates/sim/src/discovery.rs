@@ -199,6 +199,13 @@ impl Kind {
                 "status.phase",
                 "spec.nodeName",
             ],
+            Kind::Service => &[
+                "metadata.name",
+                "metadata.namespace",
+                "spec.clusterIP",
+                "spec.type",
+            ],
+            Kind::Namespace => &["metadata.name", "metadata.namespace", "status.phase"],
             _ => &["metadata.name", "metadata.namespace"],
         }
     }

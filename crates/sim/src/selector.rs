@@ -276,7 +276,19 @@ impl FieldSelector {
             };
             let field = field.trim();
             if !allowed.contains(&field) {
-                return Err(format!("field label not supported: {field}"));
+                // The real server's two wordings: resources with their own field labels
+                // (pods, services, namespaces) convert them, the rest list the generic two.
+                if allowed.len() > 2 {
+                    return Err(format!("field label not supported: {field}"));
+                }
+                return Err(format!(
+                    "\"{field}\" is not a known field selector: only {}",
+                    allowed
+                        .iter()
+                        .map(|a| format!("\"{a}\""))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ));
             }
             terms.push(FieldTerm {
                 field: field.to_string(),
@@ -358,9 +370,15 @@ mod tests {
         assert!(m("metadata.name=x"));
         assert!(m("metadata.name==x,metadata.namespace=ns"));
         assert!(!m("metadata.name!=x"));
-        assert!(FieldSelector::parse("spec.foo=1", &allowed)
-            .unwrap_err()
-            .contains("not supported"));
+        assert_eq!(
+            FieldSelector::parse("spec.foo=1", &allowed).unwrap_err(),
+            "\"spec.foo\" is not a known field selector: only \"metadata.name\", \"metadata.namespace\""
+        );
+        let pods = ["metadata.name", "metadata.namespace", "status.phase"];
+        assert_eq!(
+            FieldSelector::parse("spec.foo=1", &pods).unwrap_err(),
+            "field label not supported: spec.foo"
+        );
         assert!(FieldSelector::parse("metadata.name", &allowed).is_err());
     }
 }
