@@ -210,23 +210,28 @@ pub fn describe(op: &Op, scope: &Scope) -> String {
             to,
             weight,
             duration,
+            timeout,
             ..
         } => format!(
-            "canary {} to {} at {}% of replicas{}, then promote and remove the canary",
+            "canary {} to {} at {}% of replicas{}{}, then promote and remove the canary",
             name(comp),
             to,
             weight,
-            opt_d("for", duration)
+            opt_d("for", duration),
+            opt_d("timeout", timeout)
         ),
-        Op::BlueGreen { comp, to, .. } => {
+        Op::BlueGreen {
+            comp, to, timeout, ..
+        } => {
             let svc = match &pb.components[*comp].workload {
                 Workload::BlueGreen(bg) => bg.service.clone(),
                 Workload::Deployments(_) => String::new(),
             };
             format!(
-                "blue_green {} to {}: deploy the idle colour, guards, switch Service {svc}",
+                "blue_green {} to {}{}: deploy the idle colour, guards, switch Service {svc}",
                 name(comp),
-                to
+                to,
+                opt_d("timeout", timeout)
             )
         }
         Op::Restart { comp, timeout } => format!(

@@ -52,6 +52,7 @@ on_both!(
     large_pod_templates_keep_the_journal_small,
     journal_stays_small_over_many_runs,
     sigterm_mid_run_rolls_back,
+    canary_timeout_is_honoured,
 );
 
 fn case(name: &str) -> PathBuf {
@@ -571,6 +572,36 @@ async fn sigterm_mid_run_rolls_back(backend: Backend) {
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
     assert!(
         String::from_utf8_lossy(&out.stderr).contains("interrupted (SIGTERM)"),
+        "{}",
+        text(&out)
+    );
+    c.settled().await;
+    assert_all_at_from(c).await;
+    assert_unlocked(c).await;
+    assert_eq!(journal_status(c).await, "rolled_back");
+}
+
+/// `timeout` on `canary` bounds its rollout waits: a canary that never gets ready fails after
+/// the statement's 1 s (not a fixed 600 s, nor the 4 s progress deadline), and rolls back.
+async fn canary_timeout_is_honoured(backend: Backend) {
+    let s = setup(
+        backend,
+        "canarytimeout",
+        SimConfig::default(),
+        &[(
+            "canary gateway weight 10% for 1s {",
+            "canary gateway weight 10% for 1s to 1.5.0-bad timeout 1s {",
+        )],
+        |_| {},
+    )
+    .await;
+    let (pb, c) = (&s.pb, &s.c);
+    let kc = kubeconfig(s.dir.path(), &[("staging", c)]);
+    let out = ktplay(&run_args(pb, &kc, "staging", c, &["--approve"])).await;
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("timed out after 1s waiting for `keeptrusts-gateway-canary`"),
         "{}",
         text(&out)
     );

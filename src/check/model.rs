@@ -64,7 +64,9 @@ pub fn op(o: &p::Op) -> model::Op {
             to: to.clone(),
             guards: stmts(guards),
         },
-        p::Op::BlueGreen { comp, to, guards } => model::Op::BlueGreen {
+        p::Op::BlueGreen {
+            comp, to, guards, ..
+        } => model::Op::BlueGreen {
             comp: *comp,
             to: to.clone(),
             guards: stmts(guards),

@@ -243,11 +243,15 @@ pub enum Op {
         weight: u32,
         duration: Option<Duration>,
         guards: Vec<Statement>,
+        /// Each rollout wait of the statement (the canary's pods, the promotion).
+        timeout: Option<Duration>,
     },
     BlueGreen {
         comp: usize,
         to: Version,
         guards: Vec<Statement>,
+        /// The idle colour's rollout wait.
+        timeout: Option<Duration>,
     },
     Restart {
         comp: usize,

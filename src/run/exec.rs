@@ -169,6 +169,9 @@ struct Exec<'a> {
 
 type StmtResult = Result<String, (Span, Failure)>;
 
+/// How long a rollout may take when the statement names no `timeout` (rollback steps too).
+const DEFAULT_TIMEOUT: Duration = Duration::from_secs(600);
+
 fn line_of(checked: &Checked, span: Span) -> usize {
     checked.sources.line_col(span.file, span.start as usize).0
 }
@@ -1063,7 +1066,7 @@ impl<'a> Exec<'a> {
                         .map_err(|x| e(x.into()))?;
                 }
                 let ds: Vec<String> = c.deployments().iter().map(|s| s.to_string()).collect();
-                self.wait_all(&ds, timeout.unwrap_or(Duration::from_secs(600)), cancel)
+                self.wait_all(&ds, timeout.unwrap_or(DEFAULT_TIMEOUT), cancel)
                     .await
                     .map_err(e)?;
                 Ok(format!("{} at {to}", ds.join(", ")))
@@ -1074,7 +1077,9 @@ impl<'a> Exec<'a> {
                 weight,
                 duration,
                 guards,
+                timeout,
             } => {
+                let timeout = timeout.unwrap_or(DEFAULT_TIMEOUT);
                 let c = &pb.components[*comp];
                 let mut canaries = Vec::new();
                 for d in c.deployments() {
@@ -1087,9 +1092,7 @@ impl<'a> Exec<'a> {
                         .map_err(|x| e(x.into()))?;
                     canaries.push(name);
                 }
-                self.wait_all(&canaries, Duration::from_secs(600), cancel)
-                    .await
-                    .map_err(e)?;
+                self.wait_all(&canaries, timeout, cancel).await.map_err(e)?;
                 let (d, note) = self.shorten(duration.unwrap_or(Duration::ZERO));
                 if let Some(n) = note {
                     self.out.note(&format!("    {n}"));
@@ -1129,9 +1132,7 @@ impl<'a> Exec<'a> {
                         .map_err(|x| e(x.into()))?;
                 }
                 let ds: Vec<String> = c.deployments().iter().map(|s| s.to_string()).collect();
-                self.wait_all(&ds, Duration::from_secs(600), cancel)
-                    .await
-                    .map_err(e)?;
+                self.wait_all(&ds, timeout, cancel).await.map_err(e)?;
                 for cn in &canaries {
                     self.cluster
                         .delete_deployment(cn)
@@ -1144,7 +1145,12 @@ impl<'a> Exec<'a> {
                     if rounds == 1 { "" } else { "s" }
                 ))
             }
-            Op::BlueGreen { comp, to, guards } => {
+            Op::BlueGreen {
+                comp,
+                to,
+                guards,
+                timeout,
+            } => {
                 let c = &pb.components[*comp];
                 let Workload::BlueGreen(bg) = &c.workload else {
                     return Err(e(Failure::new(format!("{} is not blue-green", c.name))));
@@ -1164,7 +1170,7 @@ impl<'a> Exec<'a> {
                     .map_err(|x| e(x.into()))?;
                 self.wait_all(
                     std::slice::from_ref(idle_deploy),
-                    Duration::from_secs(600),
+                    timeout.unwrap_or(DEFAULT_TIMEOUT),
                     cancel,
                 )
                 .await
@@ -1194,7 +1200,7 @@ impl<'a> Exec<'a> {
                         .map_err(|x| e(x.into()))?;
                 }
                 let ds: Vec<String> = c.deployments().iter().map(|s| s.to_string()).collect();
-                self.wait_all(&ds, timeout.unwrap_or(Duration::from_secs(600)), cancel)
+                self.wait_all(&ds, timeout.unwrap_or(DEFAULT_TIMEOUT), cancel)
                     .await
                     .map_err(e)?;
                 Ok(String::new())
@@ -1217,7 +1223,7 @@ impl<'a> Exec<'a> {
                                 .map_err(|x| e(x.into()))?;
                         }
                         let ds: Vec<String> = targets.iter().map(|t| t.0.clone()).collect();
-                        self.wait_all(&ds, Duration::from_secs(600), cancel)
+                        self.wait_all(&ds, DEFAULT_TIMEOUT, cancel)
                             .await
                             .map_err(e)?;
                         Ok(targets
@@ -1276,7 +1282,7 @@ impl<'a> Exec<'a> {
                         .map_err(|x| e(x.into()))?;
                 }
                 let ds: Vec<String> = c.deployments().iter().map(|s| s.to_string()).collect();
-                self.wait_all(&ds, timeout.unwrap_or(Duration::from_secs(600)), cancel)
+                self.wait_all(&ds, timeout.unwrap_or(DEFAULT_TIMEOUT), cancel)
                     .await
                     .map_err(e)?;
                 Ok(String::new())
@@ -1393,8 +1399,7 @@ impl<'a> Exec<'a> {
                 waits.push(s.name.clone());
             }
         }
-        self.wait_all(&waits, Duration::from_secs(600), cancel)
-            .await?;
+        self.wait_all(&waits, DEFAULT_TIMEOUT, cancel).await?;
         changed.extend(waits.iter().map(|w| format!("{w} restored")));
         if let Some((svc, key, value)) = &first.selector {
             let cur = self.cluster.selector(svc).await?;
@@ -1425,8 +1430,7 @@ impl<'a> Exec<'a> {
                 waits.push(s.name.clone());
             }
         }
-        self.wait_all(&waits, Duration::from_secs(600), cancel)
-            .await?;
+        self.wait_all(&waits, DEFAULT_TIMEOUT, cancel).await?;
         Ok(waits)
     }
 
@@ -1478,7 +1482,7 @@ impl<'a> Exec<'a> {
                     self.cluster.scale(d, *n).await?;
                 }
                 let ds: Vec<String> = replicas.iter().map(|r| r.0.clone()).collect();
-                self.wait_all(&ds, Duration::from_secs(600), cancel).await?;
+                self.wait_all(&ds, DEFAULT_TIMEOUT, cancel).await?;
                 Ok("replicas restored".into())
             }
             Record::Restart { .. } | Record::Undo { .. } => Ok(String::new()),

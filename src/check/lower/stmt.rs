@@ -196,6 +196,7 @@ impl Lowerer<'_> {
                     weight: weight.unwrap_or(10),
                     duration,
                     guards,
+                    timeout: self.opt_duration(&o, "timeout"),
                 }
             }
             ast::StmtKind::BlueGreen { comp, opts, block } => {
@@ -218,6 +219,7 @@ impl Lowerer<'_> {
                     comp: c,
                     to: self.target_version(&o, c),
                     guards,
+                    timeout: self.opt_duration(&o, "timeout"),
                 }
             }
             ast::StmtKind::Restart { comp, opts } => {
