@@ -973,17 +973,23 @@ impl Ctx<'_> {
             scale = self.body_json()?;
         }
         let replicas = i64_at(&scale, &["spec", "replicas"]).ok_or_else(|| {
-            ApiError::invalid1(t.kind, name, FieldError::required("spec.replicas", ""))
+            ApiError::invalid_named(
+                "Scale",
+                "autoscaling",
+                name,
+                vec![FieldError::required("spec.replicas", "")],
+            )
         })?;
         if replicas < 0 {
-            return Err(ApiError::invalid1(
-                t.kind,
+            return Err(ApiError::invalid_named(
+                "Scale",
+                "autoscaling",
                 name,
-                FieldError::invalid(
+                vec![FieldError::invalid(
                     "spec.replicas",
                     &replicas.to_string(),
                     "must be greater than or equal to 0",
-                ),
+                )],
             ));
         }
         let mut updated = obj.clone();

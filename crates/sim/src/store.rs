@@ -322,6 +322,9 @@ pub struct Event {
     pub etype: EventType,
     /// The object after the change (before it, for deletions).
     pub object: Arc<Value>,
+    /// For a modification, the object before it (so a watch with a selector can tell an object
+    /// that left the selection, `DELETED`, from one that entered it, `ADDED`).
+    pub old: Option<Arc<Value>>,
 }
 
 /// How a write treats the incoming object.
@@ -508,12 +511,24 @@ impl Store {
     }
 
     fn record(&mut self, kind: Kind, ns: &str, etype: EventType, object: Value) {
+        self.record_change(kind, ns, etype, object, None);
+    }
+
+    fn record_change(
+        &mut self,
+        kind: Kind,
+        ns: &str,
+        etype: EventType,
+        object: Value,
+        old: Option<Value>,
+    ) {
         self.events.push_back(Event {
             rv: self.rv,
             kind,
             namespace: ns.to_string(),
             etype,
             object: Arc::new(object),
+            old: old.map(Arc::new),
         });
         while self.events.len() > MAX_EVENTS {
             self.events.pop_front();
@@ -732,7 +747,7 @@ impl Store {
         {
             self.dirty += 1;
         }
-        self.record(kind, ns, EventType::Modified, new.clone());
+        self.record_change(kind, ns, EventType::Modified, new.clone(), Some(old));
         Ok(new)
     }
 

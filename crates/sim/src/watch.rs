@@ -16,7 +16,7 @@ use tokio::time::Instant;
 use super::api::{error_response, Query};
 use super::discovery::Kind;
 use super::selector::{FieldSelector, LabelSelector};
-use super::store::{at, ApiError};
+use super::store::{at, ApiError, EventType};
 use super::{lock, table, Sim};
 
 /// Default stream length when the client gives no `timeoutSeconds`.
@@ -193,8 +193,22 @@ pub fn watch(
                 let store = lock(&sim.inner.store);
                 let batch = store
                     .events_since(cursor)
-                    .filter(|e| filter.matches(e.kind, &e.namespace, &e.object))
-                    .map(|e| (e.etype.as_str(), e.object.clone()))
+                    .filter_map(|e| {
+                        let now = filter.matches(e.kind, &e.namespace, &e.object);
+                        let before = e
+                            .old
+                            .as_ref()
+                            .map_or(now, |o| filter.matches(e.kind, &e.namespace, o));
+                        // As the real watch cache: leaving the selection is a deletion,
+                        // entering it an addition.
+                        let etype = match (e.etype, before, now) {
+                            (_, false, false) => return None,
+                            (EventType::Modified, true, false) => "DELETED",
+                            (EventType::Modified, false, true) => "ADDED",
+                            (t, _, _) => t.as_str(),
+                        };
+                        Some((etype, e.object.clone()))
+                    })
                     .collect();
                 cursor = store.rv();
                 batch

@@ -442,6 +442,17 @@ async fn status_errors_match() {
             "Deployment.apps \"w\" is invalid: [spec.replicas: Invalid value: -1: must be greater than or equal to 0, spec.strategy.rollingUpdate.maxUnavailable: Invalid value: \"0%\": may not be 0 when `maxSurge` is 0]"
         );
         obs.push(o("422 percent", invalid.status()));
+
+        e.post(&e.deployments(), &deployment("sc", "img:1", 1)).await;
+        let scale = format!("{}/sc/scale", e.deployments());
+        let r = e.get(&scale).await;
+        obs.push(o("scale", (&r.body["kind"], &r.body["apiVersion"], &r.body["spec"], &r.body["status"]["selector"])));
+        let r = e.patch(&scale, "application/merge-patch+json", &json!({"spec": {"replicas": -1}})).await;
+        assert_eq!(
+            r.body["message"],
+            "Scale.autoscaling \"sc\" is invalid: spec.replicas: Invalid value: -1: must be greater than or equal to 0"
+        );
+        obs.push(o("422 scale", r.status()));
         obs
     })
     .await;
@@ -837,6 +848,38 @@ async fn watch_from_a_resource_version_matches() {
         }
         assert_eq!(events, ["MODIFIED n=1", "MODIFIED n=2", "DELETED n=2"]);
         obs.push(o("events after the resourceVersion", &events));
+        // with a label selector: leaving it is DELETED, entering it ADDED
+        let labelled: ConfigMap =
+            serde_json::from_value(json!({"metadata": {"name": "l", "labels": {"sel": "yes"}}}))
+                .unwrap();
+        let c = cms.create(&PostParams::default(), &labelled).await.unwrap();
+        let rv = c.metadata.resource_version.unwrap();
+        for v in ["no", "yes"] {
+            let p = json!({"metadata": {"labels": {"sel": v}}});
+            cms.patch(
+                "l",
+                &kube::api::PatchParams::default(),
+                &kube::api::Patch::Merge(&p),
+            )
+            .await
+            .unwrap();
+        }
+        let wp = WatchParams::default().labels("sel=yes").timeout(2);
+        let mut stream = cms.watch(&wp, &rv).await.unwrap().boxed();
+        let mut seen = Vec::new();
+        while let Some(ev) = stream.try_next().await.unwrap() {
+            match ev {
+                WatchEvent::Added(_) => seen.push("ADDED"),
+                WatchEvent::Modified(_) => seen.push("MODIFIED"),
+                WatchEvent::Deleted(_) => seen.push("DELETED"),
+                _ => continue,
+            }
+            if seen.len() == 2 {
+                break;
+            }
+        }
+        assert_eq!(seen, ["DELETED", "ADDED"]);
+        obs.push(o("label-selected watch", &seen));
         // 410 Expired: on the simulator through its fault; on a real server from
         // resourceVersion 1 once etcd has been compacted (kube-apiserver compacts every 5 min)
         if let Some(sim) = &e.b.sim {
