@@ -4,6 +4,8 @@
 //! stable `code(ktplay::<stage>::<name>)`, `#[label]` spans (byte offsets into one file) and a help
 //! line. A [`Problem`] pairs such a diagnostic with the file its labels point into.
 
+mod excerpt;
+
 use miette::{Diagnostic, Severity};
 
 use crate::span::FileId;
@@ -50,12 +52,14 @@ impl std::fmt::Debug for Problem {
     }
 }
 
-use crate::source::{line_col, SourceMap};
+use crate::source::SourceMap;
 
-/// A diagnostic with its file attached, so miette can show the snippet.
+/// A diagnostic with the excerpt of its file attached, so miette can show the snippet; its
+/// labels are moved into the excerpt.
 struct WithSource<'a> {
     inner: &'a (dyn Diagnostic + Send + Sync),
-    source: &'a miette::NamedSource<String>,
+    source: &'a excerpt::Excerpt,
+    labels: Vec<miette::LabeledSpan>,
 }
 
 impl std::fmt::Debug for WithSource<'_> {
@@ -65,8 +69,22 @@ impl std::fmt::Debug for WithSource<'_> {
 }
 impl std::fmt::Display for WithSource<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        std::fmt::Display::fmt(self.inner, f)
+        f.write_str(&shorten(&self.inner.to_string(), MAX_MESSAGE))
     }
+}
+
+/// Messages quote what the file says; a 70,000-character name is shown by its ends.
+const MAX_MESSAGE: usize = 400;
+
+/// `text` if at most `max` characters, else its start and end around a `…`.
+pub fn shorten(text: &str, max: usize) -> String {
+    let n = text.chars().count();
+    if n <= max {
+        return text.to_string();
+    }
+    let head: String = text.chars().take(max * 2 / 3).collect();
+    let tail: String = text.chars().skip(n - max / 3).collect();
+    format!("{head}…{tail}")
 }
 impl std::error::Error for WithSource<'_> {}
 
@@ -87,10 +105,15 @@ impl Diagnostic for WithSource<'_> {
         Some(self.source)
     }
     fn labels(&self) -> Option<Box<dyn Iterator<Item = miette::LabeledSpan> + '_>> {
-        self.inner.labels()
+        if self.labels.is_empty() {
+            None
+        } else {
+            Some(Box::new(self.labels.iter().cloned()))
+        }
     }
     fn related<'b>(&'b self) -> Option<Box<dyn Iterator<Item = &'b dyn Diagnostic> + 'b>> {
-        self.inner.related()
+        // No diagnostic of ktplay has related ones; their labels would point outside the excerpt.
+        None
     }
     fn diagnostic_source(&self) -> Option<&dyn Diagnostic> {
         self.inner.diagnostic_source()
@@ -127,13 +150,35 @@ pub fn render(sources: &SourceMap, problems: &[Problem], opts: RenderOptions) ->
     let mut out = String::new();
     for p in problems {
         let file = sources.get(p.file);
-        let named = miette::NamedSource::new(file.name.clone(), file.text.to_string());
+        let labels: Vec<miette::LabeledSpan> =
+            p.inner.labels().map(|l| l.collect()).unwrap_or_default();
+        let (source, labels) = excerpt::Excerpt::new(file, &labels);
         let d = WithSource {
             inner: p.inner.as_ref(),
-            source: &named,
+            source: &source,
+            labels,
         };
-        if handler.render_report(&mut out, &d).is_err() {
-            out.push_str(&format!("{}: {}\n", file.name, p.inner));
+        // A renderer that fails (or panics) must not take the report down: say the problem
+        // plainly instead.
+        let mut one = String::new();
+        let drawn = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            handler.render_report(&mut one, &d)
+        }));
+        match drawn {
+            Ok(Ok(())) => out.push_str(&one),
+            _ => {
+                let (line, col) = file.line_col(p.primary_range().map_or(0, |r| r.0));
+                out.push_str(&format!(
+                    "{}: {}:{line}:{col}: {}\n",
+                    match p.severity() {
+                        Severity::Error => "error",
+                        Severity::Warning => "warning",
+                        Severity::Advice => "advice",
+                    },
+                    file.name,
+                    p.inner
+                ));
+            }
         }
     }
     out
@@ -157,8 +202,8 @@ impl JsonDiagnostic {
     pub fn new(sources: &SourceMap, p: &Problem) -> Self {
         let file = sources.get(p.file);
         let (start, end) = p.primary_range().unwrap_or((0, 0));
-        let (line, column) = line_col(&file.text, start);
-        let (end_line, end_column) = line_col(&file.text, end);
+        let (line, column) = file.line_col(start);
+        let (end_line, end_column) = file.line_col(end);
         JsonDiagnostic {
             severity: match p.severity() {
                 Severity::Error => "error",
@@ -174,5 +219,37 @@ impl JsonDiagnostic {
             end_column,
             help: p.inner.help().map(|h| h.to_string()),
         }
+    }
+}
+
+/// A bug in ktplay met while checking (a panic in a stage): reported as an error, so an internal
+/// failure can never read as a clean check.
+#[derive(Debug, thiserror::Error, miette::Diagnostic)]
+#[error("internal error while {stage}: {message}")]
+#[diagnostic(
+    code(ktplay::internal::panic),
+    help("this is a bug in ktplay, not in the playbook; please report it with the file")
+)]
+pub struct InternalError {
+    pub stage: &'static str,
+    pub message: String,
+}
+
+/// Run `f`; a panic inside becomes an [`InternalError`] for `stage` instead of unwinding.
+pub fn guarded<T>(stage: &'static str, f: impl FnOnce() -> T) -> Result<T, InternalError> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).map_err(|payload| InternalError {
+        stage,
+        message: panic_message(payload.as_ref()),
+    })
+}
+
+/// The text of a panic payload (`panic!("…")` carries a `&str` or a `String`).
+pub fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    if let Some(s) = payload.downcast_ref::<&str>() {
+        s.to_string()
+    } else if let Some(s) = payload.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "a panic without a message".into()
     }
 }

@@ -13,9 +13,58 @@ pub struct SourceFile {
     /// The path used to read it (for resolving relative `use` and hook paths).
     pub path: PathBuf,
     pub text: Arc<str>,
+    /// Byte offsets of line starts, built on first use (rendering, JSON positions).
+    lines: std::sync::OnceLock<Arc<[u32]>>,
 }
 
 impl SourceFile {
+    /// Byte offsets where each line starts (the first is 0). Built once per file, so positions
+    /// of many diagnostics cost a binary search each, not a scan of the file.
+    pub fn line_starts(&self) -> &[u32] {
+        self.lines.get_or_init(|| {
+            std::iter::once(0)
+                .chain(memchr_lines(self.text.as_bytes()))
+                .collect()
+        })
+    }
+
+    /// 0-based index of the line holding byte `offset` (clamped to the text).
+    pub fn line_of(&self, offset: usize) -> usize {
+        let starts = self.line_starts();
+        let offset = offset.min(self.text.len()) as u32;
+        starts.partition_point(|&s| s <= offset).saturating_sub(1)
+    }
+
+    /// Byte range of line `i` (0-based) without its line break.
+    pub fn line_range(&self, i: usize) -> std::ops::Range<usize> {
+        let starts = self.line_starts();
+        let start = starts[i.min(starts.len() - 1)] as usize;
+        let mut end = starts
+            .get(i + 1)
+            .map_or(self.text.len(), |&s| s as usize - 1);
+        if end > start && self.text.as_bytes()[end - 1] == b'\r' {
+            end -= 1;
+        }
+        start..end
+    }
+
+    /// Number of lines (a text without a line break has one).
+    pub fn line_count(&self) -> usize {
+        self.line_starts().len()
+    }
+
+    /// 1-based line and column (in characters) of a byte offset, by the line index.
+    pub fn line_col(&self, offset: usize) -> (usize, usize) {
+        let offset = offset.min(self.text.len());
+        let line = self.line_of(offset);
+        let start = self.line_starts()[line] as usize;
+        let col = self
+            .text
+            .get(start..offset)
+            .map_or(offset - start, |s| s.chars().count());
+        (line + 1, col + 1)
+    }
+
     /// The folder the file was read from: `use` and hook paths are relative to it.
     pub fn dir(&self) -> PathBuf {
         self.path
@@ -55,6 +104,7 @@ impl SourceMap {
             name: name.into(),
             path: path.into(),
             text: text.into(),
+            lines: Default::default(),
         });
         FileId(self.files.len() as u32 - 1)
     }
@@ -81,8 +131,17 @@ impl SourceMap {
 
     /// 1-based line and column (in characters) of a byte offset.
     pub fn line_col(&self, id: FileId, offset: usize) -> (usize, usize) {
-        line_col(&self.get(id).text, offset)
+        self.get(id).line_col(offset)
     }
+}
+
+/// Offsets just after each `\n`.
+fn memchr_lines(bytes: &[u8]) -> impl Iterator<Item = u32> + '_ {
+    bytes
+        .iter()
+        .enumerate()
+        .filter(|(_, &b)| b == b'\n')
+        .map(|(i, _)| i as u32 + 1)
 }
 
 /// 1-based line and column (in characters) of a byte offset in `text`.

@@ -19,7 +19,7 @@ use std::path::{Path, PathBuf};
 
 use sha2::{Digest, Sha256};
 
-use crate::diag::Problem;
+use crate::diag::{InternalError, Problem};
 use crate::source::SourceMap;
 use crate::span::{FileId, Span};
 use crate::syntax::{self, ast, SyntaxError};
@@ -103,7 +103,7 @@ impl Loader {
     fn add(&mut self, shown: String, path: PathBuf, bytes: Vec<u8>) -> FileId {
         let (id, text) = self.register(shown, path, bytes);
         if let Some(text) = text {
-            let parsed = syntax::parse(id, &text);
+            let parsed = parse_guarded(syntax::parse, id, &text);
             self.store(id, parsed);
         }
         id
@@ -139,12 +139,16 @@ impl Loader {
         }
     }
 
-    fn store(&mut self, id: FileId, parsed: Result<ast::File, Vec<SyntaxError>>) {
+    fn store(&mut self, id: FileId, parsed: Parsed) {
         let ast = match parsed {
-            Ok(f) => Some(f),
-            Err(errs) => {
+            Ok(Ok(f)) => Some(f),
+            Ok(Err(errs)) => {
                 self.problems
                     .extend(errs.into_iter().map(|e| Problem::new(id, e)));
+                None
+            }
+            Err(internal) => {
+                self.problems.push(Problem::new(id, internal));
                 None
             }
         };
@@ -320,31 +324,58 @@ pub fn check_paths(paths: &[PathBuf]) -> Result<Checked, InputError> {
             inputs.push(id);
         }
     }
-    // Parsing is most of the work of `check`; the inputs are independent, so use every core.
-    let threads = std::thread::available_parallelism()
-        .map_or(1, |n| n.get())
-        .min(to_parse.len().max(1));
-    let chunk = to_parse.len().div_ceil(threads).max(1);
-    let parsed: Vec<(FileId, Result<ast::File, Vec<SyntaxError>>)> = std::thread::scope(|scope| {
-        let handles: Vec<_> = to_parse
-            .chunks(chunk)
-            .map(|part| {
-                scope.spawn(move || {
-                    part.iter()
-                        .map(|(id, text)| (*id, syntax::parse(*id, text)))
-                        .collect::<Vec<_>>()
-                })
-            })
-            .collect();
-        handles
-            .into_iter()
-            .flat_map(|h| h.join().unwrap_or_default())
-            .collect()
-    });
+    let parsed = parse_all(&to_parse, syntax::parse);
     for (id, result) in parsed {
         loader.store(id, result);
     }
     Ok(finish(loader, inputs))
+}
+
+/// A parse, or the internal error (a panic) that stopped it.
+type Parsed = Result<Result<ast::File, Vec<SyntaxError>>, InternalError>;
+type ParseFn = fn(FileId, &str) -> Result<ast::File, Vec<SyntaxError>>;
+
+fn parse_guarded(parse: ParseFn, id: FileId, text: &str) -> Parsed {
+    crate::diag::guarded("parsing", || parse(id, text))
+}
+
+/// Parse independent inputs on every core. Parsing is most of the work of `check`. A panic in a
+/// parser thread is that file's internal error, never a file that silently checks clean.
+fn parse_all(to_parse: &[(FileId, std::sync::Arc<str>)], parse: ParseFn) -> Vec<(FileId, Parsed)> {
+    let threads = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .min(to_parse.len().max(1));
+    let chunk = to_parse.len().div_ceil(threads).max(1);
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = to_parse
+            .chunks(chunk)
+            .map(|part| {
+                let handle = scope.spawn(move || {
+                    part.iter()
+                        .map(|(id, text)| (*id, parse_guarded(parse, *id, text)))
+                        .collect::<Vec<_>>()
+                });
+                (part, handle)
+            })
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|(part, h)| {
+                h.join().unwrap_or_else(|payload| {
+                    let message = crate::diag::panic_message(payload.as_ref());
+                    part.iter()
+                        .map(|(id, _)| {
+                            let e = InternalError {
+                                stage: "parsing",
+                                message: message.clone(),
+                            };
+                            (*id, Err(e))
+                        })
+                        .collect()
+                })
+            })
+            .collect()
+    })
 }
 
 /// Check one text as if it were a file with this name (tests, benchmarks, stdin).
@@ -386,34 +417,40 @@ fn finish(mut loader: Loader, inputs: Vec<FileId>) -> Checked {
         }
         let text = loader.sources.get(id).text.clone();
         let base_dir = loader.sources.get(id).dir();
-        for item in &file.items {
-            if let ast::Item::Playbook(pb) = item {
-                let mut hasher = Sha256::new();
-                hasher.update(pb.name.node.display().as_bytes());
-                hasher.update([0]);
-                hasher.update(text.as_bytes());
-                let digest = hex::encode(hasher.finalize());
-                let errors_before = problems.iter().filter(|p| p.is_error()).count();
-                let mut lowerer =
-                    lower::Lowerer::new(&mut problems, id, base_dir.clone(), in_scope.names());
-                let checked = lowerer.playbook(pb, digest);
-                let clean = problems.iter().filter(|p| p.is_error()).count() == errors_before;
-                // The model runs on playbooks whose names and versions all resolved; on others
-                // it would only repeat their errors in other words.
-                if clean {
-                    if let Some(m) = checked.matrix.as_deref().and_then(|n| in_scope.get(n)) {
-                        problems.extend(crate::model::check(&model::to_model(&checked), m));
+        // A panic in lowering, the model or the script compiler is this file's internal error.
+        let outcome = crate::diag::guarded("checking", || {
+            for item in &file.items {
+                if let ast::Item::Playbook(pb) = item {
+                    let mut hasher = Sha256::new();
+                    hasher.update(pb.name.node.display().as_bytes());
+                    hasher.update([0]);
+                    hasher.update(text.as_bytes());
+                    let digest = hex::encode(hasher.finalize());
+                    let errors_before = problems.iter().filter(|p| p.is_error()).count();
+                    let mut lowerer =
+                        lower::Lowerer::new(&mut problems, id, base_dir.clone(), in_scope.names());
+                    let checked = lowerer.playbook(pb, digest);
+                    let clean = problems.iter().filter(|p| p.is_error()).count() == errors_before;
+                    // The model runs on playbooks whose names and versions all resolved; on others
+                    // it would only repeat their errors in other words.
+                    if clean {
+                        if let Some(m) = checked.matrix.as_deref().and_then(|n| in_scope.get(n)) {
+                            problems.extend(crate::model::check(&model::to_model(&checked), m));
+                        }
                     }
+                    scripts::compile_all(
+                        &checked,
+                        &mut loader.sources,
+                        id,
+                        &mut problems,
+                        &mut hooks_done,
+                    );
+                    playbooks.push((id, checked));
                 }
-                scripts::compile_all(
-                    &checked,
-                    &mut loader.sources,
-                    id,
-                    &mut problems,
-                    &mut hooks_done,
-                );
-                playbooks.push((id, checked));
             }
+        });
+        if let Err(e) = outcome {
+            problems.push(Problem::new(id, e));
         }
     }
     // Stable order: by file, then position.
@@ -436,5 +473,51 @@ impl Loader {
             .collect();
         v.sort_by_key(|(id, _)| *id);
         v
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn panics(_: FileId, _: &str) -> Result<ast::File, Vec<SyntaxError>> {
+        panic!("byte index 3 is not a char boundary")
+    }
+
+    #[test]
+    fn a_panic_in_a_parser_thread_is_an_internal_error() {
+        let inputs: Vec<(FileId, std::sync::Arc<str>)> =
+            (0..3).map(|i| (FileId(i), "playbook".into())).collect();
+        let parsed = parse_all(&inputs, panics);
+        assert_eq!(parsed.len(), 3);
+        let mut loader = Loader {
+            sources: SourceMap::new(),
+            problems: Vec::new(),
+            files: HashMap::new(),
+        };
+        for (i, _) in &inputs {
+            loader
+                .sources
+                .add(format!("p{}.ktplay", i.0), "/x", "playbook");
+        }
+        for (id, p) in parsed {
+            assert!(p.is_err());
+            loader.store(id, p);
+        }
+        let checked = finish(loader, inputs.iter().map(|(i, _)| *i).collect());
+        assert_eq!(checked.errors(), 3);
+        assert!(checked
+            .problems
+            .iter()
+            .all(|p| p.code() == "ktplay::internal::panic"));
+        let shown = crate::diag::render(
+            &checked.sources,
+            &checked.problems,
+            crate::diag::RenderOptions::plain(),
+        );
+        assert!(
+            shown.contains("internal error while parsing: byte index 3"),
+            "{shown}"
+        );
     }
 }

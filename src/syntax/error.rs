@@ -161,7 +161,12 @@ fn token_at(text: &str, pos: usize) -> &str {
         .last()
         .unwrap_or(0);
     if word_len > 0 {
-        &rest[..word_len.min(40)]
+        // At most 40 bytes, cut on a character boundary (`İ` is two bytes).
+        let mut cut = word_len.min(40);
+        while !rest.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        &rest[..cut]
     } else {
         rest.chars().next().map_or("", |c| &rest[..c.len_utf8()])
     }
