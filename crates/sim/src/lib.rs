@@ -61,6 +61,9 @@
 //! | pods | scheduled, real IDs | bound to `sim-node-1`, hostIP 10.0.0.1, `sim://` image and container IDs; no resource accounting | no node |
 //! | logs | the fake kubelet's lines (start line, `FAKE_LOG`, crash line) | the same, with the simulated Keeptrusts components' own lines (migrations, `listening on`) after the start line for a seeded component's container | the simulated services |
 //! | `/version` | `v1.34.4` | `v1.34.4-ktplay-sim` | honesty |
+//! | names of ReplicaSets | `<deployment>-<FNV hash of the Go template struct>` | `<deployment>-<SHA-256 of the JSON template>`, same alphabet and shape, different value | the Go hash cannot be reproduced from JSON |
+//! | list pages | `continue` reads the snapshot of the first page; tokens expire (410) | `continue` resumes after the last key in the current state; tokens never expire | simplicity |
+//! | watch bookmarks | about once a minute | after 1 s of quiet | fast tests |
 //!
 //! # Divergences fixed by differential testing
 //!
@@ -101,6 +104,13 @@
 //!   object marked for deletion (grace period 0 for an unscheduled pod).
 //! - The deployment controller's first status write is `Progressing/NewReplicaSetCreated` together
 //!   with the revision annotation, with no `Available` condition yet.
+//! - Watches with a label or field selector send `DELETED` when an object leaves the selection
+//!   and `ADDED` when it enters it (they sent `MODIFIED`, or nothing).
+//! - Lists honour `limit` and `continue` (`remainingItemCount` only when no selector filtered);
+//!   an unknown field selector is worded per resource (`field label not supported: x` for pods,
+//!   services, namespaces; `"x" is not a known field selector: only ...` for the others).
+//! - Services get `ipFamilies`, `ipFamilyPolicy` and `internalTrafficPolicy` defaults; a Scale
+//!   error names `Scale.autoscaling`.
 //! - A Lease update without resourceVersion: `leases.coordination.k8s.io "x" is invalid:
 //!   metadata.resourceVersion: Invalid value: 0: ...`; a 410 reads `too old resource version:
 //!   RV (OLDEST)`.

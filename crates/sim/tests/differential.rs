@@ -947,6 +947,23 @@ async fn patch_types_and_apply_conflicts_match() {
             &json!({"metadata": {"resourceVersion": "1"}, "spec": {"replicas": 2}})).await;
         obs.push(o("stale precondition", (r.code, &r.body["reason"])));
 
+        // kubectl set image sends $setElementOrder: the order stays
+        let two = json!({"spec": {"template": {"spec": {"containers": [{"name": "side", "image": "s:1"}]}}}});
+        e.patch(&path, "application/strategic-merge-patch+json", &two).await;
+        if let Some(out) = e.kubectl(&["set", "image", "deployment/p", "c=img:3"]).await {
+            assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+            let d = e.deployment("p").await;
+            let images: Vec<(String, String)> = d["spec"]["template"]["spec"]["containers"].as_array().unwrap().iter()
+                .map(|c| (c["name"].as_str().unwrap().to_string(), c["image"].as_str().unwrap().to_string()))
+                .collect();
+            obs.push(o("kubectl set image", &images));
+            let out = e.kubectl(&["rollout", "restart", "deployment/p"]).await.unwrap();
+            assert!(out.status.success());
+            let d = e.deployment("p").await;
+            let restarted = d["spec"]["template"]["metadata"]["annotations"]["kubectl.kubernetes.io/restartedAt"].is_string();
+            obs.push(o("kubectl rollout restart", (restarted, &d["metadata"]["generation"])));
+        }
+
         // server-side apply: two managers, one field, different values
         let cms = e.configmaps();
         let apply = "application/apply-patch+yaml";
