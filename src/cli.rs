@@ -239,6 +239,9 @@ pub mod exit {
     pub const OK: i32 = 0;
     pub const FOUND_ERRORS: i32 = 1;
     pub const USAGE: i32 = 2;
+    /// The reader of stdout or stderr went away (128 + SIGPIPE, as the shell reports a tool
+    /// killed by it).
+    pub const BROKEN_PIPE: i32 = 141;
 }
 
 fn colour_wanted() -> bool {
@@ -250,6 +253,21 @@ fn terminal_width() -> usize {
         .ok()
         .and_then(|c| c.parse().ok())
         .unwrap_or(100)
+}
+
+/// A reader that went away (`ktplay status | head -1`) ends the process quietly, as a tool
+/// killed by SIGPIPE does (exit 141), instead of a panic from `println!`. Rust ignores SIGPIPE, so
+/// a write to a closed pipe fails with EPIPE and `println!` panics on it; every other panic is
+/// reported as before.
+pub fn quiet_on_broken_pipe() {
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let message = crate::diag::panic_message(info.payload());
+        if message.starts_with("failed printing to std") && message.contains("Broken pipe") {
+            std::process::exit(exit::BROKEN_PIPE);
+        }
+        default(info)
+    }));
 }
 
 /// Run the parsed command line; returns the process exit code.

@@ -117,3 +117,31 @@ fn rendering_many_diagnostics_is_linear() {
         "50 copies: {small:.3} s, 800 copies: {big:.3} s"
     );
 }
+
+/// `ktplay status | head -1`: a reader that goes away must not make any command panic.
+#[test]
+fn a_closed_stdout_is_not_a_panic() {
+    let seed = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/playbooks/keeptrusts-1.5.ktplay"
+    );
+    for args in [
+        vec!["matrix", "show"],
+        vec!["plan", seed, "--env", "staging"],
+        vec!["check", "--format", "json", seed],
+    ] {
+        for _ in 0..3 {
+            let mut child = Command::new(BIN)
+                .args(&args)
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap();
+            drop(child.stdout.take());
+            let out = child.wait_with_output().unwrap();
+            let err = String::from_utf8_lossy(&out.stderr);
+            assert!(!err.contains("panicked"), "{args:?}: {err}");
+            assert_ne!(out.status.code(), Some(101), "{args:?}: {err}");
+        }
+    }
+}
