@@ -53,6 +53,7 @@ on_both!(
     journal_stays_small_over_many_runs,
     sigterm_mid_run_rolls_back,
     canary_timeout_is_honoured,
+    api_errors_mid_run_are_retried,
 );
 
 fn case(name: &str) -> PathBuf {
@@ -611,6 +612,55 @@ async fn canary_timeout_is_honoured(backend: Backend) {
     assert_eq!(journal_status(c).await, "rolled_back");
 }
 
+/// From the middle of the gateway stage, 30% of API requests answer 500: every request is
+/// retried with back-off (writes are safe to repeat), and the upgrade completes as if nothing
+/// happened — all at `to`, no canary left, lock released, journal `succeeded`.
+async fn api_errors_mid_run_are_retried(backend: Backend) {
+    let s = setup(
+        backend,
+        "apierrors",
+        SimConfig::default(),
+        &[("for 1s", "for 2s")],
+        |_| {},
+    )
+    .await;
+    let (pb, c) = (&s.pb, &s.c);
+    let kc = kubeconfig(s.dir.path(), &[("staging", c)]);
+    let child = command(&run_args(pb, &kc, "staging", c, &["--approve"]))
+        .spawn()
+        .unwrap();
+    wait_for("the canary", async || {
+        c.get("deployments", "keeptrusts-gateway-canary")
+            .await
+            .is_some()
+    })
+    .await;
+    c.set_api_errors(0.3);
+    let out = tokio::time::timeout(Duration::from_secs(170), child.wait_with_output())
+        .await
+        .unwrap()
+        .unwrap();
+    c.set_api_errors(0.0);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let errors = count(c, "GET", "", 500)
+        + count(c, "PATCH", "", 500)
+        + count(c, "POST", "", 500)
+        + count(c, "DELETE", "", 500)
+        + count(c, "PUT", "", 500);
+    assert!(errors > 5, "the fault was felt: {errors} errors");
+    for (d, img) in images(c).await {
+        if d != "keeptrusts-console-blue" {
+            assert!(img.ends_with(":1.5.0"), "{d}: {img}");
+        }
+    }
+    assert!(c
+        .get("deployments", "keeptrusts-gateway-canary")
+        .await
+        .is_none());
+    assert_unlocked(c).await;
+    assert_eq!(journal_status(c).await, "succeeded");
+}
+
 async fn second_concurrent_run_is_refused(backend: Backend) {
     let s = setup(
         backend,
@@ -941,6 +991,32 @@ async fn hostile_hook_is_contained_and_rolled_back() {
     );
     assert!(all.contains("restore api"), "rolled back: {all}");
     assert!(all.contains("rolled back: api {1.4.2}"), "{all}");
+}
+
+/// Watches that answer 410 on every try re-list with back-off: the run costs at most 3× the
+/// requests of a clean one (it cost 60× before: a re-list storm).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn expired_watches_relist_with_back_off() {
+    let mut counts = Vec::new();
+    for fault in [None, Some(Fault::WatchExpired)] {
+        let mut config = SimConfig::default();
+        if let Some(f) = fault {
+            config.faults.add(f);
+        }
+        let s = setup(Backend::Sim, "watchexpired", config, &[], |_| {}).await;
+        let (pb, c) = (&s.pb, &s.c);
+        let kc = kubeconfig(s.dir.path(), &[("staging", c)]);
+        let out = ktplay(&run_args(pb, &kc, "staging", c, &["--approve"])).await;
+        assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+        counts.push(c.request_log().len());
+    }
+    eprintln!("requests: clean {}, watch-expired {}", counts[0], counts[1]);
+    assert!(
+        counts[1] <= 3 * counts[0],
+        "clean {} vs watch-expired {}",
+        counts[0],
+        counts[1]
+    );
 }
 
 /// A rehearsal never leaves this machine: an unrouted, non-loopback URL in a hook or a guard is

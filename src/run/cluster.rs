@@ -96,6 +96,44 @@ pub fn words(e: &kube::Error) -> String {
 
 pub type Result<T> = std::result::Result<T, ClusterError>;
 
+/// How long one request is retried while the API answers with transient failures.
+pub const RETRY_BUDGET: Duration = Duration::from_secs(20);
+
+/// A failure worth retrying: 429, 500, 502, 503, 504, or the connection (refused, reset, timed
+/// out). kube's own retry layer already retries 429, 503 and 504 a few times; this covers the
+/// rest, for longer.
+pub fn transient(e: &kube::Error) -> bool {
+    match e {
+        kube::Error::Api(s) => matches!(s.code, 429 | 500 | 502 | 503 | 504),
+        kube::Error::HyperError(_) | kube::Error::Service(_) | kube::Error::ReadEvents(_) => true,
+        _ => false,
+    }
+}
+
+/// Run a request until it succeeds, fails for good, or [`RETRY_BUDGET`] passes: capped
+/// exponential back-off (100 ms doubling to 2 s) with jitter, so many runners do not retry in
+/// step. Only for requests that are safe to repeat (reads; patches that test or set values;
+/// creates whose AlreadyExists the caller checks).
+pub async fn retry<T, F, Fut>(mut f: F) -> std::result::Result<T, kube::Error>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = std::result::Result<T, kube::Error>>,
+{
+    use rand::Rng;
+    let start = Instant::now();
+    let mut delay = Duration::from_millis(100);
+    loop {
+        match f().await {
+            Err(e) if transient(&e) && start.elapsed() < RETRY_BUDGET => {
+                let jitter = rand::thread_rng().gen_range(0..=delay.as_millis() as u64 / 2);
+                tokio::time::sleep(delay + Duration::from_millis(jitter)).await;
+                delay = (delay * 2).min(Duration::from_secs(2));
+            }
+            other => return other,
+        }
+    }
+}
+
 /// HTTP status of a kube API error, if it is one.
 pub fn status_code(e: &kube::Error) -> Option<u16> {
     match e {
@@ -344,7 +382,7 @@ impl Cluster {
 
     /// A deployment as JSON.
     pub async fn deployment(&self, name: &str) -> Result<Value> {
-        match self.deploys().get_opt(name).await {
+        match retry(|| async { self.deploys().get_opt(name).await }).await {
             Ok(Some(d)) => Ok(to_value(&d)),
             Ok(None) => Err(self.not_found(format!("deployment `{name}`"))),
             Err(e) => Err(ClusterError::kube(e)),
@@ -353,8 +391,7 @@ impl Cluster {
 
     /// Does the deployment exist?
     pub async fn deployment_exists(&self, name: &str) -> Result<bool> {
-        self.deploys()
-            .get_opt(name)
+        retry(|| async { self.deploys().get_opt(name).await })
             .await
             .map(|d| d.is_some())
             .map_err(ClusterError::kube)
@@ -364,9 +401,8 @@ impl Cluster {
     pub async fn pods_of(&self, deploy: &str) -> Result<Vec<Value>> {
         let d = self.deployment(deploy).await?;
         let sel = selector_string(&d);
-        let list = self
-            .pods()
-            .list(&ListParams::default().labels(&sel))
+        let lp = ListParams::default().labels(&sel);
+        let list = retry(|| async { self.pods().list(&lp).await })
             .await
             .map_err(ClusterError::kube)?;
         Ok(list.items.iter().map(to_value).collect())
@@ -471,8 +507,10 @@ impl Cluster {
     async fn json_patch(&self, deploy: &str, ops: Vec<Value>) -> Result<()> {
         let patch: json_patch::Patch = serde_json::from_value(Value::Array(ops))
             .map_err(|e| ClusterError::Api(e.to_string()))?;
-        self.deploys()
-            .patch(deploy, &patch_params(), &Patch::Json::<()>(patch))
+        // A retried JSON patch is safe: its `test` ops fail (422) if an earlier attempt
+        // already changed what they test, and replacing an image by itself changes nothing.
+        let patch = Patch::Json::<()>(patch);
+        retry(|| async { self.deploys().patch(deploy, &patch_params(), &patch).await })
             .await
             .map(|_| ())
             .map_err(|e| ClusterError::request(e, "patch", &format!("deployment `{deploy}`")))
@@ -534,8 +572,8 @@ impl Cluster {
             .and_then(|r| r.parse().ok())
             .unwrap_or(0);
         let rss: Api<ReplicaSet> = Api::namespaced(self.client.clone(), &self.ns);
-        let list = rss
-            .list(&ListParams::default().labels(&selector_string(&d)))
+        let lp = ListParams::default().labels(&selector_string(&d));
+        let list = retry(|| async { rss.list(&lp).await })
             .await
             .map_err(ClusterError::kube)?;
         let owned: Vec<(u64, Value)> = list
@@ -573,10 +611,10 @@ impl Cluster {
     /// `kubectl rollout restart`: the `restartedAt` annotation on the pod template (the value is
     /// the caller's, so repeating the same restart changes nothing).
     pub async fn restart(&self, deploy: &str, now: &str) -> Result<()> {
-        let patch =
-            json!({"spec": {"template": {"metadata": {"annotations": {RESTARTED_AT: now}}}}});
-        self.deploys()
-            .patch(deploy, &patch_params(), &Patch::Strategic(patch))
+        let patch = Patch::Strategic(
+            json!({"spec": {"template": {"metadata": {"annotations": {RESTARTED_AT: now}}}}}),
+        );
+        retry(|| async { self.deploys().patch(deploy, &patch_params(), &patch).await })
             .await
             .map(|_| ())
             .map_err(ClusterError::kube)
@@ -590,12 +628,8 @@ impl Cluster {
 
     /// Set `spec.replicas`.
     pub async fn scale(&self, deploy: &str, replicas: i64) -> Result<()> {
-        self.deploys()
-            .patch(
-                deploy,
-                &patch_params(),
-                &Patch::Merge(json!({"spec": {"replicas": replicas}})),
-            )
+        let patch = Patch::Merge(json!({"spec": {"replicas": replicas}}));
+        retry(|| async { self.deploys().patch(deploy, &patch_params(), &patch).await })
             .await
             .map(|_| ())
             .map_err(ClusterError::kube)
@@ -603,7 +637,7 @@ impl Cluster {
 
     /// A Service's selector.
     pub async fn selector(&self, service: &str) -> Result<BTreeMap<String, String>> {
-        let s = match self.services().get_opt(service).await {
+        let s = match retry(|| async { self.services().get_opt(service).await }).await {
             Ok(Some(s)) => to_value(&s),
             Ok(None) => return Err(self.not_found(format!("service `{service}`"))),
             Err(e) => return Err(ClusterError::kube(e)),
@@ -620,12 +654,15 @@ impl Cluster {
 
     /// Set one key of a Service's selector.
     pub async fn set_selector(&self, service: &str, key: &str, value: &str) -> Result<()> {
-        let patch = json!({"spec": {"selector": {key: value}}});
-        self.services()
-            .patch(service, &patch_params(), &Patch::Merge(patch))
-            .await
-            .map(|_| ())
-            .map_err(ClusterError::kube)
+        let patch = Patch::Merge(json!({"spec": {"selector": {key: value}}}));
+        retry(|| async {
+            self.services()
+                .patch(service, &patch_params(), &patch)
+                .await
+        })
+        .await
+        .map(|_| ())
+        .map_err(ClusterError::kube)
     }
 
     /// Create `<deploy>-canary`: the deployment's spec with the same selector labels plus
@@ -668,20 +705,31 @@ impl Cluster {
         });
         let obj: Deployment =
             serde_json::from_value(obj).map_err(|e| ClusterError::Api(e.to_string()))?;
-        self.deploys()
-            .create(&post_params(), &obj)
-            .await
-            .map_err(ClusterError::kube)?;
+        // A create that may have happened (the answer was lost) is retried; the retry's
+        // AlreadyExists then means the first one did.
+        match retry(|| async { self.deploys().create(&post_params(), &obj).await }).await {
+            Ok(_) => {}
+            Err(e) if status_code(&e) == Some(409) && self.deployment_exists(&name).await? => {}
+            Err(e) => {
+                return Err(ClusterError::request(
+                    e,
+                    "create",
+                    &format!("deployment `{name}`"),
+                ))
+            }
+        }
         Ok(name)
     }
 
     /// Delete a deployment (and, with background propagation, its ReplicaSets and pods); a
     /// missing one is fine.
     pub async fn delete_deployment(&self, name: &str) -> Result<()> {
-        match self
-            .deploys()
-            .delete(name, &DeleteParams::background())
-            .await
+        match retry(|| async {
+            self.deploys()
+                .delete(name, &DeleteParams::background())
+                .await
+        })
+        .await
         {
             Ok(_) => Ok(()),
             Err(e) if status_code(&e) == Some(404) => Ok(()),
@@ -711,7 +759,7 @@ impl Cluster {
                     container: has_container.then(|| c.container.clone()),
                     ..Default::default()
                 };
-                match self.pods().logs(&name, &lp).await {
+                match retry(|| async { self.pods().logs(&name, &lp).await }).await {
                     Ok(text) => lines.extend(text.lines().map(String::from)),
                     Err(e) if status_code(&e) == Some(404) || status_code(&e) == Some(400) => {}
                     Err(e) => return Err(ClusterError::kube(e)),
@@ -757,11 +805,23 @@ impl Cluster {
     ) -> Result<()> {
         let start = Instant::now();
         let api = self.deploys();
+        // Back-off between re-lists after a watch that failed, ended without news or answered
+        // 410: a stream of expired watches costs a few requests a second, not thousands.
+        let mut relist = Duration::ZERO;
         loop {
             if cancel.interrupted() {
                 return Err(ClusterError::Interrupted);
             }
-            let d = api.get(deploy).await.map_err(ClusterError::kube)?;
+            if !relist.is_zero()
+                && !cancel
+                    .sleep(relist.min(timeout.saturating_sub(start.elapsed())))
+                    .await
+            {
+                return Err(ClusterError::Interrupted);
+            }
+            let d = retry(|| async { api.get(deploy).await })
+                .await
+                .map_err(ClusterError::kube)?;
             let rv = d.metadata.resource_version.clone().unwrap_or_default();
             let last = match self.judge(&to_value(&d)).await? {
                 Rollout::Complete => return Ok(()),
@@ -781,12 +841,13 @@ impl Cluster {
             let stream = match api.watch(&wp, &rv).await {
                 Ok(s) => s,
                 Err(_) => {
-                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    relist = next_relist(relist);
                     continue;
                 }
             };
             let mut stream = Box::pin(stream);
             let deadline = tokio::time::Instant::now() + left;
+            let mut events = 0;
             loop {
                 let next = tokio::select! {
                     n = stream.next() => n,
@@ -794,6 +855,7 @@ impl Cluster {
                     _ = cancel.wait() => return Err(ClusterError::Interrupted),
                 };
                 let Some(ev) = next else { break };
+                events += 1;
                 match ev {
                     Ok(kube::api::WatchEvent::Added(d))
                     | Ok(kube::api::WatchEvent::Modified(d)) => {
@@ -809,12 +871,25 @@ impl Cluster {
                         )))
                     }
                     Ok(kube::api::WatchEvent::Bookmark(_)) => {}
-                    // 410 Expired and friends: start over from a fresh read.
-                    Ok(kube::api::WatchEvent::Error(_)) | Err(_) => break,
+                    // 410 Expired and friends: start over from a fresh read, after a pause.
+                    Ok(kube::api::WatchEvent::Error(_)) | Err(_) => {
+                        events = 0;
+                        break;
+                    }
                 }
             }
+            relist = if events > 0 {
+                Duration::ZERO
+            } else {
+                next_relist(relist)
+            };
         }
     }
+}
+
+/// The next pause before a re-list: 100 ms, doubling to at most 2 s.
+fn next_relist(d: Duration) -> Duration {
+    (d * 2).clamp(Duration::from_millis(100), Duration::from_secs(2))
 }
 
 impl Cluster {
@@ -848,8 +923,8 @@ impl Cluster {
         let uid = d["metadata"]["uid"].as_str().unwrap_or_default();
         let want = clean_template(d["spec"]["template"].clone());
         let rss: Api<ReplicaSet> = Api::namespaced(self.client.clone(), &self.ns);
-        let list = rss
-            .list(&ListParams::default().labels(&selector_string(d)))
+        let lp = ListParams::default().labels(&selector_string(d));
+        let list = retry(|| async { rss.list(&lp).await })
             .await
             .map_err(ClusterError::kube)?;
         Ok(list

@@ -20,7 +20,7 @@ use k8s_openapi::api::core::v1::ConfigMap;
 use kube::api::Patch;
 use serde_json::{json, Value};
 
-use super::cluster::{status_code, Cluster};
+use super::cluster::{retry, status_code, Cluster};
 use super::Redactor;
 
 /// The ConfigMap name for a digest.
@@ -227,7 +227,8 @@ impl Journal {
             ));
         }
         let api = cluster.config_maps();
-        let patch = json!({"data": data});
+        let patch = Patch::Merge(json!({"data": data}));
+        let pp = super::cluster::patch_params();
         let failed = |e: kube::Error, verb: &str| {
             format!(
                 "could not write the journal: cannot {verb} ConfigMap `{}` in namespace `{}`: {}",
@@ -236,14 +237,7 @@ impl Journal {
                 super::cluster::words(&e)
             )
         };
-        match api
-            .patch(
-                &self.name,
-                &super::cluster::patch_params(),
-                &Patch::Merge(&patch),
-            )
-            .await
-        {
+        match retry(|| async { api.patch(&self.name, &pp, &patch).await }).await {
             Ok(_) => Ok(()),
             Err(e) if status_code(&e) == Some(404) => {
                 let cm: ConfigMap = serde_json::from_value(json!({
@@ -254,10 +248,19 @@ impl Journal {
                     "data": data,
                 }))
                 .map_err(|e| format!("could not build the journal ConfigMap: {e}"))?;
-                api.create(&super::cluster::post_params(), &cm)
+                match retry(|| async { api.create(&super::cluster::post_params(), &cm).await })
                     .await
-                    .map(|_| ())
-                    .map_err(|e| failed(e, "create"))
+                {
+                    Ok(_) => Ok(()),
+                    // Created meanwhile (or by an attempt whose answer was lost): patch it.
+                    Err(e) if status_code(&e) == Some(409) => {
+                        retry(|| async { api.patch(&self.name, &pp, &patch).await })
+                            .await
+                            .map(|_| ())
+                            .map_err(|e| failed(e, "patch"))
+                    }
+                    Err(e) => Err(failed(e, "create")),
+                }
             }
             Err(e) => Err(failed(e, "patch")),
         }

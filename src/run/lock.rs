@@ -12,7 +12,7 @@ use k8s_openapi::api::coordination::v1::Lease;
 use kube::api::{Api, DeleteParams};
 use serde_json::{json, Value};
 
-use super::cluster::{status_code, Cluster};
+use super::cluster::{retry, status_code, Cluster};
 
 /// How long a lease lasts without renewal.
 pub const LEASE_SECONDS: i64 = 15;
@@ -214,7 +214,9 @@ impl RunLock {
             loop {
                 tokio::time::sleep(every).await;
                 let api = leases(&c);
-                let Ok(cur) = api.get(&n).await else { continue };
+                let Ok(cur) = retry(|| async { api.get(&n).await }).await else {
+                    continue;
+                };
                 let cur = serde_json::to_value(cur).unwrap_or(Value::Null);
                 if cur["spec"]["holderIdentity"].as_str() != Some(h.as_str()) {
                     eprintln!(
@@ -253,10 +255,37 @@ impl RunLock {
             r.abort();
         }
         let api = leases(&self.cluster);
-        if let Ok(cur) = api.get(&self.name).await {
-            if cur.spec.as_ref().and_then(|s| s.holder_identity.as_deref()) == Some(&self.holder) {
-                let _ = api.delete(&self.name, &DeleteParams::default()).await;
+        match retry(|| async { api.get_opt(&self.name).await }).await {
+            Ok(Some(cur))
+                if cur.spec.as_ref().and_then(|s| s.holder_identity.as_deref())
+                    == Some(&self.holder) =>
+            {
+                // Only this lease: a lock taken over meanwhile is someone else's to release.
+                let dp = DeleteParams {
+                    preconditions: Some(kube::api::Preconditions {
+                        uid: cur.metadata.uid.clone(),
+                        resource_version: None,
+                    }),
+                    ..Default::default()
+                };
+                if let Err(e) = retry(|| async { api.delete(&self.name, &dp).await }).await {
+                    if super::cluster::status_code(&e) != Some(404) {
+                        eprintln!(
+                            "warning: could not release the run lock {}/{}: {}",
+                            self.cluster.ns,
+                            self.name,
+                            super::cluster::words(&e)
+                        );
+                    }
+                }
             }
+            Ok(_) => {}
+            Err(e) => eprintln!(
+                "warning: could not release the run lock {}/{}: {}",
+                self.cluster.ns,
+                self.name,
+                super::cluster::words(&e)
+            ),
         }
     }
 }

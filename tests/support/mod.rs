@@ -180,6 +180,8 @@ fn pem_to_der(pem: &[u8]) -> Vec<u8> {
 struct Proxy {
     log: Arc<Mutex<(u64, VecDeque<LoggedRequest>)>>,
     agents: Arc<Mutex<std::collections::BTreeSet<String>>>,
+    /// Per mille of requests answered 500 without reaching the server (fault injection).
+    errors: Arc<std::sync::atomic::AtomicU32>,
     url: String,
     task: tokio::task::JoinHandle<()>,
 }
@@ -190,6 +192,7 @@ struct ProxyState {
     http: reqwest::Client,
     log: Arc<Mutex<(u64, VecDeque<LoggedRequest>)>>,
     agents: Arc<Mutex<std::collections::BTreeSet<String>>>,
+    errors: Arc<std::sync::atomic::AtomicU32>,
 }
 
 impl Proxy {
@@ -203,11 +206,13 @@ impl Proxy {
             .unwrap();
         let log = Arc::new(Mutex::new((0, VecDeque::new())));
         let agents = Arc::new(Mutex::new(std::collections::BTreeSet::new()));
+        let errors = Arc::new(std::sync::atomic::AtomicU32::new(0));
         let state = ProxyState {
             access,
             http,
             log: log.clone(),
             agents: agents.clone(),
+            errors: errors.clone(),
         };
         let app = axum::Router::new().fallback(forward).with_state(state);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -218,6 +223,7 @@ impl Proxy {
         Proxy {
             log,
             agents,
+            errors,
             url,
             task,
         }
@@ -262,6 +268,27 @@ async fn forward(State(st): State<ProxyState>, req: Request) -> Response {
     let body = axum::body::to_bytes(req.into_body(), 64 * 1024 * 1024)
         .await
         .unwrap_or_default();
+    let share = st.errors.load(std::sync::atomic::Ordering::Relaxed);
+    if share > 0 && rand::random::<u32>() % 1000 < share {
+        let mut log = st.log.lock().unwrap();
+        log.0 += 1;
+        let seq = log.0;
+        log.1.push_back(LoggedRequest {
+            seq,
+            time,
+            method: method.to_string(),
+            path,
+            content_type,
+            status: 500,
+        });
+        return Response::builder()
+            .status(500)
+            .header(http::header::CONTENT_TYPE, "application/json")
+            .body(Body::from(
+                r#"{"kind":"Status","apiVersion":"v1","status":"Failure","message":"Internal error occurred: injected by the test proxy","reason":"InternalError","code":500}"#,
+            ))
+            .unwrap();
+    }
     let resp = match out.body(body).send().await {
         Ok(r) => r,
         Err(e) => {
@@ -418,6 +445,24 @@ impl TestCluster {
         match &self.real {
             Some(r) => r.proxy.log.lock().unwrap().1.iter().cloned().collect(),
             None => self.sim.request_log(),
+        }
+    }
+
+    /// Answer this share (0..=1) of the API requests ktplay sends with 500 InternalError: the
+    /// simulator's `api-errors` fault, or the recording proxy's on the real backend.
+    pub fn set_api_errors(&self, share: f64) {
+        match &self.real {
+            Some(r) => r.proxy.errors.store(
+                (share * 1000.0).round() as u32,
+                std::sync::atomic::Ordering::Relaxed,
+            ),
+            None => {
+                self.sim.clear_faults();
+                if share > 0.0 {
+                    self.sim
+                        .set_fault(format!("api-errors:{share}").parse().unwrap());
+                }
+            }
         }
     }
 
