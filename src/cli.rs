@@ -206,9 +206,10 @@ pub enum MatrixCommand {
         /// COMPONENT=VERSION[,VERSION…] for each component.
         #[arg(required = true, value_name = "COMPONENT=VERSIONS")]
         state: Vec<String>,
-        /// The matrix to ask (default: `keeptrusts`).
-        #[arg(long, default_value = "keeptrusts")]
-        matrix: String,
+        /// The matrix to ask (default: the one the `--file` names or declares, else
+        /// `keeptrusts`).
+        #[arg(long)]
+        matrix: Option<String>,
         /// Also look for the matrix in this file (and the files it uses).
         #[arg(long)]
         file: Option<PathBuf>,
@@ -473,13 +474,10 @@ fn cmd_plan(args: PlanArgs) -> i32 {
 
 fn cmd_matrix(cmd: MatrixCommand) -> i32 {
     let (name, file) = match &cmd {
-        MatrixCommand::Show { name, file } => (
-            name.clone().unwrap_or_else(|| "keeptrusts".into()),
-            file.clone(),
-        ),
+        MatrixCommand::Show { name, file } => (name.clone(), file.clone()),
         MatrixCommand::Check { matrix, file, .. } => (matrix.clone(), file.clone()),
     };
-    let matrix = match find_matrix(&name, file.as_deref()) {
+    let matrix = match find_matrix(name.as_deref(), file.as_deref()) {
         Ok(m) => m,
         Err(code) => return code,
     };
@@ -507,7 +505,21 @@ fn cmd_matrix(cmd: MatrixCommand) -> i32 {
                         }
                     }
                 }
-                parsed.insert(comp.trim().to_string(), set);
+                let comp = comp.trim();
+                if !matrix.takes_part(comp) {
+                    let mut known = vec![matrix.hub.as_str()];
+                    known.extend(matrix.columns());
+                    let hint = check::names::did_you_mean(comp, known.iter().copied())
+                        .map(|h| format!(" ({h})"))
+                        .unwrap_or_default();
+                    eprintln!(
+                        "error: `{comp}` is not a component of the matrix `{}`{hint}; it knows: {}",
+                        matrix.name,
+                        known.join(", ")
+                    );
+                    return exit::USAGE;
+                }
+                parsed.insert(comp.to_string(), set);
             }
             let (ok, why) = crate::matrix::explain(&matrix, &parsed);
             print!("{why}");
@@ -523,8 +535,13 @@ fn cmd_matrix(cmd: MatrixCommand) -> i32 {
     }
 }
 
-fn find_matrix(name: &str, file: Option<&std::path::Path>) -> Result<crate::matrix::Matrix, i32> {
-    let scope = match file {
+/// The matrix a command means: `name` if given; else the one the `--file`'s playbooks name, or
+/// the only one it declares or uses; else the built-in `keeptrusts`.
+fn find_matrix(
+    name: Option<&str>,
+    file: Option<&std::path::Path>,
+) -> Result<crate::matrix::Matrix, i32> {
+    let (scope, named_by_file) = match file {
         Some(f) => {
             let checked = match check::check_paths(&[f.to_path_buf()]) {
                 Ok(c) => c,
@@ -537,13 +554,52 @@ fn find_matrix(name: &str, file: Option<&std::path::Path>) -> Result<crate::matr
                 report_problems(&checked);
                 return Err(exit::FOUND_ERRORS);
             }
-            checked.scopes.into_iter().next().expect("one input file")
+            let mut named: Vec<String> = checked
+                .playbooks
+                .iter()
+                .filter_map(|(_, p)| p.matrix.clone())
+                .collect();
+            named.sort();
+            named.dedup();
+            let scope = checked.scopes.into_iter().next().expect("one input file");
+            (scope, Some(named))
         }
-        None => check::matrices::InScope::builtins(),
+        None => (check::matrices::InScope::builtins(), None),
     };
-    scope.get(name).cloned().ok_or_else(|| {
+    let chosen: String = match (name, named_by_file) {
+        (Some(n), _) => n.to_string(),
+        (None, None) => "keeptrusts".into(),
+        (None, Some(named)) => {
+            let declared: Vec<String> = scope.declared().iter().map(|m| m.name.clone()).collect();
+            match (named.as_slice(), declared.as_slice()) {
+                ([one], _) => one.clone(),
+                ([], [one]) => one.clone(),
+                ([], []) => "keeptrusts".into(),
+                (several, _) => {
+                    let names = if several.is_empty() {
+                        &declared
+                    } else {
+                        &named
+                    };
+                    eprintln!(
+                        "error: `{}` has several matrices; choose one with --matrix: {}",
+                        file.map(|f| f.display().to_string()).unwrap_or_default(),
+                        names.join(", ")
+                    );
+                    return Err(exit::USAGE);
+                }
+            }
+        }
+    };
+    scope.get(&chosen).cloned().ok_or_else(|| {
         let names = scope.names();
-        eprintln!("error: no matrix `{name}`; known: {}", names.join(", "));
+        let hint = check::names::did_you_mean(&chosen, names.iter().map(String::as_str))
+            .map(|h| format!(" ({h})"))
+            .unwrap_or_default();
+        eprintln!(
+            "error: no matrix `{chosen}`{hint}; known: {}",
+            names.join(", ")
+        );
         exit::USAGE
     })
 }

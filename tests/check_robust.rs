@@ -145,3 +145,63 @@ fn a_closed_stdout_is_not_a_panic() {
         }
     }
 }
+
+fn ktplay(args: &[&str]) -> (Option<i32>, String, String) {
+    let out = Command::new(BIN).args(args).output().unwrap();
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// A misspelt component was simply not checked, and the answer was "allowed".
+#[test]
+fn matrix_check_refuses_a_component_the_matrix_does_not_know() {
+    let (code, _, err) = ktplay(&["matrix", "check", "api=1.5.0", "gatway=1.2.0"]);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(
+        err.contains("`gatway` is not a component of the matrix `keeptrusts`"),
+        "{err}"
+    );
+    assert!(err.contains("did you mean `gateway`?"), "{err}");
+    let (code, out, _) = ktplay(&["matrix", "check", "api=1.5.0", "gateway=1.2.0"]);
+    assert_eq!(code, Some(1), "{out}");
+}
+
+/// `--file` without `--matrix` asks the file's matrix, not the built-in one.
+#[test]
+fn matrix_check_with_a_file_uses_the_files_matrix() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("m.ktplay");
+    std::fs::write(
+        &path,
+        "matrix strict {\n  hub api\n  api 1.5.x current { gateway 1.5.x - 1.5.x }\n}\n",
+    )
+    .unwrap();
+    let file = path.to_str().unwrap();
+    // The built-in keeptrusts allows gateway 1.4.1 beside api 1.5.0; `strict` does not.
+    let (code, out, err) = ktplay(&[
+        "matrix",
+        "check",
+        "api=1.5.0",
+        "gateway=1.4.1",
+        "--file",
+        file,
+    ]);
+    assert_eq!(code, Some(1), "{out}{err}");
+    let (code, out, _) = ktplay(&["matrix", "show", "--file", file]);
+    assert_eq!(code, Some(0));
+    assert!(out.contains("strict"), "{out}");
+    let (code, _, _) = ktplay(&[
+        "matrix",
+        "check",
+        "api=1.5.0",
+        "gateway=1.4.1",
+        "--file",
+        file,
+        "--matrix",
+        "keeptrusts",
+    ]);
+    assert_eq!(code, Some(0));
+}

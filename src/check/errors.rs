@@ -215,6 +215,27 @@ pub enum CheckError {
         span: SourceSpan,
     },
 
+    #[error("`{role}` is not a role of the matrix `{matrix}`")]
+    #[diagnostic(code(ktplay::check::unknown_role))]
+    UnknownRole {
+        role: String,
+        matrix: String,
+        #[label("not in the matrix")]
+        span: SourceSpan,
+        #[help]
+        help: String,
+    },
+
+    #[error("`max_unavailable` and `max_surge` are both zero: the rollout can never progress")]
+    #[diagnostic(
+        code(ktplay::check::no_progress),
+        help("Kubernetes refuses a rolling update that may neither take a pod down nor add one; allow `max_surge 1` (or `max_unavailable 1`)")
+    )]
+    NoProgress {
+        #[label("both zero")]
+        span: SourceSpan,
+    },
+
     #[error("`{comp}` goes from {from} down to {to}")]
     #[diagnostic(
         code(ktplay::check::downgrade),

@@ -34,6 +34,10 @@ impl InScope {
     pub fn names(&self) -> Vec<String> {
         self.matrices.iter().map(|m| m.name.clone()).collect()
     }
+    /// The matrices the file itself declares or `use`s (not the built-ins), in order.
+    pub fn declared(&self) -> Vec<&Matrix> {
+        self.matrices.iter().filter(|m| m.span.is_some()).collect()
+    }
     pub fn get(&self, name: &str) -> Option<&Matrix> {
         self.matrices.iter().find(|m| m.name == name)
     }

@@ -12,6 +12,7 @@ pub mod matrices;
 pub mod model;
 pub mod names;
 pub mod program;
+pub mod roles;
 pub mod scripts;
 
 use std::collections::HashMap;
@@ -415,6 +416,7 @@ fn finish(mut loader: Loader, inputs: Vec<FileId>) -> Checked {
                 },
             ));
         }
+        roles::check_playbook_names(id, &file.items, &mut problems);
         let text = loader.sources.get(id).text.clone();
         let base_dir = loader.sources.get(id).dir();
         // A panic in lowering, the model or the script compiler is this file's internal error.
@@ -437,6 +439,9 @@ fn finish(mut loader: Loader, inputs: Vec<FileId>) -> Checked {
                         if let Some(m) = checked.matrix.as_deref().and_then(|n| in_scope.get(n)) {
                             problems.extend(crate::model::check(&model::to_model(&checked), m));
                         }
+                    }
+                    if let Some(m) = checked.matrix.as_deref().and_then(|n| in_scope.get(n)) {
+                        roles::check_roles(id, pb, m, &mut problems);
                     }
                     scripts::compile_all(
                         &checked,

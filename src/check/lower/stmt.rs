@@ -8,6 +8,7 @@ use crate::check::program::*;
 use crate::span::{Span, Spanned};
 use crate::syntax::ast::{self, Value};
 
+use super::value::Budget;
 use super::{Lowerer, Purpose};
 
 /// Where a statement stands; some statements are only allowed in some places.
@@ -112,9 +113,23 @@ impl Lowerer<'_> {
         comp: usize,
     ) -> crate::version::Version {
         match opts.get("to") {
-            Some(v) => self
-                .version(v)
-                .unwrap_or_else(|| self.components[comp].to.clone()),
+            Some(v) => match self.version(v) {
+                Some(to) => {
+                    // A statement that takes the component below where the run starts is a
+                    // downgrade in one step, as a component's own `to` older than `from` is.
+                    let from = &self.components[comp].from;
+                    if to < *from {
+                        self.error(CheckError::Downgrade {
+                            comp: self.components[comp].name.clone(),
+                            from: from.to_string(),
+                            to: to.to_string(),
+                            span: v.span.into(),
+                        });
+                    }
+                    to
+                }
+                None => self.components[comp].to.clone(),
+            },
             None => self.components[comp].to.clone(),
         }
     }
@@ -158,8 +173,21 @@ impl Lowerer<'_> {
                 );
                 let max_unavailable = o
                     .get("max_unavailable")
-                    .and_then(|v| self.int_or_percent(v));
-                let max_surge = o.get("max_surge").and_then(|v| self.int_or_percent(v));
+                    .and_then(|v| self.int_or_percent(v, Budget::Unavailable));
+                let max_surge = o
+                    .get("max_surge")
+                    .and_then(|v| self.int_or_percent(v, Budget::Surge));
+                let zero = |b: &Option<IntOrPercent>| {
+                    matches!(b, Some(IntOrPercent::Int(0) | IntOrPercent::Percent(0)))
+                };
+                {
+                    if zero(&max_unavailable) && zero(&max_surge) {
+                        let (a, b) = (o["max_unavailable"].span, o["max_surge"].span);
+                        self.error(CheckError::NoProgress {
+                            span: a.to(b).into(),
+                        });
+                    }
+                }
                 let timeout = self.opt_duration(&o, "timeout");
                 let c = self.component_index(comp)?;
                 self.require_plain_deployments(c, comp, "rolling");

@@ -182,17 +182,45 @@ impl Lowerer<'_> {
         }
     }
 
-    /// `max_surge` / `max_unavailable`: a count or a percentage.
-    pub fn int_or_percent(&mut self, v: &Spanned<Value>) -> Option<IntOrPercent> {
+    /// `max_surge` / `max_unavailable`: a count or a percentage. Kubernetes refuses
+    /// `maxUnavailable` over 100% and allows a surge of more than 100% (up to 1000% here).
+    pub fn int_or_percent(&mut self, v: &Spanned<Value>, budget: Budget) -> Option<IntOrPercent> {
+        let max_percent = match budget {
+            Budget::Unavailable => 100,
+            Budget::Surge => 1000,
+        };
         match &v.node {
             Value::Int(n) if *n <= 10_000 => Some(IntOrPercent::Int(*n as u32)),
-            Value::Percent(n) if *n <= 100 => Some(IntOrPercent::Percent(*n as u32)),
+            Value::Percent(n) if *n <= max_percent => Some(IntOrPercent::Percent(*n as u32)),
             Value::Int(_) | Value::Percent(_) => {
+                let (what, value, help) = match (&v.node, budget) {
+                    (Value::Percent(n), Budget::Unavailable) => (
+                        "`max_unavailable`",
+                        format!("{n}%"),
+                        "Kubernetes allows at most 100% unavailable".to_string(),
+                    ),
+                    (Value::Percent(n), Budget::Surge) => (
+                        "`max_surge`",
+                        format!("{n}%"),
+                        format!("give a surge of at most {max_percent}%"),
+                    ),
+                    (other, _) => (
+                        match budget {
+                            Budget::Unavailable => "`max_unavailable`",
+                            Budget::Surge => "`max_surge`",
+                        },
+                        match other {
+                            Value::Int(n) => n.to_string(),
+                            _ => String::new(),
+                        },
+                        "give a pod count up to 10000, or a percentage".to_string(),
+                    ),
+                };
                 self.error(CheckError::OutOfRange {
-                    what: "a surge or unavailability",
-                    value: v.node.describe(),
+                    what,
+                    value,
                     span: v.span.into(),
-                    help: "give a pod count or a percentage up to 100%".into(),
+                    help,
                 });
                 None
             }
@@ -343,4 +371,11 @@ fn pattern_example(p: &VersionPattern) -> String {
         VersionPattern::Minor(m, n) => format!("{m}.{n}.0"),
         VersionPattern::Exact(v) => v.to_string(),
     }
+}
+
+/// Which rollout budget a count or percentage is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Budget {
+    Unavailable,
+    Surge,
 }
