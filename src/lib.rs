@@ -11,6 +11,7 @@ pub mod diag;
 pub mod matrix;
 pub mod model;
 pub mod plan;
+pub mod redact;
 pub mod resolve;
 pub mod run;
 pub mod script;

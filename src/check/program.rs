@@ -25,6 +25,8 @@ pub struct Playbook {
     pub components: Vec<Component>,
     pub envs: Vec<Env>,
     pub stages: Vec<Stage>,
+    /// `allow_hosts`: hosts (`host`, `host:port`, `*.domain`) hooks may reach besides the env's.
+    pub allow_hosts: Vec<String>,
     /// Folder of the playbook file, for hook paths.
     pub base_dir: PathBuf,
 }
@@ -120,6 +122,8 @@ pub struct Env {
     pub namespace: Option<String>,
     pub after: Vec<String>,
     pub lets: Vec<Let>,
+    /// `allow_hosts` of this env (added to the playbook's).
+    pub allow_hosts: Vec<String>,
     pub span: Span,
 }
 

@@ -79,7 +79,12 @@ fn finish(o: &Outcome) -> i32 {
     o.exit_code()
 }
 
-fn secrets_from_env(pb: &Playbook, env: Option<&Env>) -> std::collections::HashMap<String, String> {
+/// The secrets as they will be sent (one trailing line break dropped), or why one cannot be used
+/// (too short to mask safely, a control character): see [`crate::redact::normalize_secret`].
+fn secrets_from_env(
+    pb: &Playbook,
+    env: Option<&Env>,
+) -> Result<std::collections::HashMap<String, String>, String> {
     let mut out = std::collections::HashMap::new();
     let lets = pb
         .lets
@@ -88,11 +93,11 @@ fn secrets_from_env(pb: &Playbook, env: Option<&Env>) -> std::collections::HashM
     for l in lets {
         if let crate::check::program::LetValue::Secret { var } = &l.value {
             if let Ok(v) = std::env::var(var) {
-                out.insert(var.clone(), v);
+                out.insert(var.clone(), crate::redact::normalize_secret(var, &v)?);
             }
         }
     }
-    out
+    Ok(out)
 }
 
 async fn connect(kube: &KubeArgs, env: Option<&Env>, ns: &str) -> Result<Cluster, String> {
@@ -128,6 +133,13 @@ pub fn cmd_run(args: RunArgs) -> i32 {
             }
         }
     }
+    let secrets = match secrets_from_env(pb, env) {
+        Ok(s) => s,
+        Err(m) => {
+            eprintln!("refused: {m}");
+            return exit::REFUSED;
+        }
+    };
     runtime().block_on(async {
         let cluster = match connect(&args.kube, env, &ns).await {
             Ok(c) => c,
@@ -163,7 +175,7 @@ pub fn cmd_run(args: RunArgs) -> i32 {
             format: format(args.format),
             journal_file: args.journal.clone(),
             shorten_waits: None,
-            secrets: secrets_from_env(pb, env),
+            secrets,
             rewrite,
             scripts: script_runner(),
             cancel: Cancel::new(),

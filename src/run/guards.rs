@@ -438,12 +438,13 @@ async fn http(h: &HttpCheck, env: &GuardEnv<'_>, deadline: Instant) -> Result<St
         .map(|(k, v)| (k.to_string(), json!(v.to_str().unwrap_or_default())))
         .collect();
     let body = resp.text().await.unwrap_or_default();
+    // Redact before cutting: a cut first could leave a secret's prefix behind.
     let snippet = || {
-        let b: String = body.chars().take(200).collect();
+        let b = env.redact.redact_cut(body.trim(), 200);
         if b.is_empty() {
             String::new()
         } else {
-            format!(": {}", b.trim())
+            format!(": {b}")
         }
     };
     let status_ok = match h.expect_status {

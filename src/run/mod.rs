@@ -135,33 +135,9 @@ impl Cancel {
     }
 }
 
-/// Replaces every secret value by `(secret)`: applied to every line printed or journaled and to
-/// every error message, so a secret echoed by a server or a script cannot leak.
-#[derive(Debug, Clone, Default)]
-pub struct Redactor {
-    secrets: Arc<Vec<String>>,
-}
-
-impl Redactor {
-    pub fn new(values: impl IntoIterator<Item = String>) -> Redactor {
-        let mut v: Vec<String> = values.into_iter().filter(|s| !s.is_empty()).collect();
-        // Longest first, so a secret containing another is replaced whole.
-        v.sort_by_key(|s| std::cmp::Reverse(s.len()));
-        Redactor {
-            secrets: Arc::new(v),
-        }
-    }
-
-    pub fn redact(&self, text: &str) -> String {
-        let mut out = text.to_string();
-        for s in self.secrets.iter() {
-            if out.contains(s.as_str()) {
-                out = out.replace(s.as_str(), "(secret)");
-            }
-        }
-        out
-    }
-}
+/// Replaces every secret value (and its JSON- and URL-encoded forms) by `(secret)`: applied to
+/// every line printed or journaled and to every error message. See [`crate::redact`].
+pub use crate::redact::Redactor;
 
 /// A statement that failed, with what a person needs to act.
 #[derive(Debug, Clone, PartialEq, Eq)]

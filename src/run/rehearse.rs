@@ -79,8 +79,13 @@ pub fn secrets(pb: &Playbook, env: Option<&Env>) -> (HashMap<String, String>, Ve
             if values.contains_key(var) {
                 continue;
             }
-            match std::env::var(var) {
-                Ok(v) if !v.is_empty() => {
+            // A value that cannot be used safely (too short to mask, a control character) is
+            // replaced by a stand-in too: a rehearsal never needs the real secret.
+            match std::env::var(var)
+                .ok()
+                .and_then(|v| crate::redact::normalize_secret(var, &v).ok())
+            {
+                Some(v) => {
                     values.insert(var.clone(), v);
                 }
                 _ => {

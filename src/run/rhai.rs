@@ -82,6 +82,25 @@ impl ScriptRunner for RhaiRunner {
                     container: c.container.clone(),
                 })
                 .collect();
+            // Hooks reach the hosts the env names (its URL lets, the routes) and `allow_hosts`.
+            let reach = {
+                let urls: Vec<&str> = ctx
+                    .vars
+                    .iter()
+                    .filter(|(k, _)| !ctx.secret_names.contains(k))
+                    .filter_map(|(_, v)| v.as_str())
+                    .chain(ctx.rewrite.map.iter().map(|(_, base)| base.as_str()))
+                    .collect();
+                let env = ctx.playbook.env(&ctx.env_name);
+                let patterns = ctx
+                    .playbook
+                    .allow_hosts
+                    .iter()
+                    .chain(env.into_iter().flat_map(|e| e.allow_hosts.iter()))
+                    .chain(ctx.rewrite.map.iter().map(|(host, _)| host))
+                    .map(String::as_str);
+                script::reach::Reach::new(urls, patterns)
+            };
             let rewrite = ctx.rewrite.clone();
             let host = Arc::new(ClusterHost {
                 handle: tokio::runtime::Handle::current(),
@@ -89,7 +108,10 @@ impl ScriptRunner for RhaiRunner {
                 client: cluster.client.clone(),
                 namespace: ctx.namespace.clone(),
                 components,
-                rewrite: Arc::new(move |u: &str| rewrite.route(u)),
+                rewrite: Arc::new(move |u: &str| {
+                    reach.check(u)?;
+                    rewrite.route(u)
+                }),
             });
             let (mut vars, mut secrets) = (Vec::new(), Vec::new());
             for (k, v) in &ctx.vars {

@@ -1,6 +1,6 @@
 //! The functions scripts can call. Everything reads; nothing changes the cluster.
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use rhai::{Array, Dynamic, Engine, EvalAltResult, Map};
@@ -118,7 +118,7 @@ fn dynamic_to_json(v: &Dynamic) -> Result<serde_json::Value, String> {
         }
         return Ok(o.into());
     }
-    Err(format!("a {} cannot be sent as JSON", v.type_name()))
+    Err(format!("a {} cannot be sent as JSON", type_name(v)))
 }
 
 fn headers(map: &Map) -> Result<Vec<(String, String)>, Box<EvalAltResult>> {
@@ -131,7 +131,7 @@ fn headers(map: &Map) -> Result<Vec<(String, String)>, Box<EvalAltResult>> {
         } else {
             return Err(format!(
                 "header `{k}` must be a string or a secret, not a {}",
-                v.type_name()
+                type_name(v)
             )
             .into());
         };
@@ -165,14 +165,61 @@ pub fn semver_matches(version: &str, requirement: &str) -> Result<bool, String> 
         .map_err(|e| format!("`{requirement}` is not a version requirement: {e}"))
 }
 
-/// Register the API on an engine, bound to one run's host, secrets and log.
+/// A value's type as people read it: `secret` for secrets, never the Rust path.
+pub(crate) fn type_name(v: &Dynamic) -> &'static str {
+    if v.is::<Secret>() {
+        "secret"
+    } else {
+        v.type_name()
+    }
+}
+
+/// A `Write` that refuses to grow past `max` bytes.
+struct Capped {
+    buf: Vec<u8>,
+    max: usize,
+}
+
+impl std::io::Write for Capped {
+    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+        if self.buf.len() + b.len() > self.max {
+            return Err(std::io::Error::other("too large"));
+        }
+        self.buf.extend_from_slice(b);
+        Ok(b.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Register the API on an engine, bound to one run's host, secrets and output.
 pub(crate) fn register(
     engine: &mut Engine,
     host: Arc<dyn Host>,
     secrets: Arc<Vec<(String, String)>>,
-    logs: Arc<Mutex<Vec<String>>>,
-    timeout: Duration,
+    output: super::sandbox::Output,
+    limits: &super::sandbox::Limits,
 ) {
+    let timeout: Duration = limits.deadline;
+    // Rhai's own `to_json` builds the whole text before the string limit is checked (533 MB for
+    // a big map); this one stops writing at the limit.
+    let max = limits.max_string_size;
+    engine.register_fn(
+        "to_json",
+        move |m: &mut Map| -> Result<String, Box<EvalAltResult>> {
+            let mut w = Capped {
+                buf: Vec::new(),
+                max,
+            };
+            let value = dynamic_to_json(&Dynamic::from_map(m.clone()))
+                .map_err(|e| -> Box<EvalAltResult> { e.into() })?;
+            serde_json::to_writer(&mut w, &value).map_err(|_| -> Box<EvalAltResult> {
+                format!("to_json: the text would be larger than {} KiB", max >> 10).into()
+            })?;
+            Ok(String::from_utf8(w.buf).unwrap_or_default())
+        },
+    );
     engine.register_type_with_name::<Secret>("Secret");
     engine.register_fn("to_string", |_: &mut Secret| "(secret)".to_string());
     engine.register_fn("to_debug", |_: &mut Secret| "(secret)".to_string());
@@ -265,17 +312,12 @@ pub(crate) fn register(
             semver_matches(v, r).map_err(Into::into)
         },
     );
-    let l = logs;
     engine.register_fn("log", move |message: Dynamic| {
         let text = if message.is::<Secret>() {
             "(secret)".to_string()
         } else {
             message.to_string()
         };
-        if let Ok(mut logs) = l.lock() {
-            if logs.len() < 1000 {
-                logs.push(text);
-            }
-        }
+        output.write(&text);
     });
 }

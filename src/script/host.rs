@@ -12,6 +12,9 @@ use kube::api::{Api, ListParams};
 
 use super::api::{HttpResponse, PodInfo};
 
+/// The largest response body a script's HTTP call reads.
+pub const MAX_BODY: usize = 4 << 20;
+
 /// A host call that failed; the script sees it as a thrown error with this text.
 #[derive(Debug, Clone, thiserror::Error)]
 #[error("{0}")]
@@ -169,10 +172,23 @@ impl Host for ClusterHost {
                 .iter()
                 .map(|(k, v)| (k.to_string(), v.to_str().unwrap_or_default().to_string()))
                 .collect();
-            let body = resp
-                .text()
+            // A body is at most MAX_BODY: a script's memory budget must not be spent in one call.
+            let mut resp = resp;
+            let mut bytes = Vec::new();
+            while let Some(chunk) = resp
+                .chunk()
                 .await
-                .map_err(|e| HostError(format!("reading the body failed: {}", without_url(&e))))?;
+                .map_err(|e| HostError(format!("reading the body failed: {}", without_url(&e))))?
+            {
+                if bytes.len() + chunk.len() > MAX_BODY {
+                    return Err(HostError(format!(
+                        "the response body is larger than {} MiB",
+                        MAX_BODY >> 20
+                    )));
+                }
+                bytes.extend_from_slice(&chunk);
+            }
+            let body = String::from_utf8_lossy(&bytes).into_owned();
             Ok(HttpResponse {
                 status,
                 body,

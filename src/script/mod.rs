@@ -11,8 +11,10 @@
 //! `(secret)` and can be used only as a header value or bearer token.
 
 mod api;
+pub mod budget;
 mod compile;
 mod host;
+pub mod reach;
 mod sandbox;
 
 pub use api::{HttpResponse, PodInfo, API_FUNCTIONS};

@@ -21,6 +21,10 @@ pub struct Limits {
     pub max_map_size: usize,
     /// Wall-clock budget for the whole script, host calls included.
     pub deadline: Duration,
+    /// Memory the script may hold in total, all its values together (see [`super::budget`]).
+    pub max_memory: usize,
+    /// Bytes the script may write with `log`, `print` and `debug`, all lines together.
+    pub max_output: usize,
 }
 
 impl Default for Limits {
@@ -33,6 +37,8 @@ impl Default for Limits {
             max_array_size: 10_000,
             max_map_size: 10_000,
             deadline: Duration::from_secs(30),
+            max_memory: 64 << 20,
+            max_output: 64 << 10,
         }
     }
 }
@@ -134,39 +140,39 @@ pub fn run(
     limits: Limits,
 ) -> Result<Outcome, HookFailure> {
     let mut engine = base_engine(&limits);
-    let logs = Arc::new(Mutex::new(Vec::new()));
+    let redact = crate::redact::Redactor::new(ctx.secrets.iter().map(|(_, v)| v.clone()));
+    let output = Output::new(limits.max_output, redact.clone());
+    let logs = output.lines.clone();
     let secrets = Arc::new(ctx.secrets.clone());
-    api::register(&mut engine, host, secrets, logs.clone(), limits.deadline);
-    let l = logs.clone();
-    engine.on_print(move |text| {
-        if let Ok(mut logs) = l.lock() {
-            if logs.len() < 1000 {
-                logs.push(text.to_string());
-            }
-        }
-    });
-    let l = logs.clone();
-    engine.on_debug(move |text, _, _| {
-        if let Ok(mut logs) = l.lock() {
-            if logs.len() < 1000 {
-                logs.push(text.to_string());
-            }
-        }
-    });
+    api::register(&mut engine, host, secrets, output.clone(), &limits);
+    let o = output.clone();
+    engine.on_print(move |text| o.write(text));
+    let o = output.clone();
+    engine.on_debug(move |text, _, _| o.write(text));
     let started = Instant::now();
     let deadline = limits.deadline;
     let cancel = ctx.cancel.clone();
-    let timed_out = Arc::new(AtomicBool::new(false));
-    let flag = timed_out.clone();
+    let stop = Arc::new(Mutex::new(None::<Stop>));
+    let flag = stop.clone();
+    let memory_at_start = super::budget::held();
+    let (max_memory, over_output) = (limits.max_memory as isize, output.over.clone());
     engine.on_progress(move |_| {
-        if cancel.as_ref().is_some_and(|c| c.load(Ordering::Relaxed)) {
-            return Some(Dynamic::from("cancelled"));
+        let why = if cancel.as_ref().is_some_and(|c| c.load(Ordering::Relaxed)) {
+            Some(Stop::Cancelled)
+        } else if started.elapsed() > deadline {
+            Some(Stop::Deadline)
+        } else if super::budget::held().saturating_sub(memory_at_start) > max_memory {
+            Some(Stop::Memory)
+        } else if over_output.load(Ordering::Relaxed) {
+            Some(Stop::Output)
+        } else {
+            None
+        };
+        let why = why?;
+        if let Ok(mut f) = flag.lock() {
+            *f = Some(why);
         }
-        if started.elapsed() > deadline {
-            flag.store(true, Ordering::Relaxed);
-            return Some(Dynamic::from("deadline"));
-        }
-        None
+        Some(Dynamic::from("stopped"))
     });
     let mut scope = Scope::new();
     let mut vars = Map::new();
@@ -185,13 +191,91 @@ pub fn run(
     );
     let result = engine.eval_ast_with_scope::<Dynamic>(&mut scope, ast);
     let logs = logs.lock().map(|l| l.clone()).unwrap_or_default();
-    match result {
-        Ok(v) => verdict(v, logs),
-        Err(e) => Err(failure(*e, &timed_out, deadline)),
+    let stopped = stop.lock().ok().and_then(|s| *s);
+    let result = match result {
+        Ok(v) => verdict(v, logs, &redact),
+        Err(e) => Err(failure(*e, stopped, &limits)),
+    };
+    // Whatever the script says passes the redactor before anything cuts it.
+    result.map_err(|f| scrub(f, &redact))
+}
+
+/// Why the progress callback stopped a script.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Stop {
+    Cancelled,
+    Deadline,
+    Memory,
+    Output,
+}
+
+/// The lines a script writes, within its output budget; past it, `over` stops the script at its
+/// next operation (a thrown error could be caught by the script; this cannot).
+#[derive(Clone)]
+pub(crate) struct Output {
+    pub lines: Arc<Mutex<Vec<String>>>,
+    pub over: Arc<AtomicBool>,
+    used: Arc<std::sync::atomic::AtomicUsize>,
+    max: usize,
+    redact: crate::redact::Redactor,
+}
+
+impl Output {
+    fn new(max: usize, redact: crate::redact::Redactor) -> Output {
+        Output {
+            lines: Arc::new(Mutex::new(Vec::new())),
+            over: Arc::new(AtomicBool::new(false)),
+            used: Arc::new(std::sync::atomic::AtomicUsize::new(0)),
+            max,
+            redact,
+        }
+    }
+
+    /// Keep one line, or note that the budget is spent.
+    pub fn write(&self, text: &str) {
+        let used = self.used.fetch_add(text.len() + 1, Ordering::Relaxed) + text.len() + 1;
+        if used > self.max {
+            self.over.store(true, Ordering::Relaxed);
+            return;
+        }
+        if let Ok(mut lines) = self.lines.lock() {
+            let text = text.replace(std::any::type_name::<api::Secret>(), "secret");
+            lines.push(self.redact.redact(&text));
+        }
     }
 }
 
-fn verdict(v: Dynamic, logs: Vec<String>) -> Result<Outcome, HookFailure> {
+/// The Rust name of the secret type must not reach people; and no secret either.
+fn scrub(f: HookFailure, redact: &crate::redact::Redactor) -> HookFailure {
+    let clean =
+        |s: String| redact.redact(&s.replace(std::any::type_name::<api::Secret>(), "secret"));
+    match f {
+        HookFailure::Thrown {
+            message,
+            line,
+            column,
+        } => HookFailure::Thrown {
+            message: clean(message),
+            line,
+            column,
+        },
+        HookFailure::Limit { what, line, column } => HookFailure::Limit {
+            what: clean(what),
+            line,
+            column,
+        },
+        HookFailure::BadReturn { found } => HookFailure::BadReturn {
+            found: clean(found),
+        },
+        other => other,
+    }
+}
+
+fn verdict(
+    v: Dynamic,
+    logs: Vec<String>,
+    redact: &crate::redact::Redactor,
+) -> Result<Outcome, HookFailure> {
     if let Some(b) = v.clone().try_cast::<bool>() {
         return Ok(Outcome {
             ok: b,
@@ -201,7 +285,7 @@ fn verdict(v: Dynamic, logs: Vec<String>) -> Result<Outcome, HookFailure> {
     }
     if let Some(m) = v.clone().try_cast::<Map>() {
         let ok = m.get("ok").and_then(|x| x.clone().try_cast::<bool>());
-        let message = m.get("message").map(|x| x.to_string());
+        let message = m.get("message").map(|x| redact.redact(&x.to_string()));
         if let Some(ok) = ok {
             return Ok(Outcome { ok, message, logs });
         }
@@ -210,7 +294,11 @@ fn verdict(v: Dynamic, logs: Vec<String>) -> Result<Outcome, HookFailure> {
         });
     }
     Err(HookFailure::BadReturn {
-        found: format!("`{}` ({})", shorten(&v.to_string()), v.type_name()),
+        found: format!(
+            "`{}` ({})",
+            shorten(&redact.redact(&v.to_string())),
+            api::type_name(&v)
+        ),
     })
 }
 
@@ -222,14 +310,30 @@ fn shorten(s: &str) -> String {
     }
 }
 
-fn failure(e: EvalAltResult, timed_out: &AtomicBool, deadline: Duration) -> HookFailure {
+fn failure(e: EvalAltResult, stopped: Option<Stop>, limits: &Limits) -> HookFailure {
     let pos = e.position();
     let (line, column) = (pos.line(), pos.position());
     match e {
-        EvalAltResult::ErrorTerminated(..) if timed_out.load(Ordering::Relaxed) => {
-            HookFailure::Timeout(deadline)
-        }
-        EvalAltResult::ErrorTerminated(..) => HookFailure::Cancelled,
+        EvalAltResult::ErrorTerminated(..) => match stopped {
+            Some(Stop::Deadline) => HookFailure::Timeout(limits.deadline),
+            Some(Stop::Memory) => HookFailure::Limit {
+                what: format!(
+                    "the script's values outgrew its memory budget of {} MiB",
+                    limits.max_memory >> 20
+                ),
+                line,
+                column,
+            },
+            Some(Stop::Output) => HookFailure::Limit {
+                what: format!(
+                    "the script wrote more than its output budget of {} KiB (log, print, debug)",
+                    limits.max_output >> 10
+                ),
+                line,
+                column,
+            },
+            Some(Stop::Cancelled) | None => HookFailure::Cancelled,
+        },
         EvalAltResult::ErrorTooManyOperations(_) => HookFailure::Limit {
             what: "too many operations (an endless loop?)".into(),
             line,
@@ -250,7 +354,7 @@ fn failure(e: EvalAltResult, timed_out: &AtomicBool, deadline: Duration) -> Hook
             line,
             column,
         },
-        EvalAltResult::ErrorInFunctionCall(_, _, inner, _) => failure(*inner, timed_out, deadline),
+        EvalAltResult::ErrorInFunctionCall(_, _, inner, _) => failure(*inner, stopped, limits),
         other => HookFailure::Thrown {
             message: other
                 .to_string()

@@ -68,6 +68,8 @@ pub enum PlaybookEntry {
     Namespace(Spanned<StrLit>),
     Matrix(Ident),
     OnFailure(Ident),
+    /// `allow_hosts "a" "b"…`: hosts hooks may reach besides the env's.
+    AllowHosts(Vec<Spanned<StrLit>>),
     Let(LetDecl),
     Component(ComponentDecl),
     Env(EnvDecl),
@@ -127,6 +129,7 @@ pub enum EnvEntry {
     Context(Spanned<StrLit>),
     After(Vec<Ident>),
     Namespace(Spanned<StrLit>),
+    AllowHosts(Vec<Spanned<StrLit>>),
     Let(LetDecl),
 }
 

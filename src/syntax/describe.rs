@@ -99,6 +99,8 @@ impl Rule {
             Rule::pb_namespace => "`namespace`",
             Rule::pb_matrix => "`matrix`",
             Rule::pb_on_failure => "`on_failure`",
+            Rule::allow_hosts => "`allow_hosts`",
+            Rule::kw_allow_hosts => "`allow_hosts`",
             Rule::let_item => "`let`",
             Rule::env_call => "`env(\"NAME\")`",
             Rule::component_item => "`component`",

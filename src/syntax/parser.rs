@@ -202,6 +202,9 @@ impl Builder {
                 Rule::pb_on_failure => {
                     PlaybookEntry::OnFailure(self.ident(self.args(e).next().expect("mode")))
                 }
+                Rule::allow_hosts => {
+                    PlaybookEntry::AllowHosts(self.args(e).map(|q| self.string(q)).collect())
+                }
                 Rule::let_item => PlaybookEntry::Let(self.let_decl(e)),
                 Rule::component_item => PlaybookEntry::Component(self.component(e)),
                 Rule::env_item => PlaybookEntry::Env(self.env(e)),
@@ -288,6 +291,9 @@ impl Builder {
                     EnvEntry::Namespace(self.string(self.args(e).next().expect("namespace")))
                 }
                 Rule::e_after => EnvEntry::After(self.args(e).map(|q| self.ident(q)).collect()),
+                Rule::allow_hosts => {
+                    EnvEntry::AllowHosts(self.args(e).map(|q| self.string(q)).collect())
+                }
                 Rule::let_item => EnvEntry::Let(self.let_decl(e)),
                 r => unreachable!("env entry {r:?}"),
             };
@@ -674,6 +680,7 @@ fn is_keyword(r: Rule) -> bool {
             | Rule::comma
             | Rule::dash
             | Rule::kw_use
+            | Rule::kw_allow_hosts
             | Rule::kw_matrix
             | Rule::kw_playbook
             | Rule::kw_hub

@@ -122,6 +122,7 @@ impl<'a> Lowerer<'a> {
         let mut namespace: Option<Spanned<String>> = None;
         let mut matrix: Option<Spanned<String>> = None;
         let mut on_failure: Option<Spanned<OnFailure>> = None;
+        let mut allow_hosts: Vec<String> = Vec::new();
         let mut lets: Vec<Let> = Vec::new();
         let mut env_decls: Vec<&ast::EnvDecl> = Vec::new();
         let mut stage_decls: Vec<&ast::StageDecl> = Vec::new();
@@ -205,6 +206,9 @@ impl<'a> Lowerer<'a> {
                         stage_decls.push(s);
                     }
                 }
+                ast::PlaybookEntry::AllowHosts(hosts) => {
+                    allow_hosts.extend(self.host_patterns(hosts));
+                }
                 ast::PlaybookEntry::Component(_) => {}
             }
         }
@@ -235,6 +239,7 @@ impl<'a> Lowerer<'a> {
             components: std::mem::take(&mut self.components),
             envs,
             stages,
+            allow_hosts,
             base_dir: self.base_dir.clone(),
         }
     }
@@ -527,6 +532,7 @@ impl<'a> Lowerer<'a> {
         let mut context = None;
         let mut namespace = None;
         let mut after = Vec::new();
+        let mut allow_hosts: Vec<String> = Vec::new();
         let mut lets = Vec::new();
         let mut seen: HashMap<(&'static str, String), Span> = HashMap::new();
         for entry in &e.entries {
@@ -558,6 +564,7 @@ impl<'a> Lowerer<'a> {
                         lets.extend(self.let_decl(l, Some(index)));
                     }
                 }
+                ast::EnvEntry::AllowHosts(hosts) => allow_hosts.extend(self.host_patterns(hosts)),
             }
         }
         Env {
@@ -566,6 +573,7 @@ impl<'a> Lowerer<'a> {
             namespace,
             after: after.into_iter().map(|a| a.node).collect(),
             lets,
+            allow_hosts,
             span: e.name.span,
         }
     }

@@ -379,3 +379,26 @@ pub enum Budget {
     Unavailable,
     Surge,
 }
+
+impl Lowerer<'_> {
+    /// `allow_hosts "…"…`: each a host, `host:port` or `*.domain` — no scheme, no path.
+    pub fn host_patterns(&mut self, hosts: &[Spanned<StrLit>]) -> Vec<String> {
+        let mut out = Vec::new();
+        for h in hosts {
+            let Some(text) = self.plain(h, "a host") else {
+                continue;
+            };
+            if crate::script::reach::valid_pattern(&text) {
+                out.push(text.to_ascii_lowercase());
+            } else {
+                self.error(CheckError::InvalidValue {
+                    what: "host",
+                    value: text.clone(),
+                    span: h.span.into(),
+                    help: "write a host as `metrics.example.com`, `10.0.0.7:9090` or `*.svc.cluster.local` — no scheme, path or user".into(),
+                });
+            }
+        }
+        out
+    }
+}
