@@ -54,6 +54,9 @@ on_both!(
     sigterm_mid_run_rolls_back,
     canary_timeout_is_honoured,
     api_errors_mid_run_are_retried,
+    killed_mid_rollback_resumes_the_rollback,
+    failed_blue_green_restores_the_idle_colour,
+    next_upgrade_after_a_blue_green_starts,
 );
 
 fn case(name: &str) -> PathBuf {
@@ -659,6 +662,115 @@ async fn api_errors_mid_run_are_retried(backend: Backend) {
         .is_none());
     assert_unlocked(c).await;
     assert_eq!(journal_status(c).await, "succeeded");
+}
+
+/// SIGKILL while the rollback runs: the journal says `running`, a fresh run is refused and names
+/// `--resume`, and `--resume` continues the rollback from the step it reached (the plan rebuilt
+/// from the journal) to its end: all at `from`, exit 1, lock released, journal `rolled_back`.
+async fn killed_mid_rollback_resumes_the_rollback(backend: Backend) {
+    let mut config = SimConfig {
+        pace: Duration::from_millis(150),
+        ..SimConfig::default()
+    };
+    config.faults.add(Fault::PolicyOff {
+        version: "1.5.0".parse().unwrap(),
+    });
+    let s = setup(backend, "killrollback", config, &[], |_| {}).await;
+    let (pb, c) = (&s.pb, &s.c);
+    let kc = kubeconfig(s.dir.path(), &[("staging", c)]);
+    let mut child = command(&run_args(pb, &kc, "staging", c, &["--approve"]))
+        .spawn()
+        .unwrap();
+    wait_for("the rollback to begin", async || {
+        journal_cm(c).await.is_some_and(|cm| {
+            cm["data"]["events"]
+                .as_str()
+                .is_some_and(|e| e.contains("\"rollback_step\""))
+        })
+    })
+    .await;
+    child.start_kill().unwrap(); // SIGKILL, mid-rollback
+    let _ = child.wait().await;
+    assert_eq!(journal_status(c).await, "running");
+    let fresh = ktplay(&run_args(pb, &kc, "staging", c, &["--approve"])).await;
+    assert_eq!(fresh.status.code(), Some(3), "{}", text(&fresh));
+    assert!(
+        String::from_utf8_lossy(&fresh.stderr).contains("--resume"),
+        "{}",
+        text(&fresh)
+    );
+    let out = ktplay(&run_args(pb, &kc, "staging", c, &["--approve", "--resume"])).await;
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("resuming the rollback"), "{}", text(&out));
+    assert!(stdout.contains("rolled back"), "{}", text(&out));
+    c.settled().await;
+    assert_all_at_from(c).await;
+    assert_unlocked(c).await;
+    assert_eq!(journal_status(c).await, "rolled_back");
+}
+
+/// A `blue_green` whose new version never gets ready: the rollback switches nothing back (the
+/// Service never moved) and puts the idle colour back on the version it ran, so nothing is left
+/// on the failed version and the next identical run starts (and fails the same way) instead of
+/// being refused for drift.
+async fn failed_blue_green_restores_the_idle_colour(backend: Backend) {
+    let s = setup(
+        backend,
+        "bgfail",
+        SimConfig::default(),
+        &[(
+            "blue_green console {",
+            "blue_green console to 1.5.0-bad timeout 3s {",
+        )],
+        |_| {},
+    )
+    .await;
+    let (pb, c) = (&s.pb, &s.c);
+    let kc = kubeconfig(s.dir.path(), &[("staging", c)]);
+    for attempt in 1..=2 {
+        let out = ktplay(&run_args(pb, &kc, "staging", c, &["--approve"])).await;
+        assert_eq!(
+            out.status.code(),
+            Some(1),
+            "attempt {attempt}: {}",
+            text(&out)
+        );
+        assert!(
+            String::from_utf8_lossy(&out.stdout).contains("keeptrusts-console-green restored"),
+            "{}",
+            text(&out)
+        );
+        c.settled().await;
+        assert_all_at_from(c).await;
+        assert_unlocked(c).await;
+        assert_eq!(journal_status(c).await, "rolled_back");
+    }
+}
+
+/// After the upgrade succeeded the console serves green (1.5.0) and blue idles on 1.4.0: the next
+/// upgrade's drift check compares the serving colour, so it starts, and its new version goes to
+/// the idle blue colour.
+async fn next_upgrade_after_a_blue_green_starts(backend: Backend) {
+    let s = setup(backend, "bgnext", SimConfig::default(), &[], |_| {}).await;
+    let (pb, c) = (&s.pb, &s.c);
+    let kc = kubeconfig(s.dir.path(), &[("staging", c)]);
+    let out = ktplay(&run_args(pb, &kc, "staging", c, &["--approve"])).await;
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let next = copy_case(s.dir.path(), "console-next.ktplay", &c.ns, &[]);
+    let out = ktplay(&run_args(&next, &kc, "staging", c, &[])).await;
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert_eq!(
+        c.image("keeptrusts-console-blue").await,
+        "keeptrusts/console:1.5.1"
+    );
+    assert_eq!(
+        c.image("keeptrusts-console-green").await,
+        "keeptrusts/console:1.5.0"
+    );
+    let svc = c.get("services", "keeptrusts-console").await.unwrap();
+    assert_eq!(svc["spec"]["selector"]["version"], "blue");
+    assert_unlocked(c).await;
 }
 
 async fn second_concurrent_run_is_refused(backend: Backend) {

@@ -11,6 +11,7 @@ use crate::matrix::Matrix;
 use crate::resolve::{Live, Scope};
 
 use super::cluster::{self, Cluster, Connect};
+use super::events::RunEvent;
 use super::exec::{execute, RunOptions, RunTarget};
 use super::exit;
 use super::guards::{script_runner, UrlRewrite};
@@ -352,21 +353,16 @@ pub fn cmd_status(args: StatusArgs) -> i32 {
                     None => println!("last success: none"),
                 }
                 for e in j.events() {
-                    let what = e["event"].as_str().unwrap_or("?");
-                    let text = e["statement"]
-                        .as_str()
-                        .or(e["message"].as_str())
-                        .or(e["name"].as_str())
-                        .unwrap_or("");
-                    let ok = match e["ok"].as_bool() {
+                    if matches!(e.event, RunEvent::First { .. } | RunEvent::Record { .. }) {
+                        continue;
+                    }
+                    let (what, ok, text) = e.words();
+                    let ok = match ok {
                         Some(true) => " ok",
                         Some(false) => " FAILED",
                         None => "",
                     };
-                    if matches!(what, "first" | "record") {
-                        continue;
-                    }
-                    println!("  {} {what}{ok} {text}", e["time"].as_str().unwrap_or(""));
+                    println!("  {} {what}{ok} {text}", e.time);
                 }
             }
         }

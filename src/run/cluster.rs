@@ -411,9 +411,14 @@ impl Cluster {
     /// The versions a component runs: the image tags of its container in its pods; a deployment
     /// without pods counts by its template.
     pub async fn live_versions(&self, c: &Component) -> Result<BTreeSet<Version>> {
+        self.versions_of(c, &c.deployments()).await
+    }
+
+    /// The versions the component's container runs in some of its deployments.
+    pub async fn versions_of(&self, c: &Component, deploys: &[&str]) -> Result<BTreeSet<Version>> {
         let mut out = BTreeSet::new();
         let mut seen = BTreeSet::new();
-        for deploy in c.deployments() {
+        for &deploy in deploys {
             let pods = self.pods_of(deploy).await?;
             let mut any = false;
             for p in &pods {
@@ -777,8 +782,11 @@ impl Cluster {
             Rollout::Progressing(m) | Rollout::DeadlineExceeded(m) => return Ok(Err(m)),
         }
         let pods = self.pods_of(deploy).await?;
+        // A pod being deleted (a scale-down, an old ReplicaSet's) is on its way out: it no
+        // longer counts, as the rollout status no longer counts it.
         let not_ready: Vec<String> = pods
             .iter()
+            .filter(|p| !p["metadata"]["deletionTimestamp"].is_string())
             .filter(|p| {
                 !p["status"]["conditions"]
                     .as_array()

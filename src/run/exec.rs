@@ -20,7 +20,6 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
 use crate::check::program::{Colour, Env, OnFailure, Op, Playbook, Rollback, Statement, Workload};
@@ -71,75 +70,8 @@ pub struct RunOptions {
     pub label: String,
 }
 
-/// What an action replaced (and what it will do when re-run), journaled with its start.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "kind", rename_all = "snake_case")]
-pub enum Record {
-    /// The deployments' templates (and strategies) before a rolling update.
-    Templates { comp: usize, deployments: Vec<Snap> },
-    /// A canary: the canary deployments; the templates replaced once promoted.
-    Canary {
-        comp: usize,
-        canaries: Vec<String>,
-        promoted: Option<Vec<Snap>>,
-    },
-    /// The Service selector value before a switch (blue-green, `switch`).
-    Selector {
-        comp: usize,
-        service: String,
-        key: String,
-        value: String,
-    },
-    /// Replicas before `scale`.
-    Replicas {
-        comp: usize,
-        replicas: Vec<(String, i64)>,
-    },
-    /// `restart`: the annotation value it writes (re-running it changes nothing).
-    Restart { comp: usize, at: String },
-    /// `undo` outside rollback blocks: the templates it restores, read before acting.
-    Undo {
-        comp: usize,
-        targets: Vec<(String, u64, Snap)>,
-    },
-}
-
-impl Record {
-    /// Does it have an implicit rollback?
-    fn reversible(&self) -> bool {
-        !matches!(self, Record::Restart { .. } | Record::Undo { .. })
-    }
-}
-
-pub use super::cluster::Snap;
-
-/// What a component was before this run first changed it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-struct First {
-    deployments: Vec<Snap>,
-    selector: Option<(String, String, String)>,
-}
-
-struct Started {
-    stmt: usize,
-    span: Span,
-    text: String,
-    record: Option<Record>,
-}
-
-/// A step of the rollback plan.
-enum Step<'p> {
-    Implicit {
-        stage: usize,
-        text: String,
-        span: Span,
-        record: Record,
-    },
-    Block {
-        stage: usize,
-        stmt: &'p Statement,
-    },
-}
+use super::events::{RollbackProgress, RunEvent};
+use super::rollback::{rollback_plan, First, Record, Snap, Started, Step};
 
 struct Exec<'a> {
     pb: Arc<Playbook>,
@@ -354,15 +286,10 @@ pub async fn execute(target: RunTarget<'_>, cluster: Cluster, opts: RunOptions) 
             Some("continue it with --resume (see `ktplay status`)"),
         );
     }
-    let progress = journal::progress(&previous);
-    if opts.resume && progress.rolling_back {
-        lock.release().await;
-        return refuse(
-            &mut out,
-            "the interrupted run was rolling back; --resume continues forward runs only".into(),
-            Some("inspect `ktplay status` and the cluster, then roll back by hand or run a corrective playbook"),
-        );
-    }
+    let progress = super::events::progress(&previous);
+    // An interrupted rollback (a second signal, a kill, a lost connection, a failed step) is
+    // continued to its end: the plan is rebuilt from the journal's records.
+    let resume_rollback = if opts.resume { progress.rollback } else { None };
     let journal = match Journal::open(
         Some(cluster.clone()),
         &pb.name,
@@ -401,48 +328,38 @@ pub async fn execute(target: RunTarget<'_>, cluster: Cluster, opts: RunOptions) 
             .build()
             .unwrap_or_default(),
         started: pb.stages.iter().map(|_| Vec::new()).collect(),
-        first: BTreeMap::new(),
+        first: progress.first.clone(),
         changed: !progress.done.is_empty() || progress.half_done.is_some(),
         done: progress.done.iter().copied().collect(),
-        half_done: progress.half_done.map(|at| {
-            (
-                at,
-                progress
-                    .records
-                    .get(&at)
-                    .and_then(|r| serde_json::from_value(r.clone()).ok()),
-            )
-        }),
+        half_done: progress
+            .half_done
+            .map(|at| (at, progress.records.get(&at).cloned())),
         never: Cancel::new(),
         statements: 0,
         stage: std::sync::Mutex::new(String::new()),
         opts,
     };
-    for e in &previous {
-        if e["event"] == "first" {
-            if let (Some(c), Ok(f)) = (
-                e["comp"].as_u64(),
-                serde_json::from_value::<First>(e["first"].clone()),
-            ) {
-                ex.first.insert(c as usize, f);
-            }
+    // What earlier processes of this run started: the statements that ended (so a failure now
+    // still rolls them back) and, when resuming a rollback, every statement that started (the
+    // failed one too: its record is what the plan restores).
+    for ((k, j), record) in &progress.records {
+        if ex.done.contains(&(*k, *j)) || resume_rollback.is_some() {
+            let Some(st) = pb.stages.get(*k).and_then(|s| s.stmts.get(*j)) else {
+                continue;
+            };
+            let text = ex.describe(&st.op);
+            ex.started[*k].push(Started {
+                stmt: *j,
+                span: st.span,
+                text,
+                record: Some(record.clone()),
+            });
         }
     }
-    for ((k, j), r) in &progress.records {
-        if ex.done.contains(&(*k, *j)) {
-            if let Ok(record) = serde_json::from_value::<Record>(r.clone()) {
-                let st = &pb.stages[*k].stmts[*j];
-                let text = ex.describe(&st.op);
-                ex.started[*k].push(Started {
-                    stmt: *j,
-                    span: st.span,
-                    text,
-                    record: Some(record),
-                });
-            }
-        }
-    }
-    let outcome = ex.run(&lock).await;
+    let outcome = match resume_rollback {
+        Some(rb) => ex.resume_rollback(&lock, rb).await,
+        None => ex.run(&lock).await,
+    };
     if let Err(e) = ex.journal.finish(journal_status(&outcome)).await {
         eprintln!("warning: {e}");
     }
@@ -541,10 +458,24 @@ impl<'a> Exec<'a> {
         &self.pb.components[i]
     }
 
+    /// The versions each component serves. A blue-green component serves from the colour its
+    /// Service selects: the idle colour takes no traffic (it may run anything, the previous
+    /// version after a success, the new one during a switch), so it is neither drift nor part
+    /// of the state the matrix judges — as the model has it after a switch back.
     async fn live_state(&self) -> Result<State, Failure> {
         let mut s = State::new();
-        for c in &self.pb.components {
-            s.insert(c.name.clone(), self.cluster.live_versions(c).await?);
+        for (i, c) in self.pb.components.iter().enumerate() {
+            let versions = match (&c.workload, self.live.colours.get(&i)) {
+                (Workload::BlueGreen(bg), Some(col)) => {
+                    let serving = match col {
+                        Colour::Blue => bg.blue.as_str(),
+                        Colour::Green => bg.green.as_str(),
+                    };
+                    self.cluster.versions_of(c, &[serving]).await?
+                }
+                _ => self.cluster.live_versions(c).await?,
+            };
+            s.insert(c.name.clone(), versions);
         }
         Ok(s)
     }
@@ -603,7 +534,17 @@ impl<'a> Exec<'a> {
         );
         if let Err(e) = self
             .journal
-            .record(json!({"event": if resumed { "resume" } else { "run_start" }, "playbook": pb.name, "env": env}))
+            .record(if resumed {
+                RunEvent::Resume {
+                    playbook: pb.name.clone(),
+                    env: env.to_string(),
+                }
+            } else {
+                RunEvent::RunStart {
+                    playbook: pb.name.clone(),
+                    env: env.to_string(),
+                }
+            })
             .await
         {
             return self
@@ -650,7 +591,9 @@ impl<'a> Exec<'a> {
                     drift.join("; ")
                 ));
                 self.journal
-                    .note(json!({"event": "drift_accepted", "message": drift.join("; ")}))
+                    .note(RunEvent::DriftAccepted {
+                        message: drift.join("; "),
+                    })
                     .await;
             }
         }
@@ -664,7 +607,10 @@ impl<'a> Exec<'a> {
                 s.clone_from(&stage.name);
             }
             self.journal
-                .note(json!({"event": "stage", "stage": k, "name": stage.name}))
+                .note(RunEvent::Stage {
+                    stage: k,
+                    name: stage.name.clone(),
+                })
                 .await;
             for (j, st) in stage.stmts.iter().enumerate() {
                 if let Err((span, f)) = self.statement(k, j, st).await {
@@ -680,7 +626,9 @@ impl<'a> Exec<'a> {
             self.state_words(&state)
         );
         self.journal
-            .note(json!({"event": "run_end", "status": "succeeded"}))
+            .note(RunEvent::RunEnd {
+                status: "succeeded".into(),
+            })
             .await;
         self.out.summary(
             "succeeded",
@@ -717,7 +665,9 @@ impl<'a> Exec<'a> {
         };
         self.out.error(&text, &msg);
         self.journal
-            .note(json!({"event": "refused", "message": msg}))
+            .note(RunEvent::Refused {
+                message: msg.clone(),
+            })
             .await;
         self.out.summary(
             "refused",
@@ -790,7 +740,13 @@ impl<'a> Exec<'a> {
         }
         if let Err(e) = self
             .journal
-            .record(json!({"event": "start", "stage": k, "stmt": j, "line": line, "statement": text, "record": record}))
+            .record(RunEvent::Start {
+                stage: k,
+                stmt: j,
+                line,
+                statement: text.clone(),
+                record: record.clone(),
+            })
             .await
         {
             // The journal must know of an action before it happens, or neither --resume nor a
@@ -820,7 +776,13 @@ impl<'a> Exec<'a> {
                     false,
                 );
                 self.journal
-                    .note(json!({"event": "end", "stage": k, "stmt": j, "ok": true, "detail": detail}))
+                    .note(RunEvent::End {
+                        stage: k,
+                        stmt: j,
+                        ok: true,
+                        detail: Some(detail.clone()),
+                        message: None,
+                    })
                     .await;
                 Ok(())
             }
@@ -835,7 +797,13 @@ impl<'a> Exec<'a> {
                     false,
                 );
                 self.journal
-                    .note(json!({"event": "end", "stage": k, "stmt": j, "ok": false, "message": f.message}))
+                    .note(RunEvent::End {
+                        stage: k,
+                        stmt: j,
+                        ok: false,
+                        detail: None,
+                        message: Some(f.message.clone()),
+                    })
                     .await;
                 Err((span, f))
             }
@@ -865,7 +833,13 @@ impl<'a> Exec<'a> {
             false,
         );
         self.journal
-            .note(json!({"event": "end", "stage": k, "stmt": j, "ok": false, "message": f.message}))
+            .note(RunEvent::End {
+                stage: k,
+                stmt: j,
+                ok: false,
+                detail: None,
+                message: Some(f.message.clone()),
+            })
             .await;
         (st.span, f)
     }
@@ -924,7 +898,10 @@ impl<'a> Exec<'a> {
             selector,
         };
         self.journal
-            .record(json!({"event": "first", "comp": comp, "first": first}))
+            .record(RunEvent::First {
+                comp,
+                first: first.clone(),
+            })
             .await
             .map_err(|e| Failure::new(format!("{e}; the action was not started")))?;
         self.first.insert(comp, first);
@@ -956,11 +933,23 @@ impl<'a> Exec<'a> {
                     )));
                 };
                 let col = live_colour(&self.cluster, self.comp(*comp)).await?;
+                let idle = match op {
+                    Op::BlueGreen { .. } => Some(
+                        self.cluster
+                            .snap(match col.other() {
+                                Colour::Blue => &bg.blue,
+                                Colour::Green => &bg.green,
+                            })
+                            .await?,
+                    ),
+                    _ => None,
+                };
                 Some(Record::Selector {
                     comp: *comp,
                     service: bg.service.clone(),
                     key: bg.selector.clone(),
                     value: col.as_str().to_string(),
+                    idle,
                 })
             }
             Op::Scale { comp, .. } => {
@@ -990,6 +979,7 @@ impl<'a> Exec<'a> {
                         service: bg.service.clone(),
                         key: bg.selector.clone(),
                         value: col.as_str().to_string(),
+                        idle: None,
                     })
                 } else {
                     let mut targets = Vec::new();
@@ -1122,7 +1112,11 @@ impl<'a> Exec<'a> {
                         s.record = Some(promoted.clone());
                     }
                     self.journal
-                        .note(json!({"event": "record", "stage": k, "stmt": j, "record": promoted}))
+                        .note(RunEvent::Record {
+                            stage: k,
+                            stmt: j,
+                            record: promoted.clone(),
+                        })
                         .await;
                 }
                 for dname in c.deployments() {
@@ -1465,7 +1459,9 @@ impl<'a> Exec<'a> {
                 service,
                 key,
                 value,
+                idle,
             } => {
+                // Traffic first, then the idle colour back to what it ran.
                 self.cluster.set_selector(&service, &key, &value).await?;
                 self.live.colours.insert(
                     comp,
@@ -1475,7 +1471,16 @@ impl<'a> Exec<'a> {
                         Colour::Blue
                     },
                 );
-                Ok(format!("Service {service} selects {value} again"))
+                let mut s = format!("Service {service} selects {value} again");
+                if let Some(snap) = idle {
+                    let w = self
+                        .restore_snaps(std::slice::from_ref(&snap), cancel)
+                        .await?;
+                    if !w.is_empty() {
+                        s.push_str(&format!("; {} restored", w.join(", ")));
+                    }
+                }
+                Ok(s)
             }
             Record::Replicas { replicas, .. } => {
                 for (d, n) in &replicas {
@@ -1486,29 +1491,6 @@ impl<'a> Exec<'a> {
                 Ok("replicas restored".into())
             }
             Record::Restart { .. } | Record::Undo { .. } => Ok(String::new()),
-        }
-    }
-
-    fn stage_steps<'p>(&self, pb: &'p Playbook, k: usize) -> Vec<Step<'p>> {
-        match &pb.stages[k].rollback {
-            Rollback::None(_) => Vec::new(),
-            Rollback::Block(stmts, _) => stmts
-                .iter()
-                .map(|stmt| Step::Block { stage: k, stmt })
-                .collect(),
-            Rollback::Implicit => self.started[k]
-                .iter()
-                .rev()
-                .filter_map(|s| {
-                    let r = s.record.clone()?;
-                    r.reversible().then(|| Step::Implicit {
-                        stage: k,
-                        text: rollback_words(&s.text, &r, pb),
-                        span: s.span,
-                        record: r,
-                    })
-                })
-                .collect(),
         }
     }
 
@@ -1525,7 +1507,11 @@ impl<'a> Exec<'a> {
         );
         self.out.error(&rendered, &msg);
         self.journal
-            .note(json!({"event": "failed", "stage": k, "line": self.line(span), "message": msg}))
+            .note(RunEvent::Failed {
+                stage: k,
+                line: self.line(span),
+                message: msg.clone(),
+            })
             .await;
         if !self.changed {
             // Nothing was changed: a refusal when the live check said no, else a failure with
@@ -1547,7 +1533,9 @@ impl<'a> Exec<'a> {
                 self.state_words(&state)
             );
             self.journal
-                .note(json!({"event": "halted", "message": text}))
+                .note(RunEvent::Halted {
+                    message: text.clone(),
+                })
                 .await;
             self.out.summary(
                 "halted",
@@ -1556,23 +1544,77 @@ impl<'a> Exec<'a> {
             );
             return Outcome::Halted;
         }
-        let mut steps = self.stage_steps(&pb, k);
-        for earlier in (0..k).rev() {
-            steps.extend(self.stage_steps(&pb, earlier));
+        self.journal
+            .note(RunEvent::RollbackBegin {
+                failed_stage: k,
+                steps: rollback_plan(&pb, &self.started, k).len(),
+            })
+            .await;
+        self.roll_back(k, span, f.interrupted, 0).await
+    }
+
+    /// Continue the rollback an earlier process of this run began (and did not finish).
+    async fn resume_rollback(&mut self, lock: &RunLock, rb: RollbackProgress) -> Outcome {
+        let pb = self.pb.clone();
+        let env = self.target.env.map(|e| e.name.as_str()).unwrap_or("-");
+        let stage = pb.stages.get(rb.failed_stage).map(|s| s.span);
+        self.out.header(
+            &format!(
+                "{} playbook \"{}\" on env {env} (namespace {}, lock {}), resuming the rollback after stage {} failed: {} of {} steps done",
+                self.opts.label,
+                pb.name,
+                self.cluster.ns,
+                lock.id(),
+                pb.stages.get(rb.failed_stage).map(|s| s.name.as_str()).unwrap_or("?"),
+                rb.done,
+                rb.steps
+            ),
+            json!({"playbook": pb.name, "env": env, "namespace": self.cluster.ns, "lock": lock.id(), "run": self.journal.run_id, "resume": true, "rolling_back": true}),
+        );
+        if let Err(e) = self
+            .journal
+            .record(RunEvent::Resume {
+                playbook: pb.name.clone(),
+                env: env.to_string(),
+            })
+            .await
+        {
+            return self
+                .refused(Failure::new(format!("{e}; no action was taken")))
+                .await;
         }
-        if !steps.is_empty() {
+        let Some(span) = stage else {
+            return self
+                .refused(Failure::new(format!(
+                    "the journal names stage {} as failed, which the playbook does not have",
+                    rb.failed_stage
+                )))
+                .await;
+        };
+        self.changed = true;
+        self.roll_back(rb.failed_stage, span, false, rb.done).await
+    }
+
+    /// Run the rollback plan after stage `k` failed, from step `skip` on (the steps before it
+    /// are done), and say how it ended.
+    async fn roll_back(&mut self, k: usize, span: Span, interrupted: bool, skip: usize) -> Outcome {
+        let pb = self.pb.clone();
+        let steps = rollback_plan(&pb, &self.started, k);
+        if skip > 0 {
+            self.out.note(&format!(
+                "rollback steps 1 to {skip} were done before the interruption; not repeated"
+            ));
+        }
+        if steps.len() > skip {
             self.out.rollback_header(&format!(
             "rolling back: {} step{} (the failed stage first, then completed stages newest first)",
             steps.len(),
             if steps.len() == 1 { "" } else { "s" }
         ));
         }
-        self.journal
-            .note(json!({"event": "rollback_begin", "steps": steps.len()}))
-            .await;
         let never = self.never.clone();
         let total = steps.len();
-        for (n, step) in steps.iter().enumerate() {
+        for (n, step) in steps.iter().enumerate().skip(skip) {
             let t0 = Instant::now();
             let (stage, text, sspan) = match step {
                 Step::Implicit {
@@ -1583,7 +1625,12 @@ impl<'a> Exec<'a> {
             let stage_name = pb.stages[stage].name.clone();
             self.out.begin(&text);
             self.journal
-                .note(json!({"event": "rollback_step", "stage": stage, "line": self.line(sspan), "statement": text}))
+                .note(RunEvent::RollbackStep {
+                    step: n,
+                    stage,
+                    line: self.line(sspan),
+                    statement: text.to_string(),
+                })
                 .await;
             let res = match step {
                 Step::Implicit { record, .. } => self.restore(record, &never).await,
@@ -1610,7 +1657,14 @@ impl<'a> Exec<'a> {
                         true,
                     );
                     self.journal
-                        .note(json!({"event": "rollback_end", "stage": stage, "ok": true, "statement": text, "detail": detail}))
+                        .note(RunEvent::RollbackEnd {
+                            step: n,
+                            stage,
+                            ok: true,
+                            statement: text.to_string(),
+                            detail: Some(detail.clone()),
+                            message: None,
+                        })
                         .await;
                 }
                 Err(rf) => {
@@ -1649,7 +1703,14 @@ impl<'a> Exec<'a> {
                         if remaining.is_empty() { "nothing".into() } else { remaining.join("; ") }
                     );
                     self.journal
-                        .note(json!({"event": "rollback_end", "stage": stage, "ok": false, "statement": text, "message": rmsg}))
+                        .note(RunEvent::RollbackEnd {
+                            step: n,
+                            stage,
+                            ok: false,
+                            statement: text.clone(),
+                            detail: None,
+                            message: Some(rmsg.clone()),
+                        })
                         .await;
                     self.out.summary(
                         "rollback_incomplete",
@@ -1665,11 +1726,13 @@ impl<'a> Exec<'a> {
             let text = format!(
                 "failed at line {}{}; nothing to roll back: {}",
                 self.line(span),
-                if f.interrupted { " (interrupted)" } else { "" },
+                if interrupted { " (interrupted)" } else { "" },
                 self.state_words(&state)
             );
             self.journal
-                .note(json!({"event": "run_end", "status": "rolled_back"}))
+                .note(RunEvent::RunEnd {
+                    status: "rolled_back".into(),
+                })
                 .await;
             self.out.summary(
                 "rolled_back",
@@ -1681,7 +1744,7 @@ impl<'a> Exec<'a> {
         let text = format!(
             "failed at line {} ({}); rolled back: {}",
             self.line(span),
-            if f.interrupted {
+            if interrupted {
                 "interrupted"
             } else {
                 "see above"
@@ -1689,7 +1752,9 @@ impl<'a> Exec<'a> {
             self.state_words(&state)
         );
         self.journal
-            .note(json!({"event": "run_end", "status": "rolled_back"}))
+            .note(RunEvent::RunEnd {
+                status: "rolled_back".into(),
+            })
             .await;
         self.out.summary(
             "rolled_back",
@@ -1698,34 +1763,6 @@ impl<'a> Exec<'a> {
         );
         Outcome::RolledBack
     }
-}
-
-fn rollback_words(text: &str, r: &Record, pb: &Playbook) -> String {
-    let name = |c: &usize| pb.components[*c].name.clone();
-    match r {
-        Record::Templates { comp, .. } => format!(
-            "restore {} to what `{}` replaced",
-            name(comp),
-            first_words(text)
-        ),
-        Record::Canary { comp, promoted, .. } => {
-            if promoted.is_some() {
-                format!(
-                    "remove the {} canary and restore what its promotion replaced",
-                    name(comp)
-                )
-            } else {
-                format!("remove the {} canary", name(comp))
-            }
-        }
-        Record::Selector { comp, value, .. } => format!("switch {} back to {value}", name(comp)),
-        Record::Replicas { comp, .. } => format!("scale {} back", name(comp)),
-        Record::Restart { .. } | Record::Undo { .. } => String::new(),
-    }
-}
-
-fn first_words(text: &str) -> String {
-    text.split(" (").next().unwrap_or(text).to_string()
 }
 
 fn state_json(s: &State) -> Value {

@@ -21,6 +21,7 @@ use kube::api::Patch;
 use serde_json::{json, Value};
 
 use super::cluster::{retry, status_code, Cluster};
+use super::events::{Entry, RunEvent};
 use super::Redactor;
 
 /// The ConfigMap name for a digest.
@@ -62,14 +63,11 @@ impl Stored {
     pub fn run(&self) -> Option<&str> {
         self.data.get("run").map(String::as_str)
     }
-    pub fn events(&self) -> Vec<Value> {
+    /// The latest run's events (lines that are not events are skipped).
+    pub fn events(&self) -> Vec<Entry> {
         self.data
             .get("events")
-            .map(|e| {
-                e.lines()
-                    .filter_map(|l| serde_json::from_str(l).ok())
-                    .collect()
-            })
+            .map(|e| e.lines().filter_map(Entry::parse).collect())
             .unwrap_or_default()
     }
     pub fn last_success(&self) -> Option<Value> {
@@ -106,7 +104,7 @@ impl Journal {
         run_id: &str,
         file: Option<&PathBuf>,
         redact: Redactor,
-        previous: Vec<Value>,
+        previous: Vec<Entry>,
         last_success: Option<String>,
     ) -> std::io::Result<Journal> {
         let file = match file {
@@ -127,7 +125,10 @@ impl Journal {
             env: env.to_string(),
             redact,
             inner: Arc::new(Mutex::new(Inner {
-                events: previous.iter().map(|e| e.to_string()).collect(),
+                events: previous
+                    .iter()
+                    .filter_map(|e| serde_json::to_string(e).ok())
+                    .collect(),
                 status: "running".into(),
                 file,
                 last_success,
@@ -142,23 +143,28 @@ impl Journal {
     /// Append one event (time and run id added, secrets scrubbed) locally and to the cluster.
     /// An error means the cluster's journal does not hold the event: an action it announces
     /// must not happen.
-    pub async fn record(&self, ev: Value) -> Result<(), String> {
+    pub async fn record(&self, ev: RunEvent) -> Result<(), String> {
         self.append(ev);
         self.sync().await
     }
 
     /// [`Journal::record`] for events that follow an effect (it happened whatever the journal
     /// says): a failed write is a warning on stderr.
-    pub async fn note(&self, ev: Value) {
+    pub async fn note(&self, ev: RunEvent) {
         if let Err(e) = self.record(ev).await {
             eprintln!("warning: {e}");
         }
     }
 
-    fn append(&self, mut ev: Value) {
-        ev["time"] = json!(chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true));
-        ev["run"] = json!(self.run_id);
-        let line = self.redact.redact(&ev.to_string());
+    fn append(&self, event: RunEvent) {
+        let entry = Entry {
+            time: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+            run: self.run_id.clone(),
+            event,
+        };
+        let line = self
+            .redact
+            .redact(&serde_json::to_string(&entry).unwrap_or_default());
         {
             let mut g = self.lock();
             if let Some(f) = g.file.as_mut() {
@@ -190,7 +196,9 @@ impl Journal {
 
     /// The second Ctrl-C: say where the run stopped, quickly.
     pub async fn abort_now(&self, where_: &str) {
-        let ev = json!({"event": "aborted", "message": where_});
+        let ev = RunEvent::Aborted {
+            message: where_.to_string(),
+        };
         let _ = tokio::time::timeout(Duration::from_secs(2), async {
             self.append(ev);
             let _ = self.finish("aborted").await;
@@ -271,69 +279,3 @@ impl Journal {
 /// room below that. A run's events are small (a record is an image per container, a revision
 /// or a selector), so only a playbook of many thousands of statements comes near.
 pub const JOURNAL_LIMIT: usize = 768 * 1024;
-
-/// What a journal says about progress: statements that completed, their records, and the
-/// statement that started but did not end (if any).
-#[derive(Debug, Clone, Default)]
-pub struct Progress {
-    /// (stage, stmt) that ended ok.
-    pub done: Vec<(usize, usize)>,
-    /// (stage, stmt) → the latest record of what the action replaced.
-    pub records: BTreeMap<(usize, usize), Value>,
-    /// Started without an end.
-    pub half_done: Option<(usize, usize)>,
-    /// A rollback had begun.
-    pub rolling_back: bool,
-}
-
-/// Fold a run's events into its progress.
-pub fn progress(events: &[Value]) -> Progress {
-    let mut p = Progress::default();
-    for e in events {
-        let at = match (e["stage"].as_u64(), e["stmt"].as_u64()) {
-            (Some(s), Some(t)) => Some((s as usize, t as usize)),
-            _ => None,
-        };
-        match (e["event"].as_str(), at) {
-            (Some("start"), Some(at)) => {
-                p.half_done = Some(at);
-                if !e["record"].is_null() {
-                    p.records.insert(at, e["record"].clone());
-                }
-            }
-            (Some("record"), Some(at)) => {
-                p.records.insert(at, e["record"].clone());
-            }
-            (Some("end"), Some(at)) => {
-                if e["ok"] == true {
-                    p.done.push(at);
-                }
-                if p.half_done == Some(at) {
-                    p.half_done = None;
-                }
-            }
-            (Some("rollback_begin"), _) => p.rolling_back = true,
-            _ => {}
-        }
-    }
-    p
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn progress_folds_events() {
-        let ev = |e: &str, s: usize, t: usize, ok: bool| json!({"event": e, "stage": s, "stmt": t, "ok": ok, "record": {"r": t}});
-        let p = progress(&[
-            ev("start", 0, 0, true),
-            ev("end", 0, 0, true),
-            ev("start", 1, 0, true),
-        ]);
-        assert_eq!(p.done, vec![(0, 0)]);
-        assert_eq!(p.half_done, Some((1, 0)));
-        assert_eq!(p.records.len(), 2);
-        assert!(!p.rolling_back);
-    }
-}

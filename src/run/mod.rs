@@ -6,6 +6,8 @@
 //! | [`exec`] | the interpreter: stages, live compatibility checks, failure and rollback |
 //! | [`guards`] | http, logs and ready guards, `approve`, and the [`guards::ScriptRunner`] seam for Rhai |
 //! | [`lock`] | the run lock (a Lease per playbook and namespace) |
+//! | [`events`] | the journal's typed vocabulary ([`events::RunEvent`]) and its fold into progress |
+//! | [`rollback`] | records of what actions replaced, and the pure rollback plan |
 //! | [`journal`] | the journal (a ConfigMap keyed by the playbook digest, and `--journal FILE`), resume, promotion |
 //! | [`preflight`] | before any action: permissions (SelfSubjectAccessReview) and containers |
 //! | [`output`] | lines for people (spinner on a terminal) or JSON events |
@@ -16,6 +18,7 @@
 
 pub mod cli;
 pub mod cluster;
+pub mod events;
 pub mod exec;
 pub mod guards;
 pub mod journal;
@@ -24,6 +27,7 @@ pub mod output;
 pub mod preflight;
 pub mod rehearse;
 pub mod rhai;
+pub mod rollback;
 
 use std::sync::Arc;
 use std::time::Duration;

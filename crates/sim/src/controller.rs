@@ -1054,7 +1054,10 @@ fn deployment_status(store: &mut Store, ns: &str, name: &str, just_created: bool
             ),
             true,
         ))
-    } else if old_reason == "ProgressDeadlineExceeded" {
+    } else if old_reason == "ProgressDeadlineExceeded" || old_reason == "NewReplicaSetAvailable" {
+        // As the real `DeploymentTimedOut`: a deadline once exceeded stays exceeded, and after a
+        // finished rollout there is no base to estimate progress from (a template that returns
+        // to an existing ReplicaSet keeps "successfully progressed" until its pods move).
         old_prog.cloned().map(|c| (c, false))
     } else {
         let last = old_prog
