@@ -57,6 +57,7 @@ on_both!(
     killed_mid_rollback_resumes_the_rollback,
     failed_blue_green_restores_the_idle_colour,
     next_upgrade_after_a_blue_green_starts,
+    paused_runner_loses_the_lock_and_stops,
 );
 
 fn case(name: &str) -> PathBuf {
@@ -771,6 +772,76 @@ async fn next_upgrade_after_a_blue_green_starts(backend: Backend) {
     let svc = c.get("services", "keeptrusts-console").await.unwrap();
     assert_eq!(svc["spec"]["selector"]["version"], "blue");
     assert_unlocked(c).await;
+}
+
+fn signal(child: &tokio::process::Child, sig: &str) {
+    let pid = child.id().unwrap().to_string();
+    let st = std::process::Command::new("kill")
+        .args([sig, &pid])
+        .status()
+        .unwrap();
+    assert!(st.success());
+}
+
+/// Runner A is paused by the OS (SIGSTOP) past its 15 s lease; B resumes the run and finishes
+/// it; then A wakes up. A must not act on a system it no longer owns: its first write finds the
+/// lock gone, and it stops at once (exit 5) without a single write — no patch, no rollback, no
+/// journal write — leaving B's finished upgrade as it is.
+async fn paused_runner_loses_the_lock_and_stops(backend: Backend) {
+    let s = setup(
+        backend,
+        "fence",
+        SimConfig::default(),
+        &[("for 1s", "for 4s")],
+        |_| {},
+    )
+    .await;
+    let (pb, c) = (&s.pb, &s.c);
+    let kc = kubeconfig(s.dir.path(), &[("staging", c)]);
+    let a = command(&run_args(pb, &kc, "staging", c, &["--approve"]))
+        .spawn()
+        .unwrap();
+    wait_for("the canary", async || {
+        c.get("deployments", "keeptrusts-gateway-canary")
+            .await
+            .is_some()
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    signal(&a, "-STOP");
+    tokio::time::sleep(Duration::from_secs(17)).await; // past the 15 s lease
+    let b = ktplay(&run_args(pb, &kc, "staging", c, &["--approve", "--resume"])).await;
+    assert_eq!(b.status.code(), Some(0), "B: {}", text(&b));
+    let woke = chrono::Utc::now();
+    signal(&a, "-CONT");
+    let a = tokio::time::timeout(Duration::from_secs(60), a.wait_with_output())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(a.status.code(), Some(5), "A: {}", text(&a));
+    assert!(
+        String::from_utf8_lossy(&a.stdout).contains("lost the run lock"),
+        "A: {}",
+        text(&a)
+    );
+    let writes_after: Vec<String> = c
+        .request_log()
+        .iter()
+        .filter(|r| r.method != "GET")
+        .filter(|r| chrono::DateTime::parse_from_rfc3339(&r.time).unwrap() > woke)
+        .map(|r| format!("{} {}", r.method, r.path))
+        .collect();
+    assert!(
+        writes_after.is_empty(),
+        "A wrote after waking: {writes_after:?}"
+    );
+    for (d, img) in images(c).await {
+        if d != "keeptrusts-console-blue" {
+            assert!(img.ends_with(":1.5.0"), "{d}: {img}");
+        }
+    }
+    assert_unlocked(c).await;
+    assert_eq!(journal_status(c).await, "succeeded");
 }
 
 async fn second_concurrent_run_is_refused(backend: Backend) {

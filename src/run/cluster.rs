@@ -51,6 +51,8 @@ pub enum ClusterError {
     Timeout(String),
     #[error("interrupted")]
     Interrupted,
+    #[error("the run lock was lost: {0}")]
+    LockLost(String),
     #[error("deployment `{deploy}` has no container `{container}`; its containers: {}", have.join(", "))]
     NoContainer {
         deploy: String,
@@ -187,6 +189,8 @@ pub async fn client(connect: &Connect, namespace: &str) -> std::result::Result<C
 pub struct Cluster {
     pub client: Client,
     pub ns: String,
+    /// Before every write: proof that this process still holds the run lock.
+    pub fence: Option<super::lock::Fence>,
 }
 
 /// kubectl's rollout-complete test on a deployment (as JSON).
@@ -357,6 +361,23 @@ impl Cluster {
         Cluster {
             client,
             ns: ns.into(),
+            fence: None,
+        }
+    }
+
+    /// The same namespace, every write fenced by the run lock.
+    pub fn fenced(&self, fence: super::lock::Fence) -> Cluster {
+        Cluster {
+            fence: Some(fence),
+            ..self.clone()
+        }
+    }
+
+    /// May this process still write? Without a fence (rehearsal internals, `status`), yes.
+    pub async fn may_write(&self) -> Result<()> {
+        match &self.fence {
+            Some(f) => f.ensure().await.map_err(ClusterError::LockLost),
+            None => Ok(()),
         }
     }
 
@@ -512,6 +533,7 @@ impl Cluster {
     async fn json_patch(&self, deploy: &str, ops: Vec<Value>) -> Result<()> {
         let patch: json_patch::Patch = serde_json::from_value(Value::Array(ops))
             .map_err(|e| ClusterError::Api(e.to_string()))?;
+        self.may_write().await?;
         // A retried JSON patch is safe: its `test` ops fail (422) if an earlier attempt
         // already changed what they test, and replacing an image by itself changes nothing.
         let patch = Patch::Json::<()>(patch);
@@ -616,6 +638,7 @@ impl Cluster {
     /// `kubectl rollout restart`: the `restartedAt` annotation on the pod template (the value is
     /// the caller's, so repeating the same restart changes nothing).
     pub async fn restart(&self, deploy: &str, now: &str) -> Result<()> {
+        self.may_write().await?;
         let patch = Patch::Strategic(
             json!({"spec": {"template": {"metadata": {"annotations": {RESTARTED_AT: now}}}}}),
         );
@@ -633,6 +656,7 @@ impl Cluster {
 
     /// Set `spec.replicas`.
     pub async fn scale(&self, deploy: &str, replicas: i64) -> Result<()> {
+        self.may_write().await?;
         let patch = Patch::Merge(json!({"spec": {"replicas": replicas}}));
         retry(|| async { self.deploys().patch(deploy, &patch_params(), &patch).await })
             .await
@@ -659,6 +683,7 @@ impl Cluster {
 
     /// Set one key of a Service's selector.
     pub async fn set_selector(&self, service: &str, key: &str, value: &str) -> Result<()> {
+        self.may_write().await?;
         let patch = Patch::Merge(json!({"spec": {"selector": {key: value}}}));
         retry(|| async {
             self.services()
@@ -710,6 +735,7 @@ impl Cluster {
         });
         let obj: Deployment =
             serde_json::from_value(obj).map_err(|e| ClusterError::Api(e.to_string()))?;
+        self.may_write().await?;
         // A create that may have happened (the answer was lost) is retried; the retry's
         // AlreadyExists then means the first one did.
         match retry(|| async { self.deploys().create(&post_params(), &obj).await }).await {
@@ -729,6 +755,7 @@ impl Cluster {
     /// Delete a deployment (and, with background propagation, its ReplicaSets and pods); a
     /// missing one is fine.
     pub async fn delete_deployment(&self, name: &str) -> Result<()> {
+        self.may_write().await?;
         match retry(|| async {
             self.deploys()
                 .delete(name, &DeleteParams::background())

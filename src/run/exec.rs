@@ -290,6 +290,9 @@ pub async fn execute(target: RunTarget<'_>, cluster: Cluster, opts: RunOptions) 
     // An interrupted rollback (a second signal, a kill, a lost connection, a failed step) is
     // continued to its end: the plan is rebuilt from the journal's records.
     let resume_rollback = if opts.resume { progress.rollback } else { None };
+    // From here on every write (actions, rollback steps, the journal) first proves that this
+    // process still holds the lock.
+    let cluster = cluster.fenced(lock.fence());
     let journal = match Journal::open(
         Some(cluster.clone()),
         &pb.name,
@@ -360,8 +363,10 @@ pub async fn execute(target: RunTarget<'_>, cluster: Cluster, opts: RunOptions) 
         Some(rb) => ex.resume_rollback(&lock, rb).await,
         None => ex.run(&lock).await,
     };
-    if let Err(e) = ex.journal.finish(journal_status(&outcome)).await {
-        eprintln!("warning: {e}");
+    if outcome != Outcome::LockLost {
+        if let Err(e) = ex.journal.finish(journal_status(&outcome)).await {
+            eprintln!("warning: {e}");
+        }
     }
     second_ctrl_c.abort();
     lock.release().await;
@@ -1506,6 +1511,9 @@ impl<'a> Exec<'a> {
             self.out.colour(),
         );
         self.out.error(&rendered, &msg);
+        if f.lock_lost {
+            return self.lock_lost(span).await;
+        }
         self.journal
             .note(RunEvent::Failed {
                 stage: k,
@@ -1551,6 +1559,27 @@ impl<'a> Exec<'a> {
             })
             .await;
         self.roll_back(k, span, f.interrupted, 0).await
+    }
+
+    /// This process lost the run lock: it stops at once, changes nothing more and rolls nothing
+    /// back (the lock's new holder owns the system), and says so.
+    async fn lock_lost(&mut self, span: Span) -> Outcome {
+        let why = self
+            .cluster
+            .fence
+            .as_ref()
+            .and_then(|f| f.lost())
+            .unwrap_or_else(|| "lost".into());
+        let text = format!(
+            "stopped at line {}: this process lost the run lock ({why}); it changed nothing after that and rolls nothing back: the new holder owns the system (`ktplay status` shows its journal)",
+            self.line(span)
+        );
+        self.out.summary(
+            "lock_lost",
+            &text,
+            json!({"exit_code": super::exit::LOCK_LOST}),
+        );
+        Outcome::LockLost
     }
 
     /// Continue the rollback an earlier process of this run began (and did not finish).
@@ -1666,6 +1695,11 @@ impl<'a> Exec<'a> {
                             message: None,
                         })
                         .await;
+                }
+                Err(rf) if rf.lock_lost => {
+                    let rmsg = self.redact.redact(&rf.message);
+                    self.out.error(&format!("{rmsg}\n"), &rmsg);
+                    return self.lock_lost(sspan).await;
                 }
                 Err(rf) => {
                     let rmsg = self.redact.redact(&rf.message);

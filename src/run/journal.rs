@@ -152,8 +152,20 @@ impl Journal {
     /// says): a failed write is a warning on stderr.
     pub async fn note(&self, ev: RunEvent) {
         if let Err(e) = self.record(ev).await {
-            eprintln!("warning: {e}");
+            // After the lock was lost the cluster's journal is the new holder's: events stay in
+            // the local file only, and that is expected, not a warning.
+            if !self.fenced_out() {
+                eprintln!("warning: {e}");
+            }
         }
+    }
+
+    /// Has this process lost the run lock?
+    fn fenced_out(&self) -> bool {
+        self.cluster
+            .as_ref()
+            .and_then(|c| c.fence.as_ref())
+            .is_some_and(|f| f.lost().is_some())
     }
 
     fn append(&self, event: RunEvent) {
@@ -226,6 +238,12 @@ impl Journal {
         let Some(cluster) = &self.cluster else {
             return Ok(());
         };
+        // The journal is the lock holder's: a process that lost the lock must not overwrite
+        // the new holder's.
+        cluster
+            .may_write()
+            .await
+            .map_err(|e| format!("could not write the journal: {e}"))?;
         let data = self.data();
         let size: usize = data.iter().map(|(k, v)| k.len() + v.len()).sum();
         if size > JOURNAL_LIMIT {

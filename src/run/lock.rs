@@ -6,7 +6,8 @@
 //! third of its duration. The lock id printed to people is `NAMESPACE/LEASE/RUN_ID`, which
 //! `ktplay unlock --force` takes.
 
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use k8s_openapi::api::coordination::v1::Lease;
 use kube::api::{Api, DeleteParams};
@@ -16,6 +17,142 @@ use super::cluster::{retry, status_code, Cluster};
 
 /// How long a lease lasts without renewal.
 pub const LEASE_SECONDS: i64 = 15;
+/// How often the lease is renewed: a third of its duration.
+pub const RENEW_EVERY: Duration = Duration::from_secs(LEASE_SECONDS as u64 / 3);
+/// A write needs a renewal younger than this (two thirds of the lease), else the lease is
+/// renewed first — or the run stops. A process the OS paused (SIGSTOP, a frozen VM, a long GC)
+/// wakes up with an old renewal and must prove it still holds the lock before it acts; the
+/// monotonic clock keeps counting while it is paused.
+pub const FRESH_FOR: Duration = Duration::from_secs(LEASE_SECONDS as u64 * 2 / 3);
+
+/// Proof that this process holds the run lock, checked before every write ([`Fence::ensure`]).
+/// Lost once, lost for good: another runner may own the system now.
+#[derive(Clone)]
+pub struct Fence {
+    inner: Arc<FenceInner>,
+}
+
+struct FenceInner {
+    cluster: Cluster,
+    name: String,
+    holder: String,
+    lost: Mutex<Option<String>>,
+    renewed: Mutex<Instant>,
+    /// One renewal at a time (the renewer and a write may both want one).
+    renewing: tokio::sync::Mutex<()>,
+}
+
+impl Fence {
+    fn new(cluster: &Cluster, name: &str, holder: &str) -> Fence {
+        Fence {
+            inner: Arc::new(FenceInner {
+                cluster: Cluster::new(cluster.client.clone(), cluster.ns.clone()),
+                name: name.to_string(),
+                holder: holder.to_string(),
+                lost: Mutex::new(None),
+                renewed: Mutex::new(Instant::now()),
+                renewing: tokio::sync::Mutex::new(()),
+            }),
+        }
+    }
+
+    /// Why the lock was lost, if it was.
+    pub fn lost(&self) -> Option<String> {
+        self.inner
+            .lost
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    fn lose(&self, why: String) -> String {
+        let mut g = self.inner.lost.lock().unwrap_or_else(|e| e.into_inner());
+        g.get_or_insert(why).clone()
+    }
+
+    fn since_renewal(&self) -> Duration {
+        self.inner
+            .renewed
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .elapsed()
+    }
+
+    /// Ok if this process may write now: the lock is not lost and was renewed recently (or is
+    /// renewed now).
+    pub async fn ensure(&self) -> Result<(), String> {
+        if let Some(why) = self.lost() {
+            return Err(why);
+        }
+        if self.since_renewal() < FRESH_FOR {
+            return Ok(());
+        }
+        self.renew().await
+    }
+
+    /// Renew the lease, carrying the resourceVersion read: a lease that is gone, held by
+    /// someone else, or changed between the read and the write is lost; one that cannot be
+    /// renewed for longer than its duration is lost too.
+    pub async fn renew(&self) -> Result<(), String> {
+        let _one = self.inner.renewing.lock().await;
+        if let Some(why) = self.lost() {
+            return Err(why);
+        }
+        let api = leases(&self.inner.cluster);
+        let name = &self.inner.name;
+        let cur = match retry(|| async { api.get_opt(name).await }).await {
+            Ok(Some(l)) => serde_json::to_value(l).unwrap_or(Value::Null),
+            Ok(None) => return Err(self.lose(format!("the lease {name} was deleted"))),
+            Err(e) => return self.unrenewed(&super::cluster::words(&e)),
+        };
+        let holder = cur["spec"]["holderIdentity"].as_str().unwrap_or_default();
+        if holder != self.inner.holder {
+            return Err(self.lose(format!("the lease {name} is now held by {holder}")));
+        }
+        let rv = cur["metadata"]["resourceVersion"].as_str();
+        let acquired = cur["spec"]["acquireTime"].as_str();
+        let Ok(lease) =
+            serde_json::from_value::<Lease>(lease_json(name, &self.inner.holder, rv, acquired))
+        else {
+            return self.unrenewed("cannot build the lease");
+        };
+        match api
+            .replace(name, &super::cluster::post_params(), &lease)
+            .await
+        {
+            Ok(_) => {
+                *self.inner.renewed.lock().unwrap_or_else(|e| e.into_inner()) = Instant::now();
+                Ok(())
+            }
+            Err(e) if status_code(&e) == Some(409) => Err(self.lose(format!(
+                "the lease {name} changed between its read and its renewal (taken over?)"
+            ))),
+            Err(e) if status_code(&e) == Some(404) => {
+                Err(self.lose(format!("the lease {name} was deleted")))
+            }
+            Err(e) => self.unrenewed(&super::cluster::words(&e)),
+        }
+    }
+
+    /// A renewal that failed for a passing reason: fine while the lease has time left.
+    fn unrenewed(&self, why: &str) -> Result<(), String> {
+        let since = self.since_renewal();
+        if since >= Duration::from_secs(LEASE_SECONDS as u64) {
+            Err(self.lose(format!(
+                "the lease {} could not be renewed for {}s, longer than it lasts: {why}",
+                self.inner.name,
+                since.as_secs()
+            )))
+        } else if since >= FRESH_FOR {
+            Err(format!(
+                "the run lock could not be renewed (for {}s): {why}",
+                since.as_secs()
+            ))
+        } else {
+            Ok(())
+        }
+    }
+}
 
 /// A held lock.
 pub struct RunLock {
@@ -23,6 +160,7 @@ pub struct RunLock {
     pub name: String,
     pub run_id: String,
     pub holder: String,
+    fence: Fence,
     renewer: Option<tokio::task::JoinHandle<()>>,
 }
 
@@ -207,31 +345,16 @@ impl RunLock {
     }
 
     fn held(cluster: &Cluster, name: String, run_id: &str, holder: String) -> RunLock {
-        let (c, n, h) = (cluster.clone(), name.clone(), holder.clone());
+        let fence = Fence::new(cluster, &name, &holder);
+        let f = fence.clone();
         let renewer = tokio::spawn(async move {
-            let every = Duration::from_secs((LEASE_SECONDS as u64 / 3).max(1));
-            let acquired = micro(now());
             loop {
-                tokio::time::sleep(every).await;
-                let api = leases(&c);
-                let Ok(cur) = retry(|| async { api.get(&n).await }).await else {
-                    continue;
-                };
-                let cur = serde_json::to_value(cur).unwrap_or(Value::Null);
-                if cur["spec"]["holderIdentity"].as_str() != Some(h.as_str()) {
-                    eprintln!(
-                        "warning: the run lock {n} was taken over by {}",
-                        cur["spec"]["holderIdentity"]
-                    );
-                    return;
-                }
-                let rv = cur["metadata"]["resourceVersion"].as_str();
-                let acq = cur["spec"]["acquireTime"]
-                    .as_str()
-                    .unwrap_or(&acquired)
-                    .to_string();
-                if let Ok(l) = serde_json::from_value::<Lease>(lease_json(&n, &h, rv, Some(&acq))) {
-                    let _ = api.replace(&n, &super::cluster::post_params(), &l).await;
+                tokio::time::sleep(RENEW_EVERY).await;
+                if let Err(why) = f.renew().await {
+                    if f.lost().is_some() {
+                        eprintln!("\nthe run lock was lost: {why}; this run changes nothing more");
+                        return;
+                    }
                 }
             }
         });
@@ -240,8 +363,14 @@ impl RunLock {
             name,
             run_id: run_id.to_string(),
             holder,
+            fence,
             renewer: Some(renewer),
         }
+    }
+
+    /// The proof of holding, for every write of the run.
+    pub fn fence(&self) -> Fence {
+        self.fence.clone()
     }
 
     /// `NAMESPACE/LEASE/RUN_ID`.

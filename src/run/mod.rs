@@ -43,6 +43,7 @@ pub mod exit {
     pub const INCOMPLETE: i32 = 2;
     pub const REFUSED: i32 = 3;
     pub const USAGE: i32 = 4;
+    pub const LOCK_LOST: i32 = 5;
 }
 
 /// How a run ended.
@@ -60,6 +61,8 @@ pub enum Outcome {
     Refused(String),
     /// Usage or I/O error: why.
     Usage(String),
+    /// This process lost the run lock mid-run and stopped changing anything.
+    LockLost,
 }
 
 impl Outcome {
@@ -70,6 +73,7 @@ impl Outcome {
             Outcome::RollbackIncomplete | Outcome::Halted => exit::INCOMPLETE,
             Outcome::Refused(_) => exit::REFUSED,
             Outcome::Usage(_) => exit::USAGE,
+            Outcome::LockLost => exit::LOCK_LOST,
         }
     }
 
@@ -82,6 +86,7 @@ impl Outcome {
             Outcome::Halted => "halted",
             Outcome::Refused(_) => "refused",
             Outcome::Usage(_) => "error",
+            Outcome::LockLost => "lock_lost",
         }
     }
 }
@@ -152,6 +157,9 @@ pub struct Failure {
     pub interrupted: bool,
     /// Retrying cannot help (`within` stops at once).
     pub permanent: bool,
+    /// This process no longer holds the run lock: it must not change anything more (no
+    /// rollback either: the new holder owns the system).
+    pub lock_lost: bool,
 }
 
 impl Failure {
@@ -161,6 +169,7 @@ impl Failure {
             help: None,
             interrupted: false,
             permanent: false,
+            lock_lost: false,
         }
     }
     pub fn help(mut self, help: impl Into<String>) -> Failure {
@@ -173,6 +182,7 @@ impl Failure {
             help: None,
             interrupted: true,
             permanent: true,
+            lock_lost: false,
         }
     }
 }
@@ -181,6 +191,15 @@ impl From<cluster::ClusterError> for Failure {
     fn from(e: cluster::ClusterError) -> Failure {
         match e {
             cluster::ClusterError::Interrupted => Failure::interrupted(),
+            cluster::ClusterError::LockLost(why) => Failure {
+                message: format!("stopped: the run lock was lost ({why})"),
+                help: Some(
+                    "this process changes nothing more, and rolls nothing back: the lock's new holder owns the system (see `ktplay status`)".into(),
+                ),
+                interrupted: false,
+                permanent: true,
+                lock_lost: true,
+            },
             other => Failure::new(other.to_string()),
         }
     }
