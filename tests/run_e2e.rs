@@ -867,6 +867,30 @@ async fn second_concurrent_run_is_refused(backend: Backend) {
         "{}",
         text(&second)
     );
+    // `unlock --force` refuses while the holder renews: it would let a second run act.
+    let lock_id = err
+        .split("lock id ")
+        .nth(1)
+        .and_then(|r| r.split([',', ')', ' ']).next())
+        .unwrap()
+        .to_string();
+    let unlock = ktplay(&[
+        "unlock".into(),
+        "--force".into(),
+        lock_id.clone(),
+        format!("--kubeconfig={}", kc.display()),
+    ])
+    .await;
+    assert_eq!(unlock.status.code(), Some(3), "{}", text(&unlock));
+    assert!(
+        String::from_utf8_lossy(&unlock.stderr).contains("held by a live run"),
+        "{}",
+        text(&unlock)
+    );
+    assert!(
+        !c.list("leases").await.is_empty(),
+        "the lease is still there"
+    );
     let first = first.wait_with_output().await.unwrap();
     assert_eq!(first.status.code(), Some(0), "{}", text(&first));
     assert_unlocked(c).await;

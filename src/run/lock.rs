@@ -466,6 +466,17 @@ pub async fn force_unlock(cluster: &Cluster, lease: &str, run_id: &str) -> Resul
             "lock `{lease}` is now held by {holder}, not run {run_id}; nothing removed"
         ));
     }
+    // A holder that still renews is a live run: removing its lock would let a second run act
+    // beside it. Only a lease past its expiry, or one whose process is provably gone (this
+    // host, no such pid), is removed.
+    if let Some(exp) = expiry(&cur) {
+        if exp > now() && !holder_gone(holder) {
+            return Err(format!(
+                "lock `{lease}` is held by a live run ({holder}): it renews its lease, which expires {} unless renewed; nothing removed. Stop that run (Ctrl-C, or SIGTERM to its process), or wait {LEASE_SECONDS} s after it stopped renewing",
+                micro(exp)
+            ));
+        }
+    }
     let mut dp = DeleteParams::default();
     if let Some(uid) = cur["metadata"]["uid"].as_str() {
         dp.preconditions = Some(kube::api::Preconditions {
