@@ -294,7 +294,7 @@ pub fn run(cli: Cli) -> i32 {
 }
 
 fn cmd_check(args: CheckArgs) -> i32 {
-    let checked = match check::check_paths(&args.paths) {
+    let checked = match check::lint_paths(&args.paths) {
         Ok(c) => c,
         Err(e) => {
             eprintln!("{:?}", miette::Report::new(e));

@@ -298,6 +298,23 @@ fn walk(dir: &Path, out: &mut Vec<PathBuf>) -> std::io::Result<()> {
 
 /// Check files and folders named on the command line.
 pub fn check_paths(paths: &[PathBuf]) -> Result<Checked, InputError> {
+    check_paths_with(paths, Digests::Compute)
+}
+
+/// [`check_paths`] for `ktplay check`: the same problems, without the playbooks' SHA-256 digests
+/// (a run's journal key, 6% of a check's instructions); `Playbook::digest` is left empty.
+pub fn lint_paths(paths: &[PathBuf]) -> Result<Checked, InputError> {
+    check_paths_with(paths, Digests::Skip)
+}
+
+/// Whether checked playbooks get their digest.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Digests {
+    Compute,
+    Skip,
+}
+
+fn check_paths_with(paths: &[PathBuf], digests: Digests) -> Result<Checked, InputError> {
     let files = expand_inputs(paths)?;
     let mut loader = Loader {
         sources: SourceMap::new(),
@@ -329,7 +346,7 @@ pub fn check_paths(paths: &[PathBuf]) -> Result<Checked, InputError> {
     for (id, result) in parsed {
         loader.store(id, result);
     }
-    Ok(finish(loader, inputs))
+    Ok(finish(loader, inputs, digests))
 }
 
 /// A parse, or the internal error (a panic) that stopped it.
@@ -388,10 +405,10 @@ pub fn check_text(name: &str, text: &str) -> Checked {
     };
     let path = std::env::current_dir().unwrap_or_default().join(name);
     let id = loader.add(name.to_string(), path, text.as_bytes().to_vec());
-    finish(loader, vec![id])
+    finish(loader, vec![id], Digests::Compute)
 }
 
-fn finish(mut loader: Loader, inputs: Vec<FileId>) -> Checked {
+fn finish(mut loader: Loader, inputs: Vec<FileId>, digests: Digests) -> Checked {
     for &id in &inputs {
         loader.resolve_uses(id, &mut Vec::new());
     }
@@ -423,11 +440,16 @@ fn finish(mut loader: Loader, inputs: Vec<FileId>) -> Checked {
         let outcome = crate::diag::guarded("checking", || {
             for item in &file.items {
                 if let ast::Item::Playbook(pb) = item {
-                    let mut hasher = Sha256::new();
-                    hasher.update(pb.name.node.display().as_bytes());
-                    hasher.update([0]);
-                    hasher.update(text.as_bytes());
-                    let digest = hex::encode(hasher.finalize());
+                    let digest = match digests {
+                        Digests::Skip => String::new(),
+                        Digests::Compute => {
+                            let mut hasher = Sha256::new();
+                            hasher.update(pb.name.node.display().as_bytes());
+                            hasher.update([0]);
+                            hasher.update(text.as_bytes());
+                            hex::encode(hasher.finalize())
+                        }
+                    };
                     let errors_before = problems.iter().filter(|p| p.is_error()).count();
                     let mut lowerer =
                         lower::Lowerer::new(&mut problems, id, base_dir.clone(), in_scope.names());
@@ -509,7 +531,11 @@ mod tests {
             assert!(p.is_err());
             loader.store(id, p);
         }
-        let checked = finish(loader, inputs.iter().map(|(i, _)| *i).collect());
+        let checked = finish(
+            loader,
+            inputs.iter().map(|(i, _)| *i).collect(),
+            Digests::Compute,
+        );
         assert_eq!(checked.errors(), 3);
         assert!(checked
             .problems

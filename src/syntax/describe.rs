@@ -16,7 +16,7 @@ impl Rule {
             Rule::comma => "`,`",
             Rule::dash => "`-`",
             Rule::WHITESPACE => "whitespace",
-            Rule::COMMENT => "a comment",
+            Rule::COMMENT | Rule::not_newline => "a comment",
             Rule::file => "a file",
             Rule::item => "`use`, `matrix` or `playbook`",
             Rule::ident_char => "a letter, digit, `_` or `-`",
