@@ -11,7 +11,7 @@ use crate::diag::{self, JsonDiagnostic, RenderOptions};
 
 /// Zero-downtime upgrades of multi-component Kubernetes systems, written as playbooks.
 #[derive(Debug, Parser)]
-#[command(name = "ktplay", version, about, propagate_version = true)]
+#[command(name = "ktplay", version, about, propagate_version = true, after_help = crate::exit::HELP)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
@@ -236,15 +236,8 @@ pub struct CheckArgs {
     pub format: Format,
 }
 
-/// Exit codes of `check` and `plan`.
-pub mod exit {
-    pub const OK: i32 = 0;
-    pub const FOUND_ERRORS: i32 = 1;
-    pub const USAGE: i32 = 2;
-    /// The reader of stdout or stderr went away (128 + SIGPIPE, as the shell reports a tool
-    /// killed by it).
-    pub const BROKEN_PIPE: i32 = 141;
-}
+/// The exit codes (one table for every command).
+pub use crate::exit;
 
 fn colour_wanted() -> bool {
     std::env::var_os("NO_COLOR").is_none() && std::io::stderr().is_terminal()

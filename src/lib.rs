@@ -8,6 +8,7 @@
 pub mod check;
 pub mod cli;
 pub mod diag;
+pub mod exit;
 pub mod matrix;
 pub mod model;
 pub mod plan;

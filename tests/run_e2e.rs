@@ -58,6 +58,7 @@ on_both!(
     failed_blue_green_restores_the_idle_colour,
     next_upgrade_after_a_blue_green_starts,
     paused_runner_loses_the_lock_and_stops,
+    differently_named_playbooks_cannot_change_the_same_objects,
 );
 
 fn case(name: &str) -> PathBuf {
@@ -228,11 +229,24 @@ async fn journal_cm(c: &TestCluster) -> Option<Value> {
     })
 }
 
+/// The journal's status; a run that ended (any status but `running`) also ends its events with
+/// a `run_end` of that status.
 async fn journal_status(c: &TestCluster) -> String {
-    journal_cm(c).await.expect("a journal ConfigMap")["data"]["status"]
+    let cm = journal_cm(c).await.expect("a journal ConfigMap");
+    let status = cm["data"]["status"]
         .as_str()
         .unwrap_or_default()
-        .to_string()
+        .to_string();
+    if status != "running" {
+        let last: Value = cm["data"]["events"]
+            .as_str()
+            .and_then(|e| e.lines().last())
+            .and_then(|l| serde_json::from_str(l).ok())
+            .expect("events");
+        assert_eq!(last["event"], "run_end", "{last}");
+        assert_eq!(last["status"], status.as_str(), "{last}");
+    }
+    status
 }
 
 /// The run lock is gone.
@@ -481,7 +495,7 @@ async fn wait_for(what: &str, mut f: impl AsyncFnMut() -> bool) {
     let start = Instant::now();
     while !f().await {
         assert!(
-            start.elapsed() < Duration::from_secs(60),
+            start.elapsed() < Duration::from_secs(150),
             "timed out waiting for {what}"
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
@@ -893,6 +907,70 @@ async fn second_concurrent_run_is_refused(backend: Backend) {
     );
     let first = first.wait_with_output().await.unwrap();
     assert_eq!(first.status.code(), Some(0), "{}", text(&first));
+    assert_unlocked(c).await;
+    assert_eq!(journal_status(c).await, "succeeded");
+}
+
+/// The lock protects the objects, not the file name: a playbook of another name that would
+/// change the same Deployments is refused while the first run holds them (exit 3, naming the
+/// object), takes no lock and changes nothing; the first run completes.
+async fn differently_named_playbooks_cannot_change_the_same_objects(backend: Backend) {
+    let s = setup(
+        backend,
+        "objlock",
+        SimConfig::default(),
+        &[("for 1s", "for 4s")],
+        |_| {},
+    )
+    .await;
+    let (pb, c) = (&s.pb, &s.c);
+    let kc = kubeconfig(s.dir.path(), &[("staging", c)]);
+    let other_dir = tempfile::tempdir().unwrap();
+    let other = copy_case(
+        other_dir.path(),
+        "upgrade.ktplay",
+        &c.ns,
+        &[(
+            "playbook \"upgrade\"",
+            "playbook \"same-objects-other-name\"",
+        )],
+    );
+    let first = command(&run_args(pb, &kc, "staging", c, &["--approve"]))
+        .spawn()
+        .unwrap();
+    wait_for("the canary", async || {
+        c.get("deployments", "keeptrusts-gateway-canary")
+            .await
+            .is_some()
+    })
+    .await;
+    let second = ktplay(&run_args(&other, &kc, "staging", c, &["--approve"])).await;
+    assert_eq!(second.status.code(), Some(3), "{}", text(&second));
+    let err = String::from_utf8_lossy(&second.stderr);
+    assert!(
+        err.contains("another run would change deployment `keeptrusts-"),
+        "{}",
+        text(&second)
+    );
+    assert!(c
+        .list("leases")
+        .await
+        .iter()
+        .all(|l| l["metadata"]["name"] != "ktplay-same-objects-other-name"));
+    let first = first.wait_with_output().await.unwrap();
+    assert_eq!(first.status.code(), Some(0), "{}", text(&first));
+    // The refused run wrote no journal of its own: only the first run's exists.
+    let journals = c
+        .list("configmaps")
+        .await
+        .into_iter()
+        .filter(|cm| {
+            cm["metadata"]["name"]
+                .as_str()
+                .is_some_and(|n| n.starts_with("ktplay-journal-"))
+        })
+        .count();
+    assert_eq!(journals, 1);
     assert_unlocked(c).await;
     assert_eq!(journal_status(c).await, "succeeded");
 }

@@ -34,7 +34,7 @@ use super::guards::{self, GuardEnv, ScriptRunner, UrlRewrite};
 use super::journal::{self, Journal};
 use super::lock::{LockError, RunLock};
 use super::output::{Format, Mark, Reporter};
-use super::{Cancel, Failure, Outcome, Redactor};
+use super::{Cancel, Failure, FailureKind, Outcome, Redactor};
 
 /// What to run: a checked file, which playbook, which env, the matrix in force.
 pub struct RunTarget<'a> {
@@ -252,6 +252,7 @@ pub async fn execute(target: RunTarget<'_>, cluster: Cluster, opts: RunOptions) 
         &pb.name,
         &run_id,
         opts.resume.then_some(run_id.as_str()),
+        &super::lock::objects_of(pb),
     )
     .await
     {
@@ -508,7 +509,7 @@ impl<'a> Exec<'a> {
                 .map(|f| finding_text(f, m))
                 .collect();
             if !bad.is_empty() {
-                return Err(Failure::new(format!(
+                return Err(Failure::refused(format!(
                     "refused before {what}: it would create the state {} which matrix `{}` forbids: {}",
                     format_state(s),
                     m.name,
@@ -1511,7 +1512,7 @@ impl<'a> Exec<'a> {
             self.out.colour(),
         );
         self.out.error(&rendered, &msg);
-        if f.lock_lost {
+        if f.is(FailureKind::LockLost) {
             return self.lock_lost(span).await;
         }
         self.journal
@@ -1524,7 +1525,7 @@ impl<'a> Exec<'a> {
         if !self.changed {
             // Nothing was changed: a refusal when the live check said no, else a failure with
             // nothing to roll back.
-            if msg.starts_with("refused before") {
+            if f.is(FailureKind::Refused) {
                 self.out.summary(
                     "refused",
                     &format!("refused before any action: {msg}"),
@@ -1558,7 +1559,8 @@ impl<'a> Exec<'a> {
                 steps: rollback_plan(&pb, &self.started, k).len(),
             })
             .await;
-        self.roll_back(k, span, f.interrupted, 0).await
+        self.roll_back(k, span, f.is(FailureKind::Interrupted), 0)
+            .await
     }
 
     /// This process lost the run lock: it stops at once, changes nothing more and rolls nothing
@@ -1696,7 +1698,7 @@ impl<'a> Exec<'a> {
                         })
                         .await;
                 }
-                Err(rf) if rf.lock_lost => {
+                Err(rf) if rf.is(FailureKind::LockLost) => {
                     let rmsg = self.redact.redact(&rf.message);
                     self.out.error(&format!("{rmsg}\n"), &rmsg);
                     return self.lock_lost(sspan).await;

@@ -319,7 +319,7 @@ pub async fn run_guard(g: &Guard, env: &GuardEnv<'_>) -> Result<String, Failure>
                     d
                 })
             }
-            Err(f) if f.interrupted || f.permanent => return Err(f),
+            Err(f) if f.is(super::FailureKind::Interrupted) || f.permanent => return Err(f),
             Err(f) => {
                 let Some(dl) = deadline else { return Err(f) };
                 let now = Instant::now();

@@ -189,6 +189,19 @@ impl Journal {
 
     /// Set the run's status (and `last_success` when it succeeded), then write.
     pub async fn finish(&self, status: &str) -> Result<(), String> {
+        // Every journal ends with a `run_end`, whatever the exit: `status` and `--resume` read
+        // how the run ended from the events alone.
+        let ended = self
+            .lock()
+            .events
+            .last()
+            .and_then(|l| Entry::parse(l))
+            .is_some_and(|e| matches!(e.event, RunEvent::RunEnd { .. }));
+        if !ended {
+            self.append(RunEvent::RunEnd {
+                status: status.to_string(),
+            });
+        }
         {
             let mut g = self.lock();
             g.status = status.to_string();

@@ -34,7 +34,8 @@ pub struct Fence {
 
 struct FenceInner {
     cluster: Cluster,
-    name: String,
+    /// The playbook's lease first, then the objects'.
+    names: Vec<String>,
     holder: String,
     lost: Mutex<Option<String>>,
     renewed: Mutex<Instant>,
@@ -43,11 +44,11 @@ struct FenceInner {
 }
 
 impl Fence {
-    fn new(cluster: &Cluster, name: &str, holder: &str) -> Fence {
+    fn new(cluster: &Cluster, names: &[String], holder: &str) -> Fence {
         Fence {
             inner: Arc::new(FenceInner {
                 cluster: Cluster::new(cluster.client.clone(), cluster.ns.clone()),
-                name: name.to_string(),
+                names: names.to_vec(),
                 holder: holder.to_string(),
                 lost: Mutex::new(None),
                 renewed: Mutex::new(Instant::now()),
@@ -98,12 +99,19 @@ impl Fence {
         if let Some(why) = self.lost() {
             return Err(why);
         }
+        for name in &self.inner.names {
+            self.renew_one(name).await?;
+        }
+        *self.inner.renewed.lock().unwrap_or_else(|e| e.into_inner()) = Instant::now();
+        Ok(())
+    }
+
+    async fn renew_one(&self, name: &str) -> Result<(), String> {
         let api = leases(&self.inner.cluster);
-        let name = &self.inner.name;
         let cur = match retry(|| async { api.get_opt(name).await }).await {
             Ok(Some(l)) => serde_json::to_value(l).unwrap_or(Value::Null),
             Ok(None) => return Err(self.lose(format!("the lease {name} was deleted"))),
-            Err(e) => return self.unrenewed(&super::cluster::words(&e)),
+            Err(e) => return self.unrenewed(name, &super::cluster::words(&e)),
         };
         let holder = cur["spec"]["holderIdentity"].as_str().unwrap_or_default();
         if holder != self.inner.holder {
@@ -114,33 +122,29 @@ impl Fence {
         let Ok(lease) =
             serde_json::from_value::<Lease>(lease_json(name, &self.inner.holder, rv, acquired))
         else {
-            return self.unrenewed("cannot build the lease");
+            return self.unrenewed(name, "cannot build the lease");
         };
         match api
             .replace(name, &super::cluster::post_params(), &lease)
             .await
         {
-            Ok(_) => {
-                *self.inner.renewed.lock().unwrap_or_else(|e| e.into_inner()) = Instant::now();
-                Ok(())
-            }
+            Ok(_) => Ok(()),
             Err(e) if status_code(&e) == Some(409) => Err(self.lose(format!(
                 "the lease {name} changed between its read and its renewal (taken over?)"
             ))),
             Err(e) if status_code(&e) == Some(404) => {
                 Err(self.lose(format!("the lease {name} was deleted")))
             }
-            Err(e) => self.unrenewed(&super::cluster::words(&e)),
+            Err(e) => self.unrenewed(name, &super::cluster::words(&e)),
         }
     }
 
     /// A renewal that failed for a passing reason: fine while the lease has time left.
-    fn unrenewed(&self, why: &str) -> Result<(), String> {
+    fn unrenewed(&self, name: &str, why: &str) -> Result<(), String> {
         let since = self.since_renewal();
         if since >= Duration::from_secs(LEASE_SECONDS as u64) {
             Err(self.lose(format!(
-                "the lease {} could not be renewed for {}s, longer than it lasts: {why}",
-                self.inner.name,
+                "the lease {name} could not be renewed for {}s, longer than it lasts: {why}",
                 since.as_secs()
             )))
         } else if since >= FRESH_FOR {
@@ -158,6 +162,8 @@ impl Fence {
 pub struct RunLock {
     cluster: Cluster,
     pub name: String,
+    /// The leases of the objects the run changes.
+    pub objects: Vec<String>,
     pub run_id: String,
     pub holder: String,
     fence: Fence,
@@ -171,6 +177,8 @@ pub enum LockError {
         holder: String,
         lock_id: String,
         expires: String,
+        /// The object whose lease is held (`None`: the playbook's own lease).
+        object: Option<String>,
     },
     Api(String),
 }
@@ -182,9 +190,19 @@ impl std::fmt::Display for LockError {
                 holder,
                 lock_id,
                 expires,
+                object: None,
             } => write!(
                 f,
                 "another run holds the lock: {holder} (lock id {lock_id}, expires {expires} unless renewed)"
+            ),
+            LockError::Held {
+                holder,
+                lock_id,
+                expires,
+                object: Some(o),
+            } => write!(
+                f,
+                "another run would change {o}, and holds its lock: {holder} (lock id {lock_id}, expires {expires} unless renewed); two runs must never change one object at once, whatever their playbooks are called"
             ),
             LockError::Api(m) => write!(f, "{m}"),
         }
@@ -202,6 +220,49 @@ pub fn lease_name(playbook: &str) -> String {
     let mut name = format!("ktplay-{s}");
     name.truncate(63);
     name.trim_end_matches('-').to_string()
+}
+
+/// The Lease that guards one object the run changes (`deployment`/`service` and its name):
+/// `ktplay-obj-<kind>-<name>`, as a DNS label (a hash keeps long names apart).
+pub fn object_lease_name(kind: &str, name: &str) -> String {
+    let short = match kind {
+        "deployment" => "deploy",
+        "service" => "svc",
+        other => other,
+    };
+    let full = format!("ktplay-obj-{short}-{name}");
+    if full.len() <= 63 {
+        return full;
+    }
+    use sha2::Digest;
+    let h = hex::encode(&sha2::Sha256::digest(full.as_bytes())[..4]);
+    let mut cut = full[..54].trim_end_matches('-').to_string();
+    cut.push('-');
+    cut.push_str(&h);
+    cut
+}
+
+/// The objects a playbook changes, as `(lease name, words)`: every deployment of every component
+/// (both colours of a blue-green one; a canary is a deployment's own) and every blue-green
+/// Service. Sorted, so two runs take them in the same order.
+pub fn objects_of(pb: &crate::check::program::Playbook) -> Vec<(String, String)> {
+    use crate::check::program::Workload;
+    let mut out = std::collections::BTreeMap::new();
+    for c in &pb.components {
+        for d in c.deployments() {
+            out.insert(
+                object_lease_name("deployment", d),
+                format!("deployment `{d}`"),
+            );
+        }
+        if let Workload::BlueGreen(bg) = &c.workload {
+            out.insert(
+                object_lease_name("service", &bg.service),
+                format!("Service `{}`", bg.service),
+            );
+        }
+    }
+    out.into_iter().collect()
 }
 
 fn now() -> chrono::DateTime<chrono::Utc> {
@@ -287,65 +348,135 @@ fn api_err(e: kube::Error) -> LockError {
     LockError::Api(format!("run lock: {}", super::cluster::words(&e)))
 }
 
+/// Take one lease for `holder`: create it, or take over one that expired (or whose holder,
+/// the run being resumed, is gone) by replace carrying the read resourceVersion.
+async fn take(
+    cluster: &Cluster,
+    name: &str,
+    holder: &str,
+    resuming: Option<&str>,
+    object: Option<&str>,
+) -> Result<(), LockError> {
+    let api = leases(cluster);
+    let lease: Lease = serde_json::from_value(lease_json(name, holder, None, None))
+        .map_err(|e| LockError::Api(e.to_string()))?;
+    match retry(|| async { api.create(&super::cluster::post_params(), &lease).await }).await {
+        Ok(_) => return Ok(()),
+        Err(e) if status_code(&e) == Some(409) => {}
+        Err(e) => return Err(api_err(e)),
+    }
+    let current = serde_json::to_value(
+        retry(|| async { api.get(name).await })
+            .await
+            .map_err(api_err)?,
+    )
+    .unwrap_or(Value::Null);
+    let their_holder = current["spec"]["holderIdentity"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    if their_holder == holder {
+        // Ours already (a create whose answer was lost, retried).
+        return Ok(());
+    }
+    let exp = expiry(&current);
+    let expired = exp.is_none_or(|e| e < now()) || their_holder.is_empty();
+    let resumable =
+        resuming.is_some_and(|r| run_of(&their_holder) == Some(r)) && holder_gone(&their_holder);
+    if !expired && !resumable {
+        return Err(LockError::Held {
+            lock_id: format!(
+                "{}/{}/{}",
+                cluster.ns,
+                name,
+                run_of(&their_holder).unwrap_or("?")
+            ),
+            holder: their_holder,
+            expires: exp.map(micro).unwrap_or_else(|| "?".into()),
+            object: object.map(String::from),
+        });
+    }
+    let rv = current["metadata"]["resourceVersion"].as_str();
+    let lease: Lease = serde_json::from_value(lease_json(name, holder, rv, None))
+        .map_err(|e| LockError::Api(e.to_string()))?;
+    match api
+        .replace(name, &super::cluster::post_params(), &lease)
+        .await
+    {
+        Ok(_) => Ok(()),
+        Err(e) if status_code(&e) == Some(409) => Err(LockError::Held {
+            holder: "another runner that took it a moment ago".into(),
+            lock_id: format!("{}/{name}/?", cluster.ns),
+            expires: "?".into(),
+            object: object.map(String::from),
+        }),
+        Err(e) => Err(api_err(e)),
+    }
+}
+
+/// Delete one lease if `holder` still holds it (never someone else's).
+async fn release_one(cluster: &Cluster, name: &str, holder: &str) {
+    let api = leases(cluster);
+    match retry(|| async { api.get_opt(name).await }).await {
+        Ok(Some(cur))
+            if cur.spec.as_ref().and_then(|s| s.holder_identity.as_deref()) == Some(holder) =>
+        {
+            let dp = DeleteParams {
+                preconditions: Some(kube::api::Preconditions {
+                    uid: cur.metadata.uid.clone(),
+                    resource_version: None,
+                }),
+                ..Default::default()
+            };
+            if let Err(e) = retry(|| async { api.delete(name, &dp).await }).await {
+                if status_code(&e) != Some(404) {
+                    eprintln!(
+                        "warning: could not release the run lock {}/{name}: {}",
+                        cluster.ns,
+                        super::cluster::words(&e)
+                    );
+                }
+            }
+        }
+        Ok(_) => {}
+        Err(e) => eprintln!(
+            "warning: could not release the run lock {}/{name}: {}",
+            cluster.ns,
+            super::cluster::words(&e)
+        ),
+    }
+}
+
 impl RunLock {
-    /// Take the lock. `resuming` lets a run take over the lease of the run it resumes when that
-    /// process is gone (same host, no such pid) or the lease expired.
+    /// Take the lock: the playbook's lease, then one lease per object the run changes
+    /// ([`objects_of`]), all or nothing. `resuming` lets a run take over the leases of the run it
+    /// resumes when that process is gone (same host, no such pid) or the leases expired.
     pub async fn acquire(
         cluster: &Cluster,
         playbook: &str,
         run_id: &str,
         resuming: Option<&str>,
+        objects: &[(String, String)],
     ) -> Result<RunLock, LockError> {
         let name = lease_name(playbook);
         let holder = holder_identity(run_id);
-        let api = leases(cluster);
-        let lease: Lease = serde_json::from_value(lease_json(&name, &holder, None, None))
-            .map_err(|e| LockError::Api(e.to_string()))?;
-        match api.create(&super::cluster::post_params(), &lease).await {
-            Ok(_) => return Ok(Self::held(cluster, name, run_id, holder)),
-            Err(e) if status_code(&e) == Some(409) => {}
-            Err(e) => return Err(api_err(e)),
+        take(cluster, &name, &holder, resuming, None).await?;
+        let mut names = vec![name.clone()];
+        for (lease, words) in objects {
+            if let Err(e) = take(cluster, lease, &holder, resuming, Some(words)).await {
+                for n in names.iter().rev() {
+                    release_one(cluster, n, &holder).await;
+                }
+                return Err(e);
+            }
+            names.push(lease.clone());
         }
-        let current =
-            serde_json::to_value(api.get(&name).await.map_err(api_err)?).unwrap_or(Value::Null);
-        let their_holder = current["spec"]["holderIdentity"]
-            .as_str()
-            .unwrap_or_default()
-            .to_string();
-        let exp = expiry(&current);
-        let expired = exp.is_none_or(|e| e < now()) || their_holder.is_empty();
-        let resumable = resuming.is_some_and(|r| run_of(&their_holder) == Some(r))
-            && holder_gone(&their_holder);
-        if !expired && !resumable {
-            return Err(LockError::Held {
-                lock_id: format!(
-                    "{}/{name}/{}",
-                    cluster.ns,
-                    run_of(&their_holder).unwrap_or("?")
-                ),
-                holder: their_holder,
-                expires: exp.map(micro).unwrap_or_else(|| "?".into()),
-            });
-        }
-        let rv = current["metadata"]["resourceVersion"].as_str();
-        let lease: Lease = serde_json::from_value(lease_json(&name, &holder, rv, None))
-            .map_err(|e| LockError::Api(e.to_string()))?;
-        match api
-            .replace(&name, &super::cluster::post_params(), &lease)
-            .await
-        {
-            Ok(_) => Ok(Self::held(cluster, name, run_id, holder)),
-            Err(e) if status_code(&e) == Some(409) => Err(LockError::Held {
-                holder: "another runner that took it a moment ago".into(),
-                lock_id: format!("{}/{name}/?", cluster.ns),
-                expires: "?".into(),
-            }),
-            Err(e) => Err(api_err(e)),
-        }
+        Ok(Self::held(cluster, names, run_id, holder))
     }
 
-    fn held(cluster: &Cluster, name: String, run_id: &str, holder: String) -> RunLock {
-        let fence = Fence::new(cluster, &name, &holder);
+    fn held(cluster: &Cluster, names: Vec<String>, run_id: &str, holder: String) -> RunLock {
+        let fence = Fence::new(cluster, &names, &holder);
+        let name = names[0].clone();
         let f = fence.clone();
         let renewer = tokio::spawn(async move {
             loop {
@@ -361,6 +492,7 @@ impl RunLock {
         RunLock {
             cluster: cluster.clone(),
             name,
+            objects: names[1..].to_vec(),
             run_id: run_id.to_string(),
             holder,
             fence,
@@ -383,39 +515,12 @@ impl RunLock {
         if let Some(r) = self.renewer.take() {
             r.abort();
         }
-        let api = leases(&self.cluster);
-        match retry(|| async { api.get_opt(&self.name).await }).await {
-            Ok(Some(cur))
-                if cur.spec.as_ref().and_then(|s| s.holder_identity.as_deref())
-                    == Some(&self.holder) =>
-            {
-                // Only this lease: a lock taken over meanwhile is someone else's to release.
-                let dp = DeleteParams {
-                    preconditions: Some(kube::api::Preconditions {
-                        uid: cur.metadata.uid.clone(),
-                        resource_version: None,
-                    }),
-                    ..Default::default()
-                };
-                if let Err(e) = retry(|| async { api.delete(&self.name, &dp).await }).await {
-                    if super::cluster::status_code(&e) != Some(404) {
-                        eprintln!(
-                            "warning: could not release the run lock {}/{}: {}",
-                            self.cluster.ns,
-                            self.name,
-                            super::cluster::words(&e)
-                        );
-                    }
-                }
-            }
-            Ok(_) => {}
-            Err(e) => eprintln!(
-                "warning: could not release the run lock {}/{}: {}",
-                self.cluster.ns,
-                self.name,
-                super::cluster::words(&e)
-            ),
+        // Objects first, the playbook's lease last: a run waiting on the playbook lease finds
+        // the objects free once it gets it. Only leases still ours are removed.
+        for n in self.objects.iter().rev() {
+            release_one(&self.cluster, n, &self.holder).await;
         }
+        release_one(&self.cluster, &self.name, &self.holder).await;
     }
 }
 

@@ -13,8 +13,9 @@
 //! | [`output`] | lines for people (spinner on a terminal) or JSON events |
 //! | [`rehearse`] | the in-process simulator seeded from the playbook, URLs routed to it, stand-in secrets |
 //!
-//! Exit codes ([`Outcome::exit_code`]): 0 success; 1 failed and fully rolled back; 2 failed and
-//! rollback incomplete or halted; 3 refused before any action; 4 usage or I/O.
+//! Exit codes ([`Outcome::exit_code`], the one table of [`crate::exit`]): 0 success; 1 failed and
+//! fully rolled back; 2 usage or I/O; 3 refused before any action; 4 failed and the rollback is
+//! incomplete, halted or stopped by a second signal; 5 the run lock was lost.
 
 pub mod cli;
 pub mod cluster;
@@ -36,15 +37,8 @@ use tokio::sync::watch;
 
 pub use exec::{execute, RunOptions, RunTarget};
 
-/// Exit codes of `run` and `rehearse`.
-pub mod exit {
-    pub const OK: i32 = 0;
-    pub const ROLLED_BACK: i32 = 1;
-    pub const INCOMPLETE: i32 = 2;
-    pub const REFUSED: i32 = 3;
-    pub const USAGE: i32 = 4;
-    pub const LOCK_LOST: i32 = 5;
-}
+/// Exit codes: one table for every command.
+pub use crate::exit;
 
 /// How a run ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -148,28 +142,45 @@ impl Cancel {
 /// every line printed or journaled and to every error message. See [`crate::redact`].
 pub use crate::redact::Redactor;
 
+/// What kind of failure a statement met: control flow matches on this, never on the words.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FailureKind {
+    /// The statement failed (a guard, a rollout, the API): roll back.
+    Failed,
+    /// The live compatibility check refused the action before it acted.
+    Refused,
+    /// A signal (Ctrl-C, SIGTERM, SIGHUP) abandoned the statement: roll back.
+    Interrupted,
+    /// This process no longer holds the run lock: it must not change anything more (no
+    /// rollback either: the new holder owns the system).
+    LockLost,
+}
+
 /// A statement that failed, with what a person needs to act.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Failure {
+    pub kind: FailureKind,
     pub message: String,
     pub help: Option<String>,
-    /// The run was interrupted (Ctrl-C), not failed by the cluster.
-    pub interrupted: bool,
     /// Retrying cannot help (`within` stops at once).
     pub permanent: bool,
-    /// This process no longer holds the run lock: it must not change anything more (no
-    /// rollback either: the new holder owns the system).
-    pub lock_lost: bool,
 }
 
 impl Failure {
     pub fn new(message: impl Into<String>) -> Failure {
         Failure {
+            kind: FailureKind::Failed,
             message: message.into(),
             help: None,
-            interrupted: false,
             permanent: false,
-            lock_lost: false,
+        }
+    }
+    /// The live check said no: nothing was done.
+    pub fn refused(message: impl Into<String>) -> Failure {
+        Failure {
+            kind: FailureKind::Refused,
+            permanent: true,
+            ..Failure::new(message)
         }
     }
     pub fn help(mut self, help: impl Into<String>) -> Failure {
@@ -178,12 +189,13 @@ impl Failure {
     }
     pub fn interrupted() -> Failure {
         Failure {
-            message: "interrupted (Ctrl-C): the statement was abandoned".into(),
-            help: None,
-            interrupted: true,
+            kind: FailureKind::Interrupted,
             permanent: true,
-            lock_lost: false,
+            ..Failure::new("interrupted (Ctrl-C, SIGTERM or SIGHUP): the statement was abandoned")
         }
+    }
+    pub fn is(&self, kind: FailureKind) -> bool {
+        self.kind == kind
     }
 }
 
@@ -192,13 +204,11 @@ impl From<cluster::ClusterError> for Failure {
         match e {
             cluster::ClusterError::Interrupted => Failure::interrupted(),
             cluster::ClusterError::LockLost(why) => Failure {
-                message: format!("stopped: the run lock was lost ({why})"),
-                help: Some(
-                    "this process changes nothing more, and rolls nothing back: the lock's new holder owns the system (see `ktplay status`)".into(),
-                ),
-                interrupted: false,
+                kind: FailureKind::LockLost,
                 permanent: true,
-                lock_lost: true,
+                ..Failure::new(format!("stopped: the run lock was lost ({why})")).help(
+                    "this process changes nothing more, and rolls nothing back: the lock's new holder owns the system (see `ktplay status`)",
+                )
             },
             other => Failure::new(other.to_string()),
         }
