@@ -31,3 +31,34 @@ echo "1 playbook:    $(best "$bin" check "$work/p1.ktplay")"
 if command -v hyperfine >/dev/null; then
   hyperfine -N --warmup 5 "$bin check $work/p1.ktplay" "$bin check $work" 2>/dev/null | grep -E 'Time|check'
 fi
+
+# Scaling: one file of N copies of the seed playbook with 3 errors each (an unknown component, a
+# status out of range, a missing hook), human and JSON output. Linear means ms/copy stays flat.
+echo
+echo "scaling (N copies with 3 errors each, one file; best of 3):"
+printf '%8s %12s %12s %10s\n' copies human_ms json_ms errors
+one=$(sed -e 's/rolling api timeout 10m/rolling apx timeout 10m/' \
+          -e 's/expect 200 within 2m/expect 2000 within 2m/' \
+          -e 's/hooks\/backup_recent.rhai/hooks\/missing.rhai/' playbooks/keeptrusts-1.5.ktplay)
+best3() { # best wall ms of 3 runs
+  local best=999999
+  for _ in 1 2 3; do
+    local s e
+    s=$(date +%s%N); "$@" >/dev/null 2>&1 || true; e=$(date +%s%N)
+    local ms=$(( (e - s) / 1000000 ))
+    (( ms < best )) && best=$ms
+  done
+  echo "$best"
+}
+for n in 100 400 800; do
+  f="$work/many-$n.ktplay"
+  : > "$f"
+  for i in $(seq 1 "$n"); do
+    printf '%s\n' "${one//\"keeptrusts-1.5\"/\"keeptrusts-1.5-$i\"}" >> "$f"
+  done
+  cp -r playbooks/hooks "$work/" 2>/dev/null || true
+  human=$(COLUMNS=100 best3 "$bin" check "$f")
+  json=$(best3 "$bin" check --format json "$f")
+  errors=$( ("$bin" check --format json "$f" 2>/dev/null || true) | python3 -c 'import json,sys; print(json.load(sys.stdin)["errors"])')
+  printf '%8s %12s %12s %10s\n' "$n" "$human" "$json" "$errors"
+done
