@@ -174,8 +174,9 @@ pub enum SimCommand {
     },
 }
 
+/// Flags take durations exactly as playbooks write them (`500ms`, `30s`, `1m30s`): one parser.
 fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
-    crate::sim::faults::parse_duration(s)
+    crate::syntax::parse_duration(s.trim())
 }
 
 #[derive(Debug, clap::Args)]
