@@ -7,6 +7,7 @@
 
 pub mod check;
 pub mod cli;
+pub mod describe;
 pub mod diag;
 pub mod exit;
 pub mod matrix;

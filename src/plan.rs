@@ -8,10 +8,11 @@ use serde::Serialize;
 
 use crate::check::program::*;
 use crate::matrix::{format_set, State};
-use crate::resolve::{Live, Mode, Scope};
+use crate::resolve::{Live, Scope};
 use crate::source::SourceMap;
 use crate::span::FileId;
-use crate::syntax::format_duration;
+
+pub use crate::describe::describe;
 
 /// The plan for one env.
 #[derive(Debug, Serialize)]
@@ -170,159 +171,6 @@ fn image_change(pb: &Playbook, op: &Op, before: &State) -> Option<ImageChange> {
         from,
         to: to.to_string(),
     })
-}
-
-fn render(scope: &Scope, t: &Template) -> String {
-    scope
-        .render(t, Mode::Display)
-        .unwrap_or_else(|e| format!("(unresolved: {e})"))
-}
-
-/// One statement in words, with values resolved for display (secrets never shown).
-pub fn describe(op: &Op, scope: &Scope) -> String {
-    let pb = scope.playbook;
-    let name = |c: &usize| pb.components[*c].name.as_str();
-    let deploys = |c: &usize| pb.components[*c].deployments().join(", ");
-    let opt_d = |label: &str, d: &Option<std::time::Duration>| {
-        d.map(|d| format!(" {label} {}", format_duration(d)))
-            .unwrap_or_default()
-    };
-    match op {
-        Op::Rolling {
-            comp,
-            to,
-            max_unavailable,
-            max_surge,
-            timeout,
-        } => {
-            let mut s = format!("rolling {} to {} ({})", name(comp), to, deploys(comp));
-            if let Some(m) = max_unavailable {
-                s.push_str(&format!(" max_unavailable {m}"));
-            }
-            if let Some(m) = max_surge {
-                s.push_str(&format!(" max_surge {m}"));
-            }
-            s.push_str(&opt_d("timeout", timeout));
-            s
-        }
-        Op::Canary {
-            comp,
-            to,
-            weight,
-            duration,
-            timeout,
-            ..
-        } => format!(
-            "canary {} to {} at {}% of replicas{}{}, then promote and remove the canary",
-            name(comp),
-            to,
-            weight,
-            opt_d("for", duration),
-            opt_d("timeout", timeout)
-        ),
-        Op::BlueGreen {
-            comp, to, timeout, ..
-        } => {
-            let svc = match &pb.components[*comp].workload {
-                Workload::BlueGreen(bg) => bg.service.clone(),
-                Workload::Deployments(_) => String::new(),
-            };
-            format!(
-                "blue_green {} to {}{}: deploy the idle colour, guards, switch Service {svc}",
-                name(comp),
-                to,
-                opt_d("timeout", timeout)
-            )
-        }
-        Op::Restart { comp, timeout } => format!(
-            "restart {} ({}){}",
-            name(comp),
-            deploys(comp),
-            opt_d("timeout", timeout)
-        ),
-        Op::Undo { comp, revision } => match revision {
-            Some(r) => format!("undo {} to revision {r}", name(comp)),
-            None => format!("undo {}", name(comp)),
-        },
-        Op::Switch { comp, colour } => format!("switch {} to {}", name(comp), colour.as_str()),
-        Op::Scale {
-            comp,
-            replicas,
-            timeout,
-        } => format!(
-            "scale {} to {replicas} replicas{}",
-            name(comp),
-            opt_d("timeout", timeout)
-        ),
-        Op::Pause(d) => format!("pause {}", format_duration(*d)),
-        Op::Approve(q) => format!("approve \"{}\"", render(scope, q)),
-        Op::Guard(g) => describe_guard(g, scope),
-    }
-}
-
-fn describe_guard(g: &Guard, scope: &Scope) -> String {
-    let pb = scope.playbook;
-    let within = g
-        .within
-        .map(|d| format!(" within {}", format_duration(d)))
-        .unwrap_or_default();
-    let body = match &g.kind {
-        GuardKind::Http(h) => {
-            let mut s = format!("guard http {} {}", h.method, render(scope, &h.url));
-            for (k, v) in &h.headers {
-                let shown = if v
-                    .parts
-                    .iter()
-                    .any(|p| matches!(p, TemplatePart::Let(n) if scope.is_secret(n)))
-                {
-                    "(secret)".to_string()
-                } else {
-                    render(scope, v)
-                };
-                s.push_str(&format!(" header {k}: {shown}"));
-            }
-            if let Some(b) = &h.bearer {
-                let shown = if scope.is_secret(b) {
-                    "(secret)".into()
-                } else {
-                    render_let(scope, b)
-                };
-                s.push_str(&format!(" bearer {shown}"));
-            }
-            match &h.body {
-                Some(HttpBody::Json(v)) => s.push_str(&format!(" json {v}")),
-                Some(HttpBody::Text(t)) => s.push_str(&format!(" body \"{}\"", render(scope, t))),
-                None => {}
-            }
-            match h.expect_status {
-                Some(st) => s.push_str(&format!(" expect {st}")),
-                None => s.push_str(" expect 2xx"),
-            }
-            for c in &h.expect_contains {
-                s.push_str(&format!(" expect body contains \"{}\"", render(scope, c)));
-            }
-            if h.check.is_some() {
-                s.push_str(" check rhai");
-            }
-            s
-        }
-        GuardKind::Logs { comp, pattern } => format!(
-            "guard logs {} matches \"{pattern}\"",
-            pb.components[*comp].name
-        ),
-        GuardKind::Ready { comp } => format!("guard ready {}", pb.components[*comp].name),
-        GuardKind::Hook { shown, .. } => format!("guard hook \"{shown}\""),
-        GuardKind::Rhai { .. } => "guard rhai (inline script)".into(),
-    };
-    let mut body = body;
-    body.push_str(&within);
-    body
-}
-
-fn render_let(scope: &Scope, name: &str) -> String {
-    scope
-        .let_value(name, Mode::Display)
-        .unwrap_or_else(|e| format!("(unresolved: {e})"))
 }
 
 fn describe_rollback(stage: &Stage, pb: &Playbook, scope: &Scope) -> String {

@@ -453,7 +453,7 @@ impl<'a> Exec<'a> {
     }
 
     fn describe(&self, op: &Op) -> String {
-        crate::plan::describe(op, &self.scope())
+        crate::describe::describe(op, &self.scope())
     }
 
     fn line(&self, span: Span) -> usize {
