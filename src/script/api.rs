@@ -118,7 +118,10 @@ fn dynamic_to_json(v: &Dynamic) -> Result<serde_json::Value, String> {
         }
         return Ok(o.into());
     }
-    Err(format!("a {} cannot be sent as JSON", type_name(v)))
+    Err(format!(
+        "{} cannot be sent as JSON",
+        with_article(type_name(v))
+    ))
 }
 
 fn headers(map: &Map) -> Result<Vec<(String, String)>, Box<EvalAltResult>> {
@@ -130,8 +133,8 @@ fn headers(map: &Map) -> Result<Vec<(String, String)>, Box<EvalAltResult>> {
             v.to_string()
         } else {
             return Err(format!(
-                "header `{k}` must be a string or a secret, not a {}",
-                type_name(v)
+                "header `{k}` must be a string or a secret, not {}",
+                with_article(type_name(v))
             )
             .into());
         };
@@ -172,6 +175,16 @@ pub(crate) fn type_name(v: &Dynamic) -> &'static str {
     } else {
         v.type_name()
     }
+}
+
+/// `an array`, `a map`.
+fn with_article(name: &str) -> String {
+    let article = if name.starts_with(['a', 'e', 'i', 'o', 'u']) {
+        "an"
+    } else {
+        "a"
+    };
+    format!("{article} {name}")
 }
 
 /// A `Write` that refuses to grow past `max` bytes.
