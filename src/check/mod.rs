@@ -413,71 +413,80 @@ fn finish(mut loader: Loader, inputs: Vec<FileId>, digests: Digests) -> Checked 
         loader.resolve_uses(id, &mut Vec::new());
     }
     let mut playbooks = Vec::new();
-    let mut scopes = Vec::new();
-    // Each hook file is compiled once per invocation, however many playbooks use it.
-    let mut hooks_done = std::collections::HashSet::new();
     let mut problems = std::mem::take(&mut loader.problems);
     let matrices = matrices::Matrices::collect(&loader.files_asts(), &mut problems);
-    for &id in &inputs {
-        let in_scope = matrices.in_scope(&loader.reachable(id));
-        scopes.push(in_scope.clone());
-        let Some(file) = loader.files.get(&id).and_then(|l| l.ast.as_ref()) else {
-            continue;
-        };
-        if file.items.is_empty() {
-            let len = loader.sources.get(id).text.len().min(1);
-            problems.push(Problem::new(
-                id,
-                CheckError::EmptyFile {
-                    span: Span::new(id, 0, len).into(),
-                },
-            ));
+    let scopes: Vec<matrices::InScope> = inputs
+        .iter()
+        .map(|&id| matrices.in_scope(&loader.reachable(id)))
+        .collect();
+    // Lowering and the model are independent per input file: use every core, as parsing does.
+    let work: Vec<(FileId, &matrices::InScope)> = inputs.iter().copied().zip(&scopes).collect();
+    let lowered: Vec<Lowered> = {
+        let loader = &loader;
+        let threads = std::thread::available_parallelism()
+            .map_or(1, |n| n.get())
+            .min(work.len().max(1));
+        if threads <= 1 {
+            work.iter()
+                .map(|(id, scope)| lower_input(loader, *id, scope, digests))
+                .collect()
+        } else {
+            let chunk = work.len().div_ceil(threads);
+            std::thread::scope(|scope| {
+                let handles: Vec<_> = work
+                    .chunks(chunk)
+                    .map(|part| {
+                        let handle = scope.spawn(move || {
+                            part.iter()
+                                .map(|(id, s)| lower_input(loader, *id, s, digests))
+                                .collect::<Vec<_>>()
+                        });
+                        (part, handle)
+                    })
+                    .collect();
+                handles
+                    .into_iter()
+                    .flat_map(|(part, h)| {
+                        h.join().unwrap_or_else(|payload| {
+                            let message = crate::diag::panic_message(payload.as_ref());
+                            part.iter()
+                                .map(|(id, _)| Lowered {
+                                    id: *id,
+                                    problems: vec![Problem::new(
+                                        *id,
+                                        InternalError {
+                                            stage: "checking",
+                                            message: message.clone(),
+                                        },
+                                    )],
+                                    playbooks: vec![],
+                                })
+                                .collect()
+                        })
+                    })
+                    .collect()
+            })
         }
-        roles::check_playbook_names(id, &file.items, &mut problems);
-        let text = loader.sources.get(id).text.clone();
-        let base_dir = loader.sources.get(id).dir();
-        // A panic in lowering, the model or the script compiler is this file's internal error.
-        let outcome = crate::diag::guarded("checking", || {
-            for item in &file.items {
-                if let ast::Item::Playbook(pb) = item {
-                    let digest = match digests {
-                        Digests::Skip => String::new(),
-                        Digests::Compute => {
-                            let mut hasher = Sha256::new();
-                            hasher.update(pb.name.node.display().as_bytes());
-                            hasher.update([0]);
-                            hasher.update(text.as_bytes());
-                            hex::encode(hasher.finalize())
-                        }
-                    };
-                    let errors_before = problems.iter().filter(|p| p.is_error()).count();
-                    let mut lowerer =
-                        lower::Lowerer::new(&mut problems, id, base_dir.clone(), in_scope.names());
-                    let checked = lowerer.playbook(pb, digest);
-                    let clean = problems.iter().filter(|p| p.is_error()).count() == errors_before;
-                    // The model runs on playbooks whose names and versions all resolved; on others
-                    // it would only repeat their errors in other words.
-                    if clean {
-                        if let Some(m) = checked.matrix.as_deref().and_then(|n| in_scope.get(n)) {
-                            problems.extend(crate::model::check(&model::to_model(&checked), m));
-                        }
-                    }
-                    if let Some(m) = checked.matrix.as_deref().and_then(|n| in_scope.get(n)) {
-                        roles::check_roles(id, pb, m, &mut problems);
-                    }
-                    scripts::compile_all(
-                        &checked,
-                        &mut loader.sources,
-                        id,
-                        &mut problems,
-                        &mut hooks_done,
-                    );
-                    playbooks.push((id, checked));
-                }
+    };
+    // Scripts last, in input order: each hook file is compiled once per invocation, however many
+    // playbooks use it, and joins the source map.
+    let mut hooks_done = std::collections::HashSet::new();
+    for l in lowered {
+        problems.extend(l.problems);
+        for checked in l.playbooks {
+            let outcome = crate::diag::guarded("compiling scripts", || {
+                scripts::compile_all(
+                    &checked,
+                    &mut loader.sources,
+                    l.id,
+                    &mut problems,
+                    &mut hooks_done,
+                )
+            });
+            if let Err(e) = outcome {
+                problems.push(Problem::new(l.id, e));
             }
-        });
-        if let Err(e) = outcome {
-            problems.push(Problem::new(id, e));
+            playbooks.push((l.id, checked));
         }
     }
     // Stable order: by file, then position.
@@ -488,6 +497,83 @@ fn finish(mut loader: Loader, inputs: Vec<FileId>, digests: Digests) -> Checked 
         playbooks,
         inputs,
         scopes,
+    }
+}
+
+/// One input file lowered and modelled: its problems and its playbooks.
+struct Lowered {
+    id: FileId,
+    problems: Vec<Problem>,
+    playbooks: Vec<Playbook>,
+}
+
+fn lower_input(
+    loader: &Loader,
+    id: FileId,
+    in_scope: &matrices::InScope,
+    digests: Digests,
+) -> Lowered {
+    let mut problems = Vec::new();
+    let mut playbooks = Vec::new();
+    let Some(file) = loader.files.get(&id).and_then(|l| l.ast.as_ref()) else {
+        return Lowered {
+            id,
+            problems,
+            playbooks,
+        };
+    };
+    if file.items.is_empty() {
+        let len = loader.sources.get(id).text.len().min(1);
+        problems.push(Problem::new(
+            id,
+            CheckError::EmptyFile {
+                span: Span::new(id, 0, len).into(),
+            },
+        ));
+    }
+    roles::check_playbook_names(id, &file.items, &mut problems);
+    let text = loader.sources.get(id).text.clone();
+    let base_dir = loader.sources.get(id).dir();
+    // A panic in lowering or the model is this file's internal error.
+    let outcome = crate::diag::guarded("checking", || {
+        for item in &file.items {
+            if let ast::Item::Playbook(pb) = item {
+                let digest = match digests {
+                    Digests::Skip => String::new(),
+                    Digests::Compute => {
+                        let mut hasher = Sha256::new();
+                        hasher.update(pb.name.node.display().as_bytes());
+                        hasher.update([0]);
+                        hasher.update(text.as_bytes());
+                        hex::encode(hasher.finalize())
+                    }
+                };
+                let before = problems.len();
+                let mut lowerer =
+                    lower::Lowerer::new(&mut problems, id, base_dir.clone(), in_scope.names());
+                let checked = lowerer.playbook(pb, digest);
+                let clean = !problems[before..].iter().any(Problem::is_error);
+                // The model runs on playbooks whose names and versions all resolved; on others
+                // it would only repeat their errors in other words.
+                if clean {
+                    if let Some(m) = checked.matrix.as_deref().and_then(|n| in_scope.get(n)) {
+                        problems.extend(crate::model::check(&model::to_model(&checked), m));
+                    }
+                }
+                if let Some(m) = checked.matrix.as_deref().and_then(|n| in_scope.get(n)) {
+                    roles::check_roles(id, pb, m, &mut problems);
+                }
+                playbooks.push(checked);
+            }
+        }
+    });
+    if let Err(e) = outcome {
+        problems.push(Problem::new(id, e));
+    }
+    Lowered {
+        id,
+        problems,
+        playbooks,
     }
 }
 
