@@ -59,6 +59,7 @@ on_both!(
     next_upgrade_after_a_blue_green_starts,
     paused_runner_loses_the_lock_and_stops,
     differently_named_playbooks_cannot_change_the_same_objects,
+    someone_elses_change_mid_run_stops_the_run,
 );
 
 fn case(name: &str) -> PathBuf {
@@ -973,6 +974,60 @@ async fn differently_named_playbooks_cannot_change_the_same_objects(backend: Bac
     assert_eq!(journals, 1);
     assert_unlocked(c).await;
     assert_eq!(journal_status(c).await, "succeeded");
+}
+
+/// Mid-run, someone else changes a deployment the run already upgraded (a hand-applied
+/// hotfix): before its next action the run sees the object is no longer as it left it, fails
+/// with words naming the deployment and the image, and rolls back what it did.
+async fn someone_elses_change_mid_run_stops_the_run(backend: Backend) {
+    let s = setup(
+        backend,
+        "meddle",
+        SimConfig::default(),
+        &[("for 1s", "for 4s")],
+        |_| {},
+    )
+    .await;
+    let (pb, c) = (&s.pb, &s.c);
+    let kc = kubeconfig(s.dir.path(), &[("staging", c)]);
+    let child = command(&run_args(pb, &kc, "staging", c, &["--approve"]))
+        .spawn()
+        .unwrap();
+    wait_for("the canary", async || {
+        c.get("deployments", "keeptrusts-gateway-canary")
+            .await
+            .is_some()
+    })
+    .await;
+    let api: kube::Api<k8s_openapi::api::apps::v1::Deployment> =
+        kube::Api::namespaced(c.client(), &c.ns);
+    let patch: json_patch::Patch = serde_json::from_value(serde_json::json!([
+        {"op": "replace", "path": "/spec/template/spec/containers/0/image", "value": "keeptrusts/api:1.5.1"}
+    ]))
+    .unwrap();
+    api.patch(
+        "keeptrusts-api",
+        &kube::api::PatchParams::default(),
+        &kube::api::Patch::Json::<()>(patch),
+    )
+    .await
+    .unwrap();
+    let out = tokio::time::timeout(Duration::from_secs(170), child.wait_with_output())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("deployment `keeptrusts-api` was changed by someone else")
+            && err.contains("keeptrusts/api:1.5.1"),
+        "{}",
+        text(&out)
+    );
+    c.settled().await;
+    assert_all_at_from(c).await;
+    assert_unlocked(c).await;
+    assert_eq!(journal_status(c).await, "rolled_back");
 }
 
 async fn production_waits_for_staging(backend: Backend) {

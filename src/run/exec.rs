@@ -88,6 +88,9 @@ struct Exec<'a> {
     /// Started actions per stage.
     started: Vec<Vec<Started>>,
     first: BTreeMap<usize, First>,
+    /// Each deployment as this process last left it (after its last action on it): before every
+    /// action the run checks nobody else changed them meanwhile.
+    left: BTreeMap<String, Snap>,
     /// Has this run (or the run it resumes) changed anything?
     changed: bool,
     done: BTreeSet<(usize, usize)>,
@@ -110,6 +113,23 @@ fn line_of(checked: &Checked, span: Span) -> usize {
 
 /// Run a playbook against a cluster; returns how it ended (see [`Outcome::exit_code`]).
 pub async fn execute(target: RunTarget<'_>, cluster: Cluster, opts: RunOptions) -> Outcome {
+    // Signals are ours from the first moment: before the journal exists, a signal stops the
+    // run before any action (and a second one at once, with nothing changed).
+    let journal_slot: JournalSlot = Arc::new(std::sync::Mutex::new(None));
+    let signals = spawn_signal_handler(opts.cancel.clone(), journal_slot.clone());
+    let outcome = execute_inner(target, cluster, opts, &journal_slot).await;
+    signals.abort();
+    outcome
+}
+
+type JournalSlot = Arc<std::sync::Mutex<Option<Journal>>>;
+
+async fn execute_inner(
+    target: RunTarget<'_>,
+    cluster: Cluster,
+    opts: RunOptions,
+    journal_slot: &JournalSlot,
+) -> Outcome {
     let pb = &target.checked.playbooks[target.index].1;
     let redact = Redactor::new(opts.secrets.values().cloned());
     let mut out = Reporter::new(opts.format, redact.clone());
@@ -313,7 +333,17 @@ pub async fn execute(target: RunTarget<'_>, cluster: Cluster, opts: RunOptions) 
             return Outcome::Usage(format!("cannot open the journal file: {e}"));
         }
     };
-    let second_ctrl_c = spawn_signal_handler(opts.cancel.clone(), journal.clone());
+    if opts.cancel.interrupted() {
+        lock.release().await;
+        return refuse(
+            &mut out,
+            "interrupted before any action: nothing was changed".into(),
+            None,
+        );
+    }
+    if let Ok(mut slot) = journal_slot.lock() {
+        *slot = Some(journal.clone());
+    }
 
     let program = crate::check::model::to_model(pb);
     let roles = program.roles();
@@ -333,6 +363,7 @@ pub async fn execute(target: RunTarget<'_>, cluster: Cluster, opts: RunOptions) 
             .unwrap_or_default(),
         started: pb.stages.iter().map(|_| Vec::new()).collect(),
         first: progress.first.clone(),
+        left: BTreeMap::new(),
         changed: !progress.done.is_empty() || progress.half_done.is_some(),
         done: progress.done.iter().copied().collect(),
         half_done: progress
@@ -369,7 +400,6 @@ pub async fn execute(target: RunTarget<'_>, cluster: Cluster, opts: RunOptions) 
             eprintln!("warning: {e}");
         }
     }
-    second_ctrl_c.abort();
     lock.release().await;
     outcome
 }
@@ -387,7 +417,7 @@ fn new_run_id() -> String {
 /// Ctrl-C, SIGTERM (what a Kubernetes Job's deletion or a CI cancel sends) and SIGHUP (a closed
 /// terminal) all mean the same: the first abandons the current statement safely and the run
 /// rolls back; a second stops at once, with the journal saying where (`--resume` finishes).
-fn spawn_signal_handler(cancel: Cancel, journal: Journal) -> tokio::task::JoinHandle<()> {
+fn spawn_signal_handler(cancel: Cancel, journal: JournalSlot) -> tokio::task::JoinHandle<()> {
     use tokio::signal::unix::{signal, SignalKind};
     tokio::spawn(async move {
         let mut term = signal(SignalKind::terminate()).ok();
@@ -414,6 +444,11 @@ fn spawn_signal_handler(cancel: Cancel, journal: Journal) -> tokio::task::JoinHa
             if cancel.interrupt() == 1 {
                 eprintln!("\ninterrupted ({name}): abandoning the current statement safely, then rolling back (a second signal stops at once)");
             } else {
+                let journal = journal.lock().ok().and_then(|j| j.clone());
+                let Some(journal) = journal else {
+                    eprintln!("\nstopped at once by a second signal ({name}), before any action: nothing was changed");
+                    std::process::exit(super::exit::REFUSED);
+                };
                 journal
                     .abort_now(&format!(
                         "stopped at once by a second signal ({name}); the events before this one say where"
@@ -491,6 +526,55 @@ impl<'a> Exec<'a> {
             if c.is_blue_green() {
                 let col = live_colour(&self.cluster, c).await?;
                 self.live.colours.insert(i, col);
+            }
+        }
+        Ok(())
+    }
+
+    /// What this process leaves a component's deployments as, after an action on it.
+    async fn remember_left(&mut self, comp: usize) {
+        let deploys: Vec<String> = self
+            .comp(comp)
+            .deployments()
+            .iter()
+            .map(|d| d.to_string())
+            .collect();
+        for d in deploys {
+            if let Ok(snap) = self.cluster.snap(&d).await {
+                self.left.insert(d, snap);
+            }
+        }
+    }
+
+    /// Fail if a deployment this run changed was changed by someone else since (an image, the
+    /// restart annotation, the strategy): two writers on one system must not go unnoticed.
+    async fn check_left(&self) -> Result<(), Failure> {
+        for (name, was) in &self.left {
+            let now = self.cluster.snap(name).await?;
+            if now.images != was.images
+                || now.restarted_at != was.restarted_at
+                || now.strategy != was.strategy
+            {
+                let differs: Vec<String> = now
+                    .images
+                    .iter()
+                    .filter(|(c, img)| was.image(c) != Some(img.as_str()))
+                    .map(|(c, img)| {
+                        format!(
+                            "container `{c}` runs {img}, this run left {}",
+                            was.image(c).unwrap_or("nothing")
+                        )
+                    })
+                    .collect();
+                return Err(Failure::new(format!(
+                    "deployment `{name}` was changed by someone else since this run changed it{}",
+                    if differs.is_empty() {
+                        " (its restart annotation or strategy)".to_string()
+                    } else {
+                        format!(": {}", differs.join("; "))
+                    }
+                ))
+                .help("another tool or person is changing the system during the run; the run stops and rolls back what it did"));
             }
         }
         Ok(())
@@ -716,6 +800,10 @@ impl<'a> Exec<'a> {
         let t0 = Instant::now();
         self.out.begin(&text);
         let record = if st.op.is_action() {
+            // The objects this run changed are still as it left them.
+            if let Err(f) = self.check_left().await {
+                return Err(self.end_failed(k, j, st, &text, t0, f).await);
+            }
             // Live compatibility before acting.
             let states = match self
                 .forward_states(&st.op, resumed_record.as_ref().and_then(|r| r.as_ref()))
@@ -772,6 +860,9 @@ impl<'a> Exec<'a> {
         let cancel = self.opts.cancel.clone();
         match self.perform(k, j, st, record, false, &cancel).await {
             Ok(detail) => {
+                if let Some(c) = st.op_comp() {
+                    self.remember_left(c).await;
+                }
                 self.out.end(
                     &stage,
                     line,

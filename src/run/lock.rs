@@ -381,9 +381,12 @@ async fn take(
     }
     let exp = expiry(&current);
     let expired = exp.is_none_or(|e| e < now()) || their_holder.is_empty();
-    let resumable =
-        resuming.is_some_and(|r| run_of(&their_holder) == Some(r)) && holder_gone(&their_holder);
-    if !expired && !resumable {
+    // A holder that is provably gone (this host, no such process) can act no more: its lease
+    // is taken over at once, whether or not this run resumes it (a run it left unfinished is
+    // refused afterwards by the journal, with the `--resume` that gets out of it).
+    let gone = holder_gone(&their_holder);
+    let resumable = resuming.is_some_and(|r| run_of(&their_holder) == Some(r)) && gone;
+    if !expired && !resumable && !gone {
         return Err(LockError::Held {
             lock_id: format!(
                 "{}/{}/{}",

@@ -3,8 +3,9 @@
 //! A real control plane in a test has no containers (the harness's fake kubelet runs none), so
 //! nothing answers a playbook's HTTP guards. A follower is a simulator whose controllers never
 //! run: its store is a copy of the real namespace's pods, Services and Deployments, refreshed
-//! every few milliseconds through the Kubernetes API, and its services answer as the real pods'
-//! versions and readiness say, exactly as they do over the simulator's own objects.
+//! every few milliseconds through the Kubernetes API — and once more before every request its
+//! services answer, so an answer never lags the real pods — and its services answer as the real
+//! pods' versions and readiness say, exactly as they do over the simulator's own objects.
 //!
 //! ```no_run
 //! # async fn demo(client: kube::Client) -> std::io::Result<()> {
@@ -63,6 +64,8 @@ pub async fn sync(sim: &Sim, client: &kube::Client, ns: &str) -> Result<(), kube
 /// Keep `sim` a copy of the namespace until the task is aborted (or the simulator dropped).
 /// A failed read is retried at the next tick.
 pub fn follow(sim: Sim, client: kube::Client, ns: String) -> tokio::task::JoinHandle<()> {
+    *sim.inner.follow.write().unwrap_or_else(|e| e.into_inner()) =
+        Some((client.clone(), ns.clone()));
     let weak = std::sync::Arc::downgrade(&sim.inner);
     drop(sim);
     tokio::spawn(async move {

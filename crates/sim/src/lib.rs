@@ -331,6 +331,9 @@ pub(crate) struct Inner {
     /// Per (namespace, api version): the pod that ran the migrations.
     pub migrated: Mutex<HashMap<(String, String), String>>,
     pub stats: Mutex<HashMap<String, ServiceStats>>,
+    /// Follow mode: the cluster and namespace the objects come from, re-read before every
+    /// service request so an answer never lags the real pods.
+    pub follow: RwLock<Option<(kube::Client, String)>>,
 }
 
 /// Lock a mutex, recovering from poisoning (a panicked holder must not take the simulator down).
@@ -376,6 +379,7 @@ impl Sim {
                 controller_started: AtomicBool::new(false),
                 migrated: Mutex::new(HashMap::new()),
                 stats: Mutex::new(HashMap::new()),
+                follow: RwLock::new(None),
             }),
         };
         let _ = lock(&sim.inner.store).create(

@@ -292,6 +292,16 @@ async fn handle(State((sim, target)): State<(Sim, Arc<Target>)>, req: Request) -
     let method = req.method().clone();
     let path = req.uri().path().to_string();
     let headers = req.headers().clone();
+    // Follow mode: read the real pods now, not up to one refresh ago.
+    let follow = sim
+        .inner
+        .follow
+        .read()
+        .unwrap_or_else(|e| e.into_inner())
+        .clone();
+    if let Some((client, ns)) = follow {
+        let _ = super::follow::sync(&sim, &client, &ns).await;
+    }
     let latency = sim.faults().latency();
     if !latency.is_zero() {
         tokio::time::sleep(latency).await;
