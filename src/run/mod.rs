@@ -17,7 +17,6 @@
 //! fully rolled back; 2 usage or I/O; 3 refused before any action; 4 failed and the rollback is
 //! incomplete, halted or stopped by a second signal; 5 the run lock was lost.
 
-pub mod cli;
 pub mod cluster;
 pub mod events;
 pub mod exec;

@@ -1,22 +1,22 @@
 //! The commands `run`, `rehearse`, `status`, `unlock` and `sim serve`: arguments → a tokio
-//! runtime → the runner → an exit code (see [`super::exit`]).
+//! runtime → the runner → an exit code (see [`crate::run::exit`]).
 
 use std::path::PathBuf;
 use std::time::Duration;
 
+use super::{Format as CliFormat, KubeArgs, RehearseArgs, RunArgs, StatusArgs, UnlockArgs};
 use crate::check::program::{Env, Playbook};
 use crate::check::Checked;
-use crate::cli::{Format as CliFormat, KubeArgs, RehearseArgs, RunArgs, StatusArgs, UnlockArgs};
 use crate::matrix::Matrix;
 use crate::resolve::{Live, Scope};
 
-use super::cluster::{self, Cluster, Connect};
-use super::events::RunEvent;
-use super::exec::{execute, RunOptions, RunTarget};
-use super::exit;
-use super::guards::{script_runner, UrlRewrite};
-use super::output::Format;
-use super::{Cancel, Outcome};
+use crate::run::cluster::{self, Cluster, Connect};
+use crate::run::events::RunEvent;
+use crate::run::exec::{execute, RunOptions, RunTarget};
+use crate::run::exit;
+use crate::run::guards::{script_runner, UrlRewrite};
+use crate::run::output::Format;
+use crate::run::{Cancel, Outcome};
 
 fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_multi_thread()
@@ -39,8 +39,8 @@ fn load(
     playbook: Option<&str>,
     env: Option<&str>,
 ) -> Result<(Checked, usize, Option<String>), i32> {
-    let (checked, i) = crate::cli::load_playbook(file, playbook).map_err(|code| {
-        if code == crate::cli::exit::FOUND_ERRORS {
+    let (checked, i) = super::load_playbook(file, playbook).map_err(|code| {
+        if code == crate::run::exit::FOUND_ERRORS {
             eprintln!("refused: the playbook has errors; nothing was run");
             exit::REFUSED
         } else {
@@ -49,7 +49,7 @@ fn load(
     })?;
     let env_name = {
         let pb = &checked.playbooks[i].1;
-        crate::cli::pick_env(pb, env)
+        super::pick_env(pb, env)
             .map_err(|_| exit::USAGE)?
             .map(|e| e.name.clone())
     };
@@ -219,9 +219,9 @@ pub fn cmd_rehearse(args: RehearseArgs) -> i32 {
             pace: args.pace,
             faults,
             progress_deadline: Some(args.progress_deadline),
-            compat: super::rehearse::compat_for(pb, matrix),
+            compat: crate::run::rehearse::compat_for(pb, matrix),
         });
-        sim.seed(&super::rehearse::seed_for(pb, &ns));
+        sim.seed(&crate::run::rehearse::seed_for(pb, &ns));
         let running = match sim.start(std::net::SocketAddr::from(([127, 0, 0, 1], 0))).await {
             Ok(r) => r,
             Err(e) => {
@@ -229,8 +229,8 @@ pub fn cmd_rehearse(args: RehearseArgs) -> i32 {
                 return exit::USAGE;
             }
         };
-        let (secrets, generated) = super::rehearse::secrets(pb, env);
-        let (rewrite, notes) = super::rehearse::url_rewrite(pb, env, &running, &secrets);
+        let (secrets, generated) = crate::run::rehearse::secrets(pb, env);
+        let (rewrite, notes) = crate::run::rehearse::url_rewrite(pb, env, &running, &secrets);
         let human = args.format == CliFormat::Human;
         let say = |m: String| {
             if human {
@@ -305,8 +305,8 @@ pub fn cmd_status(args: StatusArgs) -> i32 {
                 return exit::USAGE;
             }
         };
-        let lock = super::lock::describe(&cluster, &pb.name).await;
-        let journal = super::journal::load(&cluster, &pb.digest).await;
+        let lock = crate::run::lock::describe(&cluster, &pb.name).await;
+        let journal = crate::run::journal::load(&cluster, &pb.digest).await;
         let (lock, journal) = match (lock, journal) {
             (Ok(l), Ok(j)) => (l, j),
             (Err(e), _) | (_, Err(e)) => {
@@ -392,7 +392,7 @@ pub fn cmd_unlock(args: UnlockArgs) -> i32 {
                 return exit::USAGE;
             }
         };
-        match super::lock::force_unlock(&cluster, lease, run).await {
+        match crate::run::lock::force_unlock(&cluster, lease, run).await {
             Ok(m) => {
                 println!("{m}");
                 exit::OK
@@ -437,8 +437,8 @@ pub fn cmd_sim_serve(
             };
             let pb = &checked.playbooks[i].1;
             let e = env_name.as_deref().and_then(|n| pb.env(n));
-            config.compat = super::rehearse::compat_for(pb, matrix_of(&checked, pb));
-            Some(super::rehearse::seed_for(pb, &namespace(pb, e, None)))
+            config.compat = crate::run::rehearse::compat_for(pb, matrix_of(&checked, pb));
+            Some(crate::run::rehearse::seed_for(pb, &namespace(pb, e, None)))
         }
         None => Some(crate::sim::Seed::keeptrusts(
             "keeptrusts",

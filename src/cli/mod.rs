@@ -1,5 +1,9 @@
 //! Command-line interface: argument parsing and the commands, each mapping its outcome to an
 //! exit code. The library's stages do the work; this module only wires them to the terminal.
+//! `cli::run` holds the commands that reach a cluster (`run`, `rehearse`, `status`, `unlock`,
+//! `sim serve`): the CLI depends on the runner, never the other way round.
+
+mod run;
 
 use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
@@ -272,10 +276,10 @@ pub fn run(cli: Cli) -> i32 {
         Command::Check(args) => cmd_check(args),
         Command::Plan(args) => cmd_plan(args),
         Command::Matrix(cmd) => cmd_matrix(cmd),
-        Command::Run(args) => crate::run::cli::cmd_run(args),
-        Command::Rehearse(args) => crate::run::cli::cmd_rehearse(args),
-        Command::Status(args) => crate::run::cli::cmd_status(args),
-        Command::Unlock(args) => crate::run::cli::cmd_unlock(args),
+        Command::Run(args) => run::cmd_run(args),
+        Command::Rehearse(args) => run::cmd_rehearse(args),
+        Command::Status(args) => run::cmd_status(args),
+        Command::Unlock(args) => run::cmd_unlock(args),
         Command::Sim(SimCommand::Serve {
             port,
             kubeconfig,
@@ -283,7 +287,7 @@ pub fn run(cli: Cli) -> i32 {
             env,
             fault,
             pace,
-        }) => crate::run::cli::cmd_sim_serve(port, kubeconfig, seed, env, fault, pace),
+        }) => run::cmd_sim_serve(port, kubeconfig, seed, env, fault, pace),
     }
 }
 
