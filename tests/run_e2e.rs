@@ -503,6 +503,21 @@ async fn wait_for(what: &str, mut f: impl AsyncFnMut() -> bool) {
     }
 }
 
+/// Start `ktplay run --approve` in the background and return once its gateway canary exists
+/// (the run is then in the middle of the gateway stage).
+async fn start_until_canary(pb: &Path, kc: &Path, c: &TestCluster) -> tokio::process::Child {
+    let child = command(&run_args(pb, kc, "staging", c, &["--approve"]))
+        .spawn()
+        .unwrap();
+    wait_for("the canary", async || {
+        c.get("deployments", "keeptrusts-gateway-canary")
+            .await
+            .is_some()
+    })
+    .await;
+    child
+}
+
 async fn killed_mid_gateway_stage_resumes_without_repeating(backend: Backend) {
     let s = setup(
         backend,
@@ -514,15 +529,7 @@ async fn killed_mid_gateway_stage_resumes_without_repeating(backend: Backend) {
     .await;
     let (pb, c) = (&s.pb, &s.c);
     let kc = kubeconfig(s.dir.path(), &[("staging", c)]);
-    let mut child = command(&run_args(pb, &kc, "staging", c, &["--approve"]))
-        .spawn()
-        .unwrap();
-    wait_for("the canary", async || {
-        c.get("deployments", "keeptrusts-gateway-canary")
-            .await
-            .is_some()
-    })
-    .await;
+    let mut child = start_until_canary(pb, &kc, c).await;
     tokio::time::sleep(Duration::from_millis(300)).await;
     child.start_kill().unwrap(); // SIGKILL
     let _ = child.wait().await;
@@ -569,15 +576,7 @@ async fn sigterm_mid_run_rolls_back(backend: Backend) {
     .await;
     let (pb, c) = (&s.pb, &s.c);
     let kc = kubeconfig(s.dir.path(), &[("staging", c)]);
-    let child = command(&run_args(pb, &kc, "staging", c, &["--approve"]))
-        .spawn()
-        .unwrap();
-    wait_for("the canary", async || {
-        c.get("deployments", "keeptrusts-gateway-canary")
-            .await
-            .is_some()
-    })
-    .await;
+    let child = start_until_canary(pb, &kc, c).await;
     tokio::time::sleep(Duration::from_millis(300)).await;
     let pid = child.id().unwrap().to_string();
     let st = std::process::Command::new("kill")
@@ -645,15 +644,7 @@ async fn api_errors_mid_run_are_retried(backend: Backend) {
     .await;
     let (pb, c) = (&s.pb, &s.c);
     let kc = kubeconfig(s.dir.path(), &[("staging", c)]);
-    let child = command(&run_args(pb, &kc, "staging", c, &["--approve"]))
-        .spawn()
-        .unwrap();
-    wait_for("the canary", async || {
-        c.get("deployments", "keeptrusts-gateway-canary")
-            .await
-            .is_some()
-    })
-    .await;
+    let child = start_until_canary(pb, &kc, c).await;
     c.set_api_errors(0.3);
     let out = tokio::time::timeout(Duration::from_secs(170), child.wait_with_output())
         .await
@@ -813,15 +804,7 @@ async fn paused_runner_loses_the_lock_and_stops(backend: Backend) {
     .await;
     let (pb, c) = (&s.pb, &s.c);
     let kc = kubeconfig(s.dir.path(), &[("staging", c)]);
-    let a = command(&run_args(pb, &kc, "staging", c, &["--approve"]))
-        .spawn()
-        .unwrap();
-    wait_for("the canary", async || {
-        c.get("deployments", "keeptrusts-gateway-canary")
-            .await
-            .is_some()
-    })
-    .await;
+    let a = start_until_canary(pb, &kc, c).await;
     tokio::time::sleep(Duration::from_millis(300)).await;
     signal(&a, "-STOP");
     tokio::time::sleep(Duration::from_secs(17)).await; // past the 15 s lease
@@ -936,15 +919,7 @@ async fn differently_named_playbooks_cannot_change_the_same_objects(backend: Bac
             "playbook \"same-objects-other-name\"",
         )],
     );
-    let first = command(&run_args(pb, &kc, "staging", c, &["--approve"]))
-        .spawn()
-        .unwrap();
-    wait_for("the canary", async || {
-        c.get("deployments", "keeptrusts-gateway-canary")
-            .await
-            .is_some()
-    })
-    .await;
+    let first = start_until_canary(pb, &kc, c).await;
     let second = ktplay(&run_args(&other, &kc, "staging", c, &["--approve"])).await;
     assert_eq!(second.status.code(), Some(3), "{}", text(&second));
     let err = String::from_utf8_lossy(&second.stderr);
@@ -990,15 +965,7 @@ async fn someone_elses_change_mid_run_stops_the_run(backend: Backend) {
     .await;
     let (pb, c) = (&s.pb, &s.c);
     let kc = kubeconfig(s.dir.path(), &[("staging", c)]);
-    let child = command(&run_args(pb, &kc, "staging", c, &["--approve"]))
-        .spawn()
-        .unwrap();
-    wait_for("the canary", async || {
-        c.get("deployments", "keeptrusts-gateway-canary")
-            .await
-            .is_some()
-    })
-    .await;
+    let child = start_until_canary(pb, &kc, c).await;
     let api: kube::Api<k8s_openapi::api::apps::v1::Deployment> =
         kube::Api::namespaced(c.client(), &c.ns);
     let patch: json_patch::Patch = serde_json::from_value(serde_json::json!([
