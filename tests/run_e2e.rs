@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use ktplay::sim::{Fault, Seed, SimConfig};
 use serde_json::Value;
-use support::{Backend, TestCluster};
+use support::{case, copy_case, kubeconfig, Backend, TestCluster};
 
 const TEST_KEY: &str = "tk-7f3a9c1e5b2d";
 const ADMIN_TOKEN: &str = "adm-91c4e8f20a6b";
@@ -62,27 +62,6 @@ on_both!(
     someone_elses_change_mid_run_stops_the_run,
 );
 
-fn case(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/cases/run")
-        .join(name)
-}
-
-/// A copy of a case playbook in `dir` with its namespace set to `ns` and each `(from, to)`
-/// replacement applied (each must match).
-fn copy_case(dir: &Path, name: &str, ns: &str, edits: &[(&str, &str)]) -> PathBuf {
-    let mut text = std::fs::read_to_string(case(name)).unwrap();
-    assert!(text.contains("namespace \"keeptrusts\""));
-    text = text.replace("namespace \"keeptrusts\"", &format!("namespace \"{ns}\""));
-    for (from, to) in edits {
-        assert!(text.contains(from), "{name} has no `{from}`");
-        text = text.replacen(from, to, 1);
-    }
-    let p = dir.join(name);
-    std::fs::write(&p, text).unwrap();
-    p
-}
-
 fn playbook(path: &Path) -> ktplay::check::Playbook {
     let checked = ktplay::check::check_paths(&[path.to_path_buf()]).unwrap();
     assert_eq!(checked.errors(), 0, "{:?}", checked.problems);
@@ -120,25 +99,6 @@ async fn setup(
     let pb = copy_case(dir.path(), "upgrade.ktplay", &ns, edits);
     let c = TestCluster::new(backend, config, &seed(&pb, &ns, tweak)).await;
     Setup { dir, pb, c }
-}
-
-/// A kubeconfig with one context per (name, cluster).
-fn kubeconfig(dir: &Path, contexts: &[(&str, &TestCluster)]) -> PathBuf {
-    let mut y = String::from("apiVersion: v1\nkind: Config\nclusters:\n");
-    for (n, c) in contexts {
-        y += &format!("- name: {n}\n  cluster:\n    server: {}\n", c.api_url());
-    }
-    y += "users:\n- name: u\n  user: {}\ncontexts:\n";
-    for (n, c) in contexts {
-        y += &format!(
-            "- name: {n}\n  context:\n    cluster: {n}\n    user: u\n    namespace: {}\n",
-            c.ns
-        );
-    }
-    y += &format!("current-context: {}\n", contexts[0].0);
-    let path = dir.join("kubeconfig");
-    std::fs::write(&path, y).unwrap();
-    path
 }
 
 /// `--route` arguments sending the env's hosts to the cluster's simulated services.

@@ -491,9 +491,9 @@ async fn iteration(backend: Backend, bin: &Path, plan: Plan) -> Outcome {
     }
     let dir = tempfile::tempdir().unwrap();
     let ns = support::namespace("soak");
-    let pb = copy_case(dir.path(), "upgrade.ktplay", &ns, &[("for 1s", "for 2s")]);
+    let pb = support::copy_case(dir.path(), "upgrade.ktplay", &ns, &[("for 1s", "for 2s")]);
     let c = TestCluster::new(backend, config, &seed(&pb, &ns)).await;
-    let kc = kubeconfig(dir.path(), &c);
+    let kc = support::kubeconfig(dir.path(), &[("staging", &c)]);
     let mut o = Outcome {
         plan: plan.clone(),
         state: State::Mixed,
@@ -890,22 +890,6 @@ async fn journal_status(c: &TestCluster) -> Option<String> {
 // ---------------------------------------------------------------------------------------------
 // Set-up and processes (as tests/run_e2e.rs).
 
-fn copy_case(dir: &Path, name: &str, ns: &str, edits: &[(&str, &str)]) -> PathBuf {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/cases/run")
-        .join(name);
-    let mut text = std::fs::read_to_string(path).unwrap();
-    assert!(text.contains("namespace \"keeptrusts\""));
-    text = text.replace("namespace \"keeptrusts\"", &format!("namespace \"{ns}\""));
-    for (from, to) in edits {
-        assert!(text.contains(from), "{name} has no `{from}`");
-        text = text.replacen(from, to, 1);
-    }
-    let p = dir.join(name);
-    std::fs::write(&p, text).unwrap();
-    p
-}
-
 /// The playbook's components at `from`, 2 replicas each.
 fn seed(pb: &Path, ns: &str) -> Seed {
     let checked = ktplay::check::check_paths(&[pb.to_path_buf()]).unwrap();
@@ -916,17 +900,6 @@ fn seed(pb: &Path, ns: &str) -> Seed {
         c.replicas = 2;
     }
     seed
-}
-
-fn kubeconfig(dir: &Path, c: &TestCluster) -> PathBuf {
-    let y = format!(
-        "apiVersion: v1\nkind: Config\nclusters:\n- name: staging\n  cluster:\n    server: {}\nusers:\n- name: u\n  user: {{}}\ncontexts:\n- name: staging\n  context:\n    cluster: staging\n    user: u\n    namespace: {}\ncurrent-context: staging\n",
-        c.api_url(),
-        c.ns
-    );
-    let path = dir.join("kubeconfig");
-    std::fs::write(&path, y).unwrap();
-    path
 }
 
 fn run_args(pb: &Path, kc: &Path, c: &TestCluster, extra: &[&str]) -> Vec<String> {

@@ -271,7 +271,6 @@ async fn execute_inner(
         &cluster,
         &pb.name,
         &run_id,
-        opts.resume.then_some(run_id.as_str()),
         &super::lock::objects_of(pb),
     )
     .await

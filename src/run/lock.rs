@@ -348,13 +348,12 @@ fn api_err(e: kube::Error) -> LockError {
     LockError::Api(format!("run lock: {}", super::cluster::words(&e)))
 }
 
-/// Take one lease for `holder`: create it, or take over one that expired (or whose holder,
-/// the run being resumed, is gone) by replace carrying the read resourceVersion.
+/// Take one lease for `holder`: create it, or take over one that expired or whose holder is
+/// gone, by replace carrying the read resourceVersion.
 async fn take(
     cluster: &Cluster,
     name: &str,
     holder: &str,
-    resuming: Option<&str>,
     object: Option<&str>,
 ) -> Result<(), LockError> {
     let api = leases(cluster);
@@ -384,9 +383,7 @@ async fn take(
     // A holder that is provably gone (this host, no such process) can act no more: its lease
     // is taken over at once, whether or not this run resumes it (a run it left unfinished is
     // refused afterwards by the journal, with the `--resume` that gets out of it).
-    let gone = holder_gone(&their_holder);
-    let resumable = resuming.is_some_and(|r| run_of(&their_holder) == Some(r)) && gone;
-    if !expired && !resumable && !gone {
+    if !expired && !holder_gone(&their_holder) {
         return Err(LockError::Held {
             lock_id: format!(
                 "{}/{}/{}",
@@ -452,21 +449,21 @@ async fn release_one(cluster: &Cluster, name: &str, holder: &str) {
 
 impl RunLock {
     /// Take the lock: the playbook's lease, then one lease per object the run changes
-    /// ([`objects_of`]), all or nothing. `resuming` lets a run take over the leases of the run it
-    /// resumes when that process is gone (same host, no such pid) or the leases expired.
+    /// ([`objects_of`]), all or nothing. Leases that expired, or whose holder is provably gone
+    /// (this host, no such process), are taken over; a run that process left unfinished is
+    /// refused afterwards by its journal.
     pub async fn acquire(
         cluster: &Cluster,
         playbook: &str,
         run_id: &str,
-        resuming: Option<&str>,
         objects: &[(String, String)],
     ) -> Result<RunLock, LockError> {
         let name = lease_name(playbook);
         let holder = holder_identity(run_id);
-        take(cluster, &name, &holder, resuming, None).await?;
+        take(cluster, &name, &holder, None).await?;
         let mut names = vec![name.clone()];
         for (lease, words) in objects {
-            if let Err(e) = take(cluster, lease, &holder, resuming, Some(words)).await {
+            if let Err(e) = take(cluster, lease, &holder, Some(words)).await {
                 for n in names.iter().rev() {
                     release_one(cluster, n, &holder).await;
                 }

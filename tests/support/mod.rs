@@ -679,3 +679,44 @@ pub async fn read_only_token(c: &TestCluster, name: &str) -> String {
         .unwrap();
     tr.status.and_then(|s| s.token).expect("a token")
 }
+
+/// A case playbook of `tests/cases/run`.
+pub fn case(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/cases/run")
+        .join(name)
+}
+
+/// A copy of a case playbook in `dir` with its namespace set to `ns` and each `(from, to)`
+/// replacement applied (each must match).
+pub fn copy_case(dir: &Path, name: &str, ns: &str, edits: &[(&str, &str)]) -> PathBuf {
+    let mut text = std::fs::read_to_string(case(name)).unwrap();
+    assert!(text.contains("namespace \"keeptrusts\""));
+    text = text.replace("namespace \"keeptrusts\"", &format!("namespace \"{ns}\""));
+    for (from, to) in edits {
+        assert!(text.contains(from), "{name} has no `{from}`");
+        text = text.replacen(from, to, 1);
+    }
+    let p = dir.join(name);
+    std::fs::write(&p, text).unwrap();
+    p
+}
+
+/// A kubeconfig with one context per (name, cluster).
+pub fn kubeconfig(dir: &Path, contexts: &[(&str, &TestCluster)]) -> PathBuf {
+    let mut y = String::from("apiVersion: v1\nkind: Config\nclusters:\n");
+    for (n, c) in contexts {
+        y += &format!("- name: {n}\n  cluster:\n    server: {}\n", c.api_url());
+    }
+    y += "users:\n- name: u\n  user: {}\ncontexts:\n";
+    for (n, c) in contexts {
+        y += &format!(
+            "- name: {n}\n  context:\n    cluster: {n}\n    user: u\n    namespace: {}\n",
+            c.ns
+        );
+    }
+    y += &format!("current-context: {}\n", contexts[0].0);
+    let path = dir.join("kubeconfig");
+    std::fs::write(&path, y).unwrap();
+    path
+}
