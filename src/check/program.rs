@@ -101,6 +101,16 @@ pub struct BlueGreen {
     pub green: String,
 }
 
+impl BlueGreen {
+    /// The deployment of a colour.
+    pub fn deployment(&self, colour: Colour) -> &str {
+        match colour {
+            Colour::Blue => &self.blue,
+            Colour::Green => &self.green,
+        }
+    }
+}
+
 impl Component {
     pub fn is_blue_green(&self) -> bool {
         matches!(self.workload, Workload::BlueGreen(_))
@@ -211,6 +221,14 @@ impl Colour {
         match self {
             Colour::Blue => "blue",
             Colour::Green => "green",
+        }
+    }
+    /// A selector's value as a colour.
+    pub fn parse(s: &str) -> Option<Colour> {
+        match s {
+            "blue" => Some(Colour::Blue),
+            "green" => Some(Colour::Green),
+            _ => None,
         }
     }
 }

@@ -12,10 +12,10 @@ use crate::resolve::{Live, Scope};
 
 use crate::run::cluster::{self, Cluster, Connect};
 use crate::run::events::RunEvent;
-use crate::run::exec::{execute, RunOptions, RunTarget};
 use crate::run::exit;
 use crate::run::guards::{script_runner, UrlRewrite};
 use crate::run::output::Format;
+use crate::run::{execute, RunOptions, RunTarget};
 use crate::run::{Cancel, Outcome};
 
 fn runtime() -> tokio::runtime::Runtime {
@@ -181,7 +181,7 @@ pub fn cmd_run(args: RunArgs) -> i32 {
             scripts: script_runner(),
             cancel: Cancel::new(),
             after: Some(after),
-            label: "run".into(),
+            rehearsal: false,
         };
         let target = RunTarget {
             checked: &checked,
@@ -273,7 +273,7 @@ pub fn cmd_rehearse(args: RehearseArgs) -> i32 {
             scripts: script_runner(),
             cancel: Cancel::new(),
             after: None,
-            label: "rehearsal of".into(),
+            rehearsal: true,
         };
         let target = RunTarget {
             checked: &checked,

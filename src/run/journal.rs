@@ -168,6 +168,16 @@ impl Journal {
             .is_some_and(|f| f.lost().is_some())
     }
 
+    /// Every event of the run so far (a resumed run's earlier processes' too): the single
+    /// source of truth for what started, what it replaced and how far a rollback got.
+    pub fn entries(&self) -> Vec<Entry> {
+        self.lock()
+            .events
+            .iter()
+            .filter_map(|l| Entry::parse(l))
+            .collect()
+    }
+
     fn append(&self, event: RunEvent) {
         let entry = Entry {
             time: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
@@ -198,9 +208,7 @@ impl Journal {
             .and_then(|l| Entry::parse(l))
             .is_some_and(|e| matches!(e.event, RunEvent::RunEnd { .. }));
         if !ended {
-            self.append(RunEvent::RunEnd {
-                status: status.to_string(),
-            });
+            self.append(RunEvent::run_end(status, String::new()));
         }
         {
             let mut g = self.lock();

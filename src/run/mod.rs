@@ -2,8 +2,14 @@
 //!
 //! | module | what it holds |
 //! |---|---|
+//! | [`driver`] | the loop: stages, statements, failure and rollback (nothing imports it but the CLI) |
+//! | [`context`] | what a run shares: playbook, cluster handle, options, the event [`context::Log`] |
+//! | [`admit`] | before the journal and the lock: approvals, secrets, promotion gate, preflight |
+//! | [`live`] | live versions and colours, the matrix check before each action, "as this run left it" |
+//! | [`actions`] | one function per action: (context, statement) → detail or [`RunError`] |
+//! | [`restore`] | rollback steps: restore a [`rollback::Record`], `undo` to the first state |
+//! | [`signals`] | Ctrl-C / SIGTERM / SIGHUP from the first moment |
 //! | [`cluster`] | the kube layer: versions, image patches, rollout waits, undo, canaries, selectors, logs |
-//! | [`exec`] | the interpreter: stages, live compatibility checks, failure and rollback |
 //! | [`guards`] | http, logs and ready guards, `approve`, and the [`guards::ScriptRunner`] seam for Rhai |
 //! | [`lock`] | the run lock (a Lease per playbook and namespace) |
 //! | [`events`] | the journal's typed vocabulary ([`events::RunEvent`]) and its fold into progress |
@@ -17,24 +23,31 @@
 //! fully rolled back; 2 usage or I/O; 3 refused before any action; 4 failed and the rollback is
 //! incomplete, halted or stopped by a second signal; 5 the run lock was lost.
 
+pub mod actions;
+pub mod admit;
 pub mod cluster;
+pub mod context;
+pub mod driver;
 pub mod events;
-pub mod exec;
 pub mod guards;
 pub mod journal;
+pub mod live;
 pub mod lock;
 pub mod output;
 pub mod preflight;
 pub mod rehearse;
+pub mod restore;
 pub mod rhai;
 pub mod rollback;
+pub mod signals;
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::watch;
 
-pub use exec::{execute, RunOptions, RunTarget};
+pub use context::{RunOptions, RunTarget};
+pub use driver::execute;
 
 /// Exit codes: one table for every command.
 pub use crate::exit;
@@ -196,6 +209,20 @@ impl Failure {
     pub fn is(&self, kind: FailureKind) -> bool {
         self.kind == kind
     }
+    /// The failure at a statement of the playbook.
+    pub fn at(self, span: crate::span::Span) -> RunError {
+        RunError {
+            span,
+            failure: self,
+        }
+    }
+}
+
+/// A failure at a statement (or a guard inside one) of the playbook: what actions return.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunError {
+    pub span: crate::span::Span,
+    pub failure: Failure,
 }
 
 impl From<cluster::ClusterError> for Failure {

@@ -1,14 +1,19 @@
-//! What a run prints: for people, a header per stage, one line per statement with its elapsed
-//! time (a spinner while it runs, only on a terminal), rollback steps and a summary; with
-//! `--format json`, one JSON event per line on stdout. Every line passes the [`Redactor`].
+//! What a run prints, drawn from its events ([`RunEvent`]): the journal and the output name the
+//! same facts the same way. For people: a header, a header per stage, one line per statement
+//! with its elapsed time (a spinner while it runs, only on a terminal), rollback steps and a
+//! summary, failures rendered at their playbook line on stderr. With `--format json`: every
+//! event, one JSON object a line on stdout, exactly as the journal holds it (plus `elapsed_ms`).
+//! Every line passes the [`Redactor`].
 
 use std::io::{IsTerminal, Write};
 use std::time::{Duration, Instant};
 
 use indicatif::{ProgressBar, ProgressStyle};
-use serde_json::{json, Value};
+use serde_json::json;
 
+use super::events::RunEvent;
 use super::Redactor;
+use crate::source::SourceMap;
 
 /// Output format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -18,7 +23,7 @@ pub enum Format {
     Json,
 }
 
-/// Prints a run.
+/// Prints a run's events.
 pub struct Reporter {
     format: Format,
     colour: bool,
@@ -26,20 +31,20 @@ pub struct Reporter {
     redact: Redactor,
     spinner: Option<ProgressBar>,
     started: Instant,
-    /// Lines also kept in memory (tests, the summary).
-    pub quiet: bool,
+    /// The playbook's sources, for failures rendered at their line.
+    sources: SourceMap,
 }
 
 /// How a statement ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Mark {
+enum Mark {
     Ok,
     Failed,
     Skipped,
 }
 
 impl Reporter {
-    pub fn new(format: Format, redact: Redactor) -> Reporter {
+    pub fn new(format: Format, redact: Redactor, sources: SourceMap) -> Reporter {
         let terminal = std::io::stdout().is_terminal();
         Reporter {
             format,
@@ -48,7 +53,7 @@ impl Reporter {
             redact,
             spinner: None,
             started: Instant::now(),
-            quiet: false,
+            sources,
         }
     }
 
@@ -56,12 +61,168 @@ impl Reporter {
         self.format
     }
 
-    pub fn colour(&self) -> bool {
-        self.colour
+    /// Show one event: a JSON line, or what a person reads of it.
+    pub fn show(&mut self, ev: &RunEvent) {
+        match self.format {
+            Format::Json => self.json(ev),
+            Format::Human => self.human(ev),
+        }
     }
 
-    pub fn set_redactor(&mut self, r: Redactor) {
-        self.redact = r;
+    fn json(&mut self, ev: &RunEvent) {
+        let mut v = serde_json::to_value(ev).unwrap_or_default();
+        v["elapsed_ms"] = json!(self.started.elapsed().as_millis() as u64);
+        let text = self.redact.redact(&v.to_string());
+        let mut out = std::io::stdout().lock();
+        let _ = writeln!(out, "{text}");
+        let _ = out.flush();
+    }
+
+    fn human(&mut self, ev: &RunEvent) {
+        match ev {
+            RunEvent::RunStart { playbook, env, at } => {
+                let label = if at.rehearsal { "rehearsal of" } else { "run" };
+                let t = format!(
+                    "{label} playbook \"{playbook}\" on env {env} (namespace {}, digest {}, lock {})",
+                    at.namespace,
+                    &at.digest[..12.min(at.digest.len())],
+                    at.lock
+                );
+                self.header(&t)
+            }
+            RunEvent::Resume {
+                playbook,
+                env,
+                at,
+                rollback,
+            } => {
+                let label = if at.rehearsal { "rehearsal of" } else { "run" };
+                let t = match rollback {
+                    None => format!(
+                        "{label} playbook \"{playbook}\" on env {env} (namespace {}, digest {}, lock {}), resuming",
+                        at.namespace,
+                        &at.digest[..12.min(at.digest.len())],
+                        at.lock
+                    ),
+                    Some(r) => format!(
+                        "{label} playbook \"{playbook}\" on env {env} (namespace {}, lock {}), resuming the rollback after stage {} failed: {} of {} steps done",
+                        at.namespace, at.lock, r.failed_stage, r.done, r.steps
+                    ),
+                };
+                self.header(&t)
+            }
+            RunEvent::DriftAccepted { message } => {
+                self.line(&format!("accepting drift (--accept-drift): {message}"))
+            }
+            RunEvent::Note { message } => self.line(message),
+            RunEvent::Stage { name, line, .. } => {
+                let t = self.paint("1;36", &format!("stage {name}"));
+                self.line(&format!("\n{t}  (line {line})"))
+            }
+            RunEvent::Start { statement, .. } | RunEvent::RollbackStep { statement, .. } => {
+                self.begin(statement)
+            }
+            RunEvent::Skipped { statement, .. } => self.end(
+                "  ",
+                statement,
+                Mark::Skipped,
+                Duration::ZERO,
+                Some("done before the interruption; not repeated"),
+            ),
+            RunEvent::Guard {
+                statement,
+                ok,
+                detail,
+                message,
+                duration_ms,
+                ..
+            } => self.end(
+                "    ",
+                statement,
+                mark(*ok),
+                Duration::from_millis(*duration_ms),
+                said(*ok, detail, message),
+            ),
+            RunEvent::End {
+                statement,
+                ok,
+                detail,
+                message,
+                duration_ms,
+                ..
+            } => self.end(
+                "  ",
+                statement,
+                mark(*ok),
+                Duration::from_millis(*duration_ms),
+                said(*ok, detail, message),
+            ),
+            RunEvent::Refused { message, help } => {
+                self.stop_spinner();
+                let text = match help {
+                    Some(h) => format!("refused: {message}\n  help: {h}\n"),
+                    None => format!("refused: {message}\n"),
+                };
+                eprint!("{}", self.redact.redact(&text));
+                self.summary(false, &format!("refused before any action: {message}"));
+            }
+            RunEvent::Failed {
+                message,
+                help,
+                span,
+                ..
+            } => self.failure(*span, message, help.as_deref(), "this failed"),
+            RunEvent::RollbackBegin { steps, .. } => {
+                if *steps > 0 {
+                    self.stop_spinner();
+                    let t = self.paint(
+                        "1;33",
+                        &format!(
+                            "rolling back: {steps} step{} (the failed stage first, then completed stages newest first)",
+                            if *steps == 1 { "" } else { "s" }
+                        ),
+                    );
+                    self.line(&format!("\n{t}"))
+                }
+            }
+            RunEvent::RollbackEnd {
+                statement,
+                ok,
+                detail,
+                message,
+                duration_ms,
+                span,
+                ..
+            } => {
+                self.end(
+                    "    ↩ ",
+                    statement,
+                    mark(*ok),
+                    Duration::from_millis(*duration_ms),
+                    said(*ok, detail, message),
+                );
+                if !ok {
+                    let m = message.as_deref().unwrap_or("failed");
+                    self.failure(
+                        *span,
+                        &format!("rollback step failed: {m}"),
+                        Some("the rollback stopped here; the steps below did not run"),
+                        "this rollback step failed",
+                    );
+                }
+            }
+            RunEvent::RunEnd {
+                status, message, ..
+            } => {
+                if !message.is_empty() {
+                    self.summary(status == "succeeded", message)
+                }
+            }
+            RunEvent::First { .. }
+            | RunEvent::Record { .. }
+            | RunEvent::Halted { .. }
+            | RunEvent::Aborted { .. } => {}
+        }
     }
 
     fn paint(&self, code: &str, text: &str) -> String {
@@ -73,9 +234,6 @@ impl Reporter {
     }
 
     fn line(&mut self, text: &str) {
-        if self.quiet {
-            return;
-        }
         let text = self.redact.redact(text);
         if let Some(sp) = &self.spinner {
             sp.suspend(|| println!("{text}"));
@@ -86,56 +244,15 @@ impl Reporter {
         }
     }
 
-    /// Emit one JSON event (json format only).
-    pub fn event(&mut self, mut v: Value) {
-        if self.format != Format::Json || self.quiet {
-            return;
-        }
-        v["elapsed_ms"] = json!(self.started.elapsed().as_millis() as u64);
-        let text = self.redact.redact(&v.to_string());
-        let mut out = std::io::stdout().lock();
-        let _ = writeln!(out, "{text}");
-        let _ = out.flush();
-    }
-
-    /// A note for people (`note` event in JSON).
-    pub fn note(&mut self, text: &str) {
-        match self.format {
-            Format::Human => self.line(text),
-            Format::Json => self.event(json!({"event": "note", "message": text})),
-        }
-    }
-
-    /// Run header.
-    pub fn header(&mut self, text: &str, detail: Value) {
-        match self.format {
-            Format::Human => {
-                let t = self.paint("1", text);
-                self.line(&t)
-            }
-            Format::Json => {
-                let mut v = detail;
-                v["event"] = json!("run");
-                v["message"] = json!(text);
-                self.event(v)
-            }
-        }
-    }
-
-    /// A stage begins.
-    pub fn stage(&mut self, name: &str, line: usize) {
-        match self.format {
-            Format::Human => {
-                let t = self.paint("1;36", &format!("stage {name}"));
-                self.line(&format!("\n{t}  (line {line})"))
-            }
-            Format::Json => self.event(json!({"event": "stage", "stage": name, "line": line})),
-        }
+    fn header(&mut self, text: &str) {
+        let t = self.paint("1", text);
+        self.line(&t)
     }
 
     /// A statement begins: a spinner on a terminal.
-    pub fn begin(&mut self, text: &str) {
-        if self.format == Format::Human && self.terminal && !self.quiet {
+    fn begin(&mut self, text: &str) {
+        if self.terminal {
+            self.stop_spinner();
             let sp = ProgressBar::new_spinner();
             sp.set_style(
                 ProgressStyle::with_template("  {spinner} {msg} {elapsed}")
@@ -153,95 +270,76 @@ impl Reporter {
         }
     }
 
-    /// A statement ended.
-    #[allow(clippy::too_many_arguments)]
-    pub fn end(
+    fn end(
         &mut self,
-        stage: &str,
-        line: usize,
+        indent: &str,
         text: &str,
         mark: Mark,
         elapsed: Duration,
         detail: Option<&str>,
-        rollback: bool,
+    ) {
+        // A guard line inside a canary keeps the canary's spinner going.
+        if indent != "    " {
+            self.stop_spinner();
+        }
+        let sym = match mark {
+            Mark::Ok => self.paint("32", "✓"),
+            Mark::Failed => self.paint("31", "✗"),
+            Mark::Skipped => self.paint("2", "–"),
+        };
+        let mut s = format!(
+            "{indent}{sym} {text}  {}",
+            self.paint("2", &format!("({})", fmt_elapsed(elapsed)))
+        );
+        if let Some(d) = detail {
+            s.push_str(&format!("\n      {d}"));
+        }
+        self.line(&s)
+    }
+
+    fn summary(&mut self, good: bool, text: &str) {
+        self.stop_spinner();
+        let t = self.paint(if good { "1;32" } else { "1;31" }, text);
+        let took = fmt_elapsed(self.started.elapsed());
+        self.line(&format!("\n{t}  (total {took})"))
+    }
+
+    /// A failure on stderr, at its playbook line when it has one.
+    fn failure(
+        &mut self,
+        span: Option<crate::span::Span>,
+        message: &str,
+        help: Option<&str>,
+        label: &str,
     ) {
         self.stop_spinner();
-        match self.format {
-            Format::Human => {
-                let sym = match mark {
-                    Mark::Ok => self.paint("32", "✓"),
-                    Mark::Failed => self.paint("31", "✗"),
-                    Mark::Skipped => self.paint("2", "–"),
-                };
-                let indent = if rollback { "    ↩ " } else { "  " };
-                let mut s = format!(
-                    "{indent}{sym} {text}  {}",
-                    self.paint("2", &format!("({})", fmt_elapsed(elapsed)))
-                );
-                if let Some(d) = detail {
-                    s.push_str(&format!("\n      {d}"));
-                }
-                self.line(&s)
+        let rendered = match span {
+            Some(span) => {
+                super::render_failure(&self.sources, span, message, help, label, self.colour)
             }
-            Format::Json => self.event(json!({
-                "event": if rollback { "rollback_step" } else { "statement" },
-                "stage": stage,
-                "line": line,
-                "statement": text,
-                "status": match mark { Mark::Ok => "ok", Mark::Failed => "failed", Mark::Skipped => "skipped" },
-                "duration_ms": elapsed.as_millis() as u64,
-                "detail": detail,
-            })),
-        }
+            None => match help {
+                Some(h) => format!("error: {message}\n  help: {h}\n"),
+                None => format!("error: {message}\n"),
+            },
+        };
+        eprint!("{}", self.redact.redact(&rendered));
     }
+}
 
-    /// Rollback begins.
-    pub fn rollback_header(&mut self, text: &str) {
-        self.stop_spinner();
-        match self.format {
-            Format::Human => {
-                let t = self.paint("1;33", text);
-                self.line(&format!("\n{t}"))
-            }
-            Format::Json => self.event(json!({"event": "rollback", "message": text})),
-        }
+fn mark(ok: bool) -> Mark {
+    if ok {
+        Mark::Ok
+    } else {
+        Mark::Failed
     }
+}
 
-    /// The final summary.
-    pub fn summary(&mut self, outcome: &str, text: &str, detail: Value) {
-        self.stop_spinner();
-        match self.format {
-            Format::Human => {
-                let code = if outcome == "succeeded" {
-                    "1;32"
-                } else {
-                    "1;31"
-                };
-                let t = self.paint(code, text);
-                let took = fmt_elapsed(self.started.elapsed());
-                self.line(&format!("\n{t}  (total {took})"))
-            }
-            Format::Json => {
-                let mut v = detail;
-                v["event"] = json!("summary");
-                v["outcome"] = json!(outcome);
-                v["message"] = json!(text);
-                self.event(v)
-            }
-        }
-    }
-
-    /// An error rendered for people (stderr), or an `error` event.
-    pub fn error(&mut self, rendered: &str, message: &str) {
-        self.stop_spinner();
-        match self.format {
-            Format::Human => {
-                if !self.quiet {
-                    eprint!("{}", self.redact.redact(rendered));
-                }
-            }
-            Format::Json => self.event(json!({"event": "error", "message": message})),
-        }
+/// What a statement's line says under it: its detail when it passed, why when it failed.
+fn said<'a>(ok: bool, detail: &'a Option<String>, message: &'a Option<String>) -> Option<&'a str> {
+    if ok {
+        detail.as_deref().filter(|d| !d.is_empty())
+    } else {
+        message.as_deref()
     }
 }
 

@@ -1,0 +1,516 @@
+//! One function per action: each takes the run's context and its statement, and returns what
+//! it did (a detail line) or a [`RunError`] at the line that failed. What an action will replace
+//! is read first, by [`prepare`], and journaled before it acts; a promoted canary journals its
+//! new record itself. Nothing here drives the loop or decides about rollback.
+
+use std::time::{Duration, Instant};
+
+use crate::check::program::{Colour, Guard, Op, Statement, Workload};
+use crate::resolve::{Mode, Scope};
+
+use super::cluster::{canary_name, live_colour};
+use super::context::{Ctx, DEFAULT_TIMEOUT};
+use super::events::RunEvent;
+use super::guards::{self, GuardEnv};
+use super::rollback::{First, Record};
+use super::{Cancel, Failure, RunError};
+
+/// Where a statement runs: a stage's own statement, or a step of a rollback block.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum At {
+    Forward { stage: usize, stmt: usize },
+    Rollback { stage: usize },
+}
+
+impl At {
+    pub fn stage(self) -> usize {
+        match self {
+            At::Forward { stage, .. } | At::Rollback { stage } => stage,
+        }
+    }
+}
+
+/// What an action will replace, read before it acts.
+pub async fn prepare(cx: &Ctx<'_>, op: &Op) -> Result<Option<Record>, Failure> {
+    Ok(match op {
+        Op::Rolling { comp, .. } => Some(Record::Templates {
+            comp: *comp,
+            deployments: cx.snaps(*comp).await?,
+        }),
+        Op::Canary { comp, .. } => Some(Record::Canary {
+            comp: *comp,
+            canaries: cx
+                .comp(*comp)
+                .deployments()
+                .iter()
+                .map(|d| canary_name(d))
+                .collect(),
+            promoted: None,
+        }),
+        Op::BlueGreen { comp, .. } | Op::Switch { comp, .. } => {
+            let c = cx.comp(*comp);
+            let Workload::BlueGreen(bg) = &c.workload else {
+                return Err(Failure::new(format!("{} is not blue-green", c.name)));
+            };
+            let col = live_colour(&cx.cluster, c).await?;
+            let idle = match op {
+                Op::BlueGreen { .. } => Some(cx.cluster.snap(bg.deployment(col.other())).await?),
+                _ => None,
+            };
+            Some(Record::Selector {
+                comp: *comp,
+                service: bg.service.clone(),
+                key: bg.selector.clone(),
+                value: col.as_str().to_string(),
+                idle,
+            })
+        }
+        Op::Scale { comp, .. } => {
+            let mut replicas = Vec::new();
+            for d in cx.comp(*comp).deployments() {
+                replicas.push((d.to_string(), cx.cluster.replicas(d).await?));
+            }
+            Some(Record::Replicas {
+                comp: *comp,
+                replicas,
+            })
+        }
+        Op::Restart { comp, .. } => Some(Record::Restart {
+            comp: *comp,
+            at: now(),
+        }),
+        Op::Undo { comp, revision } => {
+            let c = cx.comp(*comp);
+            match &c.workload {
+                // Outside rollback blocks, undo of a blue-green component switches back.
+                Workload::BlueGreen(bg) => {
+                    let col = live_colour(&cx.cluster, c).await?;
+                    Some(Record::Selector {
+                        comp: *comp,
+                        service: bg.service.clone(),
+                        key: bg.selector.clone(),
+                        value: col.as_str().to_string(),
+                        idle: None,
+                    })
+                }
+                Workload::Deployments(_) => {
+                    let mut targets = Vec::new();
+                    for d in c.deployments() {
+                        let (rev, t) = cx.cluster.undo_target(d, *revision).await?;
+                        targets.push((d.to_string(), rev, t));
+                    }
+                    Some(Record::Undo {
+                        comp: *comp,
+                        targets,
+                    })
+                }
+            }
+        }
+        _ => None,
+    })
+}
+
+/// Journal what a component was before this run first changes it (for `undo C` in rollback
+/// blocks); once per component and run.
+pub async fn remember_first(cx: &Ctx<'_>, comp: usize) -> Result<(), Failure> {
+    if cx.log.progress().first.contains_key(&comp) {
+        return Ok(());
+    }
+    let c = cx.comp(comp);
+    let selector = match &c.workload {
+        Workload::BlueGreen(bg) => {
+            let sel = cx.cluster.selector(&bg.service).await?;
+            sel.get(&bg.selector)
+                .map(|v| (bg.service.clone(), bg.selector.clone(), v.clone()))
+        }
+        Workload::Deployments(_) => None,
+    };
+    let first = First {
+        deployments: cx.snaps(comp).await?,
+        selector,
+    };
+    cx.log
+        .record(RunEvent::First { comp, first })
+        .await
+        .map_err(|e| Failure::new(format!("{e}; the action was not started")))
+}
+
+/// Carry out one statement; `record` is what [`prepare`] read (journaled). Returns a detail
+/// line for the output.
+pub async fn perform(
+    cx: &Ctx<'_>,
+    at: At,
+    st: &Statement,
+    record: Option<Record>,
+    cancel: &Cancel,
+) -> Result<String, RunError> {
+    let here = |f: Failure| f.at(st.span);
+    match &st.op {
+        Op::Rolling {
+            comp,
+            to,
+            max_unavailable,
+            max_surge,
+            timeout,
+        } => {
+            let c = cx.comp(*comp);
+            for d in c.deployments() {
+                cx.cluster
+                    .set_image(d, &c.container, &c.image, to, *max_unavailable, *max_surge)
+                    .await
+                    .map_err(|x| here(x.into()))?;
+            }
+            let ds = names(c.deployments());
+            cx.wait_all(&ds, timeout.unwrap_or(DEFAULT_TIMEOUT), cancel)
+                .await
+                .map_err(here)?;
+            Ok(format!("{} at {to}", ds.join(", ")))
+        }
+        Op::Canary {
+            comp,
+            to,
+            weight,
+            duration,
+            guards,
+            timeout,
+        } => {
+            let canary = Canary {
+                comp: *comp,
+                to,
+                weight: *weight,
+                duration: duration.unwrap_or(Duration::ZERO),
+                guards,
+                timeout: timeout.unwrap_or(DEFAULT_TIMEOUT),
+            };
+            canary.run(cx, at, st, cancel).await
+        }
+        Op::BlueGreen {
+            comp,
+            to,
+            guards,
+            timeout,
+        } => {
+            let c = cx.comp(*comp);
+            let Workload::BlueGreen(bg) = &c.workload else {
+                return Err(here(Failure::new(format!("{} is not blue-green", c.name))));
+            };
+            let live = live_colour(&cx.cluster, c)
+                .await
+                .map_err(|x| here(x.into()))?;
+            cx.set_colour(*comp, live);
+            let idle = live.other();
+            let idle_deploy = bg.deployment(idle);
+            cx.cluster
+                .set_image(idle_deploy, &c.container, &c.image, to, None, None)
+                .await
+                .map_err(|x| here(x.into()))?;
+            cx.wait_all(
+                &[idle_deploy.to_string()],
+                timeout.unwrap_or(DEFAULT_TIMEOUT),
+                cancel,
+            )
+            .await
+            .map_err(here)?;
+            nested_guards(cx, at, guards, true, cancel).await?;
+            cx.cluster
+                .set_selector(&bg.service, &bg.selector, idle.as_str())
+                .await
+                .map_err(|x| here(x.into()))?;
+            cx.set_colour(*comp, idle);
+            Ok(format!(
+                "{idle_deploy} at {to}; Service {} now selects {}",
+                bg.service,
+                idle.as_str()
+            ))
+        }
+        Op::Restart { comp, timeout } => {
+            let c = cx.comp(*comp);
+            let at = match &record {
+                Some(Record::Restart { at, .. }) => at.clone(),
+                _ => now(),
+            };
+            for d in c.deployments() {
+                cx.cluster
+                    .restart(d, &at)
+                    .await
+                    .map_err(|x| here(x.into()))?;
+            }
+            cx.wait_all(
+                &names(c.deployments()),
+                timeout.unwrap_or(DEFAULT_TIMEOUT),
+                cancel,
+            )
+            .await
+            .map_err(here)?;
+            Ok(String::new())
+        }
+        Op::Undo { comp, .. } => {
+            if let At::Rollback { .. } = at {
+                return super::restore::undo_to_first(cx, *comp, cancel)
+                    .await
+                    .map_err(here);
+            }
+            let record = match record {
+                Some(r) => Some(r),
+                None => prepare(cx, &st.op).await.map_err(here)?,
+            };
+            undo(cx, *comp, record, cancel).await.map_err(here)
+        }
+        Op::Switch { comp, colour } => {
+            let c = cx.comp(*comp);
+            let Workload::BlueGreen(bg) = &c.workload else {
+                return Err(here(Failure::new(format!("{} is not blue-green", c.name))));
+            };
+            cx.cluster
+                .set_selector(&bg.service, &bg.selector, colour.as_str())
+                .await
+                .map_err(|x| here(x.into()))?;
+            cx.set_colour(*comp, *colour);
+            Ok(format!(
+                "Service {} now selects {}",
+                bg.service,
+                colour.as_str()
+            ))
+        }
+        Op::Scale {
+            comp,
+            replicas,
+            timeout,
+        } => {
+            let c = cx.comp(*comp);
+            for d in c.deployments() {
+                cx.cluster
+                    .scale(d, *replicas as i64)
+                    .await
+                    .map_err(|x| here(x.into()))?;
+            }
+            cx.wait_all(
+                &names(c.deployments()),
+                timeout.unwrap_or(DEFAULT_TIMEOUT),
+                cancel,
+            )
+            .await
+            .map_err(here)?;
+            Ok(String::new())
+        }
+        Op::Pause(d) => {
+            let (d, note) = cx.shorten(*d);
+            if !cancel.sleep(d).await {
+                return Err(here(Failure::interrupted()));
+            }
+            Ok(note.unwrap_or_default())
+        }
+        Op::Approve(q) => {
+            let live = cx.live();
+            let question = Scope::new(&cx.pb, cx.env, &live)
+                .render(q, Mode::Display)
+                .unwrap_or_default();
+            guards::approve(&question, cx.opts.approve, cancel)
+                .await
+                .map_err(here)
+        }
+        Op::Guard(g) => guard(cx, g, cancel).await.map_err(here),
+    }
+}
+
+/// `undo C` outside rollback blocks: back to the recorded revision, or switch back.
+async fn undo(
+    cx: &Ctx<'_>,
+    comp: usize,
+    record: Option<Record>,
+    cancel: &Cancel,
+) -> Result<String, Failure> {
+    match record {
+        Some(Record::Undo { targets, .. }) => {
+            for (_, _, t) in &targets {
+                cx.cluster.restore_snap(t).await?;
+            }
+            let ds: Vec<String> = targets.iter().map(|t| t.0.clone()).collect();
+            cx.wait_all(&ds, DEFAULT_TIMEOUT, cancel).await?;
+            Ok(targets
+                .iter()
+                .map(|(d, r, _)| format!("{d} back to revision {r}"))
+                .collect::<Vec<_>>()
+                .join(", "))
+        }
+        Some(Record::Selector {
+            service,
+            key,
+            value,
+            ..
+        }) => {
+            let back = Colour::parse(&value)
+                .map(Colour::other)
+                .unwrap_or(Colour::Blue);
+            cx.cluster
+                .set_selector(&service, &key, back.as_str())
+                .await?;
+            cx.set_colour(comp, back);
+            Ok(format!("Service {service} now selects {}", back.as_str()))
+        }
+        _ => Err(Failure::new(format!("cannot undo {}", cx.comp(comp).name))),
+    }
+}
+
+/// A canary: new-version pods beside the stable ones, guards for its time, then promotion (a
+/// rolling update of the main deployments) and the canary removed.
+struct Canary<'s> {
+    comp: usize,
+    to: &'s crate::version::Version,
+    weight: u32,
+    duration: Duration,
+    guards: &'s [Statement],
+    timeout: Duration,
+}
+
+impl Canary<'_> {
+    async fn run(
+        &self,
+        cx: &Ctx<'_>,
+        at: At,
+        st: &Statement,
+        cancel: &Cancel,
+    ) -> Result<String, RunError> {
+        let here = |f: Failure| f.at(st.span);
+        let c = cx.comp(self.comp);
+        let mut canaries = Vec::new();
+        for d in c.deployments() {
+            let replicas = cx.cluster.replicas(d).await.map_err(|x| here(x.into()))?;
+            let n = ((replicas * self.weight as i64) as f64 / 100.0)
+                .ceil()
+                .max(1.0) as i64;
+            let name = cx
+                .cluster
+                .create_canary(d, &c.container, &c.image, self.to, n)
+                .await
+                .map_err(|x| here(x.into()))?;
+            canaries.push(name);
+        }
+        cx.wait_all(&canaries, self.timeout, cancel)
+            .await
+            .map_err(here)?;
+        let (d, note) = cx.shorten(self.duration);
+        if let Some(n) = note {
+            cx.log
+                .note(RunEvent::Note {
+                    message: format!("    {n}"),
+                })
+                .await;
+        }
+        let end = Instant::now() + d;
+        let mut rounds = 0;
+        loop {
+            rounds += 1;
+            nested_guards(cx, at, self.guards, rounds == 1, cancel).await?;
+            let now = Instant::now();
+            if now >= end {
+                break;
+            }
+            if !cancel.sleep((end - now).min(Duration::from_secs(5))).await {
+                return Err(here(Failure::interrupted()));
+            }
+        }
+        // Promote: what the promotion replaces is journaled first, then a rolling update of
+        // the main deployments, then the canary goes.
+        let snaps = cx.snaps(self.comp).await.map_err(here)?;
+        if let At::Forward { stage, stmt } = at {
+            cx.log
+                .note(RunEvent::Record {
+                    stage,
+                    stmt,
+                    record: Record::Canary {
+                        comp: self.comp,
+                        canaries: canaries.clone(),
+                        promoted: Some(snaps),
+                    },
+                })
+                .await;
+        }
+        for dname in c.deployments() {
+            cx.cluster
+                .set_image(dname, &c.container, &c.image, self.to, None, None)
+                .await
+                .map_err(|x| here(x.into()))?;
+        }
+        cx.wait_all(&names(c.deployments()), self.timeout, cancel)
+            .await
+            .map_err(here)?;
+        for cn in &canaries {
+            cx.cluster
+                .delete_deployment(cn)
+                .await
+                .map_err(|x| here(x.into()))?;
+        }
+        Ok(format!(
+            "canary {} checked {rounds} time{}, promoted, removed",
+            canaries.join(", "),
+            if rounds == 1 { "" } else { "s" }
+        ))
+    }
+}
+
+/// One guard, for real.
+pub async fn guard(cx: &Ctx<'_>, g: &Guard, cancel: &Cancel) -> Result<String, Failure> {
+    let live = cx.live();
+    let scope = Scope::new(&cx.pb, cx.env, &live);
+    let env = GuardEnv {
+        scope: &scope,
+        playbook: cx.pb.clone(),
+        cluster: &cx.cluster,
+        http: &cx.http,
+        rewrite: &cx.opts.rewrite,
+        scripts: cx.opts.scripts.as_ref(),
+        cancel,
+        redact: &cx.redact,
+        stage: cx.stage(),
+    };
+    guards::run_guard(g, &env).await
+}
+
+/// The guards inside `canary` / `blue_green`; `show`: an event for each (a failure always).
+async fn nested_guards(
+    cx: &Ctx<'_>,
+    at: At,
+    stmts: &[Statement],
+    show: bool,
+    cancel: &Cancel,
+) -> Result<(), RunError> {
+    cx.set_stage(at.stage());
+    for g in stmts {
+        let t0 = Instant::now();
+        let res = match &g.op {
+            Op::Guard(gd) => guard(cx, gd, cancel).await,
+            other => Err(Failure::new(format!(
+                "only guards may stand inside canary and blue_green blocks, found `{}`",
+                cx.describe(other)
+            ))),
+        };
+        if show || res.is_err() {
+            let (ok, detail, message) = match &res {
+                Ok(d) => (true, (!d.is_empty()).then(|| d.clone()), None),
+                Err(f) => (false, None, Some(cx.redact.redact(&f.message))),
+            };
+            cx.log
+                .note(RunEvent::Guard {
+                    stage: at.stage(),
+                    line: cx.line(g.span),
+                    statement: cx.describe(&g.op),
+                    ok,
+                    detail,
+                    message,
+                    duration_ms: t0.elapsed().as_millis() as u64,
+                })
+                .await;
+        }
+        res.map_err(|f| f.at(g.span))?;
+    }
+    Ok(())
+}
+
+fn names(ds: Vec<&str>) -> Vec<String> {
+    ds.into_iter().map(String::from).collect()
+}
+
+fn now() -> String {
+    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+}

@@ -1,0 +1,118 @@
+//! Before the journal or the lock is touched: what needs no cluster (approvals, secrets), the
+//! promotion gate, permissions and containers. Each answers with a [`Refusal`]: nothing was
+//! changed, and the person is told what to do.
+
+use crate::check::program::{Env, Op, Playbook, Rollback};
+use crate::resolve::{Live, Mode, ResolveError, Scope};
+
+use super::cluster::Cluster;
+use super::guards;
+use super::journal;
+
+/// Why a run may not start, and what to do about it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refusal {
+    pub message: String,
+    pub help: Option<String>,
+}
+
+impl Refusal {
+    pub fn new(message: impl Into<String>) -> Refusal {
+        Refusal {
+            message: message.into(),
+            help: None,
+        }
+    }
+    pub fn help(mut self, help: impl Into<String>) -> Refusal {
+        self.help = Some(help.into());
+        self
+    }
+}
+
+/// A playbook that asks for approval needs a terminal or `--approve`.
+pub fn approvals(pb: &Playbook, approve: bool) -> Result<(), Refusal> {
+    let asks = pb.stages.iter().any(|s| {
+        s.stmts
+            .iter()
+            .chain(match &s.rollback {
+                Rollback::Block(b, _) => b.iter(),
+                _ => [].iter(),
+            })
+            .any(|st| matches!(st.op, Op::Approve(_)))
+    });
+    if asks && !guards::can_approve(approve) {
+        return Err(Refusal::new(
+            "the playbook asks for approval but there is no terminal to ask on and --approve was not given",
+        )
+        .help("run it in a terminal, or pass --approve (for CI) once a person has agreed"));
+    }
+    Ok(())
+}
+
+/// Every secret the playbook and env read is set.
+pub fn secrets(pb: &Playbook, env: Option<&Env>, live: &Live) -> Result<(), Refusal> {
+    let scope = Scope::new(pb, env, live);
+    let names = pb
+        .lets
+        .iter()
+        .chain(env.into_iter().flat_map(|e| e.lets.iter()))
+        .map(|l| l.name.as_str());
+    for n in names {
+        if let Err(ResolveError::MissingSecret(var)) = scope.let_value(n, Mode::Real) {
+            return Err(Refusal::new(format!(
+                "the secret `{n}` reads the environment variable `{var}`, which is not set"
+            ))
+            .help(format!("export {var}=… before the run")));
+        }
+    }
+    Ok(())
+}
+
+/// An env that comes `after` others runs only once this playbook succeeded on each of them.
+pub async fn promotion_gate(
+    pb: &Playbook,
+    env: &Env,
+    after: &[(String, Cluster)],
+) -> Result<(), Refusal> {
+    for need in &env.after {
+        let Some((_, c)) = after.iter().find(|(n, _)| n == need) else {
+            return Err(Refusal::new(format!(
+                "cannot reach the `{need}` env to check the promotion gate"
+            )));
+        };
+        let stored = journal::load(c, &pb.digest).await.map_err(|e| {
+            Refusal::new(format!(
+                "promotion gate: cannot read the `{need}` journal: {e}"
+            ))
+        })?;
+        let ok = stored
+            .as_ref()
+            .and_then(|s| s.last_success())
+            .is_some_and(|l| l["env"] == need.as_str());
+        if !ok {
+            return Err(Refusal::new(format!(
+                "env `{}` comes after `{need}`, and the `{need}` journal (namespace `{}`) shows no successful run of this playbook (digest {})",
+                env.name,
+                c.ns,
+                &pb.digest[..16.min(pb.digest.len())]
+            ))
+            .help(format!("run it green on `{need}` first: ktplay run FILE --env {need}")));
+        }
+    }
+    Ok(())
+}
+
+/// Permissions (SelfSubjectAccessReview) and containers.
+pub async fn preflight(cluster: &Cluster, pb: &Playbook) -> Result<(), Refusal> {
+    let words = |(message, help): (String, String)| Refusal {
+        message,
+        help: Some(help),
+    };
+    super::preflight::check_access(cluster, pb)
+        .await
+        .map_err(|r| words(r.words()))?;
+    super::preflight::check_containers(cluster, pb)
+        .await
+        .map_err(|r| words(r.words()))?;
+    Ok(())
+}

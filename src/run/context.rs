@@ -1,0 +1,256 @@
+//! What every part of a run shares: the playbook, the cluster handle, the HTTP client, the
+//! options and the event log ([`Log`]). Plain handles, no progress: what a run has done is in
+//! its events, and the driver ([`super::driver`]) owns the loop. Actions, checks and restores
+//! are functions of a `&Ctx`.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use crate::check::program::{Colour, Component, Env, Op, Playbook};
+use crate::check::Checked;
+use crate::matrix::Matrix;
+use crate::model;
+use crate::resolve::{Live, Scope};
+use crate::span::Span;
+
+use super::cluster::Cluster;
+use super::events::{Progress, RunEvent};
+use super::guards::{ScriptRunner, UrlRewrite};
+use super::journal::Journal;
+use super::output::Reporter;
+use super::{Cancel, Failure, Redactor};
+
+/// How long a rollout may take when the statement names no `timeout` (rollback steps too).
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(600);
+
+/// The run's event log: every event goes to the journal and to the output, in that order.
+pub struct Log {
+    journal: Option<Journal>,
+    out: Mutex<Reporter>,
+}
+
+impl Log {
+    pub fn new(out: Reporter) -> Log {
+        Log {
+            journal: None,
+            out: Mutex::new(out),
+        }
+    }
+
+    /// From here on events are journaled.
+    pub fn open(&mut self, journal: Journal) {
+        self.journal = Some(journal);
+    }
+
+    pub fn journal(&self) -> Option<&Journal> {
+        self.journal.as_ref()
+    }
+
+    /// Show an event (and nothing else: before the journal exists, or for words only).
+    pub fn show(&self, ev: &RunEvent) {
+        if let Ok(mut out) = self.out.lock() {
+            out.show(ev);
+        }
+    }
+
+    /// An event the journal must hold before its effect happens: an error means it does not,
+    /// and the effect must not happen (it is not shown either).
+    pub async fn record(&self, ev: RunEvent) -> Result<(), String> {
+        if let Some(j) = &self.journal {
+            j.record(ev.clone()).await?;
+        }
+        self.show(&ev);
+        Ok(())
+    }
+
+    /// An event after its effect (it happened whatever the journal says): a failed write is a
+    /// warning.
+    pub async fn note(&self, ev: RunEvent) {
+        if let Some(j) = &self.journal {
+            j.note(ev.clone()).await;
+        }
+        self.show(&ev);
+    }
+
+    /// What the events so far say: what started, what it replaced, how far a rollback got.
+    pub fn progress(&self) -> Progress {
+        self.journal
+            .as_ref()
+            .map(|j| super::events::progress(&j.entries()))
+            .unwrap_or_default()
+    }
+}
+
+/// How a run is asked to behave (from the command line).
+pub struct RunOptions {
+    /// `--approve`: every `approve` is answered yes.
+    pub approve: bool,
+    /// `--accept-drift`: start from the live versions when they differ from `from`.
+    pub accept_drift: bool,
+    /// `--resume`: continue the interrupted run in the journal.
+    pub resume: bool,
+    pub format: super::output::Format,
+    /// `--journal FILE`.
+    pub journal_file: Option<std::path::PathBuf>,
+    /// Under `rehearse`: `pause` and canary `for` are cut to at most this.
+    pub shorten_waits: Option<Duration>,
+    /// Secret values by environment variable.
+    pub secrets: HashMap<String, String>,
+    /// URL routing (rehearse).
+    pub rewrite: UrlRewrite,
+    pub scripts: Arc<dyn ScriptRunner>,
+    pub cancel: Cancel,
+    /// Clusters of the envs this env must come `after`, by env name (promotion gate); `None`
+    /// skips the gate (rehearse).
+    pub after: Option<Vec<(String, Cluster)>>,
+    /// A rehearsal on the embedded simulator (the header says so).
+    pub rehearsal: bool,
+}
+
+/// What to run: a checked file, which playbook, which env, the matrix in force.
+pub struct RunTarget<'a> {
+    pub checked: &'a Checked,
+    pub index: usize,
+    pub env: Option<&'a Env>,
+    pub matrix: Option<&'a Matrix>,
+}
+
+/// The shared handles of one run.
+pub struct Ctx<'a> {
+    pub pb: Arc<Playbook>,
+    pub checked: &'a Checked,
+    pub env: Option<&'a Env>,
+    pub matrix: Option<&'a Matrix>,
+    pub program: model::Program,
+    pub roles: BTreeMap<String, String>,
+    pub cluster: Cluster,
+    pub http: reqwest::Client,
+    pub opts: RunOptions,
+    pub redact: Redactor,
+    pub log: Log,
+    /// The colour each blue-green component serves, as last read or set.
+    colours: Mutex<HashMap<usize, Colour>>,
+    /// The stage being run or rolled back (scripts see it as `stage`).
+    stage: Mutex<String>,
+}
+
+impl<'a> Ctx<'a> {
+    pub fn new(target: &RunTarget<'a>, cluster: Cluster, opts: RunOptions, log: Log) -> Ctx<'a> {
+        let pb = target.checked.playbooks[target.index].1.clone();
+        let program = crate::check::model::to_model(&pb);
+        let roles = program.roles();
+        Ctx {
+            redact: Redactor::new(opts.secrets.values().cloned()),
+            pb: Arc::new(pb),
+            checked: target.checked,
+            env: target.env,
+            matrix: target.matrix,
+            program,
+            roles,
+            cluster,
+            http: reqwest::Client::builder()
+                .connect_timeout(Duration::from_secs(5))
+                .build()
+                .unwrap_or_default(),
+            opts,
+            log,
+            colours: Mutex::new(HashMap::new()),
+            stage: Mutex::new(String::new()),
+        }
+    }
+
+    /// What templates resolve against now (live colours, secrets).
+    pub fn live(&self) -> Live {
+        Live {
+            colours: self.colours(),
+            secrets: self.opts.secrets.clone(),
+        }
+    }
+
+    pub fn colours(&self) -> HashMap<usize, Colour> {
+        self.colours.lock().map(|c| c.clone()).unwrap_or_default()
+    }
+
+    pub fn colour(&self, comp: usize) -> Option<Colour> {
+        self.colours.lock().ok().and_then(|c| c.get(&comp).copied())
+    }
+
+    pub fn set_colour(&self, comp: usize, colour: Colour) {
+        if let Ok(mut c) = self.colours.lock() {
+            c.insert(comp, colour);
+        }
+    }
+
+    pub fn stage(&self) -> String {
+        self.stage.lock().map(|s| s.clone()).unwrap_or_default()
+    }
+
+    pub fn set_stage(&self, k: usize) {
+        if let (Ok(mut s), Some(st)) = (self.stage.lock(), self.pb.stages.get(k)) {
+            s.clone_from(&st.name);
+        }
+    }
+
+    /// A statement as the output and the journal show it.
+    pub fn describe(&self, op: &Op) -> String {
+        let live = self.live();
+        crate::describe::describe(op, &Scope::new(&self.pb, self.env, &live))
+    }
+
+    /// The playbook line of a span.
+    pub fn line(&self, span: Span) -> usize {
+        self.checked
+            .sources
+            .line_col(span.file, span.start as usize)
+            .0
+    }
+
+    pub fn comp(&self, i: usize) -> &Component {
+        &self.pb.components[i]
+    }
+
+    pub fn env_name(&self) -> &str {
+        self.env.map(|e| e.name.as_str()).unwrap_or("-")
+    }
+
+    /// Under `rehearse`, a wait longer than `--max-wait` is cut to it (and says so).
+    pub fn shorten(&self, d: Duration) -> (Duration, Option<String>) {
+        match self.opts.shorten_waits {
+            Some(max) if d > max => (
+                max,
+                Some(format!(
+                    "rehearsal: {} shortened to {}",
+                    crate::syntax::format_duration(d),
+                    crate::syntax::format_duration(max)
+                )),
+            ),
+            _ => (d, None),
+        }
+    }
+
+    /// Wait for every rollout, together.
+    pub async fn wait_all(
+        &self,
+        deploys: &[String],
+        timeout: Duration,
+        cancel: &Cancel,
+    ) -> Result<(), Failure> {
+        let waits = deploys
+            .iter()
+            .map(|d| self.cluster.wait_rollout(d, timeout, cancel));
+        for r in futures::future::join_all(waits).await {
+            r?;
+        }
+        Ok(())
+    }
+
+    /// Every deployment of a component as it is now.
+    pub async fn snaps(&self, comp: usize) -> Result<Vec<super::cluster::Snap>, Failure> {
+        let mut out = Vec::new();
+        for d in self.comp(comp).deployments() {
+            out.push(self.cluster.snap(d).await?);
+        }
+        Ok(out)
+    }
+}

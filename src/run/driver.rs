@@ -1,0 +1,735 @@
+//! The loop: stages in order, each statement checked live and then carried out, and on failure
+//! the rollback the design prescribes (the language reference, "Failure and rollback"):
+//!
+//! 1. the failed stage: its `rollback { … }` block if any, nothing for `rollback none`,
+//!    otherwise the implicit rollbacks of its actions that had started, newest first;
+//! 2. every completed stage in reverse, by the same rule;
+//! 3. `on_failure halt` rolls nothing back; a failing rollback step stops the rollback and the
+//!    summary says what state is left and which steps did not run.
+//!
+//! The driver keeps no record of its own of what happened: every fact goes into the event log
+//! first ([`Log`]), and the rollback plan is a pure function of the events so far
+//! ([`super::events::Progress::started`], [`rollback_plan`]) — the same plan a process that
+//! resumes the run computes from the journal. Nothing else in the runner imports this module.
+
+use std::collections::BTreeSet;
+use std::time::Instant;
+
+use crate::check::program::{OnFailure, Op, Statement};
+use crate::matrix::format_set;
+use crate::resolve::Live;
+use crate::span::Span;
+
+use super::actions::{self, At};
+use super::admit::{self, Refusal};
+use super::cluster::Cluster;
+use super::context::{Ctx, Log, RunOptions, RunTarget};
+use super::events::{ResumedRollback, RollbackProgress, RunEvent, Where};
+use super::journal::{self, Journal};
+use super::live::{self, Left};
+use super::lock::{LockError, RunLock};
+use super::output::Reporter;
+use super::restore;
+use super::rollback::{rollback_plan, Record, Step};
+use super::signals::{self, JournalSlot};
+use super::{Cancel, Failure, FailureKind, Outcome, Redactor, RunError};
+
+/// Run a playbook against a cluster; returns how it ended (see [`Outcome::exit_code`]).
+pub async fn execute(target: RunTarget<'_>, cluster: Cluster, opts: RunOptions) -> Outcome {
+    // Signals are ours from the first moment: before the journal exists, a signal stops the
+    // run before any action (and a second one at once, with nothing changed).
+    let slot: JournalSlot = Default::default();
+    let handler = signals::spawn(opts.cancel.clone(), slot.clone());
+    let outcome = admit_and_run(target, cluster, opts, &slot).await;
+    handler.abort();
+    outcome
+}
+
+async fn admit_and_run(
+    target: RunTarget<'_>,
+    cluster: Cluster,
+    opts: RunOptions,
+    slot: &JournalSlot,
+) -> Outcome {
+    let pb = &target.checked.playbooks[target.index].1;
+    let redact = Redactor::new(opts.secrets.values().cloned());
+    let mut log = Log::new(Reporter::new(
+        opts.format,
+        redact.clone(),
+        target.checked.sources.clone(),
+    ));
+    let refuse = |log: &Log, r: Refusal| {
+        let message = redact.redact(&r.message);
+        log.show(&RunEvent::Refused {
+            message: message.clone(),
+            help: r.help,
+        });
+        Outcome::Refused(message)
+    };
+
+    // 1. What needs no cluster, the promotion gate, permissions and containers.
+    let live = Live {
+        secrets: opts.secrets.clone(),
+        ..Live::default()
+    };
+    let mut admitted =
+        admit::approvals(pb, opts.approve).and_then(|()| admit::secrets(pb, target.env, &live));
+    if admitted.is_ok() {
+        if let (Some(env), Some(after)) = (target.env, &opts.after) {
+            admitted = admit::promotion_gate(pb, env, after).await;
+        }
+    }
+    if admitted.is_ok() {
+        admitted = admit::preflight(&cluster, pb).await;
+    }
+    if let Err(r) = admitted {
+        return refuse(&log, r);
+    }
+
+    // 2. The journal (for resume), then the lock.
+    let stored = match journal::load(&cluster, &pb.digest).await {
+        Ok(s) => s,
+        Err(e) => return Outcome::Usage(e),
+    };
+    let unfinished = stored
+        .as_ref()
+        .is_some_and(|s| matches!(s.status(), Some("running") | Some("aborted")));
+    let earlier = || {
+        stored
+            .as_ref()
+            .and_then(|s| s.run())
+            .unwrap_or("?")
+            .to_string()
+    };
+    let (run_id, previous) = match (&stored, opts.resume) {
+        (Some(s), true) if unfinished => (s.run().unwrap_or("resumed").to_string(), s.events()),
+        (Some(s), true) => {
+            return refuse(
+                &log,
+                Refusal::new(format!(
+                    "nothing to resume: the last run of this playbook ({}) ended with status `{}`",
+                    s.run().unwrap_or("?"),
+                    s.status().unwrap_or("?")
+                )),
+            )
+        }
+        (None, true) => {
+            return refuse(
+                &log,
+                Refusal::new("nothing to resume: no journal of this playbook in the cluster"),
+            )
+        }
+        (_, false) => (new_run_id(), Vec::new()),
+    };
+    let objects = super::lock::objects_of(pb);
+    let lock = match RunLock::acquire(&cluster, &pb.name, &run_id, &objects).await {
+        Ok(l) => l,
+        Err(LockError::Held { holder, .. })
+            if unfinished && !opts.resume && super::lock::holder_gone(&holder) =>
+        {
+            return refuse(
+                &log,
+                Refusal::new(format!(
+                    "an earlier run of this playbook ({}) was interrupted: its process ({holder}) is gone",
+                    earlier()
+                ))
+                .help("continue it with --resume (see `ktplay status`)"),
+            )
+        }
+        Err(e @ LockError::Held { .. }) => {
+            return refuse(
+                &log,
+                Refusal::new(e.to_string()).help(
+                    "wait for it to finish; if its process is gone, `ktplay unlock --force LOCK_ID`",
+                ),
+            )
+        }
+        Err(LockError::Api(m)) => return Outcome::Usage(m),
+    };
+    if unfinished && !opts.resume {
+        lock.release().await;
+        return refuse(
+            &log,
+            Refusal::new(format!(
+                "an earlier run of this playbook ({}) was interrupted",
+                earlier()
+            ))
+            .help("continue it with --resume (see `ktplay status`)"),
+        );
+    }
+    let progress = super::events::progress(&previous);
+    // An interrupted rollback (a second signal, a kill, a lost connection, a failed step) is
+    // continued to its end: the plan is rebuilt from the journal's records.
+    let resume_rollback = if opts.resume { progress.rollback } else { None };
+    // From here on every write (actions, rollback steps, the journal) first proves that this
+    // process still holds the lock.
+    let cluster = cluster.fenced(lock.fence());
+    let journal = match Journal::open(
+        Some(cluster.clone()),
+        &pb.name,
+        &pb.digest,
+        target.env.map(|e| e.name.as_str()).unwrap_or_default(),
+        &run_id,
+        opts.journal_file.as_ref(),
+        redact.clone(),
+        previous,
+        stored
+            .as_ref()
+            .and_then(|s| s.data.get("last_success").cloned()),
+    ) {
+        Ok(j) => j,
+        Err(e) => {
+            lock.release().await;
+            return Outcome::Usage(format!("cannot open the journal file: {e}"));
+        }
+    };
+    if opts.cancel.interrupted() {
+        lock.release().await;
+        return refuse(
+            &log,
+            Refusal::new("interrupted before any action: nothing was changed"),
+        );
+    }
+    if let Ok(mut s) = slot.lock() {
+        *s = Some(journal.clone());
+    }
+    log.open(journal.clone());
+
+    let mut driver = Driver {
+        cx: Ctx::new(&target, cluster, opts, log),
+        left: Left::default(),
+        done: progress.done.iter().copied().collect(),
+        half_done: progress
+            .half_done
+            .map(|at| (at, progress.records.get(&at).cloned())),
+        statements: 0,
+    };
+    let outcome = match resume_rollback {
+        Some(rb) => driver.resume_rollback(&lock, rb).await,
+        None => driver.run(&lock).await,
+    };
+    if outcome != Outcome::LockLost {
+        if let Err(e) = journal.finish(outcome.word()).await {
+            eprintln!("warning: {e}");
+        }
+    }
+    lock.release().await;
+    outcome
+}
+
+fn new_run_id() -> String {
+    use rand::Rng;
+    let n: u32 = rand::thread_rng().gen();
+    format!("{n:08x}")
+}
+
+/// The loop's own state: the shared handles, and how this process left the deployments. What
+/// ran and what it replaced is in the events.
+struct Driver<'a> {
+    cx: Ctx<'a>,
+    left: Left,
+    /// Statements an earlier process of this run finished (skipped on resume).
+    done: BTreeSet<(usize, usize)>,
+    /// The statement an earlier process started and did not finish, with its record.
+    half_done: Option<((usize, usize), Option<Record>)>,
+    statements: usize,
+}
+
+impl Driver<'_> {
+    fn at(&self, lock: &RunLock) -> Where {
+        Where {
+            namespace: self.cx.cluster.ns.clone(),
+            digest: self.cx.pb.digest.clone(),
+            lock: lock.id().to_string(),
+            rehearsal: self.cx.opts.rehearsal,
+        }
+    }
+
+    async fn run(&mut self, lock: &RunLock) -> Outcome {
+        let cx = &self.cx;
+        let pb = cx.pb.clone();
+        let env = cx.env_name().to_string();
+        let resumed = !self.done.is_empty() || self.half_done.is_some();
+        let (playbook, at) = (pb.name.clone(), self.at(lock));
+        let header = if resumed {
+            RunEvent::Resume {
+                playbook,
+                env,
+                at,
+                rollback: None,
+            }
+        } else {
+            RunEvent::RunStart { playbook, env, at }
+        };
+        if let Err(e) = cx.log.record(header).await {
+            return self
+                .refused(Refusal::new(format!("{e}; no action was taken")).help(
+                    "ktplay keeps its journal in a ConfigMap of the namespace: give the run's user get, create and patch on configmaps there",
+                ))
+                .await;
+        }
+        if let Err(f) = live::read_colours(cx).await {
+            return self.refused(Refusal::new(f.message)).await;
+        }
+        let state = match live::live_state(cx).await {
+            Ok(l) => l,
+            Err(f) => return self.refused(Refusal::new(f.message)).await,
+        };
+        // Drift: live versions against `from` (not when resuming: this run changed them).
+        if !resumed {
+            let drift: Vec<String> = pb
+                .components
+                .iter()
+                .filter(|c| state.get(&c.name) != Some(&BTreeSet::from([c.from.clone()])))
+                .map(|c| {
+                    format!(
+                        "{} runs {} but the playbook says from {}",
+                        c.name,
+                        state
+                            .get(&c.name)
+                            .map(|s| format_set(s.iter()))
+                            .unwrap_or_else(|| "nothing".into()),
+                        c.from
+                    )
+                })
+                .collect();
+            if !drift.is_empty() {
+                if !cx.opts.accept_drift {
+                    return self
+                        .refused(
+                            Refusal::new(format!("drift: {}", drift.join("; ")))
+                                .help("update `from` in the playbook, or pass --accept-drift to start from the live versions (re-checked against the matrix)"),
+                        )
+                        .await;
+                }
+                cx.log
+                    .note(RunEvent::DriftAccepted {
+                        message: drift.join("; "),
+                    })
+                    .await;
+            }
+        }
+        if let Err(f) = live::check_states(cx, std::slice::from_ref(&state), "the run") {
+            return self
+                .refused(Refusal {
+                    message: f.message,
+                    help: f.help,
+                })
+                .await;
+        }
+
+        for (k, stage) in pb.stages.iter().enumerate() {
+            self.cx.set_stage(k);
+            self.cx
+                .log
+                .note(RunEvent::Stage {
+                    stage: k,
+                    name: stage.name.clone(),
+                    line: self.cx.line(stage.span),
+                })
+                .await;
+            for (j, st) in stage.stmts.iter().enumerate() {
+                if let Err(e) = self.statement(k, j, st).await {
+                    return self.fail(k, e).await;
+                }
+            }
+        }
+        let cx = &self.cx;
+        let state = live::live_state(cx).await.unwrap_or_default();
+        let message = format!(
+            "succeeded: {} stages, {} statements; now {}",
+            pb.stages.len(),
+            self.statements,
+            live::state_words(cx, &state)
+        );
+        self.end(Outcome::Succeeded, message, Some(&state), Vec::new())
+            .await
+    }
+
+    /// The summary event, and the outcome it announces.
+    async fn end(
+        &self,
+        outcome: Outcome,
+        message: String,
+        state: Option<&crate::matrix::State>,
+        not_run: Vec<String>,
+    ) -> Outcome {
+        self.cx
+            .log
+            .note(RunEvent::RunEnd {
+                status: outcome.word().into(),
+                message,
+                state: state.map(live::state_map),
+                not_run,
+                exit_code: Some(outcome.exit_code()),
+            })
+            .await;
+        outcome
+    }
+
+    async fn refused(&mut self, r: Refusal) -> Outcome {
+        let message = self.cx.redact.redact(&r.message);
+        self.cx
+            .log
+            .note(RunEvent::Refused {
+                message: message.clone(),
+                help: r.help,
+            })
+            .await;
+        Outcome::Refused(message)
+    }
+
+    /// One top-level statement of stage `k`.
+    async fn statement(&mut self, k: usize, j: usize, st: &Statement) -> Result<(), RunError> {
+        let cx = &self.cx;
+        cx.set_stage(k);
+        let line = cx.line(st.span);
+        let text = cx.describe(&st.op);
+        self.statements += 1;
+        if self.done.contains(&(k, j)) {
+            cx.log
+                .note(RunEvent::Skipped {
+                    stage: k,
+                    stmt: j,
+                    line,
+                    statement: text,
+                })
+                .await;
+            return Ok(());
+        }
+        let t0 = Instant::now();
+        let record = match self.before(k, j, st).await {
+            Ok(r) => r,
+            Err(f) => return Err(self.ended(k, j, st, &text, t0, Err(f)).await.unwrap_err()),
+        };
+        let cx = &self.cx;
+        if let Err(e) = cx
+            .log
+            .record(RunEvent::Start {
+                stage: k,
+                stmt: j,
+                line,
+                statement: text.clone(),
+                record: record.clone(),
+            })
+            .await
+        {
+            // The journal must know of an action before it happens, or neither --resume nor a
+            // rollback by another process could find it: this one does not happen.
+            let f = Failure::new(format!("{e}; the action was not started"));
+            return Err(self.ended(k, j, st, &text, t0, Err(f)).await.unwrap_err());
+        }
+        let cancel = cx.opts.cancel.clone();
+        let at = At::Forward { stage: k, stmt: j };
+        match actions::perform(cx, at, st, record, &cancel).await {
+            Ok(detail) => {
+                if let Some(c) = live::op_comp(st) {
+                    self.left.remember(&self.cx, c).await;
+                }
+                self.ended(k, j, st, &text, t0, Ok(detail)).await.map(drop)
+            }
+            Err(e) => {
+                // The failure's own span: a guard inside a canary points at the guard.
+                let _ = self
+                    .ended(k, j, st, &text, t0, Err(e.failure.clone()))
+                    .await;
+                Err(e)
+            }
+        }
+    }
+
+    /// Before an action: nobody changed what this run left; the states it creates are allowed;
+    /// what it replaces is read (or, resumed, taken from the journal); the component's first
+    /// state is journaled.
+    async fn before(&self, k: usize, j: usize, st: &Statement) -> Result<Option<Record>, Failure> {
+        if !st.op.is_action() {
+            return Ok(None);
+        }
+        let cx = &self.cx;
+        let resumed = match &self.half_done {
+            Some((at, r)) if *at == (k, j) => Some(r.clone()),
+            _ => None,
+        };
+        self.left.check(cx).await?;
+        let states =
+            live::forward_states(cx, &st.op, resumed.as_ref().and_then(|r| r.as_ref())).await?;
+        live::check_states(cx, &states, "this action")?;
+        let record = match resumed {
+            Some(Some(r)) => Some(r),
+            _ => actions::prepare(cx, &st.op).await?,
+        };
+        if let Some(c) = live::op_comp(st) {
+            if !matches!(st.op, Op::Restart { .. } | Op::Scale { .. }) {
+                actions::remember_first(cx, c).await?;
+            }
+        }
+        Ok(record)
+    }
+
+    /// A statement ended: its event; a failure comes back at the statement's line.
+    async fn ended(
+        &self,
+        k: usize,
+        j: usize,
+        st: &Statement,
+        text: &str,
+        t0: Instant,
+        res: Result<String, Failure>,
+    ) -> Result<String, RunError> {
+        let (ok, detail, message) = match &res {
+            Ok(d) => (true, Some(d.clone()), None),
+            Err(f) => (false, None, Some(f.message.clone())),
+        };
+        self.cx
+            .log
+            .note(RunEvent::End {
+                stage: k,
+                stmt: j,
+                ok,
+                detail,
+                message,
+                line: self.cx.line(st.span),
+                statement: text.to_string(),
+                duration_ms: t0.elapsed().as_millis() as u64,
+            })
+            .await;
+        res.map_err(|f| f.at(st.span))
+    }
+
+    /// A statement of stage `k` failed: refuse, halt or roll back.
+    async fn fail(&mut self, k: usize, e: RunError) -> Outcome {
+        let cx = &self.cx;
+        let pb = cx.pb.clone();
+        let RunError { span, failure: f } = e;
+        let message = cx.redact.redact(&f.message);
+        let failed = RunEvent::Failed {
+            stage: k,
+            line: cx.line(span),
+            message: message.clone(),
+            help: f.help.clone(),
+            span: Some(span),
+        };
+        if f.is(FailureKind::LockLost) {
+            // The journal is the new holder's now: shown, not journaled.
+            cx.log.show(&failed);
+            return self.lock_lost(span).await;
+        }
+        cx.log.note(failed).await;
+        let progress = cx.log.progress();
+        if !progress.changed() && f.is(FailureKind::Refused) {
+            // Nothing was changed and the live check said no: a refusal.
+            return self
+                .end(
+                    Outcome::Refused(message.clone()),
+                    format!("refused before any action: {message}"),
+                    None,
+                    Vec::new(),
+                )
+                .await;
+        }
+        if pb.on_failure == OnFailure::Halt {
+            let state = live::live_state(cx).await.unwrap_or_default();
+            let text = format!(
+                "failed at line {} and halted (on_failure halt): nothing rolled back; state left: {}",
+                cx.line(span),
+                live::state_words(cx, &state)
+            );
+            cx.log
+                .note(RunEvent::Halted {
+                    message: text.clone(),
+                })
+                .await;
+            return self
+                .end(Outcome::Halted, text, Some(&state), Vec::new())
+                .await;
+        }
+        cx.log
+            .note(RunEvent::RollbackBegin {
+                failed_stage: k,
+                steps: rollback_plan(&pb, &progress.started(&pb), k).len(),
+            })
+            .await;
+        self.roll_back(k, span, f.is(FailureKind::Interrupted), 0)
+            .await
+    }
+
+    /// This process lost the run lock: it stops at once, changes nothing more and rolls nothing
+    /// back (the lock's new holder owns the system), and says so.
+    async fn lock_lost(&self, span: Span) -> Outcome {
+        let cx = &self.cx;
+        let why = cx
+            .cluster
+            .fence
+            .as_ref()
+            .and_then(|f| f.lost())
+            .unwrap_or_else(|| "lost".into());
+        let text = format!(
+            "stopped at line {}: this process lost the run lock ({why}); it changed nothing after that and rolls nothing back: the new holder owns the system (`ktplay status` shows its journal)",
+            cx.line(span)
+        );
+        self.end(Outcome::LockLost, text, None, Vec::new()).await
+    }
+
+    /// Continue the rollback an earlier process of this run began (and did not finish).
+    async fn resume_rollback(&mut self, lock: &RunLock, rb: RollbackProgress) -> Outcome {
+        let pb = self.cx.pb.clone();
+        let Some(stage) = pb.stages.get(rb.failed_stage) else {
+            return self
+                .refused(Refusal::new(format!(
+                    "the journal names stage {} as failed, which the playbook does not have",
+                    rb.failed_stage
+                )))
+                .await;
+        };
+        let header = RunEvent::Resume {
+            playbook: pb.name.clone(),
+            env: self.cx.env_name().to_string(),
+            at: self.at(lock),
+            rollback: Some(ResumedRollback {
+                failed_stage: stage.name.clone(),
+                done: rb.done,
+                steps: rb.steps,
+            }),
+        };
+        if let Err(e) = self.cx.log.record(header).await {
+            return self
+                .refused(Refusal::new(format!("{e}; no action was taken")))
+                .await;
+        }
+        if rb.done > 0 {
+            self.cx
+                .log
+                .note(RunEvent::Note {
+                    message: format!(
+                        "rollback steps 1 to {} were done before the interruption; not repeated",
+                        rb.done
+                    ),
+                })
+                .await;
+        }
+        self.roll_back(rb.failed_stage, stage.span, false, rb.done)
+            .await
+    }
+
+    /// Run the rollback plan after stage `k` failed, from step `skip` on (the steps before it
+    /// are done), and say how it ended.
+    async fn roll_back(&mut self, k: usize, span: Span, interrupted: bool, skip: usize) -> Outcome {
+        let cx = &self.cx;
+        let pb = cx.pb.clone();
+        let steps = rollback_plan(&pb, &cx.log.progress().started(&pb), k);
+        // Rollbacks run to the end: only a second signal (which exits) stops them.
+        let never = Cancel::new();
+        let total = steps.len();
+        for (n, step) in steps.iter().enumerate().skip(skip) {
+            let t0 = Instant::now();
+            let (stage, text, sspan) = match step {
+                Step::Implicit {
+                    stage, text, span, ..
+                } => (*stage, text.clone(), *span),
+                Step::Block { stage, stmt } => (*stage, cx.describe(&stmt.op), stmt.span),
+            };
+            cx.set_stage(stage);
+            let line = cx.line(sspan);
+            cx.log
+                .note(RunEvent::RollbackStep {
+                    step: n,
+                    stage,
+                    line,
+                    statement: text.clone(),
+                })
+                .await;
+            let res = match step {
+                Step::Implicit { record, .. } => restore::restore(cx, record, &never).await,
+                Step::Block { stmt, .. } => {
+                    let record = if stmt.op.is_action() && !matches!(stmt.op, Op::Undo { .. }) {
+                        actions::prepare(cx, &stmt.op).await.ok().flatten()
+                    } else {
+                        None
+                    };
+                    actions::perform(cx, At::Rollback { stage }, stmt, record, &never)
+                        .await
+                        .map_err(|e| e.failure)
+                }
+            };
+            let failure = match res {
+                Ok(detail) => {
+                    cx.log
+                        .note(RunEvent::RollbackEnd {
+                            step: n,
+                            stage,
+                            ok: true,
+                            statement: text,
+                            detail: Some(detail),
+                            message: None,
+                            line,
+                            duration_ms: t0.elapsed().as_millis() as u64,
+                            span: None,
+                        })
+                        .await;
+                    continue;
+                }
+                Err(f) => f,
+            };
+            if failure.is(FailureKind::LockLost) {
+                return self.lock_lost(sspan).await;
+            }
+            let message = cx.redact.redact(&failure.message);
+            cx.log
+                .note(RunEvent::RollbackEnd {
+                    step: n,
+                    stage,
+                    ok: false,
+                    statement: text,
+                    detail: None,
+                    message: Some(message),
+                    line,
+                    duration_ms: t0.elapsed().as_millis() as u64,
+                    span: Some(sspan),
+                })
+                .await;
+            let remaining: Vec<String> = steps[n + 1..]
+                .iter()
+                .map(|s| match s {
+                    Step::Implicit { text, .. } => text.clone(),
+                    Step::Block { stmt, .. } => cx.describe(&stmt.op),
+                })
+                .collect();
+            let state = live::live_state(cx).await.unwrap_or_default();
+            let summary = format!(
+                "failed, and the rollback is incomplete: step {} of {total} (line {line}) failed; state left: {}; not run: {}",
+                n + 1,
+                live::state_words(cx, &state),
+                if remaining.is_empty() { "nothing".into() } else { remaining.join("; ") }
+            );
+            return self
+                .end(
+                    Outcome::RollbackIncomplete,
+                    summary,
+                    Some(&state),
+                    remaining,
+                )
+                .await;
+        }
+        let state = live::live_state(cx).await.unwrap_or_default();
+        let now = live::state_words(cx, &state);
+        let message = if total == 0 {
+            format!(
+                "failed at line {}{}; nothing to roll back: {now}",
+                cx.line(span),
+                if interrupted { " (interrupted)" } else { "" },
+            )
+        } else {
+            format!(
+                "failed at line {} ({}); rolled back: {now}",
+                cx.line(span),
+                if interrupted {
+                    "interrupted"
+                } else {
+                    "see above"
+                },
+            )
+        };
+        self.end(Outcome::RolledBack, message, Some(&state), Vec::new())
+            .await
+    }
+}

@@ -1,0 +1,116 @@
+//! Rollback steps: an implicit rollback restores exactly what one action replaced (its
+//! [`Record`]); `undo C` inside a rollback block restores what C was before the run first
+//! changed it (its [`super::rollback::First`], from the events).
+
+use crate::check::program::Colour;
+
+use super::cluster::{canary_name, Snap};
+use super::context::{Ctx, DEFAULT_TIMEOUT};
+use super::rollback::Record;
+use super::{Cancel, Failure};
+
+/// An implicit rollback: restore exactly what the action replaced.
+pub async fn restore(cx: &Ctx<'_>, record: &Record, cancel: &Cancel) -> Result<String, Failure> {
+    match record {
+        Record::Templates { deployments, .. } => {
+            let w = restore_snaps(cx, deployments, cancel).await?;
+            Ok(if w.is_empty() {
+                "already as before".into()
+            } else {
+                format!("{} restored", w.join(", "))
+            })
+        }
+        Record::Canary {
+            canaries, promoted, ..
+        } => {
+            for c in canaries {
+                cx.cluster.delete_deployment(c).await?;
+            }
+            let mut s = format!("removed {}", canaries.join(", "));
+            if let Some(p) = promoted {
+                let w = restore_snaps(cx, p, cancel).await?;
+                if !w.is_empty() {
+                    s.push_str(&format!("; {} restored", w.join(", ")));
+                }
+            }
+            Ok(s)
+        }
+        Record::Selector {
+            comp,
+            service,
+            key,
+            value,
+            idle,
+        } => {
+            // Traffic first, then the idle colour back to what it ran.
+            cx.cluster.set_selector(service, key, value).await?;
+            cx.set_colour(*comp, Colour::parse(value).unwrap_or(Colour::Blue));
+            let mut s = format!("Service {service} selects {value} again");
+            if let Some(snap) = idle {
+                let w = restore_snaps(cx, std::slice::from_ref(snap), cancel).await?;
+                if !w.is_empty() {
+                    s.push_str(&format!("; {} restored", w.join(", ")));
+                }
+            }
+            Ok(s)
+        }
+        Record::Replicas { replicas, .. } => {
+            for (d, n) in replicas {
+                cx.cluster.scale(d, *n).await?;
+            }
+            let ds: Vec<String> = replicas.iter().map(|r| r.0.clone()).collect();
+            cx.wait_all(&ds, DEFAULT_TIMEOUT, cancel).await?;
+            Ok("replicas restored".into())
+        }
+        Record::Restart { .. } | Record::Undo { .. } => Ok(String::new()),
+    }
+}
+
+/// `undo C` inside a rollback block: back to what C ran before this run first changed it.
+pub async fn undo_to_first(cx: &Ctx<'_>, comp: usize, cancel: &Cancel) -> Result<String, Failure> {
+    let Some(first) = cx.log.progress().first.remove(&comp) else {
+        return Ok(format!(
+            "nothing to undo: this run did not change {}",
+            cx.comp(comp).name
+        ));
+    };
+    let mut changed = Vec::new();
+    for d in cx.comp(comp).deployments() {
+        let cn = canary_name(d);
+        if cx.cluster.deployment_exists(&cn).await? {
+            cx.cluster.delete_deployment(&cn).await?;
+            changed.push(format!("removed {cn}"));
+        }
+    }
+    let waits = restore_snaps(cx, &first.deployments, cancel).await?;
+    changed.extend(waits.iter().map(|w| format!("{w} restored")));
+    if let Some((svc, key, value)) = &first.selector {
+        let cur = cx.cluster.selector(svc).await?;
+        if cur.get(key) != Some(value) {
+            cx.cluster.set_selector(svc, key, value).await?;
+            cx.set_colour(comp, Colour::parse(value).unwrap_or(Colour::Blue));
+            changed.push(format!("Service {svc} selects {value} again"));
+        }
+    }
+    Ok(if changed.is_empty() {
+        "already as before the run".into()
+    } else {
+        changed.join(", ")
+    })
+}
+
+/// Put templates back; the deployments that changed, after their rollouts finished.
+async fn restore_snaps(
+    cx: &Ctx<'_>,
+    snaps: &[Snap],
+    cancel: &Cancel,
+) -> Result<Vec<String>, Failure> {
+    let mut waits = Vec::new();
+    for s in snaps {
+        if cx.cluster.restore_snap(s).await? {
+            waits.push(s.name.clone());
+        }
+    }
+    cx.wait_all(&waits, DEFAULT_TIMEOUT, cancel).await?;
+    Ok(waits)
+}
