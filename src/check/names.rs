@@ -78,13 +78,8 @@ pub fn suggest_k8s_name(name: &str) -> String {
 
 /// If an image reference carries a tag or digest, the reference without it.
 pub fn strip_image_tag(image: &str) -> Option<String> {
-    if let Some(at) = image.find('@') {
-        return Some(image[..at].to_string());
-    }
-    let last_slash = image.rfind('/').map_or(0, |i| i + 1);
-    image[last_slash..]
-        .rfind(':')
-        .map(|colon| image[..last_slash + colon].to_string())
+    let r = crate::sim::image::ImageRef::parse(image);
+    r.is_pinned().then(|| r.repo.to_string())
 }
 
 #[cfg(test)]

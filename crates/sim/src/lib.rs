@@ -120,6 +120,7 @@ mod controller;
 pub mod discovery;
 pub mod faults;
 pub mod follow;
+pub mod image;
 mod logs;
 pub mod patch;
 mod proto;

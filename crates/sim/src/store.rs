@@ -1155,21 +1155,7 @@ pub fn controller_uid(obj: &Value) -> Option<&str> {
         .and_then(Value::as_str)
 }
 
-/// The tag of an image reference (`keeptrusts/api:1.5.0` → `1.5.0`), if any.
-pub fn image_tag(image: &str) -> Option<&str> {
-    let image = image.split('@').next().unwrap_or(image);
-    let last = image.rsplit('/').next().unwrap_or(image);
-    last.split_once(':').map(|(_, t)| t)
-}
-
-/// The repository of an image reference, without tag or digest.
-pub fn image_repo(image: &str) -> &str {
-    let image = image.split('@').next().unwrap_or(image);
-    match image_tag(image) {
-        Some(t) => &image[..image.len() - t.len() - 1],
-        None => image,
-    }
-}
+pub use super::image::{image_repo, image_tag};
 
 /// Follow mode (see `follow`): the store as a copy of another cluster's objects.
 impl Store {
@@ -1220,14 +1206,6 @@ mod tests {
         store
             .create(Kind::Namespace, "", json!({"metadata": {"name": name}}))
             .unwrap();
-    }
-
-    #[test]
-    fn images() {
-        assert_eq!(image_tag("keeptrusts/api:1.5.0"), Some("1.5.0"));
-        assert_eq!(image_tag("localhost:5000/api"), None);
-        assert_eq!(image_repo("localhost:5000/api:2"), "localhost:5000/api");
-        assert_eq!(image_repo("api"), "api");
     }
 
     #[test]
