@@ -75,6 +75,7 @@
 //! a corrective release inside a rollback block is fine), `ktplay::compat::unmodelled_undo`
 //! (warning).
 
+mod findings;
 mod report;
 mod run;
 
@@ -85,8 +86,9 @@ use crate::matrix::{Matrix, State};
 use crate::span::Span;
 use crate::version::Version;
 
+pub use findings::{Analysis, FailurePoint, Finding, FindingKind};
 pub use report::CompatError;
-pub use run::{analyse, Analysis, FailurePoint, Finding, FindingKind};
+pub use run::analyse;
 
 /// A playbook lowered for the model: components, stages, and what to do on failure.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -5,7 +5,7 @@ use thiserror::Error;
 
 use crate::diag::Problem;
 
-use super::run::{Analysis, Finding, FindingKind};
+use super::findings::{Analysis, Finding, FindingKind};
 
 /// The compatibility model's diagnostics. Messages and help are composed by the model (they name
 /// the state, the row and the path); the codes are stable.
