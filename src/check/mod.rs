@@ -14,6 +14,7 @@ pub mod names;
 pub mod program;
 pub mod roles;
 pub mod scripts;
+pub mod select;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};

@@ -386,34 +386,10 @@ pub(crate) fn load_playbook(
         );
         return Err(exit::FOUND_ERRORS);
     }
-    let names: Vec<&str> = checked
-        .playbooks
-        .iter()
-        .map(|(_, p)| p.name.as_str())
-        .collect();
-    let index = match name {
-        Some(n) => checked.playbooks.iter().position(|(_, p)| p.name == n),
-        None if checked.playbooks.len() == 1 => Some(0),
-        None => None,
-    };
-    match index {
-        Some(i) => Ok((checked, i)),
-        None => {
-            if names.is_empty() {
-                eprintln!("error: `{}` holds no playbook", file.display());
-            } else if let Some(n) = name {
-                eprintln!(
-                    "error: no playbook \"{n}\" in `{}`; it holds: {}",
-                    file.display(),
-                    names.join(", ")
-                );
-            } else {
-                eprintln!(
-                    "error: `{}` holds several playbooks; choose one with --playbook: {}",
-                    file.display(),
-                    names.join(", ")
-                );
-            }
+    match checked.select_playbook(name) {
+        Ok(i) => Ok((checked, i)),
+        Err(e) => {
+            eprintln!("error: `{}`: {e}", file.display());
             Err(exit::USAGE)
         }
     }
@@ -424,28 +400,10 @@ pub(crate) fn pick_env<'a>(
     pb: &'a check::Playbook,
     env: Option<&str>,
 ) -> Result<Option<&'a check::program::Env>, i32> {
-    let names: Vec<&str> = pb.envs.iter().map(|e| e.name.as_str()).collect();
-    match env {
-        Some(e) => match pb.env(e) {
-            Some(env) => Ok(Some(env)),
-            None => {
-                let hint = check::names::did_you_mean(e, names.iter().copied())
-                    .map(|h| format!(" ({h})"))
-                    .unwrap_or_default();
-                eprintln!(
-                    "error: playbook \"{}\" has no env `{e}`{hint}; its envs: {}",
-                    pb.name,
-                    names.join(", ")
-                );
-                Err(exit::USAGE)
-            }
-        },
-        None if pb.envs.is_empty() => Ok(None),
-        None => {
-            eprintln!("error: choose an env with --env: {}", names.join(", "));
-            Err(exit::USAGE)
-        }
-    }
+    check::select::select_env(pb, env).map_err(|e| {
+        eprintln!("error: {e}");
+        exit::USAGE
+    })
 }
 
 fn cmd_plan(args: PlanArgs) -> i32 {
