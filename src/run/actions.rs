@@ -3,7 +3,8 @@
 //! is read first, by [`prepare`], and journaled before it acts; a promoted canary journals its
 //! new record itself. Nothing here drives the loop or decides about rollback.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
+use tokio::time::Instant;
 
 use crate::check::program::{Colour, Guard, Op, Statement, Workload};
 use crate::resolve::{Mode, Scope};

@@ -13,7 +13,7 @@
 //! resumes the run computes from the journal. Nothing else in the runner imports this module.
 
 use std::collections::BTreeSet;
-use std::time::Instant;
+use tokio::time::Instant;
 
 use crate::check::program::{OnFailure, Op, Statement};
 use crate::matrix::format_set;
@@ -630,12 +630,17 @@ impl Driver<'_> {
             };
             cx.set_stage(stage);
             let line = cx.line(sspan);
+            let comp = match step {
+                Step::Implicit { record, .. } => Some(record.comp()),
+                Step::Block { stmt, .. } => live::op_comp(stmt),
+            };
             cx.log
                 .note(RunEvent::RollbackStep {
                     step: n,
                     stage,
                     line,
                     statement: text.clone(),
+                    component: comp.map(|c| cx.comp(c).name.clone()),
                 })
                 .await;
             let res = match step {

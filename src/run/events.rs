@@ -124,13 +124,15 @@ pub enum RunEvent {
         failed_stage: usize,
         steps: usize,
     },
-    /// Rollback step `step` (from 0) is about to act.
+    /// Rollback step `step` (from 0) is about to act, on `component`.
     RollbackStep {
         #[serde(default)]
         step: usize,
         stage: usize,
         line: usize,
         statement: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        component: Option<String>,
     },
     /// Rollback step `step` ended.
     RollbackEnd {
@@ -415,6 +417,7 @@ mod tests {
                 stage: 1,
                 line: 3,
                 statement: "s".into(),
+                component: None,
             }),
             entry(RunEvent::RollbackEnd {
                 step: 0,

@@ -6,7 +6,8 @@
 //! Every line passes the [`Redactor`].
 
 use std::io::{IsTerminal, Write};
-use std::time::{Duration, Instant};
+use std::time::Duration;
+use tokio::time::Instant;
 
 use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::json;
@@ -21,6 +22,8 @@ pub enum Format {
     #[default]
     Human,
     Json,
+    /// Nothing on the terminal (`ktplay test`: the journal holds the events).
+    Quiet,
 }
 
 /// Prints a run's events.
@@ -66,6 +69,7 @@ impl Reporter {
         match self.format {
             Format::Json => self.json(ev),
             Format::Human => self.human(ev),
+            Format::Quiet => {}
         }
     }
 

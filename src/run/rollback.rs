@@ -56,6 +56,18 @@ pub enum Record {
 }
 
 impl Record {
+    /// The component it is about.
+    pub fn comp(&self) -> usize {
+        match self {
+            Record::Templates { comp, .. }
+            | Record::Canary { comp, .. }
+            | Record::Selector { comp, .. }
+            | Record::Replicas { comp, .. }
+            | Record::Restart { comp, .. }
+            | Record::Undo { comp, .. } => *comp,
+        }
+    }
+
     /// Does it have an implicit rollback?
     pub fn reversible(&self) -> bool {
         !matches!(self, Record::Restart { .. } | Record::Undo { .. })

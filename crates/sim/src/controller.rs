@@ -62,7 +62,9 @@ pub async fn run(weak: Weak<Inner>) {
             drop(sim);
             tokio::select! {
                 _ = inner.kick.notified() => force = false,
-                _ = tokio::time::sleep(IDLE_TICK) => force = true,
+                // Time-driven changes (a pod ready after its pace, a progress deadline) need a
+                // pass now and then; no more often than a controller step takes.
+                _ = tokio::time::sleep(IDLE_TICK.max(pace)) => force = true,
             }
         }
     }

@@ -1,6 +1,7 @@
 //! Failures of the kube layer in words a person can act on, and the retry of transient ones.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
+use tokio::time::Instant;
 
 /// A failure of the kube layer, in words a person can act on.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

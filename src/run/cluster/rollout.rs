@@ -2,7 +2,8 @@
 //! progress deadline is believed only when it names the current template's ReplicaSet), over a
 //! watch that re-lists with back-off when it ends or expires.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
+use tokio::time::Instant;
 
 use futures::StreamExt;
 use k8s_openapi::api::apps::v1::ReplicaSet;
