@@ -15,6 +15,7 @@ pub mod program;
 pub mod roles;
 pub mod scripts;
 pub mod select;
+pub mod test_items;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -38,6 +39,8 @@ pub struct Checked {
     pub inputs: Vec<FileId>,
     /// The matrices each input file can name, in the order of `inputs`.
     pub scopes: Vec<matrices::InScope>,
+    /// The `test` items of the input files.
+    pub tests: Vec<(FileId, test_items::Test)>,
 }
 
 impl Checked {
@@ -409,7 +412,30 @@ pub fn check_text(name: &str, text: &str) -> Checked {
     finish(loader, vec![id], Digests::Compute)
 }
 
-fn finish(mut loader: Loader, inputs: Vec<FileId>, digests: Digests) -> Checked {
+fn finish(mut loader: Loader, mut inputs: Vec<FileId>, digests: Digests) -> Checked {
+    // The playbook files `test` items name are checked with the inputs (missing ones are the
+    // test's problem, reported when it is lowered).
+    let mut i = 0;
+    while i < inputs.len() {
+        let id = inputs[i];
+        let named = match loader.files.get(&id).and_then(|l| l.ast.as_ref()) {
+            Some(f) => test_items::referenced(f, &loader.sources.get(id).dir()),
+            None => Vec::new(),
+        };
+        let shown_dir = loader.sources.get(id).shown_dir();
+        for (path, _) in named {
+            let shown = shown_dir
+                .join(path.file_name().unwrap_or_default())
+                .to_string_lossy()
+                .into_owned();
+            if let Ok(f) = loader.load(&path, shown) {
+                if !inputs.contains(&f) {
+                    inputs.push(f);
+                }
+            }
+        }
+        i += 1;
+    }
     for &id in &inputs {
         loader.resolve_uses(id, &mut Vec::new());
     }
@@ -490,6 +516,26 @@ fn finish(mut loader: Loader, inputs: Vec<FileId>, digests: Digests) -> Checked 
             playbooks.push((l.id, checked));
         }
     }
+    let mut tests_found = Vec::new();
+    {
+        let sources = &loader.sources;
+        let file_of = |p: &Path| {
+            let canonical = std::fs::canonicalize(p).unwrap_or_else(|_| p.to_path_buf());
+            sources.find(&canonical)
+        };
+        let books = test_items::Playbooks {
+            all: &playbooks,
+            file_of: &file_of,
+        };
+        for &id in &inputs {
+            if let Some(f) = loader.files.get(&id).and_then(|l| l.ast.as_ref()) {
+                let dir = sources.get(id).dir();
+                for t in test_items::lower(id, f, &dir, &books, &mut problems) {
+                    tests_found.push((id, t));
+                }
+            }
+        }
+    }
     // Stable order: by file, then position.
     problems.sort_by_key(|p| (p.file, p.primary_range().map_or(0, |r| r.0)));
     Checked {
@@ -498,6 +544,7 @@ fn finish(mut loader: Loader, inputs: Vec<FileId>, digests: Digests) -> Checked 
         playbooks,
         inputs,
         scopes,
+        tests: tests_found,
     }
 }
 

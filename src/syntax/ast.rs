@@ -20,6 +20,44 @@ pub enum Item {
     Use(Spanned<StrLit>),
     Matrix(MatrixDecl),
     Playbook(Playbook),
+    Test(TestDecl),
+}
+
+/// `test "name" { … }`: a rehearsal with faults and what it must end in.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TestDecl {
+    pub name: Spanned<StrLit>,
+    pub entries: Vec<Spanned<TestEntry>>,
+    pub span: Span,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum TestEntry {
+    /// `playbook "FILE" [name "P"]`
+    Playbook {
+        file: Spanned<StrLit>,
+        name: Option<Spanned<StrLit>>,
+    },
+    Env(Ident),
+    /// `fault SPEC`, as `--fault` writes it.
+    Fault(Spanned<String>),
+    Expect(Expectation),
+}
+
+/// `expect …`
+#[derive(Debug, Clone, PartialEq)]
+pub enum Expectation {
+    /// `expect rolled_back`
+    Outcome(Ident),
+    /// `expect failed stage S [statement N]`
+    Failed {
+        stage: Ident,
+        statement: Option<Spanned<Value>>,
+    },
+    /// `expect rollback order C…`
+    RollbackOrder(Vec<Ident>),
+    /// `expect final C V…`
+    Final(Vec<(Ident, Spanned<Value>)>),
 }
 
 /// `matrix NAME { … }`

@@ -10,6 +10,8 @@ use super::error::SyntaxError;
 use crate::span::{FileId, Span, Spanned};
 use crate::version::VersionPattern;
 
+mod test_item;
+
 #[derive(pest_derive::Parser)]
 #[grammar = "grammar/ktplay.pest"]
 pub(crate) struct KtParser;
@@ -37,6 +39,7 @@ pub fn parse_file(file: FileId, text: &str) -> Result<File, Vec<SyntaxError>> {
             }
             Rule::matrix_item => items.push(Item::Matrix(b.matrix(p))),
             Rule::playbook_item => items.push(Item::Playbook(b.playbook(p))),
+            Rule::test_item => items.push(Item::Test(b.test(p))),
             Rule::EOI => {}
             r => unreachable!("file item {r:?}"),
         }

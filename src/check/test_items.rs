@@ -1,0 +1,497 @@
+//! `test` items: a rehearsal of one playbook with faults, and what it must end in. Lowered after
+//! the playbooks, against the playbook each names (a file relative to the test's own, loaded and
+//! checked like a `use`): every name, fault and version is checked here, so `ktplay test` never
+//! runs a test that could not mean what it says.
+
+use std::path::PathBuf;
+
+use miette::SourceSpan;
+
+use super::names::did_you_mean;
+use super::program::Playbook;
+use crate::diag::Problem;
+use crate::sim::Fault;
+use crate::span::{FileId, Span, Spanned};
+use crate::syntax::ast::{self, Expectation, TestEntry, Value};
+use crate::version::Version;
+
+/// A checked test.
+#[derive(Debug, Clone)]
+pub struct Test {
+    pub name: String,
+    /// The test item.
+    pub span: Span,
+    /// Index into [`super::Checked::playbooks`].
+    pub playbook: usize,
+    pub env: Option<String>,
+    pub faults: Vec<Spanned<Fault>>,
+    pub expects: Vec<Expect>,
+}
+
+/// One `expect`, at its line.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Expect {
+    pub what: Expected,
+    pub span: Span,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Expected {
+    Outcome(TestOutcome),
+    /// The stage (index) that failed, and the statement (1-based) if given.
+    Failed {
+        stage: usize,
+        statement: Option<usize>,
+    },
+    /// Components (indices) in the order their rollback steps ran.
+    RollbackOrder(Vec<usize>),
+    /// Every deployment of each component runs this version at the end.
+    Final(Vec<(usize, Version)>),
+}
+
+/// How a tested run ends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TestOutcome {
+    Succeeded,
+    RolledBack,
+    RollbackIncomplete,
+    Refused,
+    Halted,
+}
+
+impl TestOutcome {
+    pub const ALL: [(&'static str, TestOutcome); 5] = [
+        ("succeeded", TestOutcome::Succeeded),
+        ("rolled_back", TestOutcome::RolledBack),
+        ("rollback_incomplete", TestOutcome::RollbackIncomplete),
+        ("refused", TestOutcome::Refused),
+        ("halted", TestOutcome::Halted),
+    ];
+
+    pub fn word(self) -> &'static str {
+        TestOutcome::ALL
+            .iter()
+            .find(|(_, o)| *o == self)
+            .map(|(w, _)| *w)
+            .unwrap_or("?")
+    }
+}
+
+/// Problems with a test item.
+#[derive(Debug, Clone, thiserror::Error, miette::Diagnostic)]
+pub enum TestError {
+    #[error("the test names no playbook")]
+    #[diagnostic(
+        code(ktplay::check::test_playbook),
+        help("add `playbook \"FILE.ktplay\"` (relative to this file)")
+    )]
+    NoPlaybook {
+        #[label("this test")]
+        span: SourceSpan,
+    },
+    #[error("{message}")]
+    #[diagnostic(code(ktplay::check::test_playbook))]
+    Playbook {
+        message: String,
+        #[label("{label}")]
+        span: SourceSpan,
+        label: String,
+        #[help]
+        help: Option<String>,
+    },
+    #[error("{message}")]
+    #[diagnostic(code(ktplay::check::test_fault))]
+    Fault {
+        message: String,
+        #[label("this fault")]
+        span: SourceSpan,
+        #[help]
+        help: Option<String>,
+    },
+    #[error("{message}")]
+    #[diagnostic(code(ktplay::check::test_expect))]
+    Expect {
+        message: String,
+        #[label("{label}")]
+        span: SourceSpan,
+        label: String,
+        #[help]
+        help: Option<String>,
+    },
+}
+
+/// The playbook files test items of a file name, resolved against its folder, with the span of
+/// each name (loaded and checked like inputs).
+pub fn referenced(file: &ast::File, dir: &std::path::Path) -> Vec<(PathBuf, Span)> {
+    file.items
+        .iter()
+        .filter_map(|i| match i {
+            ast::Item::Test(t) => Some(t),
+            _ => None,
+        })
+        .flat_map(|t| &t.entries)
+        .filter_map(|e| match &e.node {
+            TestEntry::Playbook { file, .. } => {
+                file.node.as_plain().map(|p| (dir.join(p), file.span))
+            }
+            _ => None,
+        })
+        .collect()
+}
+
+/// The playbooks a test may name: by the canonical path of their file.
+pub struct Playbooks<'c> {
+    pub all: &'c [(FileId, Playbook)],
+    pub file_of: &'c dyn Fn(&std::path::Path) -> Option<FileId>,
+}
+
+/// Lower the test items of one file.
+pub fn lower(
+    id: FileId,
+    file: &ast::File,
+    dir: &std::path::Path,
+    books: &Playbooks<'_>,
+    problems: &mut Vec<Problem>,
+) -> Vec<Test> {
+    let mut out = Vec::new();
+    for item in &file.items {
+        let ast::Item::Test(t) = item else { continue };
+        let mut push = |e: TestError| problems.push(Problem::new(id, e));
+        let name = t.name.node.display();
+        let mut playbook: Option<usize> = None;
+        let mut env: Option<Spanned<String>> = None;
+        let mut faults = Vec::new();
+        let mut expects = Vec::new();
+        for e in &t.entries {
+            match &e.node {
+                TestEntry::Playbook { file, name } => {
+                    let Some(rel) = file.node.as_plain() else {
+                        push(TestError::Playbook {
+                            message: "the playbook file must be a plain string".into(),
+                            span: file.span.into(),
+                            label: "no interpolation here".into(),
+                            help: None,
+                        });
+                        continue;
+                    };
+                    let path = dir.join(&rel);
+                    let Some(fid) = (books.file_of)(&path) else {
+                        push(TestError::Playbook {
+                            message: format!("cannot read the playbook file `{rel}`"),
+                            span: file.span.into(),
+                            label: "no such file".into(),
+                            help: Some("the path is relative to this file".into()),
+                        });
+                        continue;
+                    };
+                    let candidates: Vec<usize> = books
+                        .all
+                        .iter()
+                        .enumerate()
+                        .filter(|(_, (f, _))| *f == fid)
+                        .map(|(i, _)| i)
+                        .collect();
+                    let names: Vec<&str> = candidates
+                        .iter()
+                        .map(|i| books.all[*i].1.name.as_str())
+                        .collect();
+                    playbook = match (name, candidates.as_slice()) {
+                        (None, [one]) => Some(*one),
+                        (None, []) => {
+                            push(TestError::Playbook {
+                                message: format!("`{rel}` holds no playbook that checks clean"),
+                                span: file.span.into(),
+                                label: "this file".into(),
+                                help: Some("fix the errors reported for that file".into()),
+                            });
+                            None
+                        }
+                        (None, _) => {
+                            push(TestError::Playbook {
+                                message: format!(
+                                    "`{rel}` holds several playbooks: {}",
+                                    names.join(", ")
+                                ),
+                                span: file.span.into(),
+                                label: "which one?".into(),
+                                help: Some(format!(
+                                    "write `playbook \"{rel}\" name \"{}\"`",
+                                    names[0]
+                                )),
+                            });
+                            None
+                        }
+                        (Some(n), _) => {
+                            let want = n.node.display();
+                            let found = candidates
+                                .iter()
+                                .find(|i| books.all[**i].1.name == want)
+                                .copied();
+                            if found.is_none() {
+                                push(TestError::Playbook {
+                                    message: format!(
+                                        "`{rel}` has no playbook \"{want}\"; it holds: {}",
+                                        names.join(", ")
+                                    ),
+                                    span: n.span.into(),
+                                    label: "no playbook of that name".into(),
+                                    help: did_you_mean(&want, names.iter().copied()),
+                                });
+                            }
+                            found
+                        }
+                    };
+                }
+                TestEntry::Env(e) => env = Some(e.clone()),
+                TestEntry::Fault(f) => match f.node.parse::<Fault>() {
+                    Ok(fault) => faults.push(Spanned::new(fault, f.span)),
+                    Err(err) => push(TestError::Fault {
+                        message: err.to_string(),
+                        span: f.span.into(),
+                        help: Some("faults are written as for `ktplay rehearse --fault`".into()),
+                    }),
+                },
+                TestEntry::Expect(_) => {}
+            }
+        }
+        let Some(pi) = playbook else {
+            if !t
+                .entries
+                .iter()
+                .any(|e| matches!(e.node, TestEntry::Playbook { .. }))
+            {
+                push(TestError::NoPlaybook {
+                    span: t.name.span.into(),
+                });
+            }
+            continue;
+        };
+        let pb = &books.all[pi].1;
+        // The env: required when the playbook has envs.
+        let env_name = match &env {
+            Some(e) if pb.env(&e.node).is_none() => {
+                push(TestError::Playbook {
+                    message: format!("playbook \"{}\" has no env `{}`", pb.name, e.node),
+                    span: e.span.into(),
+                    label: "no env of that name".into(),
+                    help: did_you_mean(&e.node, pb.envs.iter().map(|e| e.name.as_str())),
+                });
+                continue;
+            }
+            Some(e) => Some(e.node.clone()),
+            None if pb.envs.is_empty() => None,
+            None => {
+                push(TestError::Playbook {
+                    message: format!(
+                        "playbook \"{}\" has envs ({}): the test must name one",
+                        pb.name,
+                        pb.envs
+                            .iter()
+                            .map(|e| e.name.as_str())
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ),
+                    span: t.name.span.into(),
+                    label: "this test".into(),
+                    help: Some(format!("add `env {}`", pb.envs[0].name)),
+                });
+                continue;
+            }
+        };
+        for f in &faults {
+            if let Some(e) = fault_problem(pb, f) {
+                push(e);
+            }
+        }
+        for e in &t.entries {
+            if let TestEntry::Expect(x) = &e.node {
+                match expectation(pb, x) {
+                    Ok(what) => expects.push(Expect { what, span: e.span }),
+                    Err(err) => push(err),
+                }
+            }
+        }
+        out.push(Test {
+            name,
+            span: t.span,
+            playbook: pi,
+            env: env_name,
+            faults,
+            expects,
+        });
+    }
+    out
+}
+
+/// A fault that names a component, role or version the playbook does not have.
+fn fault_problem(pb: &Playbook, f: &Spanned<Fault>) -> Option<TestError> {
+    let bad = |message: String, help: Option<String>| {
+        Some(TestError::Fault {
+            message,
+            span: f.span.into(),
+            help,
+        })
+    };
+    let versions_of = |role: &str| -> Vec<&Version> {
+        pb.components
+            .iter()
+            .filter(|c| c.role == role || c.name == role)
+            .flat_map(|c| [&c.from, &c.to])
+            .collect()
+    };
+    let has_role = |role: &str| {
+        pb.components
+            .iter()
+            .any(|c| c.role == role || c.name == role)
+    };
+    match &f.node {
+        Fault::NeverReady { component, version } => {
+            if !has_role(component) {
+                let names = pb.components.iter().map(|c| c.name.as_str());
+                return bad(
+                    format!(
+                        "the fault names the component `{component}`, which playbook \"{}\" does not have",
+                        pb.name
+                    ),
+                    did_you_mean(component, names),
+                );
+            }
+            let vs = versions_of(component);
+            if !vs.contains(&version) {
+                return bad(
+                    format!(
+                        "`{component}` never runs {version} in this playbook (it goes from {} to {})",
+                        vs[0], vs[1]
+                    ),
+                    Some("a fault on a version nothing runs could never fire".into()),
+                );
+            }
+            None
+        }
+        Fault::PolicyOff { version } | Fault::MigrationFails { version } => {
+            let role = if matches!(f.node, Fault::PolicyOff { .. }) {
+                "gateway"
+            } else {
+                "api"
+            };
+            if !has_role(role) {
+                return bad(
+                    format!(
+                        "this fault is about the Keeptrusts {role}, and playbook \"{}\" has no component with the role `{role}`",
+                        pb.name
+                    ),
+                    Some("use `never-ready:COMPONENT@VERSION` (or another general fault) for other systems".into()),
+                );
+            }
+            if !versions_of(role).contains(&version) {
+                return bad(
+                    format!("the {role} never runs {version} in this playbook"),
+                    Some("a fault on a version nothing runs could never fire".into()),
+                );
+            }
+            None
+        }
+        _ => None,
+    }
+}
+
+fn expectation(pb: &Playbook, x: &Expectation) -> Result<Expected, TestError> {
+    let bad = |message: String, at: Span, label: &str, help: Option<String>| TestError::Expect {
+        message,
+        span: at.into(),
+        label: label.into(),
+        help,
+    };
+    let component = |c: &Spanned<String>| -> Result<usize, TestError> {
+        pb.components
+            .iter()
+            .position(|k| k.name == c.node)
+            .ok_or_else(|| {
+                bad(
+                    format!("playbook \"{}\" has no component `{}`", pb.name, c.node),
+                    c.span,
+                    "no component of that name",
+                    did_you_mean(&c.node, pb.components.iter().map(|k| k.name.as_str())),
+                )
+            })
+    };
+    match x {
+        Expectation::Outcome(o) => TestOutcome::ALL
+            .iter()
+            .find(|(w, _)| *w == o.node)
+            .map(|(_, t)| Expected::Outcome(*t))
+            .ok_or_else(|| {
+                bad(
+                    format!("`{}` is not an outcome", o.node),
+                    o.span,
+                    "expected an outcome",
+                    did_you_mean(&o.node, TestOutcome::ALL.iter().map(|(w, _)| *w)).or(Some(
+                        "outcomes: succeeded, rolled_back, rollback_incomplete, refused, halted"
+                            .into(),
+                    )),
+                )
+            }),
+        Expectation::Failed { stage, statement } => {
+            let k = pb
+                .stages
+                .iter()
+                .position(|s| s.name == stage.node)
+                .ok_or_else(|| {
+                    bad(
+                        format!("playbook \"{}\" has no stage `{}`", pb.name, stage.node),
+                        stage.span,
+                        "no stage of that name",
+                        did_you_mean(&stage.node, pb.stages.iter().map(|s| s.name.as_str())),
+                    )
+                })?;
+            let n = match statement {
+                None => None,
+                Some(v) => {
+                    let count = pb.stages[k].stmts.len();
+                    match v.node {
+                        Value::Int(n) if n >= 1 && (n as usize) <= count => Some(n as usize),
+                        _ => {
+                            return Err(bad(
+                                format!(
+                                    "stage `{}` has {count} statement{}: write a number from 1 to {count}",
+                                    stage.node,
+                                    if count == 1 { "" } else { "s" }
+                                ),
+                                v.span,
+                                "not a statement of that stage",
+                                None,
+                            ))
+                        }
+                    }
+                }
+            };
+            Ok(Expected::Failed {
+                stage: k,
+                statement: n,
+            })
+        }
+        Expectation::RollbackOrder(cs) => Ok(Expected::RollbackOrder(
+            cs.iter().map(component).collect::<Result<_, _>>()?,
+        )),
+        Expectation::Final(pairs) => {
+            let mut out = Vec::new();
+            for (c, v) in pairs {
+                let i = component(c)?;
+                let version = match &v.node {
+                    Value::Version(crate::version::VersionPattern::Exact(v)) => Some(v.clone()),
+                    _ => None,
+                };
+                let Some(version) = version else {
+                    return Err(bad(
+                        format!("expected an exact version for `{}`", c.node),
+                        v.span,
+                        "not a version like 1.4.2",
+                        None,
+                    ));
+                };
+                out.push((i, version));
+            }
+            Ok(Expected::Final(out))
+        }
+    }
+}
