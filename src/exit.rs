@@ -3,7 +3,7 @@
 //! | code | meaning |
 //! |---|---|
 //! | 0 | success: no errors (`check`, `plan`), allowed (`matrix check`), every statement passed (`run`) |
-//! | 1 | failed: errors found (`check`, `plan`), forbidden (`matrix check`), a statement failed and everything was rolled back (`run`) |
+//! | 1 | failed: errors found (`check`, `plan`), forbidden (`matrix check`), a test failed (`test`), a statement failed and everything was rolled back (`run`) |
 //! | 2 | usage or I/O error, for every command: bad arguments (as clap reports them), unreadable files, no kubeconfig, an unreachable cluster |
 //! | 3 | refused before any action (`run`, `unlock`): check errors, drift, the lock held, a permission denied, … |
 //! | 4 | failed and the rollback is incomplete, or halted (`on_failure halt`), or stopped by a second signal: `--resume` finishes it |
@@ -34,7 +34,8 @@ pub const BROKEN_PIPE: i32 = 141;
 pub const HELP: &str = "\
 Exit codes (every command):
   0  success (no errors; allowed; every statement passed)
-  1  failed (errors found; forbidden; a statement failed and everything was rolled back)
+  1  failed (errors found; forbidden; a test failed; a statement failed and everything
+     was rolled back)
   2  usage or I/O error (bad arguments, unreadable file, no kubeconfig, unreachable cluster)
   3  refused before any action (check errors, drift, lock held, permission denied, ...)
   4  failed and the rollback is incomplete, or halted, or stopped by a second signal

@@ -4,6 +4,7 @@
 //! `sim serve`): the CLI depends on the runner, never the other way round.
 
 mod run;
+mod test;
 
 use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
@@ -34,6 +35,8 @@ pub enum Command {
     Run(RunArgs),
     /// Run a playbook against the embedded simulator, with injected faults.
     Rehearse(RehearseArgs),
+    /// Run the `test` items of playbook files: each on its own simulator, on a virtual clock.
+    Test(TestArgs),
     /// Show the run lock and the journal of a playbook in one env.
     Status(StatusArgs),
     /// Remove a run lock left by a run whose process is gone.
@@ -229,6 +232,16 @@ pub enum Format {
 }
 
 #[derive(Debug, clap::Args)]
+pub struct TestArgs {
+    /// Files, or folders searched for *.ktplay files, holding `test` items.
+    #[arg(required = true, value_name = "FILE_OR_DIR")]
+    pub paths: Vec<PathBuf>,
+    /// Also write the results as JUnit XML to this file.
+    #[arg(long, value_name = "FILE")]
+    pub junit: Option<PathBuf>,
+}
+
+#[derive(Debug, clap::Args)]
 pub struct CheckArgs {
     /// Playbook files, or folders searched for *.ktplay files.
     #[arg(required = true, value_name = "FILE_OR_DIR")]
@@ -278,6 +291,7 @@ pub fn run(cli: Cli) -> i32 {
         Command::Matrix(cmd) => cmd_matrix(cmd),
         Command::Run(args) => run::cmd_run(args),
         Command::Rehearse(args) => run::cmd_rehearse(args),
+        Command::Test(args) => test::cmd_test(args),
         Command::Status(args) => run::cmd_status(args),
         Command::Unlock(args) => run::cmd_unlock(args),
         Command::Sim(SimCommand::Serve {

@@ -40,6 +40,7 @@ pub mod restore;
 pub mod rhai;
 pub mod rollback;
 pub mod signals;
+pub mod suite;
 
 use std::sync::Arc;
 use std::time::Duration;
