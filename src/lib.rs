@@ -10,6 +10,7 @@ pub mod cli;
 pub mod describe;
 pub mod diag;
 pub mod exit;
+pub mod explain;
 pub mod matrix;
 pub mod model;
 pub mod plan;

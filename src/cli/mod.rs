@@ -24,15 +24,41 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Check playbooks for errors without touching any cluster (for CI).
+    #[command(after_help = CHECK_EXAMPLES)]
     Check(CheckArgs),
+    /// Explain a diagnostic code: what it means, a failing and a fixed example.
+    #[command(
+        after_help = "Examples:\n  ktplay explain                      # every code, one a line\n  ktplay explain unknown_component\n  ktplay explain ktplay::compat::incompatible"
+    )]
+    Explain {
+        /// The code, with or without `ktplay::` (`check::unknown_component`), or its last part
+        /// when that is unique (`unknown_component`). Without it, every code is listed.
+        code: Option<String>,
+    },
+    /// Print a shell completion script for ktplay.
+    #[command(after_help = COMPLETIONS_EXAMPLES)]
+    Completions {
+        /// The shell to complete for.
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
     /// Show what a run would do in one env: statements, image changes, versions after each.
+    #[command(
+        after_help = "Examples:\n  ktplay plan playbooks/keeptrusts-1.5.ktplay --env staging\n  ktplay plan playbooks/keeptrusts-1.5.ktplay --env prod --format json"
+    )]
     Plan(PlanArgs),
     /// Show a compatibility matrix, or ask whether a state is allowed.
     #[command(subcommand)]
     Matrix(MatrixCommand),
     /// Run a playbook against a cluster: lock, journal, guards, rollback.
+    #[command(
+        after_help = "Examples:\n  ktplay run playbooks/keeptrusts-1.5.ktplay --env staging\n  ktplay run playbooks/keeptrusts-1.5.ktplay --env prod --approve --journal prod.jsonl\n  ktplay run playbooks/keeptrusts-1.5.ktplay --env staging --resume      # after an interrupted run"
+    )]
     Run(RunArgs),
     /// Run a playbook against the embedded simulator, with injected faults.
+    #[command(
+        after_help = "Examples:\n  ktplay rehearse playbooks/keeptrusts-1.5.ktplay --env staging --approve\n  ktplay rehearse playbooks/keeptrusts-1.5.ktplay --env staging --approve --fault never-ready:gateway@1.5.0"
+    )]
     Rehearse(RehearseArgs),
     /// Show the run lock and the journal of a playbook in one env.
     Status(StatusArgs),
@@ -224,21 +250,51 @@ pub enum MatrixCommand {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum Format {
+    /// For people.
     Human,
+    /// One JSON document (or one event a line for `run`).
     Json,
 }
+
+/// The formats of `check`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum CheckFormat {
+    /// Source excerpts with labels, on stderr (plus GitHub annotations on stdout when
+    /// GITHUB_ACTIONS=true).
+    Human,
+    /// One JSON document on stdout.
+    Json,
+    /// SARIF 2.1.0 on stdout, for code-scanning uploads.
+    Sarif,
+    /// GitHub Actions workflow commands (`::error file=…::…`) on stdout.
+    Github,
+}
+
+const CHECK_EXAMPLES: &str = "\
+Examples:
+  ktplay check playbooks/                                  # every *.ktplay file below
+  ktplay check --deny-warnings playbooks/keeptrusts-1.5.ktplay
+  ktplay check --format sarif playbooks/ > ktplay.sarif    # for a code-scanning upload
+  ktplay check --format github playbooks/                  # annotations on a pull request";
+
+const COMPLETIONS_EXAMPLES: &str = "\
+Examples:
+  ktplay completions bash > ~/.local/share/bash-completion/completions/ktplay
+  ktplay completions zsh > ~/.zfunc/_ktplay                # with fpath+=(~/.zfunc) in .zshrc
+  ktplay completions fish > ~/.config/fish/completions/ktplay.fish
+  ktplay completions powershell >> $PROFILE";
 
 #[derive(Debug, clap::Args)]
 pub struct CheckArgs {
     /// Playbook files, or folders searched for *.ktplay files.
     #[arg(required = true, value_name = "FILE_OR_DIR")]
     pub paths: Vec<PathBuf>,
-    /// Count warnings as errors.
+    /// Count warnings as errors (exit 1 when there are any).
     #[arg(long)]
     pub deny_warnings: bool,
     /// Output format.
-    #[arg(long, value_enum, default_value_t = Format::Human)]
-    pub format: Format,
+    #[arg(long, value_enum, default_value_t = CheckFormat::Human)]
+    pub format: CheckFormat,
 }
 
 /// The exit codes (one table for every command).
@@ -274,6 +330,12 @@ pub fn quiet_on_broken_pipe() {
 pub fn run(cli: Cli) -> i32 {
     match cli.command {
         Command::Check(args) => cmd_check(args),
+        Command::Explain { code } => cmd_explain(code.as_deref()),
+        Command::Completions { shell } => {
+            let mut cmd = <Cli as clap::CommandFactory>::command();
+            clap_complete::generate(shell, &mut cmd, "ktplay", &mut std::io::stdout());
+            exit::OK
+        }
         Command::Plan(args) => cmd_plan(args),
         Command::Matrix(cmd) => cmd_matrix(cmd),
         Command::Run(args) => run::cmd_run(args),
@@ -303,7 +365,14 @@ fn cmd_check(args: CheckArgs) -> i32 {
     let warnings = checked.warnings();
     let failed = errors > 0 || (args.deny_warnings && warnings > 0);
     match args.format {
-        Format::Json => {
+        CheckFormat::Sarif => {
+            let doc = diag::ci::sarif(&checked.sources, &checked.problems);
+            println!("{doc:#}");
+        }
+        CheckFormat::Github => {
+            print!("{}", diag::ci::github(&checked.sources, &checked.problems));
+        }
+        CheckFormat::Json => {
             let diagnostics: Vec<JsonDiagnostic> = checked
                 .problems
                 .iter()
@@ -317,7 +386,11 @@ fn cmd_check(args: CheckArgs) -> i32 {
             });
             println!("{doc}");
         }
-        Format::Human => {
+        CheckFormat::Human => {
+            // Under GitHub Actions the annotations go along, as ansible-lint does.
+            if std::env::var("GITHUB_ACTIONS").is_ok_and(|v| v == "true") {
+                print!("{}", diag::ci::github(&checked.sources, &checked.problems));
+            }
             let opts = RenderOptions {
                 colour: colour_wanted(),
                 width: terminal_width(),
@@ -343,6 +416,32 @@ fn cmd_check(args: CheckArgs) -> i32 {
         exit::FOUND_ERRORS
     } else {
         exit::OK
+    }
+}
+
+fn cmd_explain(code: Option<&str>) -> i32 {
+    let Some(code) = code else {
+        print!("{}", crate::explain::list());
+        return exit::OK;
+    };
+    match crate::explain::find(code) {
+        Some(entry) => {
+            print!("{}", entry.render());
+            exit::OK
+        }
+        None => {
+            let last = code.rsplit("::").next().unwrap_or(code);
+            let hint = check::names::did_you_mean(
+                last,
+                crate::explain::ENTRIES
+                    .iter()
+                    .filter_map(|e| e.code.rsplit("::").next()),
+            )
+            .map(|h| format!(" ({h})"))
+            .unwrap_or_default();
+            eprintln!("error: no diagnostic code `{code}`{hint}; `ktplay explain` lists them all");
+            exit::USAGE
+        }
     }
 }
 
