@@ -11,6 +11,7 @@ pub mod describe;
 pub mod diag;
 pub mod exit;
 pub mod explain;
+pub mod fmt;
 pub mod matrix;
 pub mod model;
 pub mod plan;

@@ -3,6 +3,7 @@
 //! `cli::run` holds the commands that reach a cluster (`run`, `rehearse`, `status`, `unlock`,
 //! `sim serve`): the CLI depends on the runner, never the other way round.
 
+mod fmt;
 mod run;
 
 use std::io::{IsTerminal, Write};
@@ -35,6 +36,11 @@ pub enum Command {
         /// when that is unique (`unknown_component`). Without it, every code is listed.
         code: Option<String>,
     },
+    /// Rewrite playbooks in the canonical layout (comments kept), or check that they are.
+    #[command(
+        after_help = "Examples:\n  ktplay fmt playbooks/                     # rewrite every *.ktplay file below\n  ktplay fmt --check playbooks/ tests/      # for CI: exit 1 and list the files not formatted\n  ktplay fmt --diff playbooks/a.ktplay      # show the change, write nothing\n  ktplay fmt - < a.ktplay                   # stdin to stdout (for editors)\n\nExit: 0 formatted (or already so); 1 files not formatted (--check, --diff) or with syntax errors;\n2 usage or I/O error."
+    )]
+    Fmt(fmt::FmtArgs),
     /// Print a shell completion script for ktplay.
     #[command(after_help = COMPLETIONS_EXAMPLES)]
     Completions {
@@ -44,7 +50,7 @@ pub enum Command {
     },
     /// Show what a run would do in one env: statements, image changes, versions after each.
     #[command(
-        after_help = "Examples:\n  ktplay plan playbooks/keeptrusts-1.5.ktplay --env staging\n  ktplay plan playbooks/keeptrusts-1.5.ktplay --env prod --format json"
+        after_help = "Examples:\n  ktplay plan playbooks/keeptrusts-1.5.ktplay --env staging\n  ktplay plan playbooks/keeptrusts-1.5.ktplay --env production --format json"
     )]
     Plan(PlanArgs),
     /// Show a compatibility matrix, or ask whether a state is allowed.
@@ -52,7 +58,7 @@ pub enum Command {
     Matrix(MatrixCommand),
     /// Run a playbook against a cluster: lock, journal, guards, rollback.
     #[command(
-        after_help = "Examples:\n  ktplay run playbooks/keeptrusts-1.5.ktplay --env staging\n  ktplay run playbooks/keeptrusts-1.5.ktplay --env prod --approve --journal prod.jsonl\n  ktplay run playbooks/keeptrusts-1.5.ktplay --env staging --resume      # after an interrupted run"
+        after_help = "Examples:\n  ktplay run playbooks/keeptrusts-1.5.ktplay --env staging\n  ktplay run playbooks/keeptrusts-1.5.ktplay --env production --approve --journal prod.jsonl\n  ktplay run playbooks/keeptrusts-1.5.ktplay --env staging --resume      # after an interrupted run"
     )]
     Run(RunArgs),
     /// Run a playbook against the embedded simulator, with injected faults.
@@ -330,6 +336,7 @@ pub fn quiet_on_broken_pipe() {
 pub fn run(cli: Cli) -> i32 {
     match cli.command {
         Command::Check(args) => cmd_check(args),
+        Command::Fmt(args) => fmt::cmd_fmt(args),
         Command::Explain { code } => cmd_explain(code.as_deref()),
         Command::Completions { shell } => {
             let mut cmd = <Cli as clap::CommandFactory>::command();
