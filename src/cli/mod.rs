@@ -41,6 +41,12 @@ pub enum Command {
         after_help = "Examples:\n  ktplay fmt playbooks/                     # rewrite every *.ktplay file below\n  ktplay fmt --check playbooks/ tests/      # for CI: exit 1 and list the files not formatted\n  ktplay fmt --diff playbooks/a.ktplay      # show the change, write nothing\n  ktplay fmt - < a.ktplay                   # stdin to stdout (for editors)\n\nExit: 0 formatted (or already so); 1 files not formatted (--check, --diff) or with syntax errors;\n2 usage or I/O error."
     )]
     Fmt(fmt::FmtArgs),
+    /// A language server on stdin/stdout, for editors (diagnostics, hover, go to definition,
+    /// symbols, formatting).
+    #[command(
+        after_help = "Editors start it themselves; see editors/ (VS Code) in the repository.\nExample (Neovim): vim.lsp.start({ name = 'ktplay', cmd = { 'ktplay', 'lsp' } })"
+    )]
+    Lsp,
     /// Print a shell completion script for ktplay.
     #[command(after_help = COMPLETIONS_EXAMPLES)]
     Completions {
@@ -337,6 +343,7 @@ pub fn run(cli: Cli) -> i32 {
     match cli.command {
         Command::Check(args) => cmd_check(args),
         Command::Fmt(args) => fmt::cmd_fmt(args),
+        Command::Lsp => crate::lsp::serve_stdio(),
         Command::Explain { code } => cmd_explain(code.as_deref()),
         Command::Completions { shell } => {
             let mut cmd = <Cli as clap::CommandFactory>::command();
