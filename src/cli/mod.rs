@@ -5,6 +5,7 @@
 
 mod fmt;
 mod run;
+mod sim_serve;
 
 use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
@@ -363,7 +364,7 @@ pub fn run(cli: Cli) -> i32 {
             env,
             fault,
             pace,
-        }) => run::cmd_sim_serve(port, kubeconfig, seed, env, fault, pace),
+        }) => sim_serve::cmd_sim_serve(port, kubeconfig, seed, env, fault, pace),
     }
 }
 
