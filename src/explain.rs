@@ -9,6 +9,8 @@ pub struct Entry {
     pub code: &'static str,
     /// `true` for codes reported as warnings (they fail `check` only with `--deny-warnings`).
     pub warning: bool,
+    /// Where the examples stand, so a test can check them (`tests/ci_formats.rs`).
+    pub place: Place,
     /// One line, for the list and for SARIF's rule descriptions.
     pub summary: &'static str,
     /// What it means and why ktplay reports it.
@@ -17,6 +19,20 @@ pub struct Entry {
     pub failing: &'static str,
     /// The same excerpt, fixed.
     pub fixed: &'static str,
+}
+
+/// Where an entry's examples go in the standard playbook of `tests/ci_formats.rs`, which checks
+/// that the failing one reports the code and the fixed one checks cleanly.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Place {
+    /// Statements inside its stage `s`.
+    Stage,
+    /// Entries of its playbook.
+    Playbook,
+    /// Items before its playbook, in a file `playbook.ktplay`.
+    File,
+    /// Not a playbook text (bytes, command lines, run-time failures) or too large to show whole.
+    Unverified,
 }
 
 impl Entry {
@@ -40,7 +56,13 @@ impl Entry {
     pub fn render(&self) -> String {
         let severity = if self.warning { "warning" } else { "error" };
         format!(
-            "{code} ({severity})\n\n{summary}\n\n{meaning}\n\nFailing example:\n\n{failing}\n\nFixed:\n\n{fixed}\n\nSilencing: {silence}\n",
+            "{code} ({severity})\n\n{summary}\n\n{meaning}\n\nFailing example{place}:\n\n{failing}\n\nFixed:\n\n{fixed}\n\nSilencing: {silence}\n",
+            place = match self.place {
+                Place::Stage => " (statements of a stage)",
+                Place::Playbook => " (entries of a playbook)",
+                Place::File => " (items of a file)",
+                Place::Unverified => "",
+            },
             code = self.code,
             summary = self.summary,
             meaning = wrap(self.meaning),
@@ -117,16 +139,18 @@ pub static ENTRIES: &[Entry] = &[
     Entry {
         code: "ktplay::syntax::unexpected",
         warning: false,
+        place: Place::Stage,
         summary: "the text does not follow the grammar at this point",
         meaning: "The parser met a token it cannot place: an unclosed block or string, a keyword where a \
                   name belongs, a statement outside a stage. The message names, in words, what it \
                   expected at that point.",
-        failing: "stage api {\n  rolling api\n",
-        fixed: "stage api {\n  rolling api\n}",
+        failing: "rolling api timout 5m",
+        fixed: "rolling api timeout 5m",
     },
     Entry {
         code: "ktplay::syntax::not_utf8",
         warning: false,
+        place: Place::Unverified,
         summary: "the file is not valid UTF-8",
         meaning: "Playbooks are UTF-8 text. The message gives the offset of the first byte that is \
                   not; an editor that saved the file in Latin-1 or UTF-16 is the usual cause.",
@@ -136,6 +160,7 @@ pub static ENTRIES: &[Entry] = &[
     Entry {
         code: "ktplay::syntax::too_deep",
         warning: false,
+        place: Place::Unverified,
         summary: "blocks nested deeper than 64 levels",
         meaning: "ktplay refuses nesting past 64 levels before parsing, so a hostile file cannot \
                   exhaust the stack. No playbook needs more than a few levels; the cause is nearly \
@@ -146,6 +171,7 @@ pub static ENTRIES: &[Entry] = &[
     Entry {
         code: "ktplay::syntax::bad_escape",
         warning: false,
+        place: Place::Stage,
         summary: "an unknown escape in a string",
         meaning: "Strings know `\\\"`, `\\\\`, `\\n`, `\\t` and `\\$`. Any other backslash sequence \
                   is refused rather than kept as is; a regex or a script belongs in a raw string \
@@ -156,6 +182,7 @@ pub static ENTRIES: &[Entry] = &[
     Entry {
         code: "ktplay::syntax::bad_interpolation",
         warning: false,
+        place: Place::Stage,
         summary: "`${…}` holds something that is neither a let nor a component field",
         meaning: "Inside strings, `${name}` reads a let and `${component.field}` a component field \
                   (`from`, `to`, `image`, `name`, `idle`, `live`). Anything else (spaces, several \
@@ -166,6 +193,7 @@ pub static ENTRIES: &[Entry] = &[
     Entry {
         code: "ktplay::syntax::interpolation_in_script",
         warning: false,
+        place: Place::Stage,
         summary: "a Rhai script written as a string contains `${…}`",
         meaning: "Scripts are compiled by `check` once, for every env; text pasted into them would \
                   change the script per env and could carry a secret into it. Scripts read values \
@@ -176,52 +204,58 @@ pub static ENTRIES: &[Entry] = &[
     Entry {
         code: "ktplay::syntax::bad_json",
         warning: false,
+        place: Place::Stage,
         summary: "the value after `json` is not valid JSON",
         meaning: "An HTTP guard's `json` body is sent as written, so it must be JSON: quoted keys, \
                   no trailing comma, `null`/`true`/`false` in lower case.",
-        failing: "json {mode: \"drain\",}",
-        fixed: "json {\"mode\": \"drain\"}",
+        failing: "guard http POST \"https://a.example.com/x\" {\n  json {\"replicas\": 01}\n}",
+        fixed: "guard http POST \"https://a.example.com/x\" {\n  json {\"replicas\": 1}\n}",
     },
     // ------------------------------------------------------------------ check
     Entry {
         code: "ktplay::check::unknown_component",
         warning: false,
+        place: Place::Stage,
         summary: "a statement names a component the playbook does not declare",
         meaning: "Every statement acts on a `component` of its playbook. A misspelt name would act \
                   on nothing, so it is an error, with the closest declared name as a hint.",
-        failing: "component api { … }\nstage api {\n  rolling apy\n}",
-        fixed: "component api { … }\nstage api {\n  rolling api\n}",
+        failing: "rolling apy",
+        fixed: "rolling api",
     },
     Entry {
         code: "ktplay::check::unknown_let",
         warning: false,
+        place: Place::Stage,
         summary: "`${name}` or `bearer name` reads a let that is not in scope",
         meaning: "A let is in scope if the playbook declares it, or every env does. A let that only \
                   some envs declare fails for the others, and the message names them.",
-        failing: "env staging { let api_url = \"https://api.staging.example.com\" }\nenv prod { }\nstage s {\n  guard http GET \"${api_url}/health\"\n}",
-        fixed: "env staging { let api_url = \"https://api.staging.example.com\" }\nenv prod { let api_url = \"https://api.example.com\" }\nstage s {\n  guard http GET \"${api_url}/health\"\n}",
+        failing: "guard http GET \"${gateway_url}/health\"   # only env staging defines it",
+        fixed: "guard http GET \"${api_url}/health\"       # every env defines it",
     },
     Entry {
         code: "ktplay::check::unknown_env",
         warning: false,
+        place: Place::Playbook,
         summary: "`after` names an env the playbook does not declare",
         meaning: "`after staging` is the promotion gate of an env; it must name another env of the \
                   same playbook.",
-        failing: "env staging { }\nenv prod { after stagin }",
-        fixed: "env staging { }\nenv prod { after staging }",
+        failing: "env qa { after stagin }",
+        fixed: "env qa { after staging }",
     },
     Entry {
         code: "ktplay::check::unknown_matrix",
         warning: false,
+        place: Place::Playbook,
         summary: "`matrix NAME` names no matrix in scope",
         meaning: "A playbook's matrix is declared in the same file, in a file it `use`s, or built in \
                   (`keeptrusts`).",
-        failing: "playbook \"p\" {\n  matrix keeptrust\n}",
-        fixed: "playbook \"p\" {\n  matrix keeptrusts\n}",
+        failing: "matrix keeptrust",
+        fixed: "matrix keeptrusts",
     },
     Entry {
         code: "ktplay::check::unknown_field",
         warning: false,
+        place: Place::Stage,
         summary: "`${component.field}` names a field components do not have",
         meaning: "Component fields are `from`, `to`, `image` and `name`, and for blue-green \
                   components `idle` and `live`.",
@@ -231,15 +265,17 @@ pub static ENTRIES: &[Entry] = &[
     Entry {
         code: "ktplay::check::duplicate",
         warning: false,
+        place: Place::Playbook,
         summary: "two things of one kind share a name",
         meaning: "Components, stages, envs, lets (in one scope), playbooks (in one file) and matrix \
                   rows must be unique: the second would silently win.",
-        failing: "stage api { rolling api }\nstage api { restart api }",
-        fixed: "stage api { rolling api }\nstage api-restart { restart api }",
+        failing: "stage s { restart api }   # a stage `s` exists",
+        fixed: "stage s-restart { restart api }",
     },
     Entry {
         code: "ktplay::check::wrong_kind",
         warning: false,
+        place: Place::Stage,
         summary: "a value of the wrong kind (a duration where a status belongs, …)",
         meaning: "Literals are classified after parsing, so the message says what was expected and \
                   what was found: an HTTP status, a duration, a version, a version pattern, a \
@@ -250,6 +286,7 @@ pub static ENTRIES: &[Entry] = &[
     Entry {
         code: "ktplay::check::status_range",
         warning: false,
+        place: Place::Stage,
         summary: "an HTTP status outside 100–599",
         meaning: "No server answers with such a status, so the guard could never pass.",
         failing: "guard http GET \"https://a.example.com/health\" expect 2000",
@@ -258,15 +295,17 @@ pub static ENTRIES: &[Entry] = &[
     Entry {
         code: "ktplay::check::weight_range",
         warning: false,
+        place: Place::Stage,
         summary: "a canary weight outside 1–99%",
         meaning: "A canary takes a share of the replicas; 0% tests nothing and 100% is a rolling \
                   update without a way back.",
-        failing: "canary gateway weight 100% { guard ready gateway }",
-        fixed: "canary gateway weight 10% { guard ready gateway }",
+        failing: "canary api weight 100% { guard ready api }",
+        fixed: "canary api weight 10% { guard ready api }",
     },
     Entry {
         code: "ktplay::check::zero_duration",
         warning: false,
+        place: Place::Stage,
         summary: "a duration of zero",
         meaning: "A zero `timeout` or `within` fails at once and a zero `pause` or `for` does \
                   nothing; either is a mistake.",
@@ -276,6 +315,7 @@ pub static ENTRIES: &[Entry] = &[
     Entry {
         code: "ktplay::check::out_of_range",
         warning: false,
+        place: Place::Stage,
         summary: "a number outside what Kubernetes accepts (replicas, surge, revisions)",
         meaning: "`scale` takes 0–10,000 replicas; `max_unavailable` takes up to 10,000 pods or \
                   100%, `max_surge` up to 10,000 pods or 1000%. The message says the range.",
@@ -285,89 +325,99 @@ pub static ENTRIES: &[Entry] = &[
     Entry {
         code: "ktplay::check::invalid_k8s_name",
         warning: false,
+        place: Place::Playbook,
         summary: "a deployment, service or namespace name Kubernetes refuses",
         meaning: "Kubernetes names are lower-case DNS labels: letters, digits and `-`, at most 63 \
                   characters, starting and ending with a letter or digit. The help suggests the \
                   nearest valid name.",
-        failing: "deployment \"worker_export\"",
-        fixed: "deployment \"worker-export\"",
+        failing: "component edge {\n  deployment \"edge_proxy\"\n  image \"keeptrusts/edge\"\n  from 1.4.0\n  to 1.5.0\n}",
+        fixed: "component edge {\n  deployment \"edge-proxy\"\n  image \"keeptrusts/edge\"\n  from 1.4.0\n  to 1.5.0\n}",
     },
     Entry {
         code: "ktplay::check::image_with_tag",
         warning: false,
+        place: Place::Playbook,
         summary: "a component's `image` carries a tag",
         meaning: "ktplay sets the tag itself from `from`/`to`; a tag in `image` would be doubled or \
                   silently replaced.",
-        failing: "image \"keeptrusts/api:1.5.0\"",
-        fixed: "image \"keeptrusts/api\"\nto 1.5.0",
+        failing: "component edge {\n  deployment \"edge\"\n  image \"keeptrusts/edge:1.5.0\"\n  from 1.4.0\n  to 1.5.0\n}",
+        fixed: "component edge {\n  deployment \"edge\"\n  image \"keeptrusts/edge\"\n  from 1.4.0\n  to 1.5.0\n}",
     },
     Entry {
         code: "ktplay::check::blue_green_misuse",
         warning: false,
+        place: Place::Stage,
         summary: "a statement that does not fit the component's kind",
         meaning: "`rolling` and `canary` change a deployment in place, so they cannot act on a \
                   blue-green component; `switch` and `blue_green` need one.",
-        failing: "component console { blue_green { … } }\nstage s { rolling console }",
-        fixed: "component console { blue_green { … } }\nstage s { blue_green console { guard ready console } }",
+        failing: "rolling api\nrolling console       # console is blue-green",
+        fixed: "rolling api\nblue_green console {\n  guard ready console\n}",
     },
     Entry {
         code: "ktplay::check::missing_hook",
         warning: false,
+        place: Place::Stage,
         summary: "a `guard hook` file cannot be read",
         meaning: "Hook paths are relative to the playbook file; `check` reads and compiles every \
                   hook, so a missing one fails before any run.",
-        failing: "guard hook \"hooks/smoke.rhai\"     # no such file next to the playbook",
+        failing: "guard hook \"hooks/smoke.rhai\"        # no such file next to the playbook",
         fixed: "guard hook \"hooks/smoke-test.rhai\"",
     },
     Entry {
         code: "ktplay::check::missing_use",
         warning: false,
+        place: Place::File,
         summary: "a `use`d file cannot be read or parsed",
         meaning: "`use` paths are relative to the file that says `use`. The used file's own \
                   problems are reported in that file.",
-        failing: "use \"matrices/keeptrust.ktplay\"",
-        fixed: "use \"matrices/keeptrusts.ktplay\"",
+        failing: "use \"matrices/sharde.ktplay\"",
+        fixed: "use \"matrices/shared.ktplay\"",
     },
     Entry {
         code: "ktplay::check::use_cycle",
         warning: false,
+        place: Place::File,
         summary: "files `use` each other in a cycle",
         meaning: "`use` brings matrices into scope; a cycle has no first file. The message shows \
                   the chain.",
-        failing: "# a.ktplay\nuse \"b.ktplay\"\n# b.ktplay\nuse \"a.ktplay\"",
-        fixed: "# a.ktplay and b.ktplay\nuse \"shared-matrices.ktplay\"",
+        failing: "use \"playbook.ktplay\"     # in playbook.ktplay itself",
+        fixed: "use \"matrices/shared.ktplay\"",
     },
     Entry {
         code: "ktplay::check::after_cycle",
         warning: false,
+        place: Place::Playbook,
         summary: "envs wait for each other through `after` in a cycle",
         meaning: "Promotion runs one way (staging, then prod); with a cycle no env could ever run \
                   first.",
-        failing: "env staging { after prod }\nenv prod { after staging }",
-        fixed: "env staging { }\nenv prod { after staging }",
+        failing: "env qa { after canary }\nenv canary { after qa }",
+        fixed: "env qa { }\nenv canary { after qa }",
     },
     Entry {
         code: "ktplay::check::secret_in_url",
         warning: false,
+        place: Place::Stage,
         summary: "a secret (`env(\"…\")` let) is interpolated into a URL",
         meaning: "URLs are printed in plans, logs and journals. Secrets travel in headers, which \
                   ktplay never prints.",
-        failing: "let token = env(\"API_TOKEN\")\nguard http GET \"https://a.example.com/health?token=${token}\"",
-        fixed: "let token = env(\"API_TOKEN\")\nguard http GET \"https://a.example.com/health\" { bearer token }",
+        failing: "guard http GET \"https://a.example.com/health?token=${token}\"   # let token = env(\"API_TOKEN\")",
+        fixed: "guard http GET \"https://a.example.com/health\" { bearer token }",
     },
     Entry {
         code: "ktplay::check::unknown_role",
         warning: false,
+        place: Place::Playbook,
         summary: "a component's `role` is neither the matrix's hub nor one of its columns",
         meaning: "`role` says which matrix column a component is checked as. A role the matrix \
                   does not know would take the component out of every compatibility check, so a \
                   misspelling would let a forbidden order pass.",
-        failing: "matrix keeptrusts\ncomponent edge { role gatway … }",
-        fixed: "matrix keeptrusts\ncomponent edge { role gateway … }",
+        failing: "matrix keeptrusts\ncomponent edge {\n  deployment \"edge\"\n  image \"keeptrusts/edge\"\n  role gatway\n  from 1.4.0\n  to 1.5.0\n}",
+        fixed: "matrix keeptrusts\ncomponent edge {\n  deployment \"edge\"\n  image \"keeptrusts/edge\"\n  role gateway\n  from 1.4.0\n  to 1.5.0\n}",
     },
     Entry {
         code: "ktplay::check::no_progress",
         warning: false,
+        place: Place::Stage,
         summary: "`max_unavailable 0` together with `max_surge 0`",
         meaning: "A rolling update that may neither take a pod down nor add one can never \
                   progress; Kubernetes refuses it.",
@@ -377,44 +427,49 @@ pub static ENTRIES: &[Entry] = &[
     Entry {
         code: "ktplay::check::downgrade",
         warning: true,
+        place: Place::Stage,
         summary: "a component (or a statement's `to`) goes to an older version",
         meaning: "Going down is sometimes intended (undoing a bad release) but usually a swapped \
                   `from`/`to`. A downgrade is only safe when every migration is backward-compatible.",
-        failing: "component api { from 1.5.0  to 1.4.2 … }",
-        fixed: "component api { from 1.4.2  to 1.5.0 … }",
+        failing: "rolling api to 1.4.0          # api is at 1.4.2",
+        fixed: "rolling api to 1.5.0",
     },
     Entry {
         code: "ktplay::check::no_way_back",
         warning: true,
+        place: Place::Stage,
         summary: "a stage with actions says `rollback none` while the playbook rolls back",
         meaning: "Under `on_failure rollback` (the default) a failure rolls back every stage; \
                   `rollback none` leaves this stage's changes in place, which contradicts it.",
-        failing: "stage api {\n  rolling api\n  rollback none\n}",
-        fixed: "stage api {\n  rolling api\n  rollback { undo api }\n}",
+        failing: "rolling api\nrollback none",
+        fixed: "rolling api\nrollback {\n  undo api\n}",
     },
     Entry {
         code: "ktplay::check::missing_entry",
         warning: false,
+        place: Place::Playbook,
         summary: "a required entry is missing (a component's `image`, `from`, …)",
         meaning: "Components need `deployment` (or `blue_green`), `image`, `from` and `to`; \
                   blue-green blocks need `service`, `selector`, `blue` and `green`. The message \
                   names what is missing.",
-        failing: "component api {\n  deployment \"keeptrusts-api\"\n  from 1.4.2\n}",
-        fixed: "component api {\n  deployment \"keeptrusts-api\"\n  image \"keeptrusts/api\"\n  from 1.4.2\n  to 1.5.0\n}",
+        failing: "component edge {\n  deployment \"edge\"\n  from 1.4.0\n}",
+        fixed: "component edge {\n  deployment \"edge\"\n  image \"keeptrusts/edge\"\n  from 1.4.0\n  to 1.5.0\n}",
     },
     Entry {
         code: "ktplay::check::invalid_value",
         warning: false,
+        place: Place::Stage,
         summary: "a word outside the set its entry allows (`on_failure stop`, method `FETCH`)",
         meaning: "Some entries take one of a few words: `on_failure rollback|halt`, `migrations \
                   backward_compatible|forward_only`, HTTP methods, `allow_hosts` patterns. The help \
                   lists the allowed ones.",
-        failing: "on_failure stop",
-        fixed: "on_failure halt",
+        failing: "guard http FETCH \"https://a.example.com/health\"",
+        fixed: "guard http GET \"https://a.example.com/health\"",
     },
     Entry {
         code: "ktplay::check::misplaced",
         warning: false,
+        place: Place::Stage,
         summary: "something valid elsewhere, but not here",
         meaning: "Only guards stand inside `canary` and `blue_green` blocks; each statement takes \
                   only its own options (`weight` and `for` belong to `canary`); `deployment` and \
@@ -425,6 +480,7 @@ pub static ENTRIES: &[Entry] = &[
     Entry {
         code: "ktplay::check::bad_regex",
         warning: false,
+        place: Place::Stage,
         summary: "a `guard logs … matches` pattern is not a valid regular expression",
         meaning: "The pattern is a Rust `regex` (no look-around, no back-references); it is \
                   compiled by `check` so the guard cannot fail for that reason mid-run.",
@@ -434,6 +490,7 @@ pub static ENTRIES: &[Entry] = &[
     Entry {
         code: "ktplay::check::bad_matrix",
         warning: false,
+        place: Place::File,
         summary: "a matrix that cannot be used (no hub, an empty range, rows and a rule together)",
         meaning: "A matrix has a `hub` and either rows or a `rule`; each row's ranges run from low \
                   to high and name known components.",
@@ -443,15 +500,17 @@ pub static ENTRIES: &[Entry] = &[
     Entry {
         code: "ktplay::check::shadowed_matrix",
         warning: true,
+        place: Place::File,
         summary: "a declared matrix has the name of a built-in one",
         meaning: "The declaration is used instead of the built-in matrix in this file and every \
                   file that `use`s it. Rename it if both are meant.",
-        failing: "matrix keeptrusts { hub api … }",
-        fixed: "matrix keeptrusts-2026 { hub api … }",
+        failing: "matrix keeptrusts {\n  hub api\n  rule adjacent_minor\n}",
+        fixed: "matrix keeptrusts-2026 {\n  hub api\n  rule adjacent_minor\n}",
     },
     Entry {
         code: "ktplay::check::empty_file",
         warning: true,
+        place: Place::Unverified,
         summary: "a .ktplay file with no playbook and no matrix",
         meaning: "The file checks nothing; usually it is empty by mistake or everything in it is \
                   commented out.",
@@ -462,25 +521,28 @@ pub static ENTRIES: &[Entry] = &[
     Entry {
         code: "ktplay::compat::incompatible",
         warning: false,
+        place: Place::Stage,
         summary: "the upgrade (or a rollback) passes through a state the matrix forbids",
         meaning: "`check` runs the playbook over version sets and checks every state on every \
                   forward and rollback path against the matrix. The message names the statement \
                   that creates the state, the state, the forbidding row and the path.",
-        failing: "matrix keeptrusts\nstage gateways { rolling gateway }   # gateway 1.5 before api 1.5\nstage api { rolling api }",
-        fixed: "matrix keeptrusts\nstage api { rolling api }\nstage gateways { rolling gateway }",
+        failing: "rolling gateway    # gateway 1.5.0 beside api 1.4.2\nrolling api",
+        fixed: "rolling api\nrolling gateway",
     },
     Entry {
         code: "ktplay::compat::no_row",
         warning: false,
+        place: Place::Stage,
         summary: "a version the matrix has no row for",
         meaning: "The matrix says nothing about the hub at that version, and silence is not \
                   consent: the state is not known to be compatible.",
-        failing: "matrix keeptrusts\ncomponent api { from 1.5.0  to 1.6.2 … }",
-        fixed: "matrix keeptrusts   # with a row `api 1.6.x current { … }`\ncomponent api { from 1.5.0  to 1.6.2 … }",
+        failing: "rolling api to 1.6.2    # the matrix has no api 1.6.x row",
+        fixed: "rolling api to 1.5.0",
     },
     Entry {
         code: "ktplay::compat::forward_only_rollback",
         warning: false,
+        place: Place::Unverified,
         summary: "a rollback path takes a component with forward-only migrations back",
         meaning: "`migrations forward_only` means the old version cannot read the migrated data, \
                   so any path that rolls it back (a later stage failing) is an error.",
@@ -490,6 +552,7 @@ pub static ENTRIES: &[Entry] = &[
     Entry {
         code: "ktplay::compat::eol",
         warning: true,
+        place: Place::Unverified,
         summary: "a state runs a version its matrix row marks `eol`",
         meaning: "The state is allowed but unsupported; upgrade through it rather than stay.",
         failing: "api 1.3.x eol { … }\ncomponent api { from 1.3.4  to 1.3.5 … }",
@@ -498,6 +561,7 @@ pub static ENTRIES: &[Entry] = &[
     Entry {
         code: "ktplay::compat::order",
         warning: true,
+        place: Place::Unverified,
         summary: "stages upgrade components against the matrix's recommended `order`",
         meaning: "Every state is allowed, but the matrix recommends another order (`order api \
                   gateway console workers`).",
@@ -507,15 +571,17 @@ pub static ENTRIES: &[Entry] = &[
     Entry {
         code: "ktplay::compat::unmodelled_undo",
         warning: true,
+        place: Place::Stage,
         summary: "`undo C to revision N`: only the cluster knows that revision's version",
         meaning: "`check` cannot know the version of an arbitrary revision, so that state is not \
                   checked here; the live check before the action guards it at run time.",
-        failing: "rollback { undo api to revision 3 }",
-        fixed: "rollback { undo api }",
+        failing: "rolling api\nrollback {\n  undo api to revision 3\n}",
+        fixed: "rolling api\nrollback {\n  undo api\n}",
     },
     Entry {
         code: "ktplay::compat::model_limit",
         warning: true,
+        place: Place::Unverified,
         summary: "the compatibility model stopped at its size limit",
         meaning: "A playbook with very many components or statements has more states than the \
                   model explores; the states past the limit are checked live, before each action.",
@@ -526,6 +592,7 @@ pub static ENTRIES: &[Entry] = &[
     Entry {
         code: "ktplay::script::syntax",
         warning: false,
+        place: Place::Stage,
         summary: "a Rhai script does not compile",
         meaning: "Inline scripts and hook files are compiled by `check`; the label points into the \
                   script's own text.",
@@ -535,6 +602,7 @@ pub static ENTRIES: &[Entry] = &[
     Entry {
         code: "ktplay::script::unknown_function",
         warning: false,
+        place: Place::Stage,
         summary: "a script calls a function neither the API nor Rhai provides",
         meaning: "The script API (`http_get`, `pods`, `versions`, `kube_get`, `secret`, …) and \
                   Rhai's standard package are known to `check`; anything else would fail at run \
@@ -546,6 +614,7 @@ pub static ENTRIES: &[Entry] = &[
     Entry {
         code: "ktplay::io::unreadable",
         warning: false,
+        place: Place::Unverified,
         summary: "a named file cannot be read",
         meaning: "A path on the command line that does not exist or cannot be read; `check` exits \
                   2 (usage or I/O error).",
@@ -555,6 +624,7 @@ pub static ENTRIES: &[Entry] = &[
     Entry {
         code: "ktplay::io::empty_dir",
         warning: false,
+        place: Place::Unverified,
         summary: "a named folder holds no .ktplay files",
         meaning: "Folders are searched for `*.ktplay` files; one without any is named as an error \
                   so a wrong path in CI cannot pass by checking nothing.",
@@ -564,6 +634,7 @@ pub static ENTRIES: &[Entry] = &[
     Entry {
         code: "ktplay::run::failed",
         warning: false,
+        place: Place::Unverified,
         summary: "a statement failed while running (shown at its playbook line)",
         meaning: "A runtime failure of `run` or `rehearse`: a rollout that timed out, a guard \
                   that did not pass, a hook that returned false. The run rolls back as the \
@@ -574,6 +645,7 @@ pub static ENTRIES: &[Entry] = &[
     Entry {
         code: "ktplay::internal::panic",
         warning: false,
+        place: Place::Unverified,
         summary: "a bug in ktplay met while checking a file",
         meaning: "A stage of ktplay panicked. It is reported as an error on that file so an \
                   internal failure never reads as a clean check. Please report it with the file.",
@@ -612,7 +684,7 @@ mod tests {
                 e.code
             );
             let text = e.render();
-            assert!(text.contains("Failing example:") && text.contains("Fixed:"));
+            assert!(text.contains("Failing example") && text.contains("Fixed:"));
         }
     }
 }

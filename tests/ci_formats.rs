@@ -315,3 +315,124 @@ fn help_texts_carry_examples() {
         );
     }
 }
+
+/// The standard playbook the examples of `ktplay explain` are checked in.
+fn example_file(place: ktplay::explain::Place, snippet: &str) -> String {
+    use ktplay::explain::Place;
+    let indent = |text: &str, by: usize| {
+        text.lines()
+            .map(|l| format!("{}{l}", " ".repeat(by)))
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+    let (matrix, stage, entries, items) = match place {
+        Place::Stage => (
+            "  matrix keeptrusts",
+            indent(snippet, 4),
+            String::new(),
+            String::new(),
+        ),
+        Place::Playbook => (
+            "",
+            "    rolling api".into(),
+            indent(snippet, 2),
+            String::new(),
+        ),
+        Place::File => (
+            "",
+            "    rolling api".into(),
+            String::new(),
+            snippet.to_string(),
+        ),
+        Place::Unverified => unreachable!(),
+    };
+    format!(
+        r#"{items}
+playbook "example" {{
+  namespace "keeptrusts"
+{matrix}
+  let token = env("API_TOKEN")
+  component api {{
+    deployment "keeptrusts-api"
+    image "keeptrusts/api"
+    from 1.4.2
+    to 1.5.0
+  }}
+  component gateway {{
+    deployment "keeptrusts-gateway"
+    image "keeptrusts/gateway"
+    from 1.4.1
+    to 1.5.0
+  }}
+  component console {{
+    blue_green {{
+      service "keeptrusts-console"
+      selector "version"
+      blue "keeptrusts-console-blue"
+      green "keeptrusts-console-green"
+    }}
+    image "keeptrusts/console"
+    from 1.4.0
+    to 1.5.0
+  }}
+  env staging {{
+    let api_url = "https://api.staging.example.com"
+    let gateway_url = "https://gateway.staging.example.com"
+  }}
+  env production {{
+    after staging
+    let api_url = "https://api.example.com"
+  }}
+  stage s {{
+{stage}
+  }}
+{entries}
+}}
+"#
+    )
+}
+
+#[test]
+fn explain_examples_fail_and_pass_as_they_say() {
+    use ktplay::explain::{Place, ENTRIES};
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("hooks")).unwrap();
+    std::fs::create_dir_all(dir.path().join("matrices")).unwrap();
+    std::fs::write(dir.path().join("hooks/smoke-test.rhai"), "true\n").unwrap();
+    std::fs::write(
+        dir.path().join("matrices/shared.ktplay"),
+        "matrix shared {\n  hub api\n  rule adjacent_minor\n}\n",
+    )
+    .unwrap();
+    let path = dir.path().join("playbook.ktplay");
+    let check = |text: &str| {
+        std::fs::write(&path, text).unwrap();
+        check_paths(std::slice::from_ref(&path)).unwrap()
+    };
+    let mut verified = 0;
+    for e in ENTRIES.iter().filter(|e| e.place != Place::Unverified) {
+        let failing = example_file(e.place, e.failing);
+        let checked = check(&failing);
+        let codes: Vec<String> = checked.problems.iter().map(|p| p.code()).collect();
+        assert!(
+            codes.iter().any(|c| c == e.code),
+            "{}: the failing example reports {codes:?}\n{failing}",
+            e.code
+        );
+        let fixed = example_file(e.place, e.fixed);
+        let checked = check(&fixed);
+        let problems: Vec<String> = checked
+            .problems
+            .iter()
+            .filter(|p| p.is_error() || p.code() == e.code)
+            .map(|p| format!("{} {}", p.code(), p.inner))
+            .collect();
+        assert!(
+            problems.is_empty(),
+            "{}: the fixed example still reports {problems:?}\n{fixed}",
+            e.code
+        );
+        verified += 1;
+    }
+    assert!(verified >= 38, "only {verified} examples are checked");
+}
