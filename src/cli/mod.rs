@@ -74,6 +74,9 @@ pub enum Command {
     )]
     Rehearse(RehearseArgs),
     /// Show the run lock and the journal of a playbook in one env.
+    #[command(
+        after_help = "Example:\n  ktplay status playbooks/keeptrusts-1.5.ktplay --env production --format json"
+    )]
     Status(StatusArgs),
     /// Remove a run lock left by a run whose process is gone.
     Unlock(UnlockArgs),
@@ -168,8 +171,10 @@ pub struct RehearseArgs {
 pub struct StatusArgs {
     /// The playbook file.
     pub file: PathBuf,
+    /// The env whose lock and journal to show (required when the playbook declares envs).
     #[arg(long)]
     pub env: Option<String>,
+    /// Which playbook, when the file holds several.
     #[arg(long)]
     pub playbook: Option<String>,
     #[command(flatten)]
@@ -241,6 +246,7 @@ pub struct PlanArgs {
 pub enum MatrixCommand {
     /// Print a matrix as a table (default: the built-in `keeptrusts`).
     Show {
+        /// The matrix (default: the one `--file` names or declares, else `keeptrusts`).
         name: Option<String>,
         /// Also look for the matrix in this file (and the files it uses).
         #[arg(long)]
