@@ -436,3 +436,31 @@ fn explain_examples_fail_and_pass_as_they_say() {
     }
     assert!(verified >= 38, "only {verified} examples are checked");
 }
+
+#[test]
+fn every_flag_and_argument_says_what_it_does() {
+    fn walk(cmd: &clap::Command, path: &str, missing: &mut Vec<String>) {
+        for arg in cmd.get_arguments() {
+            let id = arg.get_id().as_str();
+            if ["help", "version"].contains(&id) {
+                continue;
+            }
+            if arg.get_help().is_none() && arg.get_long_help().is_none() {
+                missing.push(format!("{path} {id}"));
+            }
+        }
+        for sub in cmd.get_subcommands() {
+            if sub.get_about().is_none() {
+                missing.push(format!("{path} {} (the command)", sub.get_name()));
+            }
+            walk(sub, &format!("{path} {}", sub.get_name()), missing);
+        }
+    }
+    let mut missing = Vec::new();
+    walk(
+        &<ktplay::cli::Cli as clap::CommandFactory>::command(),
+        "ktplay",
+        &mut missing,
+    );
+    assert!(missing.is_empty(), "without a help text: {missing:?}");
+}
