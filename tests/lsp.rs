@@ -304,3 +304,47 @@ fn an_editor_session() {
     let status = c.child.wait().unwrap();
     assert!(status.success(), "exit after shutdown is exit 0: {status}");
 }
+
+#[test]
+fn problems_in_a_hook_file_are_published_for_that_file() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("hooks")).unwrap();
+    let hook = dir.path().join("hooks/broken.rhai");
+    std::fs::write(&hook, "let x = ;\n").unwrap();
+    std::fs::write(dir.path().join("hooks/fine.rhai"), "true\n").unwrap();
+    let path = dir.path().join("p.ktplay");
+    let text = |hook: &str| {
+        format!(
+            "playbook \"p\" {{\n  component api {{\n    deployment \"a\"\n    image \"x/api\"\n    from 1.4.2\n    to 1.5.0\n  }}\n  stage s {{\n    rolling api\n    guard hook \"hooks/{hook}\"\n  }}\n}}\n"
+        )
+    };
+    let mut c = Client::start();
+    c.request(
+        "initialize",
+        json!({"processId": null, "rootUri": null, "capabilities": {}}),
+    );
+    c.notify("initialized", json!({}));
+    let doc = uri(&path);
+    c.notify(
+        "textDocument/didOpen",
+        json!({"textDocument": {"uri": doc, "languageId": "ktplay", "version": 1, "text": text("broken.rhai")}}),
+    );
+    assert!(
+        c.diagnostics(&doc).is_empty(),
+        "the playbook itself is fine"
+    );
+    let in_hook = c.diagnostics(&uri(&hook));
+    assert_eq!(in_hook.len(), 1, "{in_hook:?}");
+    assert_eq!(in_hook[0]["code"], "ktplay::script::syntax");
+    assert_eq!(in_hook[0]["range"]["start"]["line"], 0, "{in_hook:?}");
+    // Pointing at a good hook clears the broken one's diagnostics.
+    c.notify(
+        "textDocument/didChange",
+        json!({"textDocument": {"uri": doc, "version": 2}, "contentChanges": [{"text": text("fine.rhai")}]}),
+    );
+    assert!(c.diagnostics(&doc).is_empty());
+    assert!(c.diagnostics(&uri(&hook)).is_empty(), "cleared");
+    c.request("shutdown", Value::Null);
+    c.notify("exit", Value::Null);
+    assert!(c.child.wait().unwrap().success());
+}

@@ -92,6 +92,8 @@ struct Document {
     path: PathBuf,
     text: String,
     analysis: Analysis,
+    /// Other files this document's diagnostics were published for.
+    others: Vec<Uri>,
 }
 
 struct Server {
@@ -135,8 +137,14 @@ impl Server {
                 else {
                     return Vec::new();
                 };
-                self.docs.remove(&p.text_document.uri);
-                vec![publish(p.text_document.uri, Vec::new(), None)]
+                let mut out = Vec::new();
+                if let Some(doc) = self.docs.remove(&p.text_document.uri) {
+                    for other in doc.others.iter().filter(|o| !self.docs.contains_key(*o)) {
+                        out.push(publish(other.clone(), Vec::new(), None));
+                    }
+                }
+                out.push(publish(p.text_document.uri, Vec::new(), None));
+                out
             }
             _ => Vec::new(),
         }
@@ -145,16 +153,45 @@ impl Server {
     fn update(&mut self, uri: Uri, text: String, version: Option<i32>) -> Vec<Notification> {
         let path = uri_to_path(&uri).unwrap_or_else(|| PathBuf::from("untitled.ktplay"));
         let analysis = Analysis::new(&path, &text);
-        let diagnostics = diagnostics(&analysis, &text);
-        self.docs.insert(
+        let mut out = vec![publish(
             uri.clone(),
+            diagnostics(&analysis, analysis.file),
+            version,
+        )];
+        // Problems in the files it reads (a hook script, a `use`d file) are published for those
+        // files too, unless they are open themselves; ones that went away are cleared.
+        let mut others = Vec::new();
+        let mut files: Vec<crate::span::FileId> =
+            analysis.checked.problems.iter().map(|p| p.file).collect();
+        files.sort();
+        files.dedup();
+        for file in files.into_iter().filter(|f| *f != analysis.file) {
+            let Some(other) = path_to_uri(&analysis.checked.sources.get(file).path) else {
+                continue;
+            };
+            if self.docs.contains_key(&other) {
+                continue;
+            }
+            out.push(publish(other.clone(), diagnostics(&analysis, file), None));
+            others.push(other);
+        }
+        if let Some(old) = self.docs.get(&uri) {
+            for gone in old.others.iter().filter(|o| !others.contains(o)) {
+                if !self.docs.contains_key(gone) {
+                    out.push(publish(gone.clone(), Vec::new(), None));
+                }
+            }
+        }
+        self.docs.insert(
+            uri,
             Document {
                 path,
                 text,
                 analysis,
+                others,
             },
         );
-        vec![publish(uri, diagnostics, version)]
+        out
     }
 
     fn request(&mut self, req: Request) -> Response {
@@ -270,14 +307,15 @@ fn publish(uri: Uri, diagnostics: Vec<Diagnostic>, version: Option<i32>) -> Noti
     )
 }
 
-/// The document's own problems, as `check` reports them (problems in `use`d or hook files are
-/// reported when those files are open).
-fn diagnostics(analysis: &Analysis, text: &str) -> Vec<Diagnostic> {
+/// The problems `check` found in one of the files it read for a document, at their ranges in
+/// that file.
+fn diagnostics(analysis: &Analysis, file: crate::span::FileId) -> Vec<Diagnostic> {
+    let text: &str = &analysis.checked.sources.get(file).text;
     analysis
         .checked
         .problems
         .iter()
-        .filter(|p| p.file == analysis.file)
+        .filter(|p| p.file == file)
         .map(|p| {
             let (s, e) = p.primary_range().unwrap_or((0, 0));
             let mut message = p.inner.to_string();
