@@ -282,6 +282,10 @@ impl<'a> Printer<'a> {
             let word = &self.text[t.start..t.end];
             match t.kind {
                 Kind::Open if !inline => {
+                    if self.cur.code.is_empty() {
+                        // A comment stood between the header and its `{`.
+                        self.start_line(self.depth + 1, false);
+                    }
                     self.append(" ", word);
                     self.depth += 1;
                     self.force_break = true;
@@ -470,6 +474,15 @@ mod tests {
         assert_eq!(
             fmt(text),
             "playbook \"p\" {\n  env a {}\n  env b {  # nothing yet\n  }\n  stage s {\n    rolling api  # why\n      to 1.5.0\n  }\n}\n"
+        );
+    }
+
+    #[test]
+    fn comments_next_to_braces() {
+        let text = "playbook \"p\" { stage s # why\n { rolling api } # after\n}";
+        assert_eq!(
+            fmt(text),
+            "playbook \"p\" {\n  stage s  # why\n    {\n    rolling api\n  }  # after\n}\n"
         );
     }
 

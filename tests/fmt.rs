@@ -220,3 +220,91 @@ fn fmt_refuses_a_file_with_syntax_errors_and_leaves_it_alone() {
         .assert()
         .code(2);
 }
+
+// ------------------------------------------------------------------ any layout in, one layout out
+
+/// The byte ranges between the tokens of `text` (leaves of the parse tree).
+fn gaps(text: &str) -> Vec<(usize, usize)> {
+    fn leaves(n: &ktplay::syntax::LayoutNode, out: &mut Vec<(usize, usize)>) {
+        if n.children.is_empty() && n.rule != "file" {
+            if n.start < n.end {
+                out.push((n.start, n.end));
+            }
+        } else {
+            n.children.iter().for_each(|c| leaves(c, out));
+        }
+    }
+    let tree = ktplay::syntax::layout_tree(text).expect("parses");
+    let mut tokens = Vec::new();
+    leaves(&tree, &mut tokens);
+    tokens.windows(2).map(|w| (w[0].1, w[1].0)).collect()
+}
+
+/// `text` with the gaps between tokens rewritten by `pick` (gaps holding a comment or a blank
+/// line are kept, so the comments and blank lines stay).
+fn relayout(text: &str, choices: &[u8], pick: impl Fn(u8) -> &'static str) -> String {
+    let mut out = String::new();
+    let mut last = 0;
+    for (i, (s, e)) in gaps(text).into_iter().enumerate() {
+        let gap = &text[s..e];
+        if gap.is_empty() || gap.contains('#') || gap.matches('\n').count() > 1 {
+            continue;
+        }
+        out.push_str(&text[last..s]);
+        out.push_str(pick(choices[i % choices.len()]));
+        last = e;
+    }
+    out.push_str(&text[last..]);
+    out
+}
+
+fn formatted_corpus() -> Vec<(String, String)> {
+    let mut files = Vec::new();
+    ktplay_files(&root().join("playbooks"), &mut files);
+    ktplay_files(&root().join("tests/cases/check/ok"), &mut files);
+    ktplay_files(&root().join("tests/cases/check/warn"), &mut files);
+    files
+        .into_iter()
+        .map(|p| {
+            let text = std::fs::read_to_string(root().join(&p)).unwrap();
+            (p.display().to_string(), text)
+        })
+        .collect()
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(24))]
+
+    /// Whatever the blanks between tokens, the layout is the same one.
+    #[test]
+    fn any_spacing_gives_the_one_layout(choices in proptest::collection::vec(0u8..4, 1..64)) {
+        let mut changed = 0;
+        for (name, text) in formatted_corpus() {
+            let spaced = relayout(&text, &choices, |c| [" ", "\n", "\t  ", " \n  "][c as usize]);
+            changed += usize::from(spaced != text);
+            let expected = ktplay::fmt::format(&text).unwrap();
+            let got = ktplay::fmt::format(&spaced).expect("still parses");
+            proptest::prop_assert_eq!(got, expected, "{}", name);
+        }
+        proptest::prop_assert!(changed > 10, "the relayout changed only {} files", changed);
+    }
+
+    /// Comments anywhere between tokens: kept, idempotent, and the file checks the same.
+    #[test]
+    fn comments_anywhere_are_kept(choices in proptest::collection::vec(0u8..5, 1..64)) {
+        for (name, text) in formatted_corpus() {
+            let commented = relayout(&text, &choices, |c| {
+                [" ", "  # after\n", "\n# before\n", "\n", " # x, y: {z}\n  "][c as usize]
+            });
+            let once = ktplay::fmt::format(&commented).expect("still parses");
+            proptest::prop_assert_eq!(ktplay::fmt::format(&once).unwrap(), once.clone(), "{}", name);
+            proptest::prop_assert_eq!(squash(&once), squash(&commented), "{}", name);
+            proptest::prop_assert_eq!(
+                once.matches('#').count(),
+                commented.matches('#').count(),
+                "{}", name
+            );
+            proptest::prop_assert_eq!(diagnostics(&name, &once), diagnostics(&name, &text), "{}", name);
+        }
+    }
+}
