@@ -4,6 +4,7 @@
 //! stable `code(ktplay::<stage>::<name>)`, `#[label]` spans (byte offsets into one file) and a help
 //! line. A [`Problem`] pairs such a diagnostic with the file its labels point into.
 
+pub mod ci;
 mod excerpt;
 
 use miette::{Diagnostic, Severity};

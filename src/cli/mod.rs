@@ -3,7 +3,9 @@
 //! `cli::run` holds the commands that reach a cluster (`run`, `rehearse`, `status`, `unlock`,
 //! `sim serve`): the CLI depends on the runner, never the other way round.
 
+mod fmt;
 mod run;
+mod sim_serve;
 mod test;
 
 use std::io::{IsTerminal, Write};
@@ -25,19 +27,59 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Check playbooks for errors without touching any cluster (for CI).
+    #[command(after_help = CHECK_EXAMPLES)]
     Check(CheckArgs),
+    /// Explain a diagnostic code: what it means, a failing and a fixed example.
+    #[command(
+        after_help = "Examples:\n  ktplay explain                      # every code, one a line\n  ktplay explain unknown_component\n  ktplay explain ktplay::compat::incompatible"
+    )]
+    Explain {
+        /// The code, with or without `ktplay::` (`check::unknown_component`), or its last part
+        /// when that is unique (`unknown_component`). Without it, every code is listed.
+        code: Option<String>,
+    },
+    /// Rewrite playbooks in the canonical layout (comments kept), or check that they are.
+    #[command(
+        after_help = "Examples:\n  ktplay fmt playbooks/                     # rewrite every *.ktplay file below\n  ktplay fmt --check playbooks/ tests/      # for CI: exit 1 and list the files not formatted\n  ktplay fmt --diff playbooks/a.ktplay      # show the change, write nothing\n  ktplay fmt - < a.ktplay                   # stdin to stdout (for editors)\n\nExit: 0 formatted (or already so); 1 files not formatted (--check, --diff) or with syntax errors;\n2 usage or I/O error."
+    )]
+    Fmt(fmt::FmtArgs),
+    /// A language server on stdin/stdout, for editors (diagnostics, hover, go to definition,
+    /// symbols, formatting).
+    #[command(
+        after_help = "Editors start it themselves; see editors/ (VS Code) in the repository.\nExample (Neovim): vim.lsp.start({ name = 'ktplay', cmd = { 'ktplay', 'lsp' } })"
+    )]
+    Lsp,
+    /// Print a shell completion script for ktplay.
+    #[command(after_help = COMPLETIONS_EXAMPLES)]
+    Completions {
+        /// The shell to complete for.
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
     /// Show what a run would do in one env: statements, image changes, versions after each.
+    #[command(
+        after_help = "Examples:\n  ktplay plan playbooks/keeptrusts-1.5.ktplay --env staging\n  ktplay plan playbooks/keeptrusts-1.5.ktplay --env production --format json"
+    )]
     Plan(PlanArgs),
     /// Show a compatibility matrix, or ask whether a state is allowed.
     #[command(subcommand)]
     Matrix(MatrixCommand),
     /// Run a playbook against a cluster: lock, journal, guards, rollback.
+    #[command(
+        after_help = "Examples:\n  ktplay run playbooks/keeptrusts-1.5.ktplay --env staging\n  ktplay run playbooks/keeptrusts-1.5.ktplay --env production --approve --journal prod.jsonl\n  ktplay run playbooks/keeptrusts-1.5.ktplay --env staging --resume      # after an interrupted run"
+    )]
     Run(RunArgs),
     /// Run a playbook against the embedded simulator, with injected faults.
+    #[command(
+        after_help = "Examples:\n  ktplay rehearse playbooks/keeptrusts-1.5.ktplay --env staging --approve\n  ktplay rehearse playbooks/keeptrusts-1.5.ktplay --env staging --approve --fault never-ready:gateway@1.5.0"
+    )]
     Rehearse(RehearseArgs),
     /// Run the `test` items of playbook files: each on its own simulator, on a virtual clock.
     Test(TestArgs),
     /// Show the run lock and the journal of a playbook in one env.
+    #[command(
+        after_help = "Example:\n  ktplay status playbooks/keeptrusts-1.5.ktplay --env production --format json"
+    )]
     Status(StatusArgs),
     /// Remove a run lock left by a run whose process is gone.
     Unlock(UnlockArgs),
@@ -132,8 +174,10 @@ pub struct RehearseArgs {
 pub struct StatusArgs {
     /// The playbook file.
     pub file: PathBuf,
+    /// The env whose lock and journal to show (required when the playbook declares envs).
     #[arg(long)]
     pub env: Option<String>,
+    /// Which playbook, when the file holds several.
     #[arg(long)]
     pub playbook: Option<String>,
     #[command(flatten)]
@@ -205,6 +249,7 @@ pub struct PlanArgs {
 pub enum MatrixCommand {
     /// Print a matrix as a table (default: the built-in `keeptrusts`).
     Show {
+        /// The matrix (default: the one `--file` names or declares, else `keeptrusts`).
         name: Option<String>,
         /// Also look for the matrix in this file (and the files it uses).
         #[arg(long)]
@@ -227,9 +272,39 @@ pub enum MatrixCommand {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum Format {
+    /// For people.
     Human,
+    /// One JSON document (or one event a line for `run`).
     Json,
 }
+
+/// The formats of `check`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum CheckFormat {
+    /// Source excerpts with labels, on stderr (plus GitHub annotations on stdout when
+    /// GITHUB_ACTIONS=true).
+    Human,
+    /// One JSON document on stdout.
+    Json,
+    /// SARIF 2.1.0 on stdout, for code-scanning uploads.
+    Sarif,
+    /// GitHub Actions workflow commands (`::error file=…::…`) on stdout.
+    Github,
+}
+
+const CHECK_EXAMPLES: &str = "\
+Examples:
+  ktplay check playbooks/                                  # every *.ktplay file below
+  ktplay check --deny-warnings playbooks/keeptrusts-1.5.ktplay
+  ktplay check --format sarif playbooks/ > ktplay.sarif    # for a code-scanning upload
+  ktplay check --format github playbooks/                  # annotations on a pull request";
+
+const COMPLETIONS_EXAMPLES: &str = "\
+Examples:
+  ktplay completions bash > ~/.local/share/bash-completion/completions/ktplay
+  ktplay completions zsh > ~/.zfunc/_ktplay                # with fpath+=(~/.zfunc) in .zshrc
+  ktplay completions fish > ~/.config/fish/completions/ktplay.fish
+  ktplay completions powershell >> $PROFILE";
 
 #[derive(Debug, clap::Args)]
 pub struct TestArgs {
@@ -246,12 +321,12 @@ pub struct CheckArgs {
     /// Playbook files, or folders searched for *.ktplay files.
     #[arg(required = true, value_name = "FILE_OR_DIR")]
     pub paths: Vec<PathBuf>,
-    /// Count warnings as errors.
+    /// Count warnings as errors (exit 1 when there are any).
     #[arg(long)]
     pub deny_warnings: bool,
     /// Output format.
-    #[arg(long, value_enum, default_value_t = Format::Human)]
-    pub format: Format,
+    #[arg(long, value_enum, default_value_t = CheckFormat::Human)]
+    pub format: CheckFormat,
 }
 
 /// The exit codes (one table for every command).
@@ -287,6 +362,14 @@ pub fn quiet_on_broken_pipe() {
 pub fn run(cli: Cli) -> i32 {
     match cli.command {
         Command::Check(args) => cmd_check(args),
+        Command::Fmt(args) => fmt::cmd_fmt(args),
+        Command::Lsp => crate::lsp::serve_stdio(),
+        Command::Explain { code } => cmd_explain(code.as_deref()),
+        Command::Completions { shell } => {
+            let mut cmd = <Cli as clap::CommandFactory>::command();
+            clap_complete::generate(shell, &mut cmd, "ktplay", &mut std::io::stdout());
+            exit::OK
+        }
         Command::Plan(args) => cmd_plan(args),
         Command::Matrix(cmd) => cmd_matrix(cmd),
         Command::Run(args) => run::cmd_run(args),
@@ -301,7 +384,7 @@ pub fn run(cli: Cli) -> i32 {
             env,
             fault,
             pace,
-        }) => run::cmd_sim_serve(port, kubeconfig, seed, env, fault, pace),
+        }) => sim_serve::cmd_sim_serve(port, kubeconfig, seed, env, fault, pace),
     }
 }
 
@@ -317,7 +400,14 @@ fn cmd_check(args: CheckArgs) -> i32 {
     let warnings = checked.warnings();
     let failed = errors > 0 || (args.deny_warnings && warnings > 0);
     match args.format {
-        Format::Json => {
+        CheckFormat::Sarif => {
+            let doc = diag::ci::sarif(&checked.sources, &checked.problems);
+            println!("{doc:#}");
+        }
+        CheckFormat::Github => {
+            print!("{}", diag::ci::github(&checked.sources, &checked.problems));
+        }
+        CheckFormat::Json => {
             let diagnostics: Vec<JsonDiagnostic> = checked
                 .problems
                 .iter()
@@ -331,7 +421,11 @@ fn cmd_check(args: CheckArgs) -> i32 {
             });
             println!("{doc}");
         }
-        Format::Human => {
+        CheckFormat::Human => {
+            // Under GitHub Actions the annotations go along, as ansible-lint does.
+            if std::env::var("GITHUB_ACTIONS").is_ok_and(|v| v == "true") {
+                print!("{}", diag::ci::github(&checked.sources, &checked.problems));
+            }
             let opts = RenderOptions {
                 colour: colour_wanted(),
                 width: terminal_width(),
@@ -357,6 +451,32 @@ fn cmd_check(args: CheckArgs) -> i32 {
         exit::FOUND_ERRORS
     } else {
         exit::OK
+    }
+}
+
+fn cmd_explain(code: Option<&str>) -> i32 {
+    let Some(code) = code else {
+        print!("{}", crate::explain::list());
+        return exit::OK;
+    };
+    match crate::explain::find(code) {
+        Some(entry) => {
+            print!("{}", entry.render());
+            exit::OK
+        }
+        None => {
+            let last = code.rsplit("::").next().unwrap_or(code);
+            let hint = check::names::did_you_mean(
+                last,
+                crate::explain::ENTRIES
+                    .iter()
+                    .filter_map(|e| e.code.rsplit("::").next()),
+            )
+            .map(|h| format!(" ({h})"))
+            .unwrap_or_default();
+            eprintln!("error: no diagnostic code `{code}`{hint}; `ktplay explain` lists them all");
+            exit::USAGE
+        }
     }
 }
 

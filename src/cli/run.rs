@@ -1,9 +1,6 @@
 //! The commands `run`, `rehearse`, `status`, `unlock` and `sim serve`: arguments → a tokio
 //! runtime → the runner → an exit code (see [`crate::run::exit`]).
 
-use std::path::PathBuf;
-use std::time::Duration;
-
 use super::{Format as CliFormat, KubeArgs, RehearseArgs, RunArgs, StatusArgs, UnlockArgs};
 use crate::check::program::{Env, Playbook};
 use crate::check::Checked;
@@ -18,7 +15,7 @@ use crate::run::output::Format;
 use crate::run::{execute, RunOptions, RunTarget};
 use crate::run::{Cancel, Outcome};
 
-fn runtime() -> tokio::runtime::Runtime {
+pub(super) fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -34,7 +31,7 @@ fn format(f: CliFormat) -> Format {
 }
 
 /// Check the file and pick the playbook and env; check errors refuse (3), usage is 4.
-fn load(
+pub(super) fn load(
     file: &std::path::Path,
     playbook: Option<&str>,
     env: Option<&str>,
@@ -56,12 +53,12 @@ fn load(
     Ok((checked, i, env_name))
 }
 
-fn matrix_of<'c>(checked: &'c Checked, pb: &Playbook) -> Option<&'c Matrix> {
+pub(super) fn matrix_of<'c>(checked: &'c Checked, pb: &Playbook) -> Option<&'c Matrix> {
     let name = pb.matrix.as_deref()?;
     checked.scopes.iter().find_map(|s| s.get(name))
 }
 
-fn namespace(pb: &Playbook, env: Option<&Env>, over: Option<&str>) -> String {
+pub(super) fn namespace(pb: &Playbook, env: Option<&Env>, over: Option<&str>) -> String {
     match over {
         Some(n) => n.to_string(),
         None => {
@@ -400,63 +397,6 @@ pub fn cmd_unlock(args: UnlockArgs) -> i32 {
             Err(e) => {
                 eprintln!("error: {e}");
                 exit::REFUSED
-            }
-        }
-    })
-}
-
-/// `ktplay sim serve`.
-pub fn cmd_sim_serve(
-    port: u16,
-    kubeconfig: Option<PathBuf>,
-    seed: Option<PathBuf>,
-    env: Option<String>,
-    fault: Vec<String>,
-    pace: Duration,
-) -> i32 {
-    let mut faults = crate::sim::Faults::none();
-    for f in &fault {
-        match f.parse::<crate::sim::Fault>() {
-            Ok(f) => faults.add(f),
-            Err(e) => {
-                eprintln!("error: --fault {f}: {e}");
-                return exit::USAGE;
-            }
-        }
-    }
-    let mut config = crate::sim::SimConfig {
-        pace,
-        faults,
-        ..Default::default()
-    };
-    let seed = match seed {
-        Some(path) => {
-            let (checked, i, env_name) = match load(&path, None, env.as_deref()) {
-                Ok(x) => x,
-                Err(code) => return code,
-            };
-            let pb = &checked.playbooks[i].1;
-            let e = env_name.as_deref().and_then(|n| pb.env(n));
-            config.compat = crate::run::rehearse::compat_for(pb, matrix_of(&checked, pb));
-            Some(crate::run::rehearse::seed_for(pb, &namespace(pb, e, None)))
-        }
-        None => Some(crate::sim::Seed::keeptrusts(
-            "keeptrusts",
-            crate::version::Version::new(1, 4, 0),
-        )),
-    };
-    let opts = crate::sim::ServeOptions {
-        port,
-        kubeconfig,
-        seed,
-        config,
-    };
-    runtime().block_on(async {
-        match crate::sim::serve::run(opts).await {
-            Ok(()) => exit::OK,
-            Err(e) => {
-                eprintln!("{:?}", miette::Report::new(e));
-                exit::USAGE
             }
         }
     })

@@ -4,7 +4,7 @@
 //! journaled with the statement's start); its implicit rollback restores exactly that. The plan
 //! of a failed run is a pure function of the playbook and the records of the statements that
 //! started ([`rollback_plan`]), so a process resuming an interrupted rollback computes the same
-//! plan from the journal as the one that began it (`shared/design/language.md`, "Failure and
+//! plan from the journal as the one that began it (`docs/language.md`, "Failure and
 //! rollback"):
 //!
 //! 1. the failed stage: its `rollback { … }` block if any, nothing for `rollback none`,

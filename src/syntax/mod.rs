@@ -19,6 +19,21 @@ pub fn parse(file: FileId, text: &str) -> Result<ast::File, Vec<SyntaxError>> {
     parser::parse_file(file, text)
 }
 
+/// One node of the parse tree as the formatter sees it: the grammar rule's name, its byte
+/// range, and its children (none for tokens, strings and JSON values).
+#[derive(Debug, Clone)]
+pub struct LayoutNode {
+    pub rule: String,
+    pub start: usize,
+    pub end: usize,
+    pub children: Vec<LayoutNode>,
+}
+
+/// The parse tree of `text` for the formatter, or `None` if it does not parse.
+pub fn layout_tree(text: &str) -> Option<LayoutNode> {
+    parser::layout_tree(text)
+}
+
 /// Write a duration the way the language does (`1m30s`, `500ms`).
 pub fn format_duration(d: Duration) -> String {
     let ms = d.as_millis();

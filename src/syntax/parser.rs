@@ -828,3 +828,30 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
     }
     Ok(total)
 }
+
+/// The parse tree as plain nodes, for the formatter: every pair's rule name and byte range, with
+/// strings, raw strings and JSON values as leaves (their text is kept as written). `None` when
+/// the text does not parse (the syntax errors come from [`parse_file`]).
+pub fn layout_tree(text: &str) -> Option<super::LayoutNode> {
+    check_nesting(FileId(0), text).ok()?;
+    let file = KtParser::parse(Rule::file, text).ok()?.next()?;
+    fn node(p: Pair<'_, Rule>) -> super::LayoutNode {
+        let rule = p.as_rule();
+        let span = p.as_span();
+        let children = match rule {
+            Rule::string | Rule::raw_string | Rule::json_value => Vec::new(),
+            _ => p
+                .into_inner()
+                .filter(|c| c.as_rule() != Rule::EOI)
+                .map(node)
+                .collect(),
+        };
+        super::LayoutNode {
+            rule: format!("{rule:?}"),
+            start: span.start(),
+            end: span.end(),
+            children,
+        }
+    }
+    Some(node(file))
+}

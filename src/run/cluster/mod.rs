@@ -65,6 +65,23 @@ pub async fn client(connect: &Connect, namespace: &str) -> std::result::Result<C
             }
         },
     };
+    if let (Some(k), Some(wanted)) = (&from_file, &connect.context) {
+        if !k.contexts.iter().any(|c| &c.name == wanted) {
+            let names: Vec<&str> = k.contexts.iter().map(|c| c.name.as_str()).collect();
+            let file = connect.kubeconfig.as_ref().map_or_else(
+                || "the kubeconfig ($KUBECONFIG or ~/.kube/config)".to_string(),
+                |p| format!("the kubeconfig `{}`", p.display()),
+            );
+            return Err(format!(
+                "{file} has no context `{wanted}` (the context is --context, else the env's `context`); it has: {}{}",
+                if names.is_empty() { "none".to_string() } else { names.join(", ") },
+                match names.as_slice() {
+                    [one] => format!(" — pass `--context {one}` to use it"),
+                    _ => String::new(),
+                }
+            ));
+        }
+    }
     let mut config = match from_file {
         Some(k) => kube::Config::from_custom_kubeconfig(k, &opts)
             .await
