@@ -468,14 +468,14 @@ fn finish(mut loader: Loader, inputs: Vec<FileId>, digests: Digests) -> Checked 
             })
         }
     };
-    // Scripts last, in input order: each hook file is compiled once per invocation, however many
-    // playbooks use it, and joins the source map.
+    // Hook files last, in input order: each is compiled once per invocation, however many
+    // playbooks use it, and joins the source map (inline scripts were compiled in `lower_input`).
     let mut hooks_done = std::collections::HashSet::new();
     for l in lowered {
         problems.extend(l.problems);
         for checked in l.playbooks {
             let outcome = crate::diag::guarded("compiling scripts", || {
-                scripts::compile_all(
+                scripts::compile_hooks(
                     &checked,
                     &mut loader.sources,
                     l.id,
@@ -569,6 +569,14 @@ fn lower_input(
     });
     if let Err(e) = outcome {
         problems.push(Problem::new(id, e));
+    }
+    for checked in &playbooks {
+        let outcome = crate::diag::guarded("compiling scripts", || {
+            scripts::compile_inline(checked, &mut problems)
+        });
+        if let Err(e) = outcome {
+            problems.push(Problem::new(id, e));
+        }
     }
     Lowered {
         id,
