@@ -37,6 +37,9 @@ pub struct Checked {
     pub inputs: Vec<FileId>,
     /// The matrices each input file can name, in the order of `inputs`.
     pub scopes: Vec<matrices::InScope>,
+    /// The syntax trees, kept only so that they are freed with the rest (or not at all: a
+    /// command about to exit may `forget` the whole result).
+    _asts: HashMap<FileId, Loaded>,
 }
 
 impl Checked {
@@ -497,6 +500,7 @@ fn finish(mut loader: Loader, inputs: Vec<FileId>, digests: Digests) -> Checked 
         playbooks,
         inputs,
         scopes,
+        _asts: loader.files,
     }
 }
 
