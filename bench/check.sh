@@ -1,10 +1,16 @@
 #!/usr/bin/env bash
 # Benchmark `ktplay check`: 100 generated playbooks the size of keeptrusts-1.5.ktplay, and one.
-# Prints wall time (best of N runs) and peak RSS. Needs a release build; run from the repo root.
+# Prints wall time (best of N runs), peak RSS and, with valgrind installed, the instruction count
+# (callgrind: exact, unlike wall time on a busy machine). Builds the release binary unless
+# KTPLAY_BIN names one (to compare two builds: KTPLAY_BIN=/tmp/old-ktplay bench/check.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-cargo build --release --quiet
-bin=${CARGO_TARGET_DIR:-target}/release/ktplay
+if [ -n "${KTPLAY_BIN:-}" ]; then
+  bin=$KTPLAY_BIN
+else
+  cargo build --release --quiet
+  bin=${CARGO_TARGET_DIR:-target}/release/ktplay
+fi
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 mkdir -p "$work/hooks"
@@ -16,7 +22,8 @@ best() { # best wall time in ms of 10 runs, and max RSS in KiB
   local best_ms=999999 rss=0
   for _ in $(seq 1 10); do
     local out
-    out=$( { /usr/bin/time -f '%e %M' "$@" >/dev/null 2>/dev/null; } 2>&1 | tail -1 )
+    /usr/bin/time -o "$work/time" -f '%e %M' "$@" >/dev/null 2>&1 || true
+    out=$(tail -1 "$work/time")
     local s=${out% *} kb=${out#* }
     local ms=$(python3 -c "print(int(float('$s')*1000))")
     (( ms < best_ms )) && best_ms=$ms
@@ -29,7 +36,14 @@ echo "100 playbooks: $(best "$bin" check "$work")"
 echo "1 playbook:    $(best "$bin" check "$work/p1.ktplay")"
 # /usr/bin/time has 10 ms resolution; a finer number for one file from hyperfine if present.
 if command -v hyperfine >/dev/null; then
-  hyperfine -N --warmup 5 "$bin check $work/p1.ktplay" "$bin check $work" 2>/dev/null | grep -E 'Time|check'
+  hyperfine -N --warmup 10 --runs 200 "$bin check $work/p1.ktplay" "$bin check $work" 2>/dev/null | grep -E 'Time|Range|check'
+fi
+if command -v valgrind >/dev/null; then
+  instructions() {
+    valgrind --tool=callgrind --callgrind-out-file=/dev/null "$@" 2>&1 >/dev/null | sed -n 's/.*Collected : //p'
+  }
+  echo "instructions, 100 playbooks: $(instructions "$bin" check "$work")"
+  echo "instructions, 1 playbook:    $(instructions "$bin" check "$work/p1.ktplay")"
 fi
 
 # Scaling: one file of N copies of the seed playbook with 3 errors each (an unknown component, a

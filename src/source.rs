@@ -1,5 +1,6 @@
 //! Every file read in one invocation, so spans can name their file by a small id.
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -86,6 +87,8 @@ impl SourceFile {
 #[derive(Debug, Default, Clone)]
 pub struct SourceMap {
     files: Vec<SourceFile>,
+    /// The first file added under each path (`find` is called once per file read).
+    by_path: HashMap<PathBuf, FileId>,
 }
 
 impl SourceMap {
@@ -100,13 +103,16 @@ impl SourceMap {
         path: impl Into<PathBuf>,
         text: impl Into<Arc<str>>,
     ) -> FileId {
+        let id = FileId(self.files.len() as u32);
+        let path = path.into();
+        self.by_path.entry(path.clone()).or_insert(id);
         self.files.push(SourceFile {
             name: name.into(),
-            path: path.into(),
+            path,
             text: text.into(),
             lines: Default::default(),
         });
-        FileId(self.files.len() as u32 - 1)
+        id
     }
 
     pub fn get(&self, id: FileId) -> &SourceFile {
@@ -115,10 +121,7 @@ impl SourceMap {
 
     /// The id of an already-added file with this path, if any.
     pub fn find(&self, path: &Path) -> Option<FileId> {
-        self.files
-            .iter()
-            .position(|f| f.path == path)
-            .map(|i| FileId(i as u32))
+        self.by_path.get(path).copied()
     }
 
     pub fn len(&self) -> usize {
@@ -158,4 +161,21 @@ pub fn line_col(text: &str, offset: usize) -> (usize, usize) {
         .map_or(offset - line_start, |s| s.chars().count())
         + 1;
     (line, col)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn find_answers_the_first_file_added_under_a_path() {
+        let mut map = SourceMap::new();
+        let a = map.add("a.ktplay", "/x/a.ktplay", "one");
+        let b = map.add("b.ktplay", "/x/b.ktplay", "two");
+        let again = map.add("./a.ktplay", "/x/a.ktplay", "three");
+        assert_ne!(a, again);
+        assert_eq!(map.find(Path::new("/x/a.ktplay")), Some(a));
+        assert_eq!(map.find(Path::new("/x/b.ktplay")), Some(b));
+        assert_eq!(map.find(Path::new("/x/c.ktplay")), None);
+    }
 }

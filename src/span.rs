@@ -112,8 +112,30 @@ impl<T: Hash> Hash for Spanned<T> {
 
 impl<T: fmt::Debug> fmt::Debug for Spanned<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        self.node.fmt(f)
+        self.node.fmt(f)?;
+        if SHOW_SPANS.get() {
+            write!(f, " @{:?}", self.span)?;
+        }
+        Ok(())
     }
+}
+
+thread_local! {
+    static SHOW_SPANS: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Run `f` with `Spanned`'s `Debug` showing spans too (`node @file:start..end`), so a test can
+/// compare two trees position by position (equality ignores spans).
+#[doc(hidden)]
+pub fn debug_with_spans<R>(f: impl FnOnce() -> R) -> R {
+    struct Reset(bool);
+    impl Drop for Reset {
+        fn drop(&mut self) {
+            SHOW_SPANS.set(self.0);
+        }
+    }
+    let _reset = Reset(SHOW_SPANS.replace(true));
+    f()
 }
 
 impl<T: fmt::Display> fmt::Display for Spanned<T> {

@@ -256,6 +256,8 @@ fn input() -> impl Strategy<Value = String> {
 
 /// What one input must satisfy; `Err` says how it failed.
 fn property(text: &str) -> Result<(), String> {
+    // The fast parser declines or yields pest's tree, spans included (tests/fast_parse.rs).
+    ktplay::syntax::paths::agree(text).map_err(|e| format!("fast parser: {e}"))?;
     let outcome = std::panic::catch_unwind(|| {
         let checked = check_text("fuzz.ktplay", text);
         let shown = render(&checked.sources, &checked.problems, RenderOptions::plain());

@@ -41,6 +41,9 @@ pub struct Checked {
     pub scopes: Vec<matrices::InScope>,
     /// The `test` items of the input files.
     pub tests: Vec<(FileId, test_items::Test)>,
+    /// The syntax trees, kept only so that they are freed with the rest (or not at all: a
+    /// command about to exit may `forget` the whole result).
+    _asts: HashMap<FileId, Loaded>,
 }
 
 impl Checked {
@@ -495,14 +498,14 @@ fn finish(mut loader: Loader, mut inputs: Vec<FileId>, digests: Digests) -> Chec
             })
         }
     };
-    // Scripts last, in input order: each hook file is compiled once per invocation, however many
-    // playbooks use it, and joins the source map.
+    // Hook files last, in input order: each is compiled once per invocation, however many
+    // playbooks use it, and joins the source map (inline scripts were compiled in `lower_input`).
     let mut hooks_done = std::collections::HashSet::new();
     for l in lowered {
         problems.extend(l.problems);
         for checked in l.playbooks {
             let outcome = crate::diag::guarded("compiling scripts", || {
-                scripts::compile_all(
+                scripts::compile_hooks(
                     &checked,
                     &mut loader.sources,
                     l.id,
@@ -545,6 +548,7 @@ fn finish(mut loader: Loader, mut inputs: Vec<FileId>, digests: Digests) -> Chec
         inputs,
         scopes,
         tests: tests_found,
+        _asts: loader.files,
     }
 }
 
@@ -617,6 +621,14 @@ fn lower_input(
     });
     if let Err(e) = outcome {
         problems.push(Problem::new(id, e));
+    }
+    for checked in &playbooks {
+        let outcome = crate::diag::guarded("compiling scripts", || {
+            scripts::compile_inline(checked, &mut problems)
+        });
+        if let Err(e) = outcome {
+            problems.push(Problem::new(id, e));
+        }
     }
     Lowered {
         id,

@@ -1,5 +1,9 @@
 //! The script pass: every inline Rhai script and hook file of a playbook is compiled, so syntax
 //! errors and unknown functions are found before anything runs.
+//!
+//! Inline scripts are compiled with the rest of their file's checks (on every core); hook files
+//! after all files, once per invocation however many playbooks use them, since they join the
+//! `SourceMap` so their diagnostics show the hook file itself.
 
 use std::collections::HashSet;
 use std::path::PathBuf;
@@ -10,9 +14,28 @@ use crate::script::{compile, ScriptSource};
 use crate::source::SourceMap;
 use crate::span::FileId;
 
-/// Compile every script of `pb`; hook files are added to `sources` so their diagnostics show
-/// the file itself.
-pub fn compile_all(
+/// Compile every inline script of `pb` (`guard rhai`, `check rhai`).
+pub fn compile_inline(pb: &Playbook, problems: &mut Vec<Problem>) {
+    for g in guards(pb) {
+        let script = match g {
+            GuardKind::Rhai { script } => script,
+            GuardKind::Http(h) => match &h.check {
+                Some(script) => script,
+                None => continue,
+            },
+            _ => continue,
+        };
+        compile_one(
+            &script.text,
+            script.span.file,
+            script.span.start as usize,
+            problems,
+        );
+    }
+}
+
+/// Compile every hook file of `pb` not compiled yet (`hooks_done`); each is added to `sources`.
+pub fn compile_hooks(
     pb: &Playbook,
     sources: &mut SourceMap,
     file: FileId,
@@ -20,71 +43,61 @@ pub fn compile_all(
     hooks_done: &mut HashSet<PathBuf>,
 ) {
     let shown_dir = sources.get(file).shown_dir();
-    let mut visit = |st: &Statement, problems: &mut Vec<Problem>, sources: &mut SourceMap| {
-        let mut guards: Vec<&GuardKind> = Vec::new();
+    for g in guards(pb) {
+        let GuardKind::Hook {
+            path,
+            shown,
+            source,
+        } = g
+        else {
+            continue;
+        };
+        if !hooks_done.insert(path.clone()) {
+            continue;
+        }
+        let id = match sources.find(path) {
+            Some(id) => id,
+            None => sources.add(
+                shown_dir.join(shown).to_string_lossy().into_owned(),
+                path.clone(),
+                source.as_str(),
+            ),
+        };
+        compile_one(source, id, 0, problems);
+    }
+}
+
+fn compile_one(text: &str, file: FileId, offset: usize, problems: &mut Vec<Problem>) {
+    if let Err(errs) = compile(ScriptSource { text, file, offset }) {
+        problems.extend(errs.into_iter().map(|(f, e)| Problem::new(f, e)));
+    }
+}
+
+/// Every guard of `pb` in order: stages' statements, canary and blue-green blocks, rollbacks.
+fn guards(pb: &Playbook) -> Vec<&GuardKind> {
+    fn visit<'a>(st: &'a Statement, out: &mut Vec<&'a GuardKind>) {
         match &st.op {
-            Op::Guard(g) => guards.push(&g.kind),
-            Op::Canary { guards: gs, .. } | Op::BlueGreen { guards: gs, .. } => {
-                for g in gs {
+            Op::Guard(g) => out.push(&g.kind),
+            Op::Canary { guards, .. } | Op::BlueGreen { guards, .. } => {
+                for g in guards {
                     if let Op::Guard(g) = &g.op {
-                        guards.push(&g.kind);
+                        out.push(&g.kind);
                     }
                 }
             }
             _ => {}
         }
-        for g in guards {
-            let (text, file, offset) = match g {
-                GuardKind::Rhai { script } => (
-                    script.text.clone(),
-                    script.span.file,
-                    script.span.start as usize,
-                ),
-                GuardKind::Http(h) => match &h.check {
-                    Some(script) => (
-                        script.text.clone(),
-                        script.span.file,
-                        script.span.start as usize,
-                    ),
-                    None => continue,
-                },
-                GuardKind::Hook {
-                    path,
-                    shown,
-                    source,
-                } => {
-                    if !hooks_done.insert(path.clone()) {
-                        continue;
-                    }
-                    let id = match sources.find(path) {
-                        Some(id) => id,
-                        None => sources.add(
-                            shown_dir.join(shown).to_string_lossy().into_owned(),
-                            path.clone(),
-                            source.as_str(),
-                        ),
-                    };
-                    (source.clone(), id, 0)
-                }
-                _ => continue,
-            };
-            if let Err(errs) = compile(ScriptSource {
-                text: &text,
-                file,
-                offset,
-            }) {
-                problems.extend(errs.into_iter().map(|(f, e)| Problem::new(f, e)));
-            }
-        }
-    };
+    }
+    let mut out = Vec::new();
     for stage in &pb.stages {
         for st in &stage.stmts {
-            visit(st, problems, sources);
+            visit(st, &mut out);
         }
         if let Rollback::Block(stmts, _) = &stage.rollback {
             for st in stmts {
-                visit(st, problems, sources);
+                visit(st, &mut out);
             }
         }
     }
+    out
 }

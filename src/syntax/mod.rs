@@ -5,6 +5,7 @@
 pub mod ast;
 mod describe;
 pub mod error;
+mod fast;
 mod parser;
 
 use std::time::Duration;
@@ -15,6 +16,9 @@ pub use parser::{classify_scalar, parse_duration, MAX_NESTING};
 use crate::span::FileId;
 
 /// Parse the text of one file into its AST, or every syntax problem found.
+///
+/// A hand-written parser (`fast`) reads the file first; anything it does not fully accept goes to
+/// the pest grammar, so every syntax error is pest's (see ARCHITECTURE.md, "Parsing").
 pub fn parse(file: FileId, text: &str) -> Result<ast::File, Vec<SyntaxError>> {
     parser::parse_file(file, text)
 }
@@ -32,6 +36,49 @@ pub struct LayoutNode {
 /// The parse tree of `text` for the formatter, or `None` if it does not parse.
 pub fn layout_tree(text: &str) -> Option<LayoutNode> {
     parser::layout_tree(text)
+}
+
+/// The two parsers one at a time, for the differential test (`tests/fast_parse.rs`).
+#[doc(hidden)]
+pub mod paths {
+    use super::{ast, parser, SyntaxError};
+    use crate::span::FileId;
+
+    /// The fast path alone: `None` where it declines (too deep included).
+    pub fn fast(file: FileId, text: &str) -> Option<ast::File> {
+        super::fast::parse(file, text)
+    }
+
+    /// The pest grammar alone.
+    pub fn pest(file: FileId, text: &str) -> Result<ast::File, Vec<SyntaxError>> {
+        parser::check_nesting(file, text)?;
+        parser::parse_pest(file, text)
+    }
+
+    /// Both parsers on `text`: `Ok(true)` if the fast path took it and its tree is pest's, spans
+    /// included; `Ok(false)` if it declined; `Err` says where they differ.
+    pub fn agree(text: &str) -> Result<bool, String> {
+        let id = FileId(3);
+        let Some(fast) = fast(id, text) else {
+            return Ok(false);
+        };
+        let pest =
+            pest(id, text).map_err(|e| format!("the fast path took what pest refuses: {e:?}"))?;
+        let (fast, pest) =
+            crate::span::debug_with_spans(|| (format!("{fast:#?}"), format!("{pest:#?}")));
+        match fast.lines().zip(pest.lines()).position(|(a, b)| a != b) {
+            None if fast == pest => Ok(true),
+            at => {
+                let at = at.unwrap_or(0).saturating_sub(3);
+                let show = |s: &str| s.lines().skip(at).take(8).collect::<Vec<_>>().join("\n");
+                Err(format!(
+                    "the trees differ at line {at}:\nfast:\n{}\npest:\n{}",
+                    show(&fast),
+                    show(&pest)
+                ))
+            }
+        }
+    }
 }
 
 /// Write a duration the way the language does (`1m30s`, `500ms`).

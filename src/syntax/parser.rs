@@ -20,9 +20,17 @@ pub(crate) struct KtParser;
 /// nested braces must be refused before it reaches the parser.
 pub const MAX_NESTING: usize = 64;
 
-/// Parse one file's text.
+/// Parse one file's text: the fast path first, pest for anything it declines.
 pub fn parse_file(file: FileId, text: &str) -> Result<File, Vec<SyntaxError>> {
+    if let Some(ast) = super::fast::parse(file, text) {
+        return Ok(ast);
+    }
     check_nesting(file, text)?;
+    parse_pest(file, text)
+}
+
+/// Parse with pest and the builder alone (`check_nesting` first: pest recurses).
+pub fn parse_pest(file: FileId, text: &str) -> Result<File, Vec<SyntaxError>> {
     let mut pairs = KtParser::parse(Rule::file, text)
         .map_err(|e| vec![SyntaxError::from_pest(file, text, e)])?;
     let file_pair = pairs.next().expect("file rule always yields one pair");
@@ -51,7 +59,7 @@ pub fn parse_file(file: FileId, text: &str) -> Result<File, Vec<SyntaxError>> {
     }
 }
 
-fn check_nesting(file: FileId, text: &str) -> Result<(), Vec<SyntaxError>> {
+pub(super) fn check_nesting(file: FileId, text: &str) -> Result<(), Vec<SyntaxError>> {
     let bytes = text.as_bytes();
     let mut depth = 0usize;
     let mut i = 0;
@@ -737,7 +745,7 @@ fn is_keyword(r: Rule) -> bool {
     )
 }
 
-fn is_ident(s: &str) -> bool {
+pub(super) fn is_ident(s: &str) -> bool {
     let mut chars = s.chars();
     matches!(chars.next(), Some(c) if c.is_ascii_lowercase() || c == '_')
         && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '-')

@@ -1,0 +1,1018 @@
+//! The fast path: a hand-written recursive-descent parser for the grammar's forms, tried before
+//! pest. It produces exactly the AST the pest parser and its builder produce (spans included), or
+//! declines with `None` — on anything it does not fully accept: a syntax error, an unknown escape, a
+//! bad interpolation or JSON, a form it does not know. The caller then runs pest, so every
+//! diagnostic is still pest's, and `grammar/ktplay.pest` stays the grammar of record.
+//!
+//! Why: pest's machinery (a rule call with a stack probe and call tracking per attempt, a token
+//! queue, pairs rebuilt into the AST) was three quarters of `ktplay check`'s instructions.
+//!
+//! How it stays equal to pest:
+//! - Tokens are read where pest reads them, with pest's ordered choices: keywords are whole words
+//!   (`"stage" ~ !ident_char`), `value` is raw string, string, scalar, boolean, then name.
+//! - Spans: pest's builder narrows a pair to the end of its last token (`Builder::span`), so a
+//!   construct here spans from its first token's start to its last token's end (`self.end`).
+//! - Where a choice could succeed differently after a failed attempt (`undo api to revision`,
+//!   `expect body …`, `"""` where only a plain string is allowed), it declines instead of guessing.
+//!
+//! `tests/fast_parse.rs` and the fuzz target hold it to pest: for every case file, shipped
+//! playbook and generated input, it declines or yields pest's tree with pest's spans.
+//! A new grammar form must be added here too, or files using it take the (slower) pest path.
+
+use super::ast::*;
+use super::parser::{classify_scalar, is_ident, MAX_NESTING};
+use crate::span::{FileId, Span, Spanned};
+
+/// Parse `text` if it is well-formed in every way the pest path checks; `None` otherwise.
+pub(super) fn parse(file: FileId, text: &str) -> Option<File> {
+    let mut p = Fast {
+        file,
+        src: text,
+        b: text.as_bytes(),
+        pos: 0,
+        end: 0,
+        word: (usize::MAX, 0),
+        depth: 0,
+    };
+    let mut items = Vec::new();
+    loop {
+        p.skip();
+        if p.pos == p.b.len() {
+            return Some(File { items });
+        }
+        let item = match p.word()? {
+            "use" => {
+                p.bump_word();
+                Item::Use(p.string()?)
+            }
+            "matrix" => Item::Matrix(p.matrix()?),
+            "playbook" => Item::Playbook(p.playbook()?),
+            "test" => Item::Test(p.test()?),
+            _ => return None,
+        };
+        items.push(item);
+    }
+}
+
+const OPT_NAMES: &[&str] = &[
+    "to",
+    "max_unavailable",
+    "max_surge",
+    "timeout",
+    "weight",
+    "for",
+    "within",
+];
+
+struct Fast<'a> {
+    file: FileId,
+    src: &'a str,
+    b: &'a [u8],
+    /// The next byte to read.
+    pos: usize,
+    /// The end of the last token read.
+    end: usize,
+    /// The start and end of the last word looked at.
+    word: (usize, usize),
+    /// `{`/`[` open now: past `MAX_NESTING` it declines, and pest's path refuses the file as too
+    /// deep (in text it accepts, these are exactly the brackets `check_nesting` counts).
+    depth: usize,
+}
+
+fn is_word_byte(c: u8) -> bool {
+    c.is_ascii_alphanumeric() || c == b'_' || c == b'-'
+}
+
+impl<'a> Fast<'a> {
+    fn span(&self, start: usize, end: usize) -> Span {
+        Span::new(self.file, start, end)
+    }
+
+    /// Blanks and `#` comments (the grammar's implicit WHITESPACE and COMMENT).
+    fn skip(&mut self) {
+        while let Some(&c) = self.b.get(self.pos) {
+            match c {
+                b' ' | b'\t' | b'\r' | b'\n' => self.pos += 1,
+                b'#' => {
+                    self.pos = match self.b[self.pos..].iter().position(|&c| c == b'\n') {
+                        Some(n) => self.pos + n,
+                        None => self.b.len(),
+                    }
+                }
+                _ => break,
+            }
+        }
+    }
+
+    /// The next non-blank byte, after skipping.
+    fn peek(&mut self) -> Option<u8> {
+        self.skip();
+        self.b.get(self.pos).copied()
+    }
+
+    /// The word (`[A-Za-z0-9_-]+`) at the next token, without consuming it.
+    fn word(&mut self) -> Option<&'a str> {
+        self.skip();
+        let end = self.word_end();
+        (end > self.pos).then(|| &self.src[self.pos..end])
+    }
+
+    fn word_end(&mut self) -> usize {
+        if self.word.0 != self.pos {
+            let len = self.b[self.pos..]
+                .iter()
+                .take_while(|&&c| is_word_byte(c))
+                .count();
+            self.word = (self.pos, self.pos + len);
+        }
+        self.word.1
+    }
+
+    /// Consume the word at `pos` (the one `word()` returned).
+    fn bump_word(&mut self) {
+        self.pos = self.word_end();
+        self.end = self.pos;
+    }
+
+    /// The keyword `kw` as a whole word, or `None`.
+    fn keyword(&mut self, kw: &str) -> Option<()> {
+        (self.word()? == kw).then(|| self.bump_word())
+    }
+
+    fn punct(&mut self, c: u8) -> Option<()> {
+        if self.peek()? != c {
+            return None;
+        }
+        match c {
+            b'{' | b'[' => {
+                self.depth += 1;
+                if self.depth > MAX_NESTING {
+                    return None;
+                }
+            }
+            b'}' | b']' => self.depth = self.depth.saturating_sub(1),
+            _ => {}
+        }
+        self.pos += 1;
+        self.end = self.pos;
+        Some(())
+    }
+
+    /// Whether the next token is `c` (consumed if so).
+    fn eat(&mut self, c: u8) -> bool {
+        self.punct(c).is_some()
+    }
+
+    fn ident(&mut self) -> Option<Ident> {
+        let w = self.word()?;
+        if !is_ident(w) {
+            return None;
+        }
+        let start = self.pos;
+        self.bump_word();
+        Some(Spanned::new(w.to_string(), self.span(start, self.end)))
+    }
+
+    fn starts_raw(&mut self) -> bool {
+        self.skip();
+        self.b[self.pos..].starts_with(b"\"\"\"")
+    }
+
+    /// `"""…"""`: the body's start and end.
+    fn raw_body(&mut self) -> Option<(usize, usize)> {
+        let open = self.pos + 3;
+        let len = self.src[open..].find("\"\"\"")?;
+        self.pos = open + len + 3;
+        self.end = self.pos;
+        Some((open, open + len))
+    }
+
+    /// A plain string `"…"` with escapes and interpolations, as the builder makes it.
+    fn string(&mut self) -> Option<Spanned<StrLit>> {
+        if self.starts_raw() || self.b.get(self.pos) != Some(&b'"') {
+            // Where pest allows only a plain string, `"""` reads as `""` then `"`: not ours.
+            return None;
+        }
+        let start = self.pos;
+        let mut i = start + 1;
+        let mut parts: Vec<StrPart> = Vec::new();
+        let push_text = |parts: &mut Vec<StrPart>, t: &str| {
+            if let Some(StrPart::Text(prev)) = parts.last_mut() {
+                prev.push_str(t);
+            } else {
+                parts.push(StrPart::Text(t.to_string()));
+            }
+        };
+        loop {
+            match *self.b.get(i)? {
+                b'"' => break,
+                b'\n' => return None,
+                b'\\' => {
+                    let rep = match *self.b.get(i + 1)? {
+                        b'"' => "\"",
+                        b'\\' => "\\",
+                        b'n' => "\n",
+                        b't' => "\t",
+                        b'$' => "$",
+                        _ => return None,
+                    };
+                    push_text(&mut parts, rep);
+                    i += 2;
+                }
+                b'$' if self.b.get(i + 1) == Some(&b'{') => {
+                    let body = i + 2;
+                    let len = self.b[body..]
+                        .iter()
+                        .position(|&c| matches!(c, b'}' | b'"' | b'\n'))?;
+                    if self.b[body + len] != b'}' {
+                        return None;
+                    }
+                    let text = &self.src[body..body + len];
+                    let mut path = Vec::new();
+                    let mut off = body;
+                    for seg in text.split('.') {
+                        if !is_ident(seg) {
+                            return None;
+                        }
+                        path.push(Spanned::new(
+                            seg.to_string(),
+                            self.span(off, off + seg.len()),
+                        ));
+                        off += seg.len() + 1;
+                    }
+                    if path.len() > 2 {
+                        return None;
+                    }
+                    let close = body + len + 1;
+                    parts.push(StrPart::Interp(Interp {
+                        path,
+                        span: self.span(i, close),
+                    }));
+                    i = close;
+                }
+                _ => {
+                    let from = i;
+                    i += 1;
+                    while let Some(&c) = self.b.get(i) {
+                        if matches!(c, b'"' | b'\\' | b'\n')
+                            || (c == b'$' && self.b.get(i + 1) == Some(&b'{'))
+                        {
+                            break;
+                        }
+                        i += 1;
+                    }
+                    push_text(&mut parts, &self.src[from..i]);
+                }
+            }
+        }
+        self.pos = i + 1;
+        self.end = self.pos;
+        Some(Spanned::new(StrLit { parts }, self.span(start, self.end)))
+    }
+
+    /// `string+`: one or more plain strings.
+    fn strings(&mut self) -> Option<Vec<Spanned<StrLit>>> {
+        let mut out = vec![self.string()?];
+        while self.peek() == Some(b'"') {
+            out.push(self.string()?);
+        }
+        Some(out)
+    }
+
+    /// `value`: raw string, string, scalar, boolean or name, in pest's order.
+    fn value(&mut self) -> Option<Spanned<Value>> {
+        let start = self.pos_after_skip();
+        let v = match *self.b.get(start)? {
+            b'"' if self.starts_raw() => {
+                let (from, to) = self.raw_body()?;
+                Value::Raw(self.src[from..to].to_string())
+            }
+            b'"' => Value::Str(self.string()?.node),
+            c if c.is_ascii_digit() => {
+                let len = self.b[start..]
+                    .iter()
+                    .take_while(|&&c| c.is_ascii_alphanumeric() || b".%-+".contains(&c))
+                    .count();
+                self.pos = start + len;
+                self.end = self.pos;
+                classify_scalar(&self.src[start..self.pos])
+            }
+            _ => match self.word()? {
+                "true" => {
+                    self.bump_word();
+                    Value::Bool(true)
+                }
+                "false" => {
+                    self.bump_word();
+                    Value::Bool(false)
+                }
+                _ => Value::Ident(self.ident()?.node),
+            },
+        };
+        Some(Spanned::new(v, self.span(start, self.end)))
+    }
+
+    fn pos_after_skip(&mut self) -> usize {
+        self.skip();
+        self.pos
+    }
+
+    /// `opt*`: `timeout 10m`, `weight 10%`, …
+    fn opts(&mut self) -> Option<Vec<Opt>> {
+        let mut out = Vec::new();
+        while let Some(w) = self.word() {
+            if !OPT_NAMES.contains(&w) {
+                break;
+            }
+            out.push(self.opt()?);
+        }
+        Some(out)
+    }
+
+    fn opt(&mut self) -> Option<Opt> {
+        let start = self.pos;
+        let w = self.word()?;
+        self.bump_word();
+        let name = Spanned::new(w.to_string(), self.span(start, self.end));
+        Some(Opt {
+            name,
+            value: self.value()?,
+        })
+    }
+
+    // ------------------------------------------------------------ matrix
+
+    fn matrix(&mut self) -> Option<MatrixDecl> {
+        let start = self.pos;
+        self.keyword("matrix")?;
+        let name = self.ident()?;
+        self.punct(b'{')?;
+        let mut entries = Vec::new();
+        while !self.eat(b'}') {
+            let estart = self.pos_after_skip();
+            let entry = match self.word()? {
+                "hub" => {
+                    self.bump_word();
+                    MatrixEntry::Hub(self.ident()?)
+                }
+                "rule" => {
+                    self.bump_word();
+                    MatrixEntry::Rule(self.ident()?)
+                }
+                "order" => {
+                    self.bump_word();
+                    let names = self.order_names();
+                    if names.is_empty() {
+                        return None;
+                    }
+                    MatrixEntry::Order(names)
+                }
+                _ => MatrixEntry::Row(self.row()?),
+            };
+            entries.push(Spanned::new(entry, self.span(estart, self.end)));
+        }
+        Some(MatrixDecl {
+            name,
+            entries,
+            span: self.span(start, self.end),
+        })
+    }
+
+    /// `order_name+`: names up to a keyword or to a name followed by a scalar (a row's start).
+    fn order_names(&mut self) -> Vec<Ident> {
+        let mut out = Vec::new();
+        while let Some(w) = self.word() {
+            if matches!(w, "hub" | "order" | "rule") || !is_ident(w) {
+                break;
+            }
+            let (pos, end) = (self.pos, self.end);
+            self.bump_word();
+            if self.peek().is_some_and(|c| c.is_ascii_digit()) {
+                (self.pos, self.end) = (pos, end);
+                break;
+            }
+            out.push(Spanned::new(w.to_string(), self.span(pos, self.end)));
+        }
+        out
+    }
+
+    fn row(&mut self) -> Option<RowDecl> {
+        let hub = self.ident()?;
+        let version = self.value()?;
+        let status = self.ident()?;
+        self.punct(b'{')?;
+        let mut peers = Vec::new();
+        while !self.eat(b'}') {
+            let col = self.ident()?;
+            let low = self.value()?;
+            let high = if self.eat(b'-') {
+                Some(self.value()?)
+            } else {
+                None
+            };
+            let span = self.span(low.span.start as usize, self.end);
+            peers.push((col, RangeLit { low, high, span }));
+        }
+        Some(RowDecl {
+            hub,
+            version,
+            status,
+            peers,
+        })
+    }
+
+    // ------------------------------------------------------------ test
+
+    fn test(&mut self) -> Option<TestDecl> {
+        let start = self.pos;
+        self.keyword("test")?;
+        let name = self.string()?;
+        self.punct(b'{')?;
+        let mut entries = Vec::new();
+        while !self.eat(b'}') {
+            let estart = self.pos_after_skip();
+            let entry = match self.word()? {
+                "playbook" => {
+                    self.bump_word();
+                    let file = self.string()?;
+                    let name = if self.word() == Some("name") {
+                        self.bump_word();
+                        Some(self.string()?)
+                    } else {
+                        None
+                    };
+                    TestEntry::Playbook { file, name }
+                }
+                "env" => {
+                    self.bump_word();
+                    TestEntry::Env(self.ident()?)
+                }
+                "fault" => {
+                    self.bump_word();
+                    let from = self.pos_after_skip();
+                    let len = self.b[from..]
+                        .iter()
+                        .take_while(|c| !b" \t\r\n#{}".contains(c))
+                        .count();
+                    if len == 0 {
+                        return None;
+                    }
+                    self.pos = from + len;
+                    self.end = self.pos;
+                    TestEntry::Fault(Spanned::new(
+                        self.src[from..self.pos].to_string(),
+                        self.span(from, self.pos),
+                    ))
+                }
+                "expect" => {
+                    self.bump_word();
+                    TestEntry::Expect(self.expectation()?)
+                }
+                _ => return None,
+            };
+            entries.push(Spanned::new(entry, self.span(estart, self.end)));
+        }
+        Some(TestDecl {
+            name,
+            entries,
+            span: self.span(start, self.end),
+        })
+    }
+
+    /// `expect …`, in pest's order of alternatives; anything where pest would backtrack into
+    /// another reading is declined.
+    fn expectation(&mut self) -> Option<Expectation> {
+        match self.word()? {
+            "failed" => {
+                self.bump_word();
+                self.keyword("stage")?;
+                let stage = self.ident()?;
+                let statement = if self.word() == Some("statement") {
+                    self.bump_word();
+                    Some(self.value()?)
+                } else {
+                    None
+                };
+                Some(Expectation::Failed { stage, statement })
+            }
+            "rollback" => {
+                self.bump_word();
+                self.keyword("order")?;
+                let mut names = Vec::new();
+                while let Some(n) = self.test_name() {
+                    names.push(n);
+                }
+                (!names.is_empty()).then_some(Expectation::RollbackOrder(names))
+            }
+            "final" => {
+                self.bump_word();
+                let mut pairs = Vec::new();
+                while let Some(n) = self.test_name() {
+                    pairs.push((n, self.value()?));
+                }
+                (!pairs.is_empty()).then_some(Expectation::Final(pairs))
+            }
+            _ => Some(Expectation::Outcome(self.ident()?)),
+        }
+    }
+
+    /// A component name in a test: any name but the words that start a test entry.
+    fn test_name(&mut self) -> Option<Ident> {
+        match self.word()? {
+            "expect" | "fault" | "env" | "playbook" => None,
+            w if is_ident(w) => self.ident(),
+            _ => None,
+        }
+    }
+
+    // ------------------------------------------------------------ playbook
+
+    fn playbook(&mut self) -> Option<Playbook> {
+        let start = self.pos;
+        self.keyword("playbook")?;
+        let name = self.string()?;
+        self.punct(b'{')?;
+        let mut entries = Vec::new();
+        while !self.eat(b'}') {
+            let estart = self.pos_after_skip();
+            let entry = match self.word()? {
+                "stage" => PlaybookEntry::Stage(self.stage()?),
+                "component" => PlaybookEntry::Component(self.component()?),
+                "let" => PlaybookEntry::Let(self.let_decl()?),
+                "env" => PlaybookEntry::Env(self.env()?),
+                "namespace" => {
+                    self.bump_word();
+                    PlaybookEntry::Namespace(self.string()?)
+                }
+                "matrix" => {
+                    self.bump_word();
+                    PlaybookEntry::Matrix(self.ident()?)
+                }
+                "on_failure" => {
+                    self.bump_word();
+                    PlaybookEntry::OnFailure(self.ident()?)
+                }
+                "allow_hosts" => {
+                    self.bump_word();
+                    PlaybookEntry::AllowHosts(self.strings()?)
+                }
+                _ => return None,
+            };
+            entries.push(Spanned::new(entry, self.span(estart, self.end)));
+        }
+        Some(Playbook {
+            name,
+            entries,
+            span: self.span(start, self.end),
+        })
+    }
+
+    fn let_decl(&mut self) -> Option<LetDecl> {
+        self.keyword("let")?;
+        let name = self.ident()?;
+        self.punct(b'=')?;
+        let value = if self.word() == Some("env") && self.env_call_follows() {
+            self.keyword("env")?;
+            self.punct(b'(')?;
+            let var = self.string()?;
+            self.punct(b')')?;
+            LetValue::Env(var)
+        } else {
+            LetValue::Value(self.value()?)
+        };
+        Some(LetDecl { name, value })
+    }
+
+    /// After the word `env` at `pos`: whether `(` comes next.
+    fn env_call_follows(&mut self) -> bool {
+        let (pos, end) = (self.pos, self.end);
+        self.bump_word();
+        let open = self.peek() == Some(b'(');
+        (self.pos, self.end) = (pos, end);
+        open
+    }
+
+    fn component(&mut self) -> Option<ComponentDecl> {
+        self.keyword("component")?;
+        let name = self.ident()?;
+        self.punct(b'{')?;
+        let mut entries = Vec::new();
+        while !self.eat(b'}') {
+            let estart = self.pos_after_skip();
+            let w = self.word()?;
+            self.bump_word();
+            let entry = match w {
+                "deployment" => ComponentEntry::Deployment(self.strings()?),
+                "container" => ComponentEntry::Container(self.string()?),
+                "image" => ComponentEntry::Image(self.string()?),
+                "from" => ComponentEntry::From(self.value()?),
+                "to" => ComponentEntry::To(self.value()?),
+                "migrations" => ComponentEntry::Migrations(self.ident()?),
+                "role" => ComponentEntry::Role(self.ident()?),
+                "blue_green" => ComponentEntry::BlueGreen(self.blue_green()?),
+                _ => return None,
+            };
+            entries.push(Spanned::new(entry, self.span(estart, self.end)));
+        }
+        Some(ComponentDecl { name, entries })
+    }
+
+    fn blue_green(&mut self) -> Option<Vec<Spanned<BlueGreenEntry>>> {
+        self.punct(b'{')?;
+        let mut out = Vec::new();
+        while !self.eat(b'}') {
+            let start = self.pos_after_skip();
+            let w = self.word()?;
+            self.bump_word();
+            let entry = match w {
+                "service" => BlueGreenEntry::Service(self.string()?),
+                "selector" => BlueGreenEntry::Selector(self.string()?),
+                "blue" => BlueGreenEntry::Blue(self.string()?),
+                "green" => BlueGreenEntry::Green(self.string()?),
+                _ => return None,
+            };
+            out.push(Spanned::new(entry, self.span(start, self.end)));
+        }
+        Some(out)
+    }
+
+    fn env(&mut self) -> Option<EnvDecl> {
+        self.keyword("env")?;
+        let name = self.ident()?;
+        self.punct(b'{')?;
+        let mut entries = Vec::new();
+        while !self.eat(b'}') {
+            let estart = self.pos_after_skip();
+            let entry = match self.word()? {
+                "let" => EnvEntry::Let(self.let_decl()?),
+                w => {
+                    self.bump_word();
+                    match w {
+                        "context" => EnvEntry::Context(self.string()?),
+                        "namespace" => EnvEntry::Namespace(self.string()?),
+                        "allow_hosts" => EnvEntry::AllowHosts(self.strings()?),
+                        "after" => {
+                            let mut names = vec![self.ident()?];
+                            while self.eat(b',') {
+                                names.push(self.ident()?);
+                            }
+                            EnvEntry::After(names)
+                        }
+                        _ => return None,
+                    }
+                }
+            };
+            entries.push(Spanned::new(entry, self.span(estart, self.end)));
+        }
+        Some(EnvDecl { name, entries })
+    }
+
+    // ------------------------------------------------------------ stages and statements
+
+    fn stage(&mut self) -> Option<StageDecl> {
+        self.keyword("stage")?;
+        let name = self.ident()?;
+        self.punct(b'{')?;
+        let mut stmts = Vec::new();
+        let mut rollbacks = Vec::new();
+        while !self.eat(b'}') {
+            if self.word() == Some("rollback") {
+                let start = self.pos;
+                self.bump_word();
+                let decl = if self.eat(b'{') {
+                    RollbackDecl::Block(self.stmts_until_close()?)
+                } else {
+                    self.keyword("none")?;
+                    RollbackDecl::None
+                };
+                rollbacks.push(Spanned::new(decl, self.span(start, self.end)));
+            } else {
+                stmts.push(self.stmt()?);
+            }
+        }
+        Some(StageDecl {
+            name,
+            stmts,
+            rollbacks,
+        })
+    }
+
+    /// Statements up to and including a `}` (the `{` already read).
+    fn stmts_until_close(&mut self) -> Option<Vec<Stmt>> {
+        let mut out = Vec::new();
+        while !self.eat(b'}') {
+            out.push(self.stmt()?);
+        }
+        Some(out)
+    }
+
+    fn stmt(&mut self) -> Option<Stmt> {
+        let start = self.pos_after_skip();
+        let w = self.word()?;
+        self.bump_word();
+        let kind = match w {
+            "guard" => StmtKind::Guard(self.guard()?),
+            "rolling" => StmtKind::Rolling {
+                comp: self.ident()?,
+                opts: self.opts()?,
+            },
+            "canary" | "blue_green" => {
+                let comp = self.ident()?;
+                let opts = self.opts()?;
+                let block = if self.eat(b'{') {
+                    Some(self.stmts_until_close()?)
+                } else {
+                    None
+                };
+                if w == "canary" {
+                    StmtKind::Canary { comp, opts, block }
+                } else {
+                    StmtKind::BlueGreen { comp, opts, block }
+                }
+            }
+            "restart" => StmtKind::Restart {
+                comp: self.ident()?,
+                opts: self.opts()?,
+            },
+            "undo" => {
+                let comp = self.ident()?;
+                let revision = if self.word() == Some("to") && self.revision_follows() {
+                    self.keyword("to")?;
+                    self.keyword("revision")?;
+                    // pest would retry a failed `to revision V` as the option `to revision`.
+                    Some(self.value()?)
+                } else {
+                    None
+                };
+                StmtKind::Undo {
+                    comp,
+                    revision,
+                    opts: self.opts()?,
+                }
+            }
+            "switch" => {
+                let comp = self.ident()?;
+                self.keyword("to")?;
+                StmtKind::Switch {
+                    comp,
+                    colour: self.ident()?,
+                }
+            }
+            "scale" => StmtKind::Scale {
+                comp: self.ident()?,
+                replicas: self.value()?,
+                opts: self.opts()?,
+            },
+            "pause" => StmtKind::Pause {
+                duration: self.value()?,
+            },
+            "approve" => StmtKind::Approve {
+                question: self.string()?,
+            },
+            _ => return None,
+        };
+        Some(Stmt {
+            kind,
+            span: self.span(start, self.end),
+        })
+    }
+
+    /// After the word `to` at `pos`: whether the word `revision` comes next.
+    fn revision_follows(&mut self) -> bool {
+        let (pos, end) = (self.pos, self.end);
+        self.bump_word();
+        let revision = self.word() == Some("revision");
+        (self.pos, self.end) = (pos, end);
+        revision
+    }
+
+    fn guard(&mut self) -> Option<Guard> {
+        let w = self.word()?;
+        self.bump_word();
+        Some(match w {
+            "http" => Guard::Http(self.http()?),
+            "logs" => {
+                let comp = self.ident()?;
+                self.keyword("matches")?;
+                Guard::Logs {
+                    comp,
+                    pattern: self.string()?,
+                    opts: self.opts()?,
+                }
+            }
+            "ready" => Guard::Ready {
+                comp: self.ident()?,
+                opts: self.opts()?,
+            },
+            "hook" => Guard::Hook {
+                path: self.string()?,
+                opts: self.opts()?,
+            },
+            "rhai" => Guard::Rhai {
+                script: self.script()?,
+                opts: self.opts()?,
+            },
+            _ => return None,
+        })
+    }
+
+    fn http(&mut self) -> Option<HttpGuard> {
+        let start = self.pos_after_skip();
+        let len = self.b[start..]
+            .iter()
+            .take_while(|c| c.is_ascii_alphabetic())
+            .count();
+        if len == 0 {
+            return None;
+        }
+        self.pos = start + len;
+        self.end = self.pos;
+        let method = Spanned::new(
+            self.src[start..self.pos].to_string(),
+            self.span(start, self.pos),
+        );
+        let url = self.string()?;
+        let mut entries = Vec::new();
+        if self.word() == Some("expect") {
+            let start = self.pos;
+            self.bump_word();
+            let v = self.value()?;
+            entries.push(Spanned::new(
+                HttpEntry::Expect(v),
+                self.span(start, self.end),
+            ));
+        }
+        if self.eat(b'{') {
+            while !self.eat(b'}') {
+                entries.push(self.http_entry()?);
+            }
+        }
+        Some(HttpGuard {
+            method,
+            url,
+            entries,
+            opts: self.opts()?,
+        })
+    }
+
+    fn http_entry(&mut self) -> Option<Spanned<HttpEntry>> {
+        let start = self.pos_after_skip();
+        let w = self.word()?;
+        if OPT_NAMES.contains(&w) {
+            let opt = self.opt()?;
+            return Some(Spanned::new(
+                HttpEntry::Opt(opt),
+                self.span(start, self.end),
+            ));
+        }
+        self.bump_word();
+        let entry = match w {
+            "header" => {
+                let k = self.string()?;
+                HttpEntry::Header(k, self.string()?)
+            }
+            "bearer" => HttpEntry::Bearer(self.ident()?),
+            "json" => {
+                let from = self.pos_after_skip();
+                self.json_value()?;
+                // The builder hands the text to serde_json; a failure is pest's BadJson.
+                HttpEntry::Json(serde_json::from_str(&self.src[from..self.end]).ok()?)
+            }
+            "body" => {
+                if self.starts_raw() {
+                    let (from, to) = self.raw_body()?;
+                    HttpEntry::Body(Spanned::new(
+                        StrLit {
+                            parts: vec![StrPart::Text(self.src[from..to].to_string())],
+                        },
+                        self.span(from, to),
+                    ))
+                } else {
+                    HttpEntry::Body(self.string()?)
+                }
+            }
+            "expect" if self.word() == Some("body") => {
+                self.bump_word();
+                self.keyword("contains")?;
+                HttpEntry::ExpectBodyContains(self.string()?)
+            }
+            "expect" => HttpEntry::Expect(self.value()?),
+            "check" => {
+                self.keyword("rhai")?;
+                HttpEntry::Check(self.script()?)
+            }
+            _ => return None,
+        };
+        Some(Spanned::new(entry, self.span(start, self.end)))
+    }
+
+    /// Inline Rhai: a raw string (span: the body) or a plain string without interpolation (span:
+    /// inside the quotes).
+    fn script(&mut self) -> Option<Script> {
+        if self.starts_raw() {
+            let (from, to) = self.raw_body()?;
+            return Some(Script {
+                text: self.src[from..to].to_string(),
+                span: self.span(from, to),
+                raw: true,
+            });
+        }
+        let s = self.string()?;
+        Some(Script {
+            text: s.node.as_plain()?,
+            span: self.span(s.span.start as usize + 1, s.span.end as usize - 1),
+            raw: false,
+        })
+    }
+
+    // ------------------------------------------------------------ JSON after `json`
+
+    /// The extent of a `json_value` as the grammar reads it (blanks and comments between tokens).
+    fn json_value(&mut self) -> Option<()> {
+        match self.peek()? {
+            b'{' => {
+                self.punct(b'{')?;
+                if !self.eat(b'}') {
+                    loop {
+                        self.json_string()?;
+                        self.punct(b':')?;
+                        self.json_value()?;
+                        if !self.eat(b',') {
+                            break;
+                        }
+                    }
+                    self.punct(b'}')?;
+                }
+            }
+            b'[' => {
+                self.punct(b'[')?;
+                if !self.eat(b']') {
+                    loop {
+                        self.json_value()?;
+                        if !self.eat(b',') {
+                            break;
+                        }
+                    }
+                    self.punct(b']')?;
+                }
+            }
+            b'"' => self.json_string()?,
+            b'-' | b'0'..=b'9' => self.json_number()?,
+            _ => match self.word()? {
+                "true" | "false" | "null" => self.bump_word(),
+                _ => return None,
+            },
+        }
+        Some(())
+    }
+
+    fn json_string(&mut self) -> Option<()> {
+        if self.peek()? != b'"' {
+            return None;
+        }
+        let mut i = self.pos + 1;
+        loop {
+            match *self.b.get(i)? {
+                b'"' => break,
+                b'\n' => return None,
+                b'\\' => i += 2,
+                _ => i += 1,
+            }
+        }
+        self.pos = i + 1;
+        self.end = self.pos;
+        Some(())
+    }
+
+    fn json_number(&mut self) -> Option<()> {
+        let b = self.b;
+        let digits = |i: usize| {
+            b[i.min(b.len())..]
+                .iter()
+                .take_while(|c| c.is_ascii_digit())
+                .count()
+        };
+        let mut i = self.pos;
+        if b.get(i) == Some(&b'-') {
+            i += 1;
+        }
+        let n = digits(i);
+        if n == 0 {
+            return None;
+        }
+        i += n;
+        if b.get(i) == Some(&b'.') && digits(i + 1) > 0 {
+            i += 1 + digits(i + 1);
+        }
+        if matches!(b.get(i), Some(b'e' | b'E')) {
+            let sign = usize::from(matches!(b.get(i + 1), Some(b'+' | b'-')));
+            let n = digits(i + 1 + sign);
+            if n > 0 {
+                i += 1 + sign + n;
+            }
+        }
+        self.pos = i;
+        self.end = i;
+        Some(())
+    }
+}
