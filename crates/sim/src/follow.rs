@@ -46,6 +46,8 @@ fn values<T: serde::Serialize>(items: Vec<T>) -> Vec<Value> {
 
 /// Copy the namespace's pods, Services and Deployments into `sim` once.
 pub async fn sync(sim: &Sim, client: &kube::Client, ns: &str) -> Result<(), kube::Error> {
+    // Reads and writes in order: whoever starts a read after another's write sees at least it.
+    let _one_at_a_time = sim.inner.follow_sync.lock().await;
     let lp = ListParams::default();
     let pods = Api::<Pod>::namespaced(client.clone(), ns).list(&lp).await?;
     let svcs = Api::<Service>::namespaced(client.clone(), ns)

@@ -335,6 +335,9 @@ pub(crate) struct Inner {
     /// Follow mode: the cluster and namespace the objects come from, re-read before every
     /// service request so an answer never lags the real pods.
     pub follow: RwLock<Option<(kube::Client, String)>>,
+    /// One copy of the followed namespace at a time: a slow read that started earlier must not
+    /// land after a newer one and leave the store stale.
+    pub follow_sync: tokio::sync::Mutex<()>,
 }
 
 /// Lock a mutex, recovering from poisoning (a panicked holder must not take the simulator down).
@@ -381,6 +384,7 @@ impl Sim {
                 migrated: Mutex::new(HashMap::new()),
                 stats: Mutex::new(HashMap::new()),
                 follow: RwLock::new(None),
+                follow_sync: tokio::sync::Mutex::new(()),
             }),
         };
         let _ = lock(&sim.inner.store).create(

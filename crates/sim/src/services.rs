@@ -300,7 +300,13 @@ async fn handle(State((sim, target)): State<(Sim, Arc<Target>)>, req: Request) -
         .unwrap_or_else(|e| e.into_inner())
         .clone();
     if let Some((client, ns)) = follow {
-        let _ = super::follow::sync(&sim, &client, &ns).await;
+        // An answer from a stale copy would be a lie about the real pods: unavailable instead.
+        if let Err(e) = super::follow::sync(&sim, &client, &ns).await {
+            return json_answer(
+                StatusCode::SERVICE_UNAVAILABLE,
+                json!({"error": format!("the follower could not read the real namespace: {e}")}),
+            );
+        }
     }
     let latency = sim.faults().latency();
     if !latency.is_zero() {
