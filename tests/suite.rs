@@ -205,3 +205,32 @@ fn a_file_with_check_errors_runs_no_test() {
     assert!(stderr.contains("no test was run"), "{stderr}");
     assert!(!String::from_utf8_lossy(&out.stdout).contains("ok "));
 }
+
+#[test]
+fn rehearse_refuses_a_fault_that_cannot_fire_in_the_playbook() {
+    for (fault, says) in [
+        (
+            "never-ready:mailr@1.2.0",
+            "the fault names the component `mailr`, which playbook \"keeptrusts-1.5\" does not have",
+        ),
+        ("never-ready:gateway@1.6.0", "`gateway` never runs 1.6.0"),
+        ("policy-off:1.6.0", "the gateway never runs 1.6.0"),
+    ] {
+        let out = ktplay(&[
+            "rehearse",
+            "playbooks/keeptrusts-1.5.ktplay",
+            "--env",
+            "staging",
+            "--approve",
+            "--fault",
+            fault,
+        ]);
+        assert_eq!(out.status.code(), Some(2), "{fault}: {}", text(&out));
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains(says), "{fault}: {stderr}");
+        assert!(
+            !String::from_utf8_lossy(&out.stdout).contains("stage"),
+            "nothing ran"
+        );
+    }
+}

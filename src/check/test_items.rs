@@ -323,6 +323,16 @@ pub fn lower(
     out
 }
 
+/// Why a fault cannot fire in this playbook (a component, role or version it does not have),
+/// with a hint: for `rehearse --fault` as for test items.
+pub fn fault_mismatch(pb: &Playbook, f: &Fault) -> Option<(String, Option<String>)> {
+    let spanned = Spanned::new(f.clone(), Span::default());
+    match fault_problem(pb, &spanned)? {
+        TestError::Fault { message, help, .. } => Some((message, help)),
+        _ => None,
+    }
+}
+
 /// A fault that names a component, role or version the playbook does not have.
 fn fault_problem(pb: &Playbook, f: &Spanned<Fault>) -> Option<TestError> {
     let bad = |message: String, help: Option<String>| {

@@ -202,7 +202,18 @@ pub fn cmd_rehearse(args: RehearseArgs) -> i32 {
     let mut faults = crate::sim::Faults::none();
     for f in &args.fault {
         match f.parse::<crate::sim::Fault>() {
-            Ok(f) => faults.add(f),
+            // A fault that cannot fire in this playbook would make a failure rehearsal pass
+            // for the wrong reason.
+            Ok(fault) => match crate::check::test_items::fault_mismatch(pb, &fault) {
+                None => faults.add(fault),
+                Some((message, help)) => {
+                    eprintln!("error: --fault {f}: {message}");
+                    if let Some(h) = help {
+                        eprintln!("  help: {h}");
+                    }
+                    return exit::USAGE;
+                }
+            },
             Err(e) => {
                 eprintln!("error: --fault {f}: {e}");
                 return exit::USAGE;
