@@ -1164,6 +1164,7 @@ impl<'a> Exec<'a> {
                 duration,
                 guards,
                 timeout,
+                ..
             } => {
                 let timeout = timeout.unwrap_or(DEFAULT_TIMEOUT);
                 let c = &pb.components[*comp];

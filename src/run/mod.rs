@@ -23,6 +23,7 @@ pub mod exec;
 pub mod guards;
 pub mod journal;
 pub mod lock;
+pub mod metric;
 pub mod output;
 pub mod preflight;
 pub mod rehearse;
