@@ -49,6 +49,13 @@ pub enum RunEvent {
     },
     /// The run was refused before any action.
     Refused { message: String },
+    /// A metric guard inside a `canary` or `blue_green` block held: its evaluations (time,
+    /// value, threshold, resolved query), in each round of the block.
+    Evaluated {
+        stage: usize,
+        line: usize,
+        detail: String,
+    },
     /// A statement of stage `stage` failed.
     Failed {
         stage: usize,

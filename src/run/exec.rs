@@ -22,7 +22,9 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
-use crate::check::program::{Colour, Env, OnFailure, Op, Playbook, Rollback, Statement, Workload};
+use crate::check::program::{
+    Colour, Env, GuardKind, OnFailure, Op, Playbook, Rollback, Statement, Workload,
+};
 use crate::check::Checked;
 use crate::matrix::{format_set, format_state, Matrix, State, StateFinding};
 use crate::model;
@@ -1439,7 +1441,19 @@ impl<'a> Exec<'a> {
             };
             match res {
                 Ok(d) => {
-                    if show {
+                    // A metric guard's evaluations are shown and journaled every round.
+                    let metric =
+                        matches!(&g.op, Op::Guard(x) if matches!(x.kind, GuardKind::Metric(_)));
+                    if metric {
+                        self.journal
+                            .note(RunEvent::Evaluated {
+                                stage: k,
+                                line: self.line(g.span),
+                                detail: d.clone(),
+                            })
+                            .await;
+                    }
+                    if show || metric {
                         self.out.end(
                             &stage,
                             self.line(g.span),
