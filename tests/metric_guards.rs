@@ -144,3 +144,73 @@ async fn high_error_ratio_fails_the_canary_and_rolls_back() {
         assert!(!text.contains(TOKEN), "the token leaked: {text}");
     }
 }
+
+/// `ktplay rehearse` of the shipped seed playbook on the simulator, whose `/api/v1/query` the
+/// metric guards' server is routed to.
+async fn rehearse_seed(faults: &[&str]) -> (std::process::Output, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let journal = dir.path().join("journal.jsonl");
+    let mut cmd = tokio::process::Command::new(BIN);
+    cmd.arg("rehearse")
+        .arg(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/playbooks/keeptrusts-1.5.ktplay"
+        ))
+        .args(["--env", "staging", "--approve", "--journal"])
+        .arg(&journal)
+        .env("NO_COLOR", "1");
+    for f in faults {
+        cmd.args(["--fault", f]);
+    }
+    let out = cmd.output().await.unwrap();
+    (out, std::fs::read_to_string(&journal).unwrap_or_default())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn seed_rehearsal_is_green_on_the_simulators_metrics() {
+    let (out, journal) = rehearse_seed(&[]).await;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // The canary's second round sees the new version's traffic: an error ratio of 0 and a p99
+    // beside the old version's.
+    assert!(stdout.contains("= 0, below 0.01 → ok"), "{stdout}");
+    assert!(stdout.contains("(baseline "), "{stdout}");
+    assert!(journal.contains("\"event\":\"evaluated\""), "{journal}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn seed_rehearsal_with_an_error_rate_fails_the_canary_and_rolls_everything_back() {
+    let (out, journal) = rehearse_seed(&["error-rate:gateway@1.5.0=0.2"]).await;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stdout}\n{stderr}");
+    let all = format!("{stdout}{stderr}");
+    // The error-rate guard failed on the injected share, and nothing else did.
+    assert!(all.contains("= 0.2, below 0.01 → failed"), "{all}");
+    assert!(
+        all.contains("rolled back: api {1.4.2}, gateway {1.4.1}, console {1.4.0} (serving blue), workers {1.4.0}"),
+        "{all}"
+    );
+    assert!(
+        journal.contains("\"event\":\"rollback_begin\""),
+        "{journal}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fault_naming_no_component_or_version_is_refused() {
+    for (f, says) in [
+        ("error-rate:gatewy@1.5.0=0.2", "no component `gatewy`"),
+        ("latency:gateway@1.6.0=300ms", "never runs 1.6.0"),
+        ("error-rate:gateway@1.5.0=1.5", "between 0 and 1"),
+    ] {
+        let (out, _) = rehearse_seed(&[f]).await;
+        assert_eq!(out.status.code(), Some(2), "{f}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains(says), "{f}: {stderr}");
+    }
+}

@@ -1180,6 +1180,8 @@ impl<'a> Exec<'a> {
                         .await
                         .map_err(|x| e(x.into()))?;
                     canaries.push(name);
+                    self.out
+                        .note(&format!("    {}", super::output::pod_share(n, replicas)));
                 }
                 self.wait_all(&canaries, timeout, cancel).await.map_err(e)?;
                 let (d, note) = self.shorten(duration.unwrap_or(Duration::ZERO));

@@ -242,7 +242,7 @@ pub struct Evaluation {
 impl Evaluation {
     fn text(&self) -> String {
         let value = match self.value {
-            Sample::Value(v) => format!("{v}"),
+            Sample::Value(v) => shown(v),
             Sample::NoData => "no data".into(),
         };
         format!(
@@ -263,10 +263,11 @@ pub fn judge(
 ) -> (bool, String) {
     let bound = |t: &Threshold| -> Result<(f64, String), String> {
         match (t, baseline) {
-            (Threshold::Value(v), _) => Ok((*v, format!("{v}"))),
-            (Threshold::Baseline(f), Some(Sample::Value(b))) => {
-                Ok((b * f, format!("{} (baseline {b} * {f})", b * f)))
-            }
+            (Threshold::Value(v), _) => Ok((*v, shown(*v))),
+            (Threshold::Baseline(f), Some(Sample::Value(b))) => Ok((
+                b * f,
+                format!("{} (baseline {} * {f})", shown(b * f), shown(b)),
+            )),
             (Threshold::Baseline(_), _) => Err("baseline: no data".into()),
         }
     };
@@ -304,6 +305,19 @@ pub fn judge(
             Sample::Value(v) => (*lo <= v && v <= *hi, format!("between {lo} {hi}")),
         },
     }
+}
+
+/// A value for people: at most 10 decimals (no `0.19999999999999998` from float sums), tiny
+/// and huge values in exponent form. The comparison uses the exact value.
+fn shown(v: f64) -> String {
+    if v == 0.0 || !v.is_finite() {
+        return format!("{v}");
+    }
+    if v.abs() < 1e-6 || v.abs() >= 1e15 {
+        return format!("{v:e}");
+    }
+    let s = format!("{v:.10}");
+    s.trim_end_matches('0').trim_end_matches('.').to_string()
 }
 
 /// The baseline query: every `${C.to}` read as `${C.from}`.

@@ -25,6 +25,8 @@
 //! | `services` | the simulated Keeptrusts api, gateway, console and workers |
 //! | [`follow`] | follow mode: the simulated services in front of a real cluster's pods |
 //! | [`faults`] | fault knobs and their CLI syntax |
+//! | `metrics` | simulated traffic to each component by its ready pods; `/metrics` and `/api/v1/query` |
+//! | [`promql`] | the instant-query PromQL evaluator behind `/api/v1/query` |
 //! | [`serve`] | loopback listeners, kubeconfig, `ktplay sim serve` |
 //!
 //! ```no_run
@@ -64,6 +66,7 @@
 //! | names of ReplicaSets | `<deployment>-<FNV hash of the Go template struct>` | `<deployment>-<SHA-256 of the JSON template>`, same alphabet and shape, different value | the Go hash cannot be reproduced from JSON |
 //! | list pages | `continue` reads the snapshot of the first page; tokens expire (410) | `continue` resumes after the last key in the current state; tokens never expire | simplicity |
 //! | watch bookmarks | about once a minute | after 1 s of quiet | fast tests |
+//! | monitoring (not Kubernetes) | a Prometheus scrapes the services' `/metrics` | the API listener serves `/metrics` (every component's simulated traffic: 20 requests/s per component spread over its ready pods, `http_requests_total{app,version,code}` and `http_request_duration_seconds{app,version}`) and a Prometheus-compatible `/api/v1/query` (instant; selectors, `rate`, `increase`, `histogram_quantile`, `sum/avg/max/min/count by/without`, arithmetic, comparisons; anything else is a 400 naming it) over 15 minutes of samples taken every 250 ms; no API faults or request log on either; traffic follows pods only (HTTPRoute and Ingress are not served yet) | rehearsals need numbers for metric guards |
 //!
 //! # Divergences fixed by differential testing
 //!
@@ -121,7 +124,9 @@ pub mod discovery;
 pub mod faults;
 pub mod follow;
 mod logs;
+mod metrics;
 pub mod patch;
+pub mod promql;
 mod proto;
 mod schema;
 pub mod selector;
@@ -334,6 +339,8 @@ pub(crate) struct Inner {
     /// Follow mode: the cluster and namespace the objects come from, re-read before every
     /// service request so an answer never lags the real pods.
     pub follow: RwLock<Option<(kube::Client, String)>>,
+    /// Simulated traffic's counters and their samples (`/metrics`, `/api/v1/query`).
+    pub metrics: Mutex<metrics::Metrics>,
 }
 
 /// Lock a mutex, recovering from poisoning (a panicked holder must not take the simulator down).
@@ -380,6 +387,7 @@ impl Sim {
                 migrated: Mutex::new(HashMap::new()),
                 stats: Mutex::new(HashMap::new()),
                 follow: RwLock::new(None),
+                metrics: Mutex::new(metrics::Metrics::default()),
             }),
         };
         let _ = lock(&sim.inner.store).create(
@@ -411,7 +419,8 @@ impl Sim {
         if let Ok(handle) = tokio::runtime::Handle::try_current() {
             if !self.inner.controller_started.swap(true, Ordering::SeqCst) {
                 let weak: Weak<Inner> = Arc::downgrade(&self.inner);
-                handle.spawn(controller::run(weak));
+                handle.spawn(controller::run(weak.clone()));
+                handle.spawn(metrics::run(weak));
             }
         }
     }
