@@ -1180,10 +1180,18 @@ impl<'a> Exec<'a> {
                         .await
                         .map_err(|x| e(x.into()))?;
                     canaries.push(name);
-                    self.out
-                        .note(&format!("    {}", super::output::pod_share(n, replicas)));
+                    if c.traffic.is_none() {
+                        self.out
+                            .note(&format!("    {}", super::output::pod_share(n, replicas)));
+                    }
                 }
                 self.wait_all(&canaries, timeout, cancel).await.map_err(e)?;
+                if let Some(t) = &c.traffic {
+                    let d = super::traffic::route(&self.cluster, t, *weight)
+                        .await
+                        .map_err(e)?;
+                    self.out.note(&format!("    {d}"));
+                }
                 let (d, note) = self.shorten(duration.unwrap_or(Duration::ZERO));
                 if let Some(n) = note {
                     self.out.note(&format!("    {n}"));
@@ -1228,6 +1236,9 @@ impl<'a> Exec<'a> {
                 }
                 let ds: Vec<String> = c.deployments().iter().map(|s| s.to_string()).collect();
                 self.wait_all(&ds, timeout, cancel).await.map_err(e)?;
+                if let Some(t) = &c.traffic {
+                    super::traffic::unroute(&self.cluster, t).await.map_err(e)?;
+                }
                 for cn in &canaries {
                     self.cluster
                         .delete_deployment(cn)
@@ -1553,8 +1564,14 @@ impl<'a> Exec<'a> {
                 })
             }
             Record::Canary {
-                canaries, promoted, ..
+                comp,
+                canaries,
+                promoted,
             } => {
+                // The weight back to the stable backend before the canary's pods go.
+                if let Some(t) = &self.pb.components[comp].traffic {
+                    super::traffic::unroute(&self.cluster, t).await?;
+                }
                 for c in &canaries {
                     self.cluster.delete_deployment(c).await?;
                 }

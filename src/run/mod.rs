@@ -29,6 +29,7 @@ pub mod preflight;
 pub mod rehearse;
 pub mod rhai;
 pub mod rollback;
+pub mod traffic;
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -12,7 +12,7 @@ use k8s_openapi::api::authorization::v1::SelfSubjectAccessReview;
 use kube::api::Api;
 use serde_json::json;
 
-use crate::check::program::{GuardKind, Op, Playbook, Rollback, Statement, Workload};
+use crate::check::program::{GuardKind, Op, Playbook, Rollback, Statement, TrafficKind, Workload};
 
 use super::cluster::{self, container_names, status_code, words, Cluster, ClusterError};
 
@@ -91,9 +91,24 @@ pub fn needs(pb: &Playbook) -> Vec<Need> {
     }
     for st in all_statements(pb) {
         match &st.op {
-            Op::Canary { .. } => {
+            Op::Canary { comp, .. } => {
                 n.insert(Need::new("create", "apps", "deployments"));
                 n.insert(Need::new("delete", "apps", "deployments"));
+                if let Some(t) = &pb.components[*comp].traffic {
+                    for verb in ["get", "create", "delete"] {
+                        n.insert(Need::new(verb, "", "services"));
+                    }
+                    let (group, resource) = match t.kind {
+                        TrafficKind::HttpRoute => ("gateway.networking.k8s.io", "httproutes"),
+                        TrafficKind::Ingress => ("networking.k8s.io", "ingresses"),
+                    };
+                    for verb in ["get", "patch", "create", "delete"] {
+                        if t.kind == TrafficKind::HttpRoute && matches!(verb, "create" | "delete") {
+                            continue;
+                        }
+                        n.insert(Need::new(verb, group, resource));
+                    }
+                }
             }
             Op::BlueGreen { .. } | Op::Switch { .. } => {
                 n.insert(Need::new("patch", "", "services"));
@@ -248,21 +263,8 @@ pub async fn check_containers(cluster: &Cluster, pb: &Playbook) -> Result<(), Re
 }
 
 /// Forms `check` accepts that the runner does not carry out yet: refused before anything
-/// changes, never run as something else (a 10% step run as the only step, a traffic router
-/// ignored).
+/// changes, never run as something else (a 10% step run as the only step).
 pub fn unsupported(pb: &Playbook) -> Result<(), Refusal> {
-    if let Some(c) = pb.components.iter().find(|c| c.traffic.is_some()) {
-        let t = c.traffic.as_ref().expect("found");
-        return Err(Refusal::Unsupported {
-            what: format!(
-                "component `{}`: `traffic {} \"{}\"` is not carried out by this runner yet",
-                c.name,
-                t.kind.as_str(),
-                t.name
-            ),
-            help: "remove `traffic` to run the replica-ratio canary; nothing was changed".into(),
-        });
-    }
     let mut stmts: Vec<&Statement> = Vec::new();
     for st in &pb.stages {
         stmts.extend(st.stmts.iter());
