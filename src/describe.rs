@@ -43,17 +43,35 @@ pub fn describe(op: &Op, scope: &Scope) -> String {
             comp,
             to,
             weight,
+            steps,
             duration,
             timeout,
             ..
-        } => format!(
-            "canary {} to {} at {}% of replicas{}{}, then promote and remove the canary",
-            name(comp),
-            to,
-            weight,
-            opt_d("for", duration),
-            opt_d("timeout", timeout)
-        ),
+        } => {
+            let share = match &pb.components[*comp].traffic {
+                Some(t) => format!("of traffic by {} {}", t.kind.as_str(), t.name),
+                None => "of replicas".to_string(),
+            };
+            let at = if steps.len() > 1 {
+                format!(
+                    "in steps {} {share}{}",
+                    steps
+                        .iter()
+                        .map(|w| format!("{w}%"))
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                    opt_d("each for", duration)
+                )
+            } else {
+                format!("at {weight}% {share}{}", opt_d("for", duration))
+            };
+            format!(
+                "canary {} to {} {at}{}, then promote and remove the canary",
+                name(comp),
+                to,
+                opt_d("timeout", timeout)
+            )
+        }
         Op::BlueGreen {
             comp, to, timeout, ..
         } => {

@@ -11,7 +11,7 @@ use serde_json::{json, Value};
 const BIN: &str = env!("CARGO_BIN_EXE_ktplay");
 const NS: &str = "traffic";
 
-fn playbook(kind: &str, prom: &str) -> String {
+fn playbook_with(kind: &str, prom: &str, how: &str) -> String {
     format!(
         r#"playbook "traffic" {{
   namespace "{NS}"
@@ -21,7 +21,7 @@ fn playbook(kind: &str, prom: &str) -> String {
   }}
   let prom_url = "{prom}"
   stage gateway {{
-    canary gateway weight 10% for 2s {{
+    canary gateway {how} {{
       guard metric "${{prom_url}}" {{
         query "sum(rate(http_requests_total{{app=\"gateway\",code=~\"5..\",version=\"${{gateway.to}}\"}}[1m])) / sum(rate(http_requests_total{{app=\"gateway\",version=\"${{gateway.to}}\"}}[1m]))"
         below 0.01
@@ -42,6 +42,10 @@ struct Setup {
 }
 
 async fn setup(kind: &str, faults: Faults) -> Setup {
+    setup_with(kind, faults, "weight 10% for 2s").await
+}
+
+async fn setup_with(kind: &str, faults: Faults, how: &str) -> Setup {
     let sim = Sim::new(SimConfig {
         pace: Duration::from_millis(10),
         faults,
@@ -52,7 +56,7 @@ async fn setup(kind: &str, faults: Faults) -> Setup {
     let running = sim.start("127.0.0.1:0".parse().unwrap()).await.unwrap();
     let api = running.api_url();
     let pb = dir.path().join("traffic.ktplay");
-    std::fs::write(&pb, playbook(kind, &api)).unwrap();
+    std::fs::write(&pb, playbook_with(kind, &api, how)).unwrap();
     let checked = ktplay::check::check_paths(&[pb]).unwrap();
     assert_eq!(checked.errors(), 0, "{:?}", checked.problems);
     let seed: Seed = ktplay::run::rehearse::seed_for(&checked.playbooks[0].1, NS);
@@ -222,4 +226,20 @@ async fn httproute_canary_is_weighted_and_cleaned_up() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ingress_canary_is_weighted_and_cleaned_up() {
     scenario("ingress").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn progressive_steps_move_the_weight_then_clean_up() {
+    let s = setup_with("httproute", Faults::none(), "steps 10% 50% every 1s").await;
+    let (ok, _, text) = run(&s).await;
+    assert!(ok, "{text}");
+    let ten = text
+        .find("keeptrusts-gateway 90, keeptrusts-gateway-canary 10")
+        .expect(&text);
+    let fifty = text
+        .find("step 2: HTTPRoute gw: keeptrusts-gateway 50, keeptrusts-gateway-canary 50")
+        .expect(&text);
+    assert!(ten < fifty, "the steps in order: {text}");
+    assert_clean(&s, "httproute", &text).await;
+    assert_eq!(image(&s), "keeptrusts/gateway:1.5.0");
 }

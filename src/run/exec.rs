@@ -1163,10 +1163,10 @@ impl<'a> Exec<'a> {
                 comp,
                 to,
                 weight,
+                steps,
                 duration,
                 guards,
                 timeout,
-                ..
             } => {
                 let timeout = timeout.unwrap_or(DEFAULT_TIMEOUT);
                 let c = &pb.components[*comp];
@@ -1196,17 +1196,29 @@ impl<'a> Exec<'a> {
                 if let Some(n) = note {
                     self.out.note(&format!("    {n}"));
                 }
-                let end = Instant::now() + d;
                 let mut rounds = 0;
-                loop {
-                    rounds += 1;
-                    self.nested_guards(k, guards, rounds == 1, cancel).await?;
-                    let now = Instant::now();
-                    if now >= end {
-                        break;
+                // Each step (one for `weight P%`) for its time, guards throughout.
+                for (si, w) in steps.iter().enumerate() {
+                    if si > 0 {
+                        let said = super::traffic::step(&self.cluster, c, &canaries, *w)
+                            .await
+                            .map_err(e)?;
+                        self.wait_all(&canaries, timeout, cancel).await.map_err(e)?;
+                        self.out.note(&format!("    step {}: {said}", si + 1));
                     }
-                    if !cancel.sleep((end - now).min(Duration::from_secs(5))).await {
-                        return Err(e(Failure::interrupted()));
+                    let end = Instant::now() + d;
+                    let first = rounds;
+                    loop {
+                        rounds += 1;
+                        self.nested_guards(k, guards, rounds == first + 1, cancel)
+                            .await?;
+                        let now = Instant::now();
+                        if now >= end {
+                            break;
+                        }
+                        if !cancel.sleep((end - now).min(Duration::from_secs(5))).await {
+                            return Err(e(Failure::interrupted()));
+                        }
                     }
                 }
                 // Promote: a rolling update of the main deployments, then remove the canary.

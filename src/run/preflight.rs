@@ -144,8 +144,6 @@ pub enum Refusal {
     },
     /// The API could not be asked.
     Api(String),
-    /// The playbook asks for something this runner does not do yet.
-    Unsupported { what: String, help: String },
 }
 
 impl Refusal {
@@ -175,7 +173,6 @@ impl Refusal {
                 format!("name the container in the playbook: `component {component} {{ container \"NAME\" … }}`"),
             ),
             Refusal::Api(m) => (m.clone(), "check that the cluster is reachable".into()),
-            Refusal::Unsupported { what, help } => (what.clone(), help.clone()),
         }
     }
 }
@@ -233,7 +230,6 @@ pub async fn check_access(cluster: &Cluster, pb: &Playbook) -> Result<(), Refusa
 /// Every deployment of every component must have the component's container: an image patch by
 /// a wrong name must never happen (a strategic merge patch would add a container).
 pub async fn check_containers(cluster: &Cluster, pb: &Playbook) -> Result<(), Refusal> {
-    unsupported(pb)?;
     for c in &pb.components {
         let deploys: Vec<&str> = match &c.workload {
             Workload::Deployments(d) => d.iter().map(String::as_str).collect(),
@@ -255,32 +251,6 @@ pub async fn check_containers(cluster: &Cluster, pb: &Playbook) -> Result<(), Re
                         container: c.container.clone(),
                         have,
                     },
-                });
-            }
-        }
-    }
-    Ok(())
-}
-
-/// Forms `check` accepts that the runner does not carry out yet: refused before anything
-/// changes, never run as something else (a 10% step run as the only step).
-pub fn unsupported(pb: &Playbook) -> Result<(), Refusal> {
-    let mut stmts: Vec<&Statement> = Vec::new();
-    for st in &pb.stages {
-        stmts.extend(st.stmts.iter());
-        if let Rollback::Block(b, _) = &st.rollback {
-            stmts.extend(b.iter());
-        }
-    }
-    for s in stmts {
-        if let Op::Canary { comp, steps, .. } = &s.op {
-            if steps.len() > 1 {
-                return Err(Refusal::Unsupported {
-                    what: format!(
-                        "`canary {} steps …`: progressive steps are not carried out by this runner yet",
-                        pb.components[*comp].name
-                    ),
-                    help: "write one step, `canary C weight P% for D`; nothing was changed".into(),
                 });
             }
         }

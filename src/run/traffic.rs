@@ -349,6 +349,32 @@ pub async fn unroute(c: &Cluster, t: &Traffic) -> Result<String, Failure> {
     })
 }
 
+/// The next step of a progressive canary: the router's weight, or (without `traffic`) the
+/// canary Deployments scaled to `ceil(replicas × P%)`. The caller waits for the rollout.
+pub async fn step(
+    c: &Cluster,
+    comp: &crate::check::program::Component,
+    canaries: &[String],
+    weight: u32,
+) -> Result<String, Failure> {
+    if let Some(t) = &comp.traffic {
+        return route(c, t, weight).await;
+    }
+    let mut said = Vec::new();
+    for (d, cn) in comp.deployments().iter().zip(canaries) {
+        let replicas = c
+            .replicas(d)
+            .await
+            .map_err(|e| Failure::new(e.to_string()))?;
+        let n = ((replicas * weight as i64) as f64 / 100.0).ceil().max(1.0) as i64;
+        c.scale(cn, n)
+            .await
+            .map_err(|e| Failure::new(e.to_string()))?;
+        said.push(super::output::pod_share(n, replicas));
+    }
+    Ok(said.join("; "))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
