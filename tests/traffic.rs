@@ -243,3 +243,58 @@ async fn progressive_steps_move_the_weight_then_clean_up() {
     assert_clean(&s, "httproute", &text).await;
     assert_eq!(image(&s), "keeptrusts/gateway:1.5.0");
 }
+
+/// The simulated traffic follows the route's weights: with 90/10 on an HTTPRoute the canary pod
+/// takes its 10% plus its quarter of the stable Service's 90% (the stable Service selects it too,
+/// as on a real cluster): 0.325, where the replica ratio alone gives 0.25.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn simulated_traffic_follows_the_route_weights() {
+    let s = setup("httproute", Faults::none()).await;
+    let client = kube::Client::new(s.sim.router(), NS);
+    let cluster = ktplay::run::cluster::Cluster::new(client, NS);
+    cluster
+        .create_canary(
+            "keeptrusts-gateway",
+            "gateway",
+            "keeptrusts/gateway",
+            &"1.5.0".parse().unwrap(),
+            1,
+        )
+        .await
+        .unwrap();
+    let t = ktplay::check::program::Traffic {
+        kind: ktplay::check::program::TrafficKind::HttpRoute,
+        name: "gw".into(),
+    };
+    ktplay::run::traffic::route(&cluster, &t, 10).await.unwrap();
+    let t0 = std::time::Instant::now();
+    while cluster
+        .ready("keeptrusts-gateway-canary")
+        .await
+        .unwrap()
+        .is_err()
+    {
+        assert!(
+            t0.elapsed() < Duration::from_secs(20),
+            "the canary never got ready"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let q = r#"sum(rate(http_requests_total{app="gateway",version="1.5.0"}[2s])) / sum(rate(http_requests_total{app="gateway"}[2s]))"#;
+    let v: Value = reqwest::Client::new()
+        .post(format!("{}/api/v1/query", s.api))
+        .form(&[("query", q)])
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let share: f64 = v["data"]["result"][0]["value"][1]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((share - 0.325).abs() < 0.03, "canary share {share}: {v}");
+}

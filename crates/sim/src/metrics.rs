@@ -1,8 +1,10 @@
 //! Simulated traffic and what a real service would expose about it.
 //!
-//! Every [`TICK`] (a quarter second) every seeded component's main Service gets [`REQUESTS_PER_SECOND`] (per second) simulated
-//! requests, spread over its ready pods (so a canary pod beside three stable ones takes a
-//! quarter). Each pod's version answers them: 200, or 500 for the share an
+//! Every [`TICK`] (a quarter second) every seeded component's main Service gets
+//! [`REQUESTS_PER_SECOND`] (per second) simulated requests: split by the weights of an HTTPRoute
+//! rule that sends to that Service (or of an ingress-nginx canary Ingress beside the Ingress that
+//! does), then spread over each backend Service's ready pods (so without a router a canary pod
+//! beside three stable ones takes a quarter). Each pod's version answers them: 200, or 500 for the share an
 //! `error-rate:C@V=SHARE` fault names; in [`BASE_LATENCY`] (half a little faster, half a little
 //! slower), plus a `latency:C@V=D` fault's. The counters are
 //! `http_requests_total{app,version,code}` and the histogram
@@ -131,30 +133,114 @@ impl Metrics {
     }
 }
 
-/// One traffic tick: every component's requests of the last [`TICK`], by its ready pods.
+/// The backends a component's traffic goes to, by weight: the rule of an HTTPRoute that sends
+/// to its Service, or an ingress-nginx canary Ingress beside the one that does; without either,
+/// all of it to the Service.
+fn backends(sim: &Sim, ns: &str, service: &str) -> Vec<(String, f64)> {
+    use super::discovery::Kind;
+    use super::store::str_at;
+    let store = lock(&sim.inner.store);
+    for route in store.iter(Kind::HttpRoute, Some(ns)) {
+        for rule in route["spec"]["rules"].as_array().into_iter().flatten() {
+            let refs: Vec<(String, f64)> = rule["backendRefs"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|b| {
+                    let name = b["name"].as_str()?.to_string();
+                    Some((name, b["weight"].as_f64().unwrap_or(1.0)))
+                })
+                .collect();
+            if refs.iter().any(|(n, _)| n == service) {
+                return refs;
+            }
+        }
+    }
+    let backend_of = |ing: &Value| -> Option<String> {
+        ing["spec"]["rules"][0]["http"]["paths"][0]["backend"]["service"]["name"]
+            .as_str()
+            .map(str::to_string)
+    };
+    let ingresses: Vec<Value> = store.iter(Kind::Ingress, Some(ns)).cloned().collect();
+    for stable in &ingresses {
+        let canary_of = |i: &Value| {
+            str_at(
+                i,
+                &[
+                    "metadata",
+                    "annotations",
+                    "nginx.ingress.kubernetes.io/canary",
+                ],
+            ) == Some("true")
+        };
+        if canary_of(stable) || backend_of(stable).as_deref() != Some(service) {
+            continue;
+        }
+        let rules = &stable["spec"]["rules"][0];
+        for c in ingresses.iter().filter(|i| canary_of(i)) {
+            // ingress-nginx pairs a canary with the Ingress of the same host and path.
+            if c["spec"]["rules"][0]["host"] != rules["host"] {
+                continue;
+            }
+            let w = str_at(
+                c,
+                &[
+                    "metadata",
+                    "annotations",
+                    "nginx.ingress.kubernetes.io/canary-weight",
+                ],
+            )
+            .and_then(|w| w.parse::<f64>().ok())
+            .unwrap_or(0.0)
+            .clamp(0.0, 100.0);
+            if let Some(cb) = backend_of(c) {
+                return vec![(service.to_string(), 100.0 - w), (cb, w)];
+            }
+        }
+    }
+    vec![(service.to_string(), 1.0)]
+}
+
+/// One traffic tick: every component's requests of the last [`TICK`], split by its router's
+/// weights (if it has one) and then evenly over each backend's ready pods.
 pub(crate) fn tick(sim: &Sim, t_ms: i64) {
     let faults = sim.faults();
     let roles = services::roles(sim);
     let mut per_version: Vec<(String, String, f64)> = Vec::new();
     for target in services::targets(sim)
         .into_iter()
-        .filter(|t| t.colour.is_none() && matches!(t.selects, Selects::Service(_)))
+        .filter(|t| t.colour.is_none())
     {
-        let Some(sel) = services::selector_of(sim, &target) else {
+        let Selects::Service(service) = &target.selects else {
             continue;
         };
-        let pods = services::ready_pods(sim, &target.namespace, &sel);
-        let versions: Vec<String> = pods
-            .iter()
-            .filter_map(|p| services::pod_role(&roles, p))
-            .filter_map(|(_, v)| v.map(|v| v.to_string()))
-            .collect();
-        if versions.is_empty() {
+        let split = backends(sim, &target.namespace, service);
+        let total_weight: f64 = split.iter().map(|(_, w)| w).sum();
+        if total_weight <= 0.0 {
             continue;
         }
-        let each = REQUESTS_PER_SECOND * TICK.as_secs_f64() / versions.len() as f64;
-        for v in versions {
-            per_version.push((target.component.clone(), v, each));
+        for (backend, w) in split {
+            let t = services::Target {
+                selects: Selects::Service(backend),
+                ..target.clone()
+            };
+            let Some(sel) = services::selector_of(sim, &t) else {
+                continue;
+            };
+            let pods = services::ready_pods(sim, &target.namespace, &sel);
+            let versions: Vec<String> = pods
+                .iter()
+                .filter_map(|p| services::pod_role(&roles, p))
+                .filter_map(|(_, v)| v.map(|v| v.to_string()))
+                .collect();
+            if versions.is_empty() {
+                continue;
+            }
+            let share = w / total_weight;
+            let each = REQUESTS_PER_SECOND * TICK.as_secs_f64() * share / versions.len() as f64;
+            for v in versions {
+                per_version.push((target.component.clone(), v, each));
+            }
         }
     }
     let mut m = lock(&sim.inner.metrics);
