@@ -43,17 +43,35 @@ pub fn describe(op: &Op, scope: &Scope) -> String {
             comp,
             to,
             weight,
+            steps,
             duration,
             timeout,
             ..
-        } => format!(
-            "canary {} to {} at {}% of replicas{}{}, then promote and remove the canary",
-            name(comp),
-            to,
-            weight,
-            opt_d("for", duration),
-            opt_d("timeout", timeout)
-        ),
+        } => {
+            let share = match &pb.components[*comp].traffic {
+                Some(t) => format!("of traffic by {} {}", t.kind.as_str(), t.name),
+                None => "of replicas".to_string(),
+            };
+            let at = if steps.len() > 1 {
+                format!(
+                    "in steps {} {share}{}",
+                    steps
+                        .iter()
+                        .map(|w| format!("{w}%"))
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                    opt_d("each for", duration)
+                )
+            } else {
+                format!("at {weight}% {share}{}", opt_d("for", duration))
+            };
+            format!(
+                "canary {} to {} {at}{}, then promote and remove the canary",
+                name(comp),
+                to,
+                opt_d("timeout", timeout)
+            )
+        }
         Op::BlueGreen {
             comp, to, timeout, ..
         } => {
@@ -140,6 +158,35 @@ fn describe_guard(g: &Guard, scope: &Scope) -> String {
             }
             s
         }
+        GuardKind::Metric(m) => {
+            let mut s = format!(
+                "guard metric {} query \"{}\" {}",
+                render(scope, &m.url),
+                render(scope, &m.query),
+                describe_condition(&m.condition)
+            );
+            if let Some(e) = m.every {
+                s.push_str(&format!(" every {}", format_duration(e)));
+            }
+            if let Some(d) = m.duration {
+                s.push_str(&format!(" for {}", format_duration(d)));
+            }
+            if m.failure_limit > 0 {
+                s.push_str(&format!(" failure_limit {}", m.failure_limit));
+            }
+            if m.no_data == NoData::Pass {
+                s.push_str(" no_data pass");
+            }
+            if let Some(b) = &m.bearer {
+                let shown = if scope.is_secret(b) {
+                    "(secret)".into()
+                } else {
+                    render_let(scope, b)
+                };
+                s.push_str(&format!(" bearer {shown}"));
+            }
+            s
+        }
         GuardKind::Logs { comp, pattern } => format!(
             "guard logs {} matches \"{pattern}\"",
             pb.components[*comp].name
@@ -151,6 +198,20 @@ fn describe_guard(g: &Guard, scope: &Scope) -> String {
     let mut body = body;
     body.push_str(&within);
     body
+}
+
+/// `below 0.01`, `below baseline * 1.2`, `between 0 5`.
+pub fn describe_condition(c: &Condition) -> String {
+    let bound = |t: &Threshold| match t {
+        Threshold::Value(v) => format!("{v}"),
+        Threshold::Baseline(f) if *f == 1.0 => "baseline".to_string(),
+        Threshold::Baseline(f) => format!("baseline * {f}"),
+    };
+    match c {
+        Condition::Below(t) => format!("below {}", bound(t)),
+        Condition::Above(t) => format!("above {}", bound(t)),
+        Condition::Between(a, b) => format!("between {a} {b}"),
+    }
 }
 
 fn render_let(scope: &Scope, name: &str) -> String {

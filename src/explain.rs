@@ -632,6 +632,28 @@ pub static ENTRIES: &[Entry] = &[
         fixed: "ktplay check playbooks/",
     },
     Entry {
+        code: "ktplay::check::bad_promql",
+        warning: false,
+        place: Place::Stage,
+        summary: "a metric guard's query is not valid PromQL, or does not give one value",
+        meaning: "`guard metric` queries are parsed with `promql-parser` after `${…}` is replaced \
+                  by a stand-in of its kind; the error is labelled inside the string. The query \
+                  must be an instant vector or a scalar: a range vector or a string cannot be \
+                  compared with a threshold.",
+        failing: "guard metric \"http://prometheus:9090\" query \"rate(http_requests_total[1m]\" below 1",
+        fixed: "guard metric \"http://prometheus:9090\" query \"sum(rate(http_requests_total[1m]))\" below 1",
+    },
+    Entry {
+        code: "ktplay::check::no_baseline",
+        warning: false,
+        place: Place::Stage,
+        summary: "`baseline` with a query that does not name the new version",
+        meaning: "The baseline is the same query with every `${C.to}` read as `${C.from}`; a \
+                  query without `${C.to}` would be compared with itself.",
+        failing: "guard metric \"http://prometheus:9090\" query \"sum(rate(http_requests_total[1m]))\" below baseline * 1.2",
+        fixed: "guard metric \"http://prometheus:9090\" query \"sum(rate(http_requests_total{version=\\\"${api.to}\\\"}[1m]))\" below baseline * 1.2",
+    },
+    Entry {
         code: "ktplay::check::test_playbook",
         warning: false,
         place: Place::File,

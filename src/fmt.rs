@@ -45,6 +45,7 @@ const LINE_RULES: &[&str] = &[
     "c_migrations",
     "c_role",
     "c_blue_green",
+    "c_traffic",
     "bg_service",
     "bg_selector",
     "bg_blue",
@@ -82,6 +83,19 @@ const LINE_RULES: &[&str] = &[
 /// Rules that start a line only as entries of an HTTP guard's block (after the URL they are
 /// options on the guard's line).
 const HTTP_BLOCK_RULES: &[&str] = &["http_expect", "opt"];
+
+/// Rules that start a line only as entries of a metric guard's block (in the one-line form they
+/// stay on the guard's line).
+const METRIC_BLOCK_RULES: &[&str] = &[
+    "m_query",
+    "m_below",
+    "m_above",
+    "m_between",
+    "m_failure_limit",
+    "m_no_data",
+    "h_bearer",
+    "opt",
+];
 
 /// The text does not parse, so it has no layout; `check` says why.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -123,7 +137,10 @@ struct Token {
 
 fn collect(node: &LayoutNode, parent: &str, marks: &mut Marks, out: &mut Vec<Token>) {
     let rule = node.rule.as_str();
-    if LINE_RULES.contains(&rule) || (parent == "http_block" && HTTP_BLOCK_RULES.contains(&rule)) {
+    if LINE_RULES.contains(&rule)
+        || (parent == "http_block" && HTTP_BLOCK_RULES.contains(&rule))
+        || (parent == "metric_block" && METRIC_BLOCK_RULES.contains(&rule))
+    {
         marks.line_starts.insert(node.start);
     }
     if rule == "row_peer" {

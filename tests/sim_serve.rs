@@ -131,7 +131,9 @@ fn the_default_seed_is_the_shipped_playbook_and_the_command_reaches_it() {
             "api.staging.example.com",
             "console-blue.staging.internal",
             "console-green.staging.internal",
-            "gateway.staging.example.com"
+            "gateway.staging.example.com",
+            // the metric guards' Prometheus: the simulator answers its queries
+            "prometheus.monitoring.svc:9090"
         ]
     );
     assert!(s

@@ -305,6 +305,29 @@ pub enum CheckError {
         span: SourceSpan,
     },
 
+    #[error("invalid PromQL: {reason}")]
+    #[diagnostic(code(ktplay::check::bad_promql))]
+    BadPromql {
+        reason: String,
+        #[label("{label}")]
+        span: SourceSpan,
+        label: String,
+        #[help]
+        help: String,
+    },
+
+    #[error("`baseline` compares the query with itself")]
+    #[diagnostic(
+        code(ktplay::check::no_baseline),
+        help("the baseline is the same query with every `${{C.to}}` read as `${{C.from}}`; name the new version in the query, like `version=\"${{gateway.to}}\"`")
+    )]
+    NoBaseline {
+        #[label("a baseline")]
+        span: SourceSpan,
+        #[label("no `${{C.to}}` in this query")]
+        query: SourceSpan,
+    },
+
     #[error("invalid matrix `{name}`: {reason}")]
     #[diagnostic(code(ktplay::check::bad_matrix))]
     BadMatrix {

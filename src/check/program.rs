@@ -83,7 +83,34 @@ pub struct Component {
     pub from: Version,
     pub to: Version,
     pub migrations: Migrations,
+    /// `traffic httproute|ingress "NAME"`: what splits its traffic during a canary.
+    pub traffic: Option<Traffic>,
     pub span: Span,
+}
+
+/// A traffic router: the object whose weights a canary moves.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Traffic {
+    pub kind: TrafficKind,
+    pub name: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TrafficKind {
+    /// Gateway API `gateway.networking.k8s.io/v1` HTTPRoute: weights on its `backendRefs`.
+    HttpRoute,
+    /// ingress-nginx: a canary Ingress beside the stable one with `canary-weight`.
+    Ingress,
+}
+
+impl TrafficKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TrafficKind::HttpRoute => "httproute",
+            TrafficKind::Ingress => "ingress",
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -262,7 +289,11 @@ pub enum Op {
     Canary {
         comp: usize,
         to: Version,
+        /// The first (or only) step's weight.
         weight: u32,
+        /// Every step's weight in order (`steps 10% 25% 50%`); `[weight]` for the one-step form.
+        steps: Vec<u32>,
+        /// How long each step runs (`for D`, or `every D` with steps).
         duration: Option<Duration>,
         guards: Vec<Statement>,
         /// Each rollout wait of the statement (the canary's pods, the promotion).
@@ -314,6 +345,7 @@ pub struct Guard {
 #[derive(Debug, Clone)]
 pub enum GuardKind {
     Http(HttpCheck),
+    Metric(MetricCheck),
     Logs {
         comp: usize,
         pattern: String,
@@ -350,6 +382,58 @@ pub struct HttpCheck {
     pub expect_status: Option<u16>,
     pub expect_contains: Vec<Template>,
     pub check: Option<Script>,
+}
+
+/// `guard metric "URL" …`: an instant PromQL query and what its value must be.
+#[derive(Debug, Clone)]
+pub struct MetricCheck {
+    /// The Prometheus server (`/api/v1/query` is appended).
+    pub url: Template,
+    pub query: Template,
+    pub condition: Condition,
+    /// `every D`: time between evaluations (default 30 s when `for` is given).
+    pub every: Option<Duration>,
+    /// `for D`: evaluate for this long; inside a canary, the canary's time when not given.
+    pub duration: Option<Duration>,
+    /// `failure_limit N`: failed evaluations tolerated (default 0).
+    pub failure_limit: u32,
+    pub no_data: NoData,
+    /// Name of a `let` holding the bearer token.
+    pub bearer: Option<String>,
+}
+
+/// What an evaluation's value must satisfy.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Condition {
+    Below(Threshold),
+    Above(Threshold),
+    /// Inclusive at both ends.
+    Between(f64, f64),
+}
+
+impl Condition {
+    /// Does the condition use the baseline query?
+    pub fn uses_baseline(&self) -> bool {
+        matches!(
+            self,
+            Condition::Below(Threshold::Baseline(_)) | Condition::Above(Threshold::Baseline(_))
+        )
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Threshold {
+    Value(f64),
+    /// `baseline * F`: the same query with every `${C.to}` read as `${C.from}`, times F.
+    Baseline(f64),
+}
+
+/// `no_data fail|pass`: what an empty result or NaN counts as.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum NoData {
+    Fail,
+    Pass,
 }
 
 #[derive(Debug, Clone)]

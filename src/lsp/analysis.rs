@@ -573,6 +573,7 @@ impl Index {
                     ast::Guard::Ready { .. } => "guard ready",
                     ast::Guard::Hook { .. } => "guard hook",
                     ast::Guard::Rhai { .. } => "guard rhai",
+                    ast::Guard::Metric(_) => "guard metric",
                 };
                 self.keyword(s, word, "guard".len());
                 match g {
@@ -602,6 +603,14 @@ impl Index {
                         self.add(path.span, Target::Hook(p), false);
                     }
                     ast::Guard::Rhai { .. } => {}
+                    ast::Guard::Metric(m) => {
+                        self.string(&m.url);
+                        for e in &m.entries {
+                            if let ast::MetricEntry::Bearer(b) = &e.node {
+                                self.add(b.span, Target::Let(b.node.clone()), false)
+                            }
+                        }
+                    }
                 }
             }
         }

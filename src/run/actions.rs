@@ -6,7 +6,7 @@
 use std::time::Duration;
 use tokio::time::Instant;
 
-use crate::check::program::{Colour, Guard, Op, Statement, Workload};
+use crate::check::program::{Colour, Guard, GuardKind, Op, Statement, Workload};
 use crate::resolve::{Mode, Scope};
 
 use super::cluster::{canary_name, live_colour};
@@ -171,6 +171,7 @@ pub async fn perform(
             comp,
             to,
             weight,
+            steps,
             duration,
             guards,
             timeout,
@@ -179,6 +180,7 @@ pub async fn perform(
                 comp: *comp,
                 to,
                 weight: *weight,
+                steps,
                 duration: duration.unwrap_or(Duration::ZERO),
                 guards,
                 timeout: timeout.unwrap_or(DEFAULT_TIMEOUT),
@@ -359,6 +361,9 @@ struct Canary<'s> {
     comp: usize,
     to: &'s crate::version::Version,
     weight: u32,
+    /// Every step's weight (`[weight]` for the one-step form).
+    steps: &'s [u32],
+    /// How long each step runs.
     duration: Duration,
     guards: &'s [Statement],
     timeout: Duration,
@@ -386,29 +391,47 @@ impl Canary<'_> {
                 .await
                 .map_err(|x| here(x.into()))?;
             canaries.push(name);
+            if c.traffic.is_none() {
+                note(cx, super::output::pod_share(n, replicas)).await;
+            }
         }
         cx.wait_all(&canaries, self.timeout, cancel)
             .await
             .map_err(here)?;
-        let (d, note) = cx.shorten(self.duration);
-        if let Some(n) = note {
-            cx.log
-                .note(RunEvent::Note {
-                    message: format!("    {n}"),
-                })
-                .await;
+        if let Some(t) = &c.traffic {
+            let said = super::traffic::route(&cx.cluster, t, self.weight)
+                .await
+                .map_err(here)?;
+            note(cx, said).await;
         }
-        let end = Instant::now() + d;
+        let (d, shortened) = cx.shorten(self.duration);
+        if let Some(n) = shortened {
+            note(cx, n).await;
+        }
         let mut rounds = 0;
-        loop {
-            rounds += 1;
-            nested_guards(cx, at, self.guards, rounds == 1, cancel).await?;
-            let now = Instant::now();
-            if now >= end {
-                break;
+        // Each step (one for `weight P%`) for its time, guards throughout.
+        for (si, w) in self.steps.iter().enumerate() {
+            if si > 0 {
+                let said = super::traffic::step(&cx.cluster, c, &canaries, *w)
+                    .await
+                    .map_err(here)?;
+                cx.wait_all(&canaries, self.timeout, cancel)
+                    .await
+                    .map_err(here)?;
+                note(cx, format!("step {}: {said}", si + 1)).await;
             }
-            if !cancel.sleep((end - now).min(Duration::from_secs(5))).await {
-                return Err(here(Failure::interrupted()));
+            let end = Instant::now() + d;
+            let first = rounds;
+            loop {
+                rounds += 1;
+                nested_guards(cx, at, self.guards, rounds == first + 1, cancel).await?;
+                let now = Instant::now();
+                if now >= end {
+                    break;
+                }
+                if !cancel.sleep((end - now).min(Duration::from_secs(5))).await {
+                    return Err(here(Failure::interrupted()));
+                }
             }
         }
         // Promote: what the promotion replaces is journaled first, then a rolling update of
@@ -436,6 +459,11 @@ impl Canary<'_> {
         cx.wait_all(&names(c.deployments()), self.timeout, cancel)
             .await
             .map_err(here)?;
+        if let Some(t) = &c.traffic {
+            super::traffic::unroute(&cx.cluster, t)
+                .await
+                .map_err(here)?;
+        }
         for cn in &canaries {
             cx.cluster
                 .delete_deployment(cn)
@@ -486,7 +514,9 @@ async fn nested_guards(
                 cx.describe(other)
             ))),
         };
-        if show || res.is_err() {
+        // A metric guard's evaluations are shown and journaled every round.
+        let metric = matches!(&g.op, Op::Guard(x) if matches!(x.kind, GuardKind::Metric(_)));
+        if show || metric || res.is_err() {
             let (ok, detail, message) = match &res {
                 Ok(d) => (true, (!d.is_empty()).then(|| d.clone()), None),
                 Err(f) => (false, None, Some(cx.redact.redact(&f.message))),
@@ -506,6 +536,15 @@ async fn nested_guards(
         res.map_err(|f| f.at(g.span))?;
     }
     Ok(())
+}
+
+/// A note under the statement being run.
+async fn note(cx: &Ctx<'_>, message: String) {
+    cx.log
+        .note(RunEvent::Note {
+            message: format!("    {message}"),
+        })
+        .await;
 }
 
 fn names(ds: Vec<&str>) -> Vec<String> {

@@ -346,6 +346,7 @@ pub async fn run_guard(g: &Guard, env: &GuardEnv<'_>) -> Result<String, Failure>
 async fn attempt(g: &Guard, env: &GuardEnv<'_>, deadline: Instant) -> Result<String, Failure> {
     match &g.kind {
         GuardKind::Http(h) => http(h, env, deadline).await,
+        GuardKind::Metric(m) => super::metric::run(m, env).await,
         GuardKind::Logs { comp, pattern } => {
             let c = &env.playbook.components[*comp];
             let re = regex::Regex::new(pattern)

@@ -33,6 +33,7 @@ pub mod guards;
 pub mod journal;
 pub mod live;
 pub mod lock;
+pub mod metric;
 pub mod output;
 pub mod preflight;
 pub mod rehearse;
@@ -41,6 +42,7 @@ pub mod rhai;
 pub mod rollback;
 pub mod signals;
 pub mod suite;
+pub mod traffic;
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -12,7 +12,7 @@ use k8s_openapi::api::authorization::v1::SelfSubjectAccessReview;
 use kube::api::Api;
 use serde_json::json;
 
-use crate::check::program::{GuardKind, Op, Playbook, Rollback, Statement, Workload};
+use crate::check::program::{GuardKind, Op, Playbook, Rollback, Statement, TrafficKind, Workload};
 
 use super::cluster::{self, container_names, status_code, words, Cluster, ClusterError};
 
@@ -91,9 +91,24 @@ pub fn needs(pb: &Playbook) -> Vec<Need> {
     }
     for st in all_statements(pb) {
         match &st.op {
-            Op::Canary { .. } => {
+            Op::Canary { comp, .. } => {
                 n.insert(Need::new("create", "apps", "deployments"));
                 n.insert(Need::new("delete", "apps", "deployments"));
+                if let Some(t) = &pb.components[*comp].traffic {
+                    for verb in ["get", "create", "delete"] {
+                        n.insert(Need::new(verb, "", "services"));
+                    }
+                    let (group, resource) = match t.kind {
+                        TrafficKind::HttpRoute => ("gateway.networking.k8s.io", "httproutes"),
+                        TrafficKind::Ingress => ("networking.k8s.io", "ingresses"),
+                    };
+                    for verb in ["get", "patch", "create", "delete"] {
+                        if t.kind == TrafficKind::HttpRoute && matches!(verb, "create" | "delete") {
+                            continue;
+                        }
+                        n.insert(Need::new(verb, group, resource));
+                    }
+                }
             }
             Op::BlueGreen { .. } | Op::Switch { .. } => {
                 n.insert(Need::new("patch", "", "services"));

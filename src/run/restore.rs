@@ -21,8 +21,14 @@ pub async fn restore(cx: &Ctx<'_>, record: &Record, cancel: &Cancel) -> Result<S
             })
         }
         Record::Canary {
-            canaries, promoted, ..
+            comp,
+            canaries,
+            promoted,
         } => {
+            // The weight back to the stable backend before the canary's pods go.
+            if let Some(t) = &cx.comp(*comp).traffic {
+                super::traffic::unroute(&cx.cluster, t).await?;
+            }
             for c in canaries {
                 cx.cluster.delete_deployment(c).await?;
             }

@@ -145,6 +145,8 @@ pub enum ComponentEntry {
     Migrations(Ident),
     Role(Ident),
     BlueGreen(Vec<Spanned<BlueGreenEntry>>),
+    /// `traffic httproute "NAME"` / `traffic ingress "NAME"`: the router kind and the object.
+    Traffic(Ident, Spanned<StrLit>),
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -208,6 +210,8 @@ pub enum StmtKind {
     },
     Canary {
         comp: Ident,
+        /// `steps 10% 25% 50%`, each written (the checker allows one).
+        steps: Vec<Spanned<Vec<Spanned<Value>>>>,
         opts: Vec<Opt>,
         block: Option<Vec<Stmt>>,
     },
@@ -264,6 +268,7 @@ impl StmtKind {
 #[derive(Debug, Clone, PartialEq)]
 pub enum Guard {
     Http(HttpGuard),
+    Metric(MetricGuard),
     Logs {
         comp: Ident,
         pattern: Spanned<StrLit>,
@@ -302,6 +307,48 @@ pub enum HttpEntry {
     ExpectBodyContains(Spanned<StrLit>),
     Check(Script),
     Opt(Opt),
+}
+
+/// `guard metric "URL" query "Q" below N` / `guard metric "URL" { … }`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MetricGuard {
+    pub url: Spanned<StrLit>,
+    pub entries: Vec<Spanned<MetricEntry>>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum MetricEntry {
+    Query(Query),
+    Below(Bound),
+    Above(Bound),
+    Between(Spanned<String>, Spanned<String>),
+    FailureLimit(Spanned<Value>),
+    NoData(Ident),
+    Bearer(Ident),
+    Opt(Opt),
+}
+
+/// A PromQL query as written: the literal, and the source text between its quotes (escapes and
+/// `${…}` as written) so a PromQL error can be labelled where it is in the playbook.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Query {
+    pub lit: Spanned<StrLit>,
+    /// The text between the quotes, exactly as in the file.
+    pub source: String,
+    /// Where `source` starts in the file.
+    pub start: usize,
+    /// `"""…"""`: no escapes, no interpolation.
+    pub raw: bool,
+}
+
+/// A threshold: a number as written, or `baseline` with an optional `* F` (factor as written).
+#[derive(Debug, Clone, PartialEq)]
+pub enum Bound {
+    Number(Spanned<String>),
+    Baseline {
+        factor: Option<Spanned<String>>,
+        span: Span,
+    },
 }
 
 /// Inline Rhai source. `span` covers exactly the script text (inside the quotes), so Rhai

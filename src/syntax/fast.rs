@@ -62,6 +62,7 @@ const OPT_NAMES: &[&str] = &[
     "weight",
     "for",
     "within",
+    "every",
 ];
 
 struct Fast<'a> {
@@ -610,6 +611,10 @@ impl<'a> Fast<'a> {
                 "migrations" => ComponentEntry::Migrations(self.ident()?),
                 "role" => ComponentEntry::Role(self.ident()?),
                 "blue_green" => ComponentEntry::BlueGreen(self.blue_green()?),
+                "traffic" => {
+                    let kind = self.ident()?;
+                    ComponentEntry::Traffic(kind, self.string()?)
+                }
                 _ => return None,
             };
             entries.push(Spanned::new(entry, self.span(estart, self.end)));
@@ -718,14 +723,39 @@ impl<'a> Fast<'a> {
             },
             "canary" | "blue_green" => {
                 let comp = self.ident()?;
-                let opts = self.opts()?;
+                // `(canary_steps | opt)*` for a canary, `opt*` for a blue-green switch.
+                let mut steps = Vec::new();
+                let mut opts = Vec::new();
+                loop {
+                    if w == "canary" && self.word() == Some("steps") {
+                        let sstart = self.pos;
+                        self.bump_word();
+                        let mut values = Vec::new();
+                        while self.peek().is_some_and(|c| c.is_ascii_digit()) {
+                            values.push(self.value()?);
+                        }
+                        if values.is_empty() {
+                            return None;
+                        }
+                        steps.push(Spanned::new(values, self.span(sstart, self.end)));
+                    } else if self.word().is_some_and(|x| OPT_NAMES.contains(&x)) {
+                        opts.push(self.opt()?);
+                    } else {
+                        break;
+                    }
+                }
                 let block = if self.eat(b'{') {
                     Some(self.stmts_until_close()?)
                 } else {
                     None
                 };
                 if w == "canary" {
-                    StmtKind::Canary { comp, opts, block }
+                    StmtKind::Canary {
+                        comp,
+                        steps,
+                        opts,
+                        block,
+                    }
                 } else {
                     StmtKind::BlueGreen { comp, opts, block }
                 }
@@ -812,8 +842,144 @@ impl<'a> Fast<'a> {
                 script: self.script()?,
                 opts: self.opts()?,
             },
+            "metric" => Guard::Metric(self.metric()?),
             _ => return None,
         })
+    }
+
+    /// `guard metric "URL" entries… [{ entries… }]`, entries flattened as the builder does.
+    fn metric(&mut self) -> Option<MetricGuard> {
+        let url = self.string()?;
+        let mut entries = Vec::new();
+        while let Some(e) = self.metric_entry() {
+            entries.push(e?);
+        }
+        if self.peek() == Some(b'{') {
+            self.punct(b'{')?;
+            while !self.eat(b'}') {
+                entries.push(self.metric_entry()??);
+            }
+        }
+        Some(MetricGuard { url, entries })
+    }
+
+    /// `None`: no entry starts here; `Some(None)`: one starts but is not ours (decline).
+    fn metric_entry(&mut self) -> Option<Option<Spanned<MetricEntry>>> {
+        let start = self.pos_after_skip();
+        let w = self.word()?;
+        let entry = match w {
+            "query" => {
+                self.bump_word();
+                Some(self.query())
+            }
+            "below" | "above" => {
+                self.bump_word();
+                let b = self.bound();
+                Some(b.map(|b| {
+                    if w == "below" {
+                        MetricEntry::Below(b)
+                    } else {
+                        MetricEntry::Above(b)
+                    }
+                }))
+            }
+            "between" => {
+                self.bump_word();
+                Some((|| {
+                    Some(MetricEntry::Between(self.number()?, self.number()?))
+                })())
+            }
+            "failure_limit" => {
+                self.bump_word();
+                Some(self.value().map(MetricEntry::FailureLimit))
+            }
+            "no_data" => {
+                self.bump_word();
+                Some(self.ident().map(MetricEntry::NoData))
+            }
+            "bearer" => {
+                self.bump_word();
+                Some(self.ident().map(MetricEntry::Bearer))
+            }
+            x if OPT_NAMES.contains(&x) => Some(self.opt().map(MetricEntry::Opt)),
+            _ => None,
+        }?;
+        Some(entry.map(|e| Spanned::new(e, self.span(start, self.end))))
+    }
+
+    /// `query "…"` or `query """…"""`: the literal and the text between its quotes.
+    fn query(&mut self) -> Option<MetricEntry> {
+        let start = self.pos_after_skip();
+        if self.starts_raw() {
+            let (from, to) = self.raw_body()?;
+            return Some(MetricEntry::Query(Query {
+                lit: Spanned::new(
+                    StrLit {
+                        parts: vec![StrPart::Text(self.src[from..to].to_string())],
+                    },
+                    self.span(start, self.end),
+                ),
+                source: self.src[from..to].to_string(),
+                start: from,
+                raw: true,
+            }));
+        }
+        let lit = self.string()?;
+        Some(MetricEntry::Query(Query {
+            source: self.src[start + 1..self.end - 1].to_string(),
+            start: start + 1,
+            lit,
+            raw: false,
+        }))
+    }
+
+    /// `baseline [* N]` or a number.
+    fn bound(&mut self) -> Option<Bound> {
+        if self.word() == Some("baseline") {
+            let start = self.pos;
+            self.bump_word();
+            let factor = if self.peek() == Some(b'*') {
+                self.punct(b'*')?;
+                Some(self.number()?)
+            } else {
+                None
+            };
+            return Some(Bound::Baseline {
+                factor,
+                span: self.span(start, self.end),
+            });
+        }
+        self.number().map(Bound::Number)
+    }
+
+    /// A number as Prometheus writes one: `[-+]?[0-9.][A-Za-z0-9.+-]*`.
+    fn number(&mut self) -> Option<Spanned<String>> {
+        let start = self.pos_after_skip();
+        let mut i = start;
+        if matches!(self.b.get(i), Some(b'-' | b'+')) {
+            i += 1;
+        }
+        if !self
+            .b
+            .get(i)
+            .is_some_and(|c| c.is_ascii_digit() || *c == b'.')
+        {
+            return None;
+        }
+        i += 1;
+        while self
+            .b
+            .get(i)
+            .is_some_and(|c| c.is_ascii_alphanumeric() || b".+-".contains(c))
+        {
+            i += 1;
+        }
+        self.pos = i;
+        self.end = i;
+        Some(Spanned::new(
+            self.src[start..i].to_string(),
+            self.span(start, i),
+        ))
     }
 
     fn http(&mut self) -> Option<HttpGuard> {

@@ -281,6 +281,11 @@ impl Builder {
                     }
                     ComponentEntry::BlueGreen(bg)
                 }
+                Rule::c_traffic => {
+                    let kind = self.ident(a.next().expect("traffic kind"));
+                    let name = self.string(a.next().expect("traffic object"));
+                    ComponentEntry::Traffic(kind, name)
+                }
                 r => unreachable!("component entry {r:?}"),
             };
             entries.push(Spanned::new(entry, espan));
@@ -367,10 +372,17 @@ impl Builder {
             Rule::s_canary | Rule::s_blue_green => {
                 let comp = self.ident(it.next().expect("comp"));
                 let mut opts = Vec::new();
+                let mut steps = Vec::new();
                 let mut block = None;
                 for q in it {
                     match q.as_rule() {
                         Rule::opt => opts.push(self.opt(q)),
+                        Rule::canary_steps => {
+                            let sspan = self.span(&q);
+                            let values: Vec<_> = self.args(q).collect();
+                            let values = values.into_iter().map(|v| self.value(v)).collect();
+                            steps.push(Spanned::new(values, sspan));
+                        }
                         Rule::block => {
                             let inner: Vec<_> = self.args(q).collect();
                             block = Some(self.stmts(inner.into_iter()))
@@ -379,7 +391,12 @@ impl Builder {
                     }
                 }
                 if rule == Rule::s_canary {
-                    StmtKind::Canary { comp, opts, block }
+                    StmtKind::Canary {
+                        comp,
+                        steps,
+                        opts,
+                        block,
+                    }
                 } else {
                     StmtKind::BlueGreen { comp, opts, block }
                 }
@@ -466,6 +483,21 @@ impl Builder {
                     opts,
                 })
             }
+            Rule::g_metric => {
+                let url = self.string(it.next().expect("url"));
+                let mut entries = Vec::new();
+                for q in it {
+                    if q.as_rule() == Rule::metric_block {
+                        let inner: Vec<_> = self.args(q).collect();
+                        for e in inner {
+                            entries.push(self.metric_entry(e));
+                        }
+                    } else {
+                        entries.push(self.metric_entry(q));
+                    }
+                }
+                Guard::Metric(MetricGuard { url, entries })
+            }
             Rule::g_logs => {
                 let comp = self.ident(it.next().expect("comp"));
                 let pattern = self.string(it.next().expect("pattern"));
@@ -550,6 +582,68 @@ impl Builder {
             r => unreachable!("http entry {r:?}"),
         };
         Spanned::new(entry, span)
+    }
+
+    fn metric_entry(&mut self, e: Pair<Rule>) -> Spanned<MetricEntry> {
+        let span = self.span(&e);
+        let rule = e.as_rule();
+        if rule == Rule::opt {
+            return Spanned::new(MetricEntry::Opt(self.opt(e)), span);
+        }
+        let mut a = self.args(e);
+        let entry = match rule {
+            Rule::m_query => {
+                let q = a.next().expect("query");
+                let raw = q.as_rule() == Rule::raw_string;
+                let outer = q.as_span();
+                let (start, source) = if raw {
+                    (outer.start() + 3, &q.as_str()[3..q.as_str().len() - 3])
+                } else {
+                    (outer.start() + 1, &q.as_str()[1..q.as_str().len() - 1])
+                };
+                let source = source.to_string();
+                MetricEntry::Query(Query {
+                    lit: self.string(q),
+                    source,
+                    start,
+                    raw,
+                })
+            }
+            Rule::m_below => MetricEntry::Below(self.bound(a.next().expect("bound"))),
+            Rule::m_above => MetricEntry::Above(self.bound(a.next().expect("bound"))),
+            Rule::m_between => {
+                let low = self.text(a.next().expect("low"));
+                let high = self.text(a.next().expect("high"));
+                MetricEntry::Between(low, high)
+            }
+            Rule::m_failure_limit => {
+                MetricEntry::FailureLimit(self.value(a.next().expect("failure limit")))
+            }
+            Rule::m_no_data => MetricEntry::NoData(self.ident(a.next().expect("no_data"))),
+            Rule::h_bearer => MetricEntry::Bearer(self.ident(a.next().expect("bearer"))),
+            r => unreachable!("metric entry {r:?}"),
+        };
+        Spanned::new(entry, span)
+    }
+
+    fn bound(&mut self, p: Pair<Rule>) -> Bound {
+        match p.as_rule() {
+            Rule::number => Bound::Number(self.text(p)),
+            Rule::m_baseline => {
+                let span = self.span(&p);
+                let factor = self
+                    .args(p)
+                    .find(|q| q.as_rule() == Rule::number)
+                    .map(|q| self.text(q));
+                Bound::Baseline { factor, span }
+            }
+            r => unreachable!("bound {r:?}"),
+        }
+    }
+
+    /// A token's text as written.
+    fn text(&self, p: Pair<Rule>) -> Spanned<String> {
+        Spanned::new(p.as_str().to_string(), self.span(&p))
     }
 
     /// A raw or plain string holding Rhai source; the span covers only the script text.
@@ -742,6 +836,17 @@ fn is_keyword(r: Rule) -> bool {
             | Rule::kw_check
             | Rule::kw_rollback
             | Rule::kw_none
+            | Rule::kw_metric
+            | Rule::kw_query
+            | Rule::kw_below
+            | Rule::kw_above
+            | Rule::kw_between
+            | Rule::kw_baseline
+            | Rule::kw_failure_limit
+            | Rule::kw_no_data
+            | Rule::kw_traffic
+            | Rule::kw_steps
+            | Rule::star
     )
 }
 

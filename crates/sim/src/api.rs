@@ -28,6 +28,11 @@ pub fn router(sim: Sim) -> Router {
             get(get_faults).post(post_faults).delete(delete_faults),
         )
         .route("/__sim/requests", get(get_requests))
+        .route("/metrics", get(super::metrics::get_metrics))
+        .route(
+            "/api/v1/query",
+            get(super::metrics::get_query).post(super::metrics::post_query),
+        )
         .fallback(handle)
         .layer(middleware::from_fn_with_state(sim.clone(), around))
         .with_state(sim)
@@ -40,7 +45,9 @@ async fn around(State(sim): State<Sim>, req: Request, next: Next) -> Response {
         .path_and_query()
         .map(|p| p.as_str().to_string())
         .unwrap_or_else(|| req.uri().path().to_string());
-    if path.starts_with("/__sim/") {
+    // The simulator's own endpoints and its monitoring (`/metrics`, Prometheus' query API) are
+    // not the Kubernetes API: no API faults, no request log.
+    if path.starts_with("/__sim/") || path == "/metrics" || path.starts_with("/api/v1/query") {
         return next.run(req).await;
     }
     let method = req.method().to_string();

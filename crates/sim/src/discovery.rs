@@ -20,6 +20,11 @@ pub enum Kind {
     ReplicaSet,
     /// `coordination.k8s.io/v1` leases.
     Lease,
+    /// `gateway.networking.k8s.io/v1` HTTPRoutes (Gateway API; stored, and their backend weights
+    /// read by nothing yet: simulated traffic follows pods).
+    HttpRoute,
+    /// `networking.k8s.io/v1` ingresses.
+    Ingress,
 }
 
 /// Everything that is known about a [`Kind`] statically.
@@ -50,7 +55,7 @@ const VERBS: &[&str] = &[
 
 impl Kind {
     /// Every kind, in discovery order.
-    pub const ALL: [Kind; 7] = [
+    pub const ALL: [Kind; 9] = [
         Kind::Namespace,
         Kind::Pod,
         Kind::Service,
@@ -58,6 +63,8 @@ impl Kind {
         Kind::Deployment,
         Kind::ReplicaSet,
         Kind::Lease,
+        Kind::HttpRoute,
+        Kind::Ingress,
     ];
 
     /// Static facts about this kind.
@@ -98,6 +105,28 @@ impl Kind {
                 short_names: &["svc"],
                 categories: &["all"],
                 subresources: &[("status", "Service", &["get", "patch", "update"])],
+            },
+            Kind::HttpRoute => KindInfo {
+                group: "gateway.networking.k8s.io",
+                version: "v1",
+                plural: "httproutes",
+                singular: "httproute",
+                kind: "HTTPRoute",
+                namespaced: true,
+                short_names: &[],
+                categories: &["gateway-api"],
+                subresources: &[("status", "HTTPRoute", &["get", "patch", "update"])],
+            },
+            Kind::Ingress => KindInfo {
+                group: "networking.k8s.io",
+                version: "v1",
+                plural: "ingresses",
+                singular: "ingress",
+                kind: "Ingress",
+                namespaced: true,
+                short_names: &["ing"],
+                categories: &[],
+                subresources: &[("status", "Ingress", &["get", "patch", "update"])],
             },
             Kind::ConfigMap => KindInfo {
                 group: "",
@@ -236,7 +265,13 @@ pub fn core_versions() -> Value {
 }
 
 /// The named API groups served, each at `v1`.
-const GROUPS: [&str; 3] = ["apps", "authorization.k8s.io", "coordination.k8s.io"];
+const GROUPS: [&str; 5] = [
+    "apps",
+    "authorization.k8s.io",
+    "coordination.k8s.io",
+    "gateway.networking.k8s.io",
+    "networking.k8s.io",
+];
 
 /// `GET /apis`.
 pub fn group_list() -> Value {

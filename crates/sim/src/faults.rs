@@ -40,6 +40,20 @@ pub enum Fault {
     },
     /// Every API and service request is delayed by this long.
     Latency(Duration),
+    /// This share (0..=1) of the simulated traffic to `component`'s pods of `version` answers
+    /// 500 (in `/metrics` and `/api/v1/query`): `error-rate:COMPONENT@VERSION=SHARE`.
+    ErrorRate {
+        component: String,
+        version: Version,
+        share: f64,
+    },
+    /// `component`'s pods of `version` answer the simulated traffic this much slower:
+    /// `latency:COMPONENT@VERSION=DURATION`.
+    ServiceLatency {
+        component: String,
+        version: Version,
+        latency: Duration,
+    },
     /// Watch streams end early (after about a quarter of a second), as when a load balancer cuts
     /// long connections.
     WatchCut,
@@ -157,6 +171,7 @@ pub struct ParseFaultError(pub String);
 
 const FAULT_FORMS: &str = "never-ready:COMPONENT@VERSION, policy-off:VERSION, \
 migration-fails:VERSION, api-errors:SHARE (0..1 or N%), latency:DURATION (e.g. 200ms), \
+error-rate:COMPONENT@VERSION=SHARE, latency:COMPONENT@VERSION=DURATION, \
 watch-cut, watch-expired, deny:VERB:RESOURCE[:NAMESPACE]";
 
 fn version(text: &str, fault: &str) -> Result<Version, ParseFaultError> {
@@ -277,6 +292,51 @@ impl FromStr for Fault {
                 }
                 Ok(Fault::ApiErrors { share })
             }
+            "error-rate" | "latency" if arg.is_some_and(|a| a.contains('@')) => {
+                let form = if name == "latency" {
+                    "latency:COMPONENT@VERSION=DURATION, e.g. latency:gateway@1.5.0=300ms"
+                } else {
+                    "error-rate:COMPONENT@VERSION=SHARE, e.g. error-rate:gateway@1.5.0=0.2"
+                };
+                let a = need(arg, form)?;
+                let bad = || ParseFaultError(format!("`{s}`: write `{form}`"));
+                let (target, value) = a.split_once('=').ok_or_else(bad)?;
+                let (component, v) = target.split_once('@').ok_or_else(bad)?;
+                let component = component.trim().to_string();
+                if component.is_empty() {
+                    return Err(ParseFaultError(format!("`{s}`: the component is missing")));
+                }
+                let version = version(v, s)?;
+                if name == "latency" {
+                    let latency =
+                        parse_duration(value).map_err(|e| ParseFaultError(format!("`{s}`: {e}")))?;
+                    return Ok(Fault::ServiceLatency {
+                        component,
+                        version,
+                        latency,
+                    });
+                }
+                let value = value.trim();
+                let share = match value.strip_suffix('%') {
+                    Some(p) => p.trim().parse::<f64>().map(|p| p / 100.0),
+                    None => value.parse::<f64>(),
+                }
+                .ok()
+                .filter(|x| (0.0..=1.0).contains(x))
+                .ok_or_else(|| {
+                    ParseFaultError(format!(
+                        "`{s}`: the share must be a number between 0 and 1 or a percentage, e.g. error-rate:gateway@1.5.0=0.2"
+                    ))
+                })?;
+                Ok(Fault::ErrorRate {
+                    component,
+                    version,
+                    share,
+                })
+            }
+            "error-rate" => Err(ParseFaultError(format!(
+                "`{s}`: write `error-rate:COMPONENT@VERSION=SHARE`, e.g. error-rate:gateway@1.5.0=0.2"
+            ))),
             "latency" => {
                 let a = need(arg, "latency:DURATION")?;
                 parse_duration(&a)
@@ -308,6 +368,20 @@ impl fmt::Display for Fault {
             Fault::MigrationFails { version } => write!(f, "migration-fails:{version}"),
             Fault::ApiErrors { share } => write!(f, "api-errors:{share}"),
             Fault::Latency(d) => write!(f, "latency:{}", format_duration(*d)),
+            Fault::ErrorRate {
+                component,
+                version,
+                share,
+            } => write!(f, "error-rate:{component}@{version}={share}"),
+            Fault::ServiceLatency {
+                component,
+                version,
+                latency,
+            } => write!(
+                f,
+                "latency:{component}@{version}={}",
+                format_duration(*latency)
+            ),
             Fault::WatchCut => write!(f, "watch-cut"),
             Fault::WatchExpired => write!(f, "watch-expired"),
             Fault::Deny(d) => write!(f, "deny:{d}"),
@@ -369,6 +443,55 @@ impl Faults {
     }
 
     /// Do pods of this role and version never become ready?
+    /// The share of `component`'s simulated traffic on `v` that fails (`error-rate`).
+    pub fn error_share(&self, component: &str, v: &Version) -> f64 {
+        self.faults
+            .iter()
+            .filter_map(|f| match f {
+                Fault::ErrorRate {
+                    component: c,
+                    version,
+                    share,
+                } if c == component && version == v => Some(*share),
+                _ => None,
+            })
+            .fold(0.0, f64::max)
+    }
+
+    /// How much slower `component`'s pods on `v` answer (`latency:C@V=D`).
+    pub fn service_latency(&self, component: &str, v: &Version) -> Duration {
+        self.faults
+            .iter()
+            .filter_map(|f| match f {
+                Fault::ServiceLatency {
+                    component: c,
+                    version,
+                    latency,
+                } if c == component && version == v => Some(*latency),
+                _ => None,
+            })
+            .max()
+            .unwrap_or_default()
+    }
+
+    /// The component and version a fault names, if it names one (to check them against what
+    /// is seeded).
+    pub fn targets(&self) -> Vec<(&Fault, &str, &Version)> {
+        self.faults
+            .iter()
+            .filter_map(|f| match f {
+                Fault::NeverReady { component, version }
+                | Fault::ErrorRate {
+                    component, version, ..
+                }
+                | Fault::ServiceLatency {
+                    component, version, ..
+                } => Some((f, component.as_str(), version)),
+                _ => None,
+            })
+            .collect()
+    }
+
     pub fn never_ready(&self, role: &str, v: &Version) -> bool {
         self.faults.iter().any(|f| {
             matches!(f, Fault::NeverReady { component, version } if component == role && version == v)

@@ -25,6 +25,8 @@
 //! | `services` | the simulated Keeptrusts api, gateway, console and workers |
 //! | [`follow`] | follow mode: the simulated services in front of a real cluster's pods |
 //! | [`faults`] | fault knobs and their CLI syntax |
+//! | `metrics` | simulated traffic to each component by its ready pods; `/metrics` and `/api/v1/query` |
+//! | [`promql`] | the instant-query PromQL evaluator behind `/api/v1/query` |
 //! | [`serve`] | loopback listeners, kubeconfig, `ktplay sim serve` |
 //!
 //! ```no_run
@@ -49,7 +51,7 @@
 //! | authorization | RBAC | everything allowed unless a `deny:VERB:RESOURCE[:NAMESPACE]` fault matches (any user); a denied SelfSubjectAccessReview carries a `reason` naming the fault (RBAC gives none, so `kubectl auth can-i` prints `no - <reason>`) | fault injection |
 //! | protobuf | spoken | refused with 415, except kubectl's SelfSubjectAccessReview (answered in JSON); `kubectl create deployment` therefore fails | JSON only |
 //! | OpenAPI, aggregated discovery | served | not served: legacy discovery only (`kubectl apply` needs `--validate=false`, `kubectl explain` fails) | size |
-//! | resources | everything | namespaces, pods (+log, +status), services, configmaps, deployments and replicasets (+status, +scale), leases, selfsubjectaccessreviews; no serviceaccounts, events, endpoints, nodes; namespaces get no `default` ServiceAccount and no `kube-root-ca.crt` ConfigMap | scope |
+//! | resources | everything | namespaces, pods (+log, +status), services, configmaps, deployments and replicasets (+status, +scale), leases, selfsubjectaccessreviews, `gateway.networking.k8s.io/v1` httproutes and `networking.k8s.io/v1` ingresses (+status; stored as sent below `spec`: the real schemas are the CRD's and the API server's); no serviceaccounts, events, endpoints, nodes; namespaces get no `default` ServiceAccount and no `kube-root-ca.crt` ConfigMap | scope |
 //! | field validation | full schema | unknown fields dropped and warned about at the top level, in `metadata`, in the `spec` of Deployment, ReplicaSet, Service, Lease and Namespace, in pod templates, pod specs, containers, their ports and env, rolling-update strategies and Service ports; deeper fields (volumes, probes, affinity, resources, selectors) are stored as sent. Strict patches: the `patch: Invalid value` shows the patched object as JSON for every patch type (the real server shows a Go map for strategic merge) | scope |
 //! | validation | complete | names, selectors against template labels, replicas, containers' names and images, rolling-update maxSurge/maxUnavailable, annotation and ConfigMap sizes, a Lease update without resourceVersion, PodLogOptions | scope |
 //! | server-side apply | structured merge with `managedFields` | no `managedFields`; only apply managers own fields, so there are no conflicts with the managers of PUT/PATCH requests (`conflict with "kubectl-edit" using v1`); lists merge like a strategic patch; fields a manager stops applying are removed only from string maps (`data`, labels, annotations) | size |
@@ -64,6 +66,7 @@
 //! | names of ReplicaSets | `<deployment>-<FNV hash of the Go template struct>` | `<deployment>-<SHA-256 of the JSON template>`, same alphabet and shape, different value | the Go hash cannot be reproduced from JSON |
 //! | list pages | `continue` reads the snapshot of the first page; tokens expire (410) | `continue` resumes after the last key in the current state; tokens never expire | simplicity |
 //! | watch bookmarks | about once a minute | after 1 s of quiet | fast tests |
+//! | monitoring (not Kubernetes) | a Prometheus scrapes the services' `/metrics` | the API listener serves `/metrics` (every component's simulated traffic: 20 requests/s per component spread over its ready pods, `http_requests_total{app,version,code}` and `http_request_duration_seconds{app,version}`) and a Prometheus-compatible `/api/v1/query` (instant; selectors, `rate`, `increase`, `histogram_quantile`, `sum/avg/max/min/count by/without`, arithmetic, comparisons; anything else is a 400 naming it) over 15 minutes of samples taken every 250 ms; no API faults or request log on either; the simulated traffic is split by an HTTPRoute rule's backend weights (or an ingress-nginx canary Ingress's `canary-weight`), then over each backend Service's ready pods (the real data plane's job; no Gateway or ingress controller is simulated beyond that) | rehearsals need numbers for metric guards |
 //!
 //! # Divergences fixed by differential testing
 //!
@@ -122,7 +125,9 @@ pub mod faults;
 pub mod follow;
 pub mod image;
 mod logs;
+mod metrics;
 pub mod patch;
+pub mod promql;
 mod proto;
 mod schema;
 pub mod selector;
@@ -338,6 +343,8 @@ pub(crate) struct Inner {
     /// One copy of the followed namespace at a time: a slow read that started earlier must not
     /// land after a newer one and leave the store stale.
     pub follow_sync: tokio::sync::Mutex<()>,
+    /// Simulated traffic's counters and their samples (`/metrics`, `/api/v1/query`).
+    pub metrics: Mutex<metrics::Metrics>,
 }
 
 /// Lock a mutex, recovering from poisoning (a panicked holder must not take the simulator down).
@@ -385,6 +392,7 @@ impl Sim {
                 stats: Mutex::new(HashMap::new()),
                 follow: RwLock::new(None),
                 follow_sync: tokio::sync::Mutex::new(()),
+                metrics: Mutex::new(metrics::Metrics::default()),
             }),
         };
         let _ = lock(&sim.inner.store).create(
@@ -416,7 +424,8 @@ impl Sim {
         if let Ok(handle) = tokio::runtime::Handle::try_current() {
             if !self.inner.controller_started.swap(true, Ordering::SeqCst) {
                 let weak: Weak<Inner> = Arc::downgrade(&self.inner);
-                handle.spawn(controller::run(weak));
+                handle.spawn(controller::run(weak.clone()));
+                handle.spawn(metrics::run(weak));
             }
         }
     }

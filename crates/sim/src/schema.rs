@@ -250,6 +250,16 @@ static CONFIG_MAP: Node = Fields(&[
     ("immutable", &ANY),
 ]);
 
+/// HTTPRoute and Ingress: stored as sent below `spec` (the real schema is the CRD's / the
+/// API server's; `tests/traffic_real.rs` proves ktplay's objects against the real one).
+static ROUTE: Node = Fields(&[
+    ("apiVersion", &ANY),
+    ("kind", &ANY),
+    ("metadata", &META),
+    ("spec", &ANY),
+    ("status", &ANY),
+]);
+
 /// The schema of a kind.
 pub fn of(kind: Kind) -> &'static Node {
     match kind {
@@ -260,6 +270,7 @@ pub fn of(kind: Kind) -> &'static Node {
         Kind::Lease => &LEASE,
         Kind::Namespace => &NAMESPACE,
         Kind::ConfigMap => &CONFIG_MAP,
+        Kind::HttpRoute | Kind::Ingress => &ROUTE,
     }
 }
 

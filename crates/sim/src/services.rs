@@ -222,7 +222,7 @@ fn json_answer(code: StatusCode, v: Value) -> Response {
         .into_response()
 }
 
-fn selector_of(sim: &Sim, target: &Target) -> Option<LabelSelector> {
+pub(crate) fn selector_of(sim: &Sim, target: &Target) -> Option<LabelSelector> {
     let store = lock(&sim.inner.store);
     match &target.selects {
         Selects::Service(n) => {
@@ -246,7 +246,7 @@ fn ready(pod: &Value) -> bool {
 }
 
 /// Ready pods matching a selector in a namespace.
-fn ready_pods(sim: &Sim, ns: &str, sel: &LabelSelector) -> Vec<Value> {
+pub(crate) fn ready_pods(sim: &Sim, ns: &str, sel: &LabelSelector) -> Vec<Value> {
     let store = lock(&sim.inner.store);
     store
         .iter(Kind::Pod, Some(ns))
@@ -256,7 +256,7 @@ fn ready_pods(sim: &Sim, ns: &str, sel: &LabelSelector) -> Vec<Value> {
         .collect()
 }
 
-fn roles(sim: &Sim) -> Vec<RoleInfo> {
+pub(crate) fn roles(sim: &Sim) -> Vec<RoleInfo> {
     sim.inner
         .roles
         .read()

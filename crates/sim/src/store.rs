@@ -894,7 +894,7 @@ impl Store {
                     obj["status"] = json!({"loadBalancer": {}});
                 }
             }
-            Kind::ConfigMap | Kind::Lease => {}
+            Kind::ConfigMap | Kind::Lease | Kind::HttpRoute | Kind::Ingress => {}
         }
     }
 

@@ -1,6 +1,7 @@
 //! AST → checked [`Playbook`]: resolves names, checks kinds and ranges, and records every
 //! problem instead of stopping at the first.
 
+mod metric;
 mod stmt;
 mod value;
 
@@ -283,6 +284,7 @@ impl<'a> Lowerer<'a> {
         let mut to: Option<Spanned<Version>> = None;
         let mut migrations = Migrations::BackwardCompatible;
         let mut role = None;
+        let mut traffic = None;
         for e in &c.entries {
             let key = match &e.node {
                 ast::ComponentEntry::Deployment(_) => "deployment",
@@ -293,6 +295,7 @@ impl<'a> Lowerer<'a> {
                 ast::ComponentEntry::Migrations(_) => "migrations",
                 ast::ComponentEntry::Role(_) => "role",
                 ast::ComponentEntry::BlueGreen(_) => "blue_green",
+                ast::ComponentEntry::Traffic(..) => "traffic",
             };
             if let Some(first) = seen.get(key) {
                 let first = *first;
@@ -359,6 +362,7 @@ impl<'a> Lowerer<'a> {
                 ast::ComponentEntry::BlueGreen(entries) => {
                     blue_green = self.blue_green(entries, e.span)
                 }
+                ast::ComponentEntry::Traffic(kind, name) => traffic = self.traffic(kind, name),
             }
         }
         let what = format!("component `{}`", c.name.node);
@@ -430,8 +434,28 @@ impl<'a> Lowerer<'a> {
             from: from.map_or_else(|| zero.clone(), |f| f.node),
             to: to.map_or(zero, |t| t.node),
             migrations,
+            traffic,
             span,
         }
+    }
+
+    fn traffic(&mut self, kind: &ast::Ident, name: &Spanned<ast::StrLit>) -> Option<Traffic> {
+        let kind = match kind.node.as_str() {
+            "httproute" => TrafficKind::HttpRoute,
+            "ingress" => TrafficKind::Ingress,
+            other => {
+                self.error(CheckError::InvalidValue {
+                    what: "traffic router",
+                    value: other.to_string(),
+                    span: kind.span.into(),
+                    help: "write `traffic httproute \"NAME\"` (Gateway API) or `traffic ingress \"NAME\"` (ingress-nginx)".into(),
+                });
+                return None;
+            }
+        };
+        let n = self.plain(name, "a traffic object's name")?;
+        self.k8s_subdomain(&n, name.span, "route");
+        Some(Traffic { kind, name: n })
     }
 
     fn blue_green(

@@ -59,7 +59,7 @@ impl Lowerer<'_> {
     }
 
     /// Check a statement's options against those it takes; returns them by name.
-    fn options<'o>(
+    pub(super) fn options<'o>(
         &mut self,
         opts: &'o [ast::Opt],
         allowed: &[&str],
@@ -199,12 +199,55 @@ impl Lowerer<'_> {
                     timeout,
                 }
             }
-            ast::StmtKind::Canary { comp, opts, block } => {
-                let o = self.options(opts, &["to", "weight", "for", "timeout"], "canary");
+            ast::StmtKind::Canary {
+                comp,
+                steps,
+                opts,
+                block,
+            } => {
+                let o = self.options(opts, &["to", "weight", "for", "every", "timeout"], "canary");
                 let c = self.component_index(comp);
-                let weight = match o.get("weight") {
-                    Some(v) => self.weight(v),
-                    None => {
+                let mut weights: Vec<u32> = Vec::new();
+                for (i, st) in steps.iter().enumerate() {
+                    if i > 0 {
+                        self.duplicate("entry", "steps", st.span, steps[0].span);
+                        continue;
+                    }
+                    let mut ok = true;
+                    for v in &st.node {
+                        match self.weight(v) {
+                            Some(w) => {
+                                if weights.last().is_some_and(|last| *last >= w) {
+                                    self.error(CheckError::InvalidValue {
+                                        what: "canary step",
+                                        value: format!("{w}%"),
+                                        span: v.span.into(),
+                                        help: "each step sends more traffic than the one before it, like `steps 10% 25% 50%`".into(),
+                                    });
+                                    ok = false;
+                                }
+                                weights.push(w);
+                            }
+                            None => ok = false,
+                        }
+                    }
+                    if !ok {
+                        weights.clear();
+                    }
+                }
+                let weight = match (o.get("weight"), steps.first()) {
+                    (Some(v), Some(st)) => {
+                        self.error(CheckError::Misplaced {
+                            what: "`weight` beside `steps`".into(),
+                            span: v.span.to(st.span).into(),
+                            help: "the steps give the weights: drop `weight`, or write one step"
+                                .into(),
+                        });
+                        None
+                    }
+                    (Some(v), None) => self.weight(v),
+                    (None, Some(_)) => weights.first().copied(),
+                    (None, None) => {
                         self.error(CheckError::MissingEntry {
                             what: "`canary`".into(),
                             missing: "a `weight`",
@@ -214,7 +257,33 @@ impl Lowerer<'_> {
                         None
                     }
                 };
-                let duration = self.opt_duration(&o, "for");
+                if steps.is_empty() {
+                    weights = weight.into_iter().collect();
+                }
+                // `for D` is the one-step form's time; `every D` each step's.
+                let duration = match (o.get("for"), o.get("every"), steps.is_empty()) {
+                    (Some(f), Some(ev), _) => {
+                        self.error(CheckError::Misplaced {
+                            what: "`for` beside `every`".into(),
+                            span: f.span.to(ev.span).into(),
+                            help: "`canary C weight P% for D` runs one step for D; `canary C steps … every D` runs each step for D".into(),
+                        });
+                        None
+                    }
+                    (None, Some(ev), true) => {
+                        self.error(CheckError::Misplaced {
+                            what: "`every` without `steps`".into(),
+                            span: ev.span.into(),
+                            help: format!(
+                                "write `canary {} weight 10% for 5m`, or `canary {} steps 10% 25% 50% every 5m`",
+                                comp.node, comp.node
+                            ),
+                        });
+                        None
+                    }
+                    (Some(v), None, _) | (None, Some(v), false) => self.duration(v),
+                    (None, None, _) => None,
+                };
                 let guards = self.stmts(block.as_deref().unwrap_or(&[]), Place::GuardBlock);
                 let c = c?;
                 self.require_plain_deployments(c, comp, "canary");
@@ -222,6 +291,11 @@ impl Lowerer<'_> {
                     comp: c,
                     to: self.target_version(&o, c),
                     weight: weight.unwrap_or(10),
+                    steps: if weights.is_empty() {
+                        vec![10]
+                    } else {
+                        weights
+                    },
                     duration,
                     guards,
                     timeout: self.opt_duration(&o, "timeout"),
@@ -319,7 +393,7 @@ impl Lowerer<'_> {
             ast::StmtKind::Approve { question } => {
                 Op::Approve(self.template(question, Purpose::Other, None))
             }
-            ast::StmtKind::Guard(g) => Op::Guard(self.guard(g)?),
+            ast::StmtKind::Guard(g) => Op::Guard(self.guard(g, place)?),
         };
         Some(Statement { op, span: s.span })
     }
@@ -329,9 +403,10 @@ impl Lowerer<'_> {
         self.opt_duration(&o, "within")
     }
 
-    fn guard(&mut self, g: &ast::Guard) -> Option<Guard> {
+    fn guard(&mut self, g: &ast::Guard, place: Place) -> Option<Guard> {
         match g {
             ast::Guard::Http(h) => self.http_guard(h),
+            ast::Guard::Metric(m) => self.metric_guard(m, place == Place::GuardBlock),
             ast::Guard::Logs {
                 comp,
                 pattern,
