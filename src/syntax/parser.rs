@@ -10,7 +10,11 @@ use super::error::SyntaxError;
 use crate::span::{FileId, Span, Spanned};
 use crate::version::VersionPattern;
 
+mod keywords;
+mod metric;
 mod test_item;
+
+use keywords::is_keyword;
 
 #[derive(pest_derive::Parser)]
 #[grammar = "grammar/ktplay.pest"]
@@ -584,63 +588,6 @@ impl Builder {
         Spanned::new(entry, span)
     }
 
-    fn metric_entry(&mut self, e: Pair<Rule>) -> Spanned<MetricEntry> {
-        let span = self.span(&e);
-        let rule = e.as_rule();
-        if rule == Rule::opt {
-            return Spanned::new(MetricEntry::Opt(self.opt(e)), span);
-        }
-        let mut a = self.args(e);
-        let entry = match rule {
-            Rule::m_query => {
-                let q = a.next().expect("query");
-                let raw = q.as_rule() == Rule::raw_string;
-                let outer = q.as_span();
-                let (start, source) = if raw {
-                    (outer.start() + 3, &q.as_str()[3..q.as_str().len() - 3])
-                } else {
-                    (outer.start() + 1, &q.as_str()[1..q.as_str().len() - 1])
-                };
-                let source = source.to_string();
-                MetricEntry::Query(Query {
-                    lit: self.string(q),
-                    source,
-                    start,
-                    raw,
-                })
-            }
-            Rule::m_below => MetricEntry::Below(self.bound(a.next().expect("bound"))),
-            Rule::m_above => MetricEntry::Above(self.bound(a.next().expect("bound"))),
-            Rule::m_between => {
-                let low = self.text(a.next().expect("low"));
-                let high = self.text(a.next().expect("high"));
-                MetricEntry::Between(low, high)
-            }
-            Rule::m_failure_limit => {
-                MetricEntry::FailureLimit(self.value(a.next().expect("failure limit")))
-            }
-            Rule::m_no_data => MetricEntry::NoData(self.ident(a.next().expect("no_data"))),
-            Rule::h_bearer => MetricEntry::Bearer(self.ident(a.next().expect("bearer"))),
-            r => unreachable!("metric entry {r:?}"),
-        };
-        Spanned::new(entry, span)
-    }
-
-    fn bound(&mut self, p: Pair<Rule>) -> Bound {
-        match p.as_rule() {
-            Rule::number => Bound::Number(self.text(p)),
-            Rule::m_baseline => {
-                let span = self.span(&p);
-                let factor = self
-                    .args(p)
-                    .find(|q| q.as_rule() == Rule::number)
-                    .map(|q| self.text(q));
-                Bound::Baseline { factor, span }
-            }
-            r => unreachable!("bound {r:?}"),
-        }
-    }
-
     /// A token's text as written.
     fn text(&self, p: Pair<Rule>) -> Spanned<String> {
         Spanned::new(p.as_str().to_string(), self.span(&p))
@@ -772,82 +719,6 @@ impl Builder {
         };
         Spanned::new(v, span)
     }
-}
-
-fn is_keyword(r: Rule) -> bool {
-    matches!(
-        r,
-        Rule::open
-            | Rule::close
-            | Rule::equals
-            | Rule::lparen
-            | Rule::rparen
-            | Rule::comma
-            | Rule::dash
-            | Rule::kw_use
-            | Rule::kw_allow_hosts
-            | Rule::kw_matrix
-            | Rule::kw_playbook
-            | Rule::kw_hub
-            | Rule::kw_order
-            | Rule::kw_rule
-            | Rule::kw_namespace
-            | Rule::kw_on_failure
-            | Rule::kw_let
-            | Rule::kw_env
-            | Rule::kw_component
-            | Rule::kw_stage
-            | Rule::kw_deployment
-            | Rule::kw_container
-            | Rule::kw_image
-            | Rule::kw_from
-            | Rule::kw_to
-            | Rule::kw_migrations
-            | Rule::kw_role
-            | Rule::kw_blue_green
-            | Rule::kw_service
-            | Rule::kw_selector
-            | Rule::kw_blue
-            | Rule::kw_green
-            | Rule::kw_context
-            | Rule::kw_after
-            | Rule::kw_rolling
-            | Rule::kw_canary
-            | Rule::kw_restart
-            | Rule::kw_undo
-            | Rule::kw_revision
-            | Rule::kw_switch
-            | Rule::kw_scale
-            | Rule::kw_pause
-            | Rule::kw_approve
-            | Rule::kw_guard
-            | Rule::kw_http
-            | Rule::kw_logs
-            | Rule::kw_matches
-            | Rule::kw_ready
-            | Rule::kw_hook
-            | Rule::kw_rhai
-            | Rule::kw_header
-            | Rule::kw_bearer
-            | Rule::kw_json
-            | Rule::kw_body
-            | Rule::kw_expect
-            | Rule::kw_contains
-            | Rule::kw_check
-            | Rule::kw_rollback
-            | Rule::kw_none
-            | Rule::kw_metric
-            | Rule::kw_query
-            | Rule::kw_below
-            | Rule::kw_above
-            | Rule::kw_between
-            | Rule::kw_baseline
-            | Rule::kw_failure_limit
-            | Rule::kw_no_data
-            | Rule::kw_traffic
-            | Rule::kw_steps
-            | Rule::star
-    )
 }
 
 pub(super) fn is_ident(s: &str) -> bool {
