@@ -2,6 +2,7 @@
 //! problem instead of stopping at the first.
 
 mod metric;
+mod promql_quick;
 mod stmt;
 mod value;
 
