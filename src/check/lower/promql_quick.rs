@@ -8,8 +8,8 @@
 //! binary operators with `bool`/`on`/`ignoring` — and declines everything else: unary operators,
 //! `offset`, `@`, subqueries, `group_left`/`group_right`, keywords used as names, unusual numbers,
 //! escapes and durations. It never reports an error, so a mistake here can only cost time, except
-//! by accepting what Prometheus refuses; `tests/promql_quick.rs`-style property tests in this
-//! module compare it with `promql-parser` on generated and mutated queries to rule that out.
+//! by accepting what Prometheus refuses: the property tests below compare it with `promql-parser`
+//! on generated and mutated queries to rule that out.
 
 /// The type of a PromQL expression, as `promql-parser` names them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
