@@ -370,6 +370,13 @@ fn parse_all(to_parse: &[(FileId, std::sync::Arc<str>)], parse: ParseFn) -> Vec<
     let threads = std::thread::available_parallelism()
         .map_or(1, |n| n.get())
         .min(to_parse.len().max(1));
+    if threads <= 1 {
+        // One file (or one core): a thread would only add its start-up to the check.
+        return to_parse
+            .iter()
+            .map(|(id, text)| (*id, parse_guarded(parse, *id, text)))
+            .collect();
+    }
     let chunk = to_parse.len().div_ceil(threads).max(1);
     std::thread::scope(|scope| {
         let handles: Vec<_> = to_parse
