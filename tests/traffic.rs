@@ -412,6 +412,7 @@ async fn the_canary_gets_its_weight_of_the_simulated_traffic() {
         r#"sum(rate(http_requests_total{app="gateway",version="1.5.0"}[2s])) / sum(rate(http_requests_total{app="gateway"}[2s]))"#,
     )
     .await;
+    eprintln!("the canary's share of the simulated requests at weight 10%: {share}");
     assert!((share - 0.10).abs() < 0.005, "canary share {share}");
     // The stable pods keep the rest: 18 of the 20 requests a second.
     let stable = query(
