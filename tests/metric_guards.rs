@@ -220,3 +220,115 @@ async fn a_fault_naming_no_component_or_version_is_refused() {
         assert!(stderr.contains(says), "{f}: {stderr}");
     }
 }
+
+/// A fake Prometheus answering the `n`-th query with `values[n]` (the last one after that).
+async fn fake_prometheus_seq(values: &'static [&'static str]) -> (String, Arc<Mutex<usize>>) {
+    let n = Arc::new(Mutex::new(0usize));
+    let app = axum::Router::new()
+        .route(
+            "/api/v1/query",
+            post(move |State(n): State<Arc<Mutex<usize>>>| async move {
+                let mut n = n.lock().unwrap();
+                let value = values[(*n).min(values.len() - 1)];
+                *n += 1;
+                axum::Json(serde_json::json!({
+                    "status": "success",
+                    "data": {"resultType": "vector", "result": [
+                        {"metric": {}, "value": [1700000000.0, value]}
+                    ]}
+                }))
+            }),
+        )
+        .with_state(n.clone());
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(l, app).await.unwrap() });
+    (format!("http://{addr}"), n)
+}
+
+/// A two-step canary (each step 1 s: two rounds, so two evaluations a step) whose error-ratio
+/// guard tolerates one failed evaluation.
+async fn rehearse_limited(
+    values: &'static [&'static str],
+) -> (std::process::Output, String, usize) {
+    let (url, n) = fake_prometheus_seq(values).await;
+    let dir = tempfile::tempdir().unwrap();
+    let text = format!(
+        r#"playbook "failure-limit" {{
+  namespace "metrics"
+  component gateway {{ deployment "keeptrusts-gateway" image "keeptrusts/gateway" from 1.4.0 to 1.5.0 }}
+  let prom_url = "{url}"
+  stage gateway {{
+    canary gateway steps 10% 50% every 1s {{
+      guard metric "${{prom_url}}" {{
+        query "sum(rate(http_requests_total{{code=~\"5..\",version=\"${{gateway.to}}\"}}[1m]))"
+        below 0.01
+        failure_limit 1
+      }}
+    }}
+  }}
+}}
+"#
+    );
+    let pb = dir.path().join("limit.ktplay");
+    std::fs::write(&pb, text).unwrap();
+    let journal = dir.path().join("journal.jsonl");
+    let out = tokio::process::Command::new(BIN)
+        .arg("rehearse")
+        .arg(&pb)
+        .arg("--journal")
+        .arg(&journal)
+        .env("NO_COLOR", "1")
+        .output()
+        .await
+        .unwrap();
+    let journal = std::fs::read_to_string(&journal).unwrap_or_default();
+    let asked = *n.lock().unwrap();
+    (out, journal, asked)
+}
+
+/// `failure_limit 1` counts over the whole canary: one failed evaluation in the first step is
+/// tolerated (and said), the canary is promoted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failure_limit_tolerates_one_failed_evaluation_across_the_canary() {
+    let (out, journal, asked) = rehearse_limited(&["0", "0.2", "0"]).await;
+    let all = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "{all}");
+    assert!(asked >= 4, "two evaluations a step: {asked}\n{all}");
+    assert!(all.contains("= 0.2, below 0.01 → failed"), "{all}");
+    // The later rounds say the failure is still counted.
+    assert!(
+        all.contains("(1 of 3 evaluations failed, failure_limit 1)"),
+        "{all}"
+    );
+    assert!(journal.contains("failure_limit 1"), "{journal}");
+}
+
+/// The second failed evaluation, in the second step, is past the limit: it fails the canary
+/// there (the count does not reset between steps) and everything rolls back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failure_limit_counts_across_rounds_and_steps() {
+    let (out, journal, _) = rehearse_limited(&["0", "0.2", "0", "0.2"]).await;
+    let all = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(out.status.code(), Some(1), "{all}");
+    assert!(
+        all.contains(
+            "step 2 of 2 (50%): query \"sum(rate(http_requests_total{code=~\"5..\",version=\"1.5.0\"}[1m]))\": 2 of 4 evaluations failed (failure_limit 1) (3 in the canary's earlier rounds)"
+        ),
+        "{all}"
+    );
+    let failed = journal
+        .lines()
+        .find(|l| l.contains("\"event\":\"failed\""))
+        .unwrap_or_else(|| panic!("{journal}"));
+    assert!(failed.contains("2 of 4 evaluations failed"), "{failed}");
+    assert!(journal.contains("\"event\":\"rollback_end\""), "{journal}");
+}

@@ -234,3 +234,47 @@ fn rehearse_refuses_a_fault_that_cannot_fire_in_the_playbook() {
         );
     }
 }
+
+/// The simulator's monitoring runs on the test's virtual clock: after two simulated minutes of
+/// traffic a metric guard on an absolute rate (`sum(rate(…[1m]))`, 20 requests a second to the
+/// gateway) holds in `ktplay test` as it would against a real Prometheus; stamped by wall time
+/// (as before), the same minute of samples spans milliseconds and the rate is far off.
+#[test]
+fn an_absolute_rate_is_per_simulated_second() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("rates.ktplay"),
+        r#"playbook "rates" {
+  namespace "rates"
+  component gateway { deployment "keeptrusts-gateway" image "keeptrusts/gateway" from 1.4.0 to 1.5.0 }
+  let prom_url = "http://prometheus.monitoring:9090"
+  stage gateway {
+    pause 2m
+    canary gateway weight 10% for 1m {
+      guard metric "${prom_url}" {
+        query "sum(rate(http_requests_total{app=\"gateway\"}[1m]))"
+        between 19.9 20.1
+      }
+    }
+  }
+}
+"#,
+    )
+    .unwrap();
+    let tests = dir.path().join("rates-tests.ktplay");
+    std::fs::write(
+        &tests,
+        r#"test "the request rate is 20 a second" {
+  playbook "rates.ktplay"
+  expect succeeded
+  expect final gateway 1.5.0
+}
+"#,
+    )
+    .unwrap();
+    let out = ktplay(&["test", tests.to_str().unwrap()]);
+    let all = text(&out);
+    assert!(out.status.success(), "{all}");
+    // `no_data` is `fail` by default: passing, the guard read a number within 20 ± 0.1.
+    assert!(all.contains("1 test: 1 passed, 0 failed"), "{all}");
+}

@@ -4,7 +4,8 @@
 //! `KTPLAY_GATEWAY_API_CRDS`) is installed, and `ktplay::run::traffic::route` / `unroute` —
 //! the code a canary runs — are applied to an HTTPRoute and to an Ingress. The server must accept
 //! every change under its schema, and the objects must read back as ktplay meant them: 90/10
-//! with a canary Service selecting only `track: canary` pods, then 100 and no canary objects.
+//! with a canary Service selecting only `track: canary` pods, then 100 and no canary objects;
+//! the stable Service pinned to the real ReplicaSet's `pod-template-hash` and put back.
 //! Skipped, loudly, without a real cluster or without the CRDs.
 
 use std::path::PathBuf;
@@ -268,6 +269,98 @@ async fn router_changes_are_accepted_by_the_real_api_server() {
         stable["spec"]["rules"][0]["http"]["paths"][0]["backend"]["service"]["name"],
         "keeptrusts-gateway"
     );
+
+    // The stable Service pinned to the stable ReplicaSet's `pod-template-hash`, as the real
+    // deployment controller computed it, and put back as it was.
+    let deployments = ApiResource {
+        group: "apps".into(),
+        version: "v1".into(),
+        api_version: "apps/v1".into(),
+        kind: "Deployment".into(),
+        plural: "deployments".into(),
+    };
+    create(
+        &client,
+        &ns,
+        &deployments,
+        json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "keeptrusts-gateway"},
+               "spec": {"replicas": 1, "selector": {"matchLabels": {"app": "keeptrusts-gateway"}},
+                        "template": {"metadata": {"labels": {"app": "keeptrusts-gateway"}},
+                                     "spec": {"containers": [{"name": "gateway", "image": "keeptrusts/gateway:1.4.0"}]}}}}),
+    )
+    .await;
+    let replicasets = ApiResource {
+        group: "apps".into(),
+        version: "v1".into(),
+        api_version: "apps/v1".into(),
+        kind: "ReplicaSet".into(),
+        plural: "replicasets".into(),
+    };
+    let t0 = Instant::now();
+    let hash = loop {
+        let list = Api::<DynamicObject>::namespaced_with(client.clone(), &ns, &replicasets)
+            .list(&Default::default())
+            .await
+            .unwrap();
+        let found = list.items.iter().find_map(|rs| {
+            let v = serde_json::to_value(rs).unwrap();
+            v["metadata"]["annotations"]["deployment.kubernetes.io/revision"]
+                .is_string()
+                .then(|| {
+                    v["metadata"]["labels"]["pod-template-hash"]
+                        .as_str()
+                        .map(String::from)
+                })
+                .flatten()
+        });
+        if let Some(h) = found {
+            break h;
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(60),
+            "the deployment controller made no ReplicaSet"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let pins = ktplay::run::traffic::pins(&cluster, &route, &["keeptrusts-gateway"])
+        .await
+        .unwrap();
+    assert_eq!(pins.len(), 1, "{pins:?}");
+    ktplay::run::traffic::pin(&cluster, &pins).await.unwrap();
+    let svc = get(&client, &ns, &services, "keeptrusts-gateway")
+        .await
+        .unwrap();
+    assert_eq!(
+        svc["spec"]["selector"],
+        json!({"app": "keeptrusts-gateway", "pod-template-hash": hash})
+    );
+    // Routed while pinned: the canary Service does not inherit the stable hash.
+    ktplay::run::traffic::route(&cluster, &route, 10)
+        .await
+        .unwrap();
+    let canary = get(&client, &ns, &services, "keeptrusts-gateway-canary")
+        .await
+        .unwrap();
+    assert_eq!(
+        canary["spec"]["selector"],
+        json!({"app": "keeptrusts-gateway", "track": "canary"})
+    );
+    ktplay::run::traffic::unroute(&cluster, &route)
+        .await
+        .unwrap();
+    let back = ktplay::run::traffic::unpin(&cluster, &pins).await.unwrap();
+    assert_eq!(back, ["keeptrusts-gateway"]);
+    let svc = get(&client, &ns, &services, "keeptrusts-gateway")
+        .await
+        .unwrap();
+    assert_eq!(
+        svc["spec"]["selector"],
+        json!({"app": "keeptrusts-gateway"})
+    );
+    assert!(ktplay::run::traffic::unpin(&cluster, &pins)
+        .await
+        .unwrap()
+        .is_empty());
 
     let _ = Api::<DynamicObject>::all_with(client.clone(), &namespaces)
         .delete(&ns, &Default::default())

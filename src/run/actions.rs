@@ -38,16 +38,19 @@ pub async fn prepare(cx: &Ctx<'_>, op: &Op) -> Result<Option<Record>, Failure> {
             comp: *comp,
             deployments: cx.snaps(*comp).await?,
         }),
-        Op::Canary { comp, .. } => Some(Record::Canary {
-            comp: *comp,
-            canaries: cx
-                .comp(*comp)
-                .deployments()
-                .iter()
-                .map(|d| canary_name(d))
-                .collect(),
-            promoted: None,
-        }),
+        Op::Canary { comp, .. } => {
+            let c = cx.comp(*comp);
+            let pinned = match &c.traffic {
+                Some(t) => super::traffic::pins(&cx.cluster, t, &c.deployments()).await?,
+                None => Vec::new(),
+            };
+            Some(Record::Canary {
+                comp: *comp,
+                canaries: c.deployments().iter().map(|d| canary_name(d)).collect(),
+                promoted: None,
+                pinned,
+            })
+        }
         Op::BlueGreen { comp, .. } | Op::Switch { comp, .. } => {
             let c = cx.comp(*comp);
             let Workload::BlueGreen(bg) = &c.workload else {
@@ -176,8 +179,17 @@ pub async fn perform(
             guards,
             timeout,
         } => {
+            let c = cx.comp(*comp);
+            let pinned = match (record, &c.traffic) {
+                (Some(Record::Canary { pinned, .. }), _) => pinned,
+                (_, Some(t)) => super::traffic::pins(&cx.cluster, t, &c.deployments())
+                    .await
+                    .map_err(here)?,
+                _ => Vec::new(),
+            };
             let canary = Canary {
                 comp: *comp,
+                pinned,
                 to,
                 weight: *weight,
                 steps,
@@ -214,7 +226,7 @@ pub async fn perform(
             )
             .await
             .map_err(here)?;
-            nested_guards(cx, at, guards, true, cancel).await?;
+            nested_guards(cx, at, guards, true, cancel, None).await?;
             cx.cluster
                 .set_selector(&bg.service, &bg.selector, idle.as_str())
                 .await
@@ -359,6 +371,8 @@ async fn undo(
 /// rolling update of the main deployments) and the canary removed.
 struct Canary<'s> {
     comp: usize,
+    /// The stable Services pinned to the stable ReplicaSet while it runs (journaled).
+    pinned: Vec<super::rollback::Pinned>,
     to: &'s crate::version::Version,
     weight: u32,
     /// Every step's weight (`[weight]` for the one-step form).
@@ -379,6 +393,13 @@ impl Canary<'_> {
     ) -> Result<String, RunError> {
         let here = |f: Failure| f.at(st.span);
         let c = cx.comp(self.comp);
+        // The stable backend pinned to the stable pods before any canary pod exists.
+        if !self.pinned.is_empty() {
+            let said = super::traffic::pin(&cx.cluster, &self.pinned)
+                .await
+                .map_err(here)?;
+            note(cx, said).await;
+        }
         let mut canaries = Vec::new();
         for d in c.deployments() {
             let replicas = cx.cluster.replicas(d).await.map_err(|x| here(x.into()))?;
@@ -409,22 +430,42 @@ impl Canary<'_> {
             note(cx, n).await;
         }
         let mut rounds = 0;
+        // `failure_limit` counts over every round of every step.
+        let tally = super::metric::Tally::default();
         // Each step (one for `weight P%`) for its time, guards throughout.
+        let n_steps = self.steps.len();
+        // A failure in a multi-step canary says which step it was in.
+        let in_step = |si: usize, w: u32, mut e: RunError| {
+            if n_steps > 1 {
+                e.failure.message =
+                    format!("step {} of {n_steps} ({w}%): {}", si + 1, e.failure.message);
+            }
+            e
+        };
         for (si, w) in self.steps.iter().enumerate() {
             if si > 0 {
                 let said = super::traffic::step(&cx.cluster, c, &canaries, *w)
                     .await
-                    .map_err(here)?;
+                    .map_err(|f| in_step(si, *w, here(f)))?;
                 cx.wait_all(&canaries, self.timeout, cancel)
                     .await
-                    .map_err(here)?;
+                    .map_err(|f| in_step(si, *w, here(f)))?;
                 note(cx, format!("step {}: {said}", si + 1)).await;
             }
             let end = Instant::now() + d;
             let first = rounds;
             loop {
                 rounds += 1;
-                nested_guards(cx, at, self.guards, rounds == first + 1, cancel).await?;
+                nested_guards(
+                    cx,
+                    at,
+                    self.guards,
+                    rounds == first + 1,
+                    cancel,
+                    Some(&tally),
+                )
+                .await
+                .map_err(|e| in_step(si, *w, e))?;
                 let now = Instant::now();
                 if now >= end {
                     break;
@@ -434,8 +475,10 @@ impl Canary<'_> {
                 }
             }
         }
-        // Promote: what the promotion replaces is journaled first, then a rolling update of
-        // the main deployments, then the canary goes.
+        // Promote: what the promotion replaces is journaled first; the weight back to the
+        // stable backend and its selector unpinned (a pinned Service would not follow the
+        // rolling update to the new ReplicaSet); a rolling update of the main deployments;
+        // then the canary goes.
         let snaps = cx.snaps(self.comp).await.map_err(here)?;
         if let At::Forward { stage, stmt } = at {
             cx.log
@@ -446,10 +489,19 @@ impl Canary<'_> {
                         comp: self.comp,
                         canaries: canaries.clone(),
                         promoted: Some(snaps),
+                        pinned: self.pinned.clone(),
                     },
                 })
                 .await;
         }
+        if let Some(t) = &c.traffic {
+            super::traffic::unroute(&cx.cluster, t)
+                .await
+                .map_err(here)?;
+        }
+        super::traffic::unpin(&cx.cluster, &self.pinned)
+            .await
+            .map_err(here)?;
         for dname in c.deployments() {
             cx.cluster
                 .set_image(dname, &c.container, &c.image, self.to, None, None)
@@ -459,11 +511,6 @@ impl Canary<'_> {
         cx.wait_all(&names(c.deployments()), self.timeout, cancel)
             .await
             .map_err(here)?;
-        if let Some(t) = &c.traffic {
-            super::traffic::unroute(&cx.cluster, t)
-                .await
-                .map_err(here)?;
-        }
         for cn in &canaries {
             cx.cluster
                 .delete_deployment(cn)
@@ -480,6 +527,16 @@ impl Canary<'_> {
 
 /// One guard, for real.
 pub async fn guard(cx: &Ctx<'_>, g: &Guard, cancel: &Cancel) -> Result<String, Failure> {
+    guard_in(cx, g, cancel, None).await
+}
+
+/// One guard; `tally`: the canary's metric evaluations so far.
+async fn guard_in(
+    cx: &Ctx<'_>,
+    g: &Guard,
+    cancel: &Cancel,
+    tally: Option<&super::metric::Tally>,
+) -> Result<String, Failure> {
     let live = cx.live();
     let scope = Scope::new(&cx.pb, cx.env, &live);
     let env = GuardEnv {
@@ -492,6 +549,7 @@ pub async fn guard(cx: &Ctx<'_>, g: &Guard, cancel: &Cancel) -> Result<String, F
         cancel,
         redact: &cx.redact,
         stage: cx.stage(),
+        tally,
     };
     guards::run_guard(g, &env).await
 }
@@ -503,12 +561,13 @@ async fn nested_guards(
     stmts: &[Statement],
     show: bool,
     cancel: &Cancel,
+    tally: Option<&super::metric::Tally>,
 ) -> Result<(), RunError> {
     cx.set_stage(at.stage());
     for g in stmts {
         let t0 = Instant::now();
         let res = match &g.op {
-            Op::Guard(gd) => guard(cx, gd, cancel).await,
+            Op::Guard(gd) => guard_in(cx, gd, cancel, tally).await,
             other => Err(Failure::new(format!(
                 "only guards may stand inside canary and blue_green blocks, found `{}`",
                 cx.describe(other)

@@ -520,6 +520,7 @@ playbook "p" {
             comp: 1,
             canaries: vec!["gw-canary".into()],
             promoted,
+            pinned: vec![],
         };
         let events = [
             start(

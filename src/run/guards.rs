@@ -244,6 +244,8 @@ pub struct GuardEnv<'a> {
     pub redact: &'a Redactor,
     /// The stage being run (scripts see it as `stage`).
     pub stage: String,
+    /// Inside a canary: its metric guards' evaluations so far (`failure_limit` spans them).
+    pub tally: Option<&'a super::metric::Tally>,
 }
 
 impl GuardEnv<'_> {

@@ -11,11 +11,17 @@
 //!   `${C.from}`, evaluated at the same moment.
 //!
 //! With `for D` the guard evaluates every `every` (30 s by default) until D has passed and fails
-//! once more than `failure_limit` evaluations failed. Every evaluation — time, resolved query,
+//! once more than `failure_limit` evaluations failed. Inside a canary the count is the canary's
+//! ([`Tally`]): every evaluation of the guard in every round and every step counts, as an Argo
+//! Rollouts analysis run spans the whole rollout; it does not reset between steps. Every evaluation — time, resolved query,
 //! value, threshold, verdict — is in the guard's detail (printed and journaled); the bearer
 //! token is sent as a header and never shown.
 
-use std::time::{Duration, Instant};
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use tokio::time::Instant;
 
 use serde_json::Value;
 
@@ -29,6 +35,26 @@ use super::{Cancel, Failure};
 const SINGLE_EVALUATION: Duration = Duration::from_secs(30);
 /// `every` when only `for` is written.
 const DEFAULT_EVERY: Duration = Duration::from_secs(30);
+
+/// Failed and total evaluations of each metric guard of one canary, over all its rounds and
+/// steps: `failure_limit` is checked against these, not against one round's.
+#[derive(Debug, Default)]
+pub struct Tally(Mutex<HashMap<crate::span::Span, (u32, u32)>>);
+
+impl Tally {
+    fn get(&self, m: &MetricCheck) -> (u32, u32) {
+        self.0
+            .lock()
+            .map(|t| t.get(&m.query.span).copied().unwrap_or_default())
+            .unwrap_or_default()
+    }
+
+    fn set(&self, m: &MetricCheck, counts: (u32, u32)) {
+        if let Ok(mut t) = self.0.lock() {
+            t.insert(m.query.span, counts);
+        }
+    }
+}
 
 /// What one query answered.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -376,7 +402,8 @@ pub async fn run(m: &MetricCheck, env: &GuardEnv<'_>) -> Result<String, Failure>
     let end = m.duration.map(|d| start + d);
     let every = m.every.unwrap_or(DEFAULT_EVERY);
     let mut evaluations: Vec<Evaluation> = Vec::new();
-    let mut failed = 0u32;
+    // Inside a canary the counts go on from its earlier rounds and steps.
+    let (mut failed, mut total) = env.tally.map(|t| t.get(m)).unwrap_or_default();
     loop {
         let t0 = Instant::now();
         let deadline = match end {
@@ -416,8 +443,12 @@ pub async fn run(m: &MetricCheck, env: &GuardEnv<'_>) -> Result<String, Failure>
             }
         };
         let (ok, threshold) = judge(&m.condition, value, baseline, m.no_data);
+        total += 1;
         if !ok {
             failed += 1;
+        }
+        if let Some(t) = env.tally {
+            t.set(m, (failed, total));
         }
         evaluations.push(Evaluation {
             time,
@@ -431,10 +462,15 @@ pub async fn run(m: &MetricCheck, env: &GuardEnv<'_>) -> Result<String, Failure>
             } else {
                 String::new()
             };
+            let earlier = total as usize - evaluations.len();
             return Err(Failure::new(env.redact.redact(&format!(
-                "query \"{shown}\": {failed} of {} evaluation{} failed{limit}: {}",
-                evaluations.len(),
-                if evaluations.len() == 1 { "" } else { "s" },
+                "query \"{shown}\": {failed} of {total} evaluation{} failed{limit}{}: {}",
+                if total == 1 { "" } else { "s" },
+                if earlier > 0 {
+                    format!(" ({earlier} in the canary's earlier rounds)")
+                } else {
+                    String::new()
+                },
                 evaluations.iter().map(Evaluation::text).collect::<Vec<_>>().join("; ")
             ))));
         }
@@ -451,8 +487,17 @@ pub async fn run(m: &MetricCheck, env: &GuardEnv<'_>) -> Result<String, Failure>
             return Err(Failure::interrupted());
         }
     }
+    let tolerated = if failed > 0 {
+        format!(
+            " ({failed} of {total} evaluation{} failed, failure_limit {})",
+            if total == 1 { "" } else { "s" },
+            m.failure_limit
+        )
+    } else {
+        String::new()
+    };
     Ok(env.redact.redact(&format!(
-        "query \"{shown}\": {}",
+        "query \"{shown}\": {}{tolerated}",
         evaluations
             .iter()
             .map(Evaluation::text)

@@ -95,7 +95,8 @@ pub fn needs(pb: &Playbook) -> Vec<Need> {
                 n.insert(Need::new("create", "apps", "deployments"));
                 n.insert(Need::new("delete", "apps", "deployments"));
                 if let Some(t) = &pb.components[*comp].traffic {
-                    for verb in ["get", "create", "delete"] {
+                    // `patch`: the stable Service pinned to the stable ReplicaSet and put back.
+                    for verb in ["get", "create", "delete", "patch"] {
                         n.insert(Need::new(verb, "", "services"));
                     }
                     let (group, resource) = match t.kind {

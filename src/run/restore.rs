@@ -24,15 +24,25 @@ pub async fn restore(cx: &Ctx<'_>, record: &Record, cancel: &Cancel) -> Result<S
             comp,
             canaries,
             promoted,
+            pinned,
         } => {
-            // The weight back to the stable backend before the canary's pods go.
+            // The weight back to the stable backend (still pinned to the stable pods) before
+            // the canary's pods go; the stable selector back after them.
+            let mut s = String::new();
             if let Some(t) = &cx.comp(*comp).traffic {
-                super::traffic::unroute(&cx.cluster, t).await?;
+                s = format!("{}; ", super::traffic::unroute(&cx.cluster, t).await?);
             }
             for c in canaries {
                 cx.cluster.delete_deployment(c).await?;
             }
-            let mut s = format!("removed {}", canaries.join(", "));
+            s.push_str(&format!("removed {}", canaries.join(", ")));
+            let unpinned = super::traffic::unpin(&cx.cluster, pinned).await?;
+            if !unpinned.is_empty() {
+                s.push_str(&format!(
+                    "; Service {} selector restored",
+                    unpinned.join(", ")
+                ));
+            }
             if let Some(p) = promoted {
                 let w = restore_snaps(cx, p, cancel).await?;
                 if !w.is_empty() {
@@ -81,12 +91,32 @@ pub async fn undo_to_first(cx: &Ctx<'_>, comp: usize, cancel: &Cancel) -> Result
         ));
     };
     let mut changed = Vec::new();
+    // A routed canary of this run: the weight back first, as its own rollback does.
+    let records = cx.log.progress().records;
+    let pinned: Vec<super::rollback::Pinned> = records
+        .values()
+        .filter(|r| r.comp() == comp)
+        .find_map(|r| match r {
+            Record::Canary { pinned, .. } if !pinned.is_empty() => Some(pinned.clone()),
+            _ => None,
+        })
+        .unwrap_or_default();
+    let routed = records
+        .values()
+        .any(|r| r.comp() == comp && matches!(r, Record::Canary { .. }));
+    if let (true, Some(t)) = (routed, &cx.comp(comp).traffic) {
+        changed.push(super::traffic::unroute(&cx.cluster, t).await?);
+    }
     for d in cx.comp(comp).deployments() {
         let cn = canary_name(d);
         if cx.cluster.deployment_exists(&cn).await? {
             cx.cluster.delete_deployment(&cn).await?;
             changed.push(format!("removed {cn}"));
         }
+    }
+    let unpinned = super::traffic::unpin(&cx.cluster, &pinned).await?;
+    if !unpinned.is_empty() {
+        changed.push(format!("Service {} selector restored", unpinned.join(", ")));
     }
     let waits = restore_snaps(cx, &first.deployments, cancel).await?;
     changed.extend(waits.iter().map(|w| format!("{w} restored")));

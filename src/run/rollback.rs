@@ -24,11 +24,15 @@ pub use super::cluster::Snap;
 pub enum Record {
     /// The deployments' images (and strategies) before a rolling update.
     Templates { comp: usize, deployments: Vec<Snap> },
-    /// A canary: the canary deployments; what its promotion replaced, once promoted.
+    /// A canary: the canary deployments; what its promotion replaced, once promoted; with a
+    /// traffic router, the stable Services whose selectors it pins to the stable ReplicaSet
+    /// (their selectors before the canary).
     Canary {
         comp: usize,
         canaries: Vec<String>,
         promoted: Option<Vec<Snap>>,
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        pinned: Vec<Pinned>,
     },
     /// The Service selector value before a switch (blue-green, `switch`), and for `blue_green`
     /// the idle colour's deployment before it was given the new version: a rollback leaves the
@@ -72,6 +76,17 @@ impl Record {
     pub fn reversible(&self) -> bool {
         !matches!(self, Record::Restart { .. } | Record::Undo { .. })
     }
+}
+
+/// A stable Service a traffic-routed canary pins to the stable ReplicaSet's
+/// `pod-template-hash` while it runs, so the stable backend never reaches the canary's pods.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Pinned {
+    pub service: String,
+    /// The selector before the canary: what promotion and rollback put back.
+    pub selector: std::collections::BTreeMap<String, String>,
+    /// The deployment whose current ReplicaSet it is pinned to.
+    pub deployment: String,
 }
 
 /// What a component was before this run first changed it (for `undo C` in rollback blocks).

@@ -15,9 +15,13 @@
 //! canary `backendRef` gone (or the canary Ingress deleted), then the canary Service deleted. It is
 //! idempotent, so a rollback (or a resumed one) may call it whatever state it finds.
 //!
-//! The stable Service still selects the canary pods too (a Service selector cannot exclude a
-//! label), so through the stable backend the canary also receives its share of pods of the
-//! stable weight.
+//! The stable Service's selector would match the canary pods too (they carry its labels), so
+//! through the stable backend the canary would also get its share of pods of the stable weight
+//! (`weight 10%` beside 3 stable pods: 32.5% of requests). As Argo Rollouts does, [`pin`] adds the
+//! stable ReplicaSet's `pod-template-hash` to each stable Service's selector before the canary
+//! Deployment exists, and [`unpin`] puts the selector journaled in the canary's record
+//! ([`Pinned`], read by [`pins`] before anything changes) back, after the weight (promotion,
+//! rollback, `undo`).
 
 use kube::api::{Api, ApiResource, DeleteParams, DynamicObject, Patch, PatchParams, PostParams};
 use serde_json::{json, Value};
@@ -25,7 +29,11 @@ use serde_json::{json, Value};
 use crate::check::program::{Traffic, TrafficKind};
 
 use super::cluster::{retry, status_code, Cluster};
+use super::rollback::Pinned;
 use super::Failure;
+
+/// The label every pod of a ReplicaSet carries, set by the deployment controller.
+const HASH: &str = "pod-template-hash";
 
 fn http_route() -> ApiResource {
     ApiResource {
@@ -162,6 +170,10 @@ async fn canary_service(c: &Cluster, stable: &str) -> Result<(), Failure> {
         )));
     };
     let mut selector = svc["spec"]["selector"].clone();
+    // Pinned to the stable ReplicaSet by now: the canary's pods have their own hash.
+    if let Some(m) = selector.as_object_mut() {
+        m.remove(HASH);
+    }
     if !selector.is_object() || selector.as_object().is_some_and(|m| m.is_empty()) {
         return Err(Failure::new(format!(
             "Service `{stable}` has no selector: a canary Service cannot pick the canary pods"
@@ -193,6 +205,144 @@ async fn canary_service(c: &Cluster, stable: &str) -> Result<(), Failure> {
         }),
     )
     .await
+}
+
+/// The Services a router sends to (not the canaries), or why it cannot be read.
+async fn stable_of(c: &Cluster, t: &Traffic) -> Result<Vec<String>, Failure> {
+    Ok(match t.kind {
+        TrafficKind::HttpRoute => {
+            let Some(r) = get(c, &http_route(), &t.name).await? else {
+                return Err(Failure::new(format!(
+                    "HTTPRoute `{}` does not exist",
+                    t.name
+                )));
+            };
+            stable_services(&r)
+        }
+        TrafficKind::Ingress => {
+            let Some(ing) = get(c, &ingress(), &t.name).await? else {
+                return Err(Failure::new(format!("Ingress `{}` does not exist", t.name)));
+            };
+            ingress_services(&ing)
+        }
+    })
+}
+
+fn selector_map(svc: &Value) -> std::collections::BTreeMap<String, String> {
+    svc["spec"]["selector"]
+        .as_object()
+        .map(|m| {
+            m.iter()
+                .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_string()))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Before a canary changes anything: each stable Service the router sends to that selects
+/// exactly one of `deployments`' pod templates, with its selector as it is now (journaled in
+/// the canary's record, so promotion, rollback and `--resume` put back exactly that).
+pub async fn pins(c: &Cluster, t: &Traffic, deployments: &[&str]) -> Result<Vec<Pinned>, Failure> {
+    let mut out = Vec::new();
+    for s in stable_of(c, t).await? {
+        let Some(svc) = get(c, &services(), &s).await? else {
+            continue;
+        };
+        let selector = selector_map(&svc);
+        if selector.is_empty() {
+            continue;
+        }
+        let mut selects = Vec::new();
+        for d in deployments {
+            let dep = c
+                .deployment(d)
+                .await
+                .map_err(|e| Failure::new(e.to_string()))?;
+            let labels = &dep["spec"]["template"]["metadata"]["labels"];
+            if selector
+                .iter()
+                .filter(|(k, _)| k.as_str() != HASH)
+                .all(|(k, v)| labels[k].as_str() == Some(v))
+            {
+                selects.push(d.to_string());
+            }
+        }
+        // A Service over several of the component's deployments cannot name one ReplicaSet:
+        // left as it is (the canary's share then includes its share of pods there).
+        if let [d] = selects.as_slice() {
+            let mut selector = selector;
+            // Left pinned by a run whose journal is gone: the selector without the hash.
+            selector.remove(HASH);
+            out.push(Pinned {
+                service: s,
+                selector,
+                deployment: d.clone(),
+            });
+        }
+    }
+    Ok(out)
+}
+
+/// Pin each stable Service to its deployment's current ReplicaSet. Idempotent.
+pub async fn pin(c: &Cluster, pins: &[Pinned]) -> Result<String, Failure> {
+    let mut said = Vec::new();
+    for p in pins {
+        let hash = c
+            .template_hash(&p.deployment)
+            .await
+            .map_err(|e| Failure::new(e.to_string()))?;
+        let cur = get(c, &services(), &p.service).await?;
+        if cur
+            .as_ref()
+            .map(selector_map)
+            .and_then(|m| m.get(HASH).cloned())
+            != Some(hash.clone())
+        {
+            merge(
+                c,
+                &services(),
+                &p.service,
+                json!({"spec": {"selector": {HASH: hash}}}),
+            )
+            .await?;
+        }
+        said.push(format!(
+            "Service {} selects only {} ({HASH} {hash})",
+            p.service, p.deployment
+        ));
+    }
+    Ok(said.join("; "))
+}
+
+/// Each pinned Service's selector back to what it was before the canary. Idempotent; the
+/// Services it changed.
+pub async fn unpin(c: &Cluster, pins: &[Pinned]) -> Result<Vec<String>, Failure> {
+    let mut changed = Vec::new();
+    for p in pins {
+        let Some(svc) = get(c, &services(), &p.service).await? else {
+            continue;
+        };
+        let cur = selector_map(&svc);
+        if cur == p.selector {
+            continue;
+        }
+        let mut patch = serde_json::Map::new();
+        for k in cur.keys().filter(|k| !p.selector.contains_key(*k)) {
+            patch.insert(k.clone(), Value::Null);
+        }
+        for (k, v) in &p.selector {
+            patch.insert(k.clone(), json!(v));
+        }
+        merge(
+            c,
+            &services(),
+            &p.service,
+            json!({"spec": {"selector": patch}}),
+        )
+        .await?;
+        changed.push(p.service.clone());
+    }
+    Ok(changed)
 }
 
 /// Rules with the canary's weight (`Some(P)`) or without a canary (`None`: stable back to 100).

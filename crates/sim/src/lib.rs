@@ -66,7 +66,7 @@
 //! | names of ReplicaSets | `<deployment>-<FNV hash of the Go template struct>` | `<deployment>-<SHA-256 of the JSON template>`, same alphabet and shape, different value | the Go hash cannot be reproduced from JSON |
 //! | list pages | `continue` reads the snapshot of the first page; tokens expire (410) | `continue` resumes after the last key in the current state; tokens never expire | simplicity |
 //! | watch bookmarks | about once a minute | after 1 s of quiet | fast tests |
-//! | monitoring (not Kubernetes) | a Prometheus scrapes the services' `/metrics` | the API listener serves `/metrics` (every component's simulated traffic: 20 requests/s per component spread over its ready pods, `http_requests_total{app,version,code}` and `http_request_duration_seconds{app,version}`) and a Prometheus-compatible `/api/v1/query` (instant; selectors, `rate`, `increase`, `histogram_quantile`, `sum/avg/max/min/count by/without`, arithmetic, comparisons; anything else is a 400 naming it) over 15 minutes of samples taken every 250 ms; no API faults or request log on either; the simulated traffic is split by an HTTPRoute rule's backend weights (or an ingress-nginx canary Ingress's `canary-weight`), then over each backend Service's ready pods (the real data plane's job; no Gateway or ingress controller is simulated beyond that) | rehearsals need numbers for metric guards |
+//! | monitoring (not Kubernetes) | a Prometheus scrapes the services' `/metrics` | the API listener serves `/metrics` (every component's simulated traffic: 20 requests/s per component spread over its ready pods, `http_requests_total{app,version,code}` and `http_request_duration_seconds{app,version}`) and a Prometheus-compatible `/api/v1/query` (instant; selectors, `rate`, `increase`, `histogram_quantile`, `sum/avg/max/min/count by/without`, arithmetic, comparisons; anything else is a 400 naming it) over 15 minutes of samples taken every 250 ms of the simulator's clock (tokio's, so simulated time under a paused runtime; ticks written in bulk when a query, a scrape or a change needs them); no API faults or request log on either; the simulated traffic is split by an HTTPRoute rule's backend weights (or an ingress-nginx canary Ingress's `canary-weight`), then over each backend Service's ready pods by its selector, `pod-template-hash` included (the real data plane's job; no Gateway or ingress controller is simulated beyond that) | rehearsals need numbers for metric guards |
 //!
 //! # Divergences fixed by differential testing
 //!
@@ -345,6 +345,10 @@ pub(crate) struct Inner {
     pub follow_sync: tokio::sync::Mutex<()>,
     /// Simulated traffic's counters and their samples (`/metrics`, `/api/v1/query`).
     pub metrics: Mutex<metrics::Metrics>,
+    /// The clock the samples are stamped by (tokio's: simulated time under a paused runtime).
+    pub clock: metrics::Clock,
+    /// Wakes the traffic task after a change the store does not see (the faults).
+    pub metrics_kick: Arc<Notify>,
 }
 
 /// Lock a mutex, recovering from poisoning (a panicked holder must not take the simulator down).
@@ -393,6 +397,8 @@ impl Sim {
                 follow: RwLock::new(None),
                 follow_sync: tokio::sync::Mutex::new(()),
                 metrics: Mutex::new(metrics::Metrics::default()),
+                clock: metrics::Clock::new(),
+                metrics_kick: Arc::new(Notify::new()),
             }),
         };
         let _ = lock(&sim.inner.store).create(
@@ -472,12 +478,14 @@ impl Sim {
 
     /// Replace the whole set of faults.
     pub fn set_faults(&self, faults: Faults) {
+        metrics::catch_up(self);
         *self.inner.faults.write().unwrap_or_else(|e| e.into_inner()) = faults;
         self.kick_hard();
     }
 
     /// Add one fault.
     pub fn set_fault(&self, fault: Fault) {
+        metrics::catch_up(self);
         self.inner
             .faults
             .write()
@@ -488,6 +496,7 @@ impl Sim {
 
     /// Remove one fault; true if it was set.
     pub fn clear_fault(&self, fault: &Fault) -> bool {
+        metrics::catch_up(self);
         let removed = self
             .inner
             .faults
@@ -590,6 +599,7 @@ impl Sim {
     /// Make the controllers take a pass even though no object changed (faults, pace).
     fn kick_hard(&self) {
         lock(&self.inner.store).dirty += 1;
+        self.inner.metrics_kick.notify_one();
         self.kick();
     }
 

@@ -3,8 +3,9 @@
 //! Every [`TICK`] (a quarter second) every seeded component's main Service gets
 //! [`REQUESTS_PER_SECOND`] (per second) simulated requests: split by the weights of an HTTPRoute
 //! rule that sends to that Service (or of an ingress-nginx canary Ingress beside the Ingress that
-//! does), then spread over each backend Service's ready pods (so without a router a canary pod
-//! beside three stable ones takes a quarter). Each pod's version answers them: 200, or 500 for the share an
+//! does), then spread over each backend Service's ready pods (those its selector matches,
+//! `pod-template-hash` included; so without a router a canary pod beside three stable ones takes
+//! a quarter). Each pod's version answers them: 200, or 500 for the share an
 //! `error-rate:C@V=SHARE` fault names; in [`BASE_LATENCY`] (half a little faster, half a little
 //! slower), plus a `latency:C@V=D` fault's. The counters are
 //! `http_requests_total{app,version,code}` and the histogram
@@ -12,6 +13,16 @@
 //! the component's name. `GET /metrics` serves them in the Prometheus text format; `GET|POST
 //! /api/v1/query` evaluates an instant PromQL query over their last 15 minutes
 //! ([`crate::promql`]), answering as Prometheus' HTTP API does.
+//!
+//! **Time.** Samples are stamped by the simulator's clock ([`Clock`]): tokio's, mapped to a Unix
+//! time at the simulator's start, so under a paused runtime (`ktplay test`) a minute of
+//! simulated traffic is a minute of samples and `rate(…[1m])` is requests per simulated second.
+//!
+//! **Cost.** The ticks are not run one by one. The split of the traffic (what each counter gains
+//! per tick) only changes when the cluster does, so it is computed at the first tick after a
+//! change of the store or of the faults (a task waits for those), and the ticks in between are
+//! written in bulk with the split they had when a query, a scrape or the next change needs them.
+//! Each tick still sees the state of its moment, so the samples are those of a tick every 250 ms.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::{Arc, Weak};
@@ -40,12 +51,50 @@ const KEEP_MS: i64 = 15 * 60 * 1000;
 /// take a rate over).
 pub const TICK: Duration = Duration::from_millis(250);
 
-/// The counters and their samples.
+const TICK_MS: i64 = TICK.as_millis() as i64;
+
+/// The simulator's clock: tokio's (paused in `ktplay test`, so it runs on simulated time),
+/// mapped to milliseconds of Unix time at the simulator's start.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Clock {
+    start: tokio::time::Instant,
+    start_ms: i64,
+}
+
+impl Clock {
+    pub(crate) fn new() -> Clock {
+        Clock {
+            start: tokio::time::Instant::now(),
+            start_ms: chrono::Utc::now().timestamp_millis(),
+        }
+    }
+
+    /// Now, in Unix milliseconds.
+    pub(crate) fn now_ms(&self) -> i64 {
+        self.start_ms + self.start.elapsed().as_millis() as i64
+    }
+
+    fn instant(&self, t_ms: i64) -> tokio::time::Instant {
+        self.start + Duration::from_millis((t_ms - self.start_ms).max(0) as u64)
+    }
+
+    /// The first tick at or after `t_ms`.
+    fn tick_at_or_after(&self, t_ms: i64) -> i64 {
+        let k = (t_ms - self.start_ms).max(0);
+        self.start_ms + (k + TICK_MS - 1) / TICK_MS * TICK_MS
+    }
+}
+
+/// The counters, their samples, and the traffic split the ticks are written with.
 #[derive(Debug, Default)]
 pub(crate) struct Metrics {
     now: BTreeMap<Labels, f64>,
     series: Series,
     samples: VecDeque<i64>,
+    /// The last tick written.
+    last_tick: Option<i64>,
+    /// What each counter gains in one tick, as of the last split computed.
+    per_tick: Vec<(Labels, f64)>,
 }
 
 fn labels(pairs: &[(&str, &str)]) -> Labels {
@@ -56,44 +105,47 @@ fn labels(pairs: &[(&str, &str)]) -> Labels {
 }
 
 impl Metrics {
-    fn add(&mut self, l: Labels, by: f64) {
-        *self.now.entry(l).or_insert(0.0) += by;
-    }
-
-    /// Record `n` requests to `app` at `version` taking `secs` each, `errors` of them 500s.
-    fn observe(&mut self, app: &str, version: &str, n: f64, errors: f64, secs: f64) {
-        let base = |name: &str| labels(&[("__name__", name), ("app", app), ("version", version)]);
-        let mut ok = base("http_requests_total");
-        ok.insert("code".into(), "200".into());
-        self.add(ok, n - errors);
-        let mut bad = base("http_requests_total");
-        bad.insert("code".into(), "500".into());
-        self.add(bad, errors);
-        // Half answer in 0.8× the time, half in 1.2×.
-        for (share, t) in [(0.5, secs * 0.8), (0.5, secs * 1.2)] {
-            for le in BUCKETS {
-                let mut b = base("http_request_duration_seconds_bucket");
-                b.insert("le".into(), format_float(le));
-                self.add(b, if t <= le { n * share } else { 0.0 });
+    /// Write every tick from the last one written up to `t_ms` (inclusive) with the current
+    /// split.
+    fn advance(&mut self, clock: &Clock, t_ms: i64) {
+        let mut next = match self.last_tick {
+            Some(t) => t + TICK_MS,
+            None => clock.start_ms,
+        };
+        while next <= t_ms {
+            for (l, by) in &self.per_tick {
+                match self.now.get_mut(l) {
+                    Some(v) => *v += by,
+                    None => {
+                        self.now.insert(l.clone(), *by);
+                    }
+                }
             }
-            self.add(base("http_request_duration_seconds_sum"), n * share * t);
+            self.sample(next);
+            self.last_tick = Some(next);
+            next += TICK_MS;
         }
-        let mut inf = base("http_request_duration_seconds_bucket");
-        inf.insert("le".into(), "+Inf".into());
-        self.add(inf, n);
-        self.add(base("http_request_duration_seconds_count"), n);
     }
 
     /// Take a sample of every counter at `t_ms`.
     fn sample(&mut self, t_ms: i64) {
         for (l, v) in &self.now {
-            self.series.entry(l.clone()).or_default().push((t_ms, *v));
+            match self.series.get_mut(l) {
+                Some(s) => s.push_back((t_ms, *v)),
+                None => {
+                    self.series.insert(l.clone(), VecDeque::from([(t_ms, *v)]));
+                }
+            }
         }
         self.samples.push_back(t_ms);
-        while self.samples.front().is_some_and(|t| *t < t_ms - KEEP_MS) {
-            let cut = self.samples.pop_front().unwrap_or_default();
-            for s in self.series.values_mut() {
-                s.retain(|(t, _)| *t > cut);
+        // Samples are in time order: the ones past the history drop off the front.
+        let keep_after = t_ms - KEEP_MS;
+        while self.samples.front().is_some_and(|t| *t < keep_after) {
+            self.samples.pop_front();
+        }
+        for s in self.series.values_mut() {
+            while s.front().is_some_and(|(t, _)| *t < keep_after) {
+                s.pop_front();
             }
         }
     }
@@ -201,9 +253,42 @@ fn backends(sim: &Sim, ns: &str, service: &str) -> Vec<(String, f64)> {
     vec![(service.to_string(), 1.0)]
 }
 
-/// One traffic tick: every component's requests of the last [`TICK`], split by its router's
-/// weights (if it has one) and then evenly over each backend's ready pods.
-pub(crate) fn tick(sim: &Sim, t_ms: i64) {
+/// Record `n` requests a tick to `app` at `version` taking `secs` each, `errors` of them 500s.
+fn observe(
+    into: &mut BTreeMap<Labels, f64>,
+    app: &str,
+    version: &str,
+    n: f64,
+    errors: f64,
+    secs: f64,
+) {
+    let mut add = |l: Labels, by: f64| *into.entry(l).or_insert(0.0) += by;
+    let base = |name: &str| labels(&[("__name__", name), ("app", app), ("version", version)]);
+    let mut ok = base("http_requests_total");
+    ok.insert("code".into(), "200".into());
+    add(ok, n - errors);
+    let mut bad = base("http_requests_total");
+    bad.insert("code".into(), "500".into());
+    add(bad, errors);
+    // Half answer in 0.8× the time, half in 1.2×.
+    for (share, t) in [(0.5, secs * 0.8), (0.5, secs * 1.2)] {
+        for le in BUCKETS {
+            let mut b = base("http_request_duration_seconds_bucket");
+            b.insert("le".into(), format_float(le));
+            add(b, if t <= le { n * share } else { 0.0 });
+        }
+        add(base("http_request_duration_seconds_sum"), n * share * t);
+    }
+    let mut inf = base("http_request_duration_seconds_bucket");
+    inf.insert("le".into(), "+Inf".into());
+    add(inf, n);
+    add(base("http_request_duration_seconds_count"), n);
+}
+
+/// The split of one tick as the cluster is now: every component's requests of a [`TICK`], split
+/// by its router's weights (if it has one) and then evenly over each backend's ready pods; what
+/// each counter gains.
+fn split(sim: &Sim) -> Vec<(Labels, f64)> {
     let faults = sim.faults();
     let roles = services::roles(sim);
     let mut per_version: Vec<(String, String, f64)> = Vec::new();
@@ -243,7 +328,7 @@ pub(crate) fn tick(sim: &Sim, t_ms: i64) {
             }
         }
     }
-    let mut m = lock(&sim.inner.metrics);
+    let mut gains = BTreeMap::new();
     for (app, version, n) in per_version {
         let parsed = semver::Version::parse(&version).ok();
         let (share, extra) = match &parsed {
@@ -251,36 +336,83 @@ pub(crate) fn tick(sim: &Sim, t_ms: i64) {
             None => (0.0, Duration::ZERO),
         };
         let secs = (BASE_LATENCY + extra).as_secs_f64();
-        m.observe(&app, &version, n, n * share, secs);
+        observe(&mut gains, &app, &version, n, n * share, secs);
     }
-    m.sample(t_ms);
+    gains.into_iter().collect()
 }
 
-/// Run traffic ticks until the simulator is dropped.
+fn following(sim: &Sim) -> bool {
+    sim.inner
+        .follow
+        .read()
+        .map(|f| f.is_some())
+        .unwrap_or(false)
+}
+
+/// The ticks up to now written (with the split they had): before a query, a scrape, or a
+/// change the split does not see (the faults).
+pub(crate) fn catch_up(sim: &Sim) {
+    let clock = sim.inner.clock;
+    lock(&sim.inner.metrics).advance(&clock, clock.now_ms());
+}
+
+/// The tick at `t_ms` with the cluster as it is: the ticks before it with the split they had,
+/// then a new split.
+fn tick(sim: &Sim, t_ms: i64) {
+    let clock = sim.inner.clock;
+    // Computed before the counters are locked: it reads the store.
+    let per_tick = if following(sim) {
+        Vec::new()
+    } else {
+        split(sim)
+    };
+    let mut m = lock(&sim.inner.metrics);
+    m.advance(&clock, t_ms - 1);
+    m.per_tick = per_tick;
+    m.advance(&clock, t_ms);
+}
+
+/// Until the simulator is dropped: at the first tick after each change of the store or the
+/// faults, the split as of then. Nothing runs while nothing changes.
 pub(crate) async fn run(weak: Weak<Inner>) {
-    let mut every = tokio::time::interval(TICK);
-    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    let (mut changes, kick) = match weak.upgrade() {
+        Some(inner) => (
+            lock(&inner.store).subscribe(),
+            Arc::clone(&inner.metrics_kick),
+        ),
+        None => return,
+    };
+    let mut due = true;
     loop {
-        every.tick().await;
-        let Some(inner) = weak.upgrade() else { return };
-        let sim = Sim {
-            inner: Arc::clone(&inner),
-        };
-        if sim
-            .inner
-            .follow
-            .read()
-            .map(|f| f.is_some())
-            .unwrap_or(false)
-        {
-            continue;
+        if !due {
+            let kicked = kick.notified();
+            tokio::select! {
+                r = changes.changed() => if r.is_err() { return },
+                _ = kicked => {}
+            }
         }
-        tick(&sim, chrono::Utc::now().timestamp_millis());
+        let (clock, next) = {
+            let Some(inner) = weak.upgrade() else { return };
+            let clock = inner.clock;
+            let now = clock.now_ms();
+            let mut next = clock.tick_at_or_after(now);
+            if lock(&inner.metrics).last_tick.is_some_and(|t| t >= next) {
+                next += TICK_MS;
+            }
+            (clock, next)
+        };
+        tokio::time::sleep_until(clock.instant(next)).await;
+        let Some(inner) = weak.upgrade() else { return };
+        // Changes until now are in this split.
+        changes.borrow_and_update();
+        tick(&Sim { inner }, next);
+        due = false;
     }
 }
 
 /// `GET /metrics`.
 pub(crate) async fn get_metrics(State(sim): State<Sim>) -> Response {
+    catch_up(&sim);
     let text = lock(&sim.inner.metrics).text();
     (
         [(
@@ -311,8 +443,9 @@ pub(crate) fn answer(sim: &Sim, p: QueryParams) -> Response {
     let Some(q) = p.query.filter(|q| !q.trim().is_empty()) else {
         return bad_data("invalid parameter \"query\": query must not be empty".into());
     };
+    catch_up(sim);
     let t_ms = match p.time.as_deref() {
-        None | Some("") => chrono::Utc::now().timestamp_millis(),
+        None | Some("") => sim.inner.clock.now_ms(),
         Some(t) => match t.parse::<f64>() {
             Ok(secs) => (secs * 1000.0) as i64,
             Err(_) => match chrono::DateTime::parse_from_rfc3339(t) {
@@ -358,4 +491,124 @@ pub(crate) async fn post_query(
     axum::Form(p): axum::Form<QueryParams>,
 ) -> Response {
     answer(&sim, p)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{Seed, SimConfig};
+
+    async fn ask(sim: &Sim, q: &str) -> Value {
+        let r = answer(
+            sim,
+            QueryParams {
+                query: Some(q.into()),
+                time: None,
+            },
+        );
+        let body = axum::body::to_bytes(r.into_body(), usize::MAX)
+            .await
+            .unwrap();
+        serde_json::from_slice(&body).unwrap()
+    }
+
+    fn number(v: &Value) -> f64 {
+        v["data"]["result"][0]["value"][1]
+            .as_str()
+            .unwrap_or_else(|| panic!("{v}"))
+            .parse()
+            .unwrap()
+    }
+
+    /// Under a paused clock (as in `ktplay test`) the samples are stamped with simulated time:
+    /// two simulated minutes of 20 requests a second are 20 requests a second to `rate`, and
+    /// 1200 to `increase` over one minute, taken at the simulated now.
+    #[tokio::test(start_paused = true)]
+    async fn rates_are_per_simulated_second_under_a_paused_clock() {
+        let wall = std::time::Instant::now();
+        let sim = Sim::new(SimConfig::default());
+        sim.seed(&Seed::keeptrusts("ns", "1.4.0".parse().unwrap()));
+        tokio::time::sleep(Duration::from_secs(120)).await;
+        let rate = number(&ask(&sim, r#"sum(rate(http_requests_total{app="gateway"}[1m]))"#).await);
+        assert!((rate - REQUESTS_PER_SECOND).abs() < 0.01, "rate {rate}");
+        let inc = number(
+            &ask(
+                &sim,
+                r#"sum(increase(http_requests_total{app="gateway",code="200"}[1m]))"#,
+            )
+            .await,
+        );
+        assert!(
+            (inc - 60.0 * REQUESTS_PER_SECOND).abs() < 0.5,
+            "increase {inc}"
+        );
+        // The answer's time is the simulated now, two minutes after the start.
+        let v = ask(&sim, "1").await;
+        let t = v["data"]["result"][0].as_f64().unwrap_or(0.0);
+        let start = sim.inner.clock.start_ms as f64 / 1000.0;
+        assert!((t - start - 120.0).abs() < 1.0, "{t} vs {start}");
+        assert!(wall.elapsed() < Duration::from_secs(30));
+    }
+
+    /// Ticks written in bulk are the ticks one by one: every 250 ms a sample, each with the
+    /// split of its moment (a change of the traffic takes effect at the next tick).
+    #[tokio::test(start_paused = true)]
+    async fn bulk_ticks_sample_every_tick_with_the_split_of_its_moment() {
+        let sim = Sim::new(SimConfig::default());
+        sim.seed(&Seed::keeptrusts("ns", "1.4.0".parse().unwrap()));
+        tokio::time::sleep(Duration::from_secs(10)).await;
+        catch_up(&sim);
+        {
+            let m = lock(&sim.inner.metrics);
+            let s = m
+                .series
+                .iter()
+                .find(|(l, _)| {
+                    l.get("__name__").map(String::as_str) == Some("http_requests_total")
+                        && l.get("app").map(String::as_str) == Some("gateway")
+                        && l.get("code").map(String::as_str) == Some("200")
+                })
+                .map(|(_, s)| s.clone())
+                .unwrap();
+            let times: Vec<i64> = s.iter().map(|(t, _)| *t).collect();
+            assert!(
+                times.windows(2).all(|w| w[1] - w[0] == TICK_MS),
+                "{times:?}"
+            );
+            assert!(s.len() >= 39, "{}", s.len());
+            let steps: Vec<f64> = s
+                .iter()
+                .zip(s.iter().skip(1))
+                .map(|(a, b)| b.1 - a.1)
+                .collect();
+            assert!(
+                steps.iter().all(|d| (d - 5.0).abs() < 1e-9),
+                "5 requests a tick: {steps:?}"
+            );
+        }
+        // A fault changes what the next ticks count, not the earlier ones.
+        sim.set_fault(crate::Fault::ErrorRate {
+            component: "gateway".into(),
+            version: "1.4.0".parse().unwrap(),
+            share: 0.5,
+        });
+        tokio::time::sleep(Duration::from_secs(30)).await;
+        let errors = number(
+            &ask(
+                &sim,
+                r#"sum(rate(http_requests_total{app="gateway",code="500"}[20s])) / sum(rate(http_requests_total{app="gateway"}[20s]))"#,
+            )
+            .await,
+        );
+        assert!((errors - 0.5).abs() < 1e-6, "{errors}");
+        let before = number(
+            &ask(
+                &sim,
+                r#"sum(increase(http_requests_total{app="gateway",code="500"}[1m]))"#,
+            )
+            .await,
+        );
+        // 30 s of half the 20 requests a second: 300 (none before the fault).
+        assert!((before - 300.0).abs() < 12.0, "{before}");
+    }
 }

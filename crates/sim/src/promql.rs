@@ -14,7 +14,7 @@ use promql_parser::parser::{self, Expr, LabelModifier};
 pub type Labels = BTreeMap<String, String>;
 
 /// Samples of every series: `(time in ms, value)`, oldest first.
-pub type Series = BTreeMap<Labels, Vec<(i64, f64)>>;
+pub type Series = BTreeMap<Labels, std::collections::VecDeque<(i64, f64)>>;
 
 /// How far back an instant selector looks for a sample (Prometheus' default).
 const LOOKBACK_MS: i64 = 5 * 60 * 1000;
@@ -76,7 +76,7 @@ fn select<'a>(
     s: &'a Series,
     m: &promql_parser::label::Matchers,
     name: Option<&str>,
-) -> Vec<(&'a Labels, &'a Vec<(i64, f64)>)> {
+) -> Vec<(&'a Labels, &'a std::collections::VecDeque<(i64, f64)>)> {
     let empty = String::new();
     s.iter()
         .filter(|(labels, _)| {

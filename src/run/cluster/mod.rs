@@ -391,6 +391,42 @@ impl Cluster {
         Ok((target.0, snap))
     }
 
+    /// The `pod-template-hash` of the deployment's current ReplicaSet (the one of its revision),
+    /// which every pod of that ReplicaSet carries.
+    pub async fn template_hash(&self, deploy: &str) -> Result<String> {
+        let d = self.deployment(deploy).await?;
+        let uid = d["metadata"]["uid"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        let current = d["metadata"]["annotations"][REVISION]
+            .as_str()
+            .map(str::to_string);
+        let rss: Api<ReplicaSet> = Api::namespaced(self.client.clone(), &self.ns);
+        let lp = ListParams::default().labels(&selector_string(&d));
+        let list = retry(|| async { rss.list(&lp).await })
+            .await
+            .map_err(ClusterError::kube)?;
+        list.items
+            .iter()
+            .map(to_value)
+            .filter(|rs| owned_by(rs, &uid))
+            .find(|rs| {
+                current.is_some()
+                    && rs["metadata"]["annotations"][REVISION].as_str() == current.as_deref()
+            })
+            .and_then(|rs| {
+                rs["metadata"]["labels"]["pod-template-hash"]
+                    .as_str()
+                    .map(str::to_string)
+            })
+            .ok_or_else(|| {
+                ClusterError::Rollout(format!(
+                    "deployment `{deploy}` has no ReplicaSet of its current revision with a `pod-template-hash`"
+                ))
+            })
+    }
+
     /// `kubectl rollout restart`: the `restartedAt` annotation on the pod template (the value is
     /// the caller's, so repeating the same restart changes nothing).
     pub async fn restart(&self, deploy: &str, now: &str) -> Result<()> {
