@@ -357,6 +357,76 @@ mod tests {
         assert!(e.contains("not a valid regex"), "{e}");
     }
 
+    /// The shop system of `tests/cases/test/shop.ktplay`: what each component must answer and
+    /// log, and the matrix as the state predicate.
+    #[test]
+    fn the_shop_playbook_becomes_routes_log_lines_and_a_state_predicate() {
+        let text = std::fs::read_to_string(
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/cases/test/shop.ktplay"),
+        )
+        .unwrap();
+        let checked = crate::check::check_text("shop.ktplay", &text);
+        let pb = &checked.playbooks[0].1;
+        let matrix = checked.scopes.iter().find_map(|s| s.get("shop"));
+        let (g, notes) = generic_for(pb, None, &HashMap::new(), matrix);
+        let spec = |c: &str| g.spec(c).unwrap();
+        let route = |c: &str, path: &str| {
+            spec(c)
+                .routes
+                .iter()
+                .find(|r| r.path == path)
+                .unwrap_or_else(|| panic!("{c} {path}: {:?}", spec(c).routes))
+                .clone()
+        };
+        let health = route("backend", "/healthz");
+        assert_eq!(
+            (
+                health.method.as_str(),
+                health.status,
+                health.body.as_deref()
+            ),
+            ("GET", 200, Some("\"db\":\"ok\"\n"))
+        );
+        assert_eq!(
+            route("frontend", "/").body.as_deref(),
+            Some("<title>Shop</title>\n")
+        );
+        assert_eq!(route("frontend", "/cart").body, None, "the default JSON");
+        // `serves ops_url`: the mailer's, though neither the let's name nor the host says so.
+        assert_eq!(route("mailer", "/mailer/status").status, 200);
+        assert_eq!(spec("backend").log_lines, ["migration 0000_a applied"]);
+        assert_eq!(spec("mailer").log_lines, ["mailer started, queue a"]);
+        assert!(
+            notes
+                .iter()
+                .any(|n| n.contains("check rhai") && n.contains("/mailer/status")),
+            "{notes:?}"
+        );
+        let allowed = g.allowed.expect("the playbook names a matrix");
+        let v = |s: &str| Version::parse(s).unwrap();
+        let state = |pairs: &[(&str, &str)]| -> Vec<(String, Version)> {
+            pairs.iter().map(|(c, x)| (c.to_string(), v(x))).collect()
+        };
+        assert_eq!(
+            allowed(&state(&[
+                ("backend", "2.4.0"),
+                ("frontend", "3.1.0"),
+                ("mailer", "1.2.0")
+            ])),
+            Ok(())
+        );
+        let why = allowed(&state(&[("backend", "2.3.0"), ("frontend", "3.1.0")])).unwrap_err();
+        assert!(
+            why.contains("frontend 3.1.0 beside backend 2.3.0") && why.contains("2.3.x"),
+            "{why}"
+        );
+        let why = allowed(&state(&[("backend", "2.5.0")])).unwrap_err();
+        assert!(
+            why.contains("no row of matrix `shop` covers backend 2.5.0"),
+            "{why}"
+        );
+    }
+
     #[test]
     fn path_of_drops_the_query() {
         assert_eq!(path_of("http://h/a/b?x=1").as_deref(), Some("/a/b"));
