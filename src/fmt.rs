@@ -44,6 +44,7 @@ const LINE_RULES: &[&str] = &[
     "c_to",
     "c_migrations",
     "c_role",
+    "c_serves",
     "c_blue_green",
     "c_traffic",
     "bg_service",

@@ -70,6 +70,7 @@ const TOKENS: &[&str] = &[
     "rollback",
     "none",
     "role",
+    "serves",
     "allow_hosts",
     "to",
     "from",

@@ -210,7 +210,10 @@ async fn seed_rehearsal_with_an_error_rate_fails_the_canary_and_rolls_everything
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_fault_naming_no_component_or_version_is_refused() {
     for (f, says) in [
-        ("error-rate:gatewy@1.5.0=0.2", "no component `gatewy`"),
+        (
+            "error-rate:gatewy@1.5.0=0.2",
+            "the fault names the component `gatewy`",
+        ),
         ("latency:gateway@1.6.0=300ms", "never runs 1.6.0"),
         ("error-rate:gateway@1.5.0=1.5", "between 0 and 1"),
     ] {

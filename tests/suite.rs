@@ -102,11 +102,20 @@ fn a_newcomers_system_is_tested_through_every_failure_path() {
     let out = ktplay(&["test", "tests/cases/test"]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     let stdout = String::from_utf8_lossy(&out.stdout);
+    // Its guards (a JSON health check, a migration log line, pages, a status endpoint that
+    // `serves` routes) pass on generic services, and each component fails under each fault kind.
     for name in [
         "the shop upgrade succeeds",
         "a backend that never gets ready is rolled back",
+        "a backend whose migration is not logged is rolled back",
+        "a backend answering 500 is rolled back",
         "a frontend that never gets ready keeps blue serving",
+        "a crashing frontend keeps blue serving",
+        "a frontend whose pages fail is never switched to",
         "a mailer that never gets ready rolls everything back",
+        "a crashing mailer rolls everything back",
+        "a mailer that does not log its start rolls everything back",
+        "a mailer whose status fails rolls everything back",
     ] {
         assert!(
             stdout
@@ -197,6 +206,36 @@ test "right" {
     assert!(cases.iter().any(|(_, n, f)| n == "right" && f.is_none()));
 }
 
+/// A generic component's failure as the rehearsal shows it: the guard's request, the fault's
+/// answer, the rollback; and the notes on routing.
+#[test]
+fn rehearse_fails_a_generic_component_on_purpose() {
+    let out = ktplay(&[
+        "rehearse",
+        "tests/cases/test/shop.ktplay",
+        "--approve",
+        "--fault",
+        "http:mailer@1.2.0=500",
+    ]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("routing ops.shop.internal → http://127.0.0.1:"),
+        "`serves ops_url` routes the host no rule would: {stdout}"
+    );
+    assert!(
+        stdout.contains("GET https://ops.shop.internal/mailer/status answered 500, expected 200")
+            && stdout.contains("fault http:mailer@1.2.0=500"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains(
+            "rolled back: backend {2.3.0}, frontend {3.0.0} (serving blue), mailer {1.1.0}"
+        ),
+        "{stdout}"
+    );
+}
+
 #[test]
 fn a_file_with_check_errors_runs_no_test() {
     let out = ktplay(&["test", "tests/cases/check/err/test_fault.ktplay"]);
@@ -215,6 +254,16 @@ fn rehearse_refuses_a_fault_that_cannot_fire_in_the_playbook() {
         ),
         ("never-ready:gateway@1.6.0", "`gateway` never runs 1.6.0"),
         ("policy-off:1.6.0", "the gateway never runs 1.6.0"),
+        (
+            "http:gateway@1.5.0=hello",
+            "the status must be an HTTP status from 100 to 599",
+        ),
+        (
+            "crash:gatway@1.5.0",
+            "the fault names the component `gatway`, which playbook \"keeptrusts-1.5\" does not have",
+        ),
+        ("logs-missing:api@1.6.0", "`api` never runs 1.6.0"),
+        ("explode:api@1.5.0", "unknown fault `explode`"),
     ] {
         let out = ktplay(&[
             "rehearse",

@@ -57,6 +57,7 @@ async fn setup_with(kind: &str, faults: Faults, how: &str) -> Setup {
         faults,
         progress_deadline: Some(Duration::from_secs(10)),
         compat: None,
+        ..SimConfig::default()
     });
     let dir = tempfile::tempdir().unwrap();
     let running = sim.start("127.0.0.1:0".parse().unwrap()).await.unwrap();

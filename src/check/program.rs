@@ -85,6 +85,9 @@ pub struct Component {
     pub migrations: Migrations,
     /// `traffic httproute|ingress "NAME"`: what splits its traffic during a canary.
     pub traffic: Option<Traffic>,
+    /// `serves NAME`: lets whose URLs are this component's in a rehearsal (the routing rule's
+    /// explicit form), with their spans.
+    pub serves: Vec<crate::span::Spanned<String>>,
     pub span: Span,
 }
 

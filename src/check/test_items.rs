@@ -342,21 +342,67 @@ fn fault_problem(pb: &Playbook, f: &Spanned<Fault>) -> Option<TestError> {
             help,
         })
     };
+    // Every version a component can run in this playbook: its `from`, its `to` and any
+    // statement's `to`.
     let versions_of = |role: &str| -> Vec<&Version> {
-        pb.components
-            .iter()
-            .filter(|c| c.role == role || c.name == role)
-            .flat_map(|c| [&c.from, &c.to])
-            .collect()
+        use super::program::{Op, Rollback, Statement};
+        fn stated<'a>(stmts: &'a [Statement], comp: usize, out: &mut Vec<&'a Version>) {
+            for st in stmts {
+                match &st.op {
+                    Op::Rolling { comp: c, to, .. }
+                    | Op::Canary { comp: c, to, .. }
+                    | Op::BlueGreen { comp: c, to, .. }
+                        if *c == comp =>
+                    {
+                        out.push(to)
+                    }
+                    _ => {}
+                }
+            }
+        }
+        let mut out = Vec::new();
+        for (i, c) in pb.components.iter().enumerate() {
+            if c.role != role && c.name != role {
+                continue;
+            }
+            out.extend([&c.from, &c.to]);
+            for st in &pb.stages {
+                stated(&st.stmts, i, &mut out);
+                if let Rollback::Block(b, _) = &st.rollback {
+                    stated(b, i, &mut out);
+                }
+            }
+        }
+        out.dedup();
+        out
     };
     let has_role = |role: &str| {
         pb.components
             .iter()
             .any(|c| c.role == role || c.name == role)
     };
+    let has_name = |name: &str| pb.components.iter().any(|c| c.name == name);
     match &f.node {
-        Fault::NeverReady { component, version } => {
-            if !has_role(component) {
+        // `never-ready` takes a role too (a Keeptrusts role beside a component's own name); the
+        // other faults name a component, as the simulator knows it.
+        Fault::NeverReady { component, version }
+        | Fault::ErrorRate {
+            component, version, ..
+        }
+        | Fault::ServiceLatency {
+            component, version, ..
+        }
+        | Fault::Http {
+            component, version, ..
+        }
+        | Fault::LogsMissing { component, version }
+        | Fault::Crash { component, version } => {
+            let known = if matches!(f.node, Fault::NeverReady { .. }) {
+                has_role(component)
+            } else {
+                has_name(component)
+            };
+            if !known {
                 let names = pb.components.iter().map(|c| c.name.as_str());
                 return bad(
                     format!(
@@ -368,11 +414,14 @@ fn fault_problem(pb: &Playbook, f: &Spanned<Fault>) -> Option<TestError> {
             }
             let vs = versions_of(component);
             if !vs.contains(&version) {
+                let mut shown: Vec<String> = vs.iter().map(|v| v.to_string()).collect();
+                shown.dedup();
+                let runs = match shown.as_slice() {
+                    [from, to] => format!("it goes from {from} to {to}"),
+                    all => format!("it runs {}", all.join(", ")),
+                };
                 return bad(
-                    format!(
-                        "`{component}` never runs {version} in this playbook (it goes from {} to {})",
-                        vs[0], vs[1]
-                    ),
+                    format!("`{component}` never runs {version} in this playbook ({runs})"),
                     Some("a fault on a version nothing runs could never fire".into()),
                 );
             }

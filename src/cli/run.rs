@@ -226,12 +226,15 @@ pub fn cmd_rehearse(args: RehearseArgs) -> i32 {
     }
     let ns = namespace(pb, env, None);
     let matrix = matrix_of(&checked, pb);
+    let (secrets, generated) = crate::run::rehearse::secrets(pb, env);
+    let (generic, generic_notes) = crate::run::generic::generic_for(pb, env, &secrets, matrix);
     runtime().block_on(async {
         let sim = crate::sim::Sim::new(crate::sim::SimConfig {
             pace: args.pace,
             faults,
             progress_deadline: Some(args.progress_deadline),
             compat: crate::run::rehearse::compat_for(pb, matrix),
+            generic,
         });
         sim.seed(&crate::run::rehearse::seed_for(pb, &ns));
         let running = match sim.start(std::net::SocketAddr::from(([127, 0, 0, 1], 0))).await {
@@ -241,8 +244,8 @@ pub fn cmd_rehearse(args: RehearseArgs) -> i32 {
                 return exit::USAGE;
             }
         };
-        let (secrets, generated) = crate::run::rehearse::secrets(pb, env);
-        let (rewrite, notes) = crate::run::rehearse::url_rewrite(pb, env, &running, &secrets);
+        let (rewrite, mut notes) = crate::run::rehearse::url_rewrite(pb, env, &running, &secrets);
+        notes.extend(generic_notes);
         let human = args.format == CliFormat::Human;
         let say = |m: String| {
             if human {

@@ -69,6 +69,8 @@ pub fn cmd_sim_serve(
     let pb = &checked.playbooks[i].1;
     let e = env_name.as_deref().and_then(|n| pb.env(n));
     config.compat = crate::run::rehearse::compat_for(pb, matrix_of(&checked, pb));
+    let (secrets, _) = crate::run::rehearse::secrets(pb, e);
+    config.generic = crate::run::generic::generic_for(pb, e, &secrets, matrix_of(&checked, pb)).0;
     let ns = namespace(pb, e, None);
     let seed = crate::run::rehearse::seed_for(pb, &ns);
     // A kubeconfig is always written: the run command needs one. One of our own naming is
@@ -91,7 +93,6 @@ pub fn cmd_sim_serve(
                 return exit::USAGE;
             }
         };
-        let (secrets, _) = crate::run::rehearse::secrets(pb, e);
         let (routes, _) = crate::run::rehearse::url_rewrite(pb, e, &running, &secrets);
         println!(
             "seeded: playbook \"{}\" at its `from` versions, namespace \"{ns}\"",

@@ -407,6 +407,10 @@ impl Index {
                     self.add(c.name.span, Target::Component(c.name.node.clone()), true);
                     let mut detail = None;
                     for ce in &c.entries {
+                        // `serves NAME` refers to a let: hover and go to definition.
+                        if let ast::ComponentEntry::Serves(l) = &ce.node {
+                            self.add(l.span, Target::Let(l.node.clone()), false);
+                        }
                         if let (ast::ComponentEntry::From(f), Some(t)) = (
                             &ce.node,
                             c.entries.iter().find_map(|x| match &x.node {

@@ -29,6 +29,7 @@ pub mod cluster;
 pub mod context;
 pub mod driver;
 pub mod events;
+pub mod generic;
 pub mod guards;
 pub mod journal;
 pub mod live;

@@ -5,10 +5,14 @@
 //! colours, the Service on blue), in the env's namespace. The sim judges compatibility by the
 //! playbook's matrix.
 //!
-//! URL routing: each `let` whose value is an `http(s)://` URL is mapped to a component — by the
-//! let's name (`api_url` → `api`) or else by the labels of its host (`console-….internal` →
-//! `console`); when the URL names `${C.idle}` or `${C.live}`, each colour's host goes to that
-//! colour's service. Requests keep their path and query; only scheme and host change.
+//! URL routing: each `let` whose value is an `http(s)://` URL is mapped to a component — the one
+//! that says `serves LET`, else the one whose `${C.idle}`/`${C.live}` it names (each colour's
+//! host to that colour's service), else by the let's name (`api_url` → `api`), else by the
+//! words of its host (`console-….internal` → `console`); see [`let_routes`]. Requests keep their
+//! path and query; only scheme and host change.
+//!
+//! Components the simulator has no model for answer as [`super::generic`] computes from the
+//! playbook's guards.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -222,7 +226,7 @@ fn is_loopback_host(host: &str) -> bool {
             .is_ok_and(|ip| ip.is_loopback())
 }
 
-fn host_of(url: &str) -> Option<&str> {
+pub(crate) fn host_of(url: &str) -> Option<&str> {
     let rest = url
         .strip_prefix("https://")
         .or_else(|| url.strip_prefix("http://"))?;
@@ -245,24 +249,36 @@ fn colour_field(t: &Template) -> Option<(usize, Field)> {
     })
 }
 
-/// Route the env's URL lets to the simulator's services.
-pub fn url_rewrite(
+/// One host of an env's URL let and the component (and colour) that serves it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LetRoute {
+    /// The let's name.
+    pub name: String,
+    pub host: String,
+    /// Index into the playbook's components.
+    pub comp: usize,
+    /// `blue`/`green` for a URL naming `${C.idle}` or `${C.live}`.
+    pub colour: Option<&'static str>,
+}
+
+/// Which component serves each host of the env's URL lets. The rule, in order: a component
+/// that says `serves LET`; the component whose `${C.idle}`/`${C.live}` the URL names (each
+/// colour's host to that colour); a component whose name is a word of the let's name
+/// (`api_url` → `api`); a component whose name is a word of the host
+/// (`console-blue.staging.internal` → `console`). The servers of metric guards are left out
+/// (they are the simulator's Prometheus API). Returns the routes and a note per let no rule
+/// matched.
+pub fn let_routes(
     pb: &Playbook,
     env: Option<&Env>,
-    running: &Running,
     secrets: &HashMap<String, String>,
-) -> (UrlRewrite, Vec<String>) {
-    let mut map = Vec::new();
+) -> (Vec<LetRoute>, Vec<String>) {
+    let mut out: Vec<LetRoute> = Vec::new();
     let mut notes = Vec::new();
-    // The servers of metric guards are the simulator's Prometheus-compatible API, unless they
-    // are on this machine (a local Prometheus scraping the simulator is asked as it is).
     let metric_hosts: Vec<String> = metric_hosts(pb, env, secrets)
         .into_iter()
         .filter(|h| !is_loopback_host(h))
         .collect();
-    for h in &metric_hosts {
-        map.push((h.clone(), running.api_url()));
-    }
     let lets = pb
         .lets
         .iter()
@@ -277,6 +293,10 @@ pub fn url_rewrite(
         } else {
             vec![None]
         };
+        let explicit = pb
+            .components
+            .iter()
+            .position(|c| c.serves.iter().any(|s| s.node == l.name));
         for live in lives {
             let mut l_live = Live {
                 colours: HashMap::new(),
@@ -296,36 +316,72 @@ pub fn url_rewrite(
                 continue;
             };
             let Some(host) = host_of(&url) else { continue };
-            if metric_hosts.iter().any(|h| h == host) {
+            if metric_hosts.iter().any(|h| h == host) && explicit.is_none() {
                 continue;
             }
-            let by_name = pb
-                .components
-                .iter()
-                .position(|c| words(&l.name).any(|w| w == c.name));
+            let by_name = || {
+                pb.components
+                    .iter()
+                    .position(|c| words(&l.name).any(|w| w == c.name))
+            };
             let by_host = || {
                 pb.components
                     .iter()
                     .position(|c| words(host).any(|w| w == c.name))
             };
-            let comp = colour_part.map(|(ci, _)| ci).or(by_name).or_else(by_host);
+            let comp = explicit
+                .or(colour_part.map(|(ci, _)| ci))
+                .or_else(by_name)
+                .or_else(by_host);
             let Some(ci) = comp else {
                 notes.push(format!(
-                    "`{}` ({host}) matches no component: its requests are refused (a rehearsal never leaves this machine)",
-                    l.name
+                    "`{}` ({host}) matches no component: its requests are refused (a rehearsal never leaves this machine); say which component serves it with `serves {}` in that component",
+                    l.name, l.name
                 ));
                 continue;
             };
-            let cname = &pb.components[ci].name;
+            // The colour applies to the component the URL names it for.
             let colour = match (colour_part, live) {
-                (Some((_, Field::Idle)), Some(l)) => Some(l.other().as_str()),
-                (Some((_, Field::Live)), Some(l)) => Some(l.as_str()),
+                (Some((cc, Field::Idle)), Some(l)) if cc == ci => Some(l.other().as_str()),
+                (Some((cc, Field::Live)), Some(l)) if cc == ci => Some(l.as_str()),
                 _ => None,
             };
-            if let Some(base) = running.service_url(cname, colour) {
-                if !map.iter().any(|(h, _): &(String, String)| h == host) {
-                    map.push((host.to_string(), base));
-                }
+            if !out.iter().any(|r| r.host == host) {
+                out.push(LetRoute {
+                    name: l.name.clone(),
+                    host: host.to_string(),
+                    comp: ci,
+                    colour,
+                });
+            }
+        }
+    }
+    (out, notes)
+}
+
+/// Route the env's URL lets to the simulator's services (by [`let_routes`]).
+pub fn url_rewrite(
+    pb: &Playbook,
+    env: Option<&Env>,
+    running: &Running,
+    secrets: &HashMap<String, String>,
+) -> (UrlRewrite, Vec<String>) {
+    let mut map = Vec::new();
+    // The servers of metric guards are the simulator's Prometheus-compatible API, unless they
+    // are on this machine (a local Prometheus scraping the simulator is asked as it is).
+    let metric_hosts: Vec<String> = metric_hosts(pb, env, secrets)
+        .into_iter()
+        .filter(|h| !is_loopback_host(h))
+        .collect();
+    for h in &metric_hosts {
+        map.push((h.clone(), running.api_url()));
+    }
+    let (routes, notes) = let_routes(pb, env, secrets);
+    for r in routes {
+        let cname = &pb.components[r.comp].name;
+        if let Some(base) = running.service_url(cname, r.colour) {
+            if !map.iter().any(|(h, _): &(String, String)| *h == r.host) {
+                map.push((r.host, base));
             }
         }
     }

@@ -90,11 +90,13 @@ fn simulate(checked: &Checked, test: &Test) -> Result<Ran, String> {
         for f in &test.faults {
             faults.add(f.node.clone());
         }
+        let (secrets, _) = super::rehearse::secrets(pb, env);
         let sim = Sim::new(SimConfig {
             // A pod takes a second of simulated time per step: realistic, and free.
             pace: Duration::from_secs(1),
             faults,
             compat: super::rehearse::compat_for(pb, matrix),
+            generic: super::generic::generic_for(pb, env, &secrets, matrix).0,
             ..SimConfig::default()
         });
         sim.seed(&super::rehearse::seed_for(pb, &ns));
@@ -102,7 +104,6 @@ fn simulate(checked: &Checked, test: &Test) -> Result<Ran, String> {
             .start(std::net::SocketAddr::from(([127, 0, 0, 1], 0)))
             .await
             .map_err(|e| format!("cannot start the simulator: {e}"))?;
-        let (secrets, _) = super::rehearse::secrets(pb, env);
         let (rewrite, _) = super::rehearse::url_rewrite(pb, env, &running, &secrets);
         let cluster = Cluster::new(kube::Client::new(sim.router(), ns.clone()), ns.clone());
         let opts = RunOptions {

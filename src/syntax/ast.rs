@@ -144,6 +144,8 @@ pub enum ComponentEntry {
     To(Spanned<Value>),
     Migrations(Ident),
     Role(Ident),
+    /// `serves NAME`: the let whose URLs this component serves in a rehearsal.
+    Serves(Ident),
     BlueGreen(Vec<Spanned<BlueGreenEntry>>),
     /// `traffic httproute "NAME"` / `traffic ingress "NAME"`: the router kind and the object.
     Traffic(Ident, Spanned<StrLit>),

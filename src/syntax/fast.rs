@@ -510,6 +510,7 @@ impl<'a> Fast<'a> {
                 "to" => ComponentEntry::To(self.value()?),
                 "migrations" => ComponentEntry::Migrations(self.ident()?),
                 "role" => ComponentEntry::Role(self.ident()?),
+                "serves" => ComponentEntry::Serves(self.ident()?),
                 "blue_green" => ComponentEntry::BlueGreen(self.blue_green()?),
                 "traffic" => {
                     let kind = self.ident()?;

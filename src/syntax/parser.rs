@@ -268,6 +268,7 @@ impl Builder {
                     ComponentEntry::Migrations(self.ident(a.next().expect("migrations")))
                 }
                 Rule::c_role => ComponentEntry::Role(self.ident(a.next().expect("role"))),
+                Rule::c_serves => ComponentEntry::Serves(self.ident(a.next().expect("serves"))),
                 Rule::c_blue_green => {
                     let mut bg = Vec::new();
                     for b in a {

@@ -268,7 +268,12 @@ fn kubelet(sim: &Sim, store: &mut Store, faults: &Faults, roles: &[RoleInfo]) {
             .to_string();
         let name = name_of(&pod);
         let role = pod_role(roles, &pod);
-        let tags = tag_behaviour(&pod);
+        // `crash:C@V` makes a pod behave as the fake kubelet's `-crash` tag does.
+        let crash_fault = role
+            .as_ref()
+            .and_then(|(r, v)| Some((r, v.as_ref()?)))
+            .is_some_and(|(r, v)| faults.crashes(&r.role, v));
+        let tags = tag_behaviour(&pod).or(crash_fault.then_some(TagBehaviour::Crash));
         let problem = unhealthy(role.as_ref(), faults);
         let starting = str_at(&pod, &["status", "startTime"]).is_none();
         if !starting {
@@ -363,6 +368,26 @@ fn kubelet(sim: &Sim, store: &mut Store, faults: &Faults, roles: &[RoleInfo]) {
             }
             _ => {}
         }
+        // A generic component logs the lines its log guards look for, as they are (no stamp in
+        // front, so a pattern anchored with `^` matches).
+        let mut raw_lines: Vec<String> = Vec::new();
+        if tags.is_none() && problem.is_none() && !super::generic::is_modelled(role_name) {
+            if let Some(spec) = sim.generic().spec(role_name) {
+                raw_lines.extend(spec.log_lines.iter().cloned());
+            }
+        }
+        if version
+            .as_ref()
+            .is_some_and(|v| faults.logs_missing(role_name, v))
+        {
+            lines.clear();
+            raw_lines.clear();
+        }
+        if crash_fault && starting {
+            lines.push(format!(
+                "exited with code 1 (fault crash:{role_name}@{vtext}), restarting"
+            ));
+        }
         let ready = problem.is_none() && tags.is_none();
         let containers = at(&pod, &["spec", "containers"])
             .and_then(Value::as_array)
@@ -456,11 +481,12 @@ fn kubelet(sim: &Sim, store: &mut Store, faults: &Faults, roles: &[RoleInfo]) {
             })
             .collect();
         p["status"]["containerStatuses"] = json!(statuses);
-        if !lines.is_empty() {
+        if !lines.is_empty() || !raw_lines.is_empty() {
             let entry = store.logs.entry((ns.clone(), name.clone())).or_default();
             for l in lines {
                 entry.push(format!("{t} {l}"));
             }
+            entry.extend(raw_lines);
         }
         let _ = store.update(Kind::Pod, &ns, &name, p, WriteMode::Internal);
     }

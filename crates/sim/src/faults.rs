@@ -54,6 +54,20 @@ pub enum Fault {
         version: Version,
         latency: Duration,
     },
+    /// Requests to `component`'s pods of `version` are answered with this status (any path):
+    /// `http:COMPONENT@VERSION=STATUS`.
+    Http {
+        component: String,
+        version: Version,
+        status: u16,
+    },
+    /// `component`'s pods of `version` write none of their own log lines (the generated lines
+    /// a generic component's log guards look for, a Keeptrusts component's start-up lines):
+    /// `logs-missing:COMPONENT@VERSION`.
+    LogsMissing { component: String, version: Version },
+    /// `component`'s pods of `version` start, then crash and restart forever
+    /// (`CrashLoopBackOff`, never ready): `crash:COMPONENT@VERSION`.
+    Crash { component: String, version: Version },
     /// Watch streams end early (after about a quarter of a second), as when a load balancer cuts
     /// long connections.
     WatchCut,
@@ -172,6 +186,7 @@ pub struct ParseFaultError(pub String);
 const FAULT_FORMS: &str = "never-ready:COMPONENT@VERSION, policy-off:VERSION, \
 migration-fails:VERSION, api-errors:SHARE (0..1 or N%), latency:DURATION (e.g. 200ms), \
 error-rate:COMPONENT@VERSION=SHARE, latency:COMPONENT@VERSION=DURATION, \
+http:COMPONENT@VERSION=STATUS, logs-missing:COMPONENT@VERSION, crash:COMPONENT@VERSION, \
 watch-cut, watch-expired, deny:VERB:RESOURCE[:NAMESPACE]";
 
 fn version(text: &str, fault: &str) -> Result<Version, ParseFaultError> {
@@ -251,20 +266,51 @@ impl FromStr for Fault {
                 ))),
             }
         };
+        // `NAME:COMPONENT@VERSION`
+        let component_at = |arg: Option<&str>| -> Result<(String, Version), ParseFaultError> {
+            let form = format!("{name}:COMPONENT@VERSION");
+            let a = need(arg, &form)?;
+            let (component, v) = a.split_once('@').ok_or_else(|| {
+                ParseFaultError(format!("`{s}`: write `{form}`, e.g. {name}:gateway@1.5.0"))
+            })?;
+            if component.trim().is_empty() {
+                return Err(ParseFaultError(format!("`{s}`: the component is missing")));
+            }
+            Ok((component.trim().to_string(), version(v, s)?))
+        };
         match name {
             "never-ready" => {
-                let a = need(arg, "never-ready:COMPONENT@VERSION")?;
-                let (component, v) = a.split_once('@').ok_or_else(|| {
-                    ParseFaultError(format!(
-                        "`{s}`: write `never-ready:COMPONENT@VERSION`, e.g. never-ready:gateway@1.5.0"
-                    ))
-                })?;
-                if component.trim().is_empty() {
-                    return Err(ParseFaultError(format!("`{s}`: the component is missing")));
-                }
-                Ok(Fault::NeverReady {
-                    component: component.trim().to_string(),
-                    version: version(v, s)?,
+                let (component, version) = component_at(arg)?;
+                Ok(Fault::NeverReady { component, version })
+            }
+            "logs-missing" => {
+                let (component, version) = component_at(arg)?;
+                Ok(Fault::LogsMissing { component, version })
+            }
+            "crash" => {
+                let (component, version) = component_at(arg)?;
+                Ok(Fault::Crash { component, version })
+            }
+            "http" => {
+                let form = "http:COMPONENT@VERSION=STATUS, e.g. http:backend@2.4.0=500";
+                let bad = || ParseFaultError(format!("`{s}`: write `{form}`"));
+                let a = need(arg, form)?;
+                let (target, status) = a.split_once('=').ok_or_else(bad)?;
+                let (component, version) = component_at(Some(target))?;
+                let status = status
+                    .trim()
+                    .parse::<u16>()
+                    .ok()
+                    .filter(|c| (100..=599).contains(c))
+                    .ok_or_else(|| {
+                        ParseFaultError(format!(
+                            "`{s}`: the status must be an HTTP status from 100 to 599, e.g. http:backend@2.4.0=500"
+                        ))
+                    })?;
+                Ok(Fault::Http {
+                    component,
+                    version,
+                    status,
                 })
             }
             "policy-off" => Ok(Fault::PolicyOff {
@@ -382,6 +428,15 @@ impl fmt::Display for Fault {
                 "latency:{component}@{version}={}",
                 format_duration(*latency)
             ),
+            Fault::Http {
+                component,
+                version,
+                status,
+            } => write!(f, "http:{component}@{version}={status}"),
+            Fault::LogsMissing { component, version } => {
+                write!(f, "logs-missing:{component}@{version}")
+            }
+            Fault::Crash { component, version } => write!(f, "crash:{component}@{version}"),
             Fault::WatchCut => write!(f, "watch-cut"),
             Fault::WatchExpired => write!(f, "watch-expired"),
             Fault::Deny(d) => write!(f, "deny:{d}"),
@@ -486,7 +541,12 @@ impl Faults {
                 }
                 | Fault::ServiceLatency {
                     component, version, ..
-                } => Some((f, component.as_str(), version)),
+                }
+                | Fault::Http {
+                    component, version, ..
+                }
+                | Fault::LogsMissing { component, version }
+                | Fault::Crash { component, version } => Some((f, component.as_str(), version)),
                 _ => None,
             })
             .collect()
@@ -495,6 +555,32 @@ impl Faults {
     pub fn never_ready(&self, role: &str, v: &Version) -> bool {
         self.faults.iter().any(|f| {
             matches!(f, Fault::NeverReady { component, version } if component == role && version == v)
+        })
+    }
+
+    /// The status `component`'s pods on `v` answer every request with (`http:C@V=S`).
+    pub fn http_status(&self, component: &str, v: &Version) -> Option<u16> {
+        self.faults.iter().find_map(|f| match f {
+            Fault::Http {
+                component: c,
+                version,
+                status,
+            } if c == component && version == v => Some(*status),
+            _ => None,
+        })
+    }
+
+    /// Do `component`'s pods on `v` write none of their own lines (`logs-missing:C@V`)?
+    pub fn logs_missing(&self, component: &str, v: &Version) -> bool {
+        self.faults.iter().any(|f| {
+            matches!(f, Fault::LogsMissing { component: c, version } if c == component && version == v)
+        })
+    }
+
+    /// Do `component`'s pods on `v` crash-loop (`crash:C@V`)?
+    pub fn crashes(&self, component: &str, v: &Version) -> bool {
+        self.faults.iter().any(|f| {
+            matches!(f, Fault::Crash { component: c, version } if c == component && version == v)
         })
     }
 
@@ -580,6 +666,9 @@ mod tests {
             "deny:get:pods/log",
             "deny:*:core/configmaps",
             "deny:update:apps/deployments/scale:ns",
+            "http:backend@2.4.0=503",
+            "logs-missing:backend@2.4.0",
+            "crash:mailer@1.2.0-rc.1",
         ] {
             let f: Fault = s.parse().unwrap();
             assert_eq!(f.to_string(), s);
@@ -609,6 +698,13 @@ mod tests {
         assert!(err("watch-cut:now").contains("takes no argument"));
         assert!(err("deny:patch").contains("deny:VERB:RESOURCE"));
         assert!(err("deny:patch:a/b/c/d").contains("deny:VERB:RESOURCE"));
+        assert!(err("http:backend@2.4.0").contains("http:COMPONENT@VERSION=STATUS"));
+        assert!(err("http:backend@2.4.0=700").contains("from 100 to 599"));
+        assert!(err("http:backend@2.4.0=ok").contains("from 100 to 599"));
+        assert!(err("http:@2.4.0=500").contains("component is missing"));
+        assert!(err("crash:mailer").contains("crash:COMPONENT@VERSION"));
+        assert!(err("logs-missing:backend@2.4").contains("not a semantic version"));
+        assert!(err("logs-missing").contains("needs an argument"));
     }
 
     #[test]

@@ -123,6 +123,7 @@ mod controller;
 pub mod discovery;
 pub mod faults;
 pub mod follow;
+pub mod generic;
 pub mod image;
 mod logs;
 mod metrics;
@@ -150,6 +151,7 @@ use serde_json::Value;
 use tokio::sync::Notify;
 
 pub use faults::{Fault, Faults, ParseFaultError};
+pub use generic::{Generic, GenericRoute, GenericSpec, StateFn};
 pub use serve::{Running, ServeOptions, SimError};
 pub use services::ServiceStats;
 
@@ -174,6 +176,8 @@ pub struct SimConfig {
     /// Which peer versions the API supports. `None`: the built-in rule for the roles `gateway`,
     /// `console` and `workers`: same major, minor of the API or the one before.
     pub compat: Option<CompatFn>,
+    /// How the components the simulator has no model for answer and log (see [`generic`]).
+    pub generic: Generic,
 }
 
 impl fmt::Debug for SimConfig {
@@ -183,6 +187,7 @@ impl fmt::Debug for SimConfig {
             .field("faults", &self.faults)
             .field("progress_deadline", &self.progress_deadline)
             .field("compat", &self.compat.as_ref().map(|_| "<fn>"))
+            .field("generic", &self.generic)
             .finish()
     }
 }
@@ -349,6 +354,8 @@ pub(crate) struct Inner {
     pub clock: metrics::Clock,
     /// Wakes the traffic task after a change the store does not see (the faults).
     pub metrics_kick: Arc<Notify>,
+    /// How components without a model answer and log ([`Sim::set_generic`]).
+    pub generic: RwLock<Generic>,
 }
 
 /// Lock a mutex, recovering from poisoning (a panicked holder must not take the simulator down).
@@ -399,6 +406,7 @@ impl Sim {
                 metrics: Mutex::new(metrics::Metrics::default()),
                 clock: metrics::Clock::new(),
                 metrics_kick: Arc::new(Notify::new()),
+                generic: RwLock::new(config.generic),
             }),
         };
         let _ = lock(&sim.inner.store).create(
@@ -458,6 +466,24 @@ impl Sim {
     pub fn service_router(&self, component: &str, colour: Option<&str>) -> Option<axum::Router> {
         let target = services::find_target(self, component, colour)?;
         Some(services::router(self.clone(), target))
+    }
+
+    /// How the components the simulator has no model for answer their guards' requests and
+    /// what they log (see [`generic`]); set it before seeding, so the first pods log the lines.
+    pub fn set_generic(&self, generic: Generic) {
+        *self
+            .inner
+            .generic
+            .write()
+            .unwrap_or_else(|e| e.into_inner()) = generic;
+    }
+
+    pub(crate) fn generic(&self) -> Generic {
+        self.inner
+            .generic
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     /// Bind the API and one listener per simulated service target on `addr`'s IP (port 0 of

@@ -379,17 +379,45 @@ fn answer(
     let pod_name = str_at(pod, &["metadata", "name"])
         .unwrap_or_default()
         .to_string();
-    let mut resp = respond(
-        sim,
-        target,
-        &role,
-        version.as_ref(),
-        method,
-        path,
-        headers,
-        body,
-        &roles,
-    );
+    let fault_status = version
+        .as_ref()
+        .and_then(|v| sim.faults().http_status(&role, v));
+    let mut resp = if let (Some(code), Some(v)) = (fault_status, &version) {
+        // Any component, modelled or not, fails on purpose.
+        json_answer(
+            StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+            json!({"error": "fault", "message": format!("{role} {v} answers {code} (fault http:{role}@{v}={code})")}),
+        )
+    } else if !super::generic::is_modelled(&role) {
+        let generic = sim.generic();
+        let state = ready_state(sim, &target.namespace, &roles, &role, version.as_ref());
+        let (code, content_type, bytes) = super::generic::answer(
+            &generic,
+            &role,
+            version.as_ref(),
+            &state,
+            method.as_str(),
+            path,
+        );
+        (
+            StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+            [(header::CONTENT_TYPE, content_type)],
+            bytes,
+        )
+            .into_response()
+    } else {
+        respond(
+            sim,
+            target,
+            &role,
+            version.as_ref(),
+            method,
+            path,
+            headers,
+            body,
+            &roles,
+        )
+    };
     if let Ok(v) = HeaderValue::from_str(&pod_name) {
         resp.headers_mut().insert("x-sim-pod", v);
     }
@@ -397,6 +425,31 @@ fn answer(
         resp.headers_mut().insert("x-sim-version", v);
     }
     (resp, version.map(|v| v.to_string()))
+}
+
+/// What the namespace's ready pods run, `(component, version)`, with `component` narrowed to
+/// `version` (the pod that answers).
+fn ready_state(
+    sim: &Sim,
+    ns: &str,
+    roles: &[RoleInfo],
+    component: &str,
+    version: Option<&Version>,
+) -> Vec<(String, Version)> {
+    let store = lock(&sim.inner.store);
+    let mut state: Vec<(String, Version)> = store
+        .iter(Kind::Pod, Some(ns))
+        .filter(|p| ready(p))
+        .filter_map(|p| pod_role(roles, p))
+        .filter(|(r, _)| r.role != component)
+        .filter_map(|(r, v)| Some((r.role, v?)))
+        .collect();
+    if let Some(v) = version {
+        state.push((component.to_string(), v.clone()));
+    }
+    state.sort();
+    state.dedup();
+    state
 }
 
 #[allow(clippy::too_many_arguments)]

@@ -229,6 +229,7 @@ impl<'a> Lowerer<'a> {
             .collect();
 
         self.check_let_uses(&lets, &envs);
+        self.check_serves(&lets, &envs);
 
         Playbook {
             name,
@@ -286,7 +287,19 @@ impl<'a> Lowerer<'a> {
         let mut migrations = Migrations::BackwardCompatible;
         let mut role = None;
         let mut traffic = None;
+        let mut serves: Vec<Spanned<String>> = Vec::new();
         for e in &c.entries {
+            if let ast::ComponentEntry::Serves(l) = &e.node {
+                // Repeatable: one entry per let.
+                match serves.iter().find(|s| s.node == l.node) {
+                    Some(first) => {
+                        let first = first.span;
+                        self.duplicate("`serves` of the let", &l.node, l.span, first)
+                    }
+                    None => serves.push(Spanned::new(l.node.clone(), l.span)),
+                }
+                continue;
+            }
             let key = match &e.node {
                 ast::ComponentEntry::Deployment(_) => "deployment",
                 ast::ComponentEntry::Container(_) => "container",
@@ -295,6 +308,7 @@ impl<'a> Lowerer<'a> {
                 ast::ComponentEntry::To(_) => "to",
                 ast::ComponentEntry::Migrations(_) => "migrations",
                 ast::ComponentEntry::Role(_) => "role",
+                ast::ComponentEntry::Serves(_) => "serves",
                 ast::ComponentEntry::BlueGreen(_) => "blue_green",
                 ast::ComponentEntry::Traffic(..) => "traffic",
             };
@@ -360,6 +374,7 @@ impl<'a> Lowerer<'a> {
                     }
                 }
                 ast::ComponentEntry::Role(r) => role = Some(r.node.clone()),
+                ast::ComponentEntry::Serves(_) => {}
                 ast::ComponentEntry::BlueGreen(entries) => {
                     blue_green = self.blue_green(entries, e.span)
                 }
@@ -436,6 +451,7 @@ impl<'a> Lowerer<'a> {
             to: to.map_or(zero, |t| t.node),
             migrations,
             traffic,
+            serves,
             span,
         }
     }
@@ -670,6 +686,46 @@ impl<'a> Lowerer<'a> {
                 chain,
                 span: span.into(),
             });
+        }
+    }
+
+    /// `serves NAME` must name a let of the playbook or of one of its envs, and no let is served
+    /// by two components (a rehearsal could route it to only one).
+    fn check_serves(&mut self, lets: &[Let], envs: &[Env]) {
+        let mut candidates: Vec<&str> = lets.iter().map(|l| l.name.as_str()).collect();
+        for e in envs {
+            candidates.extend(e.lets.iter().map(|l| l.name.as_str()));
+        }
+        let mut first_by: HashMap<String, Span> = HashMap::new();
+        let mut problems = Vec::new();
+        for c in &self.components {
+            for s in &c.serves {
+                if !candidates.contains(&s.node.as_str()) {
+                    problems.push(CheckError::UnknownLet {
+                        name: s.node.clone(),
+                        context: format!(" (named by `serves` in component `{}`)", c.name),
+                        span: s.span.into(),
+                        help: did_you_mean(&s.node, candidates.iter().copied()).or_else(|| {
+                            Some("`serves` names a let whose URLs the component serves, like `serves shop_url` for `let shop_url = \"https://…\"`".into())
+                        }),
+                    });
+                    continue;
+                }
+                match first_by.get(&s.node) {
+                    Some(first) => problems.push(CheckError::Duplicate {
+                        what: "`serves` of the let",
+                        name: s.node.clone(),
+                        span: s.span.into(),
+                        first: (*first).into(),
+                    }),
+                    None => {
+                        first_by.insert(s.node.clone(), s.span);
+                    }
+                }
+            }
+        }
+        for p in problems {
+            self.error(p);
         }
     }
 

@@ -32,6 +32,7 @@ pub(super) fn is_keyword(r: Rule) -> bool {
             | Rule::kw_to
             | Rule::kw_migrations
             | Rule::kw_role
+            | Rule::kw_serves
             | Rule::kw_blue_green
             | Rule::kw_service
             | Rule::kw_selector
