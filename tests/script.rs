@@ -230,6 +230,7 @@ async fn api_against_real_servers() {
     let sim = Sim::new(SimConfig::default());
     sim.seed(&Seed {
         pod_env: Vec::new(),
+        routes: Vec::new(),
         namespace: "keeptrusts".into(),
         components: vec![SeedComponent {
             name: "api".into(),

@@ -30,6 +30,7 @@ use super::guards::UrlRewrite;
 pub fn seed_for(pb: &Playbook, namespace: &str) -> Seed {
     Seed {
         pod_env: Vec::new(),
+        routes: pb.components.iter().filter_map(seed_route).collect(),
         namespace: namespace.to_string(),
         components: pb
             .components
@@ -52,6 +53,24 @@ pub fn seed_for(pb: &Playbook, namespace: &str) -> Seed {
             })
             .collect(),
     }
+}
+
+/// The router a component's `traffic` names, in front of its (first) Deployment's Service with
+/// all the weight, as a canary expects to find it before it starts.
+fn seed_route(c: &crate::check::program::Component) -> Option<crate::sim::SeedRoute> {
+    use crate::check::program::TrafficKind;
+    let t = c.traffic.as_ref()?;
+    let Workload::Deployments(d) = &c.workload else {
+        return None;
+    };
+    Some(crate::sim::SeedRoute {
+        kind: match t.kind {
+            TrafficKind::HttpRoute => crate::sim::SeedRouteKind::HttpRoute,
+            TrafficKind::Ingress => crate::sim::SeedRouteKind::Ingress,
+        },
+        name: t.name.clone(),
+        service: d.first()?.clone(),
+    })
 }
 
 /// The sim's compatibility judged by the playbook's matrix (components take part under their

@@ -1214,6 +1214,30 @@ pub fn seed_objects(seed: &Seed, progress_deadline: Option<i64>) -> Vec<(Kind, V
             }
         }
     }
+    for r in &seed.routes {
+        out.push(match r.kind {
+            crate::SeedRouteKind::HttpRoute => (
+                Kind::HttpRoute,
+                json!({
+                    "apiVersion": "gateway.networking.k8s.io/v1", "kind": "HTTPRoute",
+                    "metadata": {"name": r.name, "namespace": ns},
+                    "spec": {"parentRefs": [{"name": "edge"}],
+                             "rules": [{"backendRefs": [{"name": r.service, "port": 80}]}]}
+                }),
+            ),
+            crate::SeedRouteKind::Ingress => (
+                Kind::Ingress,
+                json!({
+                    "apiVersion": "networking.k8s.io/v1", "kind": "Ingress",
+                    "metadata": {"name": r.name, "namespace": ns},
+                    "spec": {"ingressClassName": "nginx",
+                             "rules": [{"host": format!("{}.example.com", r.service), "http": {"paths": [
+                                 {"path": "/", "pathType": "Prefix",
+                                  "backend": {"service": {"name": r.service, "port": {"number": 80}}}}]}}]}
+                }),
+            ),
+        });
+    }
     out
 }
 

@@ -202,6 +202,30 @@ pub struct Seed {
     /// Extra environment variables on every container of every seeded deployment (tests: a
     /// large pod template).
     pub pod_env: Vec<(String, String)>,
+    /// Traffic routers in front of seeded Services (created if absent), all weight on the
+    /// Service: what a playbook's `traffic httproute|ingress "NAME"` expects to find.
+    pub routes: Vec<SeedRoute>,
+}
+
+/// A traffic router seeded in front of one Service: an HTTPRoute with one rule whose only
+/// `backendRef` is the Service (port 80), or an Ingress (class `nginx`, host
+/// `<service>.example.com`, path `/`) whose backend is the Service.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SeedRoute {
+    pub kind: SeedRouteKind,
+    /// The router object's name.
+    pub name: String,
+    /// The Service it sends to.
+    pub service: String,
+}
+
+/// Which kind of router a [`SeedRoute`] is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SeedRouteKind {
+    /// Gateway API `gateway.networking.k8s.io/v1` HTTPRoute.
+    HttpRoute,
+    /// `networking.k8s.io/v1` Ingress (ingress-nginx).
+    Ingress,
 }
 
 /// One component of the seeded system.
@@ -265,6 +289,7 @@ impl Seed {
         };
         Seed {
             pod_env: Vec::new(),
+            routes: Vec::new(),
             namespace: namespace.into(),
             components: vec![
                 comp(

@@ -26,6 +26,7 @@ fn shop(backend: &str) -> Seed {
     };
     Seed {
         pod_env: Vec::new(),
+        routes: Vec::new(),
         namespace: "shop".into(),
         components: vec![comp("backend", backend), comp("mailer", "1.1.0")],
     }

@@ -1613,6 +1613,7 @@ async fn custom_seed_and_compat_fn() {
     });
     sim.seed(&Seed {
         pod_env: Vec::new(),
+        routes: Vec::new(),
         namespace: "edge".into(),
         components: vec![
             SeedComponent {
