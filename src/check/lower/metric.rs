@@ -342,8 +342,8 @@ impl PromqlText {
     fn build(q: &ast::Query, t: &Template) -> PromqlText {
         let file = q.lit.span.file;
         let mut out = PromqlText {
-            text: String::new(),
-            map: Vec::new(),
+            text: String::with_capacity(q.source.len()),
+            map: Vec::with_capacity(q.source.len()),
             file,
         };
         let src = q.source.as_str();
@@ -368,13 +368,14 @@ impl PromqlText {
             let rest = &src[i..];
             if let Some(esc) = rest.strip_prefix('\\') {
                 let c = esc.chars().next().unwrap_or('\\');
-                let s = match c {
-                    'n' => "\n".to_string(),
-                    't' => "\t".to_string(),
-                    c => c.to_string(),
+                let mut buf = [0u8; 4];
+                let s: &str = match c {
+                    'n' => "\n",
+                    't' => "\t",
+                    c => c.encode_utf8(&mut buf),
                 };
-                out.track(&s, &mut quote, &mut brackets);
-                out.push(&s, at, at + 1 + c.len_utf8());
+                out.track(s, &mut quote, &mut brackets);
+                out.push(s, at, at + 1 + c.len_utf8());
                 i += 1 + c.len_utf8();
                 continue;
             }
@@ -399,9 +400,10 @@ impl PromqlText {
                 continue;
             }
             let c = rest.chars().next().expect("not at the end");
-            let s = c.to_string();
-            out.track(&s, &mut quote, &mut brackets);
-            out.push(&s, at, at + c.len_utf8());
+            let mut buf = [0u8; 4];
+            let s: &str = c.encode_utf8(&mut buf);
+            out.track(s, &mut quote, &mut brackets);
+            out.push(s, at, at + c.len_utf8());
             i += c.len_utf8();
         }
         out
