@@ -38,6 +38,31 @@ impl Playbook {
     pub fn env(&self, name: &str) -> Option<&Env> {
         self.envs.iter().find(|e| e.name == name)
     }
+
+    /// Every statement, in order: each stage's, with the guards inside canary and blue-green
+    /// blocks after their statement, then the stage's rollback block.
+    pub fn statements(&self) -> Vec<&Statement> {
+        fn walk<'a>(st: &'a Statement, out: &mut Vec<&'a Statement>) {
+            out.push(st);
+            if let Op::Canary { guards, .. } | Op::BlueGreen { guards, .. } = &st.op {
+                for g in guards {
+                    walk(g, out);
+                }
+            }
+        }
+        let mut out = Vec::new();
+        for s in &self.stages {
+            for st in &s.stmts {
+                walk(st, &mut out);
+            }
+            if let Rollback::Block(b, _) = &s.rollback {
+                for st in b {
+                    walk(st, &mut out);
+                }
+            }
+        }
+        out
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]

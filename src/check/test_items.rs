@@ -345,33 +345,23 @@ fn fault_problem(pb: &Playbook, f: &Spanned<Fault>) -> Option<TestError> {
     // Every version a component can run in this playbook: its `from`, its `to` and any
     // statement's `to`.
     let versions_of = |role: &str| -> Vec<&Version> {
-        use super::program::{Op, Rollback, Statement};
-        fn stated<'a>(stmts: &'a [Statement], comp: usize, out: &mut Vec<&'a Version>) {
-            for st in stmts {
-                match &st.op {
-                    Op::Rolling { comp: c, to, .. }
-                    | Op::Canary { comp: c, to, .. }
-                    | Op::BlueGreen { comp: c, to, .. }
-                        if *c == comp =>
-                    {
-                        out.push(to)
-                    }
-                    _ => {}
-                }
-            }
-        }
+        use super::program::Op;
         let mut out = Vec::new();
         for (i, c) in pb.components.iter().enumerate() {
             if c.role != role && c.name != role {
                 continue;
             }
             out.extend([&c.from, &c.to]);
-            for st in &pb.stages {
-                stated(&st.stmts, i, &mut out);
-                if let Rollback::Block(b, _) = &st.rollback {
-                    stated(b, i, &mut out);
+            out.extend(pb.statements().into_iter().filter_map(|st| match &st.op {
+                Op::Rolling { comp, to, .. }
+                | Op::Canary { comp, to, .. }
+                | Op::BlueGreen { comp, to, .. }
+                    if *comp == i =>
+                {
+                    Some(to)
                 }
-            }
+                _ => None,
+            }));
         }
         out.dedup();
         out
@@ -382,51 +372,40 @@ fn fault_problem(pb: &Playbook, f: &Spanned<Fault>) -> Option<TestError> {
             .any(|c| c.role == role || c.name == role)
     };
     let has_name = |name: &str| pb.components.iter().any(|c| c.name == name);
-    match &f.node {
-        // `never-ready` takes a role too (a Keeptrusts role beside a component's own name); the
-        // other faults name a component, as the simulator knows it.
-        Fault::NeverReady { component, version }
-        | Fault::ErrorRate {
-            component, version, ..
+    // `never-ready` takes a role too (a Keeptrusts role beside a component's own name); the
+    // other faults name a component, as the simulator knows it.
+    if let Some((component, version)) = f.node.target() {
+        let known = if matches!(f.node, Fault::NeverReady { .. }) {
+            has_role(component)
+        } else {
+            has_name(component)
+        };
+        if !known {
+            let names = pb.components.iter().map(|c| c.name.as_str());
+            return bad(
+                format!(
+                "the fault names the component `{component}`, which playbook \"{}\" does not have",
+                pb.name
+            ),
+                did_you_mean(component, names),
+            );
         }
-        | Fault::ServiceLatency {
-            component, version, ..
-        }
-        | Fault::Http {
-            component, version, ..
-        }
-        | Fault::LogsMissing { component, version }
-        | Fault::Crash { component, version } => {
-            let known = if matches!(f.node, Fault::NeverReady { .. }) {
-                has_role(component)
-            } else {
-                has_name(component)
+        let vs = versions_of(component);
+        if !vs.contains(&version) {
+            let mut shown: Vec<String> = vs.iter().map(|v| v.to_string()).collect();
+            shown.dedup();
+            let runs = match shown.as_slice() {
+                [from, to] => format!("it goes from {from} to {to}"),
+                all => format!("it runs {}", all.join(", ")),
             };
-            if !known {
-                let names = pb.components.iter().map(|c| c.name.as_str());
-                return bad(
-                    format!(
-                        "the fault names the component `{component}`, which playbook \"{}\" does not have",
-                        pb.name
-                    ),
-                    did_you_mean(component, names),
-                );
-            }
-            let vs = versions_of(component);
-            if !vs.contains(&version) {
-                let mut shown: Vec<String> = vs.iter().map(|v| v.to_string()).collect();
-                shown.dedup();
-                let runs = match shown.as_slice() {
-                    [from, to] => format!("it goes from {from} to {to}"),
-                    all => format!("it runs {}", all.join(", ")),
-                };
-                return bad(
-                    format!("`{component}` never runs {version} in this playbook ({runs})"),
-                    Some("a fault on a version nothing runs could never fire".into()),
-                );
-            }
-            None
+            return bad(
+                format!("`{component}` never runs {version} in this playbook ({runs})"),
+                Some("a fault on a version nothing runs could never fire".into()),
+            );
         }
+        return None;
+    }
+    match &f.node {
         Fault::PolicyOff { version } | Fault::MigrationFails { version } => {
             let role = if matches!(f.node, Fault::PolicyOff { .. }) {
                 "gateway"

@@ -220,10 +220,6 @@ pub fn cmd_rehearse(args: RehearseArgs) -> i32 {
             }
         }
     }
-    if let Err(e) = crate::run::rehearse::check_faults(pb, &faults) {
-        eprintln!("error: {e}");
-        return exit::USAGE;
-    }
     let ns = namespace(pb, env, None);
     let matrix = matrix_of(&checked, pb);
     let (secrets, generated) = crate::run::rehearse::secrets(pb, env);

@@ -14,9 +14,7 @@ use std::sync::Arc;
 
 use regex_syntax::hir::{Class, Hir, HirKind};
 
-use crate::check::program::{
-    Colour, Env, Field, GuardKind, Op, Playbook, Rollback, Statement, TemplatePart,
-};
+use crate::check::program::{Colour, Env, Field, GuardKind, Op, Playbook, TemplatePart};
 use crate::matrix::{Matrix, StateFinding};
 use crate::resolve::{Live, Mode, Scope};
 use crate::sim::{Generic, GenericRoute, GenericSpec, StateFn};
@@ -118,23 +116,13 @@ fn pick(ranges: &[(char, char)], spaced: bool) -> char {
 
 /// Every guard of the playbook (stages, canary and blue-green guards, rollback blocks).
 fn guards(pb: &Playbook) -> Vec<&crate::check::program::Guard> {
-    fn walk<'a>(stmts: &'a [Statement], out: &mut Vec<&'a crate::check::program::Guard>) {
-        for st in stmts {
-            match &st.op {
-                Op::Guard(g) => out.push(g),
-                Op::Canary { guards, .. } | Op::BlueGreen { guards, .. } => walk(guards, out),
-                _ => {}
-            }
-        }
-    }
-    let mut out = Vec::new();
-    for st in &pb.stages {
-        walk(&st.stmts, &mut out);
-        if let Rollback::Block(b, _) = &st.rollback {
-            walk(b, &mut out);
-        }
-    }
-    out
+    pb.statements()
+        .into_iter()
+        .filter_map(|st| match &st.op {
+            Op::Guard(g) => Some(g),
+            _ => None,
+        })
+        .collect()
 }
 
 /// `(path, query-less)` of a URL: `/` when it has none.

@@ -12,7 +12,7 @@ use k8s_openapi::api::authorization::v1::SelfSubjectAccessReview;
 use kube::api::Api;
 use serde_json::json;
 
-use crate::check::program::{GuardKind, Op, Playbook, Rollback, Statement, TrafficKind, Workload};
+use crate::check::program::{GuardKind, Op, Playbook, TrafficKind, Workload};
 
 use super::cluster::{self, container_names, status_code, words, Cluster, ClusterError};
 
@@ -48,29 +48,6 @@ impl Need {
     }
 }
 
-fn all_statements(pb: &Playbook) -> Vec<&Statement> {
-    fn walk<'a>(st: &'a Statement, out: &mut Vec<&'a Statement>) {
-        out.push(st);
-        if let Op::Canary { guards, .. } | Op::BlueGreen { guards, .. } = &st.op {
-            for g in guards {
-                walk(g, out);
-            }
-        }
-    }
-    let mut out = Vec::new();
-    for s in &pb.stages {
-        for st in &s.stmts {
-            walk(st, &mut out);
-        }
-        if let Rollback::Block(b, _) = &s.rollback {
-            for st in b {
-                walk(st, &mut out);
-            }
-        }
-    }
-    out
-}
-
 /// Every permission a run of the playbook may use in its namespace: reading state, the lock,
 /// the journal, and what its statements (and their rollbacks) write.
 pub fn needs(pb: &Playbook) -> Vec<Need> {
@@ -89,7 +66,7 @@ pub fn needs(pb: &Playbook) -> Vec<Need> {
     if pb.components.iter().any(|c| c.is_blue_green()) {
         n.insert(Need::new("get", "", "services"));
     }
-    for st in all_statements(pb) {
+    for st in pb.statements() {
         match &st.op {
             Op::Canary { comp, .. } => {
                 n.insert(Need::new("create", "apps", "deployments"));

@@ -123,94 +123,20 @@ pub fn secrets(pb: &Playbook, env: Option<&Env>) -> (HashMap<String, String>, Ve
     (values, generated)
 }
 
-/// Faults that name a component and a version must name one of the playbook's components
-/// (by name, or for `never-ready` by role) and a version the run can bring (its `from`, its `to`,
-/// or a statement's `to`): a typo would otherwise inject nothing and the rehearsal pass.
-pub fn check_faults(pb: &Playbook, faults: &crate::sim::Faults) -> Result<(), String> {
-    use crate::check::program::{Op, Rollback, Statement};
-    use crate::sim::Fault;
-    fn versions(stmts: &[Statement], comp: usize, out: &mut Vec<crate::version::Version>) {
-        for st in stmts {
-            match &st.op {
-                Op::Rolling { comp: c, to, .. }
-                | Op::Canary { comp: c, to, .. }
-                | Op::BlueGreen { comp: c, to, .. }
-                    if *c == comp =>
-                {
-                    out.push(to.clone())
-                }
-                _ => {}
-            }
-        }
-    }
-    for (fault, name, version) in faults.targets() {
-        let by_role = matches!(fault, Fault::NeverReady { .. });
-        let Some(ci) = pb
-            .components
-            .iter()
-            .position(|c| c.name == name || (by_role && c.role == name))
-        else {
-            return Err(format!(
-                "--fault {fault}: the playbook has no component `{name}` (components: {})",
-                pb.components
-                    .iter()
-                    .map(|c| c.name.as_str())
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            ));
-        };
-        let c = &pb.components[ci];
-        let mut known = vec![c.from.clone(), c.to.clone()];
-        for st in &pb.stages {
-            versions(&st.stmts, ci, &mut known);
-            if let Rollback::Block(b, _) = &st.rollback {
-                versions(b, ci, &mut known);
-            }
-        }
-        if !known.iter().any(|v| v.to_string() == version.to_string()) {
-            known.sort();
-            known.dedup();
-            return Err(format!(
-                "--fault {fault}: `{}` never runs {version} in this playbook (it runs {})",
-                c.name,
-                known
-                    .iter()
-                    .map(|v| v.to_string())
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            ));
-        }
-    }
-    Ok(())
-}
-
 /// Hosts of every `guard metric` URL, rendered for `env`.
 fn metric_hosts(
     pb: &Playbook,
     env: Option<&Env>,
     secrets: &HashMap<String, String>,
 ) -> Vec<String> {
-    use crate::check::program::{GuardKind, Op, Rollback, Statement};
-    fn walk<'a>(stmts: &'a [Statement], out: &mut Vec<&'a Template>) {
-        for st in stmts {
-            match &st.op {
-                Op::Guard(g) => {
-                    if let GuardKind::Metric(m) = &g.kind {
-                        out.push(&m.url);
-                    }
-                }
-                Op::Canary { guards, .. } | Op::BlueGreen { guards, .. } => walk(guards, out),
-                _ => {}
-            }
-        }
-    }
-    let mut urls = Vec::new();
-    for st in &pb.stages {
-        walk(&st.stmts, &mut urls);
-        if let Rollback::Block(b, _) = &st.rollback {
-            walk(b, &mut urls);
-        }
-    }
+    use crate::check::program::{GuardKind, Op};
+    let urls = pb.statements().into_iter().filter_map(|st| match &st.op {
+        Op::Guard(g) => match &g.kind {
+            GuardKind::Metric(m) => Some(&m.url),
+            _ => None,
+        },
+        _ => None,
+    });
     let mut live = Live {
         colours: HashMap::new(),
         secrets: secrets.clone(),

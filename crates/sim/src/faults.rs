@@ -241,6 +241,28 @@ fn format_duration(d: Duration) -> String {
     }
 }
 
+impl Fault {
+    /// The component and version the fault names, for the faults that name one (to check them
+    /// against what a playbook runs).
+    pub fn target(&self) -> Option<(&str, &Version)> {
+        match self {
+            Fault::NeverReady { component, version }
+            | Fault::ErrorRate {
+                component, version, ..
+            }
+            | Fault::ServiceLatency {
+                component, version, ..
+            }
+            | Fault::Http {
+                component, version, ..
+            }
+            | Fault::LogsMissing { component, version }
+            | Fault::Crash { component, version } => Some((component.as_str(), version)),
+            _ => None,
+        }
+    }
+}
+
 impl FromStr for Fault {
     type Err = ParseFaultError;
 
@@ -527,29 +549,6 @@ impl Faults {
             })
             .max()
             .unwrap_or_default()
-    }
-
-    /// The component and version a fault names, if it names one (to check them against what
-    /// is seeded).
-    pub fn targets(&self) -> Vec<(&Fault, &str, &Version)> {
-        self.faults
-            .iter()
-            .filter_map(|f| match f {
-                Fault::NeverReady { component, version }
-                | Fault::ErrorRate {
-                    component, version, ..
-                }
-                | Fault::ServiceLatency {
-                    component, version, ..
-                }
-                | Fault::Http {
-                    component, version, ..
-                }
-                | Fault::LogsMissing { component, version }
-                | Fault::Crash { component, version } => Some((f, component.as_str(), version)),
-                _ => None,
-            })
-            .collect()
     }
 
     pub fn never_ready(&self, role: &str, v: &Version) -> bool {

@@ -367,6 +367,16 @@ impl Quick<'_> {
         String::from_utf8(out).ok()
     }
 
+    /// After an item of a list: `,` (another follows: `false`) or `close` (the list ends:
+    /// `true`), consumed; anything else declines.
+    fn list_item_ends(&mut self, close: u8) -> Option<bool> {
+        let c = self.peek()?;
+        (c == b',' || c == close).then(|| {
+            self.i += 1;
+            c == close
+        })
+    }
+
     /// `(a, b)` after `by`, `without`, `on`, `ignoring`.
     fn labels(&mut self) -> Option<()> {
         self.eat(b'(')?;
@@ -378,13 +388,8 @@ impl Quick<'_> {
             if keyword(l) {
                 return None;
             }
-            match self.peek()? {
-                b',' => self.i += 1,
-                b')' => {
-                    self.i += 1;
-                    return Some(());
-                }
-                _ => return None,
+            if self.list_item_ends(b')')? {
+                return Some(());
             }
         }
     }
@@ -415,13 +420,8 @@ impl Quick<'_> {
             if self.eat(b')').is_none() {
                 loop {
                     got.push(self.expr(0)?);
-                    match self.peek()? {
-                        b',' => self.i += 1,
-                        b')' => {
-                            self.i += 1;
-                            break;
-                        }
-                        _ => return None,
+                    if self.list_item_ends(b')')? {
+                        break;
                     }
                 }
             }
@@ -461,13 +461,8 @@ impl Quick<'_> {
         let mut args = Vec::new();
         loop {
             args.push(self.expr(0)?);
-            match self.peek()? {
-                b',' => self.i += 1,
-                b')' => {
-                    self.i += 1;
-                    break;
-                }
-                _ => return None,
+            if self.list_item_ends(b')')? {
+                break;
             }
         }
         if !grouped && (self.word("by") || self.word("without")) {
@@ -511,13 +506,8 @@ impl Quick<'_> {
             if regex && !regex_ok(&value) {
                 return None;
             }
-            match self.peek()? {
-                b',' => self.i += 1,
-                b'}' => {
-                    self.i += 1;
-                    return Some(());
-                }
-                _ => return None,
+            if self.list_item_ends(b'}')? {
+                return Some(());
             }
         }
     }
