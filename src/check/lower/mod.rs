@@ -3,10 +3,11 @@
 
 mod metric;
 mod promql_quick;
+mod regex_quick;
 mod stmt;
 mod value;
 
-use std::collections::HashMap;
+use foldhash::{HashMap, HashMapExt};
 use std::path::PathBuf;
 
 use crate::check::errors::CheckError;

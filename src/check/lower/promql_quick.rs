@@ -539,7 +539,9 @@ impl Quick<'_> {
 
 /// Whether Prometheus compiles this matcher regex (it anchors it as `^(?:…)$`).
 fn regex_ok(re: &str) -> bool {
-    re.len() < 256 && regex_syntax::parse(&format!("^(?:{re})$")).is_ok()
+    re.len() < 256
+        && (super::regex_quick::surely_valid(re)
+            || regex_syntax::parse(&format!("^(?:{re})$")).is_ok())
 }
 
 /// The type of `lhs op rhs`, or `None` where Prometheus may refuse it.
