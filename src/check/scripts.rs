@@ -5,12 +5,12 @@
 //! after all files, once per invocation however many playbooks use them, since they join the
 //! `SourceMap` so their diagnostics show the hook file itself.
 
-use std::collections::HashSet;
+use foldhash::HashSet;
 use std::path::PathBuf;
 
 use crate::check::program::{GuardKind, Op, Playbook, Rollback, Statement};
 use crate::diag::Problem;
-use crate::script::{compile, ScriptSource};
+use crate::script::ScriptSource;
 use crate::source::SourceMap;
 use crate::span::FileId;
 
@@ -68,9 +68,8 @@ pub fn compile_hooks(
 }
 
 fn compile_one(text: &str, file: FileId, offset: usize, problems: &mut Vec<Problem>) {
-    if let Err(errs) = compile(ScriptSource { text, file, offset }) {
-        problems.extend(errs.into_iter().map(|(f, e)| Problem::new(f, e)));
-    }
+    let found = crate::script::problems(ScriptSource { text, file, offset });
+    problems.extend(found.into_iter().map(|(f, e)| Problem::new(f, e)));
 }
 
 /// Every guard of `pb` in order: stages' statements, canary and blue-green blocks, rollbacks.

@@ -18,6 +18,6 @@ pub mod reach;
 mod sandbox;
 
 pub use api::{HttpResponse, PodInfo, API_FUNCTIONS};
-pub use compile::{compile, ScriptError, ScriptSource};
+pub use compile::{compile, problems, ScriptError, ScriptSource};
 pub use host::{ClusterHost, Host, HostComponent, HostError};
 pub use sandbox::{run, Context, HookFailure, Limits, Outcome};
