@@ -12,6 +12,7 @@ pub mod diag;
 pub mod exit;
 pub mod explain;
 pub mod fmt;
+pub mod heap;
 pub mod lsp;
 pub mod matrix;
 pub mod model;

@@ -1,6 +1,6 @@
 //! Every file read in one invocation, so spans can name their file by a small id.
 
-use std::collections::HashMap;
+use foldhash::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 

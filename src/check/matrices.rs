@@ -1,6 +1,6 @@
 //! Matrix declarations: validated and lowered into [`crate::matrix::Matrix`], beside the built-ins.
 
-use std::collections::HashMap;
+use foldhash::{HashMap, HashMapExt};
 
 use crate::diag::Problem;
 use crate::matrix::{self, Matrix, Row, Rule, Status};

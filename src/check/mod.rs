@@ -11,13 +11,14 @@ pub mod lower;
 pub mod matrices;
 pub mod model;
 pub mod names;
+mod par;
 pub mod program;
 pub mod roles;
 pub mod scripts;
 pub mod select;
 pub mod test_items;
 
-use std::collections::HashMap;
+use foldhash::{HashMap, HashMapExt};
 use std::path::{Path, PathBuf};
 
 use sha2::{Digest, Sha256};
@@ -126,8 +127,8 @@ impl Loader {
     ) -> (FileId, Option<std::sync::Arc<str>>) {
         match String::from_utf8(bytes) {
             Ok(text) => {
-                let id = self.sources.add(shown, path, text.as_str());
-                (id, Some(self.sources.get(id).text.clone()))
+                let text: std::sync::Arc<str> = text.into();
+                (self.register_text(shown, path, text.clone()), Some(text))
             }
             Err(e) => {
                 let offset = e.utf8_error().valid_up_to();
@@ -145,6 +146,11 @@ impl Loader {
                 (id, None)
             }
         }
+    }
+
+    /// Add a UTF-8 file to the source map, to be parsed.
+    fn register_text(&mut self, shown: String, path: PathBuf, text: std::sync::Arc<str>) -> FileId {
+        self.sources.add(shown, path, text)
     }
 
     fn store(&mut self, id: FileId, parsed: Parsed) {
@@ -242,23 +248,37 @@ impl Loader {
     }
 }
 
-/// Read a file, refusing folders and files over [`MAX_FILE_BYTES`].
+/// Read a file, refusing folders and files over [`MAX_FILE_BYTES`]. One open and one `fstat`:
+/// a check of many files is mostly system calls and parsing.
 fn read_limited(path: &Path) -> std::io::Result<Vec<u8>> {
-    let meta = std::fs::metadata(path)?;
+    use std::io::Read;
+    let file = std::fs::File::open(path)?;
+    let meta = file.metadata()?;
     if meta.is_dir() {
         return Err(std::io::Error::new(
             std::io::ErrorKind::IsADirectory,
             "is a directory",
         ));
     }
+    let too_big = |len: u64| {
+        std::io::Error::other(format!(
+            "{len} bytes; playbooks larger than {} MiB are refused",
+            MAX_FILE_BYTES / (1024 * 1024)
+        ))
+    };
     if meta.len() > MAX_FILE_BYTES {
+        return Err(too_big(meta.len()));
+    }
+    let mut bytes = Vec::with_capacity(meta.len() as usize + 1);
+    // Capped as it is read too: the file may grow after the `fstat`.
+    file.take(MAX_FILE_BYTES + 1).read_to_end(&mut bytes)?;
+    if bytes.len() as u64 > MAX_FILE_BYTES {
         return Err(std::io::Error::other(format!(
-            "{} bytes; playbooks larger than {} MiB are refused",
-            meta.len(),
+            "grew past {} MiB while being read; playbooks that large are refused",
             MAX_FILE_BYTES / (1024 * 1024)
         )));
     }
-    std::fs::read(path)
+    Ok(bytes)
 }
 
 /// Expand command-line paths: files as they are, folders searched for `*.ktplay`, sorted.
@@ -328,32 +348,78 @@ fn check_paths_with(paths: &[PathBuf], digests: Digests) -> Result<Checked, Inpu
         problems: Vec::new(),
         files: HashMap::new(),
     };
+    // Every input is read and parsed on a worker, under the id it gets unless an earlier input
+    // turns out to be the same file (then it is parsed again under its real id).
+    let base = loader.sources.len();
+    let numbered: Vec<(FileId, &PathBuf)> = (files.iter().enumerate())
+        .map(|(i, f)| (FileId((base + i) as u32), f))
+        .collect();
+    let read = par::map("reading", &numbered, |&(provisional, f)| {
+        read_input(f, provisional)
+    });
     let mut inputs = Vec::new();
-    let mut to_parse: Vec<(FileId, std::sync::Arc<str>)> = Vec::new();
-    for f in &files {
+    let mut seen = foldhash::HashSet::default();
+    let mut reparse: Vec<(FileId, std::sync::Arc<str>)> = Vec::new();
+    for (f, r) in files.iter().zip(read) {
         let unreadable = |e: std::io::Error| InputError::Unreadable {
             path: f.display().to_string(),
             reason: io_reason(&e),
         };
-        let canonical = std::fs::canonicalize(f).unwrap_or_else(|_| f.clone());
-        let id = match loader.sources.find(&canonical) {
+        // A worker that panicked outside the parser (it cannot) leaves the file to be read here.
+        let r = r.unwrap_or_else(|_| read_input(f, FileId(u32::MAX)));
+        let id = match loader.sources.find(&r.canonical) {
             Some(id) => id,
-            None => {
-                let bytes = read_limited(f).map_err(unreadable)?;
-                let (id, text) = loader.register(f.display().to_string(), canonical, bytes);
-                to_parse.extend(text.map(|t| (id, t)));
-                id
-            }
+            None => match r.read.map_err(unreadable)? {
+                Decoded::Text(text, provisional, parsed) => {
+                    let id =
+                        loader.register_text(f.display().to_string(), r.canonical, text.clone());
+                    if id == provisional {
+                        loader.store(id, parsed);
+                    } else {
+                        reparse.push((id, text));
+                    }
+                    id
+                }
+                Decoded::NotUtf8(bytes) => {
+                    loader
+                        .register(f.display().to_string(), r.canonical, bytes)
+                        .0
+                }
+            },
         };
-        if !inputs.contains(&id) {
+        if seen.insert(id) {
             inputs.push(id);
         }
     }
-    let parsed = parse_all(&to_parse, syntax::parse);
-    for (id, result) in parsed {
+    for (id, result) in parse_all(&reparse, syntax::parse) {
         loader.store(id, result);
     }
     Ok(finish(loader, inputs, digests))
+}
+
+/// One input as a worker read it: its canonical path (two names of one file are one input) and
+/// its text, parsed under a provisional id.
+struct ReadInput {
+    canonical: PathBuf,
+    read: std::io::Result<Decoded>,
+}
+
+enum Decoded {
+    Text(std::sync::Arc<str>, FileId, Parsed),
+    NotUtf8(Vec<u8>),
+}
+
+fn read_input(f: &Path, provisional: FileId) -> ReadInput {
+    let canonical = std::fs::canonicalize(f).unwrap_or_else(|_| f.to_path_buf());
+    let read = read_limited(f).map(|bytes| match String::from_utf8(bytes) {
+        Ok(text) => {
+            let text: std::sync::Arc<str> = text.into();
+            let parsed = parse_guarded(syntax::parse, provisional, &text);
+            Decoded::Text(text, provisional, parsed)
+        }
+        Err(e) => Decoded::NotUtf8(e.into_bytes()),
+    });
+    ReadInput { canonical, read }
 }
 
 /// A parse, or the internal error (a panic) that stopped it.
@@ -364,50 +430,11 @@ fn parse_guarded(parse: ParseFn, id: FileId, text: &str) -> Parsed {
     crate::diag::guarded("parsing", || parse(id, text))
 }
 
-/// Parse independent inputs on every core. Parsing is most of the work of `check`. A panic in a
-/// parser thread is that file's internal error, never a file that silently checks clean.
+/// Parse independent texts on every core. A panic in the parser is that file's internal error,
+/// never a file that silently checks clean.
 fn parse_all(to_parse: &[(FileId, std::sync::Arc<str>)], parse: ParseFn) -> Vec<(FileId, Parsed)> {
-    let threads = std::thread::available_parallelism()
-        .map_or(1, |n| n.get())
-        .min(to_parse.len().max(1));
-    if threads <= 1 {
-        // One file (or one core): a thread would only add its start-up to the check.
-        return to_parse
-            .iter()
-            .map(|(id, text)| (*id, parse_guarded(parse, *id, text)))
-            .collect();
-    }
-    let chunk = to_parse.len().div_ceil(threads).max(1);
-    std::thread::scope(|scope| {
-        let handles: Vec<_> = to_parse
-            .chunks(chunk)
-            .map(|part| {
-                let handle = scope.spawn(move || {
-                    part.iter()
-                        .map(|(id, text)| (*id, parse_guarded(parse, *id, text)))
-                        .collect::<Vec<_>>()
-                });
-                (part, handle)
-            })
-            .collect();
-        handles
-            .into_iter()
-            .flat_map(|(part, h)| {
-                h.join().unwrap_or_else(|payload| {
-                    let message = crate::diag::panic_message(payload.as_ref());
-                    part.iter()
-                        .map(|(id, _)| {
-                            let e = InternalError {
-                                stage: "parsing",
-                                message: message.clone(),
-                            };
-                            (*id, Err(e))
-                        })
-                        .collect()
-                })
-            })
-            .collect()
-    })
+    let parsed = par::map("parsing", to_parse, |(id, text)| parse(*id, text));
+    to_parse.iter().map(|(id, _)| *id).zip(parsed).collect()
 }
 
 /// Check one text as if it were a file with this name (tests, benchmarks, stdin).
@@ -460,54 +487,22 @@ fn finish(mut loader: Loader, mut inputs: Vec<FileId>, digests: Digests) -> Chec
     let work: Vec<(FileId, &matrices::InScope)> = inputs.iter().copied().zip(&scopes).collect();
     let lowered: Vec<Lowered> = {
         let loader = &loader;
-        let threads = std::thread::available_parallelism()
-            .map_or(1, |n| n.get())
-            .min(work.len().max(1));
-        if threads <= 1 {
-            work.iter()
-                .map(|(id, scope)| lower_input(loader, *id, scope, digests))
-                .collect()
-        } else {
-            let chunk = work.len().div_ceil(threads);
-            std::thread::scope(|scope| {
-                let handles: Vec<_> = work
-                    .chunks(chunk)
-                    .map(|part| {
-                        let handle = scope.spawn(move || {
-                            part.iter()
-                                .map(|(id, s)| lower_input(loader, *id, s, digests))
-                                .collect::<Vec<_>>()
-                        });
-                        (part, handle)
-                    })
-                    .collect();
-                handles
-                    .into_iter()
-                    .flat_map(|(part, h)| {
-                        h.join().unwrap_or_else(|payload| {
-                            let message = crate::diag::panic_message(payload.as_ref());
-                            part.iter()
-                                .map(|(id, _)| Lowered {
-                                    id: *id,
-                                    problems: vec![Problem::new(
-                                        *id,
-                                        InternalError {
-                                            stage: "checking",
-                                            message: message.clone(),
-                                        },
-                                    )],
-                                    playbooks: vec![],
-                                })
-                                .collect()
-                        })
-                    })
-                    .collect()
+        let done = par::map("checking", &work, |(id, scope)| {
+            lower_input(loader, *id, scope, digests)
+        });
+        (work.iter().zip(done))
+            .map(|((id, _), l)| {
+                l.unwrap_or_else(|e| Lowered {
+                    id: *id,
+                    problems: vec![Problem::new(*id, e)],
+                    playbooks: vec![],
+                })
             })
-        }
+            .collect()
     };
     // Hook files last, in input order: each is compiled once per invocation, however many
     // playbooks use it, and joins the source map (inline scripts were compiled in `lower_input`).
-    let mut hooks_done = std::collections::HashSet::new();
+    let mut hooks_done = foldhash::HashSet::default();
     for l in lowered {
         problems.extend(l.problems);
         for checked in l.playbooks {

@@ -1,7 +1,7 @@
 //! Rules over a whole playbook or file that lowering one construct cannot see: a `role` must name
 //! a part of the playbook's matrix, and playbook names are unique within a file.
 
-use std::collections::HashMap;
+use foldhash::{HashMap, HashMapExt};
 
 use crate::check::errors::CheckError;
 use crate::diag::Problem;

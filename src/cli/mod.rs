@@ -389,6 +389,7 @@ pub fn run(cli: Cli) -> i32 {
 }
 
 fn cmd_check(args: CheckArgs) -> i32 {
+    crate::heap::grow_in_large_steps();
     let checked = match check::lint_paths(&args.paths) {
         Ok(c) => c,
         Err(e) => {

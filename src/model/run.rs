@@ -7,7 +7,7 @@
 //! the whole check is linear in the number of failure points times the number of stages, with a
 //! hash look-up per stage.
 
-use std::collections::HashMap;
+use foldhash::{HashMap, HashMapExt};
 use std::rc::Rc;
 
 use crate::matrix::{Matrix, Status, Verdict};
@@ -397,7 +397,7 @@ impl<'a> Engine<'a> {
             into.sort_unstable();
             into.dedup();
         }
-        let gone: std::collections::HashSet<usize> = folded.iter().map(|&(i, _)| i).collect();
+        let gone: foldhash::HashSet<usize> = folded.iter().map(|&(i, _)| i).collect();
         let mut i = 0;
         self.entries.retain(|_| {
             i += 1;

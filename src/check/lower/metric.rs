@@ -1,7 +1,7 @@
 //! `guard metric`: the entries, the thresholds, and the PromQL query parsed with
 //! `promql-parser` so a syntax error is labelled where it is inside the string.
 
-use std::collections::HashMap;
+use foldhash::{HashMap, HashMapExt};
 
 use crate::check::errors::CheckError;
 use crate::check::program::*;
@@ -293,7 +293,7 @@ impl Lowerer<'_> {
 /// and a compiled regex per `=~`). Memoized per text for the whole process, since a folder of
 /// playbooks repeats the same queries.
 fn parse_cached(text: &str) -> Result<Option<&'static str>, String> {
-    use std::collections::HashMap;
+    use foldhash::HashMap;
     use std::sync::{Mutex, OnceLock};
     type Parsed = Result<Option<&'static str>, String>;
     static SEEN: OnceLock<Mutex<HashMap<String, Parsed>>> = OnceLock::new();
