@@ -1,7 +1,5 @@
-use clap::Parser;
-
 fn main() {
     ktplay::cli::quiet_on_broken_pipe();
-    let cli = ktplay::cli::Cli::parse();
+    let cli = ktplay::cli::Cli::from_env();
     std::process::exit(ktplay::cli::run(cli));
 }

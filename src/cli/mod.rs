@@ -24,6 +24,35 @@ pub struct Cli {
     pub command: Command,
 }
 
+impl Cli {
+    /// The process's command line, parsed (exits on `--help`, `--version` and usage errors).
+    pub fn from_env() -> Cli {
+        Cli::from_args(std::env::args_os().collect())
+    }
+
+    /// `args` parsed, the program name first. `ktplay check …` (what editors, hooks and CI run,
+    /// often once per file) is tried first with a parser of that subcommand alone: clap builds
+    /// every subcommand's arguments before it parses, 17% of a one-file check's instructions.
+    /// Whatever that parser does not accept (help, version, a mistake) is parsed again by the
+    /// whole one, so every message is the same.
+    pub fn from_args(args: Vec<std::ffi::OsString>) -> Cli {
+        Cli::check_only(&args).unwrap_or_else(|| Cli::parse_from(args))
+    }
+
+    fn check_only(args: &[std::ffi::OsString]) -> Option<Cli> {
+        use clap::{Args, FromArgMatches};
+        if args.get(1).is_none_or(|a| a != "check") {
+            return None;
+        }
+        let parser = CheckArgs::augment_args(clap::Command::new("check"));
+        let matches = parser.try_get_matches_from(&args[1..]).ok()?;
+        let args = CheckArgs::from_arg_matches(&matches).ok()?;
+        Some(Cli {
+            command: Command::Check(args),
+        })
+    }
+}
+
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Check playbooks for errors without touching any cluster (for CI).
@@ -697,4 +726,62 @@ fn find_matrix(
         );
         exit::USAGE
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::error::ErrorKind;
+
+    fn args(a: &[&str]) -> Vec<std::ffi::OsString> {
+        a.iter().map(Into::into).collect()
+    }
+
+    #[test]
+    fn the_check_only_parser_agrees_with_the_whole_one() {
+        let lines: &[&[&str]] = &[
+            &["ktplay", "check", "a.ktplay"],
+            &[
+                "ktplay",
+                "check",
+                "--deny-warnings",
+                "--format",
+                "json",
+                "a",
+                "b/",
+            ],
+            &["ktplay", "check", "--format=sarif", "d/"],
+            &["ktplay", "check", "a", "--format", "github"],
+            &["ktplay", "check", "--", "--odd-name.ktplay"],
+        ];
+        for a in lines {
+            let fast = Cli::check_only(&args(a)).expect("the check-only parser takes it");
+            let full = Cli::try_parse_from(args(a)).expect("the whole parser takes it");
+            assert_eq!(format!("{fast:?}"), format!("{full:?}"), "{a:?}");
+        }
+    }
+
+    #[test]
+    fn what_it_does_not_take_goes_to_the_whole_parser() {
+        let cases: &[(&[&str], ErrorKind)] = &[
+            (&["ktplay", "check", "--help"], ErrorKind::DisplayHelp),
+            (&["ktplay", "check", "--version"], ErrorKind::DisplayVersion),
+            (&["ktplay", "check"], ErrorKind::MissingRequiredArgument),
+            (
+                &["ktplay", "check", "--format", "nope", "a"],
+                ErrorKind::InvalidValue,
+            ),
+            (
+                &["ktplay", "check", "--bogus", "a"],
+                ErrorKind::UnknownArgument,
+            ),
+        ];
+        for (a, kind) in cases {
+            assert!(Cli::check_only(&args(a)).is_none(), "{a:?}");
+            let e = Cli::try_parse_from(args(a)).expect_err("the whole parser refuses it too");
+            assert_eq!(e.kind(), *kind, "{a:?}");
+        }
+        assert!(Cli::check_only(&args(&["ktplay", "plan", "a.ktplay"])).is_none());
+        assert!(Cli::check_only(&args(&["ktplay"])).is_none());
+    }
 }
