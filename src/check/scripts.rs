@@ -8,7 +8,7 @@
 use foldhash::HashSet;
 use std::path::PathBuf;
 
-use crate::check::program::{GuardKind, Op, Playbook, Rollback, Statement};
+use crate::check::program::{GuardKind, Op, Playbook};
 use crate::diag::Problem;
 use crate::script::ScriptSource;
 use crate::source::SourceMap;
@@ -74,29 +74,10 @@ fn compile_one(text: &str, file: FileId, offset: usize, problems: &mut Vec<Probl
 
 /// Every guard of `pb` in order: stages' statements, canary and blue-green blocks, rollbacks.
 fn guards(pb: &Playbook) -> Vec<&GuardKind> {
-    fn visit<'a>(st: &'a Statement, out: &mut Vec<&'a GuardKind>) {
-        match &st.op {
-            Op::Guard(g) => out.push(&g.kind),
-            Op::Canary { guards, .. } | Op::BlueGreen { guards, .. } => {
-                for g in guards {
-                    if let Op::Guard(g) = &g.op {
-                        out.push(&g.kind);
-                    }
-                }
-            }
-            _ => {}
-        }
-    }
-    let mut out = Vec::new();
-    for stage in &pb.stages {
-        for st in &stage.stmts {
-            visit(st, &mut out);
-        }
-        if let Rollback::Block(stmts, _) = &stage.rollback {
-            for st in stmts {
-                visit(st, &mut out);
-            }
-        }
-    }
-    out
+    (pb.statements().into_iter())
+        .filter_map(|st| match &st.op {
+            Op::Guard(g) => Some(&g.kind),
+            _ => None,
+        })
+        .collect()
 }
