@@ -237,7 +237,14 @@ pub(crate) fn selector_of(sim: &Sim, target: &Target) -> Option<LabelSelector> {
     }
 }
 
+/// Does a Service send this pod traffic? It is Ready and not terminating: the EndpointSlice
+/// controller marks a pod with a `deletionTimestamp` not ready even while its Ready condition
+/// still says True (as the fake kubelet's pods do until their grace period ends), so a
+/// rollout that is complete no longer reaches the old pods it is deleting.
 fn ready(pod: &Value) -> bool {
+    if at(pod, &["metadata", "deletionTimestamp"]).is_some_and(|t| !t.is_null()) {
+        return false;
+    }
     at(pod, &["status", "conditions"])
         .and_then(Value::as_array)
         .into_iter()
@@ -661,5 +668,33 @@ mod tests {
             migrations_for(Some(&v)),
             ["0041_add_tenant_limits", "0042_add_policy_index"]
         );
+    }
+
+    /// A followed cluster's old pod stays Ready while it terminates (the fake kubelet deletes
+    /// it after a grace period): a Service no longer routes to it, so neither does the follower.
+    #[test]
+    fn terminating_pods_get_no_traffic() {
+        let sim = Sim::follower(crate::SimConfig::default());
+        let pod = |name: &str, deleting: bool| {
+            let mut p = json!({
+                "metadata": {"name": name, "namespace": "ns", "labels": {"app": "gw"}},
+                "status": {"conditions": [{"type": "Ready", "status": "True"}]},
+            });
+            if deleting {
+                p["metadata"]["deletionTimestamp"] = json!("2026-12-02T15:00:00Z");
+            }
+            p
+        };
+        lock(&sim.inner.store).mirror(
+            Kind::Pod,
+            "ns",
+            vec![pod("gw-old", true), pod("gw-new", false)],
+        );
+        let sel = LabelSelector::from_map(json!({"app": "gw"}).as_object().unwrap());
+        let names: Vec<_> = ready_pods(&sim, "ns", &sel)
+            .iter()
+            .map(|p| str_at(p, &["metadata", "name"]).unwrap().to_string())
+            .collect();
+        assert_eq!(names, ["gw-new"]);
     }
 }
