@@ -26,9 +26,15 @@ where
     F: Fn(&T) -> R + Sync,
 {
     let guarded = |item: &T| crate::diag::guarded(stage, || f(item));
-    let threads = cores().min(items.len());
+    // One item (or one core): a thread would only add its start-up. The item count is looked at
+    // first, so checking one file never asks for the core count (three files read in `/proc`
+    // and `/sys`).
+    let threads = if items.len() <= 1 {
+        1
+    } else {
+        cores().min(items.len())
+    };
     if threads <= 1 {
-        // One item (or one core): a thread would only add its start-up.
         return items.iter().map(guarded).collect();
     }
     let next = AtomicUsize::new(0);
