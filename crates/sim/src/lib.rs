@@ -117,6 +117,10 @@
 //! - A Lease update without resourceVersion: `leases.coordination.k8s.io "x" is invalid:
 //!   metadata.resourceVersion: Invalid value: 0: ...`; a 410 reads `too old resource version:
 //!   RV (OLDEST)`.
+//! - The simulated services (and follow mode) send no traffic to a pod with a
+//!   `deletionTimestamp`, as a Service does (the EndpointSlice controller marks it not ready):
+//!   the follower had routed requests to old pods the fake kubelet keeps Ready for their grace
+//!   period, just after a rollout completed (`services::tests::terminating_pods_get_no_traffic`).
 
 mod api;
 mod controller;
