@@ -334,7 +334,7 @@ pub fn cmd_status(args: StatusArgs) -> i32 {
                     "events": j.events(),
                 })),
             });
-            println!("{doc}");
+            super::print_json(&doc, super::JsonLayout::Compact);
             return exit::OK;
         }
         println!(
