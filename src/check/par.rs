@@ -29,14 +29,10 @@ where
     // One item (or one core): a thread would only add its start-up. The item count is looked at
     // first, so checking one file never asks for the core count (three files read in `/proc`
     // and `/sys`).
-    let threads = if items.len() <= 1 {
-        1
-    } else {
-        cores().min(items.len())
-    };
-    if threads <= 1 {
+    if items.len() <= 1 || cores() <= 1 {
         return items.iter().map(guarded).collect();
     }
+    let threads = cores().min(items.len());
     let next = AtomicUsize::new(0);
     let work = || {
         let mut done = Vec::new();
