@@ -1,13 +1,13 @@
 #!/usr/bin/env bash
 # tests/realkube.sh [COMMAND...] — run COMMAND (default: cargo test) with a real Kubernetes
 # control plane up: kube-apiserver + kube-controller-manager v1.34, etcd and a fake kubelet, from
-# the harness in ../shared/realkube (REALKUBE_DIR to use another copy). The binaries are built
+# the repository's own harness in tests/realkube (REALKUBE_DIR to use another copy). The binaries are built
 # once into ~/.cache/realkube (about 15 minutes on 2 cores the first time; reused after) and the
 # cluster lives in a temporary folder for this command only. COMMAND sees
 # KTPLAY_TEST_KUBECONFIG, so every end-to-end scenario also runs on the real backend.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-RK="${REALKUBE_DIR:-$ROOT/../shared/realkube}"
+RK="${REALKUBE_DIR:-$ROOT/tests/realkube}"
 [[ $# -gt 0 ]] || set -- cargo test
 say() { echo "[realkube $(date +%H:%M:%S)] $*" >&2; }
 

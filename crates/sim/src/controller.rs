@@ -191,7 +191,7 @@ fn pod_conditions(ready: bool, t: &str, containers: &[Value]) -> Value {
 }
 
 /// The image-tag convention of the real control plane's fake kubelet
-/// (`shared/realkube/fake_kubelet.py`): a pod any of whose image tags ends in `-bad` stays
+/// (`tests/realkube/fake_kubelet.py`): a pod any of whose image tags ends in `-bad` stays
 /// Pending in `ImagePullBackOff`; `-crash` crash-loops; `-unready` runs but is never Ready.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum TagBehaviour {

@@ -2,7 +2,7 @@
 //!
 //! A fast, fault-injecting stand-in for a Kubernetes v1.34 control plane, held to the real API's
 //! semantics (`shared/design/simulator.md`). The judge is a real one: CI runs kube-apiserver and
-//! kube-controller-manager v1.34 with a fake kubelet (`shared/realkube`), and
+//! kube-controller-manager v1.34 with a fake kubelet (`tests/realkube`), and
 //! `tests/differential.rs` runs the same request sequences against both
 //! (`KTPLAY_TEST_KUBECONFIG=PATH`), comparing what a client can observe. `kubectl` (the 1.33
 //! build) and kube-rs 5 work against the simulator unchanged. What still differs on purpose is
@@ -40,7 +40,7 @@
 //!
 //! # Deliberate differences from a real API server
 //!
-//! Measured against kube-apiserver v1.34.4 (`shared/realkube`). Everything else a client can
+//! Measured against kube-apiserver v1.34.4 (`tests/realkube`). Everything else a client can
 //! observe through the served resources is meant to match; a difference not listed here is a
 //! bug.
 //!

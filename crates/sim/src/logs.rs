@@ -1,5 +1,5 @@
 //! Container logs as the real control plane's fake kubelet writes them
-//! (`shared/realkube/README.md`, "Pod logs"), around the simulated Keeptrusts components' own
+//! (`tests/realkube/README.md`, "Pod logs"), around the simulated Keeptrusts components' own
 //! lines:
 //!
 //! ```text

@@ -1,6 +1,6 @@
 //! Differential tests: the same request sequences against the simulator (over loopback) and,
 //! when `KTPLAY_TEST_KUBECONFIG=PATH` is set, against that real cluster (the harness of
-//! `shared/realkube`: kube-apiserver and kube-controller-manager v1.34 with a fake kubelet).
+//! `tests/realkube`: kube-apiserver and kube-controller-manager v1.34 with a fake kubelet).
 //!
 //! Each scenario runs in a fresh namespace `diff-<name>-<random>` on each backend (deleted at the
 //! end) and returns its observations: what a client can see (status codes, reasons, messages,
