@@ -5,6 +5,13 @@
 # once into ~/.cache/realkube (about 15 minutes on 2 cores the first time; reused after) and the
 # cluster lives in a temporary folder for this command only. COMMAND sees
 # KTPLAY_TEST_KUBECONFIG, so every end-to-end scenario also runs on the real backend.
+#
+# REALKUBE_DATAPATH=1: the real data path (tests/realkube/README.md "Data path"). This script then
+# re-runs itself in a private network namespace (`unshare -n`, root), and everything — control
+# plane, kube-proxy, the fake kubelet's pod processes on 10.244.x.y, and COMMAND — runs in it;
+# nothing in it can reach or be reached from the machine's network. COMMAND also sees
+# REALKUBE_DATAPATH=1. Needs the kube-proxy binary (REALKUBE_KUBE_PROXY=1 tests/realkube/build.sh)
+# and iptables (or nftables with REALKUBE_PROXY_MODE=nftables).
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 RK="${REALKUBE_DIR:-$ROOT/tests/realkube}"
@@ -16,9 +23,18 @@ if [[ ! -x "$RK/up.sh" ]]; then
   exit 3
 fi
 t0=$(date +%s)
-if ! "$RK/build.sh" >&2; then
+if [[ "${REALKUBE_DATAPATH:-0}" == 1 ]]; then export REALKUBE_KUBE_PROXY=1; fi
+if [[ "${REALKUBE_IN_NETNS:-}" != "$$" ]] && ! "$RK/build.sh" >&2; then  # (built before the namespace: it has no network)
   say "building the control plane failed (see above)"
   exit 3
+fi
+if [[ "${REALKUBE_DATAPATH:-0}" == 1 && "${REALKUBE_IN_NETNS:-}" != "$$" ]]; then
+  [[ -x "${REALKUBE_BIN:-${REALKUBE_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/realkube}/bin}/kube-proxy" ]] \
+    || { say "REALKUBE_DATAPATH=1: kube-proxy could not be built (see above)"; exit 3; }
+  command -v unshare >/dev/null || { say "REALKUBE_DATAPATH=1 needs unshare (util-linux)"; exit 3; }
+  # exec keeps the pid, so the inner run knows it is the one this namespace was made for
+  export REALKUBE_IN_NETNS=$$
+  exec unshare -n -- "$0" "$@"
 fi
 t1=$(date +%s)
 WORK=$(mktemp -d /tmp/ktplay-realkube.XXXXXX)
@@ -26,11 +42,11 @@ cleanup() { "$RK/down.sh" "$WORK/rk" --purge >/dev/null 2>&1 || true; rm -rf "$W
 trap cleanup EXIT
 if ! KC=$("$RK/up.sh" "$WORK/rk"); then
   say "the control plane did not start; its logs:"
-  tail -n 30 "$WORK"/rk/*.log >&2 2>/dev/null || true
+  tail -n 30 "$WORK"/rk/logs/*.log >&2 2>/dev/null || true
   exit 3
 fi
 t2=$(date +%s)
-say "control plane up (build/reuse $((t1 - t0)) s, start $((t2 - t1)) s): $KC"
+say "control plane up (build/reuse $((t1 - t0)) s, start $((t2 - t1)) s$([[ "${REALKUBE_DATAPATH:-0}" == 1 ]] && echo ", with the data path in a private network namespace")): $KC"
 export KTPLAY_TEST_KUBECONFIG="$KC"
 set +e
 "$@"
