@@ -7,8 +7,9 @@
 #   seed         the Deployment as the seed writes it                  expect 0 failed
 #   no-prestop   the same without the preStop hook                     expect > 0
 #   short-grace  preStop sleep 10 with terminationGracePeriodSeconds 5  measured (no expectation)
+#   grace-1      preStop sleep 10 with terminationGracePeriodSeconds 1  measured (no expectation)
 #   no-probe     the same as seed without the readiness probe          expect > 0 (the app loads 2 s)
-# Default: all four. Exit 0 only when every expectation holds and every case ends with 3 pods of
+# Default: all five. Exit 0 only when every expectation holds and every case ends with 3 pods of
 # 1.5.0, all of them Ready. Run from anywhere: outside the data path it starts one itself
 # (REALKUBE_DATAPATH=1 tests/realkube.sh). Numbers go to stdout and, with DATAPATH_RESULTS=FILE,
 # as JSON lines to FILE. DATAPATH_RATE (requests/s in all, default 200).
@@ -21,7 +22,7 @@ fi
   || { echo "datapath-test.sh: not in a private network namespace (interfaces other than lo); refusing" >&2; exit 3; }
 KUBECTL=$(command -v kubectl.1.33 || echo /usr/lib/google-cloud-sdk/bin/kubectl.1.33)
 K=("$KUBECTL" --kubeconfig "$KTPLAY_TEST_KUBECONFIG")
-[[ $# -gt 0 ]] || set -- seed no-prestop short-grace no-probe
+[[ $# -gt 0 ]] || set -- seed no-prestop short-grace grace-1 no-probe
 W=$(mktemp -d /tmp/datapath-test.XXXXXX)
 LOADPID=
 cleanup() { [[ -n "$LOADPID" ]] && kill "$LOADPID" 2>/dev/null; rm -rf "$W"; }
@@ -159,8 +160,9 @@ for c in "$@"; do
     seed) run_case seed 10 30 yes 0 ;;
     no-prestop) run_case no-prestop none 30 yes '>0' ;;
     short-grace) run_case short-grace 10 5 yes any ;;
+    grace-1) run_case grace-1 10 1 yes any ;;
     no-probe) run_case no-probe 10 30 no '>0' ;;
-    *) echo "datapath-test.sh: unknown case $c (seed, no-prestop, short-grace, no-probe)" >&2; exit 2 ;;
+    *) echo "datapath-test.sh: unknown case $c (seed, no-prestop, short-grace, grace-1, no-probe)" >&2; exit 2 ;;
   esac
 done
 say "summary ($(( $(date +%s) - T_START )) s):"
