@@ -187,12 +187,34 @@ async fn router_changes_are_accepted_by_the_real_api_server() {
         "the CRD's validation must be active for this proof to mean anything"
     );
 
+    // The component's Deployment: its Service is the one the canary splits.
+    let deployments = ApiResource {
+        group: "apps".into(),
+        version: "v1".into(),
+        api_version: "apps/v1".into(),
+        kind: "Deployment".into(),
+        plural: "deployments".into(),
+    };
+    create(
+        &client,
+        &ns,
+        &deployments,
+        json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "keeptrusts-gateway"},
+               "spec": {"replicas": 1, "selector": {"matchLabels": {"app": "keeptrusts-gateway"}},
+                        "template": {"metadata": {"labels": {"app": "keeptrusts-gateway"}},
+                                     "spec": {"containers": [{"name": "gateway", "image": "keeptrusts/gateway:1.4.0"}]}}}}),
+    )
+    .await;
     let cluster = Cluster::new(client.clone(), ns.clone());
     let route = Traffic {
         kind: TrafficKind::HttpRoute,
         name: "gw".into(),
     };
-    let said = ktplay::run::traffic::route(&cluster, &route, 10)
+    let (routed, pins) = ktplay::run::traffic::plan(&cluster, &route, &["keeptrusts-gateway"])
+        .await
+        .unwrap();
+    assert_eq!(routed.services, ["keeptrusts-gateway"]);
+    let said = ktplay::run::traffic::route(&cluster, &route, &routed, 10)
         .await
         .unwrap();
     assert!(
@@ -216,25 +238,26 @@ async fn router_changes_are_accepted_by_the_real_api_server() {
         json!({"app": "keeptrusts-gateway", "track": "canary"})
     );
     // Routing again (a resumed run) changes nothing.
-    ktplay::run::traffic::route(&cluster, &route, 10)
+    ktplay::run::traffic::route(&cluster, &route, &routed, 10)
         .await
         .unwrap();
     let again = get(&client, &ns, &routes, "gw").await.unwrap();
     assert_eq!(again["spec"]["rules"], r["spec"]["rules"]);
 
-    ktplay::run::traffic::unroute(&cluster, &route)
+    ktplay::run::traffic::unroute(&cluster, &route, &routed)
         .await
         .unwrap();
     let r = get(&client, &ns, &routes, "gw").await.unwrap();
     assert_eq!(
         r["spec"]["rules"][0]["backendRefs"],
-        json!([{"group": "", "kind": "Service", "name": "keeptrusts-gateway", "port": 80, "weight": 100}])
+        json!([{"group": "", "kind": "Service", "name": "keeptrusts-gateway", "port": 80, "weight": 1}]),
+        "exactly as stored before (the CRD's default weight 1)"
     );
     assert!(get(&client, &ns, &services, "keeptrusts-gateway-canary")
         .await
         .is_none());
     // And unrouting twice (a resumed rollback) is fine.
-    ktplay::run::traffic::unroute(&cluster, &route)
+    ktplay::run::traffic::unroute(&cluster, &route, &routed)
         .await
         .unwrap();
 
@@ -243,7 +266,10 @@ async fn router_changes_are_accepted_by_the_real_api_server() {
         kind: TrafficKind::Ingress,
         name: "gw".into(),
     };
-    ktplay::run::traffic::route(&cluster, &ing, 25)
+    let (ing_routed, _) = ktplay::run::traffic::plan(&cluster, &ing, &["keeptrusts-gateway"])
+        .await
+        .unwrap();
+    ktplay::run::traffic::route(&cluster, &ing, &ing_routed, 25)
         .await
         .unwrap();
     let c = get(&client, &ns, &ingresses, "gw-canary").await.unwrap();
@@ -259,7 +285,9 @@ async fn router_changes_are_accepted_by_the_real_api_server() {
         c["spec"]["rules"][0]["http"]["paths"][0]["backend"]["service"]["name"],
         "keeptrusts-gateway-canary"
     );
-    ktplay::run::traffic::unroute(&cluster, &ing).await.unwrap();
+    ktplay::run::traffic::unroute(&cluster, &ing, &ing_routed)
+        .await
+        .unwrap();
     assert!(get(&client, &ns, &ingresses, "gw-canary").await.is_none());
     assert!(get(&client, &ns, &services, "keeptrusts-gateway-canary")
         .await
@@ -272,23 +300,6 @@ async fn router_changes_are_accepted_by_the_real_api_server() {
 
     // The stable Service pinned to the stable ReplicaSet's `pod-template-hash`, as the real
     // deployment controller computed it, and put back as it was.
-    let deployments = ApiResource {
-        group: "apps".into(),
-        version: "v1".into(),
-        api_version: "apps/v1".into(),
-        kind: "Deployment".into(),
-        plural: "deployments".into(),
-    };
-    create(
-        &client,
-        &ns,
-        &deployments,
-        json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "keeptrusts-gateway"},
-               "spec": {"replicas": 1, "selector": {"matchLabels": {"app": "keeptrusts-gateway"}},
-                        "template": {"metadata": {"labels": {"app": "keeptrusts-gateway"}},
-                                     "spec": {"containers": [{"name": "gateway", "image": "keeptrusts/gateway:1.4.0"}]}}}}),
-    )
-    .await;
     let replicasets = ApiResource {
         group: "apps".into(),
         version: "v1".into(),
@@ -322,9 +333,6 @@ async fn router_changes_are_accepted_by_the_real_api_server() {
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     };
-    let pins = ktplay::run::traffic::pins(&cluster, &route, &["keeptrusts-gateway"])
-        .await
-        .unwrap();
     assert_eq!(pins.len(), 1, "{pins:?}");
     ktplay::run::traffic::pin(&cluster, &pins).await.unwrap();
     let svc = get(&client, &ns, &services, "keeptrusts-gateway")
@@ -335,7 +343,7 @@ async fn router_changes_are_accepted_by_the_real_api_server() {
         json!({"app": "keeptrusts-gateway", "pod-template-hash": hash})
     );
     // Routed while pinned: the canary Service does not inherit the stable hash.
-    ktplay::run::traffic::route(&cluster, &route, 10)
+    ktplay::run::traffic::route(&cluster, &route, &routed, 10)
         .await
         .unwrap();
     let canary = get(&client, &ns, &services, "keeptrusts-gateway-canary")
@@ -345,7 +353,7 @@ async fn router_changes_are_accepted_by_the_real_api_server() {
         canary["spec"]["selector"],
         json!({"app": "keeptrusts-gateway", "track": "canary"})
     );
-    ktplay::run::traffic::unroute(&cluster, &route)
+    ktplay::run::traffic::unroute(&cluster, &route, &routed)
         .await
         .unwrap();
     let back = ktplay::run::traffic::unpin(&cluster, &pins).await.unwrap();

@@ -38,17 +38,24 @@ pub async fn prepare(cx: &Ctx<'_>, op: &Op) -> Result<Option<Record>, Failure> {
             comp: *comp,
             deployments: cx.snaps(*comp).await?,
         }),
-        Op::Canary { comp, .. } => {
+        Op::Canary { comp, steps, .. } => {
             let c = cx.comp(*comp);
-            let pinned = match &c.traffic {
-                Some(t) => super::traffic::pins(&cx.cluster, t, &c.deployments()).await?,
-                None => Vec::new(),
+            // Nothing of anyone else's in the way, the router sends to the component: or a
+            // refusal naming the object, before the canary changes anything.
+            super::traffic::admit(&cx.cluster, c, steps).await?;
+            let (routed, pinned) = match &c.traffic {
+                Some(t) => {
+                    let (r, p) = super::traffic::plan(&cx.cluster, t, &c.deployments()).await?;
+                    (Some(r), p)
+                }
+                None => (None, Vec::new()),
             };
             Some(Record::Canary {
                 comp: *comp,
                 canaries: c.deployments().iter().map(|d| canary_name(d)).collect(),
                 promoted: None,
                 pinned,
+                routed,
             })
         }
         Op::BlueGreen { comp, .. } | Op::Switch { comp, .. } => {
@@ -180,16 +187,28 @@ pub async fn perform(
             timeout,
         } => {
             let c = cx.comp(*comp);
-            let pinned = match (record, &c.traffic) {
-                (Some(Record::Canary { pinned, .. }), _) => pinned,
-                (_, Some(t)) => super::traffic::pins(&cx.cluster, t, &c.deployments())
-                    .await
-                    .map_err(here)?,
-                _ => Vec::new(),
+            let (pinned, routed, promoted) = match record {
+                Some(Record::Canary {
+                    pinned,
+                    routed,
+                    promoted,
+                    ..
+                }) => (pinned, routed, promoted),
+                _ => match &c.traffic {
+                    Some(t) => {
+                        let (r, p) = super::traffic::plan(&cx.cluster, t, &c.deployments())
+                            .await
+                            .map_err(here)?;
+                        (p, Some(r), None)
+                    }
+                    None => (Vec::new(), None, None),
+                },
             };
             let canary = Canary {
                 comp: *comp,
                 pinned,
+                routed,
+                promoted,
                 to,
                 weight: *weight,
                 steps,
@@ -373,6 +392,11 @@ struct Canary<'s> {
     comp: usize,
     /// The stable Services pinned to the stable ReplicaSet while it runs (journaled).
     pinned: Vec<super::rollback::Pinned>,
+    /// The router before the canary (journaled): what the weights go back to.
+    routed: Option<super::rollback::Routed>,
+    /// Resumed after its promotion began (journaled): what the promotion replaced. The canary
+    /// passed its guards then; the promotion goes on from where it was.
+    promoted: Option<Vec<super::cluster::Snap>>,
     to: &'s crate::version::Version,
     weight: u32,
     /// Every step's weight (`[weight]` for the one-step form).
@@ -393,6 +417,19 @@ impl Canary<'_> {
     ) -> Result<String, RunError> {
         let here = |f: Failure| f.at(st.span);
         let c = cx.comp(self.comp);
+        if self.promoted.is_some() {
+            // An earlier process of this run began the promotion: the canary passed. Pinning,
+            // routing and checking again would pin the stable Service to the half-promoted
+            // ReplicaSet and split traffic anew; the promotion resumes forward instead.
+            let canaries: Vec<String> = c.deployments().iter().map(|d| canary_name(d)).collect();
+            note(
+                cx,
+                "the canary was being promoted when the run was interrupted: promotion resumed"
+                    .into(),
+            )
+            .await;
+            return self.promote(cx, st, cancel, canaries, None).await;
+        }
         // The stable backend pinned to the stable pods before any canary pod exists.
         if !self.pinned.is_empty() {
             let said = super::traffic::pin(&cx.cluster, &self.pinned)
@@ -419,8 +456,8 @@ impl Canary<'_> {
         cx.wait_all(&canaries, self.timeout, cancel)
             .await
             .map_err(here)?;
-        if let Some(t) = &c.traffic {
-            let said = super::traffic::route(&cx.cluster, t, self.weight)
+        if let (Some(t), Some(routed)) = (&c.traffic, &self.routed) {
+            let said = super::traffic::route(&cx.cluster, t, routed, self.weight)
                 .await
                 .map_err(here)?;
             note(cx, said).await;
@@ -444,9 +481,10 @@ impl Canary<'_> {
         };
         for (si, w) in self.steps.iter().enumerate() {
             if si > 0 {
-                let said = super::traffic::step(&cx.cluster, c, &canaries, *w)
-                    .await
-                    .map_err(|f| in_step(si, *w, here(f)))?;
+                let said =
+                    super::traffic::step(&cx.cluster, c, &canaries, self.routed.as_ref(), *w)
+                        .await
+                        .map_err(|f| in_step(si, *w, here(f)))?;
                 cx.wait_all(&canaries, self.timeout, cancel)
                     .await
                     .map_err(|f| in_step(si, *w, here(f)))?;
@@ -475,14 +513,12 @@ impl Canary<'_> {
                 }
             }
         }
-        // Promote: what the promotion replaces is journaled first; the weight back to the
-        // stable backend and its selector unpinned (a pinned Service would not follow the
-        // rolling update to the new ReplicaSet); a rolling update of the main deployments;
-        // then the canary goes.
+        // Promote: what the promotion replaces is journaled first, as its own step: a
+        // process resuming from here promotes (see above), it never runs the canary again.
         let snaps = cx.snaps(self.comp).await.map_err(here)?;
         if let At::Forward { stage, stmt } = at {
             cx.log
-                .note(RunEvent::Record {
+                .record(RunEvent::Record {
                     stage,
                     stmt,
                     record: Record::Canary {
@@ -490,12 +526,31 @@ impl Canary<'_> {
                         canaries: canaries.clone(),
                         promoted: Some(snaps),
                         pinned: self.pinned.clone(),
+                        routed: self.routed.clone(),
                     },
                 })
-                .await;
+                .await
+                .map_err(|e| here(Failure::new(format!("{e}; the canary was not promoted"))))?;
         }
-        if let Some(t) = &c.traffic {
-            super::traffic::unroute(&cx.cluster, t)
+        self.promote(cx, st, cancel, canaries, Some(rounds)).await
+    }
+
+    /// The promotion: the weight back to the stable backend and its selector unpinned (a
+    /// pinned Service would not follow the rolling update to the new ReplicaSet); a rolling
+    /// update of the main deployments; then the canary goes. Every step is idempotent, so a
+    /// resumed promotion repeats what was done.
+    async fn promote(
+        &self,
+        cx: &Ctx<'_>,
+        st: &Statement,
+        cancel: &Cancel,
+        canaries: Vec<String>,
+        rounds: Option<usize>,
+    ) -> Result<String, RunError> {
+        let here = |f: Failure| f.at(st.span);
+        let c = cx.comp(self.comp);
+        if let (Some(t), Some(routed)) = (&c.traffic, &self.routed) {
+            super::traffic::unroute(&cx.cluster, t, routed)
                 .await
                 .map_err(here)?;
         }
@@ -511,17 +566,27 @@ impl Canary<'_> {
         cx.wait_all(&names(c.deployments()), self.timeout, cancel)
             .await
             .map_err(here)?;
+        let mut left = Vec::new();
         for cn in &canaries {
-            cx.cluster
-                .delete_deployment(cn)
-                .await
-                .map_err(|x| here(x.into()))?;
+            if let Err(e) = cx.cluster.delete_canary(cn).await {
+                match e {
+                    super::cluster::ClusterError::NotOurs(m) => left.push(m),
+                    other => return Err(here(other.into())),
+                }
+            }
         }
-        Ok(format!(
-            "canary {} checked {rounds} time{}, promoted, removed",
-            canaries.join(", "),
-            if rounds == 1 { "" } else { "s" }
-        ))
+        let mut said = match rounds {
+            Some(n) => format!(
+                "canary {} checked {n} time{}, promoted, removed",
+                canaries.join(", "),
+                if n == 1 { "" } else { "s" }
+            ),
+            None => format!("canary {} promoted, removed", canaries.join(", ")),
+        };
+        for m in left {
+            said.push_str(&format!("; {m}"));
+        }
+        Ok(said)
     }
 }
 

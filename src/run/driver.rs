@@ -163,7 +163,7 @@ async fn admit_and_run(
     let resume_rollback = if opts.resume { progress.rollback } else { None };
     // From here on every write (actions, rollback steps, the journal) first proves that this
     // process still holds the lock.
-    let cluster = cluster.fenced(lock.fence());
+    let cluster = cluster.fenced(lock.fence()).for_run(&run_id);
     let journal = match Journal::open(
         Some(cluster.clone()),
         &pb.name,
@@ -215,6 +215,21 @@ async fn admit_and_run(
     }
     lock.release().await;
     outcome
+}
+
+/// What [`super::traffic::admit`] says of every canary of the playbook that has not run yet.
+async fn admit_canaries(cx: &Ctx<'_>) -> Result<(), Failure> {
+    let done = cx.log.progress().done;
+    for (k, stage) in cx.pb.stages.iter().enumerate() {
+        for (j, st) in stage.stmts.iter().enumerate() {
+            if let Op::Canary { comp, steps, .. } = &st.op {
+                if !done.contains(&(k, j)) {
+                    super::traffic::admit(&cx.cluster, cx.comp(*comp), steps).await?;
+                }
+            }
+        }
+    }
+    Ok(())
 }
 
 fn new_run_id() -> String {
@@ -310,6 +325,16 @@ impl Driver<'_> {
             }
         }
         if let Err(f) = live::check_states(cx, std::slice::from_ref(&state), "the run") {
+            return self
+                .refused(Refusal {
+                    message: f.message,
+                    help: f.help,
+                })
+                .await;
+        }
+        // Ownership: every canary's objects free or this run's, every router in front of its
+        // component, before any action (each canary checks again before it acts).
+        if let Err(f) = admit_canaries(cx).await {
             return self
                 .refused(Refusal {
                     message: f.message,

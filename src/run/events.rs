@@ -521,6 +521,7 @@ playbook "p" {
             canaries: vec!["gw-canary".into()],
             promoted,
             pinned: vec![],
+            routed: None,
         };
         let events = [
             start(

@@ -240,6 +240,7 @@ impl From<cluster::ClusterError> for Failure {
                     "this process changes nothing more, and rolls nothing back: the lock's new holder owns the system (see `ktplay status`)",
                 )
             },
+            cluster::ClusterError::NotOurs(m) => Failure::refused(m).help(cluster::NOT_OURS_HELP),
             other => Failure::new(other.to_string()),
         }
     }

@@ -25,17 +25,22 @@ pub async fn restore(cx: &Ctx<'_>, record: &Record, cancel: &Cancel) -> Result<S
             canaries,
             promoted,
             pinned,
+            routed,
         } => {
             // The weight back to the stable backend (still pinned to the stable pods) before
             // the canary's pods go; the stable selector back after them.
             let mut s = String::new();
             if let Some(t) = &cx.comp(*comp).traffic {
-                s = format!("{}; ", super::traffic::unroute(&cx.cluster, t).await?);
+                let routed = match routed {
+                    Some(r) => r.clone(),
+                    None => legacy_routed(cx, *comp, t).await?,
+                };
+                s = format!(
+                    "{}; ",
+                    super::traffic::unroute(&cx.cluster, t, &routed).await?
+                );
             }
-            for c in canaries {
-                cx.cluster.delete_deployment(c).await?;
-            }
-            s.push_str(&format!("removed {}", canaries.join(", ")));
+            s.push_str(&remove_canaries(cx, canaries).await?);
             let unpinned = super::traffic::unpin(&cx.cluster, pinned).await?;
             if !unpinned.is_empty() {
                 s.push_str(&format!(
@@ -101,17 +106,28 @@ pub async fn undo_to_first(cx: &Ctx<'_>, comp: usize, cancel: &Cancel) -> Result
             _ => None,
         })
         .unwrap_or_default();
-    let routed = records
+    let canary = records
         .values()
-        .any(|r| r.comp() == comp && matches!(r, Record::Canary { .. }));
-    if let (true, Some(t)) = (routed, &cx.comp(comp).traffic) {
-        changed.push(super::traffic::unroute(&cx.cluster, t).await?);
+        .filter(|r| r.comp() == comp)
+        .find_map(|r| match r {
+            Record::Canary { routed, .. } => Some(routed.clone()),
+            _ => None,
+        });
+    if let (Some(routed), Some(t)) = (canary, &cx.comp(comp).traffic) {
+        let routed = match routed {
+            Some(r) => r,
+            None => legacy_routed(cx, comp, t).await?,
+        };
+        changed.push(super::traffic::unroute(&cx.cluster, t, &routed).await?);
     }
     for d in cx.comp(comp).deployments() {
         let cn = canary_name(d);
-        if cx.cluster.deployment_exists(&cn).await? {
-            cx.cluster.delete_deployment(&cn).await?;
-            changed.push(format!("removed {cn}"));
+        match cx.cluster.delete_canary(&cn).await {
+            Ok(true) => changed.push(format!("removed {cn}")),
+            Ok(false) => {}
+            // Not this run's: never deleted (and never this run's canary).
+            Err(super::cluster::ClusterError::NotOurs(_)) => {}
+            Err(e) => return Err(e.into()),
         }
     }
     let unpinned = super::traffic::unpin(&cx.cluster, &pinned).await?;
@@ -133,6 +149,38 @@ pub async fn undo_to_first(cx: &Ctx<'_>, comp: usize, cancel: &Cancel) -> Result
     } else {
         changed.join(", ")
     })
+}
+
+/// Remove the canary deployments this run created; anyone else's is left alone, and said so.
+async fn remove_canaries(cx: &Ctx<'_>, canaries: &[String]) -> Result<String, Failure> {
+    let mut left = Vec::new();
+    for c in canaries {
+        match cx.cluster.delete_canary(c).await {
+            Ok(_) => {}
+            Err(super::cluster::ClusterError::NotOurs(m)) => left.push(m),
+            Err(e) => return Err(e.into()),
+        }
+    }
+    let mut s = format!("removed {}", canaries.join(", "));
+    if !left.is_empty() {
+        s = format!("{s} (except what is not this run's: {})", left.join("; "));
+    }
+    Ok(s)
+}
+
+/// A canary record journaled before routers were journaled: the component's Services the
+/// router sends to now, their weights set back as they are apart from the canary's.
+async fn legacy_routed(
+    cx: &Ctx<'_>,
+    comp: usize,
+    t: &crate::check::program::Traffic,
+) -> Result<super::rollback::Routed, Failure> {
+    let c = cx.comp(comp);
+    let mut routed = super::traffic::plan(&cx.cluster, t, &c.deployments())
+        .await?
+        .0;
+    routed.rules.clear();
+    Ok(routed)
 }
 
 /// Put templates back; the deployments that changed, after their rollouts finished.

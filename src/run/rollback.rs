@@ -33,6 +33,10 @@ pub enum Record {
         promoted: Option<Vec<Snap>>,
         #[serde(default, skip_serializing_if = "Vec::is_empty")]
         pinned: Vec<Pinned>,
+        /// With a traffic router: the component's Services it sends to and the route's rules
+        /// as they were before the canary (what promotion and rollback put back).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        routed: Option<Routed>,
     },
     /// The Service selector value before a switch (blue-green, `switch`), and for `blue_green`
     /// the idle colour's deployment before it was given the new version: a rollback leaves the
@@ -87,6 +91,17 @@ pub struct Pinned {
     pub selector: std::collections::BTreeMap<String, String>,
     /// The deployment whose current ReplicaSet it is pinned to.
     pub deployment: String,
+}
+
+/// A routed canary's router before the canary: only these backends change, and they come
+/// back exactly as they were.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Routed {
+    /// The component's own stable Services the router sends to (each gets `<name>-canary`).
+    pub services: Vec<String>,
+    /// HTTPRoute: each rule's `backendRefs` as they were (by rule index).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub rules: Vec<serde_json::Value>,
 }
 
 /// What a component was before this run first changed it (for `undo C` in rollback blocks).

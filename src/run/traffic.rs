@@ -23,13 +23,17 @@
 //! ([`Pinned`], read by [`pins`] before anything changes) back, after the weight (promotion,
 //! rollback, `undo`).
 
-use kube::api::{Api, ApiResource, DeleteParams, DynamicObject, Patch, PatchParams, PostParams};
+use std::collections::BTreeMap;
+
+use kube::api::{
+    Api, ApiResource, DeleteParams, DynamicObject, Patch, PatchParams, PostParams, Preconditions,
+};
 use serde_json::{json, Value};
 
 use crate::check::program::{Traffic, TrafficKind};
 
 use super::cluster::{retry, status_code, Cluster};
-use super::rollback::Pinned;
+use super::rollback::{Pinned, Routed};
 use super::Failure;
 
 /// The label every pod of a ReplicaSet carries, set by the deployment controller.
@@ -81,11 +85,20 @@ async fn get(c: &Cluster, ar: &ApiResource, name: &str) -> Result<Option<Value>,
     }
 }
 
-async fn delete(c: &Cluster, ar: &ApiResource, name: &str) -> Result<bool, Failure> {
-    c.may_write()
-        .await
-        .map_err(|e| Failure::new(e.to_string()))?;
-    match retry(|| async { api(c, ar).delete(name, &DeleteParams::default()).await }).await {
+async fn delete(
+    c: &Cluster,
+    ar: &ApiResource,
+    name: &str,
+    uid: Option<&str>,
+) -> Result<bool, Failure> {
+    c.may_write().await?;
+    let mut dp = DeleteParams::default();
+    // Only the object read: one put in its place meanwhile is not deleted.
+    dp.preconditions = uid.map(|u| Preconditions {
+        uid: Some(u.to_string()),
+        resource_version: None,
+    });
+    match retry(|| async { api(c, ar).delete(name, &dp).await }).await {
         Ok(_) => Ok(true),
         Err(e) if status_code(&e) == Some(404) => Ok(false),
         Err(e) => Err(fail(&format!("delete {} `{name}`", ar.kind), e)),
@@ -104,37 +117,61 @@ async fn create(c: &Cluster, ar: &ApiResource, obj: Value) -> Result<(), Failure
         .map_err(|e| Failure::new(e.to_string()))?;
     match retry(|| async { api(c, ar).create(&PostParams::default(), &obj).await }).await {
         Ok(_) => Ok(()),
-        // Left by an interrupted run (or the first try, whose answer was lost): keep it.
-        Err(e) if status_code(&e) == Some(409) => Ok(()),
+        // The first try's answer was lost, or another process of this run made it: this run's
+        // is kept; anyone else's is never adopted.
+        Err(e) if status_code(&e) == Some(409) => match get(c, ar, &name).await? {
+            Some(existing) if c.ours(&existing) => Ok(()),
+            Some(existing) => Err(c.not_ours(&ar.kind, &name, &existing).into()),
+            None => Err(fail(&format!("create {} `{name}`", ar.kind), e)),
+        },
         Err(e) => Err(fail(&format!("create {} `{name}`", ar.kind), e)),
     }
 }
 
-async fn merge(c: &Cluster, ar: &ApiResource, name: &str, patch: Value) -> Result<(), Failure> {
-    c.may_write()
-        .await
-        .map_err(|e| Failure::new(e.to_string()))?;
-    retry(|| async {
+async fn try_merge(
+    c: &Cluster,
+    ar: &ApiResource,
+    name: &str,
+    patch: &Value,
+) -> Result<Result<(), kube::Error>, Failure> {
+    c.may_write().await?;
+    Ok(retry(|| async {
         api(c, ar)
-            .patch(name, &PatchParams::default(), &Patch::Merge(&patch))
+            .patch(name, &PatchParams::default(), &Patch::Merge(patch))
             .await
     })
     .await
-    .map(|_| ())
-    .map_err(|e| fail(&format!("update {} `{name}`", ar.kind), e))
+    .map(|_| ()))
+}
+
+async fn merge(c: &Cluster, ar: &ApiResource, name: &str, patch: Value) -> Result<(), Failure> {
+    try_merge(c, ar, name, &patch)
+        .await?
+        .map_err(|e| fail(&format!("update {} `{name}`", ar.kind), e))
 }
 
 fn canary(name: &str) -> String {
     format!("{name}-canary")
 }
 
-/// The Services the route sends to that are not canaries.
-fn stable_services(route: &Value) -> Vec<String> {
+/// A `backendRef` to a Service of the route's own namespace: its name. Refs to other kinds or
+/// namespaces are never the component's.
+fn service_ref<'v>(b: &'v Value, ns: &str) -> Option<&'v str> {
+    let kind = b["kind"].is_null() || b["kind"] == "Service";
+    let group = b["group"].is_null() || b["group"] == "" || b["group"] == "core";
+    let local = b["namespace"].is_null() || b["namespace"] == ns;
+    (kind && group && local)
+        .then(|| b["name"].as_str())
+        .flatten()
+}
+
+/// Every Service an HTTPRoute sends to, in order.
+fn route_services(route: &Value, ns: &str) -> Vec<String> {
     let mut out: Vec<String> = Vec::new();
     for rule in route["spec"]["rules"].as_array().into_iter().flatten() {
         for b in rule["backendRefs"].as_array().into_iter().flatten() {
-            if let Some(n) = b["name"].as_str() {
-                if !n.ends_with("-canary") && !out.iter().any(|x| x == n) {
+            if let Some(n) = service_ref(b, ns) {
+                if !out.iter().any(|x| x == n) {
                     out.push(n.to_string());
                 }
             }
@@ -162,13 +199,35 @@ fn ingress_services(ing: &Value) -> Vec<String> {
     out
 }
 
-/// The canary Service beside `stable`: its ports, its selector plus `track: canary`.
+fn kind_word(t: &Traffic) -> &'static str {
+    match t.kind {
+        TrafficKind::HttpRoute => "HTTPRoute",
+        TrafficKind::Ingress => "Ingress",
+    }
+}
+
+fn router(t: &Traffic) -> ApiResource {
+    match t.kind {
+        TrafficKind::HttpRoute => http_route(),
+        TrafficKind::Ingress => ingress(),
+    }
+}
+
+/// The canary Service beside `stable`: its ports, its selector plus `track: canary`, this run's
+/// ownership mark. One of the same name that is not this run's is never adopted.
 async fn canary_service(c: &Cluster, stable: &str) -> Result<(), Failure> {
     let Some(svc) = get(c, &services(), stable).await? else {
         return Err(Failure::new(format!(
             "the route sends to Service `{stable}`, which does not exist"
         )));
     };
+    let name = canary(stable);
+    if let Some(existing) = get(c, &services(), &name).await? {
+        if c.ours(&existing) {
+            return Ok(());
+        }
+        return Err(c.not_ours("Service", &name, &existing).into());
+    }
     let mut selector = svc["spec"]["selector"].clone();
     // Pinned to the stable ReplicaSet by now: the canary's pods have their own hash.
     if let Some(m) = selector.as_object_mut() {
@@ -199,36 +258,14 @@ async fn canary_service(c: &Cluster, stable: &str) -> Result<(), Failure> {
         &services(),
         json!({
             "apiVersion": "v1", "kind": "Service",
-            "metadata": {"name": canary(stable), "namespace": c.ns,
-                         "labels": {"app.kubernetes.io/managed-by": "ktplay", "ktplay/canary-of": stable}},
+            "metadata": {"name": name, "namespace": c.ns, "labels": c.marks(stable)},
             "spec": {"selector": selector, "ports": ports},
         }),
     )
     .await
 }
 
-/// The Services a router sends to (not the canaries), or why it cannot be read.
-async fn stable_of(c: &Cluster, t: &Traffic) -> Result<Vec<String>, Failure> {
-    Ok(match t.kind {
-        TrafficKind::HttpRoute => {
-            let Some(r) = get(c, &http_route(), &t.name).await? else {
-                return Err(Failure::new(format!(
-                    "HTTPRoute `{}` does not exist",
-                    t.name
-                )));
-            };
-            stable_services(&r)
-        }
-        TrafficKind::Ingress => {
-            let Some(ing) = get(c, &ingress(), &t.name).await? else {
-                return Err(Failure::new(format!("Ingress `{}` does not exist", t.name)));
-            };
-            ingress_services(&ing)
-        }
-    })
-}
-
-fn selector_map(svc: &Value) -> std::collections::BTreeMap<String, String> {
+fn selector_map(svc: &Value) -> BTreeMap<String, String> {
     svc["spec"]["selector"]
         .as_object()
         .map(|m| {
@@ -239,48 +276,196 @@ fn selector_map(svc: &Value) -> std::collections::BTreeMap<String, String> {
         .unwrap_or_default()
 }
 
-/// Before a canary changes anything: each stable Service the router sends to that selects
-/// exactly one of `deployments`' pod templates, with its selector as it is now (journaled in
-/// the canary's record, so promotion, rollback and `--resume` put back exactly that).
-pub async fn pins(c: &Cluster, t: &Traffic, deployments: &[&str]) -> Result<Vec<Pinned>, Failure> {
-    let mut out = Vec::new();
-    for s in stable_of(c, t).await? {
-        let Some(svc) = get(c, &services(), &s).await? else {
+/// Before a canary changes anything, from the router as it is now: the component's own stable
+/// Services it sends to (a Service whose selector, without `pod-template-hash`, matches the pod
+/// template of one of `deployments`) with each HTTPRoute rule's `backendRefs` as they are
+/// ([`Routed`]), and the Services to pin ([`Pinned`]: each of those that selects exactly one
+/// of the deployments, with its selector). Both are journaled in the canary's record, so
+/// promotion, rollback, `undo` and `--resume` put back exactly that, and change nothing else.
+/// A router that does not exist or sends to none of the component's Services is refused.
+pub async fn plan(
+    c: &Cluster,
+    t: &Traffic,
+    deployments: &[&str],
+) -> Result<(Routed, Vec<Pinned>), Failure> {
+    let Some(r) = get(c, &router(t), &t.name).await? else {
+        return Err(Failure::refused(format!(
+            "{} `{}` does not exist in namespace `{}`",
+            kind_word(t),
+            t.name,
+            c.ns
+        )));
+    };
+    let named = match t.kind {
+        TrafficKind::HttpRoute => route_services(&r, &c.ns),
+        TrafficKind::Ingress => ingress_services(&r),
+    };
+    let mut templates = Vec::new();
+    for d in deployments {
+        let dep = c
+            .deployment(d)
+            .await
+            .map_err(|e| Failure::new(e.to_string()))?;
+        templates.push((
+            d.to_string(),
+            dep["spec"]["template"]["metadata"]["labels"].clone(),
+        ));
+    }
+    let mut own = Vec::new();
+    let mut pinned = Vec::new();
+    for s in &named {
+        // A canary Service of one of the component's Services is not a stable one.
+        if named.iter().any(|x| canary(x) == *s) {
+            continue;
+        }
+        let Some(svc) = get(c, &services(), s).await? else {
             continue;
         };
-        let selector = selector_map(&svc);
+        let mut selector = selector_map(&svc);
+        // Left pinned by a run whose journal is gone: the selector without the hash.
+        selector.remove(HASH);
         if selector.is_empty() {
             continue;
         }
-        let mut selects = Vec::new();
-        for d in deployments {
-            let dep = c
-                .deployment(d)
-                .await
-                .map_err(|e| Failure::new(e.to_string()))?;
-            let labels = &dep["spec"]["template"]["metadata"]["labels"];
-            if selector
-                .iter()
-                .filter(|(k, _)| k.as_str() != HASH)
-                .all(|(k, v)| labels[k].as_str() == Some(v))
-            {
-                selects.push(d.to_string());
-            }
+        let selects: Vec<&String> = templates
+            .iter()
+            .filter(|(_, labels)| selector.iter().all(|(k, v)| labels[k].as_str() == Some(v)))
+            .map(|(d, _)| d)
+            .collect();
+        if selects.is_empty() {
+            continue;
         }
+        own.push(s.clone());
         // A Service over several of the component's deployments cannot name one ReplicaSet:
         // left as it is (the canary's share then includes its share of pods there).
         if let [d] = selects.as_slice() {
-            let mut selector = selector;
-            // Left pinned by a run whose journal is gone: the selector without the hash.
-            selector.remove(HASH);
-            out.push(Pinned {
-                service: s,
+            pinned.push(Pinned {
+                service: s.clone(),
                 selector,
-                deployment: d.clone(),
+                deployment: d.to_string(),
             });
         }
     }
-    Ok(out)
+    if own.is_empty() {
+        return Err(Failure::refused(format!(
+            "{} `{}` sends to no Service of the component's deployment{} {} (it sends to {}): a canary there would take traffic that is not the component's",
+            kind_word(t),
+            t.name,
+            if deployments.len() == 1 { "" } else { "s" },
+            deployments.iter().map(|d| format!("`{d}`")).collect::<Vec<_>>().join(", "),
+            if named.is_empty() {
+                "no Service".to_string()
+            } else {
+                named.iter().map(|n| format!("`{n}`")).collect::<Vec<_>>().join(", ")
+            }
+        ))
+        .help("name the router in front of this component's Service in `traffic`, or add a backend to that Service to the router"));
+    }
+    let rules = match t.kind {
+        TrafficKind::HttpRoute => r["spec"]["rules"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|rule| rule["backendRefs"].clone())
+            .collect(),
+        TrafficKind::Ingress => Vec::new(),
+    };
+    Ok((
+        Routed {
+            services: own,
+            rules,
+        },
+        pinned,
+    ))
+}
+
+/// Before any action of a run (and again before the canary's own): every object the canary
+/// of `comp` would create is free or this run's, and with `traffic`, the router sends to the
+/// component's Service and every step's weight can be set exactly in each of its rules.
+/// Failures are refusals naming the object.
+pub async fn admit(
+    c: &Cluster,
+    comp: &crate::check::program::Component,
+    steps: &[u32],
+) -> Result<(), Failure> {
+    for d in comp.deployments() {
+        let name = super::cluster::canary_name(d);
+        if let Some(existing) = c
+            .deployment_opt(&name)
+            .await
+            .map_err(|e| Failure::new(e.to_string()))?
+        {
+            if !c.ours(&existing) {
+                return Err(c.not_ours("Deployment", &name, &existing).into());
+            }
+        }
+    }
+    let Some(t) = &comp.traffic else {
+        return Ok(());
+    };
+    let (routed, _) = plan(c, t, &comp.deployments()).await?;
+    let mut names: Vec<(ApiResource, &str, String)> = routed
+        .services
+        .iter()
+        .map(|s| (services(), "Service", canary(s)))
+        .collect();
+    if t.kind == TrafficKind::Ingress {
+        names.push((ingress(), "Ingress", canary(&t.name)));
+    }
+    for (ar, kind, name) in names {
+        if let Some(existing) = get(c, &ar, &name).await? {
+            if !c.ours(&existing) {
+                return Err(c.not_ours(kind, &name, &existing).into());
+            }
+        }
+    }
+    if t.kind == TrafficKind::HttpRoute {
+        exact_weights(&t.name, &routed, steps, &c.ns)?;
+    }
+    Ok(())
+}
+
+/// A backendRef's weight (the Gateway API's default is 1).
+fn weight_of(b: &Value) -> u64 {
+    b["weight"].as_u64().unwrap_or(1)
+}
+
+/// In a rule where other backends keep a share, the component's backend of weight `W` is split
+/// into `W × (100 − P) / 100` and `W × P / 100`: both must be whole for every step `P`.
+fn exact_weights(route: &str, routed: &Routed, steps: &[u32], ns: &str) -> Result<(), Failure> {
+    for (i, refs) in routed.rules.iter().enumerate() {
+        let refs: Vec<&Value> = refs.as_array().into_iter().flatten().collect();
+        // A rule already carrying this component's canary backend (a resumed run): its
+        // weights were checked when it started.
+        if refs.iter().any(|b| {
+            service_ref(b, ns).is_some_and(|n| routed.services.iter().any(|s| canary(s) == n))
+        }) {
+            continue;
+        }
+        let own =
+            |b: &&Value| service_ref(b, ns).is_some_and(|n| routed.services.iter().any(|s| s == n));
+        let others: u64 = refs.iter().filter(|b| !own(b)).map(|b| weight_of(b)).sum();
+        if others == 0 {
+            continue;
+        }
+        for b in refs.iter().filter(|b| own(b)) {
+            let w = weight_of(b);
+            if let Some(p) = steps.iter().find(|p| w * **p as u64 % 100 != 0) {
+                return Err(Failure::refused(format!(
+                    "rule {} of HTTPRoute `{route}` sends to `{}` with weight {w} beside other backends: {p}% of it is not a whole weight, so the canary could not get exactly {p}% of that Service's share without changing the other backends' weights",
+                    i + 1,
+                    b["name"].as_str().unwrap_or_default()
+                ))
+                .help("give the component's backendRef a weight that is a multiple of 100 (and scale the rule's other weights to keep their shares), or route it in a rule of its own"));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The pins of the stable Services (see [`plan`]); for callers without a plan.
+pub async fn pins(c: &Cluster, t: &Traffic, deployments: &[&str]) -> Result<Vec<Pinned>, Failure> {
+    Ok(plan(c, t, deployments).await?.1)
 }
 
 /// Pin each stable Service to its deployment's current ReplicaSet. Idempotent.
@@ -345,70 +530,155 @@ pub async fn unpin(c: &Cluster, pins: &[Pinned]) -> Result<Vec<String>, Failure>
     Ok(changed)
 }
 
-/// Rules with the canary's weight (`Some(P)`) or without a canary (`None`: stable back to 100).
-fn weighted_rules(route: &Value, stable: &[String], weight: Option<u32>) -> Value {
+/// The route's rules with the canary at `weight`% (`Some(P)`), or as they were before the
+/// canary (`None`). Only the component's own backendRefs (`routed.services`) change, and the
+/// canary refs beside them: in a rule where the component's backend is the only one with a
+/// weight, `100 − P` and `P`; beside other weighted backends, its weight `W` split into
+/// `W × (100 − P) / 100` and `W × P / 100`, so every other backend keeps its share. Without a
+/// canary each own backendRef gets the weight journaled in `routed.rules` back (or none, as
+/// it had none); other refs are never touched.
+fn weighted_rules(route: &Value, routed: &Routed, weight: Option<u32>, ns: &str) -> Value {
+    let own = |n: &str| routed.services.iter().any(|s| s == n);
+    let ours = |n: &str| routed.services.iter().any(|s| canary(s) == n);
     let mut rules = route["spec"]["rules"].clone();
-    for rule in rules.as_array_mut().into_iter().flatten() {
+    for (i, rule) in rules.as_array_mut().into_iter().flatten().enumerate() {
         let Some(refs) = rule["backendRefs"].as_array_mut() else {
             continue;
         };
-        refs.retain(|b| {
-            b["name"]
-                .as_str()
-                .is_none_or(|n| !stable.iter().any(|s| canary(s) == n))
-        });
-        let mut added = Vec::new();
-        for b in refs.iter_mut() {
-            let Some(n) = b["name"].as_str().map(str::to_string) else {
+        // The canary refs' weights, by their stable Service.
+        let split: BTreeMap<String, u64> = refs
+            .iter()
+            .filter_map(|b| {
+                let n = service_ref(b, ns).filter(|n| ours(n))?;
+                Some((n.trim_end_matches("-canary").to_string(), weight_of(b)))
+            })
+            .collect();
+        refs.retain(|b| !service_ref(b, ns).is_some_and(ours));
+        // The rule as it was before the canary. A journal of an older ktplay has none: the
+        // rule as it is now, with each canary ref's weight given back to its stable ref.
+        let before: Vec<Value> = match routed.rules.get(i).and_then(Value::as_array) {
+            Some(r) => r.clone(),
+            None => refs
+                .iter()
+                .map(|b| {
+                    let mut b = b.clone();
+                    if let Some(w) = service_ref(&b, ns).and_then(|n| split.get(n)) {
+                        b["weight"] = json!(weight_of(&b) + w);
+                    }
+                    b
+                })
+                .collect(),
+        };
+        let before_of = |n: &str| {
+            before
+                .iter()
+                .find(|b| service_ref(b, ns) == Some(n))
+                .cloned()
+        };
+        let others: u64 = before
+            .iter()
+            .filter(|b| !service_ref(b, ns).is_some_and(|n| own(n) || ours(n)))
+            .map(weight_of)
+            .sum();
+        let mut out = Vec::new();
+        for b in refs.drain(..) {
+            let Some(n) = service_ref(&b, ns).filter(|n| own(n)).map(str::to_string) else {
+                out.push(b);
                 continue;
             };
-            if !stable.contains(&n) {
-                continue;
-            }
+            let was = before_of(&n);
+            let w = was.as_ref().map(weight_of).unwrap_or(1);
+            let mut b = b;
             match weight {
-                Some(p) => {
-                    b["weight"] = json!(100 - p);
+                Some(p) if w > 0 => {
+                    let p = p as u64;
+                    let (stable, canary_w) = if others == 0 {
+                        (100 - p, p)
+                    } else {
+                        (w * (100 - p) / 100, w * p / 100)
+                    };
+                    b["weight"] = json!(stable);
                     let mut cb = b.clone();
                     cb["name"] = json!(canary(&n));
-                    cb["weight"] = json!(p);
-                    added.push(cb);
+                    cb["weight"] = json!(canary_w);
+                    out.push(b);
+                    out.push(cb);
                 }
-                None => b["weight"] = json!(100),
+                Some(_) => out.push(b),
+                None => {
+                    match was.as_ref().map(|x| &x["weight"]) {
+                        Some(v) if !v.is_null() => b["weight"] = v.clone(),
+                        _ => {
+                            if let Some(m) = b.as_object_mut() {
+                                m.remove("weight");
+                            }
+                        }
+                    }
+                    out.push(b);
+                }
             }
         }
-        refs.extend(added);
+        *refs = out;
     }
     rules
 }
 
+/// Write an HTTPRoute's rules, on the version read (a change by someone else between the read
+/// and the write is read again, never overwritten).
+async fn set_rules(
+    c: &Cluster,
+    t: &Traffic,
+    routed: &Routed,
+    weight: Option<u32>,
+) -> Result<bool, Failure> {
+    for _ in 0..5 {
+        let Some(r) = get(c, &http_route(), &t.name).await? else {
+            return Ok(false);
+        };
+        let rules = weighted_rules(&r, routed, weight, &c.ns);
+        if rules == r["spec"]["rules"] {
+            return Ok(false);
+        }
+        let rv = r["metadata"]["resourceVersion"].clone();
+        let patch = json!({"metadata": {"resourceVersion": rv}, "spec": {"rules": rules}});
+        match try_merge(c, &http_route(), &t.name, &patch).await? {
+            Ok(()) => return Ok(true),
+            Err(e) if status_code(&e) == Some(409) => continue,
+            Err(e) => return Err(fail(&format!("update HTTPRoute `{}`", t.name), e)),
+        }
+    }
+    Err(Failure::new(format!(
+        "HTTPRoute `{}` kept changing under ktplay: its weights were not written",
+        t.name
+    )))
+}
+
 /// Send `weight`% of the component's traffic to its canary pods. Returns a detail line.
-pub async fn route(c: &Cluster, t: &Traffic, weight: u32) -> Result<String, Failure> {
+pub async fn route(
+    c: &Cluster,
+    t: &Traffic,
+    routed: &Routed,
+    weight: u32,
+) -> Result<String, Failure> {
+    for s in &routed.services {
+        canary_service(c, s).await?;
+    }
     match t.kind {
         TrafficKind::HttpRoute => {
-            let Some(r) = get(c, &http_route(), &t.name).await? else {
+            if get(c, &http_route(), &t.name).await?.is_none() {
                 return Err(Failure::new(format!(
                     "HTTPRoute `{}` does not exist",
                     t.name
                 )));
-            };
-            let stable = stable_services(&r);
-            if stable.is_empty() {
-                return Err(Failure::new(format!(
-                    "HTTPRoute `{}` has no backendRefs to a Service",
-                    t.name
-                )));
             }
-            for s in &stable {
-                canary_service(c, s).await?;
-            }
-            let rules = weighted_rules(&r, &stable, Some(weight));
-            merge(c, &http_route(), &t.name, json!({"spec": {"rules": rules}})).await?;
+            set_rules(c, t, routed, Some(weight)).await?;
             Ok(format!(
                 "HTTPRoute {}: {} {}, {} {weight}",
                 t.name,
-                stable.join(", "),
+                routed.services.join(", "),
                 100 - weight,
-                stable
+                routed
+                    .services
                     .iter()
                     .map(|s| canary(s))
                     .collect::<Vec<_>>()
@@ -419,84 +689,137 @@ pub async fn route(c: &Cluster, t: &Traffic, weight: u32) -> Result<String, Fail
             let Some(ing) = get(c, &ingress(), &t.name).await? else {
                 return Err(Failure::new(format!("Ingress `{}` does not exist", t.name)));
             };
-            let stable = ingress_services(&ing);
-            if stable.is_empty() {
-                return Err(Failure::new(format!(
-                    "Ingress `{}` sends to no Service",
-                    t.name
-                )));
-            }
-            for s in &stable {
-                canary_service(c, s).await?;
-            }
-            let mut spec = ing["spec"].clone();
-            let text = serde_json::to_string(&spec).unwrap_or_default();
-            // Every backend Service name replaced by its canary.
-            let mut replaced = text;
-            for s in &stable {
-                replaced = replaced.replace(
-                    &format!("\"name\":\"{s}\""),
-                    &format!("\"name\":\"{}\"", canary(s)),
-                );
-            }
-            spec = serde_json::from_str(&replaced).unwrap_or(spec);
             let name = canary(&t.name);
-            create(
-                c,
-                &ingress(),
-                json!({
-                    "apiVersion": "networking.k8s.io/v1", "kind": "Ingress",
-                    "metadata": {"name": name, "namespace": c.ns,
-                                 "labels": {"app.kubernetes.io/managed-by": "ktplay", "ktplay/canary-of": t.name},
-                                 "annotations": {"nginx.ingress.kubernetes.io/canary": "true",
-                                                 "nginx.ingress.kubernetes.io/canary-weight": weight.to_string()}},
-                    "spec": spec,
-                }),
-            )
-            .await?;
-            // An existing canary Ingress (an interrupted run) gets this weight.
-            merge(
-                c,
-                &ingress(),
-                &name,
-                json!({"metadata": {"annotations": {"nginx.ingress.kubernetes.io/canary-weight": weight.to_string()}}}),
-            )
-            .await?;
+            let annotations = json!({"nginx.ingress.kubernetes.io/canary": "true",
+                                     "nginx.ingress.kubernetes.io/canary-weight": weight.to_string()});
+            if let Some(existing) = get(c, &ingress(), &name).await? {
+                if !c.ours(&existing) {
+                    return Err(c.not_ours("Ingress", &name, &existing).into());
+                }
+                // This run's, from an earlier step or an interrupted process: this weight.
+                merge(
+                    c,
+                    &ingress(),
+                    &name,
+                    json!({"metadata": {"annotations": annotations}}),
+                )
+                .await?;
+            } else {
+                create(
+                    c,
+                    &ingress(),
+                    json!({
+                        "apiVersion": "networking.k8s.io/v1", "kind": "Ingress",
+                        "metadata": {"name": name, "namespace": c.ns,
+                                     "labels": c.marks(&t.name), "annotations": annotations},
+                        "spec": canary_ingress_spec(&ing, &routed.services),
+                    }),
+                )
+                .await?;
+            }
             Ok(format!("Ingress {name}: canary-weight {weight}"))
         }
     }
 }
 
-/// All traffic back to the stable backend, then the canary objects removed. Idempotent.
-pub async fn unroute(c: &Cluster, t: &Traffic) -> Result<String, Failure> {
-    let stable = match t.kind {
+/// The canary Ingress's spec: the stable Ingress's rules and paths that send to the
+/// component's Services, each to its canary Service; paths (and a default backend) sending
+/// elsewhere are left out, so ingress-nginx splits nothing else.
+fn canary_ingress_spec(ing: &Value, own: &[String]) -> Value {
+    let mine = |b: &Value| {
+        b["service"]["name"]
+            .as_str()
+            .is_some_and(|n| own.iter().any(|s| s == n))
+    };
+    let to_canary = |mut b: Value| {
+        let n = b["service"]["name"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        b["service"]["name"] = json!(canary(&n));
+        b
+    };
+    let mut spec = json!({});
+    if !ing["spec"]["ingressClassName"].is_null() {
+        spec["ingressClassName"] = ing["spec"]["ingressClassName"].clone();
+    }
+    if !ing["spec"]["tls"].is_null() {
+        spec["tls"] = ing["spec"]["tls"].clone();
+    }
+    if mine(&ing["spec"]["defaultBackend"]) {
+        spec["defaultBackend"] = to_canary(ing["spec"]["defaultBackend"].clone());
+    }
+    let mut rules = Vec::new();
+    for rule in ing["spec"]["rules"].as_array().into_iter().flatten() {
+        let paths: Vec<Value> = rule["http"]["paths"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|p| mine(&p["backend"]))
+            .map(|p| {
+                let mut p = p.clone();
+                p["backend"] = to_canary(p["backend"].clone());
+                p
+            })
+            .collect();
+        if paths.is_empty() {
+            continue;
+        }
+        let mut r = rule.clone();
+        r["http"]["paths"] = json!(paths);
+        rules.push(r);
+    }
+    if !rules.is_empty() {
+        spec["rules"] = json!(rules);
+    }
+    spec
+}
+
+/// Delete an object this run created; anyone else's is left alone (and said so).
+async fn remove(c: &Cluster, ar: &ApiResource, name: &str) -> Result<Option<String>, Failure> {
+    let Some(existing) = get(c, ar, name).await? else {
+        return Ok(None);
+    };
+    if !c.ours(&existing) {
+        return Ok(Some(format!(
+            "{} {name} left alone (not this run's)",
+            ar.kind
+        )));
+    }
+    delete(c, ar, name, existing["metadata"]["uid"].as_str()).await?;
+    Ok(None)
+}
+
+/// All traffic back as it was before the canary (`routed`, journaled), then the canary objects
+/// this run created removed. Idempotent.
+pub async fn unroute(c: &Cluster, t: &Traffic, routed: &Routed) -> Result<String, Failure> {
+    let mut said = match t.kind {
         TrafficKind::HttpRoute => {
-            let Some(r) = get(c, &http_route(), &t.name).await? else {
-                return Ok(format!("HTTPRoute {} is gone", t.name));
-            };
-            let stable = stable_services(&r);
-            let rules = weighted_rules(&r, &stable, None);
-            if rules != r["spec"]["rules"] {
-                merge(c, &http_route(), &t.name, json!({"spec": {"rules": rules}})).await?;
+            if get(c, &http_route(), &t.name).await?.is_none() {
+                format!("HTTPRoute {} is gone", t.name)
+            } else {
+                set_rules(c, t, routed, None).await?;
+                format!(
+                    "HTTPRoute {}: {} as before",
+                    t.name,
+                    routed.services.join(", ")
+                )
             }
-            stable
         }
         TrafficKind::Ingress => {
-            let stable = match get(c, &ingress(), &t.name).await? {
-                Some(ing) => ingress_services(&ing),
-                None => Vec::new(),
-            };
-            delete(c, &ingress(), &canary(&t.name)).await?;
-            stable
+            let name = canary(&t.name);
+            match remove(c, &ingress(), &name).await? {
+                Some(left) => left,
+                None => format!("Ingress {name} removed"),
+            }
         }
     };
-    for s in &stable {
-        delete(c, &services(), &canary(s)).await?;
+    for s in &routed.services {
+        if let Some(left) = remove(c, &services(), &canary(s)).await? {
+            said.push_str(&format!("; {left}"));
+        }
     }
-    Ok(match t.kind {
-        TrafficKind::HttpRoute => format!("HTTPRoute {}: {} 100", t.name, stable.join(", ")),
-        TrafficKind::Ingress => format!("Ingress {} removed", canary(&t.name)),
-    })
+    Ok(said)
 }
 
 /// The next step of a progressive canary: the router's weight, or (without `traffic`) the
@@ -505,10 +828,11 @@ pub async fn step(
     c: &Cluster,
     comp: &crate::check::program::Component,
     canaries: &[String],
+    routed: Option<&Routed>,
     weight: u32,
 ) -> Result<String, Failure> {
-    if let Some(t) = &comp.traffic {
-        return route(c, t, weight).await;
+    if let (Some(t), Some(routed)) = (&comp.traffic, routed) {
+        return route(c, t, routed, weight).await;
     }
     let mut said = Vec::new();
     for (d, cn) in comp.deployments().iter().zip(canaries) {
@@ -529,6 +853,18 @@ pub async fn step(
 mod tests {
     use super::*;
 
+    fn routed(route: &Value, own: &[&str]) -> Routed {
+        Routed {
+            services: own.iter().map(|s| s.to_string()).collect(),
+            rules: route["spec"]["rules"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|r| r["backendRefs"].clone())
+                .collect(),
+        }
+    }
+
     #[test]
     fn weights_go_on_the_stable_refs_and_come_back() {
         let route = json!({"spec": {"rules": [
@@ -536,10 +872,9 @@ mod tests {
              "backendRefs": [{"name": "gw", "port": 8080}]},
             {"backendRefs": [{"name": "other", "port": 80}]}
         ]}});
-        let stable = stable_services(&route);
-        assert_eq!(stable, ["gw", "other"]);
-        let only_gw = vec!["gw".to_string()];
-        let w = weighted_rules(&route, &only_gw, Some(10));
+        assert_eq!(route_services(&route, "ns"), ["gw", "other"]);
+        let only_gw = routed(&route, &["gw"]);
+        let w = weighted_rules(&route, &only_gw, Some(10), "ns");
         assert_eq!(
             w[0]["backendRefs"],
             json!([{"name": "gw", "port": 8080, "weight": 90}, {"name": "gw-canary", "port": 8080, "weight": 10}])
@@ -548,13 +883,93 @@ mod tests {
             w[1], route["spec"]["rules"][1],
             "rules to other Services are left alone"
         );
-        let back = weighted_rules(&json!({"spec": {"rules": w}}), &only_gw, None);
+        let back = weighted_rules(&json!({"spec": {"rules": w}}), &only_gw, None, "ns");
         assert_eq!(
-            back[0]["backendRefs"],
-            json!([{"name": "gw", "port": 8080, "weight": 100}])
+            back, route["spec"]["rules"],
+            "exactly as before: no weight where there was none"
         );
         // Routing twice (a resumed run) does not add a second canary ref.
-        let again = weighted_rules(&json!({"spec": {"rules": w.clone()}}), &only_gw, Some(10));
+        let again = weighted_rules(
+            &json!({"spec": {"rules": w.clone()}}),
+            &only_gw,
+            Some(10),
+            "ns",
+        );
         assert_eq!(again, w);
+    }
+
+    /// Issue 20, item 1: `/` → web 100 + web-legacy 0, `/admin` → admin. Only `web` is split;
+    /// web-legacy and admin never change, and everything comes back exactly.
+    #[test]
+    fn only_the_components_backends_change() {
+        let route = json!({"spec": {"rules": [
+            {"matches": [{"path": {"type": "PathPrefix", "value": "/"}}],
+             "backendRefs": [{"name": "web", "port": 80, "weight": 100}, {"name": "web-legacy", "port": 80, "weight": 0}]},
+            {"matches": [{"path": {"type": "PathPrefix", "value": "/admin"}}],
+             "backendRefs": [{"group": "", "kind": "Service", "name": "admin", "port": 80, "weight": 1}]}
+        ]}});
+        let r = routed(&route, &["web"]);
+        for (p, stable) in [(10, 90), (50, 50)] {
+            let w = weighted_rules(&route, &r, Some(p), "ns");
+            assert_eq!(
+                w[0]["backendRefs"],
+                json!([{"name": "web", "port": 80, "weight": stable},
+                       {"name": "web-canary", "port": 80, "weight": p},
+                       {"name": "web-legacy", "port": 80, "weight": 0}])
+            );
+            assert_eq!(w[1], route["spec"]["rules"][1], "admin untouched");
+            let back = weighted_rules(&json!({"spec": {"rules": w}}), &r, None, "ns");
+            assert_eq!(back, route["spec"]["rules"]);
+        }
+        // Beside another weighted backend, the component's weight is split and the other
+        // keeps its share: web 100 + legacy 100 → web 90, canary 10, legacy 100.
+        let shared = json!({"spec": {"rules": [{"backendRefs": [
+            {"name": "web", "weight": 100}, {"name": "web-legacy", "weight": 100}]}]}});
+        let r = routed(&shared, &["web"]);
+        let w = weighted_rules(&shared, &r, Some(10), "ns");
+        assert_eq!(
+            w[0]["backendRefs"],
+            json!([{"name": "web", "weight": 90}, {"name": "web-canary", "weight": 10}, {"name": "web-legacy", "weight": 100}])
+        );
+        assert!(exact_weights("site", &r, &[10, 25], "ns").is_ok());
+        // web at the default weight 1 beside legacy: 10% of 1 is not whole: refused.
+        let one = json!({"spec": {"rules": [{"backendRefs": [{"name": "web"}, {"name": "web-legacy"}]}]}});
+        let f = exact_weights("site", &routed(&one, &["web"]), &[10], "ns").unwrap_err();
+        assert!(f.is(super::super::FailureKind::Refused), "{f:?}");
+        assert!(
+            f.message
+                .contains("rule 1 of HTTPRoute `site` sends to `web` with weight 1"),
+            "{}",
+            f.message
+        );
+        // A backendRef to another namespace or kind is never the component's.
+        assert_eq!(
+            service_ref(&json!({"name": "web", "namespace": "other"}), "ns"),
+            None
+        );
+        assert_eq!(
+            service_ref(
+                &json!({"name": "web", "kind": "ServiceImport", "group": "multicluster.x-k8s.io"}),
+                "ns"
+            ),
+            None
+        );
+    }
+
+    #[test]
+    fn the_canary_ingress_splits_only_the_components_paths() {
+        let ing = json!({"spec": {"ingressClassName": "nginx", "rules": [
+            {"host": "site.example.com", "http": {"paths": [
+                {"path": "/", "pathType": "Prefix", "backend": {"service": {"name": "web", "port": {"number": 80}}}},
+                {"path": "/admin", "pathType": "Prefix", "backend": {"service": {"name": "admin", "port": {"number": 80}}}}]}},
+            {"host": "admin.example.com", "http": {"paths": [
+                {"path": "/", "pathType": "Prefix", "backend": {"service": {"name": "admin", "port": {"number": 80}}}}]}}],
+            "defaultBackend": {"service": {"name": "admin", "port": {"number": 80}}}}});
+        assert_eq!(
+            canary_ingress_spec(&ing, &["web".to_string()]),
+            json!({"ingressClassName": "nginx", "rules": [
+                {"host": "site.example.com", "http": {"paths": [
+                    {"path": "/", "pathType": "Prefix", "backend": {"service": {"name": "web-canary", "port": {"number": 80}}}}]}}]})
+        );
     }
 }

@@ -18,6 +18,10 @@ pub enum ClusterError {
     Interrupted,
     #[error("the run lock was lost: {0}")]
     LockLost(String),
+    /// An object ktplay would create, adopt or delete is not this run's (no ownership mark of
+    /// this run): it is never adopted, changed or deleted.
+    #[error("{0}")]
+    NotOurs(String),
     #[error("deployment `{deploy}` has no container `{container}`; its containers: {}", have.join(", "))]
     NoContainer {
         deploy: String,

@@ -108,6 +108,28 @@ pub struct Cluster {
     pub ns: String,
     /// Before every write: proof that this process still holds the run lock.
     pub fence: Option<super::lock::Fence>,
+    /// The run whose objects these are: every object ktplay creates carries it as its
+    /// ownership mark ([`RUN_LABEL`]), and only objects with this mark are adopted or deleted.
+    pub run: String,
+}
+
+/// The ownership mark: the label every object ktplay creates carries, with the id of the run
+/// that created it (as Argo Rollouts marks what it manages). An object with this name and
+/// without this run's mark is someone else's: ktplay never adopts, changes or deletes it.
+pub const RUN_LABEL: &str = "ktplay.dev/run-id";
+
+/// What to do about an object ktplay will not touch.
+pub const NOT_OURS_HELP: &str = "ktplay adopts only objects it created in this run (label `ktplay.dev/run-id`), and never changes or deletes anyone else's: rename or remove that object, or deploy under another name";
+
+/// A value read from the cluster, safe to print: label values are short and plain on a real API
+/// server, but nothing an object supplies is trusted.
+fn printable(v: &str) -> String {
+    let s: String = v.chars().take(63).flat_map(char::escape_default).collect();
+    if v.chars().count() > 63 {
+        format!("{s}…")
+    } else {
+        s
+    }
 }
 
 pub use crate::sim::image::image_tag;
@@ -118,7 +140,46 @@ impl Cluster {
             client,
             ns: ns.into(),
             fence: None,
+            run: String::new(),
         }
+    }
+
+    /// The same namespace, for run `run`: what it creates carries the run's ownership mark.
+    pub fn for_run(&self, run: &str) -> Cluster {
+        Cluster {
+            run: run.to_string(),
+            ..self.clone()
+        }
+    }
+
+    /// The labels of an object this run creates as the canary of `of`.
+    pub fn marks(&self, of: &str) -> Value {
+        json!({"app.kubernetes.io/managed-by": "ktplay", "ktplay/canary-of": of, RUN_LABEL: self.run})
+    }
+
+    /// Did this run create the object (its ownership mark)?
+    pub fn ours(&self, obj: &Value) -> bool {
+        let labels = &obj["metadata"]["labels"];
+        labels["app.kubernetes.io/managed-by"] == "ktplay"
+            && labels[RUN_LABEL].as_str() == Some(self.run.as_str())
+    }
+
+    /// Why an existing object of kind `kind` is not this run's, in words naming it.
+    pub fn not_ours(&self, kind: &str, name: &str, obj: &Value) -> ClusterError {
+        let labels = &obj["metadata"]["labels"];
+        let whose = match labels[RUN_LABEL].as_str() {
+            Some(r) if labels["app.kubernetes.io/managed-by"] == "ktplay" => format!(
+                "it was created by another ktplay run (`{}`), not by this one (`{}`)",
+                printable(r),
+                printable(&self.run)
+            ),
+            _ => format!("ktplay did not create it (it has no `{RUN_LABEL}` label of this run)"),
+        };
+        ClusterError::NotOurs(format!(
+            "{kind} `{}` in namespace `{}` already exists and is not this run's: {whose}; ktplay neither adopts nor deletes it",
+            printable(name),
+            self.ns
+        ))
     }
 
     /// The same namespace, every write fenced by the run lock.
@@ -164,6 +225,14 @@ impl Cluster {
             Ok(None) => Err(self.not_found(format!("deployment `{name}`"))),
             Err(e) => Err(ClusterError::kube(e)),
         }
+    }
+
+    /// A deployment as JSON, if it exists.
+    pub async fn deployment_opt(&self, name: &str) -> Result<Option<Value>> {
+        retry(|| async { self.deploys().get_opt(name).await })
+            .await
+            .map(|d| d.as_ref().map(to_value))
+            .map_err(ClusterError::kube)
     }
 
     /// Does the deployment exist?
@@ -499,9 +568,13 @@ impl Cluster {
     ) -> Result<String> {
         let d = self.deployment(deploy).await?;
         let name = canary_name(deploy);
-        if self.deployment_exists(&name).await? {
-            // Left over from an interrupted run of the same statement: keep it.
-            return Ok(name);
+        if let Some(existing) = self.deployment_opt(&name).await? {
+            // Left by an interrupted process of this run (`--resume`): adopted. Anyone else's
+            // is never taken for the canary.
+            if self.ours(&existing) {
+                return Ok(name);
+            }
+            return Err(self.not_ours("Deployment", &name, &existing));
         }
         let mut labels = d["spec"]["selector"]["matchLabels"].clone();
         if !labels.is_object() {
@@ -521,8 +594,7 @@ impl Cluster {
         spec["template"] = template;
         let obj = json!({
             "apiVersion": "apps/v1", "kind": "Deployment",
-            "metadata": {"name": name, "namespace": self.ns,
-                         "labels": {"app.kubernetes.io/managed-by": "ktplay", "ktplay/canary-of": deploy}},
+            "metadata": {"name": name, "namespace": self.ns, "labels": self.marks(deploy)},
             "spec": spec,
         });
         let obj: Deployment =
@@ -532,7 +604,17 @@ impl Cluster {
         // AlreadyExists then means the first one did.
         match retry(|| async { self.deploys().create(&post_params(), &obj).await }).await {
             Ok(_) => {}
-            Err(e) if status_code(&e) == Some(409) && self.deployment_exists(&name).await? => {}
+            Err(e) if status_code(&e) == Some(409) => match self.deployment_opt(&name).await? {
+                Some(existing) if self.ours(&existing) => {}
+                Some(existing) => return Err(self.not_ours("Deployment", &name, &existing)),
+                None => {
+                    return Err(ClusterError::request(
+                        e,
+                        "create",
+                        &format!("deployment `{name}`"),
+                    ))
+                }
+            },
             Err(e) => {
                 return Err(ClusterError::request(
                     e,
@@ -544,20 +626,34 @@ impl Cluster {
         Ok(name)
     }
 
-    /// Delete a deployment (and, with background propagation, its ReplicaSets and pods); a
-    /// missing one is fine.
-    pub async fn delete_deployment(&self, name: &str) -> Result<()> {
+    /// Delete a canary deployment this run created (and, with background propagation, its
+    /// ReplicaSets and pods); a missing one is fine. One without this run's ownership mark is
+    /// never deleted: [`ClusterError::NotOurs`]. The delete is conditional on the uid read, so
+    /// an object put in its place meanwhile is not deleted either. Whether it existed.
+    pub async fn delete_canary(&self, name: &str) -> Result<bool> {
+        let Some(existing) = self.deployment_opt(name).await? else {
+            return Ok(false);
+        };
+        if !self.ours(&existing) {
+            return Err(self.not_ours("Deployment", name, &existing));
+        }
         self.may_write().await?;
-        match retry(|| async {
-            self.deploys()
-                .delete(name, &DeleteParams::background())
-                .await
-        })
-        .await
-        {
-            Ok(_) => Ok(()),
-            Err(e) if status_code(&e) == Some(404) => Ok(()),
-            Err(e) => Err(ClusterError::kube(e)),
+        let mut dp = DeleteParams::background();
+        dp.preconditions =
+            existing["metadata"]["uid"]
+                .as_str()
+                .map(|uid| kube::api::Preconditions {
+                    uid: Some(uid.to_string()),
+                    resource_version: None,
+                });
+        match retry(|| async { self.deploys().delete(name, &dp).await }).await {
+            Ok(_) => Ok(true),
+            Err(e) if status_code(&e) == Some(404) => Ok(false),
+            Err(e) => Err(ClusterError::request(
+                e,
+                "delete",
+                &format!("deployment `{name}`"),
+            )),
         }
     }
 
