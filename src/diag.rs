@@ -149,11 +149,13 @@ pub fn render(sources: &SourceMap, problems: &[Problem], opts: RenderOptions) ->
         .with_width(opts.width)
         .with_links(false);
     let mut out = String::new();
+    // Secrets of this machine never appear in what is printed about files (issue 20).
+    let redact = crate::redact::for_output();
     for p in problems {
         let file = sources.get(p.file);
         let labels: Vec<miette::LabeledSpan> =
             p.inner.labels().map(|l| l.collect()).unwrap_or_default();
-        let (source, labels) = excerpt::Excerpt::new(file, &labels);
+        let (source, labels) = excerpt::Excerpt::new(file, &labels, &redact);
         let d = WithSource {
             inner: p.inner.as_ref(),
             source: &source,
@@ -182,7 +184,11 @@ pub fn render(sources: &SourceMap, problems: &[Problem], opts: RenderOptions) ->
             }
         }
     }
-    out
+    if redact.is_empty() {
+        out
+    } else {
+        redact.redact(&out)
+    }
 }
 
 /// One problem in the public JSON form of `check --format json`.
@@ -212,13 +218,16 @@ impl JsonDiagnostic {
                 Severity::Advice => "advice",
             },
             code: p.code(),
-            message: p.inner.to_string(),
+            message: crate::redact::for_output().redact(&p.inner.to_string()),
             file: file.name.clone(),
             line,
             column,
             end_line,
             end_column,
-            help: p.inner.help().map(|h| h.to_string()),
+            help: p
+                .inner
+                .help()
+                .map(|h| crate::redact::for_output().redact(&h.to_string())),
         }
     }
 }

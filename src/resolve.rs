@@ -37,6 +37,8 @@ pub enum ResolveError {
     UnknownLet(String),
     #[error("lets refer to each other in a cycle through `{0}`")]
     Cycle(String),
+    #[error("{0}")]
+    Unquotable(String),
 }
 
 /// Is the let `name`, as `env` sees it (env lets shadow playbook lets), a secret or built from
@@ -126,6 +128,82 @@ impl<'a> Scope<'a> {
         }
     }
 
+    /// Render a PromQL query: a value that lands inside a PromQL string literal (`"…"`, `'…'`) is
+    /// escaped for it (`\`, the quote, line breaks), so no value can end the string and change
+    /// the query's structure; a value inside a raw `` `…` `` string may not hold a backtick (it
+    /// cannot be escaped there). Values outside strings are placed as they are (a window, a
+    /// number); `check` parses the query with each env's static values.
+    pub fn render_promql(&self, t: &Template, mode: Mode) -> Result<String, ResolveError> {
+        let mut out = String::new();
+        // The PromQL string the text so far is inside, and whether its last char was a `\`.
+        let mut quote: Option<char> = None;
+        let mut escaped = false;
+        for p in &t.parts {
+            let value = match p {
+                TemplatePart::Text(s) => {
+                    for c in s.chars() {
+                        match quote {
+                            Some(_) if escaped => escaped = false,
+                            Some(q) if c == q => quote = None,
+                            Some('`') => {}
+                            Some(_) if c == '\\' => escaped = true,
+                            Some(_) => {}
+                            None if matches!(c, '"' | '\'' | '`') => quote = Some(c),
+                            None => {}
+                        }
+                    }
+                    out.push_str(s);
+                    continue;
+                }
+                TemplatePart::Let(name) => self.let_value(name, mode)?,
+                TemplatePart::Field { comp, field } => self.field(*comp, *field, mode)?,
+            };
+            let name = || match p {
+                TemplatePart::Let(n) => format!("`${{{n}}}`"),
+                _ => "a field".into(),
+            };
+            match quote {
+                // Outside a string a value is PromQL itself: one number, duration or name only.
+                None if mode == Mode::Real
+                    && !value.chars().all(|c| {
+                        c.is_ascii_alphanumeric() || matches!(c, '_' | ':' | '.' | '+' | '-')
+                    }) =>
+                {
+                    return Err(ResolveError::Unquotable(format!(
+                        "the value of {} stands outside a string of the query, where it would be PromQL itself, and it is not one number, duration or name; put it inside a string (`\"${{…}}\"`), where it is escaped",
+                        name()
+                    )));
+                }
+                None => out.push_str(&value),
+                Some('`') => {
+                    if value.contains('`') {
+                        return Err(ResolveError::Unquotable(format!(
+                            "the value of {} holds a backtick and stands inside a `…` string of the query, which cannot escape it; use a \"…\" string",
+                            name()
+                        )));
+                    }
+                    out.push_str(&value);
+                }
+                Some(q) => {
+                    for c in value.chars() {
+                        match c {
+                            '\\' => out.push_str("\\\\"),
+                            '\n' => out.push_str("\\n"),
+                            '\r' => out.push_str("\\r"),
+                            '\t' => out.push_str("\\t"),
+                            c if c == q => {
+                                out.push('\\');
+                                out.push(c);
+                            }
+                            c => out.push(c),
+                        }
+                    }
+                }
+            }
+        }
+        Ok(out)
+    }
+
     fn render_depth(&self, t: &Template, mode: Mode, depth: usize) -> Result<String, ResolveError> {
         let mut out = String::new();
         for p in &t.parts {
@@ -171,5 +249,63 @@ impl<'a> Scope<'a> {
                 }
             }
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::check::program::{GuardKind, Op};
+
+    /// The metric guards' queries of a playbook with these lets, rendered for real.
+    fn rendered(lets: &str, query: &str) -> Vec<Result<String, ResolveError>> {
+        let text = format!(
+            "playbook \"p\" {{\n  namespace \"n\"\n  component web {{ deployment \"web\" image \"web\" from 1.0.0 to 1.1.0 }}\n{lets}\n  let prom = \"http://127.0.0.1:9090\"\n  stage web {{\n    rolling web\n    guard metric \"${{prom}}\" query \"{query}\" below 1\n  }}\n}}\n"
+        );
+        let checked = crate::check::check_text("p.ktplay", &text);
+        let pb = &checked.playbooks[0].1;
+        let live = Live::default();
+        let scope = Scope::new(pb, None, &live);
+        pb.statements()
+            .into_iter()
+            .filter_map(|st| match &st.op {
+                Op::Guard(g) => match &g.kind {
+                    GuardKind::Metric(m) => Some(scope.render_promql(&m.query, Mode::Real)),
+                    _ => None,
+                },
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn values_inside_promql_strings_are_escaped() {
+        let r = rendered(
+            r#"  let sel = "\"} or vector(0) or up{x=\"""#,
+            r#"sum(rate(x{version=\"${sel}\",app='${sel}'}[1m]))"#,
+        );
+        assert_eq!(
+            r[0].as_ref().unwrap(),
+            r#"sum(rate(x{version="\"} or vector(0) or up{x=\"",app='"} or vector(0) or up{x="'}[1m]))"#
+        );
+        // It parses as one selector with two label values, as written.
+        assert!(promql_parser::parser::parse(r[0].as_ref().unwrap()).is_ok());
+        let r = rendered(r#"  let sel = "a\\b""#, r#"x{v=\"${sel}\"}"#);
+        assert_eq!(r[0].as_ref().unwrap(), r#"x{v="a\\b"}"#);
+    }
+
+    #[test]
+    fn values_outside_strings_are_one_token() {
+        let r = rendered(r#"  let w = "5m""#, r#"sum(rate(x[${w}]))"#);
+        assert_eq!(r[0].as_ref().unwrap(), "sum(rate(x[5m]))");
+        let r = rendered(
+            r#"  let w = "1m]) or vector(1) or rate(x[1m""#,
+            r#"sum(rate(x[${w}]))"#,
+        );
+        let e = r[0].as_ref().unwrap_err().to_string();
+        assert!(e.contains("`${w}` stands outside a string"), "{e}");
+        let r = rendered(r#"  let w = "a`b""#, r#"x{v=`${w}`}"#);
+        let e = r[0].as_ref().unwrap_err().to_string();
+        assert!(e.contains("backtick"), "{e}");
     }
 }

@@ -86,6 +86,93 @@ pub fn io_reason(e: &std::io::Error) -> String {
 /// Largest file `check` reads; anything larger is refused with a clear error, not read.
 pub const MAX_FILE_BYTES: u64 = 16 * 1024 * 1024;
 
+/// `--allow-outside`: files a playbook names (`use`, `guard hook`, a test's `playbook`) may lie
+/// outside its tree.
+static ALLOW_OUTSIDE: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Let playbooks name files outside their tree (`--allow-outside`), for this process.
+pub fn set_allow_outside(allow: bool) {
+    ALLOW_OUTSIDE.store(allow, std::sync::atomic::Ordering::Relaxed);
+}
+
+/// The tree of a playbook file in `dir`: the repository it is in (the nearest folder above it,
+/// itself included, holding `.git`), or its own folder when it is in none.
+pub fn tree_of(dir: &Path) -> PathBuf {
+    let dir = std::fs::canonicalize(dir).unwrap_or_else(|_| dir.to_path_buf());
+    dir.ancestors()
+        .find(|d| d.join(".git").exists())
+        .unwrap_or(&dir)
+        .to_path_buf()
+}
+
+/// May a file in `from_dir` name `target` (`use`, `guard hook`, a test's `playbook`)? Only a
+/// file inside its tree ([`tree_of`], after following links), unless `--allow-outside`; never a
+/// file under `/proc`, `/sys` or `/dev`, and never anything but a regular file. `Err` says why,
+/// before anything is opened.
+pub fn admit_reference(from_dir: &Path, target: &Path) -> Result<(), String> {
+    let Ok(canonical) = std::fs::canonicalize(target) else {
+        // Missing: the read says so.
+        return Ok(());
+    };
+    regular_file(&canonical).map_err(|e| e.to_string())?;
+    if ALLOW_OUTSIDE.load(std::sync::atomic::Ordering::Relaxed) {
+        return Ok(());
+    }
+    let tree = tree_of(from_dir);
+    if canonical.starts_with(&tree) {
+        Ok(())
+    } else {
+        Err(format!(
+            "it is outside the playbook's tree `{}` (the repository it is in, or its folder), so it is not read; pass --allow-outside to read files outside it",
+            tree.display()
+        ))
+    }
+}
+
+/// Kernel pseudo-file systems: their files say they are regular and hold the process's
+/// environment, memory maps, devices.
+const PSEUDO: [&str; 3] = ["/proc", "/sys", "/dev"];
+
+/// `Ok` for a regular file outside the pseudo-file systems; else why it is refused, found
+/// without opening it (opening a FIFO blocks, reading a device or `/proc` may never end or
+/// print secrets).
+fn regular_file(path: &Path) -> std::io::Result<()> {
+    let meta = std::fs::metadata(path)?;
+    if meta.is_dir() {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::IsADirectory,
+            "is a directory",
+        ));
+    }
+    let refused = |what: &str| {
+        Err(std::io::Error::other(format!(
+            "{what}, not a regular file; refused without reading"
+        )))
+    };
+    if !meta.is_file() {
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::FileTypeExt;
+            let t = meta.file_type();
+            if t.is_fifo() {
+                return refused("a FIFO");
+            }
+            if t.is_socket() {
+                return refused("a socket");
+            }
+            if t.is_char_device() || t.is_block_device() {
+                return refused("a device");
+            }
+        }
+        return refused("a special file");
+    }
+    let canonical = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
+    if PSEUDO.iter().any(|p| canonical.starts_with(p)) {
+        return refused("a kernel pseudo-file");
+    }
+    Ok(())
+}
+
 struct Loaded {
     ast: Option<ast::File>,
     /// Files this one `use`s, resolved.
@@ -212,6 +299,17 @@ impl Loader {
                 self.files.get_mut(&id).expect("loaded").uses.push(existing);
                 continue;
             }
+            if let Err(reason) = admit_reference(&dir, &target) {
+                self.problems.push(Problem::new(
+                    id,
+                    CheckError::MissingUse {
+                        path: rel,
+                        reason,
+                        span: span.into(),
+                    },
+                ));
+                continue;
+            }
             match self.load(&target, shown.clone()) {
                 Ok(used) => {
                     self.files.get_mut(&id).expect("loaded").uses.push(used);
@@ -250,8 +348,10 @@ impl Loader {
 
 /// Read a file, refusing folders and files over [`MAX_FILE_BYTES`]. One open and one `fstat`:
 /// a check of many files is mostly system calls and parsing.
-fn read_limited(path: &Path) -> std::io::Result<Vec<u8>> {
+pub(crate) fn read_limited(path: &Path) -> std::io::Result<Vec<u8>> {
     use std::io::Read;
+    // FIFOs, devices and /proc files are refused before they are opened.
+    regular_file(path)?;
     let file = std::fs::File::open(path)?;
     let meta = file.metadata()?;
     if meta.is_dir() {
@@ -277,6 +377,12 @@ fn read_limited(path: &Path) -> std::io::Result<Vec<u8>> {
             "grew past {} MiB while being read; playbooks that large are refused",
             MAX_FILE_BYTES / (1024 * 1024)
         )));
+    }
+    // A file of size 0 that has content is a pseudo-file (procfs mounted elsewhere).
+    if meta.len() == 0 && !bytes.is_empty() {
+        return Err(std::io::Error::other(
+            "a pseudo-file (its size is 0 but it has content), not a regular file; refused",
+        ));
     }
     Ok(bytes)
 }
@@ -460,7 +566,12 @@ fn finish(mut loader: Loader, mut inputs: Vec<FileId>, digests: Digests) -> Chec
             None => Vec::new(),
         };
         let shown_dir = loader.sources.get(id).shown_dir();
+        let dir = loader.sources.get(id).dir();
         for (path, _) in named {
+            // Refused files are reported by the test (`test_items::lower`), never read.
+            if admit_reference(&dir, &path).is_err() {
+                continue;
+            }
             let shown = shown_dir
                 .join(path.file_name().unwrap_or_default())
                 .to_string_lossy()
@@ -613,6 +724,12 @@ fn lower_input(
                     if let Some(m) = checked.matrix.as_deref().and_then(|n| in_scope.get(n)) {
                         problems.extend(crate::model::check(&model::to_model(&checked), m));
                     }
+                    // Metric queries with each env's static values (they must still parse).
+                    problems.extend(
+                        lower::metric::check_static_values(&checked)
+                            .into_iter()
+                            .map(|e| Problem::new(id, e)),
+                    );
                 }
                 if let Some(m) = checked.matrix.as_deref().and_then(|n| in_scope.get(n)) {
                     roles::check_roles(id, pb, m, &mut problems);

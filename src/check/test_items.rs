@@ -175,6 +175,15 @@ pub fn lower(
                         continue;
                     };
                     let path = dir.join(&rel);
+                    if let Err(why) = crate::check::admit_reference(dir, &path) {
+                        push(TestError::Playbook {
+                            message: format!("the playbook file `{rel}` is refused: {why}"),
+                            span: file.span.into(),
+                            label: "not read".into(),
+                            help: None,
+                        });
+                        continue;
+                    }
                     let Some(fid) = (books.file_of)(&path) else {
                         push(TestError::Playbook {
                             message: format!("cannot read the playbook file `{rel}`"),

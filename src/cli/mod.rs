@@ -22,6 +22,11 @@ use crate::diag::{self, JsonDiagnostic, RenderOptions};
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
+    /// Let playbooks name files (`use`, `guard hook`, a test's `playbook`) outside their tree:
+    /// the repository they are in, or their folder when in none. Pseudo-files (/proc, /sys,
+    /// /dev), FIFOs and devices are refused even so.
+    #[arg(long, global = true)]
+    pub allow_outside: bool,
 }
 
 impl Cli {
@@ -49,6 +54,7 @@ impl Cli {
         let args = CheckArgs::from_arg_matches(&matches).ok()?;
         Some(Cli {
             command: Command::Check(args),
+            allow_outside: false,
         })
     }
 }
@@ -389,6 +395,7 @@ pub fn quiet_on_broken_pipe() {
 
 /// Run the parsed command line; returns the process exit code.
 pub fn run(cli: Cli) -> i32 {
+    check::set_allow_outside(cli.allow_outside);
     match cli.command {
         Command::Check(args) => cmd_check(args),
         Command::Fmt(args) => fmt::cmd_fmt(args),

@@ -52,7 +52,12 @@ pub struct Excerpt {
 
 impl Excerpt {
     /// The excerpt for these labels (file offsets), and the labels moved into it.
-    pub fn new(file: &SourceFile, labels: &[LabeledSpan]) -> (Excerpt, Vec<LabeledSpan>) {
+    /// Secrets in the lines shown are masked (`redact`, before any line is cut to a window).
+    pub fn new(
+        file: &SourceFile,
+        labels: &[LabeledSpan],
+        redact: &crate::redact::Redactor,
+    ) -> (Excerpt, Vec<LabeledSpan>) {
         let src = &*file.text;
         let mut ranges: Vec<Range<usize>> = Vec::new();
         // The empty "line" after a final line break is shown only when a label is on it.
@@ -99,7 +104,7 @@ impl Excerpt {
         };
         for r in ranges {
             for n in r.start..=r.end {
-                ex.push_line(file, n, &spans);
+                ex.push_line(file, n, &spans, redact);
             }
         }
         let moved = labels
@@ -119,9 +124,24 @@ impl Excerpt {
         (ex, moved)
     }
 
-    fn push_line(&mut self, file: &SourceFile, n: usize, spans: &[(usize, usize)]) {
+    fn push_line(
+        &mut self,
+        file: &SourceFile,
+        n: usize,
+        spans: &[(usize, usize)],
+        redact: &crate::redact::Redactor,
+    ) {
         let src = &*file.text;
         let range = file.line_range(n);
+        // The whole line masked first (same byte lengths), then cut: a window never leaves a
+        // secret's prefix behind.
+        let masked;
+        let line: &str = if redact.is_empty() {
+            &src[range.clone()]
+        } else {
+            masked = redact.mask(&src[range.clone()]);
+            &masked
+        };
         let (mut from, mut to) = (range.start, range.end);
         let mut lead = 0;
         if to - from > LONG_LINE {
@@ -140,13 +160,14 @@ impl Excerpt {
         }
         // ASCII control characters other than tabs (a lone `\r`, escapes) would move miette's
         // columns or the terminal; each is shown as one space, so offsets stay the same.
-        self.text.extend(src[from..to].chars().map(|c| {
-            if c.is_ascii_control() && c != '\t' {
-                ' '
-            } else {
-                c
-            }
-        }));
+        self.text
+            .extend(line[from - range.start..to - range.start].chars().map(|c| {
+                if c.is_ascii_control() && c != '\t' {
+                    ' '
+                } else {
+                    c
+                }
+            }));
         let shown = to - from;
         if to < range.end {
             self.text.push_str(ELLIPSIS);

@@ -149,10 +149,13 @@ impl<'a> Ctx<'a> {
             program,
             roles,
             cluster,
-            http: reqwest::Client::builder()
-                .connect_timeout(Duration::from_secs(5))
-                .build()
-                .unwrap_or_default(),
+            // Redirects are held to the first request's rule (rehearsal: this machine; run: the
+            // env's hosts).
+            http: super::http::client(super::http::guard_rule(
+                &target.checked.playbooks[target.index].1,
+                target.env,
+                &opts.rewrite,
+            )),
             opts,
             log,
             colours: Mutex::new(HashMap::new()),

@@ -216,7 +216,7 @@ fn host_of(url: &str) -> Option<&str> {
 }
 
 /// Does the URL name this machine: `localhost`, 127.0.0.0/8 or `[::1]`?
-fn is_loopback_url(url: &str) -> bool {
+pub(crate) fn is_loopback_url(url: &str) -> bool {
     let Some(hostport) = host_of(url) else {
         return false;
     };
@@ -433,15 +433,27 @@ async fn http(h: &HttpCheck, env: &GuardEnv<'_>, deadline: Instant) -> Result<St
         r = req.send() => r,
         _ = env.cancel.wait() => return Err(Failure::interrupted()),
     };
-    let resp = resp
-        .map_err(|e| Failure::new(format!("{what}: request failed: {}", describe_reqwest(&e))))?;
+    let resp = resp.map_err(|e| {
+        let mut f = Failure::new(format!("{what}: request failed: {}", describe_reqwest(&e)));
+        // A redirect the rule refuses will be refused again.
+        f.permanent = e.is_redirect();
+        f
+    })?;
     let status = resp.status().as_u16();
     let headers: Map<String, Value> = resp
         .headers()
         .iter()
         .map(|(k, v)| (k.to_string(), json!(v.to_str().unwrap_or_default())))
         .collect();
-    let body = resp.text().await.unwrap_or_default();
+    // At most the cap is read (a longer body fails the guard, it is never held whole); a body
+    // cut short is an error, never an empty answer.
+    let body = super::http::read_body(resp, super::http::max_body())
+        .await
+        .map_err(|e| {
+            let mut f = Failure::new(format!("{what} answered {status}, but {e}"));
+            f.permanent = !e.retry();
+            f
+        })?;
     // Redact before cutting: a cut first could leave a secret's prefix behind.
     let snippet = || {
         let b = env.redact.redact_cut(body.trim(), 200);

@@ -73,12 +73,15 @@ pub struct QueryError {
 }
 
 /// Send one instant query to `base` (`/api/v1/query` is appended) and read its one number.
+/// The body is read up to the cap of [`super::http::max_body`]; what an error quotes of it is
+/// redacted by `redact` before it is cut.
 pub async fn query(
     http: &reqwest::Client,
     base: &str,
     promql: &str,
     bearer: Option<&str>,
     timeout: Duration,
+    redact: &crate::redact::Redactor,
 ) -> Result<Sample, QueryError> {
     let url = format!("{}/api/v1/query", base.trim_end_matches('/'));
     let mut req = http
@@ -94,16 +97,29 @@ pub async fn query(
         } else {
             format!("request failed: {}", error_chain(&e))
         },
-        retry: true,
+        // A redirect the rule refuses will be refused again.
+        retry: !e.is_redirect(),
     })?;
     let status = resp.status().as_u16();
-    let body = resp.text().await.unwrap_or_default();
+    let body = super::http::read_body(resp, super::http::max_body())
+        .await
+        .map_err(|e| QueryError {
+            message: format!("Prometheus answered {status}, but {e}"),
+            retry: e.retry(),
+        })?;
     let json: Value = serde_json::from_str(&body).unwrap_or(Value::Null);
+    // Redacted before it is cut: a cut first could leave a secret's prefix behind.
     let prom_error = || {
-        json.get("error")
+        let text = json
+            .get("error")
             .and_then(Value::as_str)
-            .map(str::to_string)
-            .unwrap_or_else(|| body.trim().chars().take(200).collect())
+            .unwrap_or_else(|| body.trim());
+        let shown = redact.redact_cut(text, 200);
+        if shown.is_empty() {
+            "(an empty body)".to_string()
+        } else {
+            shown
+        }
     };
     match status {
         200 => {}
@@ -223,6 +239,7 @@ pub async fn query_until(
     bearer: Option<&str>,
     deadline: Instant,
     cancel: &Cancel,
+    redact: &crate::redact::Redactor,
 ) -> Result<Sample, Failure> {
     let mut backoff = Duration::from_millis(200);
     let mut attempts = 0;
@@ -230,7 +247,7 @@ pub async fn query_until(
         attempts += 1;
         let left = deadline.saturating_duration_since(Instant::now());
         let res = tokio::select! {
-            r = query(http, base, promql, bearer, left.min(Duration::from_secs(30))) => r,
+            r = query(http, base, promql, bearer, left.min(Duration::from_secs(30)), redact) => r,
             _ = cancel.wait() => return Err(Failure::interrupted()),
         };
         match res {
@@ -378,17 +395,17 @@ pub async fn run(m: &MetricCheck, env: &GuardEnv<'_>) -> Result<String, Failure>
     let base = env.rewrite.route(&real_url).map_err(Failure::new)?;
     let promql = env
         .scope
-        .render(&m.query, Mode::Real)
+        .render_promql(&m.query, Mode::Real)
         .map_err(resolve_err)?;
     let shown = env.redact.redact(
         &env.scope
-            .render(&m.query, Mode::Display)
+            .render_promql(&m.query, Mode::Display)
             .map_err(resolve_err)?,
     );
     let base_promql = if m.condition.uses_baseline() {
         Some(
             env.scope
-                .render(&baseline_of(&m.query), Mode::Real)
+                .render_promql(&baseline_of(&m.query), Mode::Real)
                 .map_err(resolve_err)?,
         )
     } else {
@@ -419,12 +436,21 @@ pub async fn run(m: &MetricCheck, env: &GuardEnv<'_>) -> Result<String, Failure>
                 bearer.as_deref(),
                 deadline,
                 env.cancel,
+                env.redact,
             )
             .await?;
             let baseline = match &base_promql {
                 Some(q) => Some(
-                    query_until(env.http, &base, q, bearer.as_deref(), deadline, env.cancel)
-                        .await?,
+                    query_until(
+                        env.http,
+                        &base,
+                        q,
+                        bearer.as_deref(),
+                        deadline,
+                        env.cancel,
+                        env.redact,
+                    )
+                    .await?,
                 ),
                 None => None,
             };
@@ -524,6 +550,7 @@ fn history(evals: &[Evaluation]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::redact::Redactor;
     use axum::extract::State;
     use axum::http::{HeaderMap, StatusCode};
     use axum::routing::post;
@@ -580,11 +607,11 @@ mod tests {
         let (url, _, _) = fake(vec![(200, ONE), (200, SCALAR)]).await;
         let t = Duration::from_secs(5);
         assert_eq!(
-            query(&client(), &url, "x", None, t).await,
+            query(&client(), &url, "x", None, t, &Redactor::default()).await,
             Ok(Sample::Value(0.25))
         );
         assert_eq!(
-            query(&client(), &url, "x", None, t).await,
+            query(&client(), &url, "x", None, t, &Redactor::default()).await,
             Ok(Sample::Value(3.0))
         );
     }
@@ -594,11 +621,11 @@ mod tests {
         let (url, _, _) = fake(vec![(200, EMPTY), (200, NAN)]).await;
         let t = Duration::from_secs(5);
         assert_eq!(
-            query(&client(), &url, "x", None, t).await,
+            query(&client(), &url, "x", None, t, &Redactor::default()).await,
             Ok(Sample::NoData)
         );
         assert_eq!(
-            query(&client(), &url, "x", None, t).await,
+            query(&client(), &url, "x", None, t, &Redactor::default()).await,
             Ok(Sample::NoData)
         );
     }
@@ -606,16 +633,30 @@ mod tests {
     #[tokio::test]
     async fn many_series_say_how_many_and_never_retry() {
         let (url, _, _) = fake(vec![(200, THREE)]).await;
-        let e = query(&client(), &url, "x", None, Duration::from_secs(5))
-            .await
-            .unwrap_err();
+        let e = query(
+            &client(),
+            &url,
+            "x",
+            None,
+            Duration::from_secs(5),
+            &Redactor::default(),
+        )
+        .await
+        .unwrap_err();
         assert!(!e.retry);
         assert!(e.message.contains("returned 3 series"), "{}", e.message);
         assert!(e.message.contains("app=\"b\""), "{}", e.message);
         let (url, _, _) = fake(vec![(200, MATRIX)]).await;
-        let e = query(&client(), &url, "x", None, Duration::from_secs(5))
-            .await
-            .unwrap_err();
+        let e = query(
+            &client(),
+            &url,
+            "x",
+            None,
+            Duration::from_secs(5),
+            &Redactor::default(),
+        )
+        .await
+        .unwrap_err();
         assert!(e.message.contains("a matrix"), "{}", e.message);
     }
 
@@ -630,6 +671,7 @@ mod tests {
                 None,
                 Instant::now() + Duration::from_secs(5),
                 &Cancel::default(),
+                &Redactor::default(),
             )
             .await
             .unwrap_err();
@@ -658,6 +700,7 @@ mod tests {
             Some("tok-123456789"),
             Instant::now() + Duration::from_secs(10),
             &Cancel::default(),
+            &Redactor::default(),
         )
         .await
         .unwrap();
@@ -675,6 +718,7 @@ mod tests {
             None,
             Instant::now() + Duration::from_millis(1500),
             &Cancel::default(),
+            &Redactor::default(),
         )
         .await
         .unwrap_err();
@@ -692,10 +736,77 @@ mod tests {
             None,
             Instant::now() + Duration::from_millis(500),
             &Cancel::default(),
+            &Redactor::default(),
         )
         .await
         .unwrap_err();
         assert!(f.message.contains("request failed"), "{}", f.message);
+    }
+
+    #[tokio::test]
+    async fn an_error_body_is_redacted_before_it_is_cut() {
+        let secret = "sekret-PR-token-0042";
+        let body: &'static str =
+            Box::leak(format!("{}Bearer {secret} is not valid", "x".repeat(190)).into_boxed_str());
+        let (url, _, _) = fake(vec![(401, body)]).await;
+        let r = Redactor::new([secret.to_string()]);
+        let e = query(
+            &client(),
+            &url,
+            "x",
+            Some(secret),
+            Duration::from_secs(5),
+            &r,
+        )
+        .await
+        .unwrap_err();
+        assert!(!e.retry);
+        assert!(
+            e.message.contains("Prometheus answered 401"),
+            "{}",
+            e.message
+        );
+        assert!(!e.message.contains("sek"), "{}", e.message);
+    }
+
+    #[tokio::test]
+    async fn a_trickled_body_cut_by_the_timeout_says_so() {
+        use futures::StreamExt;
+        let app = axum::Router::new().route(
+            "/api/v1/query",
+            post(|| async {
+                let s = futures::stream::once(async {
+                    Ok::<_, std::io::Error>(axum::body::Bytes::from_static(b"{\"status\":\"succ"))
+                })
+                .chain(futures::stream::pending());
+                axum::body::Body::from_stream(s)
+            }),
+        );
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = l.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(l, app).await.unwrap() });
+        let e = query(
+            &client(),
+            &format!("http://{addr}"),
+            "x",
+            None,
+            Duration::from_millis(300),
+            &Redactor::default(),
+        )
+        .await
+        .unwrap_err();
+        assert!(e.retry, "{}", e.message);
+        assert!(
+            e.message
+                .contains("did not arrive in time: cut after 15 bytes"),
+            "{}",
+            e.message
+        );
+        assert!(
+            !e.message.contains("not a Prometheus query answer"),
+            "{}",
+            e.message
+        );
     }
 
     #[test]

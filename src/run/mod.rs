@@ -31,6 +31,7 @@ pub mod driver;
 pub mod events;
 pub mod generic;
 pub mod guards;
+pub mod http;
 pub mod journal;
 pub mod live;
 pub mod lock;

@@ -279,6 +279,17 @@ pub fn let_routes(
                 .or_else(by_name)
                 .or_else(by_host);
             let Some(ci) = comp else {
+                // A URL on this machine is asked as written (a rehearsal may reach loopback).
+                if is_loopback_host(host) {
+                    let note = format!(
+                        "`{}` ({host}) is on this machine and matches no component: its requests are sent as written",
+                        l.name
+                    );
+                    if !notes.contains(&note) {
+                        notes.push(note);
+                    }
+                    continue;
+                }
                 notes.push(format!(
                     "`{}` ({host}) matches no component: its requests are refused (a rehearsal never leaves this machine); say which component serves it with `serves {}` in that component",
                     l.name, l.name

@@ -102,9 +102,19 @@ impl ScriptRunner for RhaiRunner {
                 script::reach::Reach::new(urls, patterns)
             };
             let rewrite = ctx.rewrite.clone();
+            // A redirect is held to the rule of the first request: the reachable hosts, and in
+            // a rehearsal this machine only.
+            let hop: crate::run::http::HopRule = {
+                let reach = reach.clone();
+                let loopback = ctx.rewrite.confine.then(crate::run::http::loopback_only);
+                Arc::new(move |u: &str| {
+                    reach.check(u)?;
+                    loopback.as_ref().map_or(Ok(()), |l| l(u))
+                })
+            };
             let host = Arc::new(ClusterHost {
                 handle: tokio::runtime::Handle::current(),
-                http: reqwest::Client::new(),
+                http: crate::run::http::client(hop),
                 client: cluster.client.clone(),
                 namespace: ctx.namespace.clone(),
                 components,

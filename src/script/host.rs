@@ -246,11 +246,13 @@ fn without_url(e: &reqwest::Error) -> String {
         "could not connect".into()
     } else {
         let text = e.to_string();
-        text.split(" for url")
-            .next()
-            .unwrap_or(&text)
-            .chars()
-            .take(300)
-            .collect()
+        let mut s: String = text.split(" for url").next().unwrap_or(&text).to_string();
+        // The reason a redirect was not followed is in the source.
+        let mut src = std::error::Error::source(e);
+        while let Some(inner) = src {
+            s.push_str(&format!(": {inner}"));
+            src = inner.source();
+        }
+        s.chars().take(300).collect()
     }
 }

@@ -490,3 +490,78 @@ mod tests {
         );
     }
 }
+
+/// Every metric guard's query parsed again with each env's static values filled in (lets that
+/// are plain text, components' fields; values inside PromQL strings escaped as the runner
+/// escapes them, [`crate::resolve::Scope::render_promql`]). A value that breaks the query (or
+/// changes it into something that is not a number) is an error at the query, naming the env.
+/// Queries whose values are not static (secrets) are left to the run.
+pub fn check_static_values(pb: &Playbook) -> Vec<CheckError> {
+    use crate::resolve::{Live, Mode, Scope};
+    let mut out = Vec::new();
+    let envs: Vec<Option<&Env>> = if pb.envs.is_empty() {
+        vec![None]
+    } else {
+        pb.envs.iter().map(Some).collect()
+    };
+    let live = Live {
+        colours: (pb.components.iter().enumerate())
+            .filter(|(_, c)| c.is_blue_green())
+            .map(|(i, _)| (i, Colour::Blue))
+            .collect(),
+        secrets: Default::default(),
+    };
+    let mut seen: Vec<(Span, String)> = Vec::new();
+    for st in pb.statements() {
+        let Op::Guard(g) = &st.op else { continue };
+        let GuardKind::Metric(m) = &g.kind else {
+            continue;
+        };
+        if !m
+            .query
+            .parts
+            .iter()
+            .any(|p| matches!(p, TemplatePart::Let(_)))
+        {
+            continue;
+        }
+        for env in &envs {
+            let scope = Scope::new(pb, *env, &live);
+            let whose = match env {
+                Some(e) => format!("env `{}`", e.name),
+                None => "the playbook".into(),
+            };
+            let text = match scope.render_promql(&m.query, Mode::Real) {
+                Ok(text) => text,
+                Err(crate::resolve::ResolveError::Unquotable(why)) => why,
+                // Not static (a secret, a colour): the run resolves it.
+                Err(_) => continue,
+            };
+            if seen.iter().any(|(s, t)| *s == m.query.span && *t == text) {
+                continue;
+            }
+            seen.push((m.query.span, text.clone()));
+            let reason = match scope.render_promql(&m.query, Mode::Real) {
+                Err(_) => format!("with the values of {whose}: {text}"),
+                Ok(_) => {
+                    let problem = match parse_cached(&text) {
+                        Ok(None) => continue,
+                        Ok(Some(what)) => format!("it gives {what}, not a number"),
+                        Err(reason) => reason.trim().to_string(),
+                    };
+                    format!(
+                        "with the values of {whose} the query reads `{}`: {problem}",
+                        crate::diag::shorten(&text, 200)
+                    )
+                }
+            };
+            out.push(CheckError::BadPromql {
+                reason,
+                span: m.query.span.into(),
+                label: format!("with the values of {whose}"),
+                help: "a let placed outside a string of the query is PromQL as it stands; keep values that are not a number or a duration inside a string (`\"${x}\"`), where they are escaped".into(),
+            });
+        }
+    }
+    out
+}

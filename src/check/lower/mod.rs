@@ -1,7 +1,7 @@
 //! AST → checked [`Playbook`]: resolves names, checks kinds and ranges, and records every
 //! problem instead of stopping at the first.
 
-mod metric;
+pub(crate) mod metric;
 mod promql_quick;
 mod regex_quick;
 mod stmt;
@@ -556,6 +556,8 @@ impl<'a> Lowerer<'a> {
         let value = match &l.value {
             ast::LetValue::Env(var) => {
                 let var = self.plain(var, "an environment variable name")?;
+                // Its value is masked in whatever is printed about files.
+                crate::redact::note_secret_var(&var);
                 LetValue::Secret { var }
             }
             ast::LetValue::Value(v) => {

@@ -456,7 +456,17 @@ impl Lowerer<'_> {
                 let within = self.within(opts, "guard hook");
                 let shown = self.plain(path, "a hook path")?;
                 let resolved = self.base_dir.join(&shown);
-                match std::fs::read(&resolved) {
+                // Inside the playbook's tree, a regular file, at most 16 MiB: never a secret
+                // of the machine shown in an excerpt.
+                if let Err(reason) = crate::check::admit_reference(&self.base_dir, &resolved) {
+                    self.error(CheckError::MissingHook {
+                        path: shown,
+                        reason,
+                        span: path.span.into(),
+                    });
+                    return None;
+                }
+                match crate::check::read_limited(&resolved) {
                     Ok(bytes) => match String::from_utf8(bytes) {
                         Ok(source) => {
                             self.hooks
