@@ -10,7 +10,9 @@ process bound to the pod IP (podapp.py for every image listed today), and what a
     period (metadata.deletionGracePeriodSeconds) is over. As in the kubelet, a preStop hook still
     running when the grace ends is abandoned and the container gets a last 2 s between SIGTERM and
     SIGKILL; the time the hook took is taken from the grace, with at least 2 s left for SIGTERM;
-  * the container's log is the process's output (stdout and stderr), each line stamped when read.
+  * the container's log is the process's output (stdout and stderr), each line stamped when read;
+  * its environment is the image table's env, then the container's literal env, then the pod's
+    address, port, version and names: nothing of the test runner's environment but PATH.
 exec (probes and hooks) runs the command as given, with the container's env, in the pod's own
 folder: on this machine, inside the run's network namespace, not in a container.
 """
@@ -93,7 +95,9 @@ class Container:
         self.stopping = False
         ports = [p.get("containerPort") for p in spec.get("ports") or [] if p.get("containerPort")]
         self.port = int(ports[0]) if ports else 8080
-        self.env = dict(os.environ)
+        # as in a container: only the image's env, the container's and the kubelet's own, not the
+        # test runner's (which may hold a kubeconfig path or a secret)
+        self.env = {"PATH": os.environ.get("PATH", "/usr/local/bin:/usr/bin:/bin"), "LANG": "C.UTF-8"}
         self.env.update({k: str(v) for k, v in (entry.get("env") or {}).items()})
         self.env.update(literal_env(spec))
         image = spec.get("image", "")
