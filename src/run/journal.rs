@@ -174,13 +174,13 @@ fn check_event(pb: &Playbook, ev: &RunEvent) -> Result<(), String> {
         })
     };
     match ev {
-        RunEvent::RunStart { at, .. } | RunEvent::Resume { at, .. } => {
-            if !at.digest.is_empty() && at.digest != pb.digest {
-                return Err(format!(
-                    "is a run of another playbook version (digest {})",
-                    shown(&at.digest)
-                ));
-            }
+        RunEvent::RunStart { at, .. } | RunEvent::Resume { at, .. }
+            if !at.digest.is_empty() && at.digest != pb.digest =>
+        {
+            return Err(format!(
+                "is a run of another playbook version (digest {})",
+                shown(&at.digest)
+            ));
         }
         RunEvent::Stage { stage: k, .. }
         | RunEvent::Guard { stage: k, .. }

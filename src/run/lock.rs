@@ -874,9 +874,11 @@ pub async fn force_unlock(cluster: &Cluster, lease: &str, run_id: &str) -> Resul
     match retry(|| async { api.delete(lease, &dp).await }).await {
         Ok(_) => {}
         Err(e) if status_code(&e) == Some(404) => {}
-        Err(e) if status_code(&e) == Some(409) => return Err(format!(
+        Err(e) if status_code(&e) == Some(409) => {
+            return Err(format!(
             "lock `{at}` changed just before its removal (renewed or taken over); nothing removed"
-        )),
+        ))
+        }
         Err(e) => return Err(format!("run lock: {}", super::cluster::words(&e))),
     }
     Ok(format!(
