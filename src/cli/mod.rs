@@ -116,7 +116,7 @@ pub enum Command {
         after_help = "Example:\n  ktplay status playbooks/keeptrusts-1.5.ktplay --env production --format json"
     )]
     Status(StatusArgs),
-    /// Remove a run lock left by a run whose process is gone.
+    /// Remove a run lock whose holder is gone (its lease expired, or was not renewed while watched).
     Unlock(UnlockArgs),
     /// The simulated cluster.
     #[command(subcommand)]

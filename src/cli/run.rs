@@ -331,7 +331,9 @@ pub fn cmd_status(args: StatusArgs) -> i32 {
                 "lock": lock,
                 "journal": journal.as_ref().map(|j| serde_json::json!({
                     "run": j.run(), "status": j.status(), "last_success": j.last_success(),
+                    "belongs": j.belongs_to(pb).is_ok(),
                     "events": j.events(),
+                    "unreadable": j.unreadable().iter().map(|(n, l)| serde_json::json!({"line": n, "text": l})).collect::<Vec<_>>(),
                 })),
             });
             super::print_json(&doc, super::JsonLayout::Compact);
@@ -349,19 +351,27 @@ pub fn cmd_status(args: StatusArgs) -> i32 {
         match journal {
             None => println!("journal: no run of this playbook version here"),
             Some(j) => {
+                // Everything the journal says is the cluster's to say: escaped before printing.
+                use crate::run::shown::shown;
                 println!(
                     "journal: run {} {}",
-                    j.run().unwrap_or("?"),
-                    j.status().unwrap_or("?")
+                    shown(j.run().unwrap_or("?")),
+                    shown(j.status().unwrap_or("?"))
                 );
+                if let Err(why) = j.belongs_to(pb) {
+                    println!("warning: {why}");
+                }
                 match j.last_success() {
                     Some(l) => println!(
                         "last success: run {} on env {} at {}",
-                        l["run"].as_str().unwrap_or("?"),
-                        l["env"].as_str().unwrap_or("?"),
-                        l["time"].as_str().unwrap_or("?")
+                        shown(l["run"].as_str().unwrap_or("?")),
+                        shown(l["env"].as_str().unwrap_or("?")),
+                        shown(l["time"].as_str().unwrap_or("?"))
                     ),
                     None => println!("last success: none"),
+                }
+                for (n, line) in j.unreadable() {
+                    println!("  line {n} of the events is not an event ktplay knows: {line}");
                 }
                 for e in j.events() {
                     if matches!(e.event, RunEvent::First { .. } | RunEvent::Record { .. }) {
@@ -373,7 +383,12 @@ pub fn cmd_status(args: StatusArgs) -> i32 {
                         Some(false) => " FAILED",
                         None => "",
                     };
-                    println!("  {} {what}{ok} {text}", e.time);
+                    println!(
+                        "  {} {}{ok} {}",
+                        shown(&e.time),
+                        shown(&what),
+                        shown(&text)
+                    );
                 }
             }
         }

@@ -85,8 +85,10 @@ pub async fn promotion_gate(
                 "promotion gate: cannot read the `{need}` journal: {e}"
             ))
         })?;
+        // Only this playbook's own journal counts (its name and digest, not just the key).
         let ok = stored
             .as_ref()
+            .filter(|s| s.belongs_to(pb).is_ok())
             .and_then(|s| s.last_success())
             .is_some_and(|l| l["env"] == need.as_str());
         if !ok {

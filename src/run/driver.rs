@@ -31,6 +31,7 @@ use super::lock::{LockError, RunLock};
 use super::output::Reporter;
 use super::restore;
 use super::rollback::{rollback_plan, Record, Step};
+use super::shown::shown;
 use super::signals::{self, JournalSlot};
 use super::{Cancel, Failure, FailureKind, Outcome, Redactor, RunError};
 
@@ -86,11 +87,20 @@ async fn admit_and_run(
         return refuse(&log, r);
     }
 
-    // 2. The journal (for resume), then the lock.
+    // 2. The journal (for resume), then the lock. Nothing here writes: a refusal leaves the
+    // journal as it was (an interrupted run stays resumable) and takes no lease.
     let stored = match journal::load(&cluster, &pb.digest).await {
         Ok(s) => s,
         Err(e) => return Outcome::Usage(e),
     };
+    if let Some(Err(why)) = stored.as_ref().map(|s| s.belongs_to(pb)) {
+        return refuse(
+            &log,
+            Refusal::new(why).help(
+                "the journal is keyed by the first 16 hex digits of the playbook's digest: look at it with `kubectl get configmap -o yaml` before removing it",
+            ),
+        );
+    }
     let unfinished = stored
         .as_ref()
         .is_some_and(|s| matches!(s.status(), Some("running") | Some("aborted")));
@@ -98,18 +108,28 @@ async fn admit_and_run(
         stored
             .as_ref()
             .and_then(|s| s.run())
-            .unwrap_or("?")
-            .to_string()
+            .map(shown)
+            .unwrap_or_else(|| "?".into())
     };
     let (run_id, previous) = match (&stored, opts.resume) {
-        (Some(s), true) if unfinished => (s.run().unwrap_or("resumed").to_string(), s.events()),
+        (Some(s), true) if unfinished => match s.checked_events(pb) {
+            Ok(events) => (s.run().unwrap_or("resumed").to_string(), events),
+            Err(why) => {
+                return refuse(
+                    &log,
+                    Refusal::new(format!("cannot resume: {why}")).help(
+                        "the journal was changed by something other than ktplay, or is damaged: nothing was changed, and the journal is left as it is (see `ktplay status`)",
+                    ),
+                )
+            }
+        },
         (Some(s), true) => {
             return refuse(
                 &log,
                 Refusal::new(format!(
                     "nothing to resume: the last run of this playbook ({}) ended with status `{}`",
-                    s.run().unwrap_or("?"),
-                    s.status().unwrap_or("?")
+                    earlier(),
+                    shown(s.status().unwrap_or("?"))
                 )),
             )
         }
@@ -121,42 +141,52 @@ async fn admit_and_run(
         }
         (_, false) => (new_run_id(), Vec::new()),
     };
+    if unfinished && !opts.resume {
+        // Refused without touching the lock: the earlier run may still be going (another
+        // container, another CI job: its pid means nothing here), and only its lease can say.
+        let lease = match super::lock::read(&cluster, &pb.name).await {
+            Ok(l) => l,
+            Err(m) => return Outcome::Usage(m),
+        };
+        let message = match lease.filter(super::lock::live) {
+            Some(l) => {
+                let holder = super::lock::holder_of(&l);
+                format!(
+                    "an earlier run of this playbook ({}) did not finish, and its lock is held by {} (lock id {}, {})",
+                    earlier(),
+                    shown(holder),
+                    super::lock::lock_id(&cluster, &pb.name, holder),
+                    super::lock::lease_words(&l)
+                )
+            }
+            None => format!(
+                "an earlier run of this playbook ({}) was interrupted: its journal says `{}` and its lock is free",
+                earlier(),
+                shown(stored.as_ref().and_then(|s| s.status()).unwrap_or("?"))
+            ),
+        };
+        return refuse(
+            &log,
+            Refusal::new(message).help(
+                "if that run is still going, let it finish; if it is gone, continue it with --resume (which takes its lock over once the lease shows nobody renews it; see `ktplay status`)",
+            ),
+        );
+    }
     let objects = super::lock::objects_of(pb);
-    let lock = match RunLock::acquire(&cluster, &pb.name, &run_id, &objects).await {
+    let lock = match RunLock::acquire(&cluster, &pb.name, &run_id, &objects, opts.resume).await {
         Ok(l) => l,
-        Err(LockError::Held { holder, .. })
-            if unfinished && !opts.resume && super::lock::holder_gone(&holder) =>
-        {
-            return refuse(
-                &log,
-                Refusal::new(format!(
-                    "an earlier run of this playbook ({}) was interrupted: its process ({holder}) is gone",
-                    earlier()
-                ))
-                .help("continue it with --resume (see `ktplay status`)"),
-            )
-        }
         Err(e @ LockError::Held { .. }) => {
             return refuse(
                 &log,
-                Refusal::new(e.to_string()).help(
-                    "wait for it to finish; if its process is gone, `ktplay unlock --force LOCK_ID`",
-                ),
+                Refusal::new(e.to_string()).help(if opts.resume {
+                    "that run is alive: let it finish, or stop it (Ctrl-C, or SIGTERM to its process), then --resume"
+                } else {
+                    "wait for it to finish; if its process is gone, `ktplay unlock --force LOCK_ID` removes the lock once its lease shows nobody renews it"
+                }),
             )
         }
         Err(LockError::Api(m)) => return Outcome::Usage(m),
     };
-    if unfinished && !opts.resume {
-        lock.release().await;
-        return refuse(
-            &log,
-            Refusal::new(format!(
-                "an earlier run of this playbook ({}) was interrupted",
-                earlier()
-            ))
-            .help("continue it with --resume (see `ktplay status`)"),
-        );
-    }
     let progress = super::events::progress(&previous);
     // An interrupted rollback (a second signal, a kill, a lost connection, a failed step) is
     // continued to its end: the plan is rebuilt from the journal's records.
@@ -195,6 +225,7 @@ async fn admit_and_run(
     }
     log.open(journal.clone());
 
+    let opts_resume = opts.resume;
     let mut driver = Driver {
         cx: Ctx::new(&target, cluster, opts, log),
         left: Left::default(),
@@ -208,7 +239,10 @@ async fn admit_and_run(
         Some(rb) => driver.resume_rollback(&lock, rb).await,
         None => driver.run(&lock).await,
     };
-    if outcome != Outcome::LockLost {
+    // A resumed run that is refused (drift, a live check) changed nothing: the interrupted run
+    // it continues stays resumable, so its status stays `running`.
+    let keep_resumable = opts_resume && matches!(outcome, Outcome::Refused(_));
+    if outcome != Outcome::LockLost && !keep_resumable {
         if let Err(e) = journal.finish(outcome.word()).await {
             eprintln!("warning: {e}");
         }
@@ -290,39 +324,59 @@ impl Driver<'_> {
             Ok(l) => l,
             Err(f) => return self.refused(Refusal::new(f.message)).await,
         };
-        // Drift: live versions against `from` (not when resuming: this run changed them).
-        if !resumed {
-            let drift: Vec<String> = pb
-                .components
-                .iter()
-                .filter(|c| state.get(&c.name) != Some(&BTreeSet::from([c.from.clone()])))
-                .map(|c| {
-                    format!(
-                        "{} runs {} but the playbook says from {}",
-                        c.name,
-                        state
-                            .get(&c.name)
-                            .map(|s| format_set(s.iter()))
-                            .unwrap_or_else(|| "nothing".into()),
-                        c.from
-                    )
-                })
-                .collect();
-            if !drift.is_empty() {
-                if !cx.opts.accept_drift {
-                    return self
-                        .refused(
-                            Refusal::new(format!("drift: {}", drift.join("; ")))
-                                .help("update `from` in the playbook, or pass --accept-drift to start from the live versions (re-checked against the matrix)"),
-                        )
-                        .await;
-                }
-                cx.log
-                    .note(RunEvent::DriftAccepted {
-                        message: drift.join("; "),
-                    })
+        // Drift: live versions against `from`, for every component this run has not changed
+        // yet. A resumed run skips only the components its earlier processes changed (a hand
+        // edit while the runner was dead is drift like any other).
+        let touched: BTreeSet<usize> = if resumed {
+            let p = cx.log.progress();
+            p.first
+                .keys()
+                .copied()
+                .chain(p.records.values().map(|r| r.comp()))
+                .collect()
+        } else {
+            BTreeSet::new()
+        };
+        let drift: Vec<String> = pb
+            .components
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| !touched.contains(i))
+            .map(|(_, c)| c)
+            .filter(|c| state.get(&c.name) != Some(&BTreeSet::from([c.from.clone()])))
+            .map(|c| {
+                format!(
+                    "{} runs {} but the playbook says from {}{}",
+                    c.name,
+                    state
+                        .get(&c.name)
+                        .map(|s| format_set(s.iter()))
+                        .unwrap_or_else(|| "nothing".into()),
+                    c.from,
+                    if resumed {
+                        " (and the interrupted run had not changed it)"
+                    } else {
+                        ""
+                    }
+                )
+            })
+            .collect();
+        if !drift.is_empty() {
+            if !cx.opts.accept_drift {
+                let help = if resumed {
+                    "put it back as the playbook says, or pass --accept-drift with --resume to continue from the live versions (re-checked against the matrix); the interrupted run stays resumable"
+                } else {
+                    "update `from` in the playbook, or pass --accept-drift to start from the live versions (re-checked against the matrix)"
+                };
+                return self
+                    .refused(Refusal::new(format!("drift: {}", drift.join("; "))).help(help))
                     .await;
             }
+            cx.log
+                .note(RunEvent::DriftAccepted {
+                    message: drift.join("; "),
+                })
+                .await;
         }
         if let Err(f) = live::check_states(cx, std::slice::from_ref(&state), "the run") {
             return self

@@ -22,7 +22,10 @@ use serde_json::{json, Value};
 
 use super::cluster::{retry, status_code, Cluster};
 use super::events::{Entry, RunEvent};
+use super::rollback::Record;
+use super::shown::shown;
 use super::Redactor;
+use crate::check::program::{Colour, Component, Op, Playbook, Statement, Workload};
 
 /// The ConfigMap name for a digest.
 pub fn config_map_name(digest: &str) -> String {
@@ -63,12 +66,81 @@ impl Stored {
     pub fn run(&self) -> Option<&str> {
         self.data.get("run").map(String::as_str)
     }
-    /// The latest run's events (lines that are not events are skipped).
+    pub fn digest(&self) -> Option<&str> {
+        self.data.get("digest").map(String::as_str)
+    }
+    pub fn playbook(&self) -> Option<&str> {
+        self.data.get("playbook").map(String::as_str)
+    }
+    /// The latest run's events that read as events (see [`Stored::unreadable`] for the others).
     pub fn events(&self) -> Vec<Entry> {
+        self.lines().filter_map(|(_, l)| Entry::parse(l)).collect()
+    }
+
+    /// The lines of the events (numbered from 1) that are not events ktplay knows: damage, or
+    /// a newer ktplay's. Reported, never skipped in silence.
+    pub fn unreadable(&self) -> Vec<(usize, String)> {
+        self.lines()
+            .filter(|(_, l)| Entry::parse(l).is_none())
+            .map(|(n, l)| (n, excerpt(l)))
+            .collect()
+    }
+
+    fn lines(&self) -> impl Iterator<Item = (usize, &str)> {
         self.data
             .get("events")
-            .map(|e| e.lines().filter_map(Entry::parse).collect())
+            .map(String::as_str)
             .unwrap_or_default()
+            .lines()
+            .enumerate()
+            .filter(|(_, l)| !l.trim().is_empty())
+            .map(|(i, l)| (i + 1, l))
+    }
+
+    /// Does this journal belong to the playbook (its name and digest)? `Err` says whose it is.
+    pub fn belongs_to(&self, pb: &Playbook) -> Result<(), String> {
+        if self.digest() == Some(pb.digest.as_str()) && self.playbook() == Some(pb.name.as_str()) {
+            return Ok(());
+        }
+        let short = |d: &str| d.chars().take(16).collect::<String>();
+        Err(format!(
+            "the journal ConfigMap `{}` belongs to playbook {} (digest {}), not to playbook `{}` (digest {}); ktplay neither resumes nor overwrites another playbook's journal",
+            config_map_name(&pb.digest),
+            self.playbook().map_or("(none)".into(), |p| format!("`{}`", shown(p))),
+            self.digest().map_or("(none)".into(), |d| shown(&short(d))),
+            pb.name,
+            short(&pb.digest),
+        ))
+    }
+
+    /// The events of the run a `--resume` would continue, each checked against the playbook:
+    /// every line an event, of this run, naming stages, statements, components and objects the
+    /// playbook has, each record of the kind its statement makes. `Err` names the first line
+    /// that is not, so nothing is resumed (and nothing touched) on a journal ktplay cannot trust.
+    pub fn checked_events(&self, pb: &Playbook) -> Result<Vec<Entry>, String> {
+        self.belongs_to(pb)?;
+        let cm = config_map_name(&pb.digest);
+        let run = self.run().unwrap_or_default();
+        let mut out = Vec::new();
+        for (n, line) in self.lines() {
+            let Some(e) = Entry::parse(line) else {
+                return Err(format!(
+                    "line {n} of the journal `{cm}` is not an event ktplay knows: {}",
+                    excerpt(line)
+                ));
+            };
+            if e.run != run {
+                return Err(format!(
+                    "line {n} of the journal `{cm}` is of run {}, not of run {} that the journal names",
+                    shown(&e.run),
+                    shown(run)
+                ));
+            }
+            check_event(pb, &e.event)
+                .map_err(|why| format!("line {n} of the journal `{cm}` {why}"))?;
+            out.push(e);
+        }
+        Ok(out)
     }
     pub fn last_success(&self) -> Option<Value> {
         self.data
@@ -77,10 +149,233 @@ impl Stored {
     }
 }
 
+/// A journal line as it may be printed: escaped and cut.
+fn excerpt(line: &str) -> String {
+    format!("`{}`", shown(line))
+}
+
+/// One event against the playbook (see [`Stored::checked_events`]).
+fn check_event(pb: &Playbook, ev: &RunEvent) -> Result<(), String> {
+    let stage = |k: usize| -> Result<&crate::check::program::Stage, String> {
+        pb.stages.get(k).ok_or_else(|| {
+            format!(
+                "names stage {k}, and the playbook has {} stages",
+                pb.stages.len()
+            )
+        })
+    };
+    let stmt = |k: usize, j: usize| -> Result<&Statement, String> {
+        stage(k)?.stmts.get(j).ok_or_else(|| {
+            format!(
+                "names statement {j} of stage `{}`, which has {}",
+                pb.stages[k].name,
+                pb.stages[k].stmts.len()
+            )
+        })
+    };
+    match ev {
+        RunEvent::RunStart { at, .. } | RunEvent::Resume { at, .. }
+            if !at.digest.is_empty() && at.digest != pb.digest =>
+        {
+            return Err(format!(
+                "is a run of another playbook version (digest {})",
+                shown(&at.digest)
+            ));
+        }
+        RunEvent::Stage { stage: k, .. }
+        | RunEvent::Guard { stage: k, .. }
+        | RunEvent::Failed { stage: k, .. }
+        | RunEvent::RollbackBegin {
+            failed_stage: k, ..
+        }
+        | RunEvent::RollbackStep { stage: k, .. }
+        | RunEvent::RollbackEnd { stage: k, .. } => {
+            stage(*k)?;
+        }
+        RunEvent::Skipped {
+            stage: k, stmt: j, ..
+        }
+        | RunEvent::End {
+            stage: k, stmt: j, ..
+        } => {
+            stmt(*k, *j)?;
+        }
+        RunEvent::Start {
+            stage: k,
+            stmt: j,
+            record,
+            ..
+        } => {
+            let st = stmt(*k, *j)?;
+            if let Some(r) = record {
+                check_record(pb, st, r)?;
+            }
+        }
+        RunEvent::Record {
+            stage: k,
+            stmt: j,
+            record,
+        } => check_record(pb, stmt(*k, *j)?, record)?,
+        RunEvent::First { comp, first } => {
+            let c = component(pb, *comp)?;
+            for s in &first.deployments {
+                owned_deployment(c, &s.name)?;
+            }
+            if let Some((service, key, value)) = &first.selector {
+                check_selector(c, service, key, value)?;
+            }
+        }
+        _ => {}
+    }
+    Ok(())
+}
+
+fn component(pb: &Playbook, comp: usize) -> Result<&Component, String> {
+    pb.components.get(comp).ok_or_else(|| {
+        format!(
+            "names component {comp}, and the playbook has {} components",
+            pb.components.len()
+        )
+    })
+}
+
+fn owned_deployment(c: &Component, name: &str) -> Result<(), String> {
+    if c.deployments().contains(&name) {
+        Ok(())
+    } else {
+        Err(format!(
+            "names deployment `{}` for component `{}`, whose deployments are {}",
+            shown(name),
+            c.name,
+            c.deployments().join(", ")
+        ))
+    }
+}
+
+fn check_selector(c: &Component, service: &str, key: &str, value: &str) -> Result<(), String> {
+    let Workload::BlueGreen(bg) = &c.workload else {
+        return Err(format!(
+            "names a Service selector for component `{}`, which is not blue-green",
+            c.name
+        ));
+    };
+    if service != bg.service || key != bg.selector || Colour::parse(value).is_none() {
+        return Err(format!(
+            "names the selector `{}={}` of Service `{}`; component `{}` has `{}=blue|green` of Service `{}`",
+            shown(key),
+            shown(value),
+            shown(service),
+            c.name,
+            bg.selector,
+            bg.service
+        ));
+    }
+    Ok(())
+}
+
+/// A record: of the component its statement acts on, of the kind that statement makes, naming
+/// only that component's objects.
+fn check_record(pb: &Playbook, st: &Statement, r: &Record) -> Result<(), String> {
+    let c = component(pb, r.comp())?;
+    if super::live::op_comp(st) != Some(r.comp()) {
+        return Err(format!(
+            "holds a record of component `{}` for a statement that does not act on it",
+            c.name
+        ));
+    }
+    let fits = matches!(
+        (&st.op, r),
+        (Op::Rolling { .. }, Record::Templates { .. })
+            | (Op::Canary { .. }, Record::Canary { .. })
+            | (
+                Op::BlueGreen { .. } | Op::Switch { .. } | Op::Undo { .. },
+                Record::Selector { .. }
+            )
+            | (Op::Scale { .. }, Record::Replicas { .. })
+            | (Op::Restart { .. }, Record::Restart { .. })
+            | (Op::Undo { .. }, Record::Undo { .. })
+    );
+    if !fits {
+        return Err(format!(
+            "holds a `{}` record for a statement that makes none of that kind",
+            record_kind(r)
+        ));
+    }
+    match r {
+        Record::Templates { deployments, .. } => {
+            for s in deployments {
+                owned_deployment(c, &s.name)?;
+            }
+        }
+        Record::Canary {
+            canaries,
+            promoted,
+            pinned,
+            ..
+        } => {
+            for n in canaries {
+                if !c
+                    .deployments()
+                    .iter()
+                    .any(|d| super::cluster::canary_name(d) == *n)
+                {
+                    return Err(format!(
+                        "names canary `{}` for component `{}`, which is not one of its deployments' canaries",
+                        shown(n),
+                        c.name
+                    ));
+                }
+            }
+            for s in promoted.iter().flatten() {
+                owned_deployment(c, &s.name)?;
+            }
+            for p in pinned {
+                owned_deployment(c, &p.deployment)?;
+            }
+        }
+        Record::Selector {
+            service,
+            key,
+            value,
+            idle,
+            ..
+        } => {
+            check_selector(c, service, key, value)?;
+            if let Some(s) = idle {
+                owned_deployment(c, &s.name)?;
+            }
+        }
+        Record::Replicas { replicas, .. } => {
+            for (d, n) in replicas {
+                owned_deployment(c, d)?;
+                if *n < 0 {
+                    return Err(format!("names {n} replicas for deployment `{}`", shown(d)));
+                }
+            }
+        }
+        Record::Restart { .. } => {}
+        Record::Undo { targets, .. } => {
+            for (d, _, s) in targets {
+                owned_deployment(c, d)?;
+                owned_deployment(c, &s.name)?;
+            }
+        }
+    }
+    Ok(())
+}
+
+fn record_kind(r: &Record) -> String {
+    serde_json::to_value(r)
+        .ok()
+        .and_then(|v| v["kind"].as_str().map(String::from))
+        .unwrap_or_default()
+}
+
 /// Read the journal of a digest from a cluster; `None` when there is none.
 pub async fn load(cluster: &Cluster, digest: &str) -> Result<Option<Stored>, String> {
     let name = config_map_name(digest);
-    match cluster.config_maps().get_opt(&name).await {
+    let api = cluster.config_maps();
+    match retry(|| async { api.get_opt(&name).await }).await {
         Ok(Some(cm)) => Ok(Some(Stored {
             data: cm.data.unwrap_or_default().into_iter().collect(),
         })),
@@ -318,3 +613,81 @@ impl Journal {
 /// room below that. A run's events are small (a record is an image per container, a revision
 /// or a selector), so only a playbook of many thousands of statements comes near.
 pub const JOURNAL_LIMIT: usize = 768 * 1024;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn playbook() -> Playbook {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("p.ktplay");
+        std::fs::write(
+            &p,
+            r#"
+playbook "p" {
+  component api { deployment "api" image "acme/api" from 1.4.0 to 1.5.0 }
+  stage api { rolling api  scale api 4 }
+}
+"#,
+        )
+        .unwrap();
+        let checked = crate::check::check_paths(&[p]).unwrap();
+        assert_eq!(checked.errors(), 0, "{:?}", checked.problems);
+        checked.playbooks[0].1.clone()
+    }
+
+    fn stored(pb: &Playbook, events: &[&str]) -> Stored {
+        let mut data = BTreeMap::new();
+        data.insert("playbook".into(), pb.name.clone());
+        data.insert("digest".into(), pb.digest.clone());
+        data.insert("run".into(), "r".into());
+        data.insert("status".into(), "running".into());
+        data.insert("events".into(), events.join("\n"));
+        Stored { data }
+    }
+
+    const START: &str = r#"{"time":"t","run":"r","event":"start","stage":0,"stmt":0,"line":4,"statement":"rolling api","record":{"kind":"templates","comp":0,"deployments":[{"name":"api","images":[["api","acme/api:1.4.0"]]}]}}"#;
+
+    /// A journal is checked line by line against the playbook before `--resume` trusts it.
+    #[test]
+    fn journals_are_checked_before_they_are_resumed() {
+        let pb = playbook();
+        assert_eq!(stored(&pb, &[START]).checked_events(&pb).unwrap().len(), 1);
+        let why = |events: &[&str]| stored(&pb, events).checked_events(&pb).unwrap_err();
+        let comp99 = START.replace(r#""comp":0"#, r#""comp":99"#);
+        assert!(
+            why(&[&comp99]).contains("line 1 of the journal `ktplay-journal-")
+                && why(&[&comp99])
+                    .contains("names component 99, and the playbook has 1 components"),
+            "{}",
+            why(&[&comp99])
+        );
+        let stage9 = START.replace(r#""stage":0"#, r#""stage":9"#);
+        assert!(why(&[&stage9]).contains("names stage 9"));
+        let elsewhere = START.replace(r#""name":"api""#, r#""name":"kube-dns""#);
+        assert!(why(&[&elsewhere]).contains("names deployment `kube-dns`"));
+        let wrong_kind = START.replace(
+            r#""record":{"kind":"templates","comp":0,"deployments":[{"name":"api","images":[["api","acme/api:1.4.0"]]}]}"#,
+            r#""record":{"kind":"replicas","comp":0,"replicas":[["api",3]]}"#,
+        );
+        assert!(why(&[&wrong_kind]).contains("`replicas` record"));
+        let other_run = START.replace(r#""run":"r""#, r#""run":"q""#);
+        assert!(why(&[START, &other_run]).contains("line 2"));
+        // An unreadable line is reported with its number, escaped; never skipped.
+        let cut = "{\"time\":\"t\",\"run\u{1b}[2J";
+        let w = why(&[START, cut]);
+        assert!(
+            w.contains("line 2 of the journal") && w.contains("\\e[2J"),
+            "{w}"
+        );
+        assert!(!w.contains('\u{1b}'));
+        assert_eq!(stored(&pb, &[START, cut]).unreadable().len(), 1);
+        // Another playbook's journal under this key.
+        let mut other = stored(&pb, &[START]);
+        other.data.insert("digest".into(), "0".repeat(64));
+        assert!(other
+            .checked_events(&pb)
+            .unwrap_err()
+            .contains("belongs to playbook `p` (digest 0000000000000000)"));
+    }
+}

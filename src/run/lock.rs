@@ -5,6 +5,12 @@
 //! (409 Conflict: another runner won the race). While the run goes on, a task renews it every
 //! third of its duration. The lock id printed to people is `NAMESPACE/LEASE/RUN_ID`, which
 //! `ktplay unlock --force` takes.
+//!
+//! A holder is gone only when the lease proves it: past its expiry, or not renewed (its
+//! resourceVersion unchanged) for its whole duration while ktplay watched ([`observe`], what
+//! `--resume` and `unlock --force` do). Never by a local pid check: a runner in another PID
+//! namespace with the same hostname (a second container, a CI job on the same node) has a pid
+//! this process cannot see.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -15,6 +21,7 @@ use kube::api::{Api, DeleteParams};
 use serde_json::{json, Value};
 
 use super::cluster::{retry, status_code, Cluster};
+use super::shown::shown;
 
 /// How long a lease lasts without renewal.
 pub const LEASE_SECONDS: i64 = 15;
@@ -45,14 +52,14 @@ struct FenceInner {
 }
 
 impl Fence {
-    fn new(cluster: &Cluster, names: &[String], holder: &str) -> Fence {
+    fn new(cluster: &Cluster, names: &[String], holder: &str, renewed: Instant) -> Fence {
         Fence {
             inner: Arc::new(FenceInner {
                 cluster: Cluster::new(cluster.client.clone(), cluster.ns.clone()),
                 names: names.to_vec(),
                 holder: holder.to_string(),
                 lost: Mutex::new(None),
-                renewed: Mutex::new(Instant::now()),
+                renewed: Mutex::new(renewed),
                 renewing: tokio::sync::Mutex::new(()),
             }),
         }
@@ -100,14 +107,24 @@ impl Fence {
         if let Some(why) = self.lost() {
             return Err(why);
         }
+        // Counted from before the first read: the leases' renewTime is no older than this, so a
+        // runner watching them stand still for their duration knows this process stopped acting.
+        let began = Instant::now();
+        let mut all = true;
         for name in &self.inner.names {
-            self.renew_one(name).await?;
+            all &= self.renew_one(name).await?;
         }
-        *self.inner.renewed.lock().unwrap_or_else(|e| e.into_inner()) = Instant::now();
+        // A renewal that failed for a passing reason renews nothing: the time since the last
+        // full renewal keeps growing, and past the lease's duration the lock is lost.
+        if all {
+            *self.inner.renewed.lock().unwrap_or_else(|e| e.into_inner()) = began;
+        }
         Ok(())
     }
 
-    async fn renew_one(&self, name: &str) -> Result<(), String> {
+    /// Renew one lease: true if renewed, false if it could not be for a passing reason (and
+    /// has time left).
+    async fn renew_one(&self, name: &str) -> Result<bool, String> {
         let api = leases(&self.inner.cluster);
         let cur = match retry(|| async { api.get_opt(name).await }).await {
             Ok(Some(l)) => serde_json::to_value(l).unwrap_or(Value::Null),
@@ -116,7 +133,7 @@ impl Fence {
         };
         let holder = cur["spec"]["holderIdentity"].as_str().unwrap_or_default();
         if holder != self.inner.holder {
-            return Err(self.lose(format!("the lease {name} is now held by {holder}")));
+            return Err(self.lose(format!("the lease {name} is now held by {}", shown(holder))));
         }
         let rv = cur["metadata"]["resourceVersion"].as_str();
         let acquired = cur["spec"]["acquireTime"].as_str();
@@ -125,11 +142,16 @@ impl Fence {
         else {
             return self.unrenewed(name, "cannot build the lease");
         };
-        match api
-            .replace(name, &super::cluster::post_params(), &lease)
-            .await
+        match retry(|| async {
+            api.replace(name, &super::cluster::post_params(), &lease)
+                .await
+        })
+        .await
         {
-            Ok(_) => Ok(()),
+            Ok(_) => Ok(true),
+            // A retried replace whose first attempt went through (its answer was lost) finds
+            // its own write: still ours.
+            Err(e) if status_code(&e) == Some(409) && self.still_ours(name).await => Ok(true),
             Err(e) if status_code(&e) == Some(409) => Err(self.lose(format!(
                 "the lease {name} changed between its read and its renewal (taken over?)"
             ))),
@@ -140,8 +162,18 @@ impl Fence {
         }
     }
 
+    /// Does the lease still name this process (read again)?
+    async fn still_ours(&self, name: &str) -> bool {
+        let api = leases(&self.inner.cluster);
+        matches!(
+            retry(|| async { api.get_opt(name).await }).await,
+            Ok(Some(l)) if l.spec.as_ref().and_then(|s| s.holder_identity.as_deref())
+                == Some(self.inner.holder.as_str())
+        )
+    }
+
     /// A renewal that failed for a passing reason: fine while the lease has time left.
-    fn unrenewed(&self, name: &str, why: &str) -> Result<(), String> {
+    fn unrenewed(&self, name: &str, why: &str) -> Result<bool, String> {
         let since = self.since_renewal();
         if since >= Duration::from_secs(LEASE_SECONDS as u64) {
             Err(self.lose(format!(
@@ -154,7 +186,7 @@ impl Fence {
                 since.as_secs()
             ))
         } else {
-            Ok(())
+            Ok(false)
         }
     }
 }
@@ -175,9 +207,11 @@ pub struct RunLock {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum LockError {
     Held {
+        /// As the lease names it (print it through [`shown`]).
         holder: String,
         lock_id: String,
-        expires: String,
+        /// What ktplay observed of the lease (when it was renewed, when it expires).
+        seen: String,
         /// The object whose lease is held (`None`: the playbook's own lease).
         object: Option<String>,
     },
@@ -190,20 +224,24 @@ impl std::fmt::Display for LockError {
             LockError::Held {
                 holder,
                 lock_id,
-                expires,
+                seen,
                 object: None,
             } => write!(
                 f,
-                "another run holds the lock: {holder} (lock id {lock_id}, expires {expires} unless renewed)"
+                "another run holds the lock: {} (lock id {}, {seen})",
+                shown(holder),
+                shown(lock_id)
             ),
             LockError::Held {
                 holder,
                 lock_id,
-                expires,
+                seen,
                 object: Some(o),
             } => write!(
                 f,
-                "another run would change {o}, and holds its lock: {holder} (lock id {lock_id}, expires {expires} unless renewed); two runs must never change one object at once, whatever their playbooks are called"
+                "another run would change {o}, and holds its lock: {} (lock id {}, {seen}); two runs must never change one object at once, whatever their playbooks are called",
+                shown(holder),
+                shown(lock_id)
             ),
             LockError::Api(m) => write!(f, "{m}"),
         }
@@ -293,25 +331,6 @@ pub fn run_of(holder: &str) -> Option<&str> {
     holder.rsplit_once(" run ").map(|(_, r)| r.trim())
 }
 
-/// Is the holder a process on this host that no longer exists?
-pub fn holder_gone(holder: &str) -> bool {
-    // `user@host pid N run R`: the same host and no such process.
-    let mine = holder_identity("x");
-    let host_of = |h: &str| h.split(" pid ").next().map(str::to_string);
-    if host_of(holder) != host_of(&mine) {
-        return false;
-    }
-    let pid = holder
-        .split(" pid ")
-        .nth(1)
-        .and_then(|r| r.split_whitespace().next())
-        .and_then(|p| p.parse::<u32>().ok());
-    match pid {
-        Some(p) if p != std::process::id() => !std::path::Path::new(&format!("/proc/{p}")).exists(),
-        _ => false,
-    }
-}
-
 fn lease_json(name: &str, holder: &str, rv: Option<&str>, acquired: Option<&str>) -> Value {
     let t = micro(now());
     let mut v = json!({
@@ -331,14 +350,77 @@ fn lease_json(name: &str, holder: &str, rv: Option<&str>, acquired: Option<&str>
 }
 
 fn expiry(l: &Value) -> Option<chrono::DateTime<chrono::Utc>> {
-    let renew = l["spec"]["renewTime"]
+    let renewed = renewed_at(l)?;
+    // Hostile or absurd durations never panic: an overflow is "no expiry".
+    chrono::TimeDelta::try_seconds(duration_of(l)).and_then(|d| renewed.checked_add_signed(d))
+}
+
+/// The lease's last renewal (its acquisition when it was never renewed).
+fn renewed_at(l: &Value) -> Option<chrono::DateTime<chrono::Utc>> {
+    let t = l["spec"]["renewTime"]
         .as_str()
         .or(l["spec"]["acquireTime"].as_str())?;
-    let t = chrono::DateTime::parse_from_rfc3339(renew).ok()?;
-    let secs = l["spec"]["leaseDurationSeconds"]
+    Some(
+        chrono::DateTime::parse_from_rfc3339(t)
+            .ok()?
+            .with_timezone(&chrono::Utc),
+    )
+}
+
+fn time_of(l: &Value, key: &str) -> Option<chrono::DateTime<chrono::Utc>> {
+    let t = l["spec"][key].as_str()?;
+    Some(
+        chrono::DateTime::parse_from_rfc3339(t)
+            .ok()?
+            .with_timezone(&chrono::Utc),
+    )
+}
+
+/// `leaseDurationSeconds` (ktplay's when absent).
+fn duration_of(l: &Value) -> i64 {
+    l["spec"]["leaseDurationSeconds"]
         .as_i64()
-        .unwrap_or(LEASE_SECONDS);
-    Some(t.with_timezone(&chrono::Utc) + chrono::Duration::seconds(secs))
+        .unwrap_or(LEASE_SECONDS)
+}
+
+/// What a lease says of itself, in words, from the values it holds (never printed raw): when it
+/// was taken and last renewed, how long it lasts, when it expires.
+pub fn lease_words(l: &Value) -> String {
+    let t = now();
+    let ago = |x: chrono::DateTime<chrono::Utc>| {
+        let s = (t - x).num_seconds();
+        if s >= 0 {
+            format!("{s} s ago")
+        } else {
+            format!("{} s in the future by this machine's clock", -s)
+        }
+    };
+    let acquired = time_of(l, "acquireTime");
+    let renewed = time_of(l, "renewTime");
+    let mut words = Vec::new();
+    match (acquired, renewed) {
+        (Some(a), Some(r)) if a == r => words.push(format!(
+            "taken {} ({}) and never renewed since",
+            micro(a),
+            ago(a)
+        )),
+        (a, r) => {
+            if let Some(a) = a {
+                words.push(format!("taken {}", micro(a)));
+            }
+            match r {
+                Some(r) => words.push(format!("last renewed {} ({})", micro(r), ago(r))),
+                None => words.push("no renewal time".into()),
+            }
+        }
+    }
+    words.push(format!("lasts {} s", duration_of(l)));
+    match expiry(l) {
+        Some(e) if e < t => words.push(format!("expired {}", micro(e))),
+        Some(e) => words.push(format!("expires {} unless renewed", micro(e))),
+        None => words.push("no expiry can be read".into()),
+    }
+    words.join(", ")
 }
 
 fn leases(c: &Cluster) -> Api<Lease> {
@@ -349,68 +431,190 @@ fn api_err(e: kube::Error) -> LockError {
     LockError::Api(format!("run lock: {}", super::cluster::words(&e)))
 }
 
-/// Take one lease for `holder`: create it, or take over one that expired or whose holder is
-/// gone, by replace carrying the read resourceVersion.
+/// The longest lease ktplay watches to prove its holder gone: a lease that lasts longer was not
+/// written by ktplay, and waiting for it is a person's decision.
+pub const WATCH_AT_MOST: i64 = 60;
+
+/// How a lease held by someone else behaved while ktplay watched it.
+enum Watched {
+    /// Its resourceVersion (or holder) changed: the holder renews it, or someone took it.
+    Renewed { lease: Value, after: Duration },
+    /// It was deleted meanwhile.
+    Deleted,
+    /// Unchanged for its whole duration: its holder renews it no more (the lease as read).
+    Stale(Value),
+}
+
+/// Watch a lease held by someone else for its whole duration plus a second, by this process's
+/// monotonic clock: a holder that still acts renews it (every third of its duration for
+/// ktplay), which changes its resourceVersion; one that did not renew it for that long is gone
+/// whatever its pid and host say.
+async fn watch(api: &Api<Lease>, name: &str, cur: &Value) -> Result<Watched, LockError> {
+    let rv = cur["metadata"]["resourceVersion"].clone();
+    let secs = duration_of(cur).clamp(1, WATCH_AT_MOST) as u64;
+    let t0 = Instant::now();
+    let until = Duration::from_secs(secs + 1);
+    loop {
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        let seen = match retry(|| async { api.get_opt(name).await })
+            .await
+            .map_err(api_err)?
+        {
+            None => return Ok(Watched::Deleted),
+            Some(l) => serde_json::to_value(l).unwrap_or(Value::Null),
+        };
+        if seen["metadata"]["resourceVersion"] != rv {
+            return Ok(Watched::Renewed {
+                lease: seen,
+                after: t0.elapsed(),
+            });
+        }
+        // Past its expiry meanwhile: proven by the lease's own times as well.
+        if t0.elapsed() >= until || expiry(&seen).is_some_and(|e| e < now()) {
+            return Ok(Watched::Stale(seen));
+        }
+    }
+}
+
+/// May ktplay watch this lease to prove its holder gone?
+fn watchable(l: &Value) -> bool {
+    (1..=WATCH_AT_MOST).contains(&duration_of(l))
+}
+
+fn held(cluster: &Cluster, name: &str, l: &Value, object: Option<&str>, seen: String) -> LockError {
+    let holder = l["spec"]["holderIdentity"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    LockError::Held {
+        lock_id: format!("{}/{}/{}", cluster.ns, name, run_of(&holder).unwrap_or("?")),
+        holder,
+        seen,
+        object: object.map(String::from),
+    }
+}
+
+/// Take one lease for `holder`: create it, or take over one the lease itself shows abandoned —
+/// past its expiry, held by a holder already proven gone (`gone`), or, with `wait`, not renewed
+/// while ktplay watched it for its whole duration ([`watch`]) — by replace carrying the read
+/// resourceVersion. A lease someone still renews is never taken. Returns the instant before the
+/// write that took it (the lease's renewTime is no older).
 async fn take(
     cluster: &Cluster,
     name: &str,
     holder: &str,
     object: Option<&str>,
-) -> Result<(), LockError> {
+    wait: bool,
+    gone: &mut std::collections::BTreeSet<String>,
+) -> Result<Instant, LockError> {
     let api = leases(cluster);
     let lease: Lease = serde_json::from_value(lease_json(name, holder, None, None))
         .map_err(|e| LockError::Api(e.to_string()))?;
-    match retry(|| async { api.create(&super::cluster::post_params(), &lease).await }).await {
-        Ok(_) => return Ok(()),
-        Err(e) if status_code(&e) == Some(409) => {}
-        Err(e) => return Err(api_err(e)),
-    }
-    let current = serde_json::to_value(
-        retry(|| async { api.get(name).await })
+    // Twice at most: a lease deleted while it was watched is created again once.
+    let mut attempts = 0;
+    let current = loop {
+        attempts += 1;
+        let before = Instant::now();
+        match retry(|| async { api.create(&super::cluster::post_params(), &lease).await }).await {
+            Ok(_) => return Ok(before),
+            Err(e) if status_code(&e) == Some(409) => {}
+            Err(e) => return Err(api_err(e)),
+        }
+        let Some(cur) = retry(|| async { api.get_opt(name).await })
             .await
-            .map_err(api_err)?,
-    )
-    .unwrap_or(Value::Null);
-    let their_holder = current["spec"]["holderIdentity"]
-        .as_str()
-        .unwrap_or_default()
-        .to_string();
-    if their_holder == holder {
-        // Ours already (a create whose answer was lost, retried).
-        return Ok(());
-    }
-    let exp = expiry(&current);
-    let expired = exp.is_none_or(|e| e < now()) || their_holder.is_empty();
-    // A holder that is provably gone (this host, no such process) can act no more: its lease
-    // is taken over at once, whether or not this run resumes it (a run it left unfinished is
-    // refused afterwards by the journal, with the `--resume` that gets out of it).
-    if !expired && !holder_gone(&their_holder) {
-        return Err(LockError::Held {
-            lock_id: format!(
-                "{}/{}/{}",
-                cluster.ns,
-                name,
-                run_of(&their_holder).unwrap_or("?")
-            ),
-            holder: their_holder,
-            expires: exp.map(micro).unwrap_or_else(|| "?".into()),
-            object: object.map(String::from),
-        });
-    }
+            .map_err(api_err)?
+        else {
+            if attempts < 3 {
+                continue;
+            }
+            return Err(LockError::Api(format!(
+                "run lock: the lease {}/{name} keeps appearing and disappearing",
+                cluster.ns
+            )));
+        };
+        let cur = serde_json::to_value(cur).unwrap_or(Value::Null);
+        let theirs = cur["spec"]["holderIdentity"].as_str().unwrap_or_default();
+        if theirs == holder {
+            // Ours already (a create whose answer was lost, retried).
+            return Ok(before);
+        }
+        // A lease whose expiry cannot be read proves nothing: it is held.
+        let expired = theirs.is_empty() || expiry(&cur).is_some_and(|e| e < now());
+        if expired || gone.contains(theirs) {
+            break cur;
+        }
+        if !wait || !watchable(&cur) {
+            return Err(held(cluster, name, &cur, object, lease_words(&cur)));
+        }
+        eprintln!(
+            "the lock {}/{name} is held by {} ({}): watching it for {} s to see whether its holder still renews it",
+            cluster.ns,
+            shown(theirs),
+            lease_words(&cur),
+            duration_of(&cur) + 1
+        );
+        match watch(&api, name, &cur).await? {
+            Watched::Renewed { lease: l, after } => {
+                let seen = if l["spec"]["holderIdentity"] == cur["spec"]["holderIdentity"] {
+                    format!(
+                        "it renewed the lease {} s into ktplay's watch: its run is alive",
+                        after.as_secs()
+                    )
+                } else {
+                    "another runner took the lease while ktplay watched".to_string()
+                };
+                return Err(held(cluster, name, &l, object, seen));
+            }
+            Watched::Deleted if attempts < 3 => continue,
+            Watched::Deleted => {
+                return Err(LockError::Api(format!(
+                    "run lock: the lease {}/{name} keeps appearing and disappearing",
+                    cluster.ns
+                )))
+            }
+            Watched::Stale(l) => {
+                gone.insert(theirs.to_string());
+                break l;
+            }
+        }
+    };
     let rv = current["metadata"]["resourceVersion"].as_str();
     let lease: Lease = serde_json::from_value(lease_json(name, holder, rv, None))
         .map_err(|e| LockError::Api(e.to_string()))?;
-    match api
-        .replace(name, &super::cluster::post_params(), &lease)
-        .await
+    let before = Instant::now();
+    match retry(|| async {
+        api.replace(name, &super::cluster::post_params(), &lease)
+            .await
+    })
+    .await
     {
-        Ok(_) => Ok(()),
-        Err(e) if status_code(&e) == Some(409) => Err(LockError::Held {
-            holder: "another runner that took it a moment ago".into(),
-            lock_id: format!("{}/{name}/?", cluster.ns),
-            expires: "?".into(),
-            object: object.map(String::from),
-        }),
+        Ok(_) => Ok(before),
+        Err(e) if status_code(&e) == Some(409) => {
+            // A retried replace finds its own earlier write (ours), or another runner won.
+            match retry(|| async { api.get_opt(name).await }).await {
+                Ok(Some(l))
+                    if l.spec.as_ref().and_then(|s| s.holder_identity.as_deref())
+                        == Some(holder) =>
+                {
+                    Ok(before)
+                }
+                Ok(Some(l)) => {
+                    let l = serde_json::to_value(l).unwrap_or(Value::Null);
+                    Err(held(
+                        cluster,
+                        name,
+                        &l,
+                        object,
+                        "another runner took it a moment ago".into(),
+                    ))
+                }
+                Ok(None) => Err(LockError::Api(format!(
+                    "run lock: the lease {}/{name} was deleted while ktplay took it over",
+                    cluster.ns
+                ))),
+                Err(e) => Err(api_err(e)),
+            }
+        }
         Err(e) => Err(api_err(e)),
     }
 }
@@ -450,21 +654,25 @@ async fn release_one(cluster: &Cluster, name: &str, holder: &str) {
 
 impl RunLock {
     /// Take the lock: the playbook's lease, then one lease per object the run changes
-    /// ([`objects_of`]), all or nothing. Leases that expired, or whose holder is provably gone
-    /// (this host, no such process), are taken over; a run that process left unfinished is
-    /// refused afterwards by its journal.
+    /// ([`objects_of`]), all or nothing. Leases past their expiry are taken over; with `wait`
+    /// (`--resume`), the playbook's lease is watched for its whole duration and taken over if
+    /// nobody renewed it, and so are the object leases of the same holder. A lease someone
+    /// renews is never taken, whatever its pid and host say.
     pub async fn acquire(
         cluster: &Cluster,
         playbook: &str,
         run_id: &str,
         objects: &[(String, String)],
+        wait: bool,
     ) -> Result<RunLock, LockError> {
         let name = lease_name(playbook);
         let holder = holder_identity(run_id);
-        take(cluster, &name, &holder, None).await?;
+        let mut gone = std::collections::BTreeSet::new();
+        // The fence counts from the playbook lease's write (not from a watch before it).
+        let began = take(cluster, &name, &holder, None, wait, &mut gone).await?;
         let mut names = vec![name.clone()];
         for (lease, words) in objects {
-            if let Err(e) = take(cluster, lease, &holder, Some(words)).await {
+            if let Err(e) = take(cluster, lease, &holder, Some(words), false, &mut gone).await {
                 for n in names.iter().rev() {
                     release_one(cluster, n, &holder).await;
                 }
@@ -472,11 +680,19 @@ impl RunLock {
             }
             names.push(lease.clone());
         }
-        Ok(Self::held(cluster, names, run_id, holder))
+        Ok(Self::held(cluster, names, run_id, holder, began))
     }
 
-    fn held(cluster: &Cluster, names: Vec<String>, run_id: &str, holder: String) -> RunLock {
-        let fence = Fence::new(cluster, &names, &holder);
+    /// `began`: before the playbook lease was written (the fence counts its freshness from
+    /// there).
+    fn held(
+        cluster: &Cluster,
+        names: Vec<String>,
+        run_id: &str,
+        holder: String,
+        began: Instant,
+    ) -> RunLock {
+        let fence = Fence::new(cluster, &names, &holder, began);
         let name = names[0].clone();
         let f = fence.clone();
         let renewer = tokio::spawn(async move {
@@ -533,69 +749,141 @@ impl Drop for RunLock {
     }
 }
 
+/// The playbook's lease as it is, if there is one (read only, with the retry policy).
+pub async fn read(cluster: &Cluster, playbook: &str) -> Result<Option<Value>, String> {
+    let name = lease_name(playbook);
+    let api = leases(cluster);
+    retry(|| async { api.get_opt(&name).await })
+        .await
+        .map(|l| l.map(|l| serde_json::to_value(l).unwrap_or(Value::Null)))
+        .map_err(|e| format!("run lock: {}", super::cluster::words(&e)))
+}
+
+/// Is a lease (as [`read`] returns it) held and not past its expiry?
+pub fn live(l: &Value) -> bool {
+    // A lease whose expiry cannot be read proves nothing: it counts as held.
+    !holder_of(l).is_empty() && expiry(l).is_none_or(|e| e >= now())
+}
+
+/// The holder a lease names (print it through [`shown`]).
+pub fn holder_of(l: &Value) -> &str {
+    l["spec"]["holderIdentity"].as_str().unwrap_or_default()
+}
+
+/// The lock id of the playbook's lease held by `holder`, escaped for printing.
+pub fn lock_id(cluster: &Cluster, playbook: &str, holder: &str) -> String {
+    shown(&format!(
+        "{}/{}/{}",
+        cluster.ns,
+        lease_name(playbook),
+        run_of(holder).unwrap_or("?")
+    ))
+}
+
 /// What `status` shows of the lock.
 pub async fn describe(cluster: &Cluster, playbook: &str) -> Result<Option<String>, String> {
-    let name = lease_name(playbook);
-    match leases(cluster).get_opt(&name).await {
-        Ok(None) => Ok(None),
-        Ok(Some(l)) => {
-            let v = serde_json::to_value(l).unwrap_or(Value::Null);
-            let holder = v["spec"]["holderIdentity"].as_str().unwrap_or("?");
-            let exp = expiry(&v);
-            let state = match exp {
-                Some(e) if e < now() => format!("expired at {}", micro(e)),
-                Some(e) => format!("expires {} unless renewed", micro(e)),
-                None => "no expiry".into(),
-            };
-            Ok(Some(format!(
-                "held by {holder} (lock id {}/{name}/{}), {state}",
-                cluster.ns,
-                run_of(holder).unwrap_or("?")
-            )))
-        }
-        Err(e) => Err(format!("run lock: {}", super::cluster::words(&e))),
-    }
+    Ok(read(cluster, playbook).await?.map(|l| {
+        let holder = holder_of(&l);
+        format!(
+            "held by {} (lock id {}), {}",
+            shown(holder),
+            lock_id(cluster, playbook, holder),
+            lease_words(&l)
+        )
+    }))
 }
 
 /// `ktplay unlock --force NAMESPACE/LEASE/RUN_ID`: delete the lease if it still belongs to that
-/// run. `cluster` must be in the lock id's namespace.
+/// run and the lease shows its holder gone: past its expiry, or not renewed while ktplay watched
+/// it for its whole duration. `cluster` must be in the lock id's namespace. Every message says
+/// what was observed of the lease.
 pub async fn force_unlock(cluster: &Cluster, lease: &str, run_id: &str) -> Result<String, String> {
     let api = leases(cluster);
-    let cur = match api.get_opt(lease).await {
-        Ok(Some(l)) => serde_json::to_value(l).unwrap_or(Value::Null),
-        Ok(None) => return Err(format!("no lock `{lease}` in namespace `{}`", cluster.ns)),
-        Err(e) => return Err(format!("run lock: {}", super::cluster::words(&e))),
+    let at = format!("{}/{}", cluster.ns, shown(lease));
+    let read = || async {
+        retry(|| async { api.get_opt(lease).await })
+            .await
+            .map(|l| l.map(|l| serde_json::to_value(l).unwrap_or(Value::Null)))
+            .map_err(|e| format!("run lock: {}", super::cluster::words(&e)))
     };
-    let holder = cur["spec"]["holderIdentity"].as_str().unwrap_or_default();
-    if run_of(holder) != Some(run_id) && run_id != "?" {
+    let Some(mut cur) = read().await? else {
+        return Err(format!("no lock `{at}`: nothing removed"));
+    };
+    let holder = holder_of(&cur).to_string();
+    if run_of(&holder) != Some(run_id) && run_id != "?" {
         return Err(format!(
-            "lock `{lease}` is now held by {holder}, not run {run_id}; nothing removed"
+            "lock `{at}` is held by {}, not run {}; nothing removed",
+            shown(&holder),
+            shown(run_id)
         ));
     }
+    let words = lease_words(&cur);
     // A holder that still renews is a live run: removing its lock would let a second run act
-    // beside it. Only a lease past its expiry, or one whose process is provably gone (this
-    // host, no such pid), is removed.
-    if let Some(exp) = expiry(&cur) {
-        if exp > now() && !holder_gone(holder) {
-            return Err(format!(
-                "lock `{lease}` is held by a live run ({holder}): it renews its lease, which expires {} unless renewed; nothing removed. Stop that run (Ctrl-C, or SIGTERM to its process), or wait {LEASE_SECONDS} s after it stopped renewing",
-                micro(exp)
-            ));
+    // beside it. Only a lease past its expiry, or one nobody renewed while ktplay watched it
+    // for its whole duration, is removed.
+    let how = if expiry(&cur).is_some_and(|e| e < now()) {
+        format!("it had expired ({words})")
+    } else if expiry(&cur).is_none() {
+        return Err(format!(
+            "lock `{at}` is held by {} ({words}): ktplay cannot tell whether its holder still renews it; nothing removed. If you are sure its run is gone, delete the Lease with kubectl",
+            shown(&holder)
+        ));
+    } else if !watchable(&cur) {
+        return Err(format!(
+            "lock `{at}` is held by {} ({words}); nothing removed. A lease is removed only once it is past its expiry or was not renewed for its whole duration, and ktplay watches leases of at most {WATCH_AT_MOST} s; run this again once it has expired",
+            shown(&holder)
+        ));
+    } else {
+        eprintln!(
+            "lock `{at}` is held by {} ({words}): watching it for {} s to see whether its holder still renews it",
+            shown(&holder),
+            duration_of(&cur) + 1
+        );
+        match watch(&api, lease, &cur)
+            .await
+            .map_err(|e| e.to_string())?
+        {
+            Watched::Renewed { lease: l, after } => {
+                return Err(format!(
+                    "lock `{at}` is held by a live run ({}): its lease was renewed {} s into ktplay's watch ({}); nothing removed. Stop that run (Ctrl-C, or SIGTERM to its process), or run this again once it stopped renewing",
+                    shown(holder_of(&l)),
+                    after.as_secs(),
+                    lease_words(&l)
+                ))
+            }
+            Watched::Deleted => return Ok(format!("lock `{at}` was removed meanwhile")),
+            Watched::Stale(l) => {
+                cur = l;
+                format!(
+                    "nobody renewed it while ktplay watched for {} s ({words})",
+                    duration_of(&cur) + 1
+                )
+            }
         }
+    };
+    // Only the lease as read: a renewal or a takeover in between fails the preconditions.
+    let dp = DeleteParams {
+        preconditions: Some(kube::api::Preconditions {
+            uid: cur["metadata"]["uid"].as_str().map(String::from),
+            resource_version: cur["metadata"]["resourceVersion"]
+                .as_str()
+                .map(String::from),
+        }),
+        ..Default::default()
+    };
+    match retry(|| async { api.delete(lease, &dp).await }).await {
+        Ok(_) => {}
+        Err(e) if status_code(&e) == Some(404) => {}
+        Err(e) if status_code(&e) == Some(409) => {
+            return Err(format!(
+            "lock `{at}` changed just before its removal (renewed or taken over); nothing removed"
+        ))
+        }
+        Err(e) => return Err(format!("run lock: {}", super::cluster::words(&e))),
     }
-    let mut dp = DeleteParams::default();
-    if let Some(uid) = cur["metadata"]["uid"].as_str() {
-        dp.preconditions = Some(kube::api::Preconditions {
-            uid: Some(uid.to_string()),
-            resource_version: None,
-        });
-    }
-    api.delete(lease, &dp)
-        .await
-        .map_err(|e| format!("run lock: {}", super::cluster::words(&e)))?;
     Ok(format!(
-        "removed lock {}/{lease} held by {holder}",
-        cluster.ns
+        "removed lock {at} held by {}: {how}",
+        shown(&holder)
     ))
 }
 
@@ -608,6 +896,38 @@ mod tests {
         assert_eq!(lease_name("keeptrusts-1.5"), "ktplay-keeptrusts-1-5");
         let h = holder_identity("abc123");
         assert_eq!(run_of(&h), Some("abc123"));
-        assert!(!holder_gone(&h));
+    }
+
+    fn lease(holder: &str, secs: Value, acquired: &str, renewed: &str) -> Value {
+        json!({"spec": {"holderIdentity": holder, "leaseDurationSeconds": secs,
+                        "acquireTime": acquired, "renewTime": renewed}})
+    }
+
+    /// What a lease says is read, never trusted: absurd durations and times never panic, and
+    /// the words say what the lease holds.
+    #[test]
+    fn lease_words_say_what_was_observed() {
+        let t = micro(now());
+        let l = lease("h", json!(3600), &t, &t);
+        let w = lease_words(&l);
+        assert!(w.contains("never renewed since"), "{w}");
+        assert!(
+            w.contains("lasts 3600 s") && w.contains("unless renewed"),
+            "{w}"
+        );
+        assert!(live(&l) && !watchable(&l));
+        let old = "2020-01-01T00:00:00.000000Z";
+        let l = lease("h", json!(15), old, old);
+        assert!(!live(&l) && lease_words(&l).contains("expired"));
+        for secs in [json!(i64::MAX), json!(i64::MIN), json!(-5), json!("x")] {
+            let l = lease("h", secs, &t, "not a time");
+            let _ = (expiry(&l), lease_words(&l), live(&l), watchable(&l));
+        }
+        let l = lease("h", json!(i64::MAX), &t, &t);
+        assert_eq!(expiry(&l), None);
+        assert!(
+            live(&l),
+            "a lease without a readable expiry is not proven gone"
+        );
     }
 }

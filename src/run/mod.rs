@@ -12,6 +12,7 @@
 //! | [`cluster`] | the kube layer: versions, image patches, rollout waits, undo, canaries, selectors, logs |
 //! | [`guards`] | http, logs and ready guards, `approve`, and the [`guards::ScriptRunner`] seam for Rhai |
 //! | [`lock`] | the run lock (a Lease per playbook and namespace) |
+//! | [`shown`] | cluster-supplied values (lease holders, journal lines) escaped for printing |
 //! | [`events`] | the journal's typed vocabulary ([`events::RunEvent`]) and its fold into progress |
 //! | [`rollback`] | records of what actions replaced, and the pure rollback plan |
 //! | [`journal`] | the journal (a ConfigMap keyed by the playbook digest, and `--journal FILE`), resume, promotion |
@@ -42,6 +43,7 @@ pub mod rehearse;
 pub mod restore;
 pub mod rhai;
 pub mod rollback;
+pub mod shown;
 pub mod signals;
 pub mod suite;
 pub mod traffic;

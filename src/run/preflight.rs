@@ -173,7 +173,10 @@ pub async fn check_access(cluster: &Cluster, pb: &Playbook) -> Result<(), Refusa
                 }}
             }))
             .expect("a well-formed access review");
-            let answer = api.create(&cluster::post_params(), &review).await;
+            // An access review changes nothing: retried like every other request.
+            let answer =
+                cluster::retry(|| async { api.create(&cluster::post_params(), &review).await })
+                    .await;
             (need, answer)
         }
     });
