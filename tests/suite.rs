@@ -328,6 +328,21 @@ fn an_absolute_rate_is_per_simulated_second() {
     assert!(all.contains("1 test: 1 passed, 0 failed"), "{all}");
 }
 
+/// The seed playbook and its hooks copied into `dir` (test files name playbooks in their own
+/// tree).
+fn seed_playbook_in(dir: &Path) {
+    std::fs::copy(
+        root().join("playbooks/keeptrusts-1.5.ktplay"),
+        dir.join("keeptrusts-1.5.ktplay"),
+    )
+    .unwrap();
+    std::fs::create_dir_all(dir.join("hooks")).unwrap();
+    for e in std::fs::read_dir(root().join("playbooks/hooks")).unwrap() {
+        let e = e.unwrap();
+        std::fs::copy(e.path(), dir.join("hooks").join(e.file_name())).unwrap();
+    }
+}
+
 /// A generic system whose one stage pauses for `pause` (then nothing fails), and a test of it
 /// that expects a rollback (as the issue's: a signal used to make it pass).
 fn long_pause(dir: &Path, pause: &str) -> PathBuf {
@@ -478,12 +493,13 @@ fn simulated_time_is_bounded_per_test() {
 #[test]
 fn logs_missing_fires_on_the_modelled_api() {
     let dir = tempfile::tempdir().unwrap();
+    seed_playbook_in(dir.path());
     let tests = dir.path().join("t.ktplay");
     std::fs::write(
         &tests,
         format!(
             r#"test "the api logs nothing" {{
-  playbook "{}/playbooks/keeptrusts-1.5.ktplay"
+  playbook "{}/keeptrusts-1.5.ktplay"
   env staging
   fault logs-missing:api@1.5.0
   expect rolled_back
@@ -492,7 +508,7 @@ fn logs_missing_fires_on_the_modelled_api() {
   expect final api 1.4.2 gateway 1.4.1
 }}
 "#,
-            root().display()
+            dir.path().display()
         ),
     )
     .unwrap();
@@ -508,24 +524,25 @@ fn logs_missing_fires_on_the_modelled_api() {
 #[test]
 fn a_failed_test_says_what_failed_and_one_test_runs_by_name() {
     let dir = tempfile::tempdir().unwrap();
+    seed_playbook_in(dir.path());
     let tests = dir.path().join("t.ktplay");
     std::fs::write(
         &tests,
         format!(
             r#"test "wrongly expects success" {{
-  playbook "{root}/playbooks/keeptrusts-1.5.ktplay"
+  playbook "{root}/keeptrusts-1.5.ktplay"
   env staging
   fault migration-fails:1.5.0
   expect succeeded
 }}
 
 test "the upgrade succeeds" {{
-  playbook "{root}/playbooks/keeptrusts-1.5.ktplay"
+  playbook "{root}/keeptrusts-1.5.ktplay"
   env staging
   expect succeeded
 }}
 "#,
-            root = root().display()
+            root = dir.path().display()
         ),
     )
     .unwrap();
