@@ -438,9 +438,12 @@ pub static ENTRIES: &[Entry] = &[
         code: "ktplay::check::no_way_back",
         warning: true,
         place: Place::Stage,
-        summary: "a stage with actions says `rollback none` while the playbook rolls back",
+        summary: "a stage with actions says `rollback none` (or has an empty `rollback { }`) while the playbook rolls back",
         meaning: "Under `on_failure rollback` (the default) a failure rolls back every stage; \
-                  `rollback none` leaves this stage's changes in place, which contradicts it.",
+                  `rollback none` (or an empty `rollback { }`, which means the same) leaves this \
+                  stage's changes in place, which contradicts it. Not reported when every \
+                  component the stage's actions change has `migrations forward_only`: for those \
+                  `rollback none` is the right answer (they cannot go back; fix forward).",
         failing: "rolling api\nrollback none",
         fixed: "rolling api\nrollback {\n  undo api\n}",
     },
@@ -682,7 +685,9 @@ pub static ENTRIES: &[Entry] = &[
         summary: "an `expect` names an outcome, stage, statement, component or version that does not exist",
         meaning: "Outcomes are succeeded, rolled_back, rollback_incomplete, refused and halted; \
                   `failed stage S statement N` counts N from 1 within the stage; `rollback order` \
-                  and `final` name components; `final` versions are exact.",
+                  and `final` name components; `final` versions are exact, and one the component \
+                  runs in the playbook (its `from`, its `to` or a statement's `to`): any other \
+                  could never hold.",
         failing: "test \"smoke\" {\n  playbook \"playbook.ktplay\"\n  env staging\n  expect sucess\n}",
         fixed: "test \"smoke\" {\n  playbook \"playbook.ktplay\"\n  env staging\n  expect succeeded\n}",
     },

@@ -348,3 +348,120 @@ fn problems_in_a_hook_file_are_published_for_that_file() {
     c.notify("exit", Value::Null);
     assert!(c.child.wait().unwrap().success());
 }
+
+impl Client {
+    fn raw(&mut self, bytes: &[u8]) {
+        self.stdin.write_all(bytes).unwrap();
+        self.stdin.flush().unwrap();
+    }
+
+    fn initialized() -> Client {
+        let mut c = Client::start();
+        c.request(
+            "initialize",
+            json!({"processId": null, "rootUri": null, "capabilities": {}}),
+        );
+        c.notify("initialized", json!({}));
+        c
+    }
+}
+
+/// Each malformed message gets a JSON-RPC error with `id: null` (parse error -32700, or invalid
+/// request -32600 for a batch) and the server goes on: the request after it is answered, and
+/// `shutdown` + `exit` still end it with 0. Before, a `Content-Length` of u64::MAX panicked,
+/// 4,000,000,000 aborted on allocation, and every other case ended the server.
+#[test]
+fn malformed_messages_are_answered_and_the_server_keeps_serving() {
+    let ping = |id: i64| {
+        let body = json!({"jsonrpc": "2.0", "id": id, "method": "textDocument/documentSymbol",
+            "params": {"textDocument": {"uri": "file:///nowhere.ktplay"}}})
+        .to_string();
+        format!("Content-Length: {}\r\n\r\n{body}", body.len()).into_bytes()
+    };
+    let framed = |body: &[u8]| {
+        [
+            format!("Content-Length: {}\r\n\r\n", body.len()).as_bytes(),
+            body,
+        ]
+        .concat()
+    };
+    let body = r#"{"jsonrpc":"2.0","method":"$/x"}"#;
+    let cases: Vec<(&str, Vec<u8>, i64)> = vec![
+        (
+            "Content-Length u64::MAX",
+            format!("Content-Length: 18446744073709551615\r\n\r\n{body}").into_bytes(),
+            -32700,
+        ),
+        (
+            "Content-Length 4000000000",
+            format!("Content-Length: 4000000000\r\n\r\n{body}").into_bytes(),
+            -32700,
+        ),
+        ("bad JSON", framed(b"{\"jsonrpc\": 2.0,,}"), -32700),
+        ("invalid UTF-8", framed(&[b'"', 0xff, 0xfe, b'"']), -32700),
+        (
+            "a batch array",
+            framed(br#"[{"jsonrpc":"2.0","id":5,"method":"shutdown"}]"#),
+            -32600,
+        ),
+        (
+            "no Content-Length",
+            format!("Content-Type: application/json\r\n\r\n{body}").into_bytes(),
+            -32700,
+        ),
+        (
+            "a negative length",
+            format!("Content-Length: -1\r\n\r\n{body}").into_bytes(),
+            -32700,
+        ),
+    ];
+    let mut c = Client::initialized();
+    for (i, (what, bytes, code)) in cases.into_iter().enumerate() {
+        c.raw(&bytes);
+        let id = 100 + i as i64;
+        c.raw(&ping(id));
+        let error = c.next();
+        assert_eq!(error["id"], Value::Null, "{what}: {error}");
+        assert_eq!(error["error"]["code"], code, "{what}: {error}");
+        let answer = c.next();
+        assert_eq!(
+            answer["id"], id,
+            "{what}: the next request is answered: {answer}"
+        );
+        assert_eq!(
+            answer["error"]["code"], -32602,
+            "{what}: not open: {answer}"
+        );
+    }
+    // LF-only header lines are read as the protocol's CRLF ones.
+    let body = json!({"jsonrpc": "2.0", "id": 200, "method": "textDocument/documentSymbol",
+        "params": {"textDocument": {"uri": "file:///nowhere.ktplay"}}})
+    .to_string();
+    c.raw(format!("Content-Length: {}\n\n{body}", body.len()).as_bytes());
+    let answer = c.next();
+    assert_eq!(answer["id"], 200, "LF-only headers: {answer}");
+    assert!(c.child.try_wait().unwrap().is_none(), "still running");
+    c.request("shutdown", Value::Null);
+    c.notify("exit", Value::Null);
+    let status = c.child.wait().unwrap();
+    assert_eq!(status.code(), Some(0), "{status}");
+}
+
+/// `exit` without `shutdown` first ends the server with 1 (the protocol's rule), promptly.
+#[test]
+fn exit_before_shutdown_exits_1() {
+    let mut c = Client::initialized();
+    c.notify("exit", Value::Null);
+    let t0 = std::time::Instant::now();
+    let status = loop {
+        if let Some(s) = c.child.try_wait().unwrap() {
+            break s;
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(20),
+            "the server did not exit"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert_eq!(status.code(), Some(1), "{status}");
+}

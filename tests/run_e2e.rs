@@ -46,6 +46,7 @@ on_both!(
     killed_mid_gateway_stage_resumes_without_repeating,
     second_concurrent_run_is_refused,
     production_waits_for_staging,
+    promotion_gate_with_other_context_names,
     drift_and_missing_approval_are_refused_before_any_action,
     wrong_container_is_refused_before_any_action,
     missing_permissions_are_refused_before_any_action,
@@ -1541,6 +1542,103 @@ async fn production_waits_for_staging(backend: Backend) {
     assert!(prod.image("keeptrusts-api").await.ends_with(":1.5.0"));
     assert_unlocked(&prod).await;
     assert_eq!(journal_status(&prod).await, "succeeded");
+}
+
+/// The promotion gate where the kubeconfig's contexts are not the envs' (`ktplay sim serve`
+/// writes one context, `sim`): `--context` chooses production's cluster only, so the staging
+/// journal cannot be read through the staging env's `context "staging"`, and the refusal says
+/// how to name another (`--after-context staging=…`) instead of "pass `--context sim`", which was
+/// passed. With `--after-context`, the gate is checked there: refused before staging ran green,
+/// passed after.
+async fn promotion_gate_with_other_context_names(backend: Backend) {
+    let dir = tempfile::tempdir().unwrap();
+    let (sns, pns) = (support::namespace("gstage"), support::namespace("gprod"));
+    let pb = copy_case(
+        dir.path(),
+        "upgrade.ktplay",
+        &sns,
+        &[(
+            "context \"prod\"",
+            &format!("context \"prod\"\n    namespace \"{pns}\""),
+        )],
+    );
+    let staging = TestCluster::new(backend, SimConfig::default(), &seed(&pb, &sns, |_| {})).await;
+    let prod = TestCluster::new(backend, SimConfig::default(), &seed(&pb, &pns, |_| {})).await;
+    // Neither `staging` nor `prod` is a context here.
+    let kc = kubeconfig(dir.path(), &[("sim", &prod), ("sim-staging", &staging)]);
+    let out = ktplay(&run_args(
+        &pb,
+        &kc,
+        "production",
+        &prod,
+        &["--approve", "--context=sim"],
+    ))
+    .await;
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!err.contains("pass `--context sim`"), "{}", text(&out));
+    assert!(err.contains("has no context `staging`"), "{}", text(&out));
+    assert!(
+        err.contains("--after-context staging=CONTEXT"),
+        "{}",
+        text(&out)
+    );
+    // Named: the gate is checked there, and nothing ran green on staging yet.
+    let gated = [
+        "--approve",
+        "--context=sim",
+        "--after-context=staging=sim-staging",
+    ];
+    let out = ktplay(&run_args(&pb, &kc, "production", &prod, &gated)).await;
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("no successful run"),
+        "{}",
+        text(&out)
+    );
+    assert!(patches(&prod, "keeptrusts-api").is_empty());
+    assert_unlocked(&prod).await;
+    // A bad --after-context is a usage error before anything.
+    let out = ktplay(&run_args(
+        &pb,
+        &kc,
+        "production",
+        &prod,
+        &["--approve", "--context=sim", "--after-context=qa=sim"],
+    ))
+    .await;
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("does not come after `qa`"),
+        "{}",
+        text(&out)
+    );
+    // Green on staging (its cluster by --context), then production passes the gate.
+    let out = ktplay(&run_args(
+        &pb,
+        &kc,
+        "staging",
+        &staging,
+        &["--approve", "--context=sim-staging"],
+    ))
+    .await;
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let out = ktplay(&run_args(&pb, &kc, "production", &prod, &gated)).await;
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    for d in [
+        "keeptrusts-api",
+        "keeptrusts-gateway",
+        "worker-export",
+        "worker-lifecycle",
+        "worker-config",
+    ] {
+        assert!(prod.image(d).await.ends_with(":1.5.0"), "{d}");
+        assert!(staging.image(d).await.ends_with(":1.5.0"), "{d}");
+    }
+    assert_unlocked(&prod).await;
+    assert_unlocked(&staging).await;
+    assert_eq!(journal_status(&prod).await, "succeeded");
+    assert_eq!(journal_status(&staging).await, "succeeded");
 }
 
 async fn drift_and_missing_approval_are_refused_before_any_action(backend: Backend) {

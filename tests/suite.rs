@@ -327,3 +327,269 @@ fn an_absolute_rate_is_per_simulated_second() {
     // `no_data` is `fail` by default: passing, the guard read a number within 20 ± 0.1.
     assert!(all.contains("1 test: 1 passed, 0 failed"), "{all}");
 }
+
+/// The seed playbook and its hooks copied into `dir` (test files name playbooks in their own
+/// tree).
+fn seed_playbook_in(dir: &Path) {
+    std::fs::copy(
+        root().join("playbooks/keeptrusts-1.5.ktplay"),
+        dir.join("keeptrusts-1.5.ktplay"),
+    )
+    .unwrap();
+    std::fs::create_dir_all(dir.join("hooks")).unwrap();
+    for e in std::fs::read_dir(root().join("playbooks/hooks")).unwrap() {
+        let e = e.unwrap();
+        std::fs::copy(e.path(), dir.join("hooks").join(e.file_name())).unwrap();
+    }
+}
+
+/// A generic system whose one stage pauses for `pause` (then nothing fails), and a test of it
+/// that expects a rollback (as the issue's: a signal used to make it pass).
+fn long_pause(dir: &Path, pause: &str) -> PathBuf {
+    std::fs::write(
+        dir.join("long.ktplay"),
+        format!(
+            r#"playbook "long" {{
+  namespace "long"
+  component backend {{ deployment "backend" image "shop/backend" from 2.3.0 to 2.4.0 }}
+  stage backend {{
+    rolling backend
+    pause {pause}
+  }}
+}}
+"#
+        ),
+    )
+    .unwrap();
+    let tests = dir.join("long-tests.ktplay");
+    std::fs::write(
+        &tests,
+        r#"test "a long pause rolls back" {
+  playbook "long.ktplay"
+  expect rolled_back
+}
+
+test "a second test" {
+  playbook "long.ktplay"
+  expect succeeded
+}
+"#,
+    )
+    .unwrap();
+    tests
+}
+
+/// SIGTERM while a test runs: that test fails (it does not count the signal's rollback as the
+/// expected one), the rest are not run, the exit code is 143 and JUnit says so. Before, the
+/// suite reported "1 passed", exit 0, `failures="0"`.
+#[test]
+fn a_signal_fails_the_test_run() {
+    use std::io::BufRead;
+    let dir = tempfile::tempdir().unwrap();
+    let tests = long_pause(dir.path(), "99999999h");
+    let junit = dir.path().join("junit.xml");
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_ktplay"))
+        .args([
+            "test",
+            tests.to_str().unwrap(),
+            "--verbose",
+            "--time-limit",
+            "99999999h",
+            "--junit",
+            junit.to_str().unwrap(),
+        ])
+        .current_dir(root())
+        .env("NO_COLOR", "1")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // The first test's rolling update has ended (verbose output): its pause has begun, and
+    // signals are handled from before the first test.
+    let mut stdout = std::io::BufReader::new(child.stdout.take().unwrap());
+    let mut seen = String::new();
+    loop {
+        let mut line = String::new();
+        assert!(stdout.read_line(&mut line).unwrap() > 0, "{seen}");
+        seen.push_str(&line);
+        if line.contains("rolling backend") {
+            break;
+        }
+    }
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let st = std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let out = child.wait_with_output().unwrap();
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut stdout, &mut rest).unwrap();
+    let all = format!("{seen}{rest}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(out.status.code(), Some(143), "{all}");
+    assert!(all.contains("FAIL a long pause rolls back"), "{all}");
+    assert!(all.contains("interrupted by SIGTERM"), "{all}");
+    assert!(
+        all.contains("2 tests: 0 passed, 1 failed, 1 not run — interrupted by SIGTERM"),
+        "{all}"
+    );
+    assert!(!all.contains("ok   a second test"), "{all}");
+    let xml = std::fs::read_to_string(&junit).unwrap();
+    let cases = junit_cases(&junit);
+    assert_eq!(cases.len(), 2, "{xml}");
+    let failure = cases[0].2.as_deref().unwrap_or_default();
+    assert!(failure.contains("interrupted by SIGTERM"), "{xml}");
+    assert!(xml.contains("failures=\"1\""), "{xml}");
+    assert!(xml.contains("skipped"), "{xml}");
+    assert!(
+        xml.contains("not run: the suite was interrupted by SIGTERM"),
+        "{xml}"
+    );
+}
+
+/// Simulated time has a limit per test: a pause of 11,000 years fails its test at the limit,
+/// saying where the run was and how to raise it, in bounded wall time.
+#[test]
+fn simulated_time_is_bounded_per_test() {
+    let dir = tempfile::tempdir().unwrap();
+    let tests = long_pause(dir.path(), "99999999h");
+    let junit = dir.path().join("junit.xml");
+    let t0 = std::time::Instant::now();
+    let out = ktplay(&[
+        "test",
+        tests.to_str().unwrap(),
+        "--time-limit",
+        "30m",
+        "--junit",
+        junit.to_str().unwrap(),
+    ]);
+    let all = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{all}");
+    assert!(all.contains("2 tests: 0 passed, 2 failed"), "{all}");
+    assert!(
+        all.contains("the run was still going after 30m of simulated time, the limit of a test (in stage `backend`"),
+        "{all}"
+    );
+    assert!(all.contains("`ktplay test --time-limit` sets it"), "{all}");
+    assert!(t0.elapsed() < std::time::Duration::from_secs(120), "{all}");
+    let cases = junit_cases(&junit);
+    assert!(
+        cases.iter().all(|c| c
+            .2
+            .as_deref()
+            .is_some_and(|m| m.contains("30m of simulated time"))),
+        "{cases:?}"
+    );
+    // Within the limit, the same test runs to its end.
+    let tests = long_pause(dir.path(), "10m");
+    let out = ktplay(&["test", tests.to_str().unwrap(), "--time-limit", "30m"]);
+    let all = text(&out);
+    assert!(all.contains("ok   a second test"), "{all}");
+}
+
+/// `--fault logs-missing:api@1.5.0` on the modelled Keeptrusts api: its pods write none of
+/// their lines (the seeded `FAKE_LOG` migration lines included), so the migration-log guard
+/// fails and the api rolls back. Before, the guard still passed.
+#[test]
+fn logs_missing_fires_on_the_modelled_api() {
+    let dir = tempfile::tempdir().unwrap();
+    seed_playbook_in(dir.path());
+    let tests = dir.path().join("t.ktplay");
+    std::fs::write(
+        &tests,
+        format!(
+            r#"test "the api logs nothing" {{
+  playbook "{}/keeptrusts-1.5.ktplay"
+  env staging
+  fault logs-missing:api@1.5.0
+  expect rolled_back
+  expect failed stage api statement 3
+  expect rollback order api
+  expect final api 1.4.2 gateway 1.4.1
+}}
+"#,
+            dir.path().display()
+        ),
+    )
+    .unwrap();
+    let out = ktplay(&["test", tests.to_str().unwrap()]);
+    let all = text(&out);
+    assert!(out.status.success(), "{all}");
+    assert!(all.contains("1 test: 1 passed, 0 failed"), "{all}");
+}
+
+/// A failed test names what failed in the run: the stage, the statement (number, line, text)
+/// and the guard's message, in the output and in JUnit. `--test NAME` runs one test;
+/// `--verbose` shows its run.
+#[test]
+fn a_failed_test_says_what_failed_and_one_test_runs_by_name() {
+    let dir = tempfile::tempdir().unwrap();
+    seed_playbook_in(dir.path());
+    let tests = dir.path().join("t.ktplay");
+    std::fs::write(
+        &tests,
+        format!(
+            r#"test "wrongly expects success" {{
+  playbook "{root}/keeptrusts-1.5.ktplay"
+  env staging
+  fault migration-fails:1.5.0
+  expect succeeded
+}}
+
+test "the upgrade succeeds" {{
+  playbook "{root}/keeptrusts-1.5.ktplay"
+  env staging
+  expect succeeded
+}}
+"#,
+            root = dir.path().display()
+        ),
+    )
+    .unwrap();
+    let junit = dir.path().join("junit.xml");
+    let out = ktplay(&[
+        "test",
+        tests.to_str().unwrap(),
+        "--test",
+        "wrongly expects success",
+        "--junit",
+        junit.to_str().unwrap(),
+    ]);
+    let all = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{all}");
+    assert!(all.contains("1 test: 0 passed, 1 failed"), "{all}");
+    assert!(
+        !all.contains("the upgrade succeeds"),
+        "only the named test ran: {all}"
+    );
+    let said =
+        "expected succeeded, the run ended rolled_back: stage `api` failed at statement 1 (line";
+    assert!(all.contains(said), "{all}");
+    assert!(all.contains("rolling api"), "{all}");
+    let cases = junit_cases(&junit);
+    assert_eq!(cases.len(), 1, "{cases:?}");
+    let m = cases[0].2.as_deref().unwrap_or_default();
+    assert!(m.contains("stage `api` failed at statement 1"), "{m}");
+    // An unknown name is a usage error naming the tests there are.
+    let out = ktplay(&[
+        "test",
+        tests.to_str().unwrap(),
+        "--test",
+        "the upgrade succeed",
+    ]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(text(&out).contains("did you mean"), "{}", text(&out));
+    // --verbose shows the run's stages and statements.
+    let out = ktplay(&[
+        "test",
+        tests.to_str().unwrap(),
+        "--test",
+        "the upgrade succeeds",
+        "--verbose",
+    ]);
+    let all = text(&out);
+    assert!(out.status.success(), "{all}");
+    assert!(all.contains("── test \"the upgrade succeeds\""), "{all}");
+    assert!(all.contains("stage gateways"), "{all}");
+    assert!(all.contains("ok   the upgrade succeeds"), "{all}");
+}

@@ -254,12 +254,13 @@ pub enum CheckError {
     #[diagnostic(
         code(ktplay::check::no_way_back),
         severity(Warning),
-        help("with `rollback none` a failure leaves this stage's changes in place: set `on_failure halt` to say so, or write a `rollback {{ … }}` block")
+        help("a failure would leave this stage's changes in place: write a `rollback {{ … }}` block that restores them, or set `on_failure halt` to say so (`rollback none` is silent only for components whose `migrations` are `forward_only`)")
     )]
     NoWayBack {
         stage: String,
-        #[label("rollback disabled here")]
+        #[label("{label}")]
         span: SourceSpan,
+        label: &'static str,
     },
 
     #[error("{what} needs {missing}")]

@@ -361,6 +361,20 @@ impl Op {
     pub fn is_action(&self) -> bool {
         !matches!(self, Op::Guard(_) | Op::Pause(_) | Op::Approve(_))
     }
+
+    /// The component an action changes.
+    pub fn component(&self) -> Option<usize> {
+        match self {
+            Op::Rolling { comp, .. }
+            | Op::Canary { comp, .. }
+            | Op::BlueGreen { comp, .. }
+            | Op::Restart { comp, .. }
+            | Op::Undo { comp, .. }
+            | Op::Switch { comp, .. }
+            | Op::Scale { comp, .. } => Some(*comp),
+            Op::Pause(_) | Op::Approve(_) | Op::Guard(_) => None,
+        }
+    }
 }
 
 #[derive(Debug, Clone)]

@@ -342,6 +342,26 @@ pub fn fault_mismatch(pb: &Playbook, f: &Fault) -> Option<(String, Option<String
     }
 }
 
+/// Every version component `i` can run in this playbook: its `from`, its `to` and any
+/// statement's `to` (rollback blocks included).
+fn versions_run(pb: &Playbook, i: usize) -> Vec<&Version> {
+    use super::program::Op;
+    let c = &pb.components[i];
+    let mut out = vec![&c.from, &c.to];
+    out.extend(pb.statements().into_iter().filter_map(|st| match &st.op {
+        Op::Rolling { comp, to, .. }
+        | Op::Canary { comp, to, .. }
+        | Op::BlueGreen { comp, to, .. }
+            if *comp == i =>
+        {
+            Some(to)
+        }
+        _ => None,
+    }));
+    out.dedup();
+    out
+}
+
 /// A fault that names a component, role or version the playbook does not have.
 fn fault_problem(pb: &Playbook, f: &Spanned<Fault>) -> Option<TestError> {
     let bad = |message: String, help: Option<String>| {
@@ -351,26 +371,12 @@ fn fault_problem(pb: &Playbook, f: &Spanned<Fault>) -> Option<TestError> {
             help,
         })
     };
-    // Every version a component can run in this playbook: its `from`, its `to` and any
-    // statement's `to`.
     let versions_of = |role: &str| -> Vec<&Version> {
-        use super::program::Op;
         let mut out = Vec::new();
         for (i, c) in pb.components.iter().enumerate() {
-            if c.role != role && c.name != role {
-                continue;
+            if c.role == role || c.name == role {
+                out.extend(versions_run(pb, i));
             }
-            out.extend([&c.from, &c.to]);
-            out.extend(pb.statements().into_iter().filter_map(|st| match &st.op {
-                Op::Rolling { comp, to, .. }
-                | Op::Canary { comp, to, .. }
-                | Op::BlueGreen { comp, to, .. }
-                    if *comp == i =>
-                {
-                    Some(to)
-                }
-                _ => None,
-            }));
         }
         out.dedup();
         out
@@ -536,6 +542,28 @@ fn expectation(pb: &Playbook, x: &Expectation) -> Result<Expected, TestError> {
                         None,
                     ));
                 };
+                let runs = versions_run(pb, i);
+                if !runs.contains(&&version) {
+                    let mut runs = runs;
+                    runs.sort();
+                    runs.dedup();
+                    let shown: Vec<String> = runs.iter().map(|v| v.to_string()).collect();
+                    return Err(bad(
+                        format!(
+                            "`{}` never runs {version} in playbook \"{}\" (it runs {})",
+                            c.node,
+                            pb.name,
+                            shown.join(", ")
+                        ),
+                        v.span,
+                        "a version this component never reaches",
+                        Some(
+                            "a component ends on its `from`, its `to` or a statement's `to`: \
+                             an expectation of any other version could never hold"
+                                .into(),
+                        ),
+                    ));
+                }
                 out.push((i, version));
             }
             Ok(Expected::Final(out))

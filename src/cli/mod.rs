@@ -165,6 +165,11 @@ pub struct RunArgs {
     /// `--route api.example.com=http://127.0.0.1:8080` (repeatable). Output still shows HOST.
     #[arg(long, value_name = "HOST=BASE")]
     pub route: Vec<String>,
+    /// Read the journal of an env this one comes `after` (the promotion gate) from this
+    /// kubeconfig context instead of that env's `context` (e.g. `staging=sim` when both envs
+    /// run on one cluster; repeatable).
+    #[arg(long, value_name = "ENV=CONTEXT")]
+    pub after_context: Vec<String>,
     /// Output format.
     #[arg(long, value_enum, default_value_t = Format::Human)]
     pub format: Format,
@@ -349,6 +354,15 @@ pub struct TestArgs {
     /// Also write the results as JUnit XML to this file.
     #[arg(long, value_name = "FILE")]
     pub junit: Option<PathBuf>,
+    /// Run only the test of this name (repeat for more).
+    #[arg(long = "test", value_name = "NAME")]
+    pub only: Vec<String>,
+    /// Show each test's run as `ktplay run` shows it (stages, statements, guards, rollback).
+    #[arg(long, short = 'v')]
+    pub verbose: bool,
+    /// The most simulated time one test may take; a run still going then fails its test.
+    #[arg(long, value_name = "DURATION", default_value = "24h", value_parser = parse_duration)]
+    pub time_limit: std::time::Duration,
 }
 
 #[derive(Debug, clap::Args)]

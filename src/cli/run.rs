@@ -131,6 +131,25 @@ pub fn cmd_run(args: RunArgs) -> i32 {
             }
         }
     }
+    let mut after_context: Vec<(String, String)> = Vec::new();
+    for a in &args.after_context {
+        match a.split_once('=') {
+            Some((e, c)) if !e.is_empty() && !c.is_empty() => {
+                if env.is_none_or(|x| !x.after.iter().any(|n| n == e)) {
+                    eprintln!(
+                        "error: --after-context `{a}`: env `{}` does not come after `{e}` (no `after {e}` in it)",
+                        env.map_or("(none)", |x| x.name.as_str())
+                    );
+                    return exit::USAGE;
+                }
+                after_context.push((e.to_string(), c.to_string()));
+            }
+            _ => {
+                eprintln!("error: --after-context `{a}` is not ENV=CONTEXT, like staging=sim");
+                return exit::USAGE;
+            }
+        }
+    }
     let secrets = match secrets_from_env(pb, env) {
         Ok(s) => s,
         Err(m) => {
@@ -151,16 +170,30 @@ pub fn cmd_run(args: RunArgs) -> i32 {
         if let Some(e) = env {
             for name in &e.after {
                 let Some(other) = pb.env(name) else { continue };
+                // `--context` is this env's; the earlier env's cluster is its own `context`,
+                // unless `--after-context` says otherwise.
+                let chosen = after_context
+                    .iter()
+                    .find(|(n, _)| n == name)
+                    .map(|(_, c)| c.clone());
                 let kube = KubeArgs {
                     kubeconfig: args.kube.kubeconfig.clone(),
-                    context: None,
+                    context: chosen.clone(),
                     namespace: None,
                 };
                 let ons = namespace(pb, Some(other), None);
                 match connect(&kube, Some(other), &ons).await {
                     Ok(c) => after.push((name.clone(), c)),
                     Err(err) => {
-                        eprintln!("refused: env `{}` comes after `{name}`, whose cluster cannot be reached to check the promotion gate: {err}", e.name);
+                        // The client's own hint names `--context`, which is this env's.
+                        let err = err.split(" — pass `--context").next().unwrap_or(&err);
+                        let used = match (&chosen, &other.context) {
+                            (Some(c), _) => format!("context `{c}` (--after-context)"),
+                            (None, Some(c)) => format!("its env's context `{c}`"),
+                            (None, None) => "the kubeconfig's current context".to_string(),
+                        };
+                        eprintln!("refused: env `{}` comes after `{name}`, whose journal is read through {used} to check the promotion gate, and that failed: {err}", e.name);
+                        eprintln!("  help: `--context` chooses the cluster of env `{}` only; to read `{name}`'s journal from another context, pass `--after-context {name}=CONTEXT` (e.g. `--after-context {name}=sim` when both envs run on one simulator)", e.name);
                         return exit::REFUSED;
                     }
                 }

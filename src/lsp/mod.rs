@@ -8,6 +8,7 @@
 //! files), document symbols, and formatting with `ktplay fmt`'s layout.
 
 pub mod analysis;
+pub mod transport;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -25,14 +26,24 @@ use lsp_types::{
 
 use analysis::Analysis;
 
-/// Serve on stdin/stdout until the client says `exit`; returns the process exit code.
+/// Serve on stdin/stdout until the client says `exit`; returns the process exit code: 0 after
+/// `shutdown` then `exit`, 1 for an `exit` without `shutdown` (as the protocol says) or stdin
+/// closed without `exit`.
 pub fn serve_stdio() -> i32 {
-    let (connection, io_threads) = Connection::stdio();
+    let (connection, io_threads) = transport::stdio();
     let result = serve(&connection);
     drop(connection);
-    let joined = io_threads.join();
+    let joined = io_threads.join_writer();
     match (result, joined) {
-        (Ok(()), Ok(())) => crate::exit::OK,
+        (Ok(End::Exit), Ok(())) => crate::exit::OK,
+        (Ok(End::ExitWithoutShutdown), Ok(())) => {
+            eprintln!("ktplay lsp: `exit` before `shutdown`");
+            crate::exit::FAILED
+        }
+        (Ok(End::Closed), Ok(())) => {
+            eprintln!("ktplay lsp: the input ended without `shutdown` and `exit`");
+            crate::exit::FAILED
+        }
         (Err(e), _) => {
             eprintln!("ktplay lsp: {e}");
             crate::exit::FAILED
@@ -46,8 +57,19 @@ pub fn serve_stdio() -> i32 {
 
 type Error = Box<dyn std::error::Error + Send + Sync>;
 
+/// How the session ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum End {
+    /// `exit` after `shutdown`.
+    Exit,
+    /// `exit` with no `shutdown` before it.
+    ExitWithoutShutdown,
+    /// The client's end closed without `exit`.
+    Closed,
+}
+
 /// The server on any connection (tests use `Connection::memory`).
-pub fn serve(connection: &Connection) -> Result<(), Error> {
+pub fn serve(connection: &Connection) -> Result<End, Error> {
     let capabilities = ServerCapabilities {
         text_document_sync: Some(TextDocumentSyncCapability::Kind(TextDocumentSyncKind::FULL)),
         hover_provider: Some(HoverProviderCapability::Simple(true)),
@@ -68,16 +90,35 @@ pub fn serve(connection: &Connection) -> Result<(), Error> {
     let mut server = Server {
         docs: HashMap::new(),
     };
+    let mut shut_down = false;
     for msg in &connection.receiver {
         match msg {
             Message::Request(req) => {
-                if connection.handle_shutdown(&req)? {
-                    return Ok(());
-                }
-                let response = server.request(req);
+                let response = if shut_down {
+                    Response::new_err(
+                        req.id,
+                        lsp_server::ErrorCode::InvalidRequest as i32,
+                        "the server is shut down: only `exit` is answered now".into(),
+                    )
+                } else if req.method == request::Shutdown::METHOD {
+                    shut_down = true;
+                    Response::new_ok(req.id, ())
+                } else {
+                    server.request(req)
+                };
                 connection.sender.send(Message::Response(response))?;
             }
+            Message::Notification(n) if n.method == notification::Exit::METHOD => {
+                return Ok(if shut_down {
+                    End::Exit
+                } else {
+                    End::ExitWithoutShutdown
+                });
+            }
             Message::Notification(n) => {
+                if shut_down {
+                    continue;
+                }
                 for out in server.notification(n) {
                     connection.sender.send(Message::Notification(out))?;
                 }
@@ -85,7 +126,7 @@ pub fn serve(connection: &Connection) -> Result<(), Error> {
             Message::Response(_) => {}
         }
     }
-    Ok(())
+    Ok(End::Closed)
 }
 
 struct Document {

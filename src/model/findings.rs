@@ -285,7 +285,7 @@ impl Engine<'_> {
                         )
                     } else {
                         format!(
-                            "{c}'s database migrations cannot be undone: fix forward with a corrective release instead — give stage `{s}` a `rollback {{ … }}` block that rolls {c} forward or leaves it alone, or `rollback none`",
+                            "{c}'s database migrations cannot be undone: fix forward with a corrective release instead — give stage `{s}` `rollback none` ({c} stays where it is; for forward-only components this does not warn), or a `rollback {{ … }}` block that rolls {c} forward",
                             c = self.name(c),
                             s = self.stage_name(stage)
                         )

@@ -40,9 +40,12 @@ pub async fn execute(target: RunTarget<'_>, cluster: Cluster, opts: RunOptions) 
     // Signals are ours from the first moment: before the journal exists, a signal stops the
     // run before any action (and a second one at once, with nothing changed).
     let slot: JournalSlot = Default::default();
-    let handler = signals::spawn(opts.cancel.clone(), slot.clone());
+    let handler = (!opts.cancel.signals_elsewhere())
+        .then(|| signals::spawn(opts.cancel.clone(), slot.clone()));
     let outcome = admit_and_run(target, cluster, opts, &slot).await;
-    handler.abort();
+    if let Some(h) = handler {
+        h.abort();
+    }
     outcome
 }
 

@@ -110,6 +110,8 @@ impl Outcome {
 pub struct Cancel {
     tx: Arc<watch::Sender<u8>>,
     rx: watch::Receiver<u8>,
+    /// The caller handles signals (`ktplay test`): the run installs no handler of its own.
+    signals_elsewhere: bool,
 }
 
 impl Default for Cancel {
@@ -124,7 +126,21 @@ impl Cancel {
         Cancel {
             tx: Arc::new(tx),
             rx,
+            signals_elsewhere: false,
         }
+    }
+
+    /// One for a run whose caller handles the signals (the run installs no handler).
+    pub fn signals_handled_by_caller() -> Cancel {
+        Cancel {
+            signals_elsewhere: true,
+            ..Cancel::new()
+        }
+    }
+
+    /// Does the run leave signals to its caller?
+    pub fn signals_elsewhere(&self) -> bool {
+        self.signals_elsewhere
     }
 
     /// Count one interrupt; returns how many there have been.

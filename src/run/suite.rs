@@ -6,8 +6,17 @@
 //! renewals, back-off — takes its full length in simulated time and nearly none in wall time;
 //! nothing is shortened. (Rhai hooks run on blocking threads, during which the clock does not
 //! move; their own deadline is wall time.)
+//!
+//! Simulated time is bounded per test ([`Limits::time`], `ktplay test --time-limit`): a run
+//! still going past it fails the test, saying where it was. A signal (Ctrl-C, SIGTERM, SIGHUP)
+//! during `ktplay test` ([`Interrupt::watch_signals`]) ends the test that runs, which fails,
+//! and the suite: the remaining tests are not run and the exit code is 128 + the signal's
+//! number. The runner's own signal handling (roll back, then stop) is not used here: the
+//! simulator is thrown away either way.
 
 use std::collections::BTreeSet;
+use std::sync::atomic::{AtomicI32, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use crate::check::program::Workload;
@@ -23,10 +32,132 @@ use super::guards::script_runner;
 use super::output::Format;
 use super::{Cancel, Outcome, RunOptions, RunTarget};
 
+/// The default bound of a test's simulated time.
+pub const DEFAULT_TIME_LIMIT: Duration = Duration::from_secs(24 * 3600);
+
+/// What bounds each test.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// Simulated time: a run still going past it fails its test.
+    pub time: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            time: DEFAULT_TIME_LIMIT,
+        }
+    }
+}
+
+/// A signal received during `ktplay test`: the first one ends the suite.
+#[derive(Clone)]
+pub struct Interrupt {
+    cancel: Cancel,
+    /// The signal's number, 0 before any.
+    signal: Arc<AtomicI32>,
+}
+
+impl Default for Interrupt {
+    fn default() -> Self {
+        Interrupt::new()
+    }
+}
+
+impl Interrupt {
+    /// One that only [`Interrupt::raise`] sets (no signal handler).
+    pub fn new() -> Interrupt {
+        Interrupt {
+            cancel: Cancel::new(),
+            signal: Arc::new(AtomicI32::new(0)),
+        }
+    }
+
+    /// Catch SIGINT, SIGTERM and SIGHUP from now on (the handlers are in place when this
+    /// returns) and raise this on the first.
+    pub fn watch_signals() -> std::io::Result<Interrupt> {
+        use tokio::signal::unix::{signal, SignalKind};
+        let this = Interrupt::new();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        let (mut int, mut term, mut hup) = {
+            let _in = rt.enter();
+            (
+                signal(SignalKind::interrupt())?,
+                signal(SignalKind::terminate())?,
+                signal(SignalKind::hangup())?,
+            )
+        };
+        let raised = this.clone();
+        std::thread::Builder::new()
+            .name("ktplay-test-signals".into())
+            .spawn(move || {
+                rt.block_on(async move {
+                    loop {
+                        let n = tokio::select! {
+                            _ = int.recv() => libc_number::SIGINT,
+                            _ = term.recv() => libc_number::SIGTERM,
+                            _ = hup.recv() => libc_number::SIGHUP,
+                        };
+                        raised.raise(n);
+                    }
+                })
+            })?;
+        Ok(this)
+    }
+
+    /// Record signal `n` (the first one counts) and end what runs.
+    pub fn raise(&self, n: i32) {
+        let _ = self
+            .signal
+            .compare_exchange(0, n, Ordering::SeqCst, Ordering::SeqCst);
+        self.cancel.interrupt();
+    }
+
+    /// The signal received, if any: its number.
+    pub fn signal(&self) -> Option<i32> {
+        match self.signal.load(Ordering::SeqCst) {
+            0 => None,
+            n => Some(n),
+        }
+    }
+}
+
+/// The numbers of the signals `ktplay test` catches (as on Linux and the BSDs).
+pub mod libc_number {
+    pub const SIGHUP: i32 = 1;
+    pub const SIGINT: i32 = 2;
+    pub const SIGTERM: i32 = 15;
+}
+
+/// A signal's name.
+pub fn signal_name(n: i32) -> String {
+    match n {
+        libc_number::SIGHUP => "SIGHUP".into(),
+        libc_number::SIGINT => "SIGINT (Ctrl-C)".into(),
+        libc_number::SIGTERM => "SIGTERM".into(),
+        n => format!("signal {n}"),
+    }
+}
+
+/// Why a run was cut short.
+#[derive(Debug, Clone)]
+pub enum Cut {
+    /// Still going when the simulated time reached the limit.
+    TimeLimit(Duration),
+    /// A signal (its number).
+    Signal(i32),
+}
+
 /// What a tested run did.
 #[derive(Debug, Clone)]
 pub struct Ran {
     pub outcome: Outcome,
+    /// The run did not end by itself: why, and where it was (a sentence).
+    pub cut: Option<(Cut, String)>,
+    /// What failed, in words: the stage, the statement and line, the message (the guard's).
+    pub failure: Option<String>,
     /// The stage (index) that failed and the statement (0-based) whose end failed, if any.
     pub failed: Option<(usize, Option<usize>)>,
     /// Components (names) in the order their rollback steps ran, consecutive repeats folded.
@@ -54,21 +185,31 @@ pub struct TestResult {
 
 impl TestResult {
     pub fn passed(&self) -> bool {
-        self.ran.is_ok() && self.misses.is_empty()
+        self.ran.as_ref().is_ok_and(|r| r.cut.is_none()) && self.misses.is_empty()
     }
 }
 
-/// Run one test (a fresh simulator, a virtual clock) and judge its expectations.
-pub fn run_test(checked: &Checked, test: &Test) -> TestResult {
-    let ran = simulate(checked, test);
+/// How `ktplay test` runs each test.
+#[derive(Clone, Default)]
+pub struct Settings {
+    pub limits: Limits,
+    pub interrupt: Interrupt,
+    /// Show the run's events as `ktplay run` does (`--verbose`).
+    pub verbose: bool,
+}
+
+/// Run one test (a fresh simulator, a virtual clock) and judge its expectations (none when the
+/// run was cut short: it failed for that).
+pub fn run_test(checked: &Checked, test: &Test, settings: &Settings) -> TestResult {
+    let ran = simulate(checked, test, settings);
     let misses = match &ran {
-        Ok(r) => judge(checked, test, r),
-        Err(_) => Vec::new(),
+        Ok(r) if r.cut.is_none() => judge(checked, test, r),
+        _ => Vec::new(),
     };
     TestResult { ran, misses }
 }
 
-fn simulate(checked: &Checked, test: &Test) -> Result<Ran, String> {
+fn simulate(checked: &Checked, test: &Test, settings: &Settings) -> Result<Ran, String> {
     let wall = std::time::Instant::now();
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -110,13 +251,18 @@ fn simulate(checked: &Checked, test: &Test) -> Result<Ran, String> {
             approve: true,
             accept_drift: false,
             resume: false,
-            format: Format::Quiet,
+            format: if settings.verbose {
+                Format::Human
+            } else {
+                Format::Quiet
+            },
             journal_file: None,
             shorten_waits: None,
             secrets,
             rewrite,
             scripts: script_runner(),
-            cancel: Cancel::new(),
+            // The suite handles signals (`Interrupt`): the run's own handler stays out.
+            cancel: Cancel::signals_handled_by_caller(),
             after: None,
             rehearsal: true,
         };
@@ -126,11 +272,50 @@ fn simulate(checked: &Checked, test: &Test) -> Result<Ran, String> {
             env,
             matrix,
         };
-        let outcome = super::execute(target, cluster.clone(), opts).await;
+        let limit = settings.limits.time;
+        let interrupt = settings.interrupt.clone();
+        let (outcome, cut) = tokio::select! {
+            biased;
+            _ = interrupt.cancel.wait() => {
+                (None, Some(Cut::Signal(interrupt.signal().unwrap_or(0))))
+            }
+            r = tokio::time::timeout(limit, super::execute(target, cluster.clone(), opts)) => {
+                match r {
+                    Ok(outcome) => (Some(outcome), None),
+                    Err(_) => (None, Some(Cut::TimeLimit(limit))),
+                }
+            }
+        };
         let events = super::journal::load(&cluster, &pb.digest)
             .await?
             .map(|s| s.events())
             .unwrap_or_default();
+        let stage_name = |k: usize| pb.stages.get(k).map_or("?", |s| s.name.as_str());
+        if let Some(cut) = cut {
+            running.shutdown().await;
+            let at = where_it_was(&events, &stage_name);
+            let why = match &cut {
+                Cut::TimeLimit(d) => format!(
+                    "the run was still going after {} of simulated time, the limit of a test ({at}); `ktplay test --time-limit` sets it",
+                    limit_words(*d)
+                ),
+                Cut::Signal(n) => format!(
+                    "interrupted by {} ({at}); the test did not finish",
+                    signal_name(*n)
+                ),
+            };
+            return Ok::<Ran, String>(Ran {
+                outcome: Outcome::Usage(why.clone()),
+                cut: Some((cut, why)),
+                failure: None,
+                failed: None,
+                rollback_order: Vec::new(),
+                finals: Vec::new(),
+                simulated: t0.elapsed(),
+                wall: Duration::ZERO,
+            });
+        }
+        let outcome = outcome.unwrap_or(Outcome::Usage("no outcome".into()));
         let mut finals = Vec::new();
         for c in &pb.components {
             let vs = match &c.workload {
@@ -150,6 +335,8 @@ fn simulate(checked: &Checked, test: &Test) -> Result<Ran, String> {
         running.shutdown().await;
         let (failed, rollback_order) = read_events(&events);
         Ok::<Ran, String>(Ran {
+            failure: failure_words(&events, &outcome, &stage_name),
+            cut: None,
             outcome,
             failed,
             rollback_order,
@@ -160,6 +347,93 @@ fn simulate(checked: &Checked, test: &Test) -> Result<Ran, String> {
     })?;
     ran.wall = wall.elapsed();
     Ok(ran)
+}
+
+/// A limit as written on the command line (`24h`, `90m`, `45s`).
+fn limit_words(d: Duration) -> String {
+    let s = d.as_secs();
+    if d.subsec_nanos() != 0 || s == 0 {
+        super::output::fmt_elapsed(d)
+    } else if s % 3600 == 0 {
+        format!("{}h", s / 3600)
+    } else if s % 60 == 0 {
+        format!("{}m", s / 60)
+    } else {
+        format!("{s}s")
+    }
+}
+
+/// Where a run was when it was cut short: the statement that had started last.
+fn where_it_was<'a>(events: &[Entry], stage_name: &dyn Fn(usize) -> &'a str) -> String {
+    let mut at = None;
+    for e in events {
+        match &e.event {
+            RunEvent::Start {
+                stage,
+                stmt,
+                line,
+                statement,
+                ..
+            } => {
+                at = Some(format!(
+                    "in stage `{}`, statement {} at line {line}: `{statement}`",
+                    stage_name(*stage),
+                    stmt + 1
+                ))
+            }
+            RunEvent::Stage { stage, .. } => {
+                at = Some(format!("in stage `{}`", stage_name(*stage)))
+            }
+            RunEvent::RollbackBegin { .. } => at = Some("rolling back".into()),
+            _ => {}
+        }
+    }
+    at.unwrap_or_else(|| "before its first stage".into())
+}
+
+/// What failed, in words: the stage, the statement (its number, line and text) and the
+/// message the run gave (a guard's), read from the run's events.
+fn failure_words<'a>(
+    events: &[Entry],
+    outcome: &Outcome,
+    stage_name: &dyn Fn(usize) -> &'a str,
+) -> Option<String> {
+    if matches!(outcome, Outcome::Refused(_) | Outcome::Succeeded) {
+        return None; // the outcome's own words say it all
+    }
+    let mut last_failed_end: Option<(usize, usize, usize, String, Option<String>)> = None;
+    for e in events {
+        match &e.event {
+            RunEvent::End {
+                stage,
+                stmt,
+                ok: false,
+                line,
+                statement,
+                message,
+                ..
+            } => last_failed_end = Some((*stage, *stmt, *line, statement.clone(), message.clone())),
+            RunEvent::Failed {
+                stage,
+                line,
+                message,
+                ..
+            } => {
+                let what = match &last_failed_end {
+                    Some((s, j, l, text, _)) if s == stage => {
+                        format!("statement {} (line {l}: `{text}`)", j + 1)
+                    }
+                    _ => format!("line {line}"),
+                };
+                return Some(format!(
+                    "stage `{}` failed at {what}: {message}",
+                    stage_name(*stage)
+                ));
+            }
+            _ => {}
+        }
+    }
+    None
 }
 
 /// Which stage and statement failed, and the components the rollback steps were about.
@@ -219,11 +493,15 @@ pub fn judge(checked: &Checked, test: &Test, ran: &Ran) -> Vec<Miss> {
     for (i, x) in test.expects.iter().enumerate() {
         let instead = match &x.what {
             Expected::Outcome(want) => (!is(&ran.outcome, *want)).then(|| {
-                format!(
+                let mut m = format!(
                     "expected {}, the run ended {}",
                     want.word(),
                     outcome_word(&ran.outcome)
-                )
+                );
+                if let Some(f) = &ran.failure {
+                    m.push_str(&format!(": {f}"));
+                }
+                m
             }),
             Expected::Failed { stage, statement } => match ran.failed {
                 None => Some(format!(

@@ -1056,7 +1056,10 @@ impl Ctx<'_> {
                 .read()
                 .unwrap_or_else(|e| e.into_inner())
                 .clone();
-            let text = logs::render(logs::container_log(&pod, &container, &lines, &roles), &opts);
+            let text = logs::render(
+                logs::container_log(&pod, &container, &lines, &roles, &self.sim.faults()),
+                &opts,
+            );
             Ok(text)
         })();
         match result {

@@ -625,7 +625,7 @@ impl Sim {
             .read()
             .unwrap_or_else(|e| e.into_inner())
             .clone();
-        logs::container_log(&p, &container, &lines, &roles)
+        logs::container_log(&p, &container, &lines, &roles, &self.faults())
             .into_iter()
             .map(|(_, l)| l)
             .collect()

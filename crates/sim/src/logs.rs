@@ -16,6 +16,7 @@ use chrono::{DateTime, Duration, SecondsFormat, Utc};
 use serde_json::Value;
 
 use super::controller::{kubelet_tag, tag_behaviour, TagBehaviour};
+use super::faults::Faults;
 use super::store::{at, image_repo, str_at, ApiError, FieldError};
 use super::RoleInfo;
 
@@ -91,12 +92,15 @@ pub(crate) fn refusal(pod: &Value, container: &str, previous: bool) -> Option<St
     })
 }
 
-/// Every line of one container's log, stamped.
+/// Every line of one container's log, stamped. A pod under `logs-missing:C@V` writes none of
+/// its own lines: neither the simulated component's nor its `FAKE_LOG` lines (which a seeded
+/// api carries, so without this the modelled api still logged its migrations).
 pub(crate) fn container_log(
     pod: &Value,
     container: &str,
     sim_lines: &[String],
     roles: &[RoleInfo],
+    faults: &Faults,
 ) -> Vec<Entry> {
     let Some(c) = find_container(pod, container) else {
         return Vec::new();
@@ -117,6 +121,9 @@ pub(crate) fn container_log(
             out.push((stamp(out.len()), l.clone()));
         }
     }
+    let silenced = super::services::pod_role(roles, pod)
+        .and_then(|(r, v)| Some(faults.logs_missing(&r.role, v.as_ref()?)))
+        .unwrap_or(false);
     let raw = c
         .get("env")
         .and_then(Value::as_array)
@@ -124,7 +131,7 @@ pub(crate) fn container_log(
         .flatten()
         .find(|e| str_at(e, &["name"]) == Some("FAKE_LOG"))
         .and_then(|e| str_at(e, &["value"]));
-    if let Some(raw) = raw.filter(|r| !r.is_empty()) {
+    if let Some(raw) = raw.filter(|r| !r.is_empty() && !silenced) {
         let text = raw.replace("\r\n", "\n").replace("\\n", "\n");
         let mut lines: Vec<&str> = text.split('\n').collect();
         if lines.last() == Some(&"") {
@@ -296,7 +303,7 @@ mod tests {
             ]}]},
             "status": {"startTime": "2026-12-01T20:56:02Z"}
         });
-        let e = container_log(&pod, "c", &[], &[]);
+        let e = container_log(&pod, "c", &[], &[], &Faults::none());
         let lines: Vec<&str> = e.iter().map(|(_, l)| l.as_str()).collect();
         assert_eq!(
             lines,

@@ -15,6 +15,11 @@ impl Lowerer<'_> {
     /// `every` alone means "throughout the canary's time".
     pub(super) fn metric_guard(&mut self, g: &ast::MetricGuard, in_block: bool) -> Option<Guard> {
         let url = self.template(&g.url, Purpose::Url, None);
+        if let (Some(TemplatePart::Let(name)), Some(ast::StrPart::Interp(i))) =
+            (url.parts.first(), g.url.node.parts.first())
+        {
+            self.url_lets.push((name.clone(), i.span));
+        }
         let mut ok = true;
         if let Some(TemplatePart::Text(t)) = url.parts.first() {
             if !(t.starts_with("http://") || t.starts_with("https://")) {

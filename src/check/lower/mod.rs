@@ -30,6 +30,8 @@ pub struct Lowerer<'a> {
     pub base_dir: PathBuf,
     pub components: Vec<Component>,
     pub let_uses: Vec<LetUse>,
+    /// Lets a URL starts with (`"${api_url}/readyz"`): each must hold a URL with a scheme.
+    pub url_lets: Vec<(String, Span)>,
     /// Names of every matrix in scope for this file.
     pub matrices: Vec<String>,
     /// Hook files read while lowering: (path as written, resolved path, text).
@@ -49,6 +51,7 @@ impl<'a> Lowerer<'a> {
             base_dir,
             components: Vec::new(),
             let_uses: Vec::new(),
+            url_lets: Vec::new(),
             matrices,
             hooks: Vec::new(),
         }
@@ -230,6 +233,7 @@ impl<'a> Lowerer<'a> {
             .collect();
 
         self.check_let_uses(&lets, &envs);
+        self.check_url_lets(&lets, &envs);
         self.check_serves(&lets, &envs);
 
         Playbook {
@@ -725,6 +729,55 @@ impl<'a> Lowerer<'a> {
                         first_by.insert(s.node.clone(), s.span);
                     }
                 }
+            }
+        }
+        for p in problems {
+            self.error(p);
+        }
+    }
+
+    /// A let a URL starts with must hold a URL with a scheme in every env (else the request
+    /// goes nowhere sensible and the run fails with a message about something else).
+    fn check_url_lets(&mut self, lets: &[Let], envs: &[Env]) {
+        let starts = std::mem::take(&mut self.url_lets);
+        let scopes: Vec<Option<&Env>> = if envs.is_empty() {
+            vec![None]
+        } else {
+            envs.iter().map(Some).collect()
+        };
+        let mut problems = Vec::new();
+        for (name, span) in &starts {
+            for env in &scopes {
+                let found = env
+                    .and_then(|e| e.lets.iter().find(|l| &l.name == name))
+                    .or_else(|| lets.iter().find(|l| &l.name == name));
+                let Some(Let {
+                    value: LetValue::Text(t),
+                    ..
+                }) = found
+                else {
+                    continue; // undefined (reported) or read from env() at run time
+                };
+                let start = match t.parts.first() {
+                    Some(TemplatePart::Text(t)) => t.as_str(),
+                    None => "",
+                    Some(_) => continue, // starts with another interpolation
+                };
+                let lower = start.to_ascii_lowercase();
+                if lower.starts_with("http://") || lower.starts_with("https://") {
+                    continue;
+                }
+                let shown: String = start.chars().take(60).collect();
+                let place = env.map_or(String::new(), |e| format!(" in env {}", e.name));
+                problems.push(CheckError::InvalidValue {
+                    what: "URL",
+                    value: format!("${{{name}}}"),
+                    span: (*span).into(),
+                    help: format!(
+                        "`{name}` is \"{shown}\"{place}: a URL starts with `http://` or `https://` (write `let {name} = \"https://{shown}\"`)"
+                    ),
+                });
+                break;
             }
         }
         for p in problems {

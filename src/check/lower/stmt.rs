@@ -38,11 +38,38 @@ impl Lowerer<'_> {
                 }
             };
         }
-        if let Rollback::None(span) = rollback {
-            if on_failure == OnFailure::Rollback && stmts.iter().any(|st| st.op.is_action()) {
+        // A stage that rolls nothing back under `on_failure rollback` warns, unless every
+        // component its actions change has forward-only migrations: for those, leaving them in
+        // place (and fixing forward) is the only way back, and `rollback none` says exactly that.
+        let rolls_nothing = match &rollback {
+            Rollback::None(span) => Some((*span, "rollback disabled here")),
+            Rollback::Block(b, span) if b.is_empty() => {
+                Some((*span, "an empty block rolls nothing back"))
+            }
+            _ => None,
+        };
+        if let Some((span, label)) = rolls_nothing {
+            let actions: Vec<&Op> = stmts
+                .iter()
+                .map(|st| &st.op)
+                .filter(|op| op.is_action())
+                .collect();
+            let forward_only = |op: &&Op| {
+                op.component().is_some_and(|c| {
+                    self.components
+                        .get(c)
+                        .is_some_and(|c| c.migrations == Migrations::ForwardOnly)
+                })
+            };
+            let empty_block = matches!(rollback, Rollback::Block(..));
+            if on_failure == OnFailure::Rollback
+                && !actions.is_empty()
+                && (empty_block || !actions.iter().all(forward_only))
+            {
                 self.error(CheckError::NoWayBack {
                     stage: s.name.node.clone(),
                     span: span.into(),
+                    label,
                 });
             }
         }
@@ -281,8 +308,31 @@ impl Lowerer<'_> {
                         });
                         None
                     }
-                    (Some(v), None, _) | (None, Some(v), false) => self.duration(v),
-                    (None, None, _) => None,
+                    (Some(f), None, false) => {
+                        self.error(CheckError::Misplaced {
+                            what: "`for` with `steps`".into(),
+                            span: f.span.into(),
+                            help: format!(
+                                "each step runs for `every D`: write `canary {} steps … every 5m` (`for D` is the one-step form's, `canary {} weight 10% for 5m`)",
+                                comp.node, comp.node
+                            ),
+                        });
+                        None
+                    }
+                    (None, None, false) => {
+                        self.error(CheckError::MissingEntry {
+                            what: "`canary … steps`".into(),
+                            missing: "`every D` (how long each step runs)",
+                            span: s.span.into(),
+                            help: format!(
+                                "write `canary {} steps … every 5m`: each step holds its weight for that long",
+                                comp.node
+                            ),
+                        });
+                        None
+                    }
+                    (Some(v), None, true) | (None, Some(v), false) => self.duration(v),
+                    (None, None, true) => None,
                 };
                 let guards = self.stmts(block.as_deref().unwrap_or(&[]), Place::GuardBlock);
                 let c = c?;
@@ -532,6 +582,11 @@ impl Lowerer<'_> {
             ok = false;
         }
         let url = self.template(&h.url, Purpose::Url, None);
+        if let (Some(TemplatePart::Let(name)), Some(ast::StrPart::Interp(i))) =
+            (url.parts.first(), h.url.node.parts.first())
+        {
+            self.url_lets.push((name.clone(), i.span));
+        }
         if let Some(TemplatePart::Text(t)) = url.parts.first() {
             if !(t.starts_with("http://") || t.starts_with("https://")) {
                 self.error(CheckError::InvalidValue {
