@@ -70,7 +70,9 @@ impl std::fmt::Debug for WithSource<'_> {
 }
 impl std::fmt::Display for WithSource<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&shorten(&self.inner.to_string(), MAX_MESSAGE))
+        // Redacted before it is shortened: a cut first could leave a secret's prefix behind.
+        let message = crate::redact::for_output().redact(&self.inner.to_string());
+        f.write_str(&shorten(&message, MAX_MESSAGE))
     }
 }
 

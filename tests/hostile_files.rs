@@ -243,3 +243,33 @@ fn excerpts_mask_the_values_of_secret_variables() {
         }
     }
 }
+
+/// A message quoting a long value is shortened around a `…` only after it is redacted: a secret
+/// where the cut falls leaves no part behind (the shortened head keeps 266 characters).
+#[test]
+fn long_messages_are_redacted_before_they_are_shortened() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = "k3y-".repeat(15); // 60 characters
+    let url = format!("{}{key}{}", "x".repeat(240), "y".repeat(300));
+    std::fs::write(
+        dir.path().join("p.ktplay"),
+        format!(
+            "playbook \"p\" {{\n  namespace \"files\"\n  component gateway {{ deployment \"keeptrusts-gateway\" image \"keeptrusts/gateway\" from 1.4.0 to 1.5.0 }}\n  stage gateway {{\n    guard metric \"{url}\" query \"up\" below 1\n  }}\n}}\n"
+        ),
+    )
+    .unwrap();
+    let o = std::process::Command::new(bin())
+        .args(["check", "p.ktplay"])
+        .current_dir(dir.path())
+        .env("MY_API_KEY", &key)
+        .env("NO_COLOR", "1")
+        .output()
+        .unwrap();
+    let all = text(&o);
+    assert_eq!(o.status.code(), Some(1), "{all}");
+    assert!(all.contains("is not a valid URL"), "{all}");
+    for i in 0..key.len() - 8 {
+        let part = &key[i..i + 8];
+        assert!(!all.contains(part), "`{part}` printed:\n{all}");
+    }
+}

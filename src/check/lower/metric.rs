@@ -479,23 +479,6 @@ impl PromqlText {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn promql_messages_are_what_locate_expects() {
-        // `locate` depends on the parser stopping at the first bad token with a message that a
-        // prefix reproduces; pin the forms it relies on.
-        let e = promql_parser::parser::parse("sum(rate(x{a=\"b\"}[1m])) by (le) +").unwrap_err();
-        assert!(!e.is_empty());
-        let e = promql_parser::parser::parse("rate(x{a#\"b\"}[1m])").unwrap_err();
-        assert_eq!(
-            promql_parser::parser::parse("rate(x{a#").unwrap_err(),
-            e,
-            "a lexer error is reproduced by the prefix up to the bad character"
-        );
-    }
-}
-
 /// Every metric guard's query parsed again with each env's static values filled in (lets that
 /// are plain text, components' fields; values inside PromQL strings escaped as the runner
 /// escapes them, [`crate::resolve::Scope::render_promql`]). A value that breaks the query (or
@@ -569,4 +552,21 @@ pub fn check_static_values(pb: &Playbook) -> Vec<CheckError> {
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn promql_messages_are_what_locate_expects() {
+        // `locate` depends on the parser stopping at the first bad token with a message that a
+        // prefix reproduces; pin the forms it relies on.
+        let e = promql_parser::parser::parse("sum(rate(x{a=\"b\"}[1m])) by (le) +").unwrap_err();
+        assert!(!e.is_empty());
+        let e = promql_parser::parser::parse("rate(x{a#\"b\"}[1m])").unwrap_err();
+        assert_eq!(
+            promql_parser::parser::parse("rate(x{a#").unwrap_err(),
+            e,
+            "a lexer error is reproduced by the prefix up to the bad character"
+        );
+    }
 }
