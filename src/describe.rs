@@ -174,8 +174,10 @@ fn describe_guard(g: &Guard, scope: &Scope) -> String {
             if m.failure_limit > 0 {
                 s.push_str(&format!(" failure_limit {}", m.failure_limit));
             }
-            if m.no_data == NoData::Pass {
-                s.push_str(" no_data pass");
+            match m.no_data {
+                NoData::Fail => {}
+                NoData::Pass => s.push_str(" no_data pass"),
+                NoData::Ignore => s.push_str(" no_data ignore"),
             }
             if let Some(b) = &m.bearer {
                 let shown = if scope.is_secret(b) {

@@ -61,6 +61,8 @@ on_both!(
     paused_runner_loses_the_lock_and_stops,
     differently_named_playbooks_cannot_change_the_same_objects,
     someone_elses_change_mid_run_stops_the_run,
+    canary_never_seen_serving_fails_at_its_end,
+    canary_evaluations_stay_inside_its_time,
 );
 
 fn playbook(path: &Path) -> ktplay::check::Playbook {
@@ -2010,4 +2012,112 @@ async fn bench_fault_to_first_rollback_request() {
         samples[samples.len() / 2]
     );
     assert!(samples[samples.len() / 2] < 1000);
+}
+
+/// A fake Prometheus on loopback answering every query with `value` (`""`: an empty vector, no
+/// data); returns its URL and how many queries it got.
+async fn fake_prometheus(
+    value: &'static str,
+) -> (String, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+    let n = Arc::new(AtomicUsize::new(0));
+    let seen = n.clone();
+    let app = axum::Router::new().route(
+        "/api/v1/query",
+        axum::routing::post(move || {
+            seen.fetch_add(1, Ordering::SeqCst);
+            let result = if value.is_empty() {
+                serde_json::json!([])
+            } else {
+                serde_json::json!([{"metric": {}, "value": [1700000000.0, value]}])
+            };
+            async move {
+                axum::Json(serde_json::json!({
+                    "status": "success",
+                    "data": {"resultType": "vector", "result": result}
+                }))
+            }
+        }),
+    );
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(l, app).await.unwrap() });
+    (format!("http://{addr}"), n)
+}
+
+/// A canary no request reaches (Prometheus has no series of the new version) used to pass with
+/// `no_data pass`; now a canary must have data: it fails at its end, naming the query, and
+/// everything rolls back.
+async fn canary_never_seen_serving_fails_at_its_end(backend: Backend) {
+    let (prom, asked) = fake_prometheus("").await;
+    let canary = format!(
+        "canary gateway weight 10% for 3s {{\n      guard metric \"{prom}\" {{ query \"sum(rate(http_requests_total{{version=\\\"${{gateway.to}}\\\"}}[1s]))\" above 0 no_data pass }}"
+    );
+    let s = setup(
+        backend,
+        "canarynodata",
+        SimConfig::default(),
+        &[("canary gateway weight 10% for 1s {", &canary)],
+        |_| {},
+    )
+    .await;
+    let (pb, c) = (&s.pb, &s.c);
+    let kc = kubeconfig(s.dir.path(), &[("staging", c)]);
+    let out = ktplay(&run_args(pb, &kc, "staging", c, &["--approve"])).await;
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let all = text(&out);
+    assert!(
+        all.contains("had data, so the canary was never seen serving"),
+        "{all}"
+    );
+    assert!(
+        all.contains("version=\"1.5.0\""),
+        "the query is named: {all}"
+    );
+    assert!(
+        asked.load(std::sync::atomic::Ordering::SeqCst) >= 2,
+        "evaluated throughout the canary"
+    );
+    c.settled().await;
+    assert_all_at_from(c).await;
+    assert_unlocked(c).await;
+    assert_eq!(journal_status(c).await, "rolled_back");
+}
+
+/// A canary's time is its time: `for 4s` with a guard `every 1s for 4s` evaluates four times
+/// inside the canary's four seconds (it used to run the whole `for` in each of two rounds:
+/// eight evaluations, eight seconds), then promotes.
+async fn canary_evaluations_stay_inside_its_time(backend: Backend) {
+    let (prom, asked) = fake_prometheus("0").await;
+    let canary = format!(
+        "canary gateway weight 10% for 4s {{\n      guard metric \"{prom}\" {{ query \"sum(up)\" below 1 every 1s for 4s }}"
+    );
+    let s = setup(
+        backend,
+        "canarytime",
+        SimConfig::default(),
+        &[("canary gateway weight 10% for 1s {", &canary)],
+        |_| {},
+    )
+    .await;
+    let (pb, c) = (&s.pb, &s.c);
+    let kc = kubeconfig(s.dir.path(), &[("staging", c)]);
+    let out = ktplay(&run_args(pb, &kc, "staging", c, &["--approve"])).await;
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let n = asked.load(std::sync::atomic::Ordering::SeqCst);
+    assert!(
+        (4..=5).contains(&n),
+        "{n} evaluations in a 4 s canary: {}",
+        text(&out)
+    );
+    c.settled().await;
+    let gw = c.image("keeptrusts-gateway").await;
+    assert_eq!(gw, "keeptrusts/gateway:1.5.0");
+    assert!(c
+        .get("deployments", "keeptrusts-gateway-canary")
+        .await
+        .is_none());
+    assert_unlocked(c).await;
+    assert_eq!(journal_status(c).await, "succeeded");
 }

@@ -433,9 +433,11 @@ pub struct MetricCheck {
     pub url: Template,
     pub query: Template,
     pub condition: Condition,
-    /// `every D`: time between evaluations (default 30 s when `for` is given).
+    /// `every D`: time between evaluations (default 30 s when `for` is given; inside a canary
+    /// without either, every round of its guards).
     pub every: Option<Duration>,
-    /// `for D`: evaluate for this long; inside a canary, the canary's time when not given.
+    /// `for D`: evaluate for this long; inside a canary, the first D of each step (never past
+    /// it), the whole step when not given.
     pub duration: Option<Duration>,
     /// `failure_limit N`: failed evaluations tolerated (default 0).
     pub failure_limit: u32,
@@ -470,12 +472,17 @@ pub enum Threshold {
     Baseline(f64),
 }
 
-/// `no_data fail|pass`: what an empty result or NaN counts as.
+/// `no_data fail|pass|ignore`: what an empty result or NaN counts as once the query's window
+/// has passed (before, inside a canary, it is pending whatever this says).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum NoData {
+    /// A failed evaluation; a canary without any evaluation that had data fails.
     Fail,
+    /// A passed evaluation; a canary without any evaluation that had data still fails.
     Pass,
+    /// Pending (neither); a canary without any data passes: the playbook says it may have none.
+    Ignore,
 }
 
 #[derive(Debug, Clone)]

@@ -196,7 +196,8 @@ pub struct RehearseArgs {
     /// progressDeadlineSeconds of the simulated deployments (a stalled rollout fails after it).
     #[arg(long, default_value = "10s", value_parser = parse_duration)]
     pub progress_deadline: std::time::Duration,
-    /// Cut `pause` and canary `for` durations to at most this (0s: no waiting).
+    /// Cut every wait to at most this (0s: no waiting): `pause`, a canary's `for`/`every`, a
+    /// guard's `within`, a metric guard's `every`/`for` and its query's window; each cut is said.
     #[arg(long, default_value = "2s", value_parser = parse_duration)]
     pub max_wait: std::time::Duration,
     /// Answer every `approve` with yes.

@@ -16,6 +16,9 @@ use super::guards::{self, GuardEnv};
 use super::rollback::{First, Record};
 use super::{Cancel, Failure, RunError};
 
+/// A canary runs a round of all its guards at most this often.
+const ROUND: Duration = Duration::from_secs(5);
+
 /// Where a statement runs: a stage's own statement, or a step of a rollback block.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum At {
@@ -245,7 +248,14 @@ pub async fn perform(
             )
             .await
             .map_err(here)?;
-            nested_guards(cx, at, guards, true, cancel, None).await?;
+            for g in guards {
+                if let Op::Guard(gd) = &g.op {
+                    for n in cut_notes(cx, gd) {
+                        note(cx, n).await;
+                    }
+                }
+            }
+            nested_guards(cx, at, guards, true, true, cancel, None).await?;
             cx.cluster
                 .set_selector(&bg.service, &bg.selector, idle.as_str())
                 .await
@@ -328,7 +338,7 @@ pub async fn perform(
             Ok(String::new())
         }
         Op::Pause(d) => {
-            let (d, note) = cx.shorten(*d);
+            let (d, note) = cx.shorten("pause", *d);
             if !cancel.sleep(d).await {
                 return Err(here(Failure::interrupted()));
             }
@@ -343,7 +353,21 @@ pub async fn perform(
                 .await
                 .map_err(here)
         }
-        Op::Guard(g) => guard(cx, g, cancel).await.map_err(here),
+        Op::Guard(g) => {
+            // In a rehearsal the guard's waits are cut, and its line says which.
+            let cut = cut_notes(cx, g).join("; ");
+            let said = |d: String| match (d.is_empty(), cut.is_empty()) {
+                (_, true) => d,
+                (true, false) => cut.clone(),
+                (false, false) => format!("{d} ({cut})"),
+            };
+            guard(cx, g, cancel).await.map(said).map_err(|mut f| {
+                if !cut.is_empty() {
+                    f.message = format!("{} ({cut})", f.message);
+                }
+                here(f)
+            })
+        }
     }
 }
 
@@ -462,13 +486,24 @@ impl Canary<'_> {
                 .map_err(here)?;
             note(cx, said).await;
         }
-        let (d, shortened) = cx.shorten(self.duration);
+        let what = if self.steps.len() > 1 { "every" } else { "for" };
+        let (d, shortened) = cx.shorten(what, self.duration);
         if let Some(n) = shortened {
             note(cx, n).await;
         }
+        // The guards' own waits, cut the same way in a rehearsal (said once).
+        for g in self.guards {
+            if let Op::Guard(gd) = &g.op {
+                for n in cut_notes(cx, gd) {
+                    note(cx, n).await;
+                }
+            }
+        }
         let mut rounds = 0;
-        // `failure_limit` counts over every round of every step.
-        let tally = super::metric::Tally::default();
+        // The canary's metric analysis: `failure_limit` counts over every round of every
+        // step, a metric guard's evaluations are scheduled inside the canary's time, and the
+        // canary must have had data by its end.
+        let tally = super::metric::Tally::new(Instant::now(), cx.opts.shorten_waits);
         // Each step (one for `weight P%`) for its time, guards throughout.
         let n_steps = self.steps.len();
         // A failure in a multi-step canary says which step it was in.
@@ -491,14 +526,23 @@ impl Canary<'_> {
                 note(cx, format!("step {}: {said}", si + 1)).await;
             }
             let end = Instant::now() + d;
+            tally.begin_step(Instant::now());
             let first = rounds;
+            // A round of every guard at most every 5 s (and at the step's end); between
+            // rounds, the metric guards whose `every` is due.
+            let mut round = true;
+            let mut next_round = Instant::now();
             loop {
-                rounds += 1;
+                if round {
+                    rounds += 1;
+                    next_round = Instant::now() + ROUND;
+                }
                 nested_guards(
                     cx,
                     at,
                     self.guards,
-                    rounds == first + 1,
+                    round && rounds == first + 1,
+                    round,
                     cancel,
                     Some(&tally),
                 )
@@ -508,10 +552,45 @@ impl Canary<'_> {
                 if now >= end {
                     break;
                 }
-                if !cancel.sleep((end - now).min(Duration::from_secs(5))).await {
+                let wake = [Some(end), Some(next_round), tally.next_due()]
+                    .into_iter()
+                    .flatten()
+                    .min()
+                    .unwrap_or(end)
+                    .max(now);
+                if !cancel.sleep(wake - now).await {
                     return Err(here(Failure::interrupted()));
                 }
+                let now = Instant::now();
+                round = now >= next_round || now >= end;
             }
+        }
+        // The canary's time is over: it must have been seen serving.
+        let metrics = self.guards.iter().filter_map(|g| match &g.op {
+            Op::Guard(Guard {
+                kind: GuardKind::Metric(m),
+                ..
+            }) => Some(m),
+            _ => None,
+        });
+        if let Some((m, why)) = tally.missing_data(metrics) {
+            let g = self.guards.iter().find(|g| {
+                matches!(&g.op, Op::Guard(Guard { kind: GuardKind::Metric(x), .. }) if std::ptr::eq(x, m))
+            });
+            let span = g.map_or(st.span, |g| g.span);
+            let why = cx.redact.redact(&why);
+            cx.log
+                .note(RunEvent::Guard {
+                    stage: at.stage(),
+                    line: cx.line(span),
+                    statement: g.map(|g| cx.describe(&g.op)).unwrap_or_default(),
+                    ok: false,
+                    detail: None,
+                    message: Some(why.clone()),
+                    duration_ms: 0,
+                })
+                .await;
+            return Err(Failure::new(why).at(span));
         }
         // Promote: what the promotion replaces is journaled first, as its own step: a
         // process resuming from here promotes (see above), it never runs the canary again.
@@ -595,7 +674,8 @@ pub async fn guard(cx: &Ctx<'_>, g: &Guard, cancel: &Cancel) -> Result<String, F
     guard_in(cx, g, cancel, None).await
 }
 
-/// One guard; `tally`: the canary's metric evaluations so far.
+/// One guard; `tally`: the canary's metric evaluations so far. In a rehearsal its waits are
+/// cut to `--max-wait` ([`cut_guard`]).
 async fn guard_in(
     cx: &Ctx<'_>,
     g: &Guard,
@@ -616,20 +696,72 @@ async fn guard_in(
         stage: cx.stage(),
         tally,
     };
-    guards::run_guard(g, &env).await
+    guards::run_guard(&cut_guard(cx, g).0, &env).await
+}
+
+/// A guard with its waits cut to `--max-wait` in a rehearsal (`within`, a metric guard's
+/// `every` and `for`), and a note for each cut.
+fn cut_guard<'g>(cx: &Ctx<'_>, g: &'g Guard) -> (std::borrow::Cow<'g, Guard>, Vec<String>) {
+    use std::borrow::Cow;
+    let mut notes = Vec::new();
+    let mut cut = |what: &str, d: Option<Duration>| {
+        d.map(|d| {
+            let (d, n) = cx.shorten(what, d);
+            notes.extend(n);
+            d
+        })
+    };
+    let within = cut("within", g.within);
+    let metric = match &g.kind {
+        GuardKind::Metric(m) => Some((cut("every", m.every), cut("for", m.duration))),
+        _ => None,
+    };
+    if notes.is_empty() {
+        return (Cow::Borrowed(g), notes);
+    }
+    let mut g = g.clone();
+    g.within = within;
+    if let (GuardKind::Metric(m), Some((every, duration))) = (&mut g.kind, metric) {
+        m.every = every;
+        m.duration = duration;
+    }
+    (Cow::Owned(g), notes)
+}
+
+/// What a rehearsal cuts of a guard's waits, for people.
+fn cut_notes(cx: &Ctx<'_>, g: &Guard) -> Vec<String> {
+    cut_guard(cx, g).1
 }
 
 /// The guards inside `canary` / `blue_green`; `show`: an event for each (a failure always).
+/// `round`: a round of every guard; otherwise only the canary's metric guards that are due.
+/// Inside a canary (`tally`) a metric guard is evaluated only when [`Tally::due`].
+///
+/// [`Tally::due`]: super::metric::Tally::due
 async fn nested_guards(
     cx: &Ctx<'_>,
     at: At,
     stmts: &[Statement],
     show: bool,
+    round: bool,
     cancel: &Cancel,
     tally: Option<&super::metric::Tally>,
 ) -> Result<(), RunError> {
     cx.set_stage(at.stage());
     for g in stmts {
+        let due = match (&g.op, tally) {
+            (
+                Op::Guard(Guard {
+                    kind: GuardKind::Metric(m),
+                    ..
+                }),
+                Some(t),
+            ) => t.due(&cut_metric(cx, m), Instant::now(), round),
+            _ => round,
+        };
+        if !due {
+            continue;
+        }
         let t0 = Instant::now();
         let res = match &g.op {
             Op::Guard(gd) => guard_in(cx, gd, cancel, tally).await,
@@ -660,6 +792,17 @@ async fn nested_guards(
         res.map_err(|f| f.at(g.span))?;
     }
     Ok(())
+}
+
+/// A metric guard as a rehearsal runs it (its `every` and `for` cut).
+fn cut_metric(
+    cx: &Ctx<'_>,
+    m: &crate::check::program::MetricCheck,
+) -> crate::check::program::MetricCheck {
+    let mut m = m.clone();
+    m.every = m.every.map(|d| cx.shorten("every", d).0);
+    m.duration = m.duration.map(|d| cx.shorten("for", d).0);
+    m
 }
 
 /// A note under the statement being run.

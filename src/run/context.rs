@@ -93,7 +93,8 @@ pub struct RunOptions {
     pub format: super::output::Format,
     /// `--journal FILE`.
     pub journal_file: Option<std::path::PathBuf>,
-    /// Under `rehearse`: `pause` and canary `for` are cut to at most this.
+    /// Under `rehearse`: every wait (`pause`, a canary's `for`/`every`, a guard's `within`, a
+    /// metric guard's `every`/`for` and its query's window) is cut to at most this.
     pub shorten_waits: Option<Duration>,
     /// Secret values by environment variable.
     pub secrets: HashMap<String, String>,
@@ -217,13 +218,14 @@ impl<'a> Ctx<'a> {
         self.env.map(|e| e.name.as_str()).unwrap_or("-")
     }
 
-    /// Under `rehearse`, a wait longer than `--max-wait` is cut to it (and says so).
-    pub fn shorten(&self, d: Duration) -> (Duration, Option<String>) {
+    /// Under `rehearse`, a wait longer than `--max-wait` is cut to it, and says so naming what
+    /// was cut (`what`: how the playbook writes it, like `pause` or `within`).
+    pub fn shorten(&self, what: &str, d: Duration) -> (Duration, Option<String>) {
         match self.opts.shorten_waits {
             Some(max) if d > max => (
                 max,
                 Some(format!(
-                    "rehearsal: {} shortened to {}",
+                    "rehearsal: `{what} {}` shortened to {}",
                     crate::syntax::format_duration(d),
                     crate::syntax::format_duration(max)
                 )),

@@ -3,7 +3,9 @@
 //! One evaluation sends the resolved query, reads one number and compares it with the threshold:
 //!
 //! - the result must be one scalar or one sample; more series are an error that says how many
-//!   (aggregate them with `sum`, `max`, …); none, or NaN, is *no data* (`no_data fail|pass`);
+//!   (aggregate them with `sum`, `max`, …); none, or NaN, is *no data*: inside a canary, while
+//!   the canary has run for less than the query's window (its longest `[…]` range), *pending*
+//!   (neither pass nor fail); after that as `no_data fail|pass|ignore` says (ignore: pending);
 //! - HTTP 400 and 422 are errors with Prometheus' own message (a bad query never heals);
 //! - 503, 429, connection errors and time-outs are retried with back-off until the
 //!   evaluation's time is up (the next evaluation, or 30 s for a single one);
@@ -11,11 +13,17 @@
 //!   `${C.from}`, evaluated at the same moment.
 //!
 //! With `for D` the guard evaluates every `every` (30 s by default) until D has passed and fails
-//! once more than `failure_limit` evaluations failed. Inside a canary the count is the canary's
-//! ([`Tally`]): every evaluation of the guard in every round and every step counts, as an Argo
-//! Rollouts analysis run spans the whole rollout; it does not reset between steps. Every evaluation — time, resolved query,
-//! value, threshold, verdict — is in the guard's detail (printed and journaled); the bearer
-//! token is sent as a header and never shown.
+//! once more than `failure_limit` evaluations failed. Inside a canary the canary's time is the
+//! guard's ([`Tally`]): each call is one evaluation, made when it is due (every round without
+//! `every`; at each step's start and then every `every` up to `for` from the step's start, its
+//! end included), so the canary schedules the evaluations inside its own time and never runs
+//! past it.
+//! The count is the canary's: every evaluation of the guard in every round and every step
+//! counts, as an Argo Rollouts analysis run spans the whole rollout; it does not reset between
+//! steps. A canary that ends without one evaluation with data fails ([`Tally::missing_data`],
+//! Kayenta's "must have data") unless the guard says `no_data ignore`. Every evaluation — time,
+//! resolved query, value, threshold, verdict — is in the guard's detail (printed and journaled);
+//! the bearer token is sent as a header and never shown.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -36,24 +44,136 @@ const SINGLE_EVALUATION: Duration = Duration::from_secs(30);
 /// `every` when only `for` is written.
 const DEFAULT_EVERY: Duration = Duration::from_secs(30);
 
-/// Failed and total evaluations of each metric guard of one canary, over all its rounds and
-/// steps: `failure_limit` is checked against these, not against one round's.
-#[derive(Debug, Default)]
-pub struct Tally(Mutex<HashMap<crate::span::Span, (u32, u32)>>);
+/// The metric analysis of one canary, over all its rounds and steps: when it began, and per
+/// guard the counts `failure_limit` is checked against (not one round's), whether any
+/// evaluation had data, and when the next evaluation is due.
+#[derive(Debug)]
+pub struct Tally {
+    /// When the canary's analysis began: its first step, traffic on the canary.
+    started: Instant,
+    /// When the current step began (a guard's `for` counts from there).
+    step: Mutex<Instant>,
+    /// Under `rehearse`: `--max-wait` (a query's window is cut to it like every wait).
+    max_wait: Option<Duration>,
+    guards: Mutex<HashMap<crate::span::Span, GuardTally>>,
+}
+
+#[derive(Debug, Default, Clone)]
+struct GuardTally {
+    failed: u32,
+    /// Evaluations that passed or failed (pending ones are not counted).
+    total: u32,
+    pending: u32,
+    /// Evaluations that had data (the value, and the baseline's when there is one).
+    with_data: u32,
+    /// When the next evaluation is due (guards with `every`); `None`: the first, or every round.
+    next_due: Option<Instant>,
+    /// No evaluation is due any more in this step (its `for` has passed since the step began).
+    done: bool,
+    /// The query as shown (secrets redacted), for the canary's verdict.
+    shown: String,
+}
+
+impl Default for Tally {
+    fn default() -> Tally {
+        Tally::new(Instant::now(), None)
+    }
+}
 
 impl Tally {
-    fn get(&self, m: &MetricCheck) -> (u32, u32) {
-        self.0
+    /// The analysis of a canary whose guards start now (`started`).
+    pub fn new(started: Instant, max_wait: Option<Duration>) -> Tally {
+        Tally {
+            started,
+            step: Mutex::new(started),
+            max_wait,
+            guards: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn get(&self, m: &MetricCheck) -> GuardTally {
+        self.guards
             .lock()
-            .map(|t| t.get(&m.query.span).copied().unwrap_or_default())
+            .map(|t| t.get(&m.query.span).cloned().unwrap_or_default())
             .unwrap_or_default()
     }
 
-    fn set(&self, m: &MetricCheck, counts: (u32, u32)) {
-        if let Ok(mut t) = self.0.lock() {
-            t.insert(m.query.span, counts);
+    fn set(&self, m: &MetricCheck, g: GuardTally) {
+        if let Ok(mut t) = self.guards.lock() {
+            t.insert(m.query.span, g);
         }
     }
+
+    /// A step begins (its weight set): every guard is due at once, and `for` counts from now.
+    pub fn begin_step(&self, now: Instant) {
+        if let Ok(mut s) = self.step.lock() {
+            *s = now;
+        }
+        if let Ok(mut t) = self.guards.lock() {
+            for g in t.values_mut() {
+                g.next_due = None;
+                g.done = false;
+            }
+        }
+    }
+
+    fn step_started(&self) -> Instant {
+        self.step.lock().map(|s| *s).unwrap_or(self.started)
+    }
+
+    /// Is an evaluation of `m` due at `now`? `round`: a round of every guard (a guard without
+    /// `every` is evaluated in those only).
+    pub fn due(&self, m: &MetricCheck, now: Instant, round: bool) -> bool {
+        let g = self.get(m);
+        if g.done {
+            return false;
+        }
+        match (cadence(m), g.next_due) {
+            (None, _) => round,
+            (Some(_), None) => true,
+            (Some(_), Some(t)) => now >= t,
+        }
+    }
+
+    /// The earliest time an evaluation of a guard with `every` is due.
+    pub fn next_due(&self) -> Option<Instant> {
+        self.guards
+            .lock()
+            .ok()?
+            .values()
+            .filter(|g| !g.done)
+            .filter_map(|g| g.next_due)
+            .min()
+    }
+
+    /// The canary's verdict on its data, once its time is over: the first guard (of `guards`)
+    /// that never had an evaluation with data, unless it says `no_data ignore`.
+    pub fn missing_data<'g>(
+        &self,
+        guards: impl IntoIterator<Item = &'g MetricCheck>,
+    ) -> Option<(&'g MetricCheck, String)> {
+        let ran = super::output::fmt_elapsed(self.started.elapsed());
+        guards.into_iter().find_map(|m| {
+            let g = self.get(m);
+            if m.no_data == NoData::Ignore || g.with_data > 0 || g.total + g.pending == 0 {
+                return None;
+            }
+            let n = g.total + g.pending;
+            Some((
+                m,
+                format!(
+                    "query \"{}\": none of its {n} evaluation{} in the canary's {ran} had data, so the canary was never seen serving (no traffic reached it: a broken route, a wrong label?); a canary must have data — write `no_data ignore` if it may have none",
+                    g.shown,
+                    if n == 1 { "" } else { "s" }
+                ),
+            ))
+        })
+    }
+}
+/// How often a guard in a canary is evaluated: `every`, 30 s with `for` alone, `None`: every
+/// round of the canary's guards.
+fn cadence(m: &MetricCheck) -> Option<Duration> {
+    m.every.or(m.duration.map(|_| DEFAULT_EVERY))
 }
 
 /// What one query answered.
@@ -271,15 +391,25 @@ pub async fn query_until(
     }
 }
 
+/// What one evaluation counts as.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    Ok,
+    Failed,
+    /// No data yet (the query's window has not passed), or `no_data ignore`: neither.
+    Pending,
+}
+
 /// One evaluation, as printed and journaled.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Evaluation {
     /// RFC 3339, UTC, seconds.
     pub time: String,
     pub value: Sample,
-    /// The threshold as evaluated (`below 0.01`, `below 0.36 (baseline 0.3 * 1.2)`).
+    /// The threshold as evaluated (`below 0.01`, `below 0.36 (baseline 0.3 * 1.2)`), and why
+    /// an evaluation without data counts as it does.
     pub threshold: String,
-    pub ok: bool,
+    pub verdict: Verdict,
 }
 
 impl Evaluation {
@@ -292,18 +422,18 @@ impl Evaluation {
             "{} = {value}, {} → {}",
             self.time,
             self.threshold,
-            if self.ok { "ok" } else { "failed" }
+            match self.verdict {
+                Verdict::Ok => "ok",
+                Verdict::Failed => "failed",
+                Verdict::Pending => "pending",
+            }
         )
     }
 }
 
-/// Judge one value (and the baseline's, for `baseline` thresholds).
-pub fn judge(
-    c: &Condition,
-    value: Sample,
-    baseline: Option<Sample>,
-    no_data: NoData,
-) -> (bool, String) {
+/// Judge one value (and the baseline's, for `baseline` thresholds): `Some(holds)`, or `None`
+/// when there is no data to judge (the value's or the baseline's), with the threshold as shown.
+pub fn judge(c: &Condition, value: Sample, baseline: Option<Sample>) -> (Option<bool>, String) {
     let bound = |t: &Threshold| -> Result<(f64, String), String> {
         match (t, baseline) {
             (Threshold::Value(v), _) => Ok((*v, shown(*v))),
@@ -314,16 +444,6 @@ pub fn judge(
             (Threshold::Baseline(_), _) => Err("baseline: no data".into()),
         }
     };
-    let pass_on_none = no_data == NoData::Pass;
-    let none = |what: String| {
-        (
-            pass_on_none,
-            format!(
-                "{what} (no_data {})",
-                if pass_on_none { "pass" } else { "fail" }
-            ),
-        )
-    };
     match c {
         Condition::Below(t) | Condition::Above(t) => {
             let word = if matches!(c, Condition::Below(_)) {
@@ -333,21 +453,103 @@ pub fn judge(
             };
             let (b, shown) = match bound(t) {
                 Ok(x) => x,
-                Err(e) => return none(format!("{word} {e}")),
+                Err(e) => return (None, format!("{word} {e}")),
             };
             match value {
-                Sample::NoData => none(format!("{word} {shown}")),
+                Sample::NoData => (None, format!("{word} {shown}")),
                 Sample::Value(v) => {
                     let ok = if word == "below" { v < b } else { v > b };
-                    (ok, format!("{word} {shown}"))
+                    (Some(ok), format!("{word} {shown}"))
                 }
             }
         }
         Condition::Between(lo, hi) => match value {
-            Sample::NoData => none(format!("between {lo} {hi}")),
-            Sample::Value(v) => (*lo <= v && v <= *hi, format!("between {lo} {hi}")),
+            Sample::NoData => (None, format!("between {lo} {hi}")),
+            Sample::Value(v) => (Some(*lo <= v && v <= *hi), format!("between {lo} {hi}")),
         },
     }
+}
+
+/// What an evaluation without data counts as: pending while the canary is younger than the
+/// query's window (`warming`: how long it has run, the window), else as `no_data` says.
+pub fn without_data(no_data: NoData, warming: Option<(Duration, Duration)>) -> (Verdict, String) {
+    use super::output::fmt_elapsed;
+    if let Some((ran, window)) = warming {
+        return (
+            Verdict::Pending,
+            format!(
+                "no data yet: the canary has run {} of the query's {} window",
+                fmt_elapsed(ran),
+                crate::syntax::format_duration(window)
+            ),
+        );
+    }
+    match no_data {
+        NoData::Fail => (Verdict::Failed, "no_data fail".into()),
+        NoData::Pass => (Verdict::Ok, "no_data pass".into()),
+        NoData::Ignore => (Verdict::Pending, "no_data ignore".into()),
+    }
+}
+
+/// The longest range (`[5m]`, a subquery's `[30m:1m]`) of a PromQL query, outside its strings:
+/// how long a series must exist before the query can give a number for it.
+pub fn window(promql: &str) -> Option<Duration> {
+    let mut longest: Option<Duration> = None;
+    let mut quote: Option<char> = None;
+    let mut chars = promql.char_indices();
+    while let Some((i, c)) = chars.next() {
+        match (quote, c) {
+            (Some(_), '\\') => {
+                chars.next();
+            }
+            (Some(q), c) if c == q => quote = None,
+            (Some(_), _) => {}
+            (None, '"' | '\'' | '`') => quote = Some(c),
+            (None, '[') => {
+                let rest = &promql[i + 1..];
+                let Some(close) = rest.find(']') else { break };
+                let range = rest[..close].split(':').next().unwrap_or_default().trim();
+                if let Some(d) = prom_duration(range) {
+                    longest = Some(longest.map_or(d, |l| l.max(d)));
+                }
+            }
+            _ => {}
+        }
+    }
+    longest
+}
+
+/// A Prometheus duration: `1m`, `1h30m`, `500ms`, `2d`, `1w`, `1y`.
+fn prom_duration(s: &str) -> Option<Duration> {
+    let mut total = Duration::ZERO;
+    let mut rest = s;
+    if rest.is_empty() {
+        return None;
+    }
+    while !rest.is_empty() {
+        let digits = rest
+            .find(|c: char| !c.is_ascii_digit())
+            .unwrap_or(rest.len());
+        if digits == 0 {
+            return None;
+        }
+        let n: u64 = rest[..digits].parse().ok()?;
+        rest = &rest[digits..];
+        let (unit, ms) = [
+            ("ms", 1),
+            ("s", 1_000),
+            ("m", 60_000),
+            ("h", 3_600_000),
+            ("d", 86_400_000),
+            ("w", 604_800_000),
+            ("y", 31_536_000_000),
+        ]
+        .into_iter()
+        .find(|(u, _)| rest.starts_with(u))?;
+        rest = &rest[unit.len()..];
+        total += Duration::from_millis(n.checked_mul(ms)?);
+    }
+    Some(total)
 }
 
 /// A value for people: at most 10 decimals (no `0.19999999999999998` from float sums), tiny
@@ -415,90 +617,187 @@ pub async fn run(m: &MetricCheck, env: &GuardEnv<'_>) -> Result<String, Failure>
         Some(b) => Some(env.scope.let_value(b, Mode::Real).map_err(resolve_err)?),
         None => None,
     };
+    let q = Resolved {
+        base,
+        promql,
+        shown,
+        base_promql,
+        bearer,
+    };
+    match env.tally {
+        Some(t) => in_canary(m, env, &q, t).await,
+        None => alone(m, env, &q).await,
+    }
+}
+
+/// A metric guard's query, resolved for this env.
+struct Resolved {
+    base: String,
+    promql: String,
+    /// As printed (secrets redacted).
+    shown: String,
+    base_promql: Option<String>,
+    bearer: Option<String>,
+}
+
+/// One query (and its baseline's), retried until `deadline`; a failure names the query, the
+/// time and the evaluations before.
+async fn evaluate(
+    env: &GuardEnv<'_>,
+    q: &Resolved,
+    deadline: Instant,
+    time: &str,
+    before: &[Evaluation],
+) -> Result<(Sample, Option<Sample>), Failure> {
+    let eval = async {
+        let value = query_until(
+            env.http,
+            &q.base,
+            &q.promql,
+            q.bearer.as_deref(),
+            deadline,
+            env.cancel,
+            env.redact,
+        )
+        .await?;
+        let baseline = match &q.base_promql {
+            Some(b) => Some(
+                query_until(
+                    env.http,
+                    &q.base,
+                    b,
+                    q.bearer.as_deref(),
+                    deadline,
+                    env.cancel,
+                    env.redact,
+                )
+                .await?,
+            ),
+            None => None,
+        };
+        Ok::<_, Failure>((value, baseline))
+    };
+    eval.await.map_err(|mut f| {
+        f.message = env.redact.redact(&format!(
+            "query \"{}\" at {time}: {}{}",
+            q.shown,
+            f.message,
+            history(before)
+        ));
+        f
+    })
+}
+
+/// Did an evaluation have data: the value, and the baseline's when there is one?
+fn had_data(value: Sample, baseline: Option<Sample>) -> bool {
+    value != Sample::NoData && baseline != Some(Sample::NoData)
+}
+
+fn now_rfc3339() -> String {
+    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+}
+
+/// `failed of total evaluations failed (failure_limit N)` once past the limit.
+fn past_limit(
+    m: &MetricCheck,
+    q: &Resolved,
+    env: &GuardEnv<'_>,
+    (failed, total): (u32, u32),
+    evaluations: &[Evaluation],
+) -> Failure {
+    let limit = if m.failure_limit > 0 {
+        format!(" (failure_limit {})", m.failure_limit)
+    } else {
+        String::new()
+    };
+    let earlier = (total as usize).saturating_sub(
+        evaluations
+            .iter()
+            .filter(|e| e.verdict != Verdict::Pending)
+            .count(),
+    );
+    Failure::new(env.redact.redact(&format!(
+        "query \"{}\": {failed} of {total} evaluation{} failed{limit}{}: {}",
+        q.shown,
+        if total == 1 { "" } else { "s" },
+        if earlier > 0 {
+            format!(" ({earlier} in the canary's earlier rounds)")
+        } else {
+            String::new()
+        },
+        evaluations
+            .iter()
+            .map(Evaluation::text)
+            .collect::<Vec<_>>()
+            .join("; ")
+    )))
+}
+
+/// The guard's verdict when it holds: every evaluation, and the failures it tolerated.
+fn passed(
+    m: &MetricCheck,
+    q: &Resolved,
+    env: &GuardEnv<'_>,
+    (failed, total): (u32, u32),
+    evaluations: &[Evaluation],
+) -> String {
+    let tolerated = if failed > 0 {
+        format!(
+            " ({failed} of {total} evaluation{} failed, failure_limit {})",
+            if total == 1 { "" } else { "s" },
+            m.failure_limit
+        )
+    } else {
+        String::new()
+    };
+    env.redact.redact(&format!(
+        "query \"{}\": {}{tolerated}",
+        q.shown,
+        evaluations
+            .iter()
+            .map(Evaluation::text)
+            .collect::<Vec<_>>()
+            .join("; ")
+    ))
+}
+
+/// Outside a canary: one evaluation, or one every `every` for `for`. No data counts as
+/// `no_data` says (`ignore`: pending).
+async fn alone(m: &MetricCheck, env: &GuardEnv<'_>, q: &Resolved) -> Result<String, Failure> {
     let start = Instant::now();
     let end = m.duration.map(|d| start + d);
     let every = m.every.unwrap_or(DEFAULT_EVERY);
     let mut evaluations: Vec<Evaluation> = Vec::new();
-    // Inside a canary the counts go on from its earlier rounds and steps.
-    let (mut failed, mut total) = env.tally.map(|t| t.get(m)).unwrap_or_default();
+    let (mut failed, mut total) = (0, 0);
     loop {
         let t0 = Instant::now();
         let deadline = match end {
             Some(e) => (t0 + every).min(e).max(t0 + Duration::from_secs(2)),
             None => t0 + SINGLE_EVALUATION,
         };
-        let time = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
-        let eval = async {
-            let value = query_until(
-                env.http,
-                &base,
-                &promql,
-                bearer.as_deref(),
-                deadline,
-                env.cancel,
-                env.redact,
-            )
-            .await?;
-            let baseline = match &base_promql {
-                Some(q) => Some(
-                    query_until(
-                        env.http,
-                        &base,
-                        q,
-                        bearer.as_deref(),
-                        deadline,
-                        env.cancel,
-                        env.redact,
-                    )
-                    .await?,
-                ),
-                None => None,
-            };
-            Ok::<_, Failure>((value, baseline))
-        };
-        let (value, baseline) = match eval.await {
-            Ok(v) => v,
-            Err(f) => {
-                let mut f = f;
-                f.message = env.redact.redact(&format!(
-                    "query \"{shown}\" at {time}: {}{}",
-                    f.message,
-                    history(&evaluations)
-                ));
-                return Err(f);
+        let time = now_rfc3339();
+        let (value, baseline) = evaluate(env, q, deadline, &time, &evaluations).await?;
+        let (verdict, threshold) = match judge(&m.condition, value, baseline) {
+            (Some(ok), t) => (if ok { Verdict::Ok } else { Verdict::Failed }, t),
+            (None, t) => {
+                let (v, why) = without_data(m.no_data, None);
+                (v, format!("{t} ({why})"))
             }
         };
-        let (ok, threshold) = judge(&m.condition, value, baseline, m.no_data);
-        total += 1;
-        if !ok {
-            failed += 1;
+        if verdict != Verdict::Pending {
+            total += 1;
         }
-        if let Some(t) = env.tally {
-            t.set(m, (failed, total));
+        if verdict == Verdict::Failed {
+            failed += 1;
         }
         evaluations.push(Evaluation {
             time,
             value,
             threshold,
-            ok,
+            verdict,
         });
         if failed > m.failure_limit {
-            let limit = if m.failure_limit > 0 {
-                format!(" (failure_limit {})", m.failure_limit)
-            } else {
-                String::new()
-            };
-            let earlier = total as usize - evaluations.len();
-            return Err(Failure::new(env.redact.redact(&format!(
-                "query \"{shown}\": {failed} of {total} evaluation{} failed{limit}{}: {}",
-                if total == 1 { "" } else { "s" },
-                if earlier > 0 {
-                    format!(" ({earlier} in the canary's earlier rounds)")
-                } else {
-                    String::new()
-                },
-                evaluations.iter().map(Evaluation::text).collect::<Vec<_>>().join("; ")
-            ))));
+            return Err(past_limit(m, q, env, (failed, total), &evaluations));
         }
         let Some(end) = end else { break };
         let next = t0 + every;
@@ -513,23 +812,79 @@ pub async fn run(m: &MetricCheck, env: &GuardEnv<'_>) -> Result<String, Failure>
             return Err(Failure::interrupted());
         }
     }
-    let tolerated = if failed > 0 {
-        format!(
-            " ({failed} of {total} evaluation{} failed, failure_limit {})",
-            if total == 1 { "" } else { "s" },
-            m.failure_limit
-        )
-    } else {
-        String::new()
+    Ok(passed(m, q, env, (failed, total), &evaluations))
+}
+
+/// Inside a canary: one evaluation (the canary calls it when [`Tally::due`]); the counts go on
+/// from the canary's earlier rounds and steps. No data is pending while the canary is younger
+/// than the query's window, then counts as `no_data` says.
+async fn in_canary(
+    m: &MetricCheck,
+    env: &GuardEnv<'_>,
+    q: &Resolved,
+    tally: &Tally,
+) -> Result<String, Failure> {
+    let t0 = Instant::now();
+    let mut g = tally.get(m);
+    g.shown.clone_from(&q.shown);
+    let deadline = match cadence(m) {
+        Some(every) => t0 + every.max(Duration::from_secs(2)),
+        None => t0 + SINGLE_EVALUATION,
     };
-    Ok(env.redact.redact(&format!(
-        "query \"{shown}\": {}{tolerated}",
-        evaluations
-            .iter()
-            .map(Evaluation::text)
-            .collect::<Vec<_>>()
-            .join("; ")
-    )))
+    let time = now_rfc3339();
+    let (value, baseline) = evaluate(env, q, deadline, &time, &[]).await?;
+    let (verdict, threshold) = match judge(&m.condition, value, baseline) {
+        (Some(ok), t) => (if ok { Verdict::Ok } else { Verdict::Failed }, t),
+        (None, t) => {
+            let ran = t0.saturating_duration_since(tally.started);
+            let window = window(&q.promql).map(|w| match tally.max_wait {
+                Some(max) => w.min(max),
+                None => w,
+            });
+            let warming = window.filter(|w| ran < *w).map(|w| (ran, w));
+            let (v, why) = without_data(m.no_data, warming);
+            (v, format!("{t} ({why})"))
+        }
+    };
+    if had_data(value, baseline) {
+        g.with_data += 1;
+    }
+    match verdict {
+        Verdict::Pending => g.pending += 1,
+        Verdict::Failed => {
+            g.total += 1;
+            g.failed += 1;
+        }
+        Verdict::Ok => g.total += 1,
+    }
+    // The next evaluation: `every` after this one was due, never after `for` from the start.
+    if let Some(every) = cadence(m) {
+        // `--max-wait 0s` cuts `every` to nothing: at most one evaluation per millisecond.
+        let every = every.max(Duration::from_millis(1));
+        // A slot missed (a slow query, a step's change of weights) is skipped, not made up.
+        // Due times count from the step's start, so the last one is its end (`for` included).
+        let step = tally.step_started();
+        let mut next = g.next_due.unwrap_or(step) + every;
+        while next <= Instant::now() {
+            next += every;
+        }
+        g.next_due = Some(next);
+        if m.duration.is_some_and(|f| next > step + f) {
+            g.done = true;
+        }
+    }
+    let counts = (g.failed, g.total);
+    tally.set(m, g);
+    let evaluations = [Evaluation {
+        time,
+        value,
+        threshold,
+        verdict,
+    }];
+    if counts.0 > m.failure_limit {
+        return Err(past_limit(m, q, env, counts, &evaluations));
+    }
+    Ok(passed(m, q, env, counts, &evaluations))
 }
 
 fn history(evals: &[Evaluation]) -> String {
@@ -812,51 +1167,52 @@ mod tests {
     #[test]
     fn thresholds_no_data_and_baseline() {
         let below = Condition::Below(Threshold::Value(0.01));
-        assert!(judge(&below, Sample::Value(0.005), None, NoData::Fail).0);
-        assert!(!judge(&below, Sample::Value(0.01), None, NoData::Fail).0);
-        assert!(!judge(&below, Sample::NoData, None, NoData::Fail).0);
-        assert!(judge(&below, Sample::NoData, None, NoData::Pass).0);
+        assert_eq!(judge(&below, Sample::Value(0.005), None).0, Some(true));
+        assert_eq!(judge(&below, Sample::Value(0.01), None).0, Some(false));
+        assert_eq!(judge(&below, Sample::NoData, None).0, None);
         let above = Condition::Above(Threshold::Value(1.0));
-        assert!(judge(&above, Sample::Value(2.0), None, NoData::Fail).0);
+        assert_eq!(judge(&above, Sample::Value(2.0), None).0, Some(true));
         let between = Condition::Between(1.0, 2.0);
-        assert!(judge(&between, Sample::Value(1.0), None, NoData::Fail).0);
-        assert!(!judge(&between, Sample::Value(2.5), None, NoData::Fail).0);
+        assert_eq!(judge(&between, Sample::Value(1.0), None).0, Some(true));
+        assert_eq!(judge(&between, Sample::Value(2.5), None).0, Some(false));
         let base = Condition::Below(Threshold::Baseline(1.2));
-        let (ok, shown) = judge(
-            &base,
-            Sample::Value(0.35),
-            Some(Sample::Value(0.3)),
-            NoData::Fail,
-        );
-        assert!(ok, "{shown}");
+        let (ok, shown) = judge(&base, Sample::Value(0.35), Some(Sample::Value(0.3)));
+        assert_eq!(ok, Some(true), "{shown}");
         assert!(shown.contains("baseline 0.3 * 1.2"), "{shown}");
-        assert!(
-            !judge(
-                &base,
-                Sample::Value(0.37),
-                Some(Sample::Value(0.3)),
-                NoData::Fail
-            )
-            .0
+        assert_eq!(
+            judge(&base, Sample::Value(0.37), Some(Sample::Value(0.3))).0,
+            Some(false)
         );
         // A baseline without data is no data, whatever the new version says.
-        assert!(
-            !judge(
-                &base,
-                Sample::Value(0.1),
-                Some(Sample::NoData),
-                NoData::Fail
-            )
-            .0
+        assert_eq!(
+            judge(&base, Sample::Value(0.1), Some(Sample::NoData)).0,
+            None
         );
-        assert!(
-            judge(
-                &base,
-                Sample::Value(0.1),
-                Some(Sample::NoData),
-                NoData::Pass
-            )
-            .0
+    }
+
+    #[test]
+    fn no_data_is_pending_in_the_window_then_as_written() {
+        let warm = Some((Duration::from_millis(4), Duration::from_secs(60)));
+        for nd in [NoData::Fail, NoData::Pass, NoData::Ignore] {
+            let (v, why) = without_data(nd, warm);
+            assert_eq!(v, Verdict::Pending, "{why}");
+            assert!(why.contains("4ms of the query's 1m window"), "{why}");
+        }
+        assert_eq!(without_data(NoData::Fail, None).0, Verdict::Failed);
+        assert_eq!(without_data(NoData::Pass, None).0, Verdict::Ok);
+        assert_eq!(without_data(NoData::Ignore, None).0, Verdict::Pending);
+    }
+
+    #[test]
+    fn a_querys_window_is_its_longest_range_outside_strings() {
+        let q = r#"sum(rate(x{a="[9h]"}[1m])) / sum(rate(y[5m])) + max_over_time(z[30m:1m])"#;
+        assert_eq!(window(q), Some(Duration::from_secs(1800)));
+        assert_eq!(window("sum(up)"), None);
+        assert_eq!(window("rate(x[1h30m])"), Some(Duration::from_secs(5400)));
+        assert_eq!(window("rate(x[500ms])"), Some(Duration::from_millis(500)));
+        assert_eq!(
+            window(r#"x{a="\"["} or rate(y[2m])"#),
+            Some(Duration::from_secs(120))
         );
     }
 }

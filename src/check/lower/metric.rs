@@ -106,12 +106,13 @@ impl Lowerer<'_> {
                     no_data = match m.node.as_str() {
                         "fail" => NoData::Fail,
                         "pass" => NoData::Pass,
+                        "ignore" => NoData::Ignore,
                         other => {
                             self.error(CheckError::InvalidValue {
                                 what: "`no_data` choice",
                                 value: other.to_string(),
                                 span: m.span.into(),
-                                help: "write `no_data fail` (the default) or `no_data pass`".into(),
+                                help: "write `no_data fail` (the default), `no_data pass` or `no_data ignore`".into(),
                             });
                             ok = false;
                             NoData::Fail
