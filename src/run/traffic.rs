@@ -92,12 +92,14 @@ async fn delete(
     uid: Option<&str>,
 ) -> Result<bool, Failure> {
     c.may_write().await?;
-    let mut dp = DeleteParams::default();
     // Only the object read: one put in its place meanwhile is not deleted.
-    dp.preconditions = uid.map(|u| Preconditions {
-        uid: Some(u.to_string()),
-        resource_version: None,
-    });
+    let dp = DeleteParams {
+        preconditions: uid.map(|u| Preconditions {
+            uid: Some(u.to_string()),
+            resource_version: None,
+        }),
+        ..DeleteParams::default()
+    };
     match retry(|| async { api(c, ar).delete(name, &dp).await }).await {
         Ok(_) => Ok(true),
         Err(e) if status_code(&e) == Some(404) => Ok(false),
