@@ -452,7 +452,7 @@ fn exact_weights(route: &str, routed: &Routed, steps: &[u32], ns: &str) -> Resul
         }
         for b in refs.iter().filter(|b| own(b)) {
             let w = weight_of(b);
-            if let Some(p) = steps.iter().find(|p| w * **p as u64 % 100 != 0) {
+            if let Some(p) = steps.iter().find(|p| !(w * **p as u64).is_multiple_of(100)) {
                 return Err(Failure::refused(format!(
                     "rule {} of HTTPRoute `{route}` sends to `{}` with weight {w} beside other backends: {p}% of it is not a whole weight, so the canary could not get exactly {p}% of that Service's share without changing the other backends' weights",
                     i + 1,
