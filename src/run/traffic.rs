@@ -92,12 +92,14 @@ async fn delete(
     uid: Option<&str>,
 ) -> Result<bool, Failure> {
     c.may_write().await?;
-    let mut dp = DeleteParams::default();
     // Only the object read: one put in its place meanwhile is not deleted.
-    dp.preconditions = uid.map(|u| Preconditions {
-        uid: Some(u.to_string()),
-        resource_version: None,
-    });
+    let dp = DeleteParams {
+        preconditions: uid.map(|u| Preconditions {
+            uid: Some(u.to_string()),
+            resource_version: None,
+        }),
+        ..DeleteParams::default()
+    };
     match retry(|| async { api(c, ar).delete(name, &dp).await }).await {
         Ok(_) => Ok(true),
         Err(e) if status_code(&e) == Some(404) => Ok(false),
@@ -450,7 +452,7 @@ fn exact_weights(route: &str, routed: &Routed, steps: &[u32], ns: &str) -> Resul
         }
         for b in refs.iter().filter(|b| own(b)) {
             let w = weight_of(b);
-            if let Some(p) = steps.iter().find(|p| w * **p as u64 % 100 != 0) {
+            if let Some(p) = steps.iter().find(|p| !(w * **p as u64).is_multiple_of(100)) {
                 return Err(Failure::refused(format!(
                     "rule {} of HTTPRoute `{route}` sends to `{}` with weight {w} beside other backends: {p}% of it is not a whole weight, so the canary could not get exactly {p}% of that Service's share without changing the other backends' weights",
                     i + 1,
