@@ -354,9 +354,9 @@ fn limit_words(d: Duration) -> String {
     let s = d.as_secs();
     if d.subsec_nanos() != 0 || s == 0 {
         super::output::fmt_elapsed(d)
-    } else if s % 3600 == 0 {
+    } else if s.is_multiple_of(3600) {
         format!("{}h", s / 3600)
-    } else if s % 60 == 0 {
+    } else if s.is_multiple_of(60) {
         format!("{}m", s / 60)
     } else {
         format!("{s}s")
