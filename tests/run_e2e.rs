@@ -4,6 +4,7 @@
 //! for the env's URLs; the assertions read the cluster's objects (final state, lock, journal)
 //! and the requests ktplay sent.
 
+#[macro_use]
 mod support;
 
 use std::path::{Path, PathBuf};
@@ -17,27 +18,6 @@ use support::{case, copy_case, kubeconfig, Backend, TestCluster};
 const TEST_KEY: &str = "tk-7f3a9c1e5b2d";
 const ADMIN_TOKEN: &str = "adm-91c4e8f20a6b";
 const BIN: &str = env!("CARGO_BIN_EXE_ktplay");
-
-/// One scenario, two tests: `NAME::sim` and `NAME::real` (which says loudly that it skipped
-/// when no real cluster is configured).
-macro_rules! on_both {
-    ($($name:ident),* $(,)?) => {$(
-        mod $name {
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn sim() {
-                super::$name(super::Backend::Sim).await
-            }
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn real() {
-                if super::support::real_kubeconfig().is_none() {
-                    super::support::skip_real(stringify!($name));
-                    return;
-                }
-                super::$name(super::Backend::Real).await
-            }
-        }
-    )*};
-}
 
 on_both!(
     upgrade_succeeds_and_keeps_secrets_out,
@@ -1861,13 +1841,15 @@ async fn shipped_playbooks_rehearse() {
     files.sort();
     assert!(files.len() >= 4);
     for f in files.iter().chain([&case("upgrade.ktplay")]) {
+        // 1s, not less: a canary's metric guards must see data before it ends, and the
+        // simulator's traffic ticks every 250 ms (a rate needs two samples).
         let out = ktplay(&[
             "rehearse".into(),
             f.display().to_string(),
             "--env=staging".into(),
             "--approve".into(),
             "--pace=0s".into(),
-            "--max-wait=200ms".into(),
+            "--max-wait=1s".into(),
         ])
         .await;
         let all = text(&out);
