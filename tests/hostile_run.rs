@@ -3,6 +3,7 @@
 //! the env does not name. The guard fails cleanly (never an abort), the stage rolls back, the
 //! lock is released and the journal ends `rolled_back`; the redirect's target is never asked.
 
+#[macro_use]
 mod support;
 
 use std::path::{Path, PathBuf};
@@ -17,25 +18,6 @@ use serde_json::Value;
 use support::{Backend, TestCluster};
 
 const BIN: &str = env!("CARGO_BIN_EXE_ktplay");
-
-macro_rules! on_both {
-    ($($name:ident),* $(,)?) => {$(
-        mod $name {
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn sim() {
-                super::$name(super::Backend::Sim).await
-            }
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn real() {
-                if super::support::real_kubeconfig().is_none() {
-                    super::support::skip_real(stringify!($name));
-                    return;
-                }
-                super::$name(super::Backend::Real).await
-            }
-        }
-    )*};
-}
 
 on_both!(hostile_guard_answers_fail_cleanly_and_roll_back);
 

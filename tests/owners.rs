@@ -17,6 +17,7 @@
 //! real backend (`KTPLAY_GATEWAY_API_CRDS`, or `~/.cache/ktplay-gateway-api`); without them the
 //! real variant says loudly that it skipped.
 
+#[macro_use]
 mod support;
 
 use std::path::PathBuf;
@@ -30,25 +31,6 @@ use serde_json::{json, Value};
 use support::{kubeconfig, Backend, TestCluster};
 
 const BIN: &str = env!("CARGO_BIN_EXE_ktplay");
-
-macro_rules! on_both {
-    ($($name:ident),* $(,)?) => {$(
-        mod $name {
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn sim() {
-                super::$name(super::Backend::Sim).await
-            }
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn real() {
-                if super::support::real_kubeconfig().is_none() {
-                    super::support::skip_real(stringify!($name));
-                    return;
-                }
-                super::$name(super::Backend::Real).await
-            }
-        }
-    )*};
-}
 
 on_both!(
     owners_httproute_canary_changes_only_its_backends,

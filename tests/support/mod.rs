@@ -30,6 +30,29 @@ use serde_json::Value;
 
 use ktplay::sim::{LoggedRequest, Running, Seed, Sim, SimConfig};
 
+/// One scenario, two tests: `NAME::sim` and `NAME::real` (which says loudly that it skipped
+/// when no real cluster is configured). A test file declares `#[macro_use] mod support;` and
+/// `use support::Backend;`, then lists its scenarios: `on_both!(a, b);`.
+#[allow(unused_macros)] // not every test file that uses `support` has scenarios on both backends
+macro_rules! on_both {
+    ($($name:ident),* $(,)?) => {$(
+        mod $name {
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn sim() {
+                super::$name(super::Backend::Sim).await
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn real() {
+                if super::support::real_kubeconfig().is_none() {
+                    super::support::skip_real(stringify!($name));
+                    return;
+                }
+                super::$name(super::Backend::Real).await
+            }
+        }
+    )*};
+}
+
 /// Which backend a scenario runs on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
