@@ -320,7 +320,10 @@ async fn run_watching(
     let out = tokio::spawn(child.wait_with_output());
     let mut seen: Vec<Value> = Vec::new();
     let t0 = Instant::now();
-    while !out.is_finished() {
+    // One more look after the process ended: its last change (a removal just before it
+    // exits) can fall between two polls.
+    let mut ended = false;
+    loop {
         let v = get(&s.c, ar, name)
             .await
             .map(|o| pick(&o))
@@ -329,11 +332,17 @@ async fn run_watching(
             on_seen(&v);
             seen.push(v);
         }
+        if ended {
+            break;
+        }
+        ended = out.is_finished();
         assert!(
             t0.elapsed() < Duration::from_secs(180),
             "the run never ended"
         );
-        tokio::time::sleep(Duration::from_millis(30)).await;
+        if !ended {
+            tokio::time::sleep(Duration::from_millis(30)).await;
+        }
     }
     (out.await.unwrap().unwrap(), seen)
 }
