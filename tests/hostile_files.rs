@@ -153,13 +153,13 @@ fn files_outside_the_tree_are_refused_unless_allowed() {
 
     // A file beside the folder, with a secret on a line that does not parse.
     std::fs::write(
-        dir.path().join("shared.ktplay"),
+        dir.path().join("common.ktplay"),
         format!("matrix m {{ token {ADMIN_TOKEN} }}\n"),
     )
     .unwrap();
     std::fs::write(
         inner.join("p.ktplay"),
-        format!("use \"../shared.ktplay\"\n{}", PLAYBOOK.replace("HOOK", "")),
+        format!("use \"../common.ktplay\"\n{}", PLAYBOOK.replace("HOOK", "")),
     )
     .unwrap();
     let o = ktplay(&inner, &["check", "p.ktplay"]);
@@ -171,7 +171,7 @@ fn files_outside_the_tree_are_refused_unless_allowed() {
     let all = text(&o);
     assert_eq!(o.status.code(), Some(1), "{all}");
     assert!(all.contains("matrix m"), "read and shown: {all}");
-    assert!(all.contains("shared.ktplay"), "{all}");
+    assert!(all.contains("common.ktplay"), "{all}");
     no_secret(&all);
 }
 

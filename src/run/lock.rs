@@ -888,46 +888,5 @@ pub async fn force_unlock(cluster: &Cluster, lease: &str, run_id: &str) -> Resul
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn names_and_holders() {
-        assert_eq!(lease_name("keeptrusts-1.5"), "ktplay-keeptrusts-1-5");
-        let h = holder_identity("abc123");
-        assert_eq!(run_of(&h), Some("abc123"));
-    }
-
-    fn lease(holder: &str, secs: Value, acquired: &str, renewed: &str) -> Value {
-        json!({"spec": {"holderIdentity": holder, "leaseDurationSeconds": secs,
-                        "acquireTime": acquired, "renewTime": renewed}})
-    }
-
-    /// What a lease says is read, never trusted: absurd durations and times never panic, and
-    /// the words say what the lease holds.
-    #[test]
-    fn lease_words_say_what_was_observed() {
-        let t = micro(now());
-        let l = lease("h", json!(3600), &t, &t);
-        let w = lease_words(&l);
-        assert!(w.contains("never renewed since"), "{w}");
-        assert!(
-            w.contains("lasts 3600 s") && w.contains("unless renewed"),
-            "{w}"
-        );
-        assert!(live(&l) && !watchable(&l));
-        let old = "2020-01-01T00:00:00.000000Z";
-        let l = lease("h", json!(15), old, old);
-        assert!(!live(&l) && lease_words(&l).contains("expired"));
-        for secs in [json!(i64::MAX), json!(i64::MIN), json!(-5), json!("x")] {
-            let l = lease("h", secs, &t, "not a time");
-            let _ = (expiry(&l), lease_words(&l), live(&l), watchable(&l));
-        }
-        let l = lease("h", json!(i64::MAX), &t, &t);
-        assert_eq!(expiry(&l), None);
-        assert!(
-            live(&l),
-            "a lease without a readable expiry is not proven gone"
-        );
-    }
-}
+#[path = "lock_tests.rs"]
+mod tests;

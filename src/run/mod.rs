@@ -39,6 +39,7 @@ pub mod lock;
 pub mod metric;
 pub mod output;
 pub mod preflight;
+pub mod prometheus;
 pub mod rehearse;
 pub mod restore;
 pub mod rhai;
