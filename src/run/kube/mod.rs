@@ -158,6 +158,11 @@ impl Cluster {
         }
     }
 
+    /// A cluster served in this process (the simulator's router), without a socket.
+    pub fn in_process(router: axum::Router, ns: &str) -> Cluster {
+        Cluster::new(Client::new(router, ns.to_string()), ns)
+    }
+
     /// The same namespace, for run `run`: what it creates carries the run's ownership mark.
     pub fn for_run(&self, run: &str) -> Cluster {
         Cluster {
