@@ -37,6 +37,7 @@ pub mod journal;
 pub mod live;
 pub mod lock;
 pub mod metric;
+pub mod monitor;
 pub mod output;
 pub mod preflight;
 pub mod prometheus;
