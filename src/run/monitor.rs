@@ -278,8 +278,9 @@ const MIN_REQUESTS_FOR_SHARE: u64 = 100;
 fn exceeded(b: &MonitorBudget, r: &MonitorReport, last: bool) -> Option<String> {
     if let Some(n) = b.failures {
         if r.failures > n {
+            let s = if r.failures == 1 { "" } else { "s" };
             return Some(format!(
-                "{} failed requests, budget failures {n}",
+                "{} failed request{s}, budget failures {n}",
                 r.failures
             ));
         }
@@ -328,7 +329,6 @@ impl Monitors {
         env: Option<&crate::check::program::Env>,
         live: &crate::resolve::Live,
         rewrite: &UrlRewrite,
-        http: &reqwest::Client,
     ) -> Result<Option<Monitors>, StartError> {
         let list: Vec<&Monitor> = pb.monitors_for(env.map(|e| e.name.as_str()));
         if list.is_empty() {
@@ -368,6 +368,17 @@ impl Monitors {
                 tally: Mutex::new(Tally::default()),
             }));
         }
+        // A new connection for every probe, as a new user opens one: a reused connection would
+        // stay with one pod (and its end would be counted as that pod's, not the Service's).
+        // Redirects are held to the guards' rule.
+        let http = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(5))
+            .pool_max_idle_per_host(0)
+            .redirect(super::http::redirect_policy(super::http::guard_rule(
+                pb, env, rewrite,
+            )))
+            .build()
+            .map_err(|e| format!("monitors: no HTTP client: {e}"))?;
         let (tx, rx) = watch::channel(None);
         let mut mons = Monitors {
             endpoints,
@@ -719,6 +730,20 @@ mod tests {
     }
 }
 
+/// Each monitor's last report in a run's journal, in the order they were first reported.
+pub fn last_reports(events: &[super::events::Entry]) -> Vec<MonitorReport> {
+    let mut out: Vec<MonitorReport> = Vec::new();
+    for e in events {
+        if let super::events::RunEvent::Monitor(r) = &e.event {
+            match out.iter_mut().find(|o| o.name == r.name) {
+                Some(o) => *o = r.clone(),
+                None => out.push(r.clone()),
+            }
+        }
+    }
+    out
+}
+
 /// The driver's hooks: small, so `driver` stays about the loop.
 pub mod hooks {
     use super::{MonitorReport, Monitors};
@@ -728,7 +753,7 @@ pub mod hooks {
     /// Start the run's monitors (before the first action), say what they watch, and on
     /// `--resume` continue the counts the earlier process journaled.
     pub async fn start(cx: &Ctx<'_>, resumed: bool) -> Result<Option<Monitors>, String> {
-        let m = Monitors::start(&cx.pb, cx.env, &cx.live(), &cx.opts.rewrite, &cx.http)
+        let m = Monitors::start(&cx.pb, cx.env, &cx.live(), &cx.opts.rewrite)
             .map_err(|e| cx.redact.redact(&e))?;
         let Some(m) = m else { return Ok(None) };
         if resumed {
