@@ -73,7 +73,7 @@ async fn setup(backend: Backend, tag: &str, config: SimConfig) -> Setup {
     let pb = copy_case(dir.path(), "monitored.ktplay", &ns, &[]);
     let checked = ktplay::check::check_paths(std::slice::from_ref(&pb)).unwrap();
     assert_eq!(checked.errors(), 0, "{:?}", checked.problems);
-    let mut seed = ktplay::run::rehearse::seed_for(&checked.playbooks[0].1, &ns);
+    let mut seed = ktplay::rehearse::seed_for(&checked.playbooks[0].1, &ns);
     for c in &mut seed.components {
         c.replicas = 3;
     }

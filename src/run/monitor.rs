@@ -374,9 +374,9 @@ impl Monitors {
         let http = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(5))
             .pool_max_idle_per_host(0)
-            .redirect(super::http::redirect_policy(super::http::guard_rule(
-                pb, env, rewrite,
-            )))
+            .redirect(super::guards::client::redirect_policy(
+                super::guards::client::guard_rule(pb, env, rewrite),
+            ))
             .build()
             .map_err(|e| format!("monitors: no HTTP client: {e}"))?;
         let (tx, rx) = watch::channel(None);
@@ -611,7 +611,7 @@ async fn probe(ep: &Endpoint, http: &reqwest::Client) -> Outcome {
             Err(e) => return kind_of(&e),
         };
         let status = resp.status().as_u16();
-        if super::http::read_body(resp, super::http::max_body().min(1 << 20))
+        if super::guards::client::read_body(resp, super::guards::client::max_body().min(1 << 20))
             .await
             .is_err()
         {
@@ -731,10 +731,10 @@ mod tests {
 }
 
 /// Each monitor's last report in a run's journal, in the order they were first reported.
-pub fn last_reports(events: &[super::events::Entry]) -> Vec<MonitorReport> {
+pub fn last_reports(events: &[super::log::events::Entry]) -> Vec<MonitorReport> {
     let mut out: Vec<MonitorReport> = Vec::new();
     for e in events {
-        if let super::events::RunEvent::Monitor(r) = &e.event {
+        if let super::log::events::RunEvent::Monitor(r) = &e.event {
             match out.iter_mut().find(|o| o.name == r.name) {
                 Some(o) => *o = r.clone(),
                 None => out.push(r.clone()),
@@ -748,7 +748,7 @@ pub fn last_reports(events: &[super::events::Entry]) -> Vec<MonitorReport> {
 pub mod hooks {
     use super::{MonitorReport, Monitors};
     use crate::run::context::Ctx;
-    use crate::run::events::RunEvent;
+    use crate::run::log::events::RunEvent;
 
     /// Start the run's monitors (before the first action), say what they watch, and on
     /// `--resume` continue the counts the earlier process journaled.
