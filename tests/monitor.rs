@@ -352,3 +352,116 @@ test "503 from the new gateway" {
     );
     assert!(xml.contains("<system-out>monitor gateway (GET https://gateway.staging.example.com/healthz?key=(secret)): 0 failed of"), "{xml}");
 }
+
+/// The data path's two scenarios (`tests/realkube/monitor-datapath-test.sh`) on the simulator,
+/// the rehearsal's engine: the seed's gateway Deployment as the data-path test writes it
+/// (readinessProbe /readyz, maxUnavailable 1, maxSurge 1, 3 replicas), with preStop `sleep 10`
+/// or without it, upgraded 1.4.1 → 1.5.0 by `ktplay run` while the monitor probes its Service.
+/// Returns the exit code and the final monitor event.
+async fn datapath_scenario_on_the_simulator(prestop: bool) -> (Option<i32>, Value) {
+    let dir = tempfile::tempdir().unwrap();
+    let ns = support::namespace(if prestop {
+        "agree-seed"
+    } else {
+        "agree-noprestop"
+    });
+    let pb = dir.path().join("monitored-gateway.ktplay");
+    std::fs::write(
+        &pb,
+        format!(
+            r#"playbook "monitored-gateway" {{
+  namespace "{ns}"
+  component gateway {{
+    deployment "keeptrusts-gateway"
+    image "keeptrusts/gateway"
+    from 1.4.1
+    to 1.5.0
+  }}
+  let gateway_url = "https://gateway.example.com"
+  monitor gateway GET "${{gateway_url}}/healthz" {{
+    expect 200
+    every 20ms
+    timeout 2s
+    budget failures 0
+  }}
+  stage gateways {{
+    rolling gateway max_unavailable 1 max_surge 1 timeout 3m
+    pause 3s
+  }}
+}}
+"#
+        ),
+    )
+    .unwrap();
+    let checked = ktplay::check::check_paths(std::slice::from_ref(&pb)).unwrap();
+    assert_eq!(checked.errors(), 0, "{:?}", checked.problems);
+    let mut seed = ktplay::rehearse::seed_for(&checked.playbooks[0].1, &ns);
+    for c in &mut seed.components {
+        c.replicas = 3;
+    }
+    let c = TestCluster::new(Backend::Sim, SimConfig::default(), &seed).await;
+    // The data-path test's pod spec: probe, grace, and preStop or none.
+    let mut container = serde_json::json!({
+        "name": "gateway",
+        "readinessProbe": {"httpGet": {"path": "/readyz", "port": 41002}, "periodSeconds": 1, "failureThreshold": 3},
+    });
+    if prestop {
+        container["lifecycle"] =
+            serde_json::json!({"preStop": {"exec": {"command": ["sleep", "10"]}}});
+    }
+    let patch = serde_json::json!({"spec": {
+        "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 1, "maxSurge": 1}},
+        "template": {"spec": {"terminationGracePeriodSeconds": 30, "containers": [container]}},
+    }});
+    let api: kube::Api<k8s_openapi::api::apps::v1::Deployment> =
+        kube::Api::namespaced(c.client(), &ns);
+    api.patch(
+        "keeptrusts-gateway",
+        &kube::api::PatchParams::default(),
+        &kube::api::Patch::Strategic(patch),
+    )
+    .await
+    .unwrap();
+    c.settled().await;
+    let kc = kubeconfig(dir.path(), &[("sim", &c)]);
+    let out = ktplay(&[
+        "run".into(),
+        pb.display().to_string(),
+        format!("--kubeconfig={}", kc.display()),
+        format!(
+            "--route=gateway.example.com={}",
+            c.service_url("gateway", None).unwrap()
+        ),
+        "--format=json".into(),
+    ])
+    .await;
+    let lines: Vec<Value> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect();
+    (out.status.code(), final_monitor(&lines))
+}
+
+/// The seed's Deployment (preStop `sleep 10`): 0 failed requests, exit 0 — as on the real data
+/// path.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn simulator_agrees_with_the_data_path_with_prestop() {
+    let (code, m) = datapath_scenario_on_the_simulator(true).await;
+    assert_eq!(code, Some(0), "{m}");
+    assert_eq!(m["failures"], 0, "{m}");
+    assert_eq!(m["verdict"], "ok", "{m}");
+}
+
+/// Without preStop the real data path drops requests (the process is gone before its endpoint
+/// has left every proxy): the monitor's budget fails the run and it rolls back (exit 1). The
+/// simulator agrees only once it models that drop (issue 22 part 3, branch h-hazards): until that
+/// merge it answers every request and this test fails, so it is ignored; the lead un-ignores it
+/// with the merge.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "passes once the simulator models drops without preStop (issue 22 part 3, h-hazards)"]
+async fn simulator_agrees_with_the_data_path_without_prestop() {
+    let (code, m) = datapath_scenario_on_the_simulator(false).await;
+    assert_eq!(code, Some(1), "{m}");
+    assert!(m["failures"].as_u64().unwrap() > 0, "{m}");
+    assert_eq!(m["verdict"], "exceeded", "{m}");
+}
