@@ -22,6 +22,7 @@ const BIN: &str = env!("CARGO_BIN_EXE_ktplay");
 on_both!(
     monitored_upgrade_reports_its_numbers,
     monitor_budget_exceeded_rolls_back,
+    killed_run_resumes_the_monitor_counts,
 );
 
 async fn ktplay(args: &[String]) -> Output {
@@ -68,9 +69,18 @@ struct Setup {
 }
 
 async fn setup(backend: Backend, tag: &str, config: SimConfig) -> Setup {
+    setup_with(backend, tag, config, &[]).await
+}
+
+async fn setup_with(
+    backend: Backend,
+    tag: &str,
+    config: SimConfig,
+    edits: &[(&str, &str)],
+) -> Setup {
     let dir = tempfile::tempdir().unwrap();
     let ns = support::namespace(tag);
-    let pb = copy_case(dir.path(), "monitored.ktplay", &ns, &[]);
+    let pb = copy_case(dir.path(), "monitored.ktplay", &ns, edits);
     let checked = ktplay::check::check_paths(std::slice::from_ref(&pb)).unwrap();
     assert_eq!(checked.errors(), 0, "{:?}", checked.problems);
     let mut seed = ktplay::rehearse::seed_for(&checked.playbooks[0].1, &ns);
@@ -277,6 +287,81 @@ async fn monitor_budget_exceeded_rolls_back(backend: Backend) {
     assert_eq!(m["verdict"], "exceeded", "{m}");
     assert!(m["failures"].as_u64().unwrap() >= 1, "{m}");
     assert!(m["status"].as_u64().unwrap() >= 1, "{m}");
+}
+
+/// A run killed (SIGKILL) after its first statement: `--resume` continues the counts the journal
+/// holds and says so; the final numbers include the earlier process's requests.
+async fn killed_run_resumes_the_monitor_counts(backend: Backend) {
+    let s = setup_with(
+        backend,
+        "monitor-resume",
+        SimConfig::default(),
+        &[("pause 1s", "pause 6s")],
+    )
+    .await;
+    let c = &s.c;
+    let kc = kubeconfig(s.dir.path(), &[("staging", c)]);
+    let mut child = tokio::process::Command::new(BIN)
+        .args(run_args(&s, &kc, &[]))
+        .env("PROBE_KEY", PROBE_KEY)
+        .env("NO_COLOR", "1")
+        .env_remove("KUBECONFIG")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    // Wait for the counts after the first statement in the journal.
+    let t0 = std::time::Instant::now();
+    let earlier = loop {
+        assert!(
+            t0.elapsed() < Duration::from_secs(60),
+            "no monitor counts journaled"
+        );
+        if let Some(cm) = c.list("configmaps").await.into_iter().find(|cm| {
+            cm["metadata"]["name"]
+                .as_str()
+                .is_some_and(|n| n.starts_with("ktplay-journal-"))
+        }) {
+            let counted = cm["data"]["events"]
+                .as_str()
+                .unwrap_or_default()
+                .lines()
+                .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+                .filter(|e| e["event"] == "monitor")
+                .last();
+            if let Some(e) = counted {
+                break e["requests"].as_u64().unwrap();
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    child.start_kill().unwrap();
+    let _ = child.wait().await;
+    assert!(earlier > 0);
+    let out = ktplay(&run_args(&s, &kc, &["--resume"])).await;
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("monitors: resumed, continuing the counts of the interrupted process"),
+        "{}",
+        text(&out)
+    );
+    assert!(
+        stdout.contains(&format!(
+            "resumed: {earlier} of these requests were counted before the interruption"
+        )),
+        "{}",
+        text(&out)
+    );
+    let (status, events) = journal(c).await;
+    assert_eq!(status, "succeeded");
+    let m = final_monitor(&events);
+    assert_eq!(m["resumed_requests"].as_u64(), Some(earlier), "{m}");
+    assert!(m["requests"].as_u64().unwrap() > earlier, "{m}");
+    assert_eq!(m["failures"], 0, "{m}");
+    assert_unlocked(c).await;
 }
 
 /// `ktplay test`: the monitor's numbers in JUnit (properties and system-out), for a test that

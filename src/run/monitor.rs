@@ -431,14 +431,15 @@ impl Monitors {
                 continue;
             };
             let mut t = e.tally.lock().expect("monitor tally");
-            t.requests += r.requests;
-            t.failures += r.failures;
-            t.refused += r.refused;
-            t.reset += r.reset;
-            t.timeout += r.timeout;
-            t.status += r.status;
+            // The journal is hostile input: numbers saturate, never overflow.
+            t.requests = t.requests.saturating_add(r.requests);
+            t.failures = t.failures.saturating_add(r.failures);
+            t.refused = t.refused.saturating_add(r.refused);
+            t.reset = t.reset.saturating_add(r.reset);
+            t.timeout = t.timeout.saturating_add(r.timeout);
+            t.status = t.status.saturating_add(r.status);
             t.longest = t.longest.max(Duration::from_millis(r.longest_outage_ms));
-            t.resumed += r.requests;
+            t.resumed = t.resumed.saturating_add(r.requests);
         }
     }
 
