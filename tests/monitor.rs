@@ -329,8 +329,7 @@ async fn killed_run_resumes_the_monitor_counts(backend: Backend) {
                 .unwrap_or_default()
                 .lines()
                 .filter_map(|l| serde_json::from_str::<Value>(l).ok())
-                .filter(|e| e["event"] == "monitor")
-                .last();
+                .rfind(|e| e["event"] == "monitor");
             if let Some(e) = counted {
                 break e["requests"].as_u64().unwrap();
             }
