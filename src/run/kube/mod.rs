@@ -24,8 +24,12 @@ use crate::check::program::{Component, IntOrPercent, Workload};
 use crate::version::Version;
 
 mod errors;
+mod fence;
+mod journal_store;
 pub mod lock;
+pub(crate) mod objects;
 pub mod preflight;
+mod reads;
 mod rollout;
 mod snap;
 pub mod traffic;
