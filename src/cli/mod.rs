@@ -137,6 +137,45 @@ pub struct KubeArgs {
     pub namespace: Option<String>,
 }
 
+/// What the preflight's hazards do (issue 22): `ktplay explain hazard::CODE` for each.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct HazardArgs {
+    /// `warn` (default: print each hazard and go on) or `refuse` (exit 3 before any action
+    /// when one is found); default $KTPLAY_HAZARDS, else warn.
+    #[arg(long, value_name = "warn|refuse", value_parser = crate::run::cluster::hazards::parse_mode)]
+    pub hazards: Option<crate::run::cluster::hazards::Mode>,
+    /// A hazard code that never refuses (still printed), e.g. `no_pdb` (repeatable; also
+    /// $KTPLAY_ALLOW_HAZARDS, comma-separated).
+    #[arg(long, value_name = "CODE", value_parser = crate::run::cluster::hazards::parse_code)]
+    pub allow_hazard: Vec<crate::run::cluster::hazard_rules::Code>,
+    /// How long a deleted pod's endpoint may still get requests (EndpointSlice update plus
+    /// every proxy's sync; default $KTPLAY_ENDPOINT_LAG, else 5s).
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub endpoint_lag: Option<std::time::Duration>,
+    /// How long the app takes after SIGTERM to finish in-flight requests (default
+    /// $KTPLAY_APP_DRAIN, else 5s).
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub app_drain: Option<std::time::Duration>,
+}
+
+impl HazardArgs {
+    /// The settings: the flags over the environment over the defaults.
+    pub fn settings(&self) -> Result<crate::run::cluster::hazards::Settings, String> {
+        let mut s = crate::run::cluster::hazards::Settings::from_env()?;
+        if let Some(m) = self.hazards {
+            s.mode = m;
+        }
+        s.allow.extend(self.allow_hazard.iter().copied());
+        if let Some(d) = self.endpoint_lag {
+            s.assume.endpoint_lag = d;
+        }
+        if let Some(d) = self.app_drain {
+            s.assume.app_drain = d;
+        }
+        Ok(s)
+    }
+}
+
 #[derive(Debug, clap::Args)]
 pub struct RunArgs {
     /// The playbook file.
@@ -149,6 +188,8 @@ pub struct RunArgs {
     pub playbook: Option<String>,
     #[command(flatten)]
     pub kube: KubeArgs,
+    #[command(flatten)]
+    pub hazard: HazardArgs,
     /// Answer every `approve` with yes (for CI, once a person has agreed).
     #[arg(long)]
     pub approve: bool,
@@ -206,6 +247,8 @@ pub struct RehearseArgs {
     /// Also write the journal to this file, as JSON lines.
     #[arg(long, value_name = "FILE")]
     pub journal: Option<PathBuf>,
+    #[command(flatten)]
+    pub hazard: HazardArgs,
     /// Output format.
     #[arg(long, value_enum, default_value_t = Format::Human)]
     pub format: Format,
@@ -281,9 +324,17 @@ pub struct PlanArgs {
     /// Which playbook, when the file holds several.
     #[arg(long)]
     pub playbook: Option<String>,
-    /// Output format.
-    #[arg(long, value_enum, default_value_t = Format::Human)]
-    pub format: Format,
+    /// Also read the live objects each action touches (only reads) and report the hazards
+    /// that predict dropped requests; implied by --kubeconfig or --context.
+    #[arg(long)]
+    pub cluster: bool,
+    #[command(flatten)]
+    pub kube: KubeArgs,
+    #[command(flatten)]
+    pub hazard: HazardArgs,
+    /// Output format (sarif and github report the hazards only).
+    #[arg(long, value_enum, default_value_t = CheckFormat::Human)]
+    pub format: CheckFormat,
 }
 
 #[derive(Debug, Subcommand)]
@@ -628,14 +679,82 @@ fn cmd_plan(args: PlanArgs) -> i32 {
         Err(code) => return code,
     };
     let plan = crate::plan::plan(pb, env, &checked.sources, *file);
+    let read_cluster =
+        args.cluster || args.kube.context.is_some() || args.kube.kubeconfig.is_some();
+    let hazards = if read_cluster {
+        match run::plan_hazards(&args, pb, env) {
+            Ok(h) => Some(h),
+            Err(code) => return code,
+        }
+    } else {
+        None
+    };
+    let settings = args.hazard.settings().unwrap_or_default();
+    let found = hazards.as_deref().unwrap_or_default();
+    let problems: Vec<diag::Problem> = found
+        .iter()
+        .map(|f| crate::run::cluster::hazard_report::problem(pb, f))
+        .collect();
     match args.format {
-        Format::Json => println!("{}", serde_json::to_string(&plan).expect("plan serializes")),
-        Format::Human => {
+        CheckFormat::Json => {
+            let mut doc = serde_json::to_value(&plan).expect("plan serializes");
+            if hazards.is_some() {
+                let list: Vec<serde_json::Value> = found
+                    .iter()
+                    .map(|f| {
+                        let mut v = serde_json::to_value(f).expect("hazard serializes");
+                        v["code"] = serde_json::json!(f.hazard.code.code());
+                        v["line"] = serde_json::json!(
+                            checked
+                                .sources
+                                .line_col(f.span.file, f.span.start as usize)
+                                .0
+                        );
+                        v["statement_words"] =
+                            serde_json::json!(crate::run::cluster::hazards::statement_words(pb, f));
+                        v
+                    })
+                    .collect();
+                doc["hazards"] = serde_json::json!(list);
+            }
+            println!("{}", serde_json::to_string(&doc).expect("plan serializes"));
+        }
+        CheckFormat::Sarif => {
+            print_json(
+                &diag::ci::sarif(&checked.sources, &problems),
+                JsonLayout::Pretty,
+            );
+        }
+        CheckFormat::Github => {
+            print!("{}", diag::ci::github(&checked.sources, &problems));
+        }
+        CheckFormat::Human => {
             if !checked.problems.is_empty() {
                 report_problems(&checked);
             }
             print!("{}", crate::plan::render_human(&plan));
+            if hazards.is_some() {
+                if !problems.is_empty() {
+                    let opts = RenderOptions {
+                        colour: colour_wanted(),
+                        width: terminal_width(),
+                    };
+                    eprint!("{}", diag::render(&checked.sources, &problems, opts));
+                }
+                println!(
+                    "Hazards: {} found in the live objects{}",
+                    found.len(),
+                    if found.is_empty() {
+                        " (none predicts dropped requests)"
+                    } else {
+                        " (see above; `ktplay explain CODE` for each)"
+                    }
+                );
+            }
         }
+    }
+    if !crate::run::cluster::hazards::refusing(&settings, found).is_empty() {
+        return exit::FOUND_ERRORS;
     }
     exit::OK
 }

@@ -17,6 +17,9 @@ use crate::check::program::{Component, IntOrPercent, Workload};
 use crate::version::Version;
 
 mod errors;
+pub mod hazard_report;
+pub mod hazard_rules;
+pub mod hazards;
 mod rollout;
 mod snap;
 
