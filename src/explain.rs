@@ -586,16 +586,6 @@ pub static ENTRIES: &[Entry] = &[
         failing: "rolling api\nrollback {\n  undo api to revision 3\n}",
         fixed: "rolling api\nrollback {\n  undo api\n}",
     },
-    Entry {
-        code: "ktplay::compat::model_limit",
-        warning: true,
-        place: Place::Unverified,
-        summary: "the compatibility model stopped at its size limit",
-        meaning: "A playbook with very many components or statements has more states than the \
-                  model explores; the states past the limit are checked live, before each action.",
-        failing: "# a playbook with hundreds of components and mixed states",
-        fixed: "# split it into playbooks of a few stages each",
-    },
     // ------------------------------------------------------------------ script
     Entry {
         code: "ktplay::script::syntax",

@@ -142,12 +142,12 @@ pub struct KubeArgs {
 pub struct HazardArgs {
     /// `warn` (default: print each hazard and go on) or `refuse` (exit 3 before any action
     /// when one is found); default $KTPLAY_HAZARDS, else warn.
-    #[arg(long, value_name = "warn|refuse", value_parser = crate::run::cluster::hazards::parse_mode)]
-    pub hazards: Option<crate::run::cluster::hazards::Mode>,
+    #[arg(long, value_name = "warn|refuse", value_parser = crate::run::kube::hazards::parse_mode)]
+    pub hazards: Option<crate::run::kube::hazards::Mode>,
     /// A hazard code that never refuses (still printed), e.g. `no_pdb` (repeatable; also
     /// $KTPLAY_ALLOW_HAZARDS, comma-separated).
-    #[arg(long, value_name = "CODE", value_parser = crate::run::cluster::hazards::parse_code)]
-    pub allow_hazard: Vec<crate::run::cluster::hazard_rules::Code>,
+    #[arg(long, value_name = "CODE", value_parser = crate::run::kube::hazards::parse_code)]
+    pub allow_hazard: Vec<crate::run::kube::hazard_rules::Code>,
     /// How long a deleted pod's endpoint may still get requests (EndpointSlice update plus
     /// every proxy's sync; default $KTPLAY_ENDPOINT_LAG, else 5s).
     #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
@@ -160,8 +160,8 @@ pub struct HazardArgs {
 
 impl HazardArgs {
     /// The settings: the flags over the environment over the defaults.
-    pub fn settings(&self) -> Result<crate::run::cluster::hazards::Settings, String> {
-        let mut s = crate::run::cluster::hazards::Settings::from_env()?;
+    pub fn settings(&self) -> Result<crate::run::kube::hazards::Settings, String> {
+        let mut s = crate::run::kube::hazards::Settings::from_env()?;
         if let Some(m) = self.hazards {
             s.mode = m;
         }
@@ -693,7 +693,7 @@ fn cmd_plan(args: PlanArgs) -> i32 {
     let found = hazards.as_deref().unwrap_or_default();
     let problems: Vec<diag::Problem> = found
         .iter()
-        .map(|f| crate::run::cluster::hazard_report::problem(pb, f))
+        .map(|f| crate::run::kube::hazard_report::problem(pb, f))
         .collect();
     match args.format {
         CheckFormat::Json => {
@@ -711,7 +711,7 @@ fn cmd_plan(args: PlanArgs) -> i32 {
                                 .0
                         );
                         v["statement_words"] =
-                            serde_json::json!(crate::run::cluster::hazards::statement_words(pb, f));
+                            serde_json::json!(crate::run::kube::hazards::statement_words(pb, f));
                         v
                     })
                     .collect();
@@ -753,7 +753,7 @@ fn cmd_plan(args: PlanArgs) -> i32 {
             }
         }
     }
-    if !crate::run::cluster::hazards::refusing(&settings, found).is_empty() {
+    if !crate::run::kube::hazards::refusing(&settings, found).is_empty() {
         return exit::FOUND_ERRORS;
     }
     exit::OK

@@ -7,11 +7,11 @@ use crate::check::Checked;
 use crate::matrix::Matrix;
 use crate::resolve::{Live, Scope};
 
-use crate::run::cluster::{self, Cluster, Connect};
-use crate::run::events::RunEvent;
 use crate::run::exit;
 use crate::run::guards::{script_runner, UrlRewrite};
-use crate::run::output::Format;
+use crate::run::kube::{self as cluster, Cluster, Connect};
+use crate::run::log::events::RunEvent;
+use crate::run::log::output::Format;
 use crate::run::{execute, RunOptions, RunTarget};
 use crate::run::{Cancel, Outcome};
 
@@ -274,17 +274,17 @@ pub fn cmd_rehearse(args: RehearseArgs) -> i32 {
     };
     let ns = namespace(pb, env, None);
     let matrix = matrix_of(&checked, pb);
-    let (secrets, generated) = crate::run::rehearse::secrets(pb, env);
-    let (generic, generic_notes) = crate::run::generic::generic_for(pb, env, &secrets, matrix);
+    let (secrets, generated) = crate::rehearse::secrets(pb, env);
+    let (generic, generic_notes) = crate::rehearse::generic::generic_for(pb, env, &secrets, matrix);
     runtime().block_on(async {
         let sim = crate::sim::Sim::new(crate::sim::SimConfig {
             pace: args.pace,
             faults,
             progress_deadline: Some(args.progress_deadline),
-            compat: crate::run::rehearse::compat_for(pb, matrix),
+            compat: crate::rehearse::compat_for(pb, matrix),
             generic,
         });
-        sim.seed(&crate::run::rehearse::seed_for(pb, &ns));
+        sim.seed(&crate::rehearse::seed_for(pb, &ns));
         let running = match sim.start(std::net::SocketAddr::from(([127, 0, 0, 1], 0))).await {
             Ok(r) => r,
             Err(e) => {
@@ -292,7 +292,7 @@ pub fn cmd_rehearse(args: RehearseArgs) -> i32 {
                 return exit::USAGE;
             }
         };
-        let (rewrite, mut notes) = crate::run::rehearse::url_rewrite(pb, env, &running, &secrets);
+        let (rewrite, mut notes) = crate::rehearse::url_rewrite(pb, env, &running, &secrets);
         notes.extend(generic_notes);
         let human = args.format == CliFormat::Human;
         let say = |m: String| {
@@ -369,8 +369,8 @@ pub fn cmd_status(args: StatusArgs) -> i32 {
                 return exit::USAGE;
             }
         };
-        let lock = crate::run::lock::describe(&cluster, &pb.name).await;
-        let journal = crate::run::journal::load(&cluster, &pb.digest).await;
+        let lock = crate::run::kube::lock::describe(&cluster, &pb.name).await;
+        let journal = crate::run::log::journal::load(&cluster, &pb.digest).await;
         let (lock, journal) = match (lock, journal) {
             (Ok(l), Ok(j)) => (l, j),
             (Err(e), _) | (_, Err(e)) => {
@@ -471,7 +471,7 @@ pub fn cmd_unlock(args: UnlockArgs) -> i32 {
                 return exit::USAGE;
             }
         };
-        match crate::run::lock::force_unlock(&cluster, lease, run).await {
+        match crate::run::kube::lock::force_unlock(&cluster, lease, run).await {
             Ok(m) => {
                 println!("{m}");
                 exit::OK
@@ -490,7 +490,7 @@ pub(super) fn plan_hazards(
     args: &super::PlanArgs,
     pb: &Playbook,
     env: Option<&Env>,
-) -> Result<Vec<crate::run::cluster::hazards::Found>, i32> {
+) -> Result<Vec<crate::run::kube::hazards::Found>, i32> {
     let settings = args.hazard.settings().map_err(|e| {
         eprintln!("error: {e}");
         exit::USAGE
@@ -513,9 +513,6 @@ pub(super) fn plan_hazards(
                 }
             }
         }
-        Ok(
-            crate::run::cluster::hazards::assess(&cluster, pb, &settings, &Default::default())
-                .await,
-        )
+        Ok(crate::run::kube::hazards::assess(&cluster, pb, &settings, &Default::default()).await)
     })
 }

@@ -68,11 +68,12 @@ pub fn cmd_sim_serve(
     };
     let pb = &checked.playbooks[i].1;
     let e = env_name.as_deref().and_then(|n| pb.env(n));
-    config.compat = crate::run::rehearse::compat_for(pb, matrix_of(&checked, pb));
-    let (secrets, _) = crate::run::rehearse::secrets(pb, e);
-    config.generic = crate::run::generic::generic_for(pb, e, &secrets, matrix_of(&checked, pb)).0;
+    config.compat = crate::rehearse::compat_for(pb, matrix_of(&checked, pb));
+    let (secrets, _) = crate::rehearse::secrets(pb, e);
+    config.generic =
+        crate::rehearse::generic::generic_for(pb, e, &secrets, matrix_of(&checked, pb)).0;
     let ns = namespace(pb, e, None);
-    let seed = crate::run::rehearse::seed_for(pb, &ns);
+    let seed = crate::rehearse::seed_for(pb, &ns);
     // A kubeconfig is always written: the run command needs one. One of our own naming is
     // removed again when the simulator stops.
     let temporary = kubeconfig.is_none();
@@ -93,7 +94,7 @@ pub fn cmd_sim_serve(
                 return exit::USAGE;
             }
         };
-        let (routes, _) = crate::run::rehearse::url_rewrite(pb, e, &running, &secrets);
+        let (routes, _) = crate::rehearse::url_rewrite(pb, e, &running, &secrets);
         println!(
             "seeded: playbook \"{}\" at its `from` versions, namespace \"{ns}\"",
             pb.name

@@ -1,5 +1,5 @@
 //! `ktplay test PATH...`: every `test` item found (or those `--test NAME` names), each on its
-//! own simulator and virtual clock ([`crate::run::suite`]); one line per test, failures rendered
+//! own simulator and virtual clock ([`crate::rehearse::suite`]); one line per test, failures rendered
 //! at their `expect` line with what failed in the run, a summary, and `--junit FILE`. A test
 //! whose run passes `--time-limit` of simulated time fails; a signal fails the test that runs,
 //! skips the rest and exits 128 + its number (130 for Ctrl-C, 143 for SIGTERM).
@@ -9,9 +9,9 @@ use std::time::Duration;
 use super::TestArgs;
 use crate::check::{self, test_items::Test, Checked};
 use crate::diag::{self, Problem};
+use crate::rehearse::suite::{self, Cut, Interrupt, Settings, TestResult};
 use crate::run::exit;
-use crate::run::output::fmt_elapsed;
-use crate::run::suite::{self, Cut, Interrupt, Settings, TestResult};
+use crate::run::log::output::fmt_elapsed;
 
 /// An expectation that did not hold, as a diagnostic at its line.
 #[derive(Debug, thiserror::Error, miette::Diagnostic)]
@@ -293,7 +293,7 @@ fn junit(
             s.set_message(match signal {
                 Some(n) => format!(
                     "not run: the suite was interrupted by {}",
-                    crate::run::suite::signal_name(n)
+                    crate::rehearse::suite::signal_name(n)
                 ),
                 None => "not run".to_string(),
             });

@@ -9,7 +9,7 @@
 //!
 //! The driver keeps no record of its own of what happened: every fact goes into the event log
 //! first ([`Log`]), and the rollback plan is a pure function of the events so far
-//! ([`super::events::Progress::started`], [`rollback_plan`]) — the same plan a process that
+//! ([`super::log::events::Progress::started`], [`rollback_plan`]) — the same plan a process that
 //! resumes the run computes from the journal. Nothing else in the runner imports this module.
 
 use std::collections::BTreeSet;
@@ -22,13 +22,13 @@ use crate::span::Span;
 
 use super::actions::{self, At};
 use super::admit::{self, Refusal};
-use super::cluster::Cluster;
 use super::context::{Ctx, Log, RunOptions, RunTarget};
-use super::events::{ResumedRollback, RollbackProgress, RunEvent, Where};
-use super::journal::{self, Journal};
+use super::kube::lock::{LockError, RunLock};
+use super::kube::Cluster;
 use super::live::{self, Left};
-use super::lock::{LockError, RunLock};
-use super::output::Reporter;
+use super::log::events::{ResumedRollback, RollbackProgress, RunEvent, Where};
+use super::log::journal::{self, Journal};
+use super::log::output::Reporter;
 use super::restore;
 use super::rollback::{rollback_plan, Record, Step};
 use super::shown::shown;
@@ -147,19 +147,19 @@ async fn admit_and_run(
     if unfinished && !opts.resume {
         // Refused without touching the lock: the earlier run may still be going (another
         // container, another CI job: its pid means nothing here), and only its lease can say.
-        let lease = match super::lock::read(&cluster, &pb.name).await {
+        let lease = match super::kube::lock::read(&cluster, &pb.name).await {
             Ok(l) => l,
             Err(m) => return Outcome::Usage(m),
         };
-        let message = match lease.filter(super::lock::live) {
+        let message = match lease.filter(super::kube::lock::live) {
             Some(l) => {
-                let holder = super::lock::holder_of(&l);
+                let holder = super::kube::lock::holder_of(&l);
                 format!(
                     "an earlier run of this playbook ({}) did not finish, and its lock is held by {} (lock id {}, {})",
                     earlier(),
                     shown(holder),
-                    super::lock::lock_id(&cluster, &pb.name, holder),
-                    super::lock::lease_words(&l)
+                    super::kube::lock::lock_id(&cluster, &pb.name, holder),
+                    super::kube::lock::lease_words(&l)
                 )
             }
             None => format!(
@@ -177,17 +177,16 @@ async fn admit_and_run(
     }
     // The hazards of what the run will do (issue 22): shown, and under `--hazards refuse` a
     // refusal, before the lock or the journal is touched.
-    let done = super::events::progress(&previous)
+    let done = super::log::events::progress(&previous)
         .done
         .iter()
         .copied()
         .collect();
-    if let Err(r) =
-        super::cluster::hazards::admit(&cluster, &target, &opts.hazards, &log, &done).await
+    if let Err(r) = super::kube::hazards::admit(&cluster, &target, &opts.hazards, &log, &done).await
     {
         return refuse(&log, r);
     }
-    let objects = super::lock::objects_of(pb);
+    let objects = super::kube::lock::objects_of(pb);
     let lock = match RunLock::acquire(&cluster, &pb.name, &run_id, &objects, opts.resume).await {
         Ok(l) => l,
         Err(e @ LockError::Held { .. }) => {
@@ -202,7 +201,7 @@ async fn admit_and_run(
         }
         Err(LockError::Api(m)) => return Outcome::Usage(m),
     };
-    let progress = super::events::progress(&previous);
+    let progress = super::log::events::progress(&previous);
     // An interrupted rollback (a second signal, a kill, a lost connection, a failed step) is
     // continued to its end: the plan is rebuilt from the journal's records.
     let resume_rollback = if opts.resume { progress.rollback } else { None };
@@ -266,14 +265,14 @@ async fn admit_and_run(
     outcome
 }
 
-/// What [`super::traffic::admit`] says of every canary of the playbook that has not run yet.
+/// What [`super::kube::traffic::admit`] says of every canary of the playbook that has not run yet.
 async fn admit_canaries(cx: &Ctx<'_>) -> Result<(), Failure> {
     let done = cx.log.progress().done;
     for (k, stage) in cx.pb.stages.iter().enumerate() {
         for (j, st) in stage.stmts.iter().enumerate() {
             if let Op::Canary { comp, steps, .. } = &st.op {
                 if !done.contains(&(k, j)) {
-                    super::traffic::admit(&cx.cluster, cx.comp(*comp), steps).await?;
+                    super::kube::traffic::admit(&cx.cluster, cx.comp(*comp), steps).await?;
                 }
             }
         }

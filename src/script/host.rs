@@ -83,7 +83,7 @@ impl ClusterHost {
             let dep = deploys.get(d).await.map_err(|e| {
                 HostError(format!(
                     "cannot read deployment {d}: {}",
-                    crate::run::cluster::words(&e)
+                    crate::run::kube::words(&e)
                 ))
             })?;
             let labels = dep.spec.selector.match_labels.unwrap_or_default();
@@ -98,7 +98,7 @@ impl ClusterHost {
                 .map_err(|e| {
                     HostError(format!(
                         "cannot list pods of {d}: {}",
-                        crate::run::cluster::words(&e)
+                        crate::run::kube::words(&e)
                     ))
                 })?;
             for p in list.items {
@@ -203,7 +203,7 @@ impl Host for ClusterHost {
         let err = |e: kube::Error| {
             HostError(format!(
                 "cannot get {kind} {name}: {}",
-                crate::run::cluster::words(&e)
+                crate::run::kube::words(&e)
             ))
         };
         self.handle.block_on(async move {

@@ -26,11 +26,11 @@ use crate::resolve::{Live, Scope};
 use crate::sim::{Faults, Sim, SimConfig};
 use crate::version::Version;
 
-use super::cluster::{live_colour, Cluster};
-use super::events::{Entry, RunEvent};
-use super::guards::script_runner;
-use super::output::Format;
-use super::{Cancel, Outcome, RunOptions, RunTarget};
+use crate::run::guards::script_runner;
+use crate::run::kube::{live_colour, Cluster};
+use crate::run::log::events::{Entry, RunEvent};
+use crate::run::log::output::Format;
+use crate::run::{Cancel, Outcome, RunOptions, RunTarget};
 
 /// The default bound of a test's simulated time.
 pub const DEFAULT_TIME_LIMIT: Duration = Duration::from_secs(24 * 3600);
@@ -231,21 +231,21 @@ fn simulate(checked: &Checked, test: &Test, settings: &Settings) -> Result<Ran, 
         for f in &test.faults {
             faults.add(f.node.clone());
         }
-        let (secrets, _) = super::rehearse::secrets(pb, env);
+        let (secrets, _) = crate::rehearse::secrets(pb, env);
         let sim = Sim::new(SimConfig {
             // A pod takes a second of simulated time per step: realistic, and free.
             pace: Duration::from_secs(1),
             faults,
-            compat: super::rehearse::compat_for(pb, matrix),
-            generic: super::generic::generic_for(pb, env, &secrets, matrix).0,
+            compat: crate::rehearse::compat_for(pb, matrix),
+            generic: crate::rehearse::generic::generic_for(pb, env, &secrets, matrix).0,
             ..SimConfig::default()
         });
-        sim.seed(&super::rehearse::seed_for(pb, &ns));
+        sim.seed(&crate::rehearse::seed_for(pb, &ns));
         let running = sim
             .start(std::net::SocketAddr::from(([127, 0, 0, 1], 0)))
             .await
             .map_err(|e| format!("cannot start the simulator: {e}"))?;
-        let (rewrite, _) = super::rehearse::url_rewrite(pb, env, &running, &secrets);
+        let (rewrite, _) = crate::rehearse::url_rewrite(pb, env, &running, &secrets);
         let cluster = Cluster::new(kube::Client::new(sim.router(), ns.clone()), ns.clone());
         let opts = RunOptions {
             approve: true,
@@ -280,14 +280,14 @@ fn simulate(checked: &Checked, test: &Test, settings: &Settings) -> Result<Ran, 
             _ = interrupt.cancel.wait() => {
                 (None, Some(Cut::Signal(interrupt.signal().unwrap_or(0))))
             }
-            r = tokio::time::timeout(limit, super::execute(target, cluster.clone(), opts)) => {
+            r = tokio::time::timeout(limit, crate::run::execute(target, cluster.clone(), opts)) => {
                 match r {
                     Ok(outcome) => (Some(outcome), None),
                     Err(_) => (None, Some(Cut::TimeLimit(limit))),
                 }
             }
         };
-        let events = super::journal::load(&cluster, &pb.digest)
+        let events = crate::run::log::journal::load(&cluster, &pb.digest)
             .await?
             .map(|s| s.events())
             .unwrap_or_default();
@@ -354,7 +354,7 @@ fn simulate(checked: &Checked, test: &Test, settings: &Settings) -> Result<Ran, 
 fn limit_words(d: Duration) -> String {
     let s = d.as_secs();
     if d.subsec_nanos() != 0 || s == 0 {
-        super::output::fmt_elapsed(d)
+        crate::run::log::output::fmt_elapsed(d)
     } else if s.is_multiple_of(3600) {
         format!("{}h", s / 3600)
     } else if s.is_multiple_of(60) {

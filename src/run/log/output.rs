@@ -12,8 +12,8 @@ use tokio::time::Instant;
 use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::json;
 
-use super::events::RunEvent;
-use super::Redactor;
+use crate::run::log::events::RunEvent;
+use crate::run::Redactor;
 use crate::source::SourceMap;
 
 /// Output format.
@@ -352,7 +352,7 @@ impl Reporter {
         self.stop_spinner();
         let rendered = match span {
             Some(span) => {
-                super::render_failure(&self.sources, span, message, help, label, self.colour)
+                crate::run::render_failure(&self.sources, span, message, help, label, self.colour)
             }
             None => match help {
                 Some(h) => format!("error: {message}\n  help: {h}\n"),

@@ -20,8 +20,8 @@ use k8s_openapi::api::coordination::v1::Lease;
 use kube::api::{Api, DeleteParams};
 use serde_json::{json, Value};
 
-use super::cluster::{retry, status_code, Cluster};
-use super::shown::shown;
+use crate::run::kube::{retry, status_code, Cluster};
+use crate::run::shown::shown;
 
 /// How long a lease lasts without renewal.
 pub const LEASE_SECONDS: i64 = 15;
@@ -129,7 +129,7 @@ impl Fence {
         let cur = match retry(|| async { api.get_opt(name).await }).await {
             Ok(Some(l)) => serde_json::to_value(l).unwrap_or(Value::Null),
             Ok(None) => return Err(self.lose(format!("the lease {name} was deleted"))),
-            Err(e) => return self.unrenewed(name, &super::cluster::words(&e)),
+            Err(e) => return self.unrenewed(name, &crate::run::kube::words(&e)),
         };
         let holder = cur["spec"]["holderIdentity"].as_str().unwrap_or_default();
         if holder != self.inner.holder {
@@ -143,7 +143,7 @@ impl Fence {
             return self.unrenewed(name, "cannot build the lease");
         };
         match retry(|| async {
-            api.replace(name, &super::cluster::post_params(), &lease)
+            api.replace(name, &crate::run::kube::post_params(), &lease)
                 .await
         })
         .await
@@ -158,7 +158,7 @@ impl Fence {
             Err(e) if status_code(&e) == Some(404) => {
                 Err(self.lose(format!("the lease {name} was deleted")))
             }
-            Err(e) => self.unrenewed(name, &super::cluster::words(&e)),
+            Err(e) => self.unrenewed(name, &crate::run::kube::words(&e)),
         }
     }
 
@@ -428,7 +428,7 @@ fn leases(c: &Cluster) -> Api<Lease> {
 }
 
 fn api_err(e: kube::Error) -> LockError {
-    LockError::Api(format!("run lock: {}", super::cluster::words(&e)))
+    LockError::Api(format!("run lock: {}", crate::run::kube::words(&e)))
 }
 
 /// The longest lease ktplay watches to prove its holder gone: a lease that lasts longer was not
@@ -515,7 +515,7 @@ async fn take(
     let current = loop {
         attempts += 1;
         let before = Instant::now();
-        match retry(|| async { api.create(&super::cluster::post_params(), &lease).await }).await {
+        match retry(|| async { api.create(&crate::run::kube::post_params(), &lease).await }).await {
             Ok(_) => return Ok(before),
             Err(e) if status_code(&e) == Some(409) => {}
             Err(e) => return Err(api_err(e)),
@@ -583,7 +583,7 @@ async fn take(
         .map_err(|e| LockError::Api(e.to_string()))?;
     let before = Instant::now();
     match retry(|| async {
-        api.replace(name, &super::cluster::post_params(), &lease)
+        api.replace(name, &crate::run::kube::post_params(), &lease)
             .await
     })
     .await
@@ -638,7 +638,7 @@ async fn release_one(cluster: &Cluster, name: &str, holder: &str) {
                     eprintln!(
                         "warning: could not release the run lock {}/{name}: {}",
                         cluster.ns,
-                        super::cluster::words(&e)
+                        crate::run::kube::words(&e)
                     );
                 }
             }
@@ -647,7 +647,7 @@ async fn release_one(cluster: &Cluster, name: &str, holder: &str) {
         Err(e) => eprintln!(
             "warning: could not release the run lock {}/{name}: {}",
             cluster.ns,
-            super::cluster::words(&e)
+            crate::run::kube::words(&e)
         ),
     }
 }
@@ -756,7 +756,7 @@ pub async fn read(cluster: &Cluster, playbook: &str) -> Result<Option<Value>, St
     retry(|| async { api.get_opt(&name).await })
         .await
         .map(|l| l.map(|l| serde_json::to_value(l).unwrap_or(Value::Null)))
-        .map_err(|e| format!("run lock: {}", super::cluster::words(&e)))
+        .map_err(|e| format!("run lock: {}", crate::run::kube::words(&e)))
 }
 
 /// Is a lease (as [`read`] returns it) held and not past its expiry?
@@ -804,7 +804,7 @@ pub async fn force_unlock(cluster: &Cluster, lease: &str, run_id: &str) -> Resul
         retry(|| async { api.get_opt(lease).await })
             .await
             .map(|l| l.map(|l| serde_json::to_value(l).unwrap_or(Value::Null)))
-            .map_err(|e| format!("run lock: {}", super::cluster::words(&e)))
+            .map_err(|e| format!("run lock: {}", crate::run::kube::words(&e)))
     };
     let Some(mut cur) = read().await? else {
         return Err(format!("no lock `{at}`: nothing removed"));
@@ -879,7 +879,7 @@ pub async fn force_unlock(cluster: &Cluster, lease: &str, run_id: &str) -> Resul
             "lock `{at}` changed just before its removal (renewed or taken over); nothing removed"
         ))
         }
-        Err(e) => return Err(format!("run lock: {}", super::cluster::words(&e))),
+        Err(e) => return Err(format!("run lock: {}", crate::run::kube::words(&e))),
     }
     Ok(format!(
         "removed lock {at} held by {}: {how}",

@@ -2,6 +2,13 @@
 //!
 //! Objects are read through kube's typed `Api`s and handled as JSON (`serde_json::Value`), so the
 //! code does not depend on which k8s-openapi fields are `Option` in the selected API version.
+//!
+//! | module | what it holds |
+//! |---|---|
+//! | this file, `errors`, `rollout`, `snap` | the [`Cluster`] handle: versions, image patches, rollout waits, undo, canaries, selectors, logs; retries |
+//! | [`lock`] | the fenced run lock (a Lease per playbook and namespace) and the per-object leases |
+//! | [`preflight`] | before any action: permissions (SelfSubjectAccessReview) and containers |
+//! | [`traffic`] | the traffic routers of canaries (HTTPRoute, Ingress): plan, pin, route, unroute |
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
@@ -20,8 +27,11 @@ mod errors;
 pub mod hazard_report;
 pub mod hazard_rules;
 pub mod hazards;
+pub mod lock;
+pub mod preflight;
 mod rollout;
 mod snap;
+pub mod traffic;
 
 pub use errors::{retry, status_code, transient, words, ClusterError, Result, RETRY_BUDGET};
 use rollout::owned_by;
@@ -110,7 +120,7 @@ pub struct Cluster {
     pub client: Client,
     pub ns: String,
     /// Before every write: proof that this process still holds the run lock.
-    pub fence: Option<super::lock::Fence>,
+    pub fence: Option<lock::Fence>,
     /// The run whose objects these are: every object ktplay creates carries it as its
     /// ownership mark ([`RUN_LABEL`]), and only objects with this mark are adopted or deleted.
     pub run: String,
@@ -186,7 +196,7 @@ impl Cluster {
     }
 
     /// The same namespace, every write fenced by the run lock.
-    pub fn fenced(&self, fence: super::lock::Fence) -> Cluster {
+    pub fn fenced(&self, fence: lock::Fence) -> Cluster {
         Cluster {
             fence: Some(fence),
             ..self.clone()

@@ -9,8 +9,8 @@ use tokio::time::Instant;
 use futures::future::BoxFuture;
 use serde_json::Value;
 
-use super::guards::{ScriptContext, ScriptError, ScriptOutcome, ScriptRef, ScriptRunner};
 use crate::check::program::Workload;
+use crate::run::guards::{ScriptContext, ScriptError, ScriptOutcome, ScriptRef, ScriptRunner};
 use crate::script::{
     self, ClusterHost, Context, HookFailure, HostComponent, HttpResponse, Limits, ScriptSource,
 };
@@ -104,9 +104,12 @@ impl ScriptRunner for RhaiRunner {
             let rewrite = ctx.rewrite.clone();
             // A redirect is held to the rule of the first request: the reachable hosts, and in
             // a rehearsal this machine only.
-            let hop: crate::run::http::HopRule = {
+            let hop: crate::run::guards::client::HopRule = {
                 let reach = reach.clone();
-                let loopback = ctx.rewrite.confine.then(crate::run::http::loopback_only);
+                let loopback = ctx
+                    .rewrite
+                    .confine
+                    .then(crate::run::guards::client::loopback_only);
                 Arc::new(move |u: &str| {
                     reach.check(u)?;
                     loopback.as_ref().map_or(Ok(()), |l| l(u))
@@ -114,7 +117,7 @@ impl ScriptRunner for RhaiRunner {
             };
             let host = Arc::new(ClusterHost {
                 handle: tokio::runtime::Handle::current(),
-                http: crate::run::http::client(hop),
+                http: crate::run::guards::client::client(hop),
                 client: cluster.client.clone(),
                 namespace: ctx.namespace.clone(),
                 components,

@@ -20,12 +20,12 @@ use k8s_openapi::api::core::v1::ConfigMap;
 use kube::api::Patch;
 use serde_json::{json, Value};
 
-use super::cluster::{retry, status_code, Cluster};
-use super::events::{Entry, RunEvent};
-use super::rollback::Record;
-use super::shown::shown;
-use super::Redactor;
 use crate::check::program::{Colour, Component, Op, Playbook, Statement, Workload};
+use crate::run::kube::{retry, status_code, Cluster};
+use crate::run::log::events::{Entry, RunEvent};
+use crate::run::rollback::Record;
+use crate::run::shown::shown;
+use crate::run::Redactor;
 
 /// The ConfigMap name for a digest.
 pub fn config_map_name(digest: &str) -> String {
@@ -277,7 +277,7 @@ fn check_selector(c: &Component, service: &str, key: &str, value: &str) -> Resul
 /// only that component's objects.
 fn check_record(pb: &Playbook, st: &Statement, r: &Record) -> Result<(), String> {
     let c = component(pb, r.comp())?;
-    if super::live::op_comp(st) != Some(r.comp()) {
+    if crate::run::live::op_comp(st) != Some(r.comp()) {
         return Err(format!(
             "holds a record of component `{}` for a statement that does not act on it",
             c.name
@@ -317,7 +317,7 @@ fn check_record(pb: &Playbook, st: &Statement, r: &Record) -> Result<(), String>
                 if !c
                     .deployments()
                     .iter()
-                    .any(|d| super::cluster::canary_name(d) == *n)
+                    .any(|d| crate::run::kube::canary_name(d) == *n)
                 {
                     return Err(format!(
                         "names canary `{}` for component `{}`, which is not one of its deployments' canaries",
@@ -383,7 +383,7 @@ pub async fn load(cluster: &Cluster, digest: &str) -> Result<Option<Stored>, Str
         Err(e) => Err(format!(
             "cannot read the journal {}/{name}: {}",
             cluster.ns,
-            super::cluster::words(&e)
+            crate::run::kube::words(&e)
         )),
     }
 }
@@ -570,13 +570,13 @@ impl Journal {
         }
         let api = cluster.config_maps();
         let patch = Patch::Merge(json!({"data": data}));
-        let pp = super::cluster::patch_params();
+        let pp = crate::run::kube::patch_params();
         let failed = |e: kube::Error, verb: &str| {
             format!(
                 "could not write the journal: cannot {verb} ConfigMap `{}` in namespace `{}`: {}",
                 self.name,
                 cluster.ns,
-                super::cluster::words(&e)
+                crate::run::kube::words(&e)
             )
         };
         match retry(|| async { api.patch(&self.name, &pp, &patch).await }).await {
@@ -590,7 +590,7 @@ impl Journal {
                     "data": data,
                 }))
                 .map_err(|e| format!("could not build the journal ConfigMap: {e}"))?;
-                match retry(|| async { api.create(&super::cluster::post_params(), &cm).await })
+                match retry(|| async { api.create(&crate::run::kube::post_params(), &cm).await })
                     .await
                 {
                     Ok(_) => Ok(()),

@@ -19,7 +19,7 @@ use crate::check::program::{Colour, Env, GuardKind, LetValue, Op, Playbook};
 use crate::resolve::{Live, Mode, Scope};
 use crate::script::reach::Reach;
 
-use super::guards::UrlRewrite;
+use crate::run::guards::UrlRewrite;
 
 /// The default cap on a response body, in bytes.
 pub const DEFAULT_MAX_BODY: usize = 16 << 20;
@@ -166,7 +166,7 @@ pub fn client(rule: HopRule) -> reqwest::Client {
 /// The rule of a rehearsal: this machine only.
 pub fn loopback_only() -> HopRule {
     Arc::new(|url: &str| {
-        if super::guards::is_loopback_url(url) {
+        if crate::run::guards::is_loopback_url(url) {
             Ok(())
         } else {
             Err(format!(

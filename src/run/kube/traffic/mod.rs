@@ -32,9 +32,9 @@ use serde_json::{json, Value};
 
 use crate::check::program::{Traffic, TrafficKind};
 
-use super::cluster::{retry, status_code, Cluster};
-use super::rollback::{Pinned, Routed};
-use super::Failure;
+use crate::run::kube::{retry, status_code, Cluster};
+use crate::run::rollback::{Pinned, Routed};
+use crate::run::Failure;
 
 /// The label every pod of a ReplicaSet carries, set by the deployment controller.
 const HASH: &str = "pod-template-hash";
@@ -74,7 +74,7 @@ fn api(c: &Cluster, ar: &ApiResource) -> Api<DynamicObject> {
 }
 
 fn fail(what: &str, e: kube::Error) -> Failure {
-    Failure::new(format!("{what}: {}", super::cluster::words(&e)))
+    Failure::new(format!("{what}: {}", crate::run::kube::words(&e)))
 }
 
 async fn get(c: &Cluster, ar: &ApiResource, name: &str) -> Result<Option<Value>, Failure> {
@@ -391,7 +391,7 @@ pub async fn admit(
     steps: &[u32],
 ) -> Result<(), Failure> {
     for d in comp.deployments() {
-        let name = super::cluster::canary_name(d);
+        let name = crate::run::kube::canary_name(d);
         if let Some(existing) = c
             .deployment_opt(&name)
             .await
@@ -846,11 +846,10 @@ pub async fn step(
         c.scale(cn, n)
             .await
             .map_err(|e| Failure::new(e.to_string()))?;
-        said.push(super::output::pod_share(n, replicas));
+        said.push(crate::run::log::output::pod_share(n, replicas));
     }
     Ok(said.join("; "))
 }
 
 #[cfg(test)]
-#[path = "traffic_tests.rs"]
 mod tests;

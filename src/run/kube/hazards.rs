@@ -400,9 +400,9 @@ pub fn event(
     pb: &Playbook,
     sources: &crate::source::SourceMap,
     f: &Found,
-) -> crate::run::events::RunEvent {
+) -> crate::run::log::events::RunEvent {
     let h = &f.hazard;
-    crate::run::events::RunEvent::Hazard {
+    crate::run::log::events::RunEvent::Hazard {
         code: h.code.code(),
         severity: h.severity.as_str().into(),
         kind: h.kind.clone(),

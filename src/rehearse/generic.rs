@@ -2,7 +2,7 @@
 //! for the components it has no model for, computed from the playbook.
 //!
 //! For each such component: every `guard http` whose URL the routing rule (see
-//! [`super::rehearse::let_routes`]) gives to it becomes a route — its method and path, its
+//! [`crate::rehearse::let_routes`]) gives to it becomes a route — its method and path, its
 //! expected status (any 2xx: 200), and a body that holds every `expect body contains` text (one
 //! per line; without any, the simulator's JSON `{"status": "ok", "component", "version"}`).
 //! Every `guard logs` on it becomes one log line, generated from the pattern and checked to
@@ -148,7 +148,7 @@ pub fn generic_for(
     matrix: Option<&Matrix>,
 ) -> (Generic, Vec<String>) {
     let mut notes = Vec::new();
-    let (routes, _) = super::rehearse::let_routes(pb, env, secrets);
+    let (routes, _) = crate::rehearse::let_routes(pb, env, secrets);
     let mut specs: Vec<GenericSpec> = pb
         .components
         .iter()
@@ -200,7 +200,7 @@ pub fn generic_for(
                     }
                 }
                 for url in urls {
-                    let Some(host) = super::rehearse::host_of(&url) else {
+                    let Some(host) = crate::rehearse::host_of(&url) else {
                         continue;
                     };
                     let Some(route) = routes.iter().find(|r| r.host == host) else {
