@@ -793,8 +793,8 @@ containers:
         warning: false,
         place: Place::Unverified,
         summary: "maxUnavailable 0 with maxSurge 0: the rollout can neither remove nor add a pod",
-        meaning: "With both 0 as integers the API refuses the Deployment (the statement would fail at its first write); as percents Kubernetes takes one pod down instead, which may be every pod of a small Deployment.",
-        failing: "rolling gateway max_unavailable 0 max_surge 0",
+        meaning: "The statement's `max_unavailable`/`max_surge` over the Deployment's own values come to 0 and 0 (e.g. `max_unavailable 0` on a Deployment with `maxSurge: 0`): the API refuses such a Deployment, so the statement fails at its first write. `check` already refuses both 0 in one statement; this is the case only the live object shows.",
+        failing: "rolling gateway max_unavailable 0     # keeptrusts-gateway: maxSurge 0",
         fixed: "rolling gateway max_unavailable 0 max_surge 1",
     },
     Entry {

@@ -228,7 +228,8 @@ pub struct RehearseArgs {
     pub playbook: Option<String>,
     /// Inject a fault: never-ready:COMPONENT@VERSION, policy-off:VERSION, migration-fails:VERSION,
     /// api-errors:SHARE, latency:DURATION, watch-cut, watch-expired, deny:VERB:RESOURCE[:NAMESPACE],
-    /// error-rate:COMPONENT@VERSION=SHARE, latency:COMPONENT@VERSION=DURATION (repeatable).
+    /// error-rate:COMPONENT@VERSION=SHARE, latency:COMPONENT@VERSION=DURATION, no-prestop:COMPONENT,
+    /// no-readiness:COMPONENT, grace:COMPONENT=DURATION (repeatable).
     #[arg(long, value_name = "FAULT")]
     pub fault: Vec<String>,
     /// Delay between simulated controller steps.

@@ -121,6 +121,11 @@
 //!   `deletionTimestamp`, as a Service does (the EndpointSlice controller marks it not ready):
 //!   the follower had routed requests to old pods the fake kubelet keeps Ready for their grace
 //!   period, just after a rollout completed (`services::tests::terminating_pods_get_no_traffic`).
+//! - Dropped requests (issue 22, [`drain`]): a deleted pod's endpoint lingers 2 s, and requests
+//!   routed to it once its process is gone (no preStop, a shorter sleep, a grace that cuts it)
+//!   answer 502; a pod without readinessProbe answers 502 for 2 s after its creation. The real
+//!   data path refuses or resets those connections instead, with a lag that depends on
+//!   kube-proxy's sync; see [`drain`] for every difference.
 
 mod api;
 mod controller;

@@ -539,7 +539,7 @@ pub fn rules(action: &Action, s: &Subject<'_>, a: &Assumptions) -> Vec<Hazard> {
                 |v: IntOrPercent| matches!(v, IntOrPercent::Int(0) | IntOrPercent::Percent(0));
             if zero(mu) && zero(ms) {
                 out.push(dep(Code::NoProgress, Severity::Error, field.clone()).say(
-                    format!("{whose} maxUnavailable {mu} with maxSurge {ms} on `{deploy}`: the rollout may neither remove an old pod nor add a new one (the API refuses it as written; as percents Kubernetes takes 1 pod down instead)"),
+                    format!("maxUnavailable {mu} with maxSurge {ms} on `{deploy}` ({whose} values over the Deployment's): the rollout may neither remove an old pod nor add a new one, and the API refuses the change, so the statement fails at its first write"),
                     "allow one of them: `max_unavailable 0 max_surge 1` keeps every pod serving while a new one starts".into(),
                 ));
             } else if replicas > 0 {

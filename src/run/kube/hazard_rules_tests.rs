@@ -337,6 +337,17 @@ fn zero_unavailable_and_zero_surge() {
     let h = run(&stmt, &clean(), &served(), &budget());
     assert_eq!(codes(&h), [Code::NoProgress]);
     assert_eq!(h[0].field, "spec.strategy.rollingUpdate.maxUnavailable");
+    // The statement's 0 beside the Deployment's maxSurge 0 (`check` sees only the statement).
+    let mut d = clean();
+    d["spec"]["strategy"]["rollingUpdate"] = json!({"maxUnavailable": 1, "maxSurge": 0});
+    let stmt = Action::Rolling {
+        max_unavailable: Some(Int(0)),
+        max_surge: None,
+        timeout: Duration::from_secs(600),
+    };
+    let h = run(&stmt, &d, &served(), &budget());
+    assert_eq!(codes(&h), [Code::NoProgress]);
+    assert!(h[0].message.contains("maxSurge 0"), "{}", h[0].message);
 }
 
 #[test]
