@@ -173,6 +173,17 @@ async fn admit_and_run(
             ),
         );
     }
+    // The hazards of what the run will do (issue 22): shown, and under `--hazards refuse` a
+    // refusal, before the lock or the journal is touched.
+    let done = super::log::events::progress(&previous)
+        .done
+        .iter()
+        .copied()
+        .collect();
+    if let Err(r) = super::kube::hazards::admit(&cluster, &target, &opts.hazards, &log, &done).await
+    {
+        return refuse(&log, r);
+    }
     let objects = super::kube::lock::objects_of(pb);
     let lock = match RunLock::acquire(&cluster, &pb.name, &run_id, &objects, opts.resume).await {
         Ok(l) => l,

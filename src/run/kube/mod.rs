@@ -25,6 +25,9 @@ use crate::version::Version;
 
 mod errors;
 mod fence;
+pub mod hazard_report;
+pub mod hazard_rules;
+pub mod hazards;
 mod journal_store;
 pub mod lock;
 pub(crate) mod objects;
