@@ -125,6 +125,45 @@ pub struct KubeArgs {
     pub namespace: Option<String>,
 }
 
+/// What the preflight's hazards do (issue 22): `ktplay explain hazard::CODE` for each.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct HazardArgs {
+    /// `warn` (default: print each hazard and go on) or `refuse` (exit 3 before any action
+    /// when one is found); default $KTPLAY_HAZARDS, else warn.
+    #[arg(long, value_name = "warn|refuse", value_parser = crate::run::kube::hazards::parse_mode)]
+    pub hazards: Option<crate::run::kube::hazards::Mode>,
+    /// A hazard code that never refuses (still printed), e.g. `no_pdb` (repeatable; also
+    /// $KTPLAY_ALLOW_HAZARDS, comma-separated).
+    #[arg(long, value_name = "CODE", value_parser = crate::run::kube::hazards::parse_code)]
+    pub allow_hazard: Vec<crate::run::kube::hazard_rules::Code>,
+    /// How long a deleted pod's endpoint may still get requests (EndpointSlice update plus
+    /// every proxy's sync; default $KTPLAY_ENDPOINT_LAG, else 5s).
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub endpoint_lag: Option<std::time::Duration>,
+    /// How long the app takes after SIGTERM to finish in-flight requests (default
+    /// $KTPLAY_APP_DRAIN, else 5s).
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub app_drain: Option<std::time::Duration>,
+}
+
+impl HazardArgs {
+    /// The settings: the flags over the environment over the defaults.
+    pub fn settings(&self) -> Result<crate::run::kube::hazards::Settings, String> {
+        let mut s = crate::run::kube::hazards::Settings::from_env()?;
+        if let Some(m) = self.hazards {
+            s.mode = m;
+        }
+        s.allow.extend(self.allow_hazard.iter().copied());
+        if let Some(d) = self.endpoint_lag {
+            s.assume.endpoint_lag = d;
+        }
+        if let Some(d) = self.app_drain {
+            s.assume.app_drain = d;
+        }
+        Ok(s)
+    }
+}
+
 #[derive(Debug, clap::Args)]
 pub struct RunArgs {
     /// The playbook file.
@@ -137,6 +176,8 @@ pub struct RunArgs {
     pub playbook: Option<String>,
     #[command(flatten)]
     pub kube: KubeArgs,
+    #[command(flatten)]
+    pub hazard: HazardArgs,
     /// Answer every `approve` with yes (for CI, once a person has agreed).
     #[arg(long)]
     pub approve: bool,
@@ -175,7 +216,8 @@ pub struct RehearseArgs {
     pub playbook: Option<String>,
     /// Inject a fault: never-ready:COMPONENT@VERSION, policy-off:VERSION, migration-fails:VERSION,
     /// api-errors:SHARE, latency:DURATION, watch-cut, watch-expired, deny:VERB:RESOURCE[:NAMESPACE],
-    /// error-rate:COMPONENT@VERSION=SHARE, latency:COMPONENT@VERSION=DURATION (repeatable).
+    /// error-rate:COMPONENT@VERSION=SHARE, latency:COMPONENT@VERSION=DURATION, no-prestop:COMPONENT,
+    /// no-readiness:COMPONENT, grace:COMPONENT=DURATION (repeatable).
     #[arg(long, value_name = "FAULT")]
     pub fault: Vec<String>,
     /// Delay between simulated controller steps.
@@ -194,6 +236,8 @@ pub struct RehearseArgs {
     /// Also write the journal to this file, as JSON lines.
     #[arg(long, value_name = "FILE")]
     pub journal: Option<PathBuf>,
+    #[command(flatten)]
+    pub hazard: HazardArgs,
     /// Output format.
     #[arg(long, value_enum, default_value_t = Format::Human)]
     pub format: Format,
@@ -269,9 +313,17 @@ pub struct PlanArgs {
     /// Which playbook, when the file holds several.
     #[arg(long)]
     pub playbook: Option<String>,
-    /// Output format.
-    #[arg(long, value_enum, default_value_t = Format::Human)]
-    pub format: Format,
+    /// Also read the live objects each action touches (only reads) and report the hazards
+    /// that predict dropped requests; implied by --kubeconfig or --context.
+    #[arg(long)]
+    pub cluster: bool,
+    #[command(flatten)]
+    pub kube: KubeArgs,
+    #[command(flatten)]
+    pub hazard: HazardArgs,
+    /// Output format (sarif and github report the hazards only).
+    #[arg(long, value_enum, default_value_t = CheckFormat::Human)]
+    pub format: CheckFormat,
 }
 
 #[derive(Debug, Subcommand)]

@@ -265,14 +265,82 @@ fn cmd_plan(args: PlanArgs) -> i32 {
         Err(code) => return code,
     };
     let plan = crate::plan::plan(pb, env, &checked.sources, *file);
+    let read_cluster =
+        args.cluster || args.kube.context.is_some() || args.kube.kubeconfig.is_some();
+    let hazards = if read_cluster {
+        match run::plan_hazards(&args, pb, env) {
+            Ok(h) => Some(h),
+            Err(code) => return code,
+        }
+    } else {
+        None
+    };
+    let settings = args.hazard.settings().unwrap_or_default();
+    let found = hazards.as_deref().unwrap_or_default();
+    let problems: Vec<diag::Problem> = found
+        .iter()
+        .map(|f| crate::run::kube::hazard_report::problem(pb, f))
+        .collect();
     match args.format {
-        Format::Json => println!("{}", serde_json::to_string(&plan).expect("plan serializes")),
-        Format::Human => {
+        CheckFormat::Json => {
+            let mut doc = serde_json::to_value(&plan).expect("plan serializes");
+            if hazards.is_some() {
+                let list: Vec<serde_json::Value> = found
+                    .iter()
+                    .map(|f| {
+                        let mut v = serde_json::to_value(f).expect("hazard serializes");
+                        v["code"] = serde_json::json!(f.hazard.code.code());
+                        v["line"] = serde_json::json!(
+                            checked
+                                .sources
+                                .line_col(f.span.file, f.span.start as usize)
+                                .0
+                        );
+                        v["statement_words"] =
+                            serde_json::json!(crate::run::kube::hazards::statement_words(pb, f));
+                        v
+                    })
+                    .collect();
+                doc["hazards"] = serde_json::json!(list);
+            }
+            println!("{}", serde_json::to_string(&doc).expect("plan serializes"));
+        }
+        CheckFormat::Sarif => {
+            print_json(
+                &diag::ci::sarif(&checked.sources, &problems),
+                JsonLayout::Pretty,
+            );
+        }
+        CheckFormat::Github => {
+            print!("{}", diag::ci::github(&checked.sources, &problems));
+        }
+        CheckFormat::Human => {
             if !checked.problems.is_empty() {
                 report_problems(&checked);
             }
             print!("{}", crate::plan::render_human(&plan));
+            if hazards.is_some() {
+                if !problems.is_empty() {
+                    let opts = RenderOptions {
+                        colour: colour_wanted(),
+                        width: terminal_width(),
+                    };
+                    eprint!("{}", diag::render(&checked.sources, &problems, opts));
+                }
+                println!(
+                    "Hazards: {} found in the live objects{}",
+                    found.len(),
+                    if found.is_empty() {
+                        " (none predicts dropped requests)"
+                    } else {
+                        " (see above; `ktplay explain CODE` for each)"
+                    }
+                );
+            }
         }
+    }
+    if !crate::run::kube::hazards::refusing(&settings, found).is_empty() {
+        return exit::FOUND_ERRORS;
     }
     exit::OK
 }

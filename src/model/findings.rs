@@ -5,7 +5,8 @@ use crate::matrix::{Matrix, Verdict};
 use crate::span::Span;
 use crate::version::{Version, VersionPattern, VersionRange};
 
-use super::run::{bits, Cause, Engine, Entry, Key, Mask, Raw};
+use super::bits::Bits;
+use super::run::{Cause, Engine, Entry, Key, Raw};
 
 /// A statement that can fail, from which a rollback path starts.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -44,8 +45,6 @@ pub enum FindingKind {
     ForwardOnlyRollback { component: String },
     /// `ktplay::compat::unmodelled_undo` (warning).
     UnmodelledUndo { component: String },
-    /// `ktplay::compat::model_limit` (warning): too many components or versions; not checked.
-    ModelLimit,
 }
 
 impl FindingKind {
@@ -58,7 +57,6 @@ impl FindingKind {
             FindingKind::Order { .. } => "ktplay::compat::order",
             FindingKind::ForwardOnlyRollback { .. } => "ktplay::compat::forward_only_rollback",
             FindingKind::UnmodelledUndo { .. } => "ktplay::compat::unmodelled_undo",
-            FindingKind::ModelLimit => "ktplay::compat::model_limit",
         }
     }
 
@@ -108,26 +106,26 @@ impl Analysis {
     }
 }
 
-impl Engine<'_> {
+impl<M: Bits> Engine<'_, M> {
     fn name(&self, c: usize) -> &str {
         &self.t.p.components[c].name
     }
 
-    fn set(&self, c: usize, m: Mask) -> String {
-        crate::matrix::format_set(bits(m).map(|i| &self.t.versions[c][i]))
+    fn set(&self, c: usize, m: &M) -> String {
+        crate::matrix::format_set(m.iter().map(|i| &self.t.versions[c][i]))
     }
 
     fn stage_name(&self, k: usize) -> &str {
         &self.t.p.stages[k].name
     }
 
-    fn path(&self, x: &Entry) -> String {
-        let n = x.fps.len();
+    fn path(&self, x: &Entry<M>) -> String {
+        let n = x.n_fps;
         let fps = match n {
             1 => "1 failure point".to_string(),
             n => format!("{n} failure points"),
         };
-        match (x.forward, x.fps.first().copied()) {
+        match (x.forward, x.first_fp) {
             (true, None) if x.raw.cause == Cause::Initial => "in the initial state".into(),
             (true, None) => "on the forward path".into(),
             (true, Some(_)) if x.raw.cause == Cause::Initial => {
@@ -163,7 +161,7 @@ impl Engine<'_> {
         }
     }
 
-    pub(super) fn finding(&self, x: &Entry) -> Finding {
+    pub(super) fn finding(&self, x: &Entry<M>) -> Finding {
         let r = &x.raw;
         let m = self.t.m;
         let path = self.path(x);
@@ -179,9 +177,9 @@ impl Engine<'_> {
                 let state = format!(
                     "{} {} × {} {}",
                     self.name(h),
-                    self.set(h, r.a),
+                    self.set(h, &r.a),
                     self.name(p),
-                    self.set(p, r.b)
+                    self.set(p, &r.b)
                 );
                 let message = format!(
                     "{state} is not allowed: {} of matrix `{}` allows {}, not {} {} ({path})",
@@ -261,8 +259,8 @@ impl Engine<'_> {
                 let moved = format!(
                     "{} from {} back to {}",
                     self.name(c),
-                    self.set(c, r.a),
-                    self.set(c, r.b)
+                    self.set(c, &r.a),
+                    self.set(c, &r.b)
                 );
                 (
                     FindingKind::ForwardOnlyRollback {
@@ -301,7 +299,7 @@ impl Engine<'_> {
                     format!(
                         "the model cannot know what `{what}` restores; it assumes {} stays at {} ({path})",
                         self.name(c),
-                        self.set(c, r.a)
+                        self.set(c, &r.a)
                     ),
                     "the revision it restores is not known before the run".into(),
                     format!(
@@ -319,8 +317,8 @@ impl Engine<'_> {
             message,
             help,
             forward: x.forward,
-            failure_points: x.fps.len(),
-            first_failure: x.fps.first().map(|&i| self.fps[i].clone()),
+            failure_points: x.n_fps,
+            first_failure: x.first_fp.map(|i| self.fps[i].clone()),
         }
     }
 
@@ -344,7 +342,7 @@ impl Engine<'_> {
 
     fn help_incompatible(
         &self,
-        r: &Raw,
+        r: &Raw<M>,
         h: usize,
         hv: &Version,
         p: usize,
@@ -359,8 +357,9 @@ impl Engine<'_> {
             );
         };
         let too_new = range.high.compare(pv) == std::cmp::Ordering::Greater;
-        let allows = |hm: Mask, pv: &Version| {
-            bits(hm).all(|i| self.t.m.verdict(role, pv, &self.t.versions[h][i]) == Verdict::Allowed)
+        let allows = |hm: &M, pv: &Version| {
+            hm.iter()
+                .all(|i| self.t.m.verdict(role, pv, &self.t.versions[h][i]) == Verdict::Allowed)
         };
         match r.cause {
             Cause::Initial => format!(
@@ -381,7 +380,7 @@ impl Engine<'_> {
                 let later = self
                     .changes
                     .iter()
-                    .find(|(_, c, set)| *c == h && allows(*set, pv));
+                    .find(|(_, c, set)| *c == h && allows(set, pv));
                 match later {
                     Some((s2, _, _)) if *s2 != stage => format!(
                         "upgrade {hub} before {peer}: move stage `{}` after stage `{}`",
@@ -406,13 +405,14 @@ impl Engine<'_> {
                 // The hub moved ahead of the peer. If a later upgrade of the peer would suit the
                 // hub both before and after, the stages are merely in the wrong order.
                 let hv_bit = self.t.bit(h, hv);
-                let before = r.a & !hv_bit;
+                let before = r.a.minus(&hv_bit);
+                let both = before.or(&hv_bit);
                 let peer_later = self.changes.iter().find(|(s2, c, set)| {
                     *c == p
                         && *s2 > stage
-                        && bits(*set).all(|i| {
+                        && set.iter().all(|i| {
                             let t = &self.t.versions[p][i];
-                            allows(before | hv_bit, t)
+                            allows(&both, t)
                         })
                 });
                 if let Some((s2, _, _)) = peer_later {

@@ -75,7 +75,10 @@
 //! a corrective release inside a rollback block is fine), `ktplay::compat::unmodelled_undo`
 //! (warning).
 
+mod bits;
 mod findings;
+#[cfg(test)]
+mod oracle;
 mod report;
 mod run;
 
@@ -88,7 +91,7 @@ use crate::version::Version;
 
 pub use findings::{Analysis, FailurePoint, Finding, FindingKind};
 pub use report::CompatError;
-pub use run::analyse;
+pub use run::{analyse, analyse_wide};
 
 /// A playbook lowered for the model: components, stages, and what to do on failure.
 #[derive(Debug, Clone, PartialEq, Eq)]

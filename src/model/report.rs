@@ -65,15 +65,6 @@ pub enum CompatError {
         #[help]
         help: String,
     },
-    #[error("{message}")]
-    #[diagnostic(code(ktplay::compat::model_limit), severity(Warning))]
-    ModelLimit {
-        message: String,
-        #[label(collection)]
-        labels: Vec<LabeledSpan>,
-        #[help]
-        help: String,
-    },
 }
 
 impl CompatError {
@@ -121,11 +112,6 @@ impl CompatError {
                 help,
             },
             FindingKind::UnmodelledUndo { .. } => CompatError::UnmodelledUndo {
-                message,
-                labels,
-                help,
-            },
-            FindingKind::ModelLimit => CompatError::ModelLimit {
                 message,
                 labels,
                 help,

@@ -173,6 +173,17 @@ async fn admit_and_run(
             ),
         );
     }
+    // The hazards of what the run will do (issue 22): shown, and under `--hazards refuse` a
+    // refusal, before the lock or the journal is touched.
+    let done = super::log::events::progress(&previous)
+        .done
+        .iter()
+        .copied()
+        .collect();
+    if let Err(r) = super::kube::hazards::admit(&cluster, &target, &opts.hazards, &log, &done).await
+    {
+        return refuse(&log, r);
+    }
     let objects = super::kube::lock::objects_of(pb);
     let lock = match RunLock::acquire(&cluster, &pb.name, &run_id, &objects, opts.resume).await {
         Ok(l) => l,
@@ -235,6 +246,7 @@ async fn admit_and_run(
             .half_done
             .map(|at| (at, progress.records.get(&at).cloned())),
         statements: 0,
+        monitors: None,
     };
     let outcome = match resume_rollback {
         Some(rb) => driver.resume_rollback(&lock, rb).await,
@@ -283,6 +295,8 @@ pub(super) struct Driver<'a> {
     /// The statement an earlier process started and did not finish, with its record.
     half_done: Option<((usize, usize), Option<Record>)>,
     statements: usize,
+    /// The disruption monitors of this run (issue 22), probing from before the first action.
+    pub(super) monitors: Option<super::monitor::Monitors>,
 }
 
 impl Driver<'_> {
@@ -398,6 +412,10 @@ impl Driver<'_> {
                 .await;
         }
 
+        match super::monitor::hooks::start(&self.cx, resumed).await {
+            Ok(m) => self.monitors = m,
+            Err(e) => return self.refused(Refusal::new(e)).await,
+        }
         for (k, stage) in pb.stages.iter().enumerate() {
             self.cx.set_stage(k);
             self.cx
@@ -412,7 +430,22 @@ impl Driver<'_> {
                 if let Err(e) = self.statement(k, j, st).await {
                     return self.fail(k, e).await;
                 }
+                super::monitor::hooks::progress(&self.cx, &self.monitors).await;
             }
+        }
+        // A budget judged with every number in (a share of failures below 100 requests).
+        if let Some(why) = self.monitors.as_ref().and_then(|m| m.judge_now()) {
+            let k = pb.stages.len().saturating_sub(1);
+            let span = pb.stages.last().map_or(pb.span, |s| s.span);
+            return self
+                .fail(
+                    k,
+                    RunError {
+                        span,
+                        failure: Failure::new(why),
+                    },
+                )
+                .await;
         }
         let cx = &self.cx;
         let state = live::live_state(cx).await.unwrap_or_default();
@@ -434,6 +467,7 @@ impl Driver<'_> {
         state: Option<&crate::matrix::State>,
         not_run: Vec<String>,
     ) -> Outcome {
+        super::monitor::hooks::finish(&self.cx, &self.monitors).await;
         self.cx
             .log
             .note(RunEvent::RunEnd {
@@ -478,6 +512,10 @@ impl Driver<'_> {
             return Ok(());
         }
         let t0 = Instant::now();
+        if let Some(why) = self.monitors.as_ref().and_then(|m| m.exceeded()) {
+            let f = Failure::new(why);
+            return Err(self.ended(k, j, st, &text, t0, Err(f)).await.unwrap_err());
+        }
         let record = match self.before(k, j, st).await {
             Ok(r) => r,
             Err(f) => return Err(self.ended(k, j, st, &text, t0, Err(f)).await.unwrap_err()),
@@ -499,9 +537,27 @@ impl Driver<'_> {
             let f = Failure::new(format!("{e}; the action was not started"));
             return Err(self.ended(k, j, st, &text, t0, Err(f)).await.unwrap_err());
         }
-        let cancel = cx.opts.cancel.clone();
+        // A budget exceeded while the statement runs fails it like a failed guard.
+        let (cancel, link) = match &self.monitors {
+            Some(m) => {
+                let (c, t) = m.linked(&cx.opts.cancel);
+                (c, Some(t))
+            }
+            None => (cx.opts.cancel.clone(), None),
+        };
         let at = At::Forward { stage: k, stmt: j };
-        match actions::perform(cx, at, st, record, &cancel).await {
+        let performed = actions::perform(cx, at, st, record, &cancel).await;
+        if let Some(t) = link {
+            t.abort();
+        }
+        let performed = match (performed, self.monitors.as_ref().and_then(|m| m.exceeded())) {
+            (Err(e), Some(why)) if !cx.opts.cancel.interrupted() => Err(RunError {
+                span: e.span,
+                failure: Failure::new(why),
+            }),
+            (r, _) => r,
+        };
+        match performed {
             Ok(detail) => {
                 if let Some(c) = live::op_comp(st) {
                     self.left.remember(&self.cx, c).await;

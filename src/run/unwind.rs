@@ -24,6 +24,9 @@ impl Driver<'_> {
         let cx = &self.cx;
         let pb = cx.pb.clone();
         let RunError { span, failure: f } = e;
+        if let Some(m) = &self.monitors {
+            m.stop_judging();
+        }
         let message = cx.redact.redact(&f.message);
         let failed = RunEvent::Failed {
             stage: k,

@@ -6,9 +6,13 @@
 //! | module | what it holds |
 //! |---|---|
 //! | this file, `errors`, `rollout`, `snap` | the [`Cluster`] handle: versions, image patches, rollout waits, undo, canaries, selectors, logs; retries |
-//! | [`lock`] | the fenced run lock (a Lease per playbook and namespace) and the per-object leases |
+//! | `objects` | any kind as JSON (`ApiResource`): get, create (adopting only this run's), delete by uid, merge |
+//! | `reads` | what scripts read: an object as JSON, a component's pods |
+//! | `journal_store` | the journal's ConfigMap: read, merge-patch or create |
+//! | [`lock`], `fence` | the run lock (a Lease per playbook and namespace), the per-object leases, and the fence every write checks |
 //! | [`preflight`] | before any action: permissions (SelfSubjectAccessReview) and containers |
 //! | [`traffic`] | the traffic routers of canaries (HTTPRoute, Ingress): plan, pin, route, unroute |
+//! | [`hazards`], [`hazard_rules`], [`hazard_report`] | the live objects each action touches, the hazard rules over them, hazards as diagnostics |
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
@@ -25,6 +29,9 @@ use crate::version::Version;
 
 mod errors;
 mod fence;
+pub mod hazard_report;
+pub mod hazard_rules;
+pub mod hazards;
 mod journal_store;
 pub mod lock;
 pub(crate) mod objects;

@@ -105,6 +105,29 @@ pub enum RunEvent {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         help: Option<String>,
     },
+    /// A hazard the preflight predicts (issue 22): before the lock and the journal, so shown
+    /// (and printed by `--format json`) but not journaled.
+    Hazard {
+        code: String,
+        severity: String,
+        kind: String,
+        #[serde(default)]
+        name: String,
+        #[serde(default)]
+        field: String,
+        message: String,
+        #[serde(default)]
+        help: String,
+        #[serde(default)]
+        stage: usize,
+        #[serde(default)]
+        line: usize,
+        #[serde(default)]
+        statement: String,
+        /// `--allow-hazard`: shown, never refuses.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        allowed: bool,
+    },
     /// A statement of stage `stage` failed.
     Failed {
         stage: usize,
@@ -168,6 +191,9 @@ pub enum RunEvent {
     },
     /// A second signal stopped the run at once.
     Aborted { message: String },
+    /// The disruption monitor's numbers for one endpoint (after each statement, and `final`
+    /// at the run's end).
+    Monitor(crate::run::monitor::MonitorReport),
 }
 
 /// Where a run happens (its header).

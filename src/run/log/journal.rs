@@ -223,6 +223,21 @@ fn check_event(pb: &Playbook, ev: &RunEvent) -> Result<(), String> {
                 check_selector(c, service, key, value)?;
             }
         }
+        // A monitor's counts continue only under a monitor the playbook declares.
+        RunEvent::Monitor(r) => {
+            let known = pb.monitors.iter().any(|m| m.name == r.name)
+                || pb
+                    .envs
+                    .iter()
+                    .flat_map(|e| e.monitors.iter())
+                    .any(|m| m.name == r.name);
+            if !known {
+                return Err(format!(
+                    "names a monitor the playbook does not declare: {}",
+                    shown(&r.name)
+                ));
+            }
+        }
         _ => {}
     }
     Ok(())
