@@ -453,6 +453,30 @@ pub static ENTRIES: &[Entry] = &[
         fixed: "rolling api\nrollback {\n  undo api\n}",
     },
     Entry {
+        code: "ktplay::check::monitor_rate",
+        warning: false,
+        place: Place::Playbook,
+        summary: "a `monitor` probes faster than one request every 10ms",
+        meaning: "A monitor measures what the users of the system see during the run; it must \
+                  not become their load. `every D` sets its rate (one request every D, 100ms by \
+                  default); more than 100 requests a second is refused.",
+        failing: "monitor web GET \"https://web.example.com/healthz\" every 1ms budget failures 0",
+        fixed: "monitor web GET \"https://web.example.com/healthz\" every 100ms budget failures 0",
+    },
+    Entry {
+        code: "ktplay::check::monitor_budget",
+        warning: true,
+        place: Place::Playbook,
+        summary: "a `monitor`'s budget can never be judged: none at all, `budget failures 100%`, or an outage shorter than the probe interval",
+        meaning: "A monitor fails the run when its budget is exceeded. Without a budget its \
+                  numbers are reported but never fail anything; `budget failures 100%` can never \
+                  be exceeded; and an outage is measured in probes, so `budget outage D` with D \
+                  below `every` means `budget failures 0` (one failed request already counts as \
+                  one interval of outage).",
+        failing: "monitor web GET \"https://web.example.com/healthz\" every 1s budget outage 200ms",
+        fixed: "monitor web GET \"https://web.example.com/healthz\" every 100ms budget outage 200ms",
+    },
+    Entry {
         code: "ktplay::check::missing_entry",
         warning: false,
         place: Place::Playbook,

@@ -285,6 +285,45 @@ fn junit(
             case.set_classname(name.clone());
             if let Ok(ran) = &r.ran {
                 case.set_time(ran.wall);
+                // The disruption monitors' numbers: properties, and a line each in system-out.
+                for m in &ran.monitors {
+                    let p = |k: &str, v: String| {
+                        quick_junit::Property::new(format!("monitor.{}.{k}", m.name), v)
+                    };
+                    case.add_property(p("requests", m.requests.to_string()));
+                    case.add_property(p("failures", m.failures.to_string()));
+                    case.add_property(p("refused", m.refused.to_string()));
+                    case.add_property(p("reset", m.reset.to_string()));
+                    case.add_property(p("timeout", m.timeout.to_string()));
+                    case.add_property(p("status", m.status.to_string()));
+                    case.add_property(p("longest_outage_ms", m.longest_outage_ms.to_string()));
+                    for (k, v) in [
+                        ("p50_ms", m.p50_ms),
+                        ("p90_ms", m.p90_ms),
+                        ("p99_ms", m.p99_ms),
+                    ] {
+                        if let Some(v) = v {
+                            case.add_property(p(k, format!("{v:.1}")));
+                        }
+                    }
+                    case.add_property(p("verdict", m.verdict.clone()));
+                }
+                if !ran.monitors.is_empty() {
+                    let out: Vec<String> = ran
+                        .monitors
+                        .iter()
+                        .map(|m| {
+                            format!(
+                                "monitor {} ({}): {}; {}",
+                                m.name,
+                                m.probe,
+                                m.words(),
+                                m.verdict
+                            )
+                        })
+                        .collect();
+                    case.set_system_out(out.join("\n"));
+                }
             }
             suite.add_test_case(case);
         }

@@ -306,6 +306,7 @@ pub fn keyword_meaning(keyword: &str) -> &'static str {
         "guard ready" => "**guard ready C** `[within D]`\n\nC's rollout is complete and every pod is ready.",
         "guard hook" => "**guard hook \"file.rhai\"** `[within D]`\n\nA sandboxed Rhai script (relative to the playbook) returns `true` or `#{ ok: true }`.",
         "guard rhai" => "**guard rhai \"\"\"…\"\"\"** `[within D]`\n\nAn inline sandboxed Rhai script returns `true` or `#{ ok: true }`.",
+        "monitor" => "**monitor NAME METHOD \"url\"** `[expect S] [every D] [timeout D] [budget failures N|P%] [budget outage D] [{ header, bearer, … }]`\n\nA user-facing endpoint probed at a steady rate (default every 100ms) from before the first action until the run, or its rollback, ends. Requests, failures by kind, the longest outage and latency percentiles are reported; a budget exceeded fails the run like a guard and rolls back.",
         _ => "",
     }
 }
@@ -450,6 +451,7 @@ impl Index {
                                 self.string(s)
                             }
                             ast::EnvEntry::AllowHosts(_) => {}
+                            ast::EnvEntry::Monitor(m) => self.monitor(m, ee.span),
                         }
                     }
                     self.env = None;
@@ -486,6 +488,7 @@ impl Index {
                         children: Vec::new(),
                     });
                 }
+                ast::PlaybookEntry::Monitor(m) => self.monitor(m, e.span),
                 ast::PlaybookEntry::Namespace(_)
                 | ast::PlaybookEntry::OnFailure(_)
                 | ast::PlaybookEntry::AllowHosts(_) => {}
@@ -540,6 +543,29 @@ impl Index {
             stmt.span.start as usize + len,
         );
         self.add(span, Target::Keyword(keyword), false);
+    }
+
+    /// `monitor NAME METHOD "url" …`: the keyword's meaning, the lets its URL, headers and bearer use.
+    fn monitor(&mut self, m: &ast::MonitorDecl, span: Span) {
+        let kw = Span::new(
+            span.file,
+            span.start as usize,
+            span.start as usize + "monitor".len(),
+        );
+        self.add(kw, Target::Keyword("monitor"), false);
+        self.string(&m.url);
+        for e in &m.entries {
+            match &e.node {
+                ast::MonitorEntry::Header(k, v) => {
+                    self.string(k);
+                    self.string(v);
+                }
+                ast::MonitorEntry::Bearer(b) => {
+                    self.add(b.span, Target::Let(b.node.clone()), false)
+                }
+                _ => {}
+            }
+        }
     }
 
     fn comp(&mut self, c: &ast::Ident) {

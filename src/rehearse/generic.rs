@@ -158,7 +158,16 @@ pub fn generic_for(
             ..GenericSpec::default()
         })
         .collect();
-    for g in guards(pb) {
+    // A monitor's probe is answered as an http guard asking the same is.
+    let probes: Vec<crate::check::program::Guard> = pb
+        .monitors_for(env.map(|e| e.name.as_str()))
+        .into_iter()
+        .map(|m| crate::check::program::Guard {
+            kind: GuardKind::Http(m.probe.clone()),
+            within: None,
+        })
+        .collect();
+    for g in guards(pb).into_iter().chain(probes.iter()) {
         match &g.kind {
             GuardKind::Http(h) => {
                 // Render with every colour the URL names, as the routes were made.

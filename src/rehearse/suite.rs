@@ -166,6 +166,8 @@ pub struct Ran {
     pub finals: Vec<BTreeSet<Version>>,
     pub simulated: Duration,
     pub wall: Duration,
+    /// The disruption monitors' last numbers (`monitor` items), from the run's journal.
+    pub monitors: Vec<crate::run::monitor::MonitorReport>,
 }
 
 /// An expectation that did not hold: which, and what happened instead.
@@ -314,6 +316,7 @@ fn simulate(checked: &Checked, test: &Test, settings: &Settings) -> Result<Ran, 
                 finals: Vec::new(),
                 simulated: t0.elapsed(),
                 wall: Duration::ZERO,
+                monitors: Vec::new(),
             });
         }
         let outcome = outcome.unwrap_or(Outcome::Usage("no outcome".into()));
@@ -335,7 +338,9 @@ fn simulate(checked: &Checked, test: &Test, settings: &Settings) -> Result<Ran, 
         }
         running.shutdown().await;
         let (failed, rollback_order) = read_events(&events);
+        let monitors = crate::run::monitor::last_reports(&events);
         Ok::<Ran, String>(Ran {
+            monitors,
             failure: failure_words(&events, &outcome, &stage_name),
             cut: None,
             outcome,

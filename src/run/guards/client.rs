@@ -230,6 +230,12 @@ pub fn env_reach(pb: &Playbook, env: Option<&Env>, rewrite: &UrlRewrite) -> Reac
                 urls.push(u);
             }
         }
+        // The monitors' URLs (issue 22): their hosts are the env's too.
+        for m in pb.monitors_for(env.map(|e| e.name.as_str())) {
+            if let Ok(u) = scope.render(&m.probe.url, Mode::Real) {
+                urls.push(u);
+            }
+        }
     }
     urls.extend(rewrite.map.iter().map(|(_, base)| base.clone()));
     let patterns: Vec<&str> = pb

@@ -191,6 +191,9 @@ pub enum RunEvent {
     },
     /// A second signal stopped the run at once.
     Aborted { message: String },
+    /// The disruption monitor's numbers for one endpoint (after each statement, and `final`
+    /// at the run's end).
+    Monitor(crate::run::monitor::MonitorReport),
 }
 
 /// Where a run happens (its header).

@@ -135,6 +135,26 @@ impl Reporter {
                 self.line(&format!("accepting drift (--accept-drift): {message}"))
             }
             RunEvent::Note { message } => self.line(message),
+            // The counts after each statement are for the journal; the last ones are shown.
+            RunEvent::Monitor(r) if r.last => {
+                let verdict = match r.verdict.as_str() {
+                    "exceeded" => self.paint("1;31", "budget exceeded"),
+                    "ok" => self.paint("32", "within budget"),
+                    v => v.to_string(),
+                };
+                let budget = if r.budget.is_empty() {
+                    String::new()
+                } else {
+                    format!(" (budget {})", r.budget)
+                };
+                self.line(&format!(
+                    "monitor {} ({}): {}; {verdict}{budget}",
+                    r.name,
+                    r.probe,
+                    r.words()
+                ))
+            }
+            RunEvent::Monitor(_) => {}
             RunEvent::Stage { name, line, .. } => {
                 let t = self.paint("1;36", &format!("stage {name}"));
                 self.line(&format!("\n{t}  (line {line})"))
