@@ -98,7 +98,11 @@ fn secrets_from_env(
     Ok(out)
 }
 
-async fn connect(kube: &KubeArgs, env: Option<&Env>, ns: &str) -> Result<Cluster, String> {
+pub(super) async fn connect(
+    kube: &KubeArgs,
+    env: Option<&Env>,
+    ns: &str,
+) -> Result<Cluster, String> {
     let c = Connect {
         kubeconfig: kube.kubeconfig.clone(),
         context: kube
@@ -150,6 +154,13 @@ pub fn cmd_run(args: RunArgs) -> i32 {
             }
         }
     }
+    let hazards = match args.hazard.settings() {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return exit::USAGE;
+        }
+    };
     let secrets = match secrets_from_env(pb, env) {
         Ok(s) => s,
         Err(m) => {
@@ -212,6 +223,7 @@ pub fn cmd_run(args: RunArgs) -> i32 {
             cancel: Cancel::new(),
             after: Some(after),
             rehearsal: false,
+            hazards,
         };
         let target = RunTarget {
             checked: &checked,
@@ -253,6 +265,13 @@ pub fn cmd_rehearse(args: RehearseArgs) -> i32 {
             }
         }
     }
+    let hazards = match args.hazard.settings() {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return exit::USAGE;
+        }
+    };
     let ns = namespace(pb, env, None);
     let matrix = matrix_of(&checked, pb);
     let (secrets, generated) = crate::rehearse::secrets(pb, env);
@@ -318,6 +337,7 @@ pub fn cmd_rehearse(args: RehearseArgs) -> i32 {
             cancel: Cancel::new(),
             after: None,
             rehearsal: true,
+            hazards,
         };
         let target = RunTarget {
             checked: &checked,
@@ -461,5 +481,38 @@ pub fn cmd_unlock(args: UnlockArgs) -> i32 {
                 exit::REFUSED
             }
         }
+    })
+}
+
+/// `ktplay plan --cluster`: the hazards of the live objects (only reads); on failure the exit
+/// code, the error printed.
+pub(super) fn plan_hazards(
+    args: &super::PlanArgs,
+    pb: &Playbook,
+    env: Option<&Env>,
+) -> Result<Vec<crate::run::kube::hazards::Found>, i32> {
+    let settings = args.hazard.settings().map_err(|e| {
+        eprintln!("error: {e}");
+        exit::USAGE
+    })?;
+    let ns = namespace(pb, env, args.kube.namespace.as_deref());
+    runtime().block_on(async {
+        let cluster = connect(&args.kube, env, &ns).await.map_err(|e| {
+            eprintln!("error: {e}");
+            exit::USAGE
+        })?;
+        // An unreachable cluster is a usage error (exit 2), as for `run`; a denied read is a
+        // hazard of its own (`unreadable`), reported with the rest.
+        if let Some(d) = pb.components.iter().flat_map(|c| c.deployments()).next() {
+            let api: kube::Api<k8s_openapi::api::apps::v1::Deployment> =
+                kube::Api::namespaced(cluster.client.clone(), &cluster.ns);
+            if let Err(e) = cluster::retry(|| async { api.get_opt(d).await }).await {
+                if cluster::status_code(&e) != Some(403) {
+                    eprintln!("error: cannot read the cluster: {}", cluster::words(&e));
+                    return Err(exit::USAGE);
+                }
+            }
+        }
+        Ok(crate::run::kube::hazards::assess(&cluster, pb, &settings, &Default::default()).await)
     })
 }

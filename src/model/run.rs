@@ -93,6 +93,9 @@ pub(super) struct Tables<'a, M> {
     pub(super) norow: Vec<M>,
     pub(super) eol: Vec<M>,
     pub(super) forward_only: Vec<bool>,
+    /// Per stage, the components an `undo` in its rollback block or a block before it restores:
+    /// the only ones whose "changed by this run" a rollback from that stage down looks at.
+    undo_below: Vec<M>,
     /// Per completed stage, its actions' implicit rollbacks in forward order.
     pub(super) implicit: Vec<Vec<Restore<M>>>,
 }
@@ -163,7 +166,24 @@ impl<'a, M: Bits> Tables<'a, M> {
         let init = (0..n)
             .map(|i| M::single(versions[i].binary_search(&p.components[i].from).unwrap()))
             .collect();
+        let mut undo_below = Vec::with_capacity(p.stages.len());
+        let mut undone = M::empty();
+        for st in &p.stages {
+            if let RollbackSpec::Block(stmts, _) = &st.rollback {
+                for s in stmts {
+                    if let Op::Undo {
+                        comp,
+                        revision: None,
+                    } = s.op
+                    {
+                        undone.insert(comp);
+                    }
+                }
+            }
+            undo_below.push(undone.clone());
+        }
         Tables {
+            undo_below,
             p,
             m,
             init,
@@ -515,9 +535,11 @@ impl<'a, M: Bits> Engine<'a, M> {
     }
 
     /// The node of rolling back stage `j` from `vs`, walking (and keeping) the chain below it
-    /// down to the first node already known.
+    /// down to the first node already known. Of the components the run changed, the key keeps
+    /// only those an `undo` in a rollback block at or below `j` looks at (none, usually), so
+    /// failure points that differ only in what the forward path has changed so far share nodes.
     fn node(&mut self, j: usize, vs: Vec<M>, changed: &M) -> usize {
-        let mut key = (j, vs, changed.clone());
+        let mut key = (j, vs, changed.and(&self.t.undo_below[j]));
         let mut prev: Option<usize> = None;
         let mut head = None;
         loop {
@@ -525,10 +547,14 @@ impl<'a, M: Bits> Engine<'a, M> {
             let id = match known {
                 Some(id) => id,
                 None => {
-                    let (j, ref vs, _) = key;
+                    let (j, ref vs, ref changed) = key;
                     let mut end = vs.clone();
                     let mut raws = Vec::new();
                     self.t.rollback_stage(j, None, &mut end, changed, &mut raws);
+                    let below = match j {
+                        0 => M::empty(),
+                        _ => changed.and(&self.t.undo_below[j - 1]),
+                    };
                     let id = self.nodes.len();
                     for r in &raws {
                         let i = self.entry(r);
@@ -541,7 +567,7 @@ impl<'a, M: Bits> Engine<'a, M> {
                         next: None,
                     });
                     self.memo.insert(key, id);
-                    key = (j.wrapping_sub(1), end, changed.clone());
+                    key = (j.wrapping_sub(1), end, below);
                     id
                 }
             };

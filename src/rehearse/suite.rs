@@ -267,6 +267,7 @@ fn simulate(checked: &Checked, test: &Test, settings: &Settings) -> Result<Ran, 
             cancel: Cancel::signals_handled_by_caller(),
             after: None,
             rehearsal: true,
+            hazards: Default::default(),
         };
         let target = RunTarget {
             checked,

@@ -107,6 +107,8 @@ pub struct RunOptions {
     pub after: Option<Vec<(String, Cluster)>>,
     /// A rehearsal on the embedded simulator (the header says so).
     pub rehearsal: bool,
+    /// What the preflight's hazards do (issue 22): `--hazards`, `--allow-hazard`, the assumptions.
+    pub hazards: super::kube::hazards::Settings,
 }
 
 /// What to run: a checked file, which playbook, which env, the matrix in force.

@@ -8,6 +8,7 @@
 //! | [`live`] | live versions and colours, the matrix check before each action, "as this run left it" |
 //! | [`actions`] | one function per action: (context, statement) → detail or [`RunError`] |
 //! | [`canary`] | a canary's time: pin, route, steps with guard rounds, promotion |
+//! | `unwind` | when a statement fails: halt, roll back (or resume a rollback), or stop on a lost lock |
 //! | [`restore`] | rollback steps: restore a [`rollback::Record`], `undo` to the first state |
 //! | [`rollback`] | records of what actions replaced, and the pure rollback plan |
 //! | [`signals`] | Ctrl-C / SIGTERM / SIGHUP from the first moment |
@@ -37,6 +38,7 @@ pub mod restore;
 pub mod rollback;
 pub mod shown;
 pub mod signals;
+mod unwind;
 
 use std::sync::Arc;
 use std::time::Duration;

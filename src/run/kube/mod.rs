@@ -24,8 +24,15 @@ use crate::check::program::{Component, IntOrPercent, Workload};
 use crate::version::Version;
 
 mod errors;
+mod fence;
+pub mod hazard_report;
+pub mod hazard_rules;
+pub mod hazards;
+mod journal_store;
 pub mod lock;
+pub(crate) mod objects;
 pub mod preflight;
+mod reads;
 mod rollout;
 mod snap;
 pub mod traffic;

@@ -105,6 +105,29 @@ pub enum RunEvent {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         help: Option<String>,
     },
+    /// A hazard the preflight predicts (issue 22): before the lock and the journal, so shown
+    /// (and printed by `--format json`) but not journaled.
+    Hazard {
+        code: String,
+        severity: String,
+        kind: String,
+        #[serde(default)]
+        name: String,
+        #[serde(default)]
+        field: String,
+        message: String,
+        #[serde(default)]
+        help: String,
+        #[serde(default)]
+        stage: usize,
+        #[serde(default)]
+        line: usize,
+        #[serde(default)]
+        statement: String,
+        /// `--allow-hazard`: shown, never refuses.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        allowed: bool,
+    },
     /// A statement of stage `stage` failed.
     Failed {
         stage: usize,

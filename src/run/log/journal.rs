@@ -16,12 +16,10 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use k8s_openapi::api::core::v1::ConfigMap;
-use kube::api::Patch;
 use serde_json::{json, Value};
 
 use crate::check::program::{Colour, Component, Op, Playbook, Statement, Workload};
-use crate::run::kube::{retry, status_code, Cluster};
+use crate::run::kube::Cluster;
 use crate::run::log::events::{Entry, RunEvent};
 use crate::run::rollback::Record;
 use crate::run::shown::shown;
@@ -389,18 +387,10 @@ fn record_kind(r: &Record) -> String {
 /// Read the journal of a digest from a cluster; `None` when there is none.
 pub async fn load(cluster: &Cluster, digest: &str) -> Result<Option<Stored>, String> {
     let name = config_map_name(digest);
-    let api = cluster.config_maps();
-    match retry(|| async { api.get_opt(&name).await }).await {
-        Ok(Some(cm)) => Ok(Some(Stored {
-            data: cm.data.unwrap_or_default().into_iter().collect(),
-        })),
-        Ok(None) => Ok(None),
-        Err(e) => Err(format!(
-            "cannot read the journal {}/{name}: {}",
-            cluster.ns,
-            crate::run::kube::words(&e)
-        )),
-    }
+    Ok(cluster
+        .read_journal(&name)
+        .await?
+        .map(|data| Stored { data }))
 }
 
 impl Journal {
@@ -583,44 +573,7 @@ impl Journal {
                 cluster.ns, self.name
             ));
         }
-        let api = cluster.config_maps();
-        let patch = Patch::Merge(json!({"data": data}));
-        let pp = crate::run::kube::patch_params();
-        let failed = |e: kube::Error, verb: &str| {
-            format!(
-                "could not write the journal: cannot {verb} ConfigMap `{}` in namespace `{}`: {}",
-                self.name,
-                cluster.ns,
-                crate::run::kube::words(&e)
-            )
-        };
-        match retry(|| async { api.patch(&self.name, &pp, &patch).await }).await {
-            Ok(_) => Ok(()),
-            Err(e) if status_code(&e) == Some(404) => {
-                let cm: ConfigMap = serde_json::from_value(json!({
-                    "apiVersion": "v1", "kind": "ConfigMap",
-                    "metadata": {"name": self.name, "labels": {
-                        "app.kubernetes.io/managed-by": "ktplay",
-                    }},
-                    "data": data,
-                }))
-                .map_err(|e| format!("could not build the journal ConfigMap: {e}"))?;
-                match retry(|| async { api.create(&crate::run::kube::post_params(), &cm).await })
-                    .await
-                {
-                    Ok(_) => Ok(()),
-                    // Created meanwhile (or by an attempt whose answer was lost): patch it.
-                    Err(e) if status_code(&e) == Some(409) => {
-                        retry(|| async { api.patch(&self.name, &pp, &patch).await })
-                            .await
-                            .map(|_| ())
-                            .map_err(|e| failed(e, "patch"))
-                    }
-                    Err(e) => Err(failed(e, "create")),
-                }
-            }
-            Err(e) => Err(failed(e, "patch")),
-        }
+        cluster.write_journal(&self.name, &data).await
     }
 }
 

@@ -197,6 +197,23 @@ impl Reporter {
                 Duration::from_millis(*duration_ms),
                 said(*ok, detail, message),
             ),
+            RunEvent::Hazard {
+                code,
+                severity,
+                message,
+                help,
+                line,
+                statement,
+                allowed,
+                ..
+            } => {
+                self.stop_spinner();
+                let allowed = if *allowed { " (allowed)" } else { "" };
+                let text = format!(
+                    "{severity}[{code}]{allowed}: line {line} `{statement}`: {message}\n  help: {help}\n"
+                );
+                eprint!("{}", self.redact.redact(&text));
+            }
             RunEvent::Refused { message, help } => {
                 self.stop_spinner();
                 let text = match help {
