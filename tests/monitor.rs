@@ -381,6 +381,15 @@ fn ktplay_test_junit_carries_the_monitor_numbers() {
   expect succeeded
 }
 
+test "the gateway without preStop drops requests" {
+  playbook "monitored.ktplay"
+  env staging
+  fault no-prestop:gateway
+  expect rolled_back
+  expect failed stage gateways
+  expect final gateway 1.4.1
+}
+
 test "503 from the new gateway" {
   playbook "monitored.ktplay"
   env staging
@@ -426,6 +435,15 @@ test "503 from the new gateway" {
     assert_eq!(prop("clean upgrade", "monitor.gateway.verdict"), "ok");
     assert_eq!(
         prop("503 from the new gateway", "monitor.gateway.verdict"),
+        "exceeded"
+    );
+    // The simulator's drop model (a pod gone before its endpoint has left): the rehearsal agrees
+    // with the real data path's verdict without preStop.
+    assert_eq!(
+        prop(
+            "the gateway without preStop drops requests",
+            "monitor.gateway.verdict"
+        ),
         "exceeded"
     );
     assert!(
@@ -489,10 +507,11 @@ async fn datapath_scenario_on_the_simulator(prestop: bool) -> (Option<i32>, Valu
         "name": "gateway",
         "readinessProbe": {"httpGet": {"path": "/readyz", "port": 41002}, "periodSeconds": 1, "failureThreshold": 3},
     });
-    if prestop {
-        container["lifecycle"] =
-            serde_json::json!({"preStop": {"exec": {"command": ["sleep", "10"]}}});
-    }
+    container["lifecycle"] = if prestop {
+        serde_json::json!({"preStop": {"exec": {"command": ["sleep", "10"]}}})
+    } else {
+        Value::Null // the seed's own preStop goes too
+    };
     let patch = serde_json::json!({"spec": {
         "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 1, "maxSurge": 1}},
         "template": {"spec": {"terminationGracePeriodSeconds": 30, "containers": [container]}},
@@ -538,11 +557,9 @@ async fn simulator_agrees_with_the_data_path_with_prestop() {
 
 /// Without preStop the real data path drops requests (the process is gone before its endpoint
 /// has left every proxy): the monitor's budget fails the run and it rolls back (exit 1). The
-/// simulator agrees only once it models that drop (issue 22 part 3, branch h-hazards): until that
-/// merge it answers every request and this test fails, so it is ignored; the lead un-ignores it
-/// with the merge.
+/// simulator models that drop (issue 22 part 3: a deleted pod's endpoint lingers 2 s and fails
+/// requests once its process is gone), so it agrees.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "passes once the simulator models drops without preStop (issue 22 part 3, h-hazards)"]
 async fn simulator_agrees_with_the_data_path_without_prestop() {
     let (code, m) = datapath_scenario_on_the_simulator(false).await;
     assert_eq!(code, Some(1), "{m}");
