@@ -489,10 +489,12 @@ async fn datapath_scenario_on_the_simulator(prestop: bool) -> (Option<i32>, Valu
         "name": "gateway",
         "readinessProbe": {"httpGet": {"path": "/readyz", "port": 41002}, "periodSeconds": 1, "failureThreshold": 3},
     });
-    if prestop {
-        container["lifecycle"] =
-            serde_json::json!({"preStop": {"exec": {"command": ["sleep", "10"]}}});
-    }
+    // Without: `null` removes the seed's own preStop hook (the simulator seeds `sleep 5`).
+    container["lifecycle"] = if prestop {
+        serde_json::json!({"preStop": {"exec": {"command": ["sleep", "10"]}}})
+    } else {
+        serde_json::Value::Null
+    };
     let patch = serde_json::json!({"spec": {
         "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 1, "maxSurge": 1}},
         "template": {"spec": {"terminationGracePeriodSeconds": 30, "containers": [container]}},
@@ -538,11 +540,9 @@ async fn simulator_agrees_with_the_data_path_with_prestop() {
 
 /// Without preStop the real data path drops requests (the process is gone before its endpoint
 /// has left every proxy): the monitor's budget fails the run and it rolls back (exit 1). The
-/// simulator agrees only once it models that drop (issue 22 part 3, branch h-hazards): until that
-/// merge it answers every request and this test fails, so it is ignored; the lead un-ignores it
-/// with the merge.
+/// simulator agrees: it models that drop (issue 22 part 3: a deleted pod's endpoint lingers 2 s
+/// and fails the requests routed to it once its process is gone).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "passes once the simulator models drops without preStop (issue 22 part 3, h-hazards)"]
 async fn simulator_agrees_with_the_data_path_without_prestop() {
     let (code, m) = datapath_scenario_on_the_simulator(false).await;
     assert_eq!(code, Some(1), "{m}");
