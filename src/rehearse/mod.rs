@@ -35,7 +35,10 @@ use crate::sim::{CompatFn, Running, Seed, SeedComponent, SeedWorkload};
 use crate::run::guards::UrlRewrite;
 
 pub mod generic;
+mod start;
 pub mod suite;
+
+pub use start::{Listen, Pace, Rehearsal};
 
 /// The seed for a playbook: its components at `from`.
 pub fn seed_for(pb: &Playbook, namespace: &str) -> Seed {

@@ -22,12 +22,10 @@ use std::time::Duration;
 use crate::check::program::Workload;
 use crate::check::test_items::{Expected, Test, TestOutcome};
 use crate::check::Checked;
-use crate::resolve::{Live, Scope};
-use crate::sim::{Faults, Sim, SimConfig};
+use crate::sim::Faults;
 use crate::version::Version;
 
-use crate::run::guards::script_runner;
-use crate::run::kube::{live_colour, Cluster};
+use crate::run::kube::live_colour;
 use crate::run::log::events::{Entry, RunEvent};
 use crate::run::log::output::Format;
 use crate::run::{Cancel, Outcome, RunOptions, RunTarget};
@@ -220,61 +218,32 @@ fn simulate(checked: &Checked, test: &Test, settings: &Settings) -> Result<Ran, 
         .map_err(|e| format!("cannot start a runtime: {e}"))?;
     let pb = &checked.playbooks[test.playbook].1;
     let env = test.env.as_deref().and_then(|n| pb.env(n));
-    let matrix = pb
-        .matrix
-        .as_deref()
-        .and_then(|n| checked.scopes.iter().find_map(|s| s.get(n)));
+    let sel = checked.selection(test.playbook, env);
     let mut ran = rt.block_on(async {
         let t0 = tokio::time::Instant::now();
-        let ns = Scope::new(pb, env, &Live::default())
-            .namespace()
-            .to_string();
         let mut faults = Faults::none();
         for f in &test.faults {
             faults.add(f.node.clone());
         }
-        let (secrets, _) = crate::rehearse::secrets(pb, env);
-        let sim = Sim::new(SimConfig {
-            // A pod takes a second of simulated time per step: realistic, and free.
-            pace: Duration::from_secs(1),
-            faults,
-            compat: crate::rehearse::compat_for(pb, matrix),
-            generic: crate::rehearse::generic::generic_for(pb, env, &secrets, matrix).0,
-            ..SimConfig::default()
-        });
-        sim.seed(&crate::rehearse::seed_for(pb, &ns));
-        let running = sim
-            .start(std::net::SocketAddr::from(([127, 0, 0, 1], 0)))
-            .await
-            .map_err(|e| format!("cannot start the simulator: {e}"))?;
-        let (rewrite, _) = crate::rehearse::url_rewrite(pb, env, &running, &secrets);
-        let cluster = Cluster::new(kube::Client::new(sim.router(), ns.clone()), ns.clone());
+        // A pod takes a second of simulated time per step: realistic, and free.
+        let pace = super::Pace {
+            step: Duration::from_secs(1),
+            progress_deadline: None,
+        };
+        let rehearsal = super::Rehearsal::start(&sel, faults, pace).await?;
+        let cluster = rehearsal.cluster();
         let opts = RunOptions {
             approve: true,
-            accept_drift: false,
-            resume: false,
             format: if settings.verbose {
                 Format::Human
             } else {
                 Format::Quiet
             },
-            journal_file: None,
-            shorten_waits: None,
-            secrets,
-            rewrite,
-            scripts: script_runner(),
             // The suite handles signals (`Interrupt`): the run's own handler stays out.
             cancel: Cancel::signals_handled_by_caller(),
-            after: None,
-            rehearsal: true,
-            hazards: Default::default(),
+            ..rehearsal.options()
         };
-        let target = RunTarget {
-            checked,
-            index: test.playbook,
-            env,
-            matrix,
-        };
+        let target = RunTarget::from(&sel);
         let limit = settings.limits.time;
         let interrupt = settings.interrupt.clone();
         let (outcome, cut) = tokio::select! {
@@ -295,7 +264,7 @@ fn simulate(checked: &Checked, test: &Test, settings: &Settings) -> Result<Ran, 
             .unwrap_or_default();
         let stage_name = |k: usize| pb.stages.get(k).map_or("?", |s| s.name.as_str());
         if let Some(cut) = cut {
-            running.shutdown().await;
+            rehearsal.shutdown().await;
             let at = where_it_was(&events, &stage_name);
             let why = match &cut {
                 Cut::TimeLimit(d) => format!(
@@ -336,7 +305,7 @@ fn simulate(checked: &Checked, test: &Test, settings: &Settings) -> Result<Ran, 
             };
             finals.push(vs);
         }
-        running.shutdown().await;
+        rehearsal.shutdown().await;
         let (failed, rollback_order) = read_events(&events);
         let monitors = crate::run::monitor::last_reports(&events);
         Ok::<Ran, String>(Ran {

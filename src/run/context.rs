@@ -111,6 +111,39 @@ pub struct RunOptions {
     pub hazards: super::kube::hazards::Settings,
 }
 
+impl RunOptions {
+    /// A run with these secrets and this URL routing; no flags, human output, the Rhai
+    /// runner, its own Ctrl-C, no promotion gate.
+    pub fn new(secrets: HashMap<String, String>, rewrite: UrlRewrite) -> RunOptions {
+        RunOptions {
+            approve: false,
+            accept_drift: false,
+            resume: false,
+            format: super::log::output::Format::Human,
+            journal_file: None,
+            shorten_waits: None,
+            secrets,
+            rewrite,
+            scripts: super::guards::script_runner(),
+            cancel: Cancel::new(),
+            after: None,
+            rehearsal: false,
+            hazards: Default::default(),
+        }
+    }
+}
+
+impl<'c> From<&crate::check::select::Selection<'c>> for RunTarget<'c> {
+    fn from(s: &crate::check::select::Selection<'c>) -> RunTarget<'c> {
+        RunTarget {
+            checked: s.checked,
+            index: s.index,
+            env: s.env,
+            matrix: s.matrix,
+        }
+    }
+}
+
 /// What to run: a checked file, which playbook, which env, the matrix in force.
 pub struct RunTarget<'a> {
     pub checked: &'a Checked,

@@ -12,6 +12,7 @@
 //! | [`restore`] | rollback steps: restore a [`rollback::Record`], `undo` to the first state |
 //! | [`rollback`] | records of what actions replaced, and the pure rollback plan |
 //! | [`signals`] | Ctrl-C / SIGTERM / SIGHUP from the first moment |
+//! | [`monitor`] | the disruption monitor: probes during the run, budgets, reports |
 //! | [`shown`] | cluster-supplied values (lease holders, journal lines) escaped for printing |
 //! | [`log`] | the event log: [`log::events`] (the typed vocabulary), [`log::journal`], [`log::output`] |
 //! | [`kube`] | the kube layer: the [`kube::Cluster`] handle, [`kube::lock`], [`kube::preflight`], [`kube::traffic`] (routers) |

@@ -6,9 +6,13 @@
 //! | module | what it holds |
 //! |---|---|
 //! | this file, `errors`, `rollout`, `snap` | the [`Cluster`] handle: versions, image patches, rollout waits, undo, canaries, selectors, logs; retries |
-//! | [`lock`] | the fenced run lock (a Lease per playbook and namespace) and the per-object leases |
+//! | `objects` | any kind as JSON (`ApiResource`): get, create (adopting only this run's), delete by uid, merge |
+//! | `reads` | what scripts read: an object as JSON, a component's pods |
+//! | `journal_store` | the journal's ConfigMap: read, merge-patch or create |
+//! | [`lock`], `fence` | the run lock (a Lease per playbook and namespace), the per-object leases, and the fence every write checks |
 //! | [`preflight`] | before any action: permissions (SelfSubjectAccessReview) and containers |
 //! | [`traffic`] | the traffic routers of canaries (HTTPRoute, Ingress): plan, pin, route, unroute |
+//! | [`hazards`], [`hazard_rules`], [`hazard_report`] | the live objects each action touches, the hazard rules over them, hazards as diagnostics |
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
@@ -159,6 +163,11 @@ impl Cluster {
             fence: None,
             run: String::new(),
         }
+    }
+
+    /// A cluster served in this process (the simulator's router), without a socket.
+    pub fn in_process(router: axum::Router, ns: &str) -> Cluster {
+        Cluster::new(Client::new(router, ns.to_string()), ns)
     }
 
     /// The same namespace, for run `run`: what it creates carries the run's ownership mark.
