@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
 # monitor-datapath-test.sh [CASE...] — ktplay's disruption monitor on the real data path (issue 22,
-# parts 1 and 2): `ktplay run` of a playbook whose `monitor` probes the seed gateway Deployment's
+# parts 1, 2 and 3): `ktplay run` of a playbook whose `monitor` probes the seed gateway Deployment's
 # Service ClusterIP while ktplay upgrades it 1.4.1 -> 1.5.0 (3 replicas, maxUnavailable 1,
 # maxSurge 1, readinessProbe GET /readyz, port 41002), on the real control plane with the real
 # kube-proxy and one real process per pod (the same Deployment as datapath-test.sh).
-#   seed         preStop `sleep 10`, grace 30 s   expect: 0 failed requests, exit 0, 1.5.0 everywhere
-#   no-prestop   no preStop hook                  expect: failures counted, the budget fails the run,
-#                                                 rolled back (exit 1), 1.4.1 everywhere
+#   seed         preStop `sleep 10`, grace 30 s   expect: no drop predicted by the preflight, 0 failed
+#                                                 requests, exit 0, 1.5.0 everywhere
+#   no-prestop   no preStop hook                  expect: the preflight's `hazard::no_prestop` before
+#                                                 the first action, failures counted, the budget fails
+#                                                 the run, rolled back (exit 1), 1.4.1 everywhere
 # Each case also asserts the lock is released, the journal's status, and 3 Ready pods of the final
 # version answering through the Service. Run from anywhere: outside the data path it starts one
 # itself (REALKUBE_DATAPATH=1 tests/realkube.sh). KTPLAY_BIN: the binary (default: built by cargo).
@@ -149,6 +151,23 @@ PY
   verdict=$(python3 -c 'import json,sys; print(json.loads(sys.argv[1]).get("verdict", "none"))' "$mon")
   # (a failing run stops early: at 50 probes a second, 50 is one second of probing)
   [[ $requests -ge $([[ $3 == ok ]] && echo 500 || echo 50) ]] || why+=("only $requests probes: the monitor did not run")
+  # the preflight (issue 22 part 3) predicted the drop before the first action, or did not
+  local predicted
+  predicted=$(python3 - "$W/$name.json" <<'PY'
+import json, sys
+evs = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
+first = next((i for i, e in enumerate(evs) if e.get("event") == "start"), len(evs))
+drops = {"ktplay::hazard::no_prestop", "ktplay::hazard::short_prestop",
+         "ktplay::hazard::grace_too_short", "ktplay::hazard::no_readiness_probe"}
+print(" ".join(sorted({e["code"] for e in evs[:first] if e.get("event") == "hazard" and e.get("code") in drops})) or "none")
+PY
+)
+  echo "$name: hazards predicted before the first action: $predicted"
+  if [[ $2 == none ]]; then
+    [[ $predicted == *ktplay::hazard::no_prestop* ]] || why+=("the preflight did not warn of the missing preStop before the first action ($predicted)")
+  else
+    [[ $predicted == none ]] || why+=("the preflight predicted drops for a safe Deployment: $predicted")
+  fi
   if [[ $3 == ok ]]; then
     want=1.5.0
     [[ $code == 0 ]] || why+=("exit $code, expected 0")
