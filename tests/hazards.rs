@@ -459,18 +459,9 @@ async fn hazards_clean_deployment_runs_without_a_word(backend: Backend) {
     );
 }
 
-/// `rehearse` shows the drop the preflight predicts: the seed's `web` rolled under a hook that
-/// sends 60 requests through its Service right after the rollout, while the last old pod's
-/// endpoint still lingers (the simulator's 2 s). With preStop (the seed): every request answered,
-/// the run succeeds, no hazard. With `--fault no-prestop:web`: the preflight warns, the hook
-/// sees requests fail (502, the pod named), and the run rolls back.
-#[test]
-fn hazards_rehearse_shows_the_drop() {
-    let dir = tempfile::tempdir().unwrap();
-    let pb = dir.path().join("drop.ktplay");
-    std::fs::write(
-        &pb,
-        r#"playbook "drop" {
+/// The playbook of the drop scenarios: `web` rolled, then a hook that sends 60 requests through
+/// its Service while the last old pod's endpoint still lingers.
+const DROP: &str = r#"playbook "drop" {
   namespace "drop"
   let web_url = "http://web.drop.internal"
   component web { deployment "web" image "acme/web" from 1.0.0 to 1.1.0 }
@@ -487,9 +478,59 @@ fn hazards_rehearse_shows_the_drop() {
     """
   }
 }
+"#;
+
+/// `ktplay test` (virtual clock) agrees: the seed passes, `fault no-prestop:web` rolls back at
+/// the hook, and the JUnit says so.
+#[test]
+fn hazards_ktplay_test_shows_the_drop() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("drop.ktplay"), DROP).unwrap();
+    std::fs::write(
+        dir.path().join("drop.test.ktplay"),
+        r#"test "the seed's web loses nothing" {
+  playbook "drop.ktplay"
+  expect succeeded
+}
+
+test "without preStop the requests drop and the run rolls back" {
+  playbook "drop.ktplay"
+  fault no-prestop:web
+  expect rolled_back
+  expect failed stage web statement 2
+  expect final web 1.0.0
+}
 "#,
     )
     .unwrap();
+    let junit = dir.path().join("junit.xml");
+    let out = std::process::Command::new(BIN)
+        .arg("test")
+        .arg(dir.path().join("drop.test.ktplay"))
+        .arg(format!("--junit={}", junit.display()))
+        .arg("--verbose")
+        .env("NO_COLOR", "1")
+        .output()
+        .unwrap();
+    let t = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{t}");
+    assert!(t.contains("2 tests: 2 passed"), "{t}");
+    assert!(t.contains("of 60 requests failed"), "{t}");
+    assert!(t.contains("warning[ktplay::hazard::no_prestop]"), "{t}");
+    let xml = std::fs::read_to_string(junit).unwrap();
+    assert!(xml.contains("failures=\"0\""), "{xml}");
+}
+
+/// `rehearse` shows the drop the preflight predicts: the seed's `web` rolled under a hook that
+/// sends 60 requests through its Service right after the rollout, while the last old pod's
+/// endpoint still lingers (the simulator's 2 s). With preStop (the seed): every request answered,
+/// the run succeeds, no hazard. With `--fault no-prestop:web`: the preflight warns, the hook
+/// sees requests fail (502, the pod named), and the run rolls back.
+#[test]
+fn hazards_rehearse_shows_the_drop() {
+    let dir = tempfile::tempdir().unwrap();
+    let pb = dir.path().join("drop.ktplay");
+    std::fs::write(&pb, DROP).unwrap();
     let rehearse = |faults: &[&str]| {
         let mut cmd = std::process::Command::new(BIN);
         cmd.arg("rehearse").arg(&pb).env("NO_COLOR", "1");

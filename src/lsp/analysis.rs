@@ -789,4 +789,21 @@ mod tests {
         assert!(text.starts_with("**guard http METHOD"), "{text}");
         assert_eq!(&TEXT[range.0..range.1], "guard");
     }
+
+    #[test]
+    fn hover_on_a_monitor_says_what_it_does_and_its_lets_resolve() {
+        let text = TEXT.replace(
+            "  stage s {",
+            "  monitor gw GET \"${url}/healthz\" { bearer token budget failures 0 }\n  stage s {",
+        );
+        let a = analysis(&text);
+        let (hover, range) = a.hover(at(&text, "monitor gw", 0)).unwrap();
+        assert!(hover.starts_with("**monitor NAME METHOD"), "{hover}");
+        assert_eq!(&text[range.0..range.1], "monitor");
+        // The let in its URL and its bearer are the lets' occurrences (hover shows each env).
+        let (hover, _) = a.hover(at(&text, "${url}/healthz", 0) + 2).unwrap();
+        assert!(hover.contains("staging"), "{hover}");
+        let (hover, _) = a.hover(at(&text, "bearer token budget", 0) + 8).unwrap();
+        assert!(hover.contains("secret"), "{hover}");
+    }
 }

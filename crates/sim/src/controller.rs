@@ -26,24 +26,41 @@ const DESIRED: &str = "deployment.kubernetes.io/desired-replicas";
 const MAX_REPLICAS: &str = "deployment.kubernetes.io/max-replicas";
 const HASH_LABEL: &str = "pod-template-hash";
 const NODE: &str = "sim-node-1";
-/// How often an idle controller looks at the clock (progress deadlines).
-const IDLE_TICK: Duration = Duration::from_millis(100);
+/// When the next clock-driven change is due (a crash-looping container's next restart, a
+/// progress deadline): the soonest of what one pass saw, as time from now on the wall clock the
+/// objects' timestamps are written in.
+#[derive(Debug, Default, Clone, Copy)]
+pub(crate) struct Due(Option<Duration>);
 
-/// The controller loop; ends when the simulator is dropped. A kick (any API write) runs a pass
-/// only if something the controllers watch changed; the idle tick always runs one, for the
-/// clock-driven progress deadlines.
+impl Due {
+    fn at(&mut self, t: DateTime<Utc>) {
+        let left = (t - Utc::now())
+            .to_std()
+            .unwrap_or(Duration::ZERO)
+            .max(Duration::from_millis(1));
+        self.0 = Some(self.0.map_or(left, |d| d.min(left)));
+    }
+}
+
+/// The controller loop; ends when the simulator is dropped. Event-driven: a kick (any API write)
+/// runs a pass only if something the controllers watch changed; a pass that changed something is
+/// followed by another after the pace (pods move a step at a time); and an idle controller sleeps
+/// until the next clock-driven change the last pass found due, or, with none, until the next kick.
+/// Under a paused runtime (`ktplay test`) its time jumps to the next of those, never tick by tick.
 pub async fn run(weak: Weak<Inner>) {
     let mut force = true;
     let mut seen = u64::MAX;
+    let mut due: Option<tokio::time::Instant> = None;
     loop {
         let Some(inner) = weak.upgrade() else { return };
         let sim = Sim { inner };
         let dirty = lock(&sim.inner.store).dirty;
         let progressed = if force || dirty != seen {
-            let (p, observed) = pass(&sim);
+            let (p, observed, next) = pass(&sim);
             // What this pass saw, not what the store holds now: a write that lands after the
             // pass must cause another one.
             seen = observed;
+            due = next.0.map(|d| tokio::time::Instant::now() + d);
             p
         } else {
             false
@@ -60,11 +77,17 @@ pub async fn run(weak: Weak<Inner>) {
         } else {
             let inner = sim.inner.clone();
             drop(sim);
-            tokio::select! {
-                _ = inner.kick.notified() => force = false,
-                // Time-driven changes (a pod ready after its pace, a progress deadline) need a
-                // pass now and then; no more often than a controller step takes.
-                _ = tokio::time::sleep(IDLE_TICK.max(pace)) => force = true,
+            let kicked = inner.kick.notified();
+            match due {
+                Some(at) => tokio::select! {
+                    _ = kicked => force = false,
+                    // Not sooner than a controller step takes.
+                    _ = tokio::time::sleep_until(at.max(tokio::time::Instant::now() + pace)) => force = true,
+                },
+                None => {
+                    kicked.await;
+                    force = false;
+                }
             }
         }
     }
@@ -75,8 +98,12 @@ pub fn step(sim: &Sim) -> bool {
     pass(sim).0
 }
 
-/// One pass; also returns the change counter as the pass found it.
-fn pass(sim: &Sim) -> (bool, u64) {
+/// One pass; also returns the change counter as the pass found it, and when the next
+/// clock-driven change is due.
+fn pass(sim: &Sim) -> (bool, u64, Due) {
+    sim.inner
+        .passes
+        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let faults = sim.faults();
     let roles = sim
         .inner
@@ -87,7 +114,8 @@ fn pass(sim: &Sim) -> (bool, u64) {
     let mut store = lock(&sim.inner.store);
     let before = store.rv();
     let observed = store.dirty;
-    kubelet(sim, &mut store, &faults, &roles);
+    let mut due = Due::default();
+    kubelet(sim, &mut store, &faults, &roles, &mut due);
     let deployments: Vec<(String, String)> = store
         .iter(Kind::Deployment, None)
         .map(|d| {
@@ -125,9 +153,9 @@ fn pass(sim: &Sim) -> (bool, u64) {
     }
     for (ns, name) in &deployments {
         let just_created = created.contains(&(ns.clone(), name.clone()));
-        deployment_status(&mut store, ns, name, just_created);
+        deployment_status(&mut store, ns, name, just_created, &mut due);
     }
-    (store.rv() != before, observed)
+    (store.rv() != before, observed, due)
 }
 
 fn name_of(v: &Value) -> String {
@@ -232,13 +260,15 @@ pub(crate) fn tag_behaviour(pod: &Value) -> Option<TagBehaviour> {
 }
 
 /// Restarts of a crash-looping container: one per 10 s since the pod started, as the fake
-/// kubelet counts them.
-fn crash_restarts(pod: &Value) -> i64 {
-    str_at(pod, &["status", "startTime"])
+/// kubelet counts them; the next one is due then.
+fn crash_restarts(pod: &Value, due: &mut Due) -> i64 {
+    let started = str_at(pod, &["status", "startTime"])
         .and_then(|s| DateTime::parse_from_rfc3339(s).ok())
-        .map_or(0, |t| {
-            (Utc::now() - t.with_timezone(&Utc)).num_seconds().max(0) / 10
-        })
+        .map(|t| t.with_timezone(&Utc));
+    let Some(t) = started else { return 0 };
+    let n = (Utc::now() - t).num_seconds().max(0) / 10;
+    due.at(t + chrono::Duration::seconds((n + 1) * 10));
+    n
 }
 
 /// Why a pod is not healthy, if it is not.
@@ -256,7 +286,7 @@ fn unhealthy(role: Option<&(RoleInfo, Option<Version>)>, faults: &Faults) -> Opt
 /// Pods start, become ready per their version, faults and image tags, and write their
 /// start-up logs (the simulated Keeptrusts components' own lines; `logs.rs` adds the fake
 /// kubelet's lines around them when they are read).
-fn kubelet(sim: &Sim, store: &mut Store, faults: &Faults, roles: &[RoleInfo]) {
+fn kubelet(sim: &Sim, store: &mut Store, faults: &Faults, roles: &[RoleInfo], due: &mut Due) {
     let pods: Vec<Value> = store
         .iter(Kind::Pod, None)
         .filter(|p| !is_ready(p))
@@ -278,7 +308,7 @@ fn kubelet(sim: &Sim, store: &mut Store, faults: &Faults, roles: &[RoleInfo]) {
         let starting = str_at(&pod, &["status", "startTime"]).is_none();
         if !starting {
             if tags == Some(TagBehaviour::Crash) {
-                let restarts = crash_restarts(&pod);
+                let restarts = crash_restarts(&pod, due);
                 let mut p = pod.clone();
                 let mut changed = false;
                 if let Some(cs) = p
@@ -920,7 +950,7 @@ fn merge_condition(old: Option<&Value>, mut new: Value, touch: bool) -> Value {
 }
 
 /// Compute and write one deployment's status.
-fn deployment_status(store: &mut Store, ns: &str, name: &str, just_created: bool) {
+fn deployment_status(store: &mut Store, ns: &str, name: &str, just_created: bool, due: &mut Due) {
     let Ok(d) = store.get(Kind::Deployment, ns, name) else {
         return;
     };
@@ -1103,7 +1133,11 @@ fn deployment_status(store: &mut Store, ns: &str, name: &str, just_created: bool
                 ),
                 true,
             )),
-            _ => old_prog.cloned().map(|c| (c, false)),
+            Some(last) => {
+                due.at(last + chrono::Duration::milliseconds(deadline * 1000 + 1));
+                old_prog.cloned().map(|c| (c, false))
+            }
+            None => old_prog.cloned().map(|c| (c, false)),
         }
     };
     let mut conds = vec![available_cond];
@@ -1317,6 +1351,54 @@ pub fn seed(sim: &Sim, seed: &Seed) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Event-driven: a settled cluster with nothing due takes no pass while simulated time runs
+    /// (the idle tick took one a second: 600 in these ten minutes), and a write still gets its
+    /// passes at once.
+    #[tokio::test(start_paused = true)]
+    async fn an_idle_controller_sleeps_until_something_happens() {
+        use std::sync::atomic::Ordering::Relaxed;
+        let sim = Sim::new(crate::SimConfig {
+            pace: Duration::from_secs(1),
+            ..crate::SimConfig::default()
+        });
+        sim.seed(&Seed::keeptrusts("ns", "1.4.0".parse().unwrap()));
+        tokio::time::sleep(Duration::from_secs(60)).await;
+        let settled = sim.inner.passes.load(Relaxed);
+        tokio::time::sleep(Duration::from_secs(600)).await;
+        let idle = sim.inner.passes.load(Relaxed) - settled;
+        assert!(idle <= 1, "{idle} passes in ten idle minutes");
+        // A change is still seen: a new image rolls out, pace by pace.
+        {
+            let mut store = lock(&sim.inner.store);
+            let mut d = store
+                .get(Kind::Deployment, "ns", "keeptrusts-gateway")
+                .unwrap();
+            d["spec"]["template"]["spec"]["containers"][0]["image"] =
+                json!("keeptrusts/gateway:1.5.0");
+            store
+                .update(
+                    Kind::Deployment,
+                    "ns",
+                    "keeptrusts-gateway",
+                    d,
+                    WriteMode::Internal,
+                )
+                .unwrap();
+        }
+        sim.kick();
+        tokio::time::sleep(Duration::from_secs(60)).await;
+        let store = lock(&sim.inner.store);
+        let d = store
+            .get(Kind::Deployment, "ns", "keeptrusts-gateway")
+            .unwrap();
+        assert_eq!(d["status"]["updatedReplicas"], d["spec"]["replicas"], "{d}");
+        assert_eq!(
+            d["status"]["availableReplicas"], d["spec"]["replicas"],
+            "{d}"
+        );
+        assert!(sim.inner.passes.load(Relaxed) - settled > 3);
+    }
 
     #[test]
     fn surge_and_unavailable_round_like_kubernetes() {

@@ -200,6 +200,10 @@ http:COMPONENT@VERSION=STATUS, logs-missing:COMPONENT@VERSION, crash:COMPONENT@V
 watch-cut, watch-expired, deny:VERB:RESOURCE[:NAMESPACE], no-prestop:COMPONENT, \
 no-readiness:COMPONENT, grace:COMPONENT=DURATION";
 
+const FAULT_NAMES: &str = "never-ready, policy-off, migration-fails, api-errors, latency, \
+error-rate, http, logs-missing, crash, watch-cut, watch-expired, deny, no-prestop, no-readiness, \
+grace";
+
 fn version(text: &str, fault: &str) -> Result<Version, ParseFaultError> {
     Version::parse(text.trim()).map_err(|e| {
         ParseFaultError(format!(
@@ -462,8 +466,10 @@ impl FromStr for Fault {
             "" => Err(ParseFaultError(format!(
                 "empty fault: expected one of {FAULT_FORMS}"
             ))),
+            // The names only: the forms of all of them no longer fit a diagnostic's message
+            // (`ktplay rehearse --help` and the empty fault's message list them).
             other => Err(ParseFaultError(format!(
-                "unknown fault `{other}`: expected one of {FAULT_FORMS}"
+                "unknown fault `{other}`: expected one of {FAULT_NAMES} (their forms: `ktplay rehearse --help`)"
             ))),
         }
     }

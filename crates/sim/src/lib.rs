@@ -151,7 +151,7 @@ mod watch;
 
 use std::collections::{HashMap, VecDeque};
 use std::fmt;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock, Weak};
 use std::time::Duration;
 
@@ -374,6 +374,8 @@ pub(crate) struct Inner {
     pub seeds: RwLock<Vec<Seed>>,
     pub kick: Notify,
     pub controller_started: AtomicBool,
+    /// Controller passes taken (what an idle simulated minute costs, for tests).
+    pub passes: AtomicU64,
     /// Per (namespace, api version): the pod that ran the migrations.
     pub migrated: Mutex<HashMap<(String, String), String>>,
     pub stats: Mutex<HashMap<String, ServiceStats>>,
@@ -434,6 +436,7 @@ impl Sim {
                 seeds: RwLock::new(Vec::new()),
                 kick: Notify::new(),
                 controller_started: AtomicBool::new(false),
+                passes: AtomicU64::new(0),
                 migrated: Mutex::new(HashMap::new()),
                 stats: Mutex::new(HashMap::new()),
                 follow: RwLock::new(None),

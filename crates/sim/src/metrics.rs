@@ -20,9 +20,12 @@
 //!
 //! **Cost.** The ticks are not run one by one. The split of the traffic (what each counter gains
 //! per tick) only changes when the cluster does, so it is computed at the first tick after a
-//! change of the store or of the faults (a task waits for those), and the ticks in between are
-//! written in bulk with the split they had when a query, a scrape or the next change needs them.
-//! Each tick still sees the state of its moment, so the samples are those of a tick every 250 ms.
+//! change of the objects it reads (pods, Services, Deployments, routers) or of the faults (a
+//! task waits for those; leases, ConfigMaps and namespaces do not count), and kept, with the
+//! tick it starts at, when it differs from the one before. The ticks are written only when a
+//! query or a scrape needs them, each with the split of its moment, and a tick past the 15
+//! minutes of history only adds to the counters: the samples are those of a tick every 250 ms,
+//! and a run that never asks for them costs nothing per simulated second.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::{Arc, Weak};
@@ -93,8 +96,10 @@ pub(crate) struct Metrics {
     samples: VecDeque<i64>,
     /// The last tick written.
     last_tick: Option<i64>,
-    /// What each counter gains in one tick, as of the last split computed.
+    /// What each counter gains in one tick, as of the last tick written.
     per_tick: Vec<(Labels, f64)>,
+    /// Splits computed since, each with the first tick it applies to (ascending).
+    pending: VecDeque<(i64, Vec<(Labels, f64)>)>,
 }
 
 fn labels(pairs: &[(&str, &str)]) -> Labels {
@@ -105,14 +110,18 @@ fn labels(pairs: &[(&str, &str)]) -> Labels {
 }
 
 impl Metrics {
-    /// Write every tick from the last one written up to `t_ms` (inclusive) with the current
-    /// split.
+    /// Write every tick from the last one written up to `t_ms` (inclusive), each with the split
+    /// of its moment; ticks too old to be in the history after `t_ms` only add to the counters.
     fn advance(&mut self, clock: &Clock, t_ms: i64) {
         let mut next = match self.last_tick {
             Some(t) => t + TICK_MS,
             None => clock.start_ms,
         };
+        let keep_from = t_ms - KEEP_MS;
         while next <= t_ms {
+            while self.pending.front().is_some_and(|(t, _)| *t <= next) {
+                self.per_tick = self.pending.pop_front().expect("checked").1;
+            }
             for (l, by) in &self.per_tick {
                 match self.now.get_mut(l) {
                     Some(v) => *v += by,
@@ -121,9 +130,23 @@ impl Metrics {
                     }
                 }
             }
-            self.sample(next);
+            if next >= keep_from {
+                self.sample(next);
+            }
             self.last_tick = Some(next);
             next += TICK_MS;
+        }
+    }
+
+    /// From tick `t_ms` on, the counters gain `split` a tick (unless that is what they gain then
+    /// already).
+    fn split_from(&mut self, t_ms: i64, split: Vec<(Labels, f64)>) {
+        while self.pending.back().is_some_and(|(t, _)| *t >= t_ms) {
+            self.pending.pop_back();
+        }
+        let current = self.pending.back().map_or(&self.per_tick, |(_, s)| s);
+        if *current != split {
+            self.pending.push_back((t_ms, split));
         }
     }
 
@@ -356,20 +379,27 @@ pub(crate) fn catch_up(sim: &Sim) {
     lock(&sim.inner.metrics).advance(&clock, clock.now_ms());
 }
 
-/// The tick at `t_ms` with the cluster as it is: the ticks before it with the split they had,
-/// then a new split.
+/// The split of the cluster as it is, from the tick at `t_ms` on (the ticks before it keep the
+/// split they had; none is written here).
 fn tick(sim: &Sim, t_ms: i64) {
-    let clock = sim.inner.clock;
     // Computed before the counters are locked: it reads the store.
     let per_tick = if following(sim) {
         Vec::new()
     } else {
         split(sim)
     };
-    let mut m = lock(&sim.inner.metrics);
-    m.advance(&clock, t_ms - 1);
-    m.per_tick = per_tick;
-    m.advance(&clock, t_ms);
+    lock(&sim.inner.metrics).split_from(t_ms, per_tick);
+}
+
+/// Did anything the split reads change after `rv`? Leases, ConfigMaps and namespaces do not
+/// move traffic; a gap in the kept events counts as a change.
+fn traffic_changed(sim: &Sim, rv: u64) -> bool {
+    use super::discovery::Kind;
+    let store = lock(&sim.inner.store);
+    store.oldest_resumable() > rv
+        || store
+            .events_since(rv)
+            .any(|e| !matches!(e.kind, Kind::Lease | Kind::ConfigMap | Kind::Namespace))
 }
 
 /// Until the simulator is dropped: at the first tick after each change of the store or the
@@ -383,11 +413,21 @@ pub(crate) async fn run(weak: Weak<Inner>) {
         None => return,
     };
     let mut due = true;
+    // The resourceVersion the last split saw.
+    let mut seen = 0;
     loop {
         if !due {
             let kicked = kick.notified();
             tokio::select! {
-                r = changes.changed() => if r.is_err() { return },
+                r = changes.changed() => {
+                    if r.is_err() { return }
+                    let rv = *changes.borrow_and_update();
+                    let Some(inner) = weak.upgrade() else { return };
+                    if !traffic_changed(&Sim { inner }, seen) {
+                        seen = rv;
+                        continue;
+                    }
+                },
                 _ = kicked => {}
             }
         }
@@ -404,7 +444,7 @@ pub(crate) async fn run(weak: Weak<Inner>) {
         tokio::time::sleep_until(clock.instant(next)).await;
         let Some(inner) = weak.upgrade() else { return };
         // Changes until now are in this split.
-        changes.borrow_and_update();
+        seen = *changes.borrow_and_update();
         tick(&Sim { inner }, next);
         due = false;
     }
@@ -548,6 +588,48 @@ mod tests {
         let start = sim.inner.clock.start_ms as f64 / 1000.0;
         assert!((t - start - 120.0).abs() < 1.0, "{t} vs {start}");
         assert!(wall.elapsed() < Duration::from_secs(30));
+    }
+
+    /// Nothing asks for the traffic: ten simulated minutes write no tick (they cost nothing per
+    /// simulated second); the first query then sees exactly the last 15 minutes, tick by tick.
+    #[tokio::test(start_paused = true)]
+    async fn ticks_are_written_only_when_asked_for() {
+        let sim = Sim::new(SimConfig::default());
+        sim.seed(&Seed::keeptrusts("ns", "1.4.0".parse().unwrap()));
+        tokio::time::sleep(Duration::from_secs(20 * 60)).await;
+        {
+            let m = lock(&sim.inner.metrics);
+            assert_eq!(m.last_tick, None);
+            assert!(m.series.is_empty() && m.samples.is_empty());
+        }
+        let inc = number(
+            &ask(
+                &sim,
+                r#"sum(increase(http_requests_total{app="gateway",code="200"}[1m]))"#,
+            )
+            .await,
+        );
+        assert!(
+            (inc - 60.0 * REQUESTS_PER_SECOND).abs() < 0.5,
+            "increase {inc}"
+        );
+        let m = lock(&sim.inner.metrics);
+        let ticks = KEEP_MS / TICK_MS + 1;
+        assert_eq!(m.samples.len() as i64, ticks);
+        // The counters hold all twenty minutes (less the pods' start-up), not the last 15.
+        let total: f64 = m
+            .now
+            .iter()
+            .filter(|(l, _)| {
+                l.get("__name__").map(String::as_str) == Some("http_requests_total")
+                    && l.get("app").map(String::as_str) == Some("gateway")
+            })
+            .map(|(_, v)| v)
+            .sum();
+        assert!(
+            total > 1140.0 * REQUESTS_PER_SECOND && total <= 1201.0 * REQUESTS_PER_SECOND,
+            "total {total}"
+        );
     }
 
     /// Ticks written in bulk are the ticks one by one: every 250 ms a sample, each with the

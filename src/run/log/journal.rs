@@ -657,5 +657,14 @@ playbook "p" {
             .checked_events(&pb)
             .unwrap_err()
             .contains("belongs to playbook `p` (digest 0000000000000000)"));
+        // A monitor's counts continue only under a monitor the playbook declares (this one has
+        // none); the name is escaped in the message.
+        let monitor = r#"{"time":"t","run":"r","event":"monitor","name":"x\u001b[2J","final":false,"requests":18446744073709551615,"failures":0}"#;
+        let w = why(&[START, monitor]);
+        assert!(
+            w.contains("line 2") && w.contains("names a monitor the playbook does not declare"),
+            "{w}"
+        );
+        assert!(!w.contains('\u{1b}'), "{w}");
     }
 }
