@@ -203,7 +203,7 @@ fn describe_guard(g: &Guard, scope: &Scope) -> String {
 }
 
 /// `below 0.01`, `below baseline * 1.2`, `between 0 5`.
-pub fn describe_condition(c: &Condition) -> String {
+pub(crate) fn describe_condition(c: &Condition) -> String {
     let bound = |t: &Threshold| match t {
         Threshold::Value(v) => format!("{v}"),
         Threshold::Baseline(f) if *f == 1.0 => "baseline".to_string(),

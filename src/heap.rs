@@ -7,7 +7,7 @@
 //! `sim serve`: a long-lived process should give freed memory back as glibc's defaults do.
 
 /// Let the heap grow in large steps for the rest of this process.
-pub fn grow_in_large_steps() {
+pub(crate) fn grow_in_large_steps() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     // SAFETY: `mallopt` only sets a tunable of glibc's allocator; any value is valid for it.
     unsafe {

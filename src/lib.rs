@@ -7,23 +7,23 @@
 
 pub mod check;
 pub mod cli;
-pub mod describe;
+pub(crate) mod describe;
 pub mod diag;
 pub mod exit;
 pub mod explain;
 pub mod fmt;
-pub mod heap;
+pub(crate) mod heap;
 pub mod lsp;
 pub mod matrix;
 pub mod model;
 pub mod plan;
-pub mod redact;
+pub(crate) mod redact;
 pub mod rehearse;
-pub mod resolve;
+pub(crate) mod resolve;
 pub mod run;
 pub mod script;
 pub use ktplay_sim as sim;
-pub mod source;
+pub(crate) mod source;
 pub mod span;
 pub mod syntax;
 pub mod version;

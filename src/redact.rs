@@ -20,7 +20,7 @@ use std::sync::Arc;
 use aho_corasick::{AhoCorasick, MatchKind};
 
 /// The shortest secret ktplay accepts.
-pub const MIN_SECRET_LEN: usize = 8;
+pub(crate) const MIN_SECRET_LEN: usize = 8;
 
 /// Replaces every secret value, and its encoded forms, by `(secret)`.
 #[derive(Clone, Default)]
@@ -106,7 +106,7 @@ impl Redactor {
 static SECRET_VARS: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
 
 /// Note that a playbook reads a secret from `var` ([`for_output`] masks its value).
-pub fn note_secret_var(var: &str) {
+pub(crate) fn note_secret_var(var: &str) {
     if let Ok(mut v) = SECRET_VARS.lock() {
         if !v.iter().any(|x| x == var) {
             v.push(var.to_string());
@@ -137,7 +137,7 @@ fn secret_name(name: &str) -> bool {
 /// values of the environment variables the playbooks read secrets from, and of every variable
 /// whose name says it is a secret (`*TOKEN*`, `*KEY*`, `*PASSWORD*`, …), when at least
 /// [`MIN_SECRET_LEN`] characters long. Rebuilt only when another secret variable was noted.
-pub fn for_output() -> Redactor {
+pub(crate) fn for_output() -> Redactor {
     static CACHE: std::sync::Mutex<Option<(usize, Redactor)>> = std::sync::Mutex::new(None);
     let vars: Vec<String> = SECRET_VARS.lock().map(|v| v.clone()).unwrap_or_default();
     if let Ok(c) = CACHE.lock() {
@@ -293,7 +293,7 @@ fn percent(s: &str, form: bool, upper: bool) -> String {
 }
 
 /// The value of the secret `var` as it will be sent, or why it cannot be used.
-pub fn normalize_secret(var: &str, value: &str) -> Result<String, String> {
+pub(crate) fn normalize_secret(var: &str, value: &str) -> Result<String, String> {
     let v = value
         .strip_suffix("\r\n")
         .or_else(|| value.strip_suffix('\n'))

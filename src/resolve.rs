@@ -43,7 +43,7 @@ pub enum ResolveError {
 
 /// Is the let `name`, as `env` sees it (env lets shadow playbook lets), a secret or built from
 /// one? Shared by the checker (secrets in URLs) and everything that prints values.
-pub fn is_secret(name: &str, lets: &[Let], env: Option<&Env>) -> bool {
+pub(crate) fn is_secret(name: &str, lets: &[Let], env: Option<&Env>) -> bool {
     fn go(name: &str, lets: &[Let], env: Option<&Env>, depth: usize) -> bool {
         if depth > 32 {
             return false;

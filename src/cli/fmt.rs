@@ -21,7 +21,7 @@ pub struct FmtArgs {
     pub diff: bool,
 }
 
-pub fn cmd_fmt(args: FmtArgs) -> i32 {
+pub(super) fn cmd_fmt(args: FmtArgs) -> i32 {
     if args.paths.iter().any(|p| p.as_os_str() == "-") {
         if args.paths.len() > 1 {
             eprintln!("error: `-` (stdin) cannot be combined with other paths");

@@ -108,7 +108,7 @@ pub(super) async fn connect(
 }
 
 /// `ktplay run`.
-pub fn cmd_run(args: RunArgs) -> i32 {
+pub(super) fn cmd_run(args: RunArgs) -> i32 {
     let (checked, i, env_name) =
         match load(&args.file, args.playbook.as_deref(), args.env.as_deref()) {
             Ok(x) => x,
@@ -220,7 +220,7 @@ pub fn cmd_run(args: RunArgs) -> i32 {
 }
 
 /// `ktplay rehearse`.
-pub fn cmd_rehearse(args: RehearseArgs) -> i32 {
+pub(super) fn cmd_rehearse(args: RehearseArgs) -> i32 {
     let (checked, i, env_name) =
         match load(&args.file, args.playbook.as_deref(), args.env.as_deref()) {
             Ok(x) => x,
@@ -312,7 +312,7 @@ pub fn cmd_rehearse(args: RehearseArgs) -> i32 {
 }
 
 /// `ktplay status`.
-pub fn cmd_status(args: StatusArgs) -> i32 {
+pub(super) fn cmd_status(args: StatusArgs) -> i32 {
     let (checked, i, env_name) =
         match load(&args.file, args.playbook.as_deref(), args.env.as_deref()) {
             Ok(x) => x,
@@ -410,7 +410,7 @@ pub fn cmd_status(args: StatusArgs) -> i32 {
 }
 
 /// `ktplay unlock --force NAMESPACE/LEASE/RUN_ID`.
-pub fn cmd_unlock(args: UnlockArgs) -> i32 {
+pub(super) fn cmd_unlock(args: UnlockArgs) -> i32 {
     let parts: Vec<&str> = args.lock_id.split('/').collect();
     let [ns, lease, run] = parts.as_slice() else {
         eprintln!(

@@ -10,11 +10,11 @@ use super::run::{load, runtime};
 use crate::run::exit;
 
 /// The playbook `sim serve` seeds when no `--seed` is given.
-pub const DEFAULT_SEED: &str = "playbooks/keeptrusts-1.5.ktplay";
+pub(super) const DEFAULT_SEED: &str = "playbooks/keeptrusts-1.5.ktplay";
 /// Its text, built in, for a simulator started outside the repository.
 const DEFAULT_SEED_TEXT: &str = include_str!("../../playbooks/keeptrusts-1.5.ktplay");
 
-pub fn cmd_sim_serve(
+pub(super) fn cmd_sim_serve(
     port: u16,
     kubeconfig: Option<PathBuf>,
     seed: Option<PathBuf>,
@@ -164,7 +164,7 @@ fn secret_vars(
 
 /// `ktplay run FILE --env ENV --kubeconfig K --context sim --route HOST=BASE…`, quoted for a
 /// POSIX shell.
-pub fn run_command(
+pub(super) fn run_command(
     file: &Path,
     env: Option<&str>,
     kubeconfig: &Path,

@@ -37,7 +37,7 @@ struct CutShort(String, #[label("this test")] miette::SourceSpan);
 #[diagnostic(code(ktplay::test::error))]
 struct NotRun(String, #[label("this test")] miette::SourceSpan);
 
-pub fn cmd_test(args: TestArgs) -> i32 {
+pub(super) fn cmd_test(args: TestArgs) -> i32 {
     // Signals are ours from the start: one fails the test that runs and ends the suite.
     let interrupt = match Interrupt::watch_signals() {
         Ok(i) => i,

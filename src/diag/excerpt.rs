@@ -13,7 +13,7 @@ use miette::{LabeledSpan, MietteError, MietteSpanContents, SourceCode, SourceSpa
 use crate::source::SourceFile;
 
 /// Lines longer than this (in bytes) are shown as a window around their labels.
-pub const LONG_LINE: usize = 512;
+pub(super) const LONG_LINE: usize = 512;
 /// Bytes kept before the first label on a long line, and the most kept in total.
 const WINDOW_BEFORE: usize = 80;
 const WINDOW_MAX: usize = 240;
@@ -44,7 +44,7 @@ struct Line {
 }
 
 /// A few lines of one file, with labels mapped into them.
-pub struct Excerpt {
+pub(super) struct Excerpt {
     name: String,
     text: String,
     lines: Vec<Line>,
@@ -53,7 +53,7 @@ pub struct Excerpt {
 impl Excerpt {
     /// The excerpt for these labels (file offsets), and the labels moved into it.
     /// Secrets in the lines shown are masked (`redact`, before any line is cut to a window).
-    pub fn new(
+    pub(super) fn new(
         file: &SourceFile,
         labels: &[LabeledSpan],
         redact: &crate::redact::Redactor,

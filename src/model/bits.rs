@@ -11,7 +11,7 @@ use std::fmt::Debug;
 use std::hash::Hash;
 
 /// A set of small indices.
-pub trait Bits: Clone + Eq + Hash + Debug {
+pub(super) trait Bits: Clone + Eq + Hash + Debug {
     /// Does a set of this representation hold index `i`'s bit? (`u64`: `i < 64`.)
     fn fits(width: usize) -> bool;
     fn empty() -> Self;
@@ -80,7 +80,7 @@ impl Bits for u64 {
 /// A bitset of any width: words, lowest first, with no trailing zero word (so equal sets are
 /// equal values and hash alike).
 #[derive(Clone, PartialEq, Eq, Hash, Debug, Default)]
-pub struct Wide(Vec<u64>);
+pub(super) struct Wide(Vec<u64>);
 
 impl Wide {
     fn trimmed(mut words: Vec<u64>) -> Wide {

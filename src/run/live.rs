@@ -4,8 +4,6 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use serde_json::{json, Value};
-
 use crate::check::program::{Colour, Op, Statement, Workload};
 use crate::matrix::{format_set, format_state, Matrix, State, StateFinding};
 use crate::model;
@@ -205,11 +203,6 @@ pub fn state_map(s: &State) -> BTreeMap<String, Vec<String>> {
     s.iter()
         .map(|(k, v)| (k.clone(), v.iter().map(|x| x.to_string()).collect()))
         .collect()
-}
-
-/// The same, as JSON.
-pub fn state_json(s: &State) -> Value {
-    json!(state_map(s))
 }
 
 /// The versions a set of recorded templates run.

@@ -57,7 +57,7 @@ pub struct PodInfo {
 
 /// A secret value: opaque to the script, printed as `(secret)`, usable as a header value.
 #[derive(Clone)]
-pub struct Secret(Arc<str>);
+pub(super) struct Secret(Arc<str>);
 
 impl std::fmt::Debug for Secret {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -148,7 +148,7 @@ fn runtime<T>(r: Result<T, super::host::HostError>) -> Result<T, Box<EvalAltResu
 }
 
 /// `semver_matches("1.5.0", "1.5.x")`, `"1.4.x - 1.5.x"`, or a Cargo-style requirement `">=1.4, <1.6"`.
-pub fn semver_matches(version: &str, requirement: &str) -> Result<bool, String> {
+pub(super) fn semver_matches(version: &str, requirement: &str) -> Result<bool, String> {
     let v =
         Version::parse(version.trim()).map_err(|e| format!("`{version}` is not a version: {e}"))?;
     let req = requirement.trim();

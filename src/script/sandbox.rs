@@ -232,7 +232,7 @@ impl Output {
     }
 
     /// Keep one line, or note that the budget is spent.
-    pub fn write(&self, text: &str) {
+    pub(super) fn write(&self, text: &str) {
         let used = self.used.fetch_add(text.len() + 1, Ordering::Relaxed) + text.len() + 1;
         if used > self.max {
             self.over.store(true, Ordering::Relaxed);

@@ -5,7 +5,7 @@ use super::parser::Rule;
 
 impl Rule {
     /// How a syntax error names this rule when it was expected.
-    pub fn describe(self) -> &'static str {
+    pub(crate) fn describe(self) -> &'static str {
         match self {
             Rule::EOI => "end of file",
             Rule::open => "`{`",

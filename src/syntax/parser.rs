@@ -26,7 +26,7 @@ pub(crate) struct KtParser;
 pub const MAX_NESTING: usize = 64;
 
 /// Parse one file's text: the fast path first, pest for anything it declines.
-pub fn parse_file(file: FileId, text: &str) -> Result<File, Vec<SyntaxError>> {
+pub(super) fn parse_file(file: FileId, text: &str) -> Result<File, Vec<SyntaxError>> {
     if let Some(ast) = super::fast::parse(file, text) {
         return Ok(ast);
     }
@@ -35,7 +35,7 @@ pub fn parse_file(file: FileId, text: &str) -> Result<File, Vec<SyntaxError>> {
 }
 
 /// Parse with pest and the builder alone (`check_nesting` first: pest recurses).
-pub fn parse_pest(file: FileId, text: &str) -> Result<File, Vec<SyntaxError>> {
+pub(super) fn parse_pest(file: FileId, text: &str) -> Result<File, Vec<SyntaxError>> {
     let mut pairs = KtParser::parse(Rule::file, text)
         .map_err(|e| vec![SyntaxError::from_pest(file, text, e)])?;
     let file_pair = pairs.next().expect("file rule always yields one pair");
@@ -820,7 +820,7 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
 /// The parse tree as plain nodes, for the formatter: every pair's rule name and byte range, with
 /// strings, raw strings and JSON values as leaves (their text is kept as written). `None` when
 /// the text does not parse (the syntax errors come from [`parse_file`]).
-pub fn layout_tree(text: &str) -> Option<super::LayoutNode> {
+pub(super) fn layout_tree(text: &str) -> Option<super::LayoutNode> {
     check_nesting(FileId(0), text).ok()?;
     let file = KtParser::parse(Rule::file, text).ok()?.next()?;
     fn node(p: Pair<'_, Rule>) -> super::LayoutNode {

@@ -13,6 +13,8 @@
 //! gets ready is staged on both by an image tag ending in `-bad` (the simulator follows the real
 //! harness's fake-kubelet convention).
 
+// Shared by several test crates, each using a part: `pub` here is for them, not a library face.
+#![allow(unreachable_pub)]
 #![allow(dead_code)]
 
 use std::collections::VecDeque;

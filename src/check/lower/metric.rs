@@ -485,7 +485,7 @@ impl PromqlText {
 /// escapes them, [`crate::resolve::Scope::render_promql`]). A value that breaks the query (or
 /// changes it into something that is not a number) is an error at the query, naming the env.
 /// Queries whose values are not static (secrets) are left to the run.
-pub fn check_static_values(pb: &Playbook) -> Vec<CheckError> {
+pub(crate) fn check_static_values(pb: &Playbook) -> Vec<CheckError> {
     use crate::resolve::{Live, Mode, Scope};
     let mut out = Vec::new();
     let envs: Vec<Option<&Env>> = if pb.envs.is_empty() {

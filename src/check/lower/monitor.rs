@@ -12,11 +12,11 @@ use crate::syntax::ast;
 use crate::syntax::format_duration;
 
 /// The fastest rate a monitor may probe at: one request every 10 ms (100 a second).
-pub const MIN_EVERY: Duration = Duration::from_millis(10);
+pub(super) const MIN_EVERY: Duration = Duration::from_millis(10);
 /// The rate without `every`: ten requests a second.
-pub const DEFAULT_EVERY: Duration = Duration::from_millis(100);
+pub(super) const DEFAULT_EVERY: Duration = Duration::from_millis(100);
 /// A request unanswered for this long (without `timeout`) is a `timeout` failure.
-pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(2);
+pub(super) const DEFAULT_TIMEOUT: Duration = Duration::from_secs(2);
 
 impl Lowerer<'_> {
     /// Lower one `monitor` (of the playbook, or of the env `env`).

@@ -585,7 +585,7 @@ impl<'a> Engine<'a> {
 }
 
 /// Run the program abstractly against the matrix and collect every finding.
-pub fn analyse(program: &Program, matrix: &Matrix) -> Analysis {
+pub(crate) fn analyse(program: &Program, matrix: &Matrix) -> Analysis {
     let t = match Tables::new(program, matrix) {
         Ok(t) => t,
         Err(_) => panic!("the oracle handles at most {LIMIT} components and versions"),

@@ -5,9 +5,8 @@
 //!
 //! # Scripts
 //!
-//! `guard hook`, `guard rhai` and `check rhai` run through a [`ScriptRunner`]. The runner used by
-//! the CLI comes from [`script_runner`]; until the Rhai engine lands it is [`Unsupported`], which
-//! fails every script with a clear error (never a pass).
+//! `guard hook`, `guard rhai` and `check rhai` run through a [`ScriptRunner`]; the runner is
+//! [`script_runner`], the sandboxed engine of [`crate::script`] ([`script::RhaiRunner`]).
 //!
 //! | module | what it holds |
 //! |---|---|
@@ -119,28 +118,6 @@ pub trait ScriptRunner: Send + Sync {
         script: ScriptRef<'a>,
         ctx: &'a ScriptContext,
     ) -> BoxFuture<'a, Result<ScriptOutcome, ScriptError>>;
-}
-
-/// The runner until Rhai lands: every script fails.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct Unsupported;
-
-/// The message of [`Unsupported`].
-pub const UNSUPPORTED: &str = "Rhai hooks are not supported yet";
-
-impl ScriptRunner for Unsupported {
-    fn run<'a>(
-        &'a self,
-        _script: ScriptRef<'a>,
-        _ctx: &'a ScriptContext,
-    ) -> BoxFuture<'a, Result<ScriptOutcome, ScriptError>> {
-        Box::pin(async {
-            Err(ScriptError {
-                message: UNSUPPORTED.to_string(),
-                retry: false,
-            })
-        })
-    }
 }
 
 /// The script runner the CLI uses: the sandboxed Rhai engine of [`crate::script`].
@@ -617,36 +594,5 @@ mod tests {
             ..r
         };
         assert!(open.route("https://console.staging.internal/").is_ok());
-    }
-
-    #[tokio::test]
-    async fn unsupported_scripts_fail() {
-        let ctx = ScriptContext {
-            vars: Map::new(),
-            namespace: "ns".into(),
-            cluster: None,
-            playbook: Arc::new(
-                crate::check::check_text("x.ktplay", "playbook \"p\" {}")
-                    .playbooks
-                    .remove(0)
-                    .1,
-            ),
-            rewrite: UrlRewrite::default(),
-            response: None,
-            deadline: Instant::now() + Duration::from_secs(1),
-            stage: String::new(),
-            env_name: String::new(),
-            secret_names: vec![],
-            cancel: Cancel::new(),
-            redact: Redactor::default(),
-        };
-        let s = Script {
-            text: "true".into(),
-            span: Default::default(),
-        };
-        let e = run_script(&Unsupported, ScriptRef::Inline(&s), &ctx)
-            .await
-            .unwrap_err();
-        assert!(e.message.contains(UNSUPPORTED), "{}", e.message);
     }
 }

@@ -112,7 +112,7 @@ where
 
 /// How long the API asked to wait before the next request (kube-apiserver sets
 /// `details.retryAfterSeconds` with the `Retry-After` header of a 429 or a 503).
-pub fn retry_after(e: &kube::Error) -> Option<Duration> {
+pub(super) fn retry_after(e: &kube::Error) -> Option<Duration> {
     match e {
         kube::Error::Api(s) => s
             .details
