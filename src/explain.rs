@@ -43,7 +43,12 @@ impl Entry {
 
     /// How (and whether) the diagnostic can be silenced.
     pub fn silence(&self) -> &'static str {
-        if self.warning {
+        if self.code.starts_with("ktplay::hazard::") {
+            "A hazard of the live objects, found by `run`'s preflight and `plan --cluster`: \
+             printed as a warning, and a refusal (exit 3, before any action) under `--hazards \
+             refuse` or KTPLAY_HAZARDS=refuse. `--allow-hazard CODE` (or KTPLAY_ALLOW_HAZARDS) \
+             accepts one code: still printed, never refusing."
+        } else if self.warning {
             "A warning: `check` still passes (exit 0) unless it runs with `--deny-warnings`. \
              There is no per-line suppression; fix the cause, or leave `--deny-warnings` off."
         } else {
@@ -448,6 +453,30 @@ pub static ENTRIES: &[Entry] = &[
         fixed: "rolling api\nrollback {\n  undo api\n}",
     },
     Entry {
+        code: "ktplay::check::monitor_rate",
+        warning: false,
+        place: Place::Playbook,
+        summary: "a `monitor` probes faster than one request every 10ms",
+        meaning: "A monitor measures what the users of the system see during the run; it must \
+                  not become their load. `every D` sets its rate (one request every D, 100ms by \
+                  default); more than 100 requests a second is refused.",
+        failing: "monitor web GET \"https://web.example.com/healthz\" every 1ms budget failures 0",
+        fixed: "monitor web GET \"https://web.example.com/healthz\" every 100ms budget failures 0",
+    },
+    Entry {
+        code: "ktplay::check::monitor_budget",
+        warning: true,
+        place: Place::Playbook,
+        summary: "a `monitor`'s budget can never be judged: none at all, `budget failures 100%`, or an outage shorter than the probe interval",
+        meaning: "A monitor fails the run when its budget is exceeded. Without a budget its \
+                  numbers are reported but never fail anything; `budget failures 100%` can never \
+                  be exceeded; and an outage is measured in probes, so `budget outage D` with D \
+                  below `every` means `budget failures 0` (one failed request already counts as \
+                  one interval of outage).",
+        failing: "monitor web GET \"https://web.example.com/healthz\" every 1s budget outage 200ms",
+        fixed: "monitor web GET \"https://web.example.com/healthz\" every 100ms budget outage 200ms",
+    },
+    Entry {
         code: "ktplay::check::missing_entry",
         warning: false,
         place: Place::Playbook,
@@ -712,6 +741,150 @@ pub static ENTRIES: &[Entry] = &[
                   playbook says.",
         failing: "guard http GET \"${api_url}/health\" expect 200 within 30s   # answered 503",
         fixed: "# fix the service, or give it the time it needs: within 2m",
+    },
+    // ------------------------------------------------------------------ hazards (run, plan)
+    Entry {
+        code: "ktplay::hazard::no_readiness_probe",
+        warning: true,
+        place: Place::Unverified,
+        summary: "a Service's pods have no readinessProbe: new pods get requests while still loading",
+        meaning: "The statement starts new pods (rolling, canary, restart, undo, scale up, a blue-green deploy) of a Deployment a Service selects, and the component's container has neither a readinessProbe nor a startupProbe. Kubernetes then counts a pod Ready as soon as its process starts, and the Service sends it requests while it is still loading (on the real data path: 125 to 354 failed requests in one rolling update of three pods that listen 2 s after start). Found by `run`'s preflight and `plan --cluster`.",
+        failing: "containers:
+- name: gateway
+  image: keeptrusts/gateway:1.4.1",
+        fixed: "containers:
+- name: gateway
+  image: keeptrusts/gateway:1.4.1
+  readinessProbe:
+    httpGet: {path: /readyz, port: http}
+    periodSeconds: 1",
+    },
+    Entry {
+        code: "ktplay::hazard::no_prestop",
+        warning: true,
+        place: Place::Unverified,
+        summary: "a Service's pods have no preStop hook: requests sent while the endpoint leaves the proxies fail",
+        meaning: "The statement deletes pods (a rolling update, a canary's promotion or removal, restart, undo, scale down) of a Deployment a Service selects, and the container has no preStop hook. The kubelet sends SIGTERM at once, while the pod's endpoint is still in the EndpointSlice and in every proxy's rules for up to the endpoint lag (assumed 5 s: the EndpointSlice update, kube-proxy's sync, ingress controllers and load balancers; `--endpoint-lag`/`KTPLAY_ENDPOINT_LAG` sets it). Requests routed there in that time are refused or reset: on the real data path 7 to 156 failed requests per rolling update of three pods.",
+        failing: "containers:
+- name: gateway
+  image: keeptrusts/gateway:1.4.1",
+        fixed: "containers:
+- name: gateway
+  image: keeptrusts/gateway:1.4.1
+  lifecycle:
+    preStop:
+      sleep: {seconds: 10}     # or exec: {command: [\"sleep\", \"10\"]}",
+    },
+    Entry {
+        code: "ktplay::hazard::short_prestop",
+        warning: true,
+        place: Place::Unverified,
+        summary: "the preStop sleep is shorter than the time an endpoint takes to leave every proxy",
+        meaning: "The preStop hook is a sleep (`sleep: {seconds: N}`, an exec of `sleep N`, or a shell script whose `sleep`s add up to N) shorter than the assumed endpoint lag (5 s by default; `--endpoint-lag`). The pod stops serving before every proxy has stopped sending to it. Hooks that are not sleeps (httpGet, other commands) take the app's time, which ktplay cannot know: they are trusted.",
+        failing: "lifecycle:
+  preStop:
+    exec: {command: [\"sleep\", \"2\"]}",
+        fixed: "lifecycle:
+  preStop:
+    exec: {command: [\"sleep\", \"10\"]}",
+    },
+    Entry {
+        code: "ktplay::hazard::grace_too_short",
+        warning: true,
+        place: Place::Unverified,
+        summary: "terminationGracePeriodSeconds is shorter than the preStop hook plus the app's drain",
+        meaning: "The grace period covers the preStop hook and the app's shutdown; when it ends the kubelet kills the process. With a grace shorter than the preStop sleep plus the app's drain (assumed 5 s; `--app-drain`), in-flight requests are cut, and with a grace shorter than the endpoint lag the process is gone while requests still arrive (on the real data path: grace 1 s with preStop 10 s lost 19 requests; grace 5 s lost none, since endpoints left in about 2 s there).",
+        failing: "terminationGracePeriodSeconds: 5
+containers:
+- name: gateway
+  lifecycle: {preStop: {sleep: {seconds: 10}}}",
+        fixed: "terminationGracePeriodSeconds: 30
+containers:
+- name: gateway
+  lifecycle: {preStop: {sleep: {seconds: 10}}}",
+    },
+    Entry {
+        code: "ktplay::hazard::takes_every_replica",
+        warning: false,
+        place: Place::Unverified,
+        summary: "the rollout may take every pod down at once (maxUnavailable ≥ replicas, or Recreate)",
+        meaning: "maxUnavailable (the statement's `max_unavailable`, else the Deployment's) resolved as the deployment controller resolves it (percent of replicas rounded down; when maxSurge and maxUnavailable both come to 0, 1) is at least the number of replicas, or the strategy is Recreate: for a moment no pod serves (e.g. `maxUnavailable: 1` with 1 replica).",
+        failing: "rolling gateway max_unavailable 1 max_surge 1     # keeptrusts-gateway runs 1 replica",
+        fixed: "rolling gateway max_unavailable 0 max_surge 1     # a new pod is ready before the old one goes",
+    },
+    Entry {
+        code: "ktplay::hazard::no_progress",
+        warning: false,
+        place: Place::Unverified,
+        summary: "maxUnavailable 0 with maxSurge 0: the rollout can neither remove nor add a pod",
+        meaning: "The statement's `max_unavailable`/`max_surge` over the Deployment's own values come to 0 and 0 (e.g. `max_unavailable 0` on a Deployment with `maxSurge: 0`): the API refuses such a Deployment, so the statement fails at its first write. `check` already refuses both 0 in one statement; this is the case only the live object shows.",
+        failing: "rolling gateway max_unavailable 0     # keeptrusts-gateway: maxSurge 0",
+        fixed: "rolling gateway max_unavailable 0 max_surge 1",
+    },
+    Entry {
+        code: "ktplay::hazard::pdb_violated",
+        warning: true,
+        place: Place::Unverified,
+        summary: "the rollout goes below what a PodDisruptionBudget of the pods promises",
+        meaning: "A PodDisruptionBudget selects the Deployment's pods with a minAvailable (percent rounded up) or maxUnavailable the rollout's maxUnavailable does not keep: a rolling update does not go through the eviction API, so the budget does not stop it, and the service runs below what its owners asked for (and any drain meanwhile is blocked).",
+        failing: "# PDB minAvailable: 3, Deployment 3 replicas
+rolling gateway max_unavailable 1 max_surge 1",
+        fixed: "# PDB minAvailable: 3, Deployment 3 replicas
+rolling gateway max_unavailable 0 max_surge 1",
+    },
+    Entry {
+        code: "ktplay::hazard::no_pdb",
+        warning: true,
+        place: Place::Unverified,
+        summary: "no PodDisruptionBudget covers a served Deployment of 2 or more replicas",
+        meaning: "While a rollout holds a Deployment at reduced capacity, a node drain or the cluster autoscaler may evict the remaining pods; a PodDisruptionBudget is what stops them. ktplay asks for one when a Service selects the Deployment and it runs 2 or more replicas (a budget over one pod blocks every drain, so one replica is not asked). Accept it with `--allow-hazard no_pdb` where drains cannot happen during the run.",
+        failing: "# keeptrusts-gateway: 3 replicas behind a Service, no PDB",
+        fixed: "apiVersion: policy/v1
+kind: PodDisruptionBudget
+metadata: {name: keeptrusts-gateway}
+spec:
+  maxUnavailable: 1
+  selector: {matchLabels: {app: keeptrusts-gateway}}",
+    },
+    Entry {
+        code: "ktplay::hazard::progress_deadline",
+        warning: true,
+        place: Place::Unverified,
+        summary: "progressDeadlineSeconds is longer than the statement's timeout",
+        meaning: "ktplay stops waiting for the rollout at the statement's timeout (10m unless `timeout D`) and rolls back; a Deployment whose progressDeadlineSeconds is longer has not yet marked the rollout failed (ProgressDeadlineExceeded with the ReplicaSet's reason), so the cause is not recorded where people look.",
+        failing: "rolling api timeout 2m      # progressDeadlineSeconds: 600",
+        fixed: "rolling api timeout 10m     # or progressDeadlineSeconds: 120",
+    },
+    Entry {
+        code: "ktplay::hazard::idle_at_zero",
+        warning: false,
+        place: Place::Unverified,
+        summary: "the idle colour of a blue-green component has 0 replicas",
+        meaning: "`blue_green` deploys the new version to the idle colour's Deployment and switches the Service to it. At 0 replicas no pod starts, the smoke tests meet nothing, and the switch sends every request to a Service without endpoints.",
+        failing: "# keeptrusts-console-green: replicas 0
+blue_green console { guard http GET \"${console_url}/api/health\" expect 200 }",
+        fixed: "# kubectl scale deployment keeptrusts-console-green --replicas=3 first
+blue_green console { guard http GET \"${console_url}/api/health\" expect 200 }",
+    },
+    Entry {
+        code: "ktplay::hazard::canary_not_selected",
+        warning: false,
+        place: Place::Unverified,
+        summary: "a Service of the component would not select the canary's pods",
+        meaning: "A canary's pods carry the Deployment's `spec.selector.matchLabels` plus `track: canary`, and the canary Service ktplay creates for a `traffic` router selects the stable Service's selector plus `track: canary`. A Service that selects a label the matchLabels lack (or another `track`) matches no canary pod: with a router, its canary share of requests fails (an error); without one, the canary gets no requests and its guards judge nothing (a warning).",
+        failing: "# Service selector {app: gw, tier: edge}; Deployment matchLabels {app: gw}
+canary gateway weight 10% for 5m { … }",
+        fixed: "# Service selector {app: gw}; Deployment matchLabels {app: gw}
+canary gateway weight 10% for 5m { … }",
+    },
+    Entry {
+        code: "ktplay::hazard::unreadable",
+        warning: true,
+        place: Place::Unverified,
+        summary: "an object the hazard rules need could not be read",
+        meaning: "The preflight could not list Services or PodDisruptionBudgets, or read a Deployment or the blue-green Service, so the rules that need them were not checked. It is reported instead of skipped; under `--hazards refuse` it refuses the run.",
+        failing: "# the run's user may not list poddisruptionbudgets.policy",
+        fixed: "# grant list on services and poddisruptionbudgets.policy in the namespace",
     },
     Entry {
         code: "ktplay::internal::panic",

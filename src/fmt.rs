@@ -52,6 +52,7 @@ const LINE_RULES: &[&str] = &[
     "bg_blue",
     "bg_green",
     "env_item",
+    "monitor_item",
     "e_context",
     "e_after",
     "e_namespace",
@@ -98,6 +99,10 @@ const METRIC_BLOCK_RULES: &[&str] = &[
     "opt",
 ];
 
+/// Rules that start a line only as entries of a monitor's block (in the one-line form they stay
+/// on the monitor's line).
+const MONITOR_BLOCK_RULES: &[&str] = &["http_expect", "mon_budget", "opt"];
+
 /// The text does not parse, so it has no layout; `check` says why.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("the file has syntax errors; `ktplay check` shows them")]
@@ -141,6 +146,7 @@ fn collect(node: &LayoutNode, parent: &str, marks: &mut Marks, out: &mut Vec<Tok
     if LINE_RULES.contains(&rule)
         || (parent == "http_block" && HTTP_BLOCK_RULES.contains(&rule))
         || (parent == "metric_block" && METRIC_BLOCK_RULES.contains(&rule))
+        || (parent == "monitor_block" && MONITOR_BLOCK_RULES.contains(&rule))
     {
         marks.line_starts.insert(node.start);
     }

@@ -18,6 +18,7 @@ pub mod matrix;
 pub mod model;
 pub mod plan;
 pub mod redact;
+pub mod rehearse;
 pub mod resolve;
 pub mod run;
 pub mod script;

@@ -97,7 +97,7 @@ async fn hostile_guard_answers_fail_cleanly_and_roll_back(backend: Backend) {
         let pb = playbook(dir.path(), &ns, url);
         let checked = ktplay::check::check_paths(std::slice::from_ref(&pb)).unwrap();
         assert_eq!(checked.errors(), 0, "{:?}", checked.problems);
-        let seed = ktplay::run::rehearse::seed_for(&checked.playbooks[0].1, &ns);
+        let seed = ktplay::rehearse::seed_for(&checked.playbooks[0].1, &ns);
         let c = TestCluster::new(backend, SimConfig::default(), &seed).await;
         let kc = support::kubeconfig(dir.path(), &[("staging", &c)]);
         let journal = dir.path().join("journal.jsonl");

@@ -54,7 +54,7 @@ fn playbook(path: &Path) -> ktplay::check::Playbook {
 /// The playbook's components at `from`, 2 replicas each (quick on the real harness, still a
 /// real rolling update), in `ns`.
 fn seed(pb: &Path, ns: &str, tweak: impl FnOnce(&mut Seed)) -> Seed {
-    let mut seed = ktplay::run::rehearse::seed_for(&playbook(pb), ns);
+    let mut seed = ktplay::rehearse::seed_for(&playbook(pb), ns);
     for c in &mut seed.components {
         c.replicas = 2;
     }

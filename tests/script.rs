@@ -5,9 +5,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use ktplay::script::{
-    self, ClusterHost, Context, HookFailure, Host, HostComponent, Limits, Outcome, ScriptSource,
-};
+use ktplay::run::guards::script::{ClusterHost, HostComponent};
+use ktplay::script::{self, Context, HookFailure, Host, Limits, Outcome, ScriptSource};
 use ktplay::span::FileId;
 
 fn compile(text: &str) -> rhai::AST {

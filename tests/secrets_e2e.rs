@@ -105,7 +105,7 @@ async fn run(hook: &str, token: &str, format: &str) -> (Ran, Vec<String>) {
     let pb = playbook(dir.path(), &ns, &echo, hook);
     let checked = ktplay::check::check_paths(std::slice::from_ref(&pb)).unwrap();
     assert_eq!(checked.errors(), 0, "{:?}", checked.problems);
-    let mut seed = ktplay::run::rehearse::seed_for(&checked.playbooks[0].1, &ns);
+    let mut seed = ktplay::rehearse::seed_for(&checked.playbooks[0].1, &ns);
     for c in &mut seed.components {
         c.replicas = 2;
     }

@@ -895,7 +895,7 @@ fn seed(pb: &Path, ns: &str) -> Seed {
     let checked = ktplay::check::check_paths(&[pb.to_path_buf()]).unwrap();
     assert_eq!(checked.errors(), 0, "{:?}", checked.problems);
     let playbook = checked.playbooks.into_iter().next().unwrap().1;
-    let mut seed = ktplay::run::rehearse::seed_for(&playbook, ns);
+    let mut seed = ktplay::rehearse::seed_for(&playbook, ns);
     for c in &mut seed.components {
         c.replicas = 2;
     }

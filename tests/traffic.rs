@@ -66,7 +66,7 @@ async fn setup_with(kind: &str, faults: Faults, how: &str) -> Setup {
     std::fs::write(&pb, playbook_with(kind, &api, how)).unwrap();
     let checked = ktplay::check::check_paths(&[pb]).unwrap();
     assert_eq!(checked.errors(), 0, "{:?}", checked.problems);
-    let seed: Seed = ktplay::run::rehearse::seed_for(&checked.playbooks[0].1, NS);
+    let seed: Seed = ktplay::rehearse::seed_for(&checked.playbooks[0].1, NS);
     sim.seed(&seed);
     std::fs::write(dir.path().join("kubeconfig"), running.kubeconfig_yaml(NS)).unwrap();
     // The rehearsal seed put the router the playbook names in front of the stable Service.
@@ -374,16 +374,18 @@ async fn progressive_steps_move_the_weight_then_clean_up() {
 async fn the_canary_gets_its_weight_of_the_simulated_traffic() {
     let s = setup("httproute", Faults::none()).await;
     let client = kube::Client::new(s.sim.router(), NS);
-    let cluster = ktplay::run::cluster::Cluster::new(client, NS);
+    let cluster = ktplay::run::kube::Cluster::new(client, NS);
     let t = ktplay::check::program::Traffic {
         kind: ktplay::check::program::TrafficKind::HttpRoute,
         name: "gw".into(),
     };
-    let (routed, pins) = ktplay::run::traffic::plan(&cluster, &t, &["keeptrusts-gateway"])
+    let (routed, pins) = ktplay::run::kube::traffic::plan(&cluster, &t, &["keeptrusts-gateway"])
         .await
         .unwrap();
     assert_eq!(pins.len(), 1, "{pins:?}");
-    ktplay::run::traffic::pin(&cluster, &pins).await.unwrap();
+    ktplay::run::kube::traffic::pin(&cluster, &pins)
+        .await
+        .unwrap();
     cluster
         .create_canary(
             "keeptrusts-gateway",
@@ -407,7 +409,7 @@ async fn the_canary_gets_its_weight_of_the_simulated_traffic() {
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    ktplay::run::traffic::route(&cluster, &t, &routed, 10)
+    ktplay::run::kube::traffic::route(&cluster, &t, &routed, 10)
         .await
         .unwrap();
     tokio::time::sleep(Duration::from_secs(3)).await;
@@ -426,10 +428,12 @@ async fn the_canary_gets_its_weight_of_the_simulated_traffic() {
     .await;
     assert!((stable - 18.0).abs() < 0.1, "stable rate {stable}");
     // Undone: the selector as seeded.
-    ktplay::run::traffic::unroute(&cluster, &t, &routed)
+    ktplay::run::kube::traffic::unroute(&cluster, &t, &routed)
         .await
         .unwrap();
-    let back = ktplay::run::traffic::unpin(&cluster, &pins).await.unwrap();
+    let back = ktplay::run::kube::traffic::unpin(&cluster, &pins)
+        .await
+        .unwrap();
     assert_eq!(back, ["keeptrusts-gateway"]);
     let svc = s
         .sim
@@ -437,7 +441,7 @@ async fn the_canary_gets_its_weight_of_the_simulated_traffic() {
         .unwrap();
     assert_eq!(svc["spec"]["selector"], s.selector);
     // Idempotent: a second unpin (a resumed rollback) changes nothing.
-    assert!(ktplay::run::traffic::unpin(&cluster, &pins)
+    assert!(ktplay::run::kube::traffic::unpin(&cluster, &pins)
         .await
         .unwrap()
         .is_empty());

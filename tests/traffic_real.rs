@@ -1,7 +1,7 @@
 //! The objects ktplay's traffic routers write, against a real API server
 //! (`KTPLAY_TEST_KUBECONFIG`, as `tests/realkube.sh` sets): the Gateway API HTTPRoute CRD
 //! (module `sigs.k8s.io/gateway-api`, fetched by `.ci/run` into `~/.cache/ktplay-gateway-api`, or
-//! `KTPLAY_GATEWAY_API_CRDS`) is installed, and `ktplay::run::traffic::route` / `unroute` —
+//! `KTPLAY_GATEWAY_API_CRDS`) is installed, and `ktplay::run::kube::traffic::route` / `unroute` —
 //! the code a canary runs — are applied to an HTTPRoute and to an Ingress. The server must accept
 //! every change under its schema, and the objects must read back as ktplay meant them: 90/10
 //! with a canary Service selecting only `track: canary` pods, then 100 and no canary objects;
@@ -17,7 +17,7 @@ use kube::config::{KubeConfigOptions, Kubeconfig};
 use serde_json::{json, Value};
 
 use ktplay::check::program::{Traffic, TrafficKind};
-use ktplay::run::cluster::Cluster;
+use ktplay::run::kube::Cluster;
 
 fn crd_dir() -> Option<PathBuf> {
     if let Some(d) = std::env::var_os("KTPLAY_GATEWAY_API_CRDS") {
@@ -210,11 +210,12 @@ async fn router_changes_are_accepted_by_the_real_api_server() {
         kind: TrafficKind::HttpRoute,
         name: "gw".into(),
     };
-    let (routed, pins) = ktplay::run::traffic::plan(&cluster, &route, &["keeptrusts-gateway"])
-        .await
-        .unwrap();
+    let (routed, pins) =
+        ktplay::run::kube::traffic::plan(&cluster, &route, &["keeptrusts-gateway"])
+            .await
+            .unwrap();
     assert_eq!(routed.services, ["keeptrusts-gateway"]);
-    let said = ktplay::run::traffic::route(&cluster, &route, &routed, 10)
+    let said = ktplay::run::kube::traffic::route(&cluster, &route, &routed, 10)
         .await
         .unwrap();
     assert!(
@@ -238,13 +239,13 @@ async fn router_changes_are_accepted_by_the_real_api_server() {
         json!({"app": "keeptrusts-gateway", "track": "canary"})
     );
     // Routing again (a resumed run) changes nothing.
-    ktplay::run::traffic::route(&cluster, &route, &routed, 10)
+    ktplay::run::kube::traffic::route(&cluster, &route, &routed, 10)
         .await
         .unwrap();
     let again = get(&client, &ns, &routes, "gw").await.unwrap();
     assert_eq!(again["spec"]["rules"], r["spec"]["rules"]);
 
-    ktplay::run::traffic::unroute(&cluster, &route, &routed)
+    ktplay::run::kube::traffic::unroute(&cluster, &route, &routed)
         .await
         .unwrap();
     let r = get(&client, &ns, &routes, "gw").await.unwrap();
@@ -257,7 +258,7 @@ async fn router_changes_are_accepted_by_the_real_api_server() {
         .await
         .is_none());
     // And unrouting twice (a resumed rollback) is fine.
-    ktplay::run::traffic::unroute(&cluster, &route, &routed)
+    ktplay::run::kube::traffic::unroute(&cluster, &route, &routed)
         .await
         .unwrap();
 
@@ -266,10 +267,10 @@ async fn router_changes_are_accepted_by_the_real_api_server() {
         kind: TrafficKind::Ingress,
         name: "gw".into(),
     };
-    let (ing_routed, _) = ktplay::run::traffic::plan(&cluster, &ing, &["keeptrusts-gateway"])
+    let (ing_routed, _) = ktplay::run::kube::traffic::plan(&cluster, &ing, &["keeptrusts-gateway"])
         .await
         .unwrap();
-    ktplay::run::traffic::route(&cluster, &ing, &ing_routed, 25)
+    ktplay::run::kube::traffic::route(&cluster, &ing, &ing_routed, 25)
         .await
         .unwrap();
     let c = get(&client, &ns, &ingresses, "gw-canary").await.unwrap();
@@ -285,7 +286,7 @@ async fn router_changes_are_accepted_by_the_real_api_server() {
         c["spec"]["rules"][0]["http"]["paths"][0]["backend"]["service"]["name"],
         "keeptrusts-gateway-canary"
     );
-    ktplay::run::traffic::unroute(&cluster, &ing, &ing_routed)
+    ktplay::run::kube::traffic::unroute(&cluster, &ing, &ing_routed)
         .await
         .unwrap();
     assert!(get(&client, &ns, &ingresses, "gw-canary").await.is_none());
@@ -334,7 +335,9 @@ async fn router_changes_are_accepted_by_the_real_api_server() {
         tokio::time::sleep(Duration::from_millis(200)).await;
     };
     assert_eq!(pins.len(), 1, "{pins:?}");
-    ktplay::run::traffic::pin(&cluster, &pins).await.unwrap();
+    ktplay::run::kube::traffic::pin(&cluster, &pins)
+        .await
+        .unwrap();
     let svc = get(&client, &ns, &services, "keeptrusts-gateway")
         .await
         .unwrap();
@@ -343,7 +346,7 @@ async fn router_changes_are_accepted_by_the_real_api_server() {
         json!({"app": "keeptrusts-gateway", "pod-template-hash": hash})
     );
     // Routed while pinned: the canary Service does not inherit the stable hash.
-    ktplay::run::traffic::route(&cluster, &route, &routed, 10)
+    ktplay::run::kube::traffic::route(&cluster, &route, &routed, 10)
         .await
         .unwrap();
     let canary = get(&client, &ns, &services, "keeptrusts-gateway-canary")
@@ -353,10 +356,12 @@ async fn router_changes_are_accepted_by_the_real_api_server() {
         canary["spec"]["selector"],
         json!({"app": "keeptrusts-gateway", "track": "canary"})
     );
-    ktplay::run::traffic::unroute(&cluster, &route, &routed)
+    ktplay::run::kube::traffic::unroute(&cluster, &route, &routed)
         .await
         .unwrap();
-    let back = ktplay::run::traffic::unpin(&cluster, &pins).await.unwrap();
+    let back = ktplay::run::kube::traffic::unpin(&cluster, &pins)
+        .await
+        .unwrap();
     assert_eq!(back, ["keeptrusts-gateway"]);
     let svc = get(&client, &ns, &services, "keeptrusts-gateway")
         .await
@@ -365,7 +370,7 @@ async fn router_changes_are_accepted_by_the_real_api_server() {
         svc["spec"]["selector"],
         json!({"app": "keeptrusts-gateway"})
     );
-    assert!(ktplay::run::traffic::unpin(&cluster, &pins)
+    assert!(ktplay::run::kube::traffic::unpin(&cluster, &pins)
         .await
         .unwrap()
         .is_empty());

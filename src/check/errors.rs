@@ -362,4 +362,26 @@ pub enum CheckError {
         #[label("empty")]
         span: SourceSpan,
     },
+
+    #[error("monitor `{name}` would send {rate}")]
+    #[diagnostic(code(ktplay::check::monitor_rate))]
+    MonitorRate {
+        name: String,
+        rate: String,
+        #[label("too fast")]
+        span: SourceSpan,
+        #[help]
+        help: String,
+    },
+
+    #[error("monitor `{name}`: {reason}")]
+    #[diagnostic(code(ktplay::check::monitor_budget), severity(Warning))]
+    MonitorBudget {
+        name: String,
+        reason: String,
+        #[label("this budget")]
+        span: SourceSpan,
+        #[help]
+        help: String,
+    },
 }

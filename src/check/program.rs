@@ -27,6 +27,8 @@ pub struct Playbook {
     pub stages: Vec<Stage>,
     /// `allow_hosts`: hosts (`host`, `host:port`, `*.domain`) hooks may reach besides the env's.
     pub allow_hosts: Vec<String>,
+    /// `monitor` items of the playbook (every env's run watches them; an env adds its own).
+    pub monitors: Vec<Monitor>,
     /// Folder of the playbook file, for hook paths.
     pub base_dir: PathBuf,
 }
@@ -37,6 +39,15 @@ impl Playbook {
     }
     pub fn env(&self, name: &str) -> Option<&Env> {
         self.envs.iter().find(|e| e.name == name)
+    }
+
+    /// The monitors a run in `env` watches: the playbook's, then the env's own.
+    pub fn monitors_for(&self, env: Option<&str>) -> Vec<&Monitor> {
+        let mut out: Vec<&Monitor> = self.monitors.iter().collect();
+        if let Some(e) = env.and_then(|e| self.env(e)) {
+            out.extend(e.monitors.iter());
+        }
+        out
     }
 
     /// Every statement, in order: each stage's, with the guards inside canary and blue-green
@@ -189,7 +200,41 @@ pub struct Env {
     pub lets: Vec<Let>,
     /// `allow_hosts` of this env (added to the playbook's).
     pub allow_hosts: Vec<String>,
+    /// `monitor` items of this env (added to the playbook's).
+    pub monitors: Vec<Monitor>,
     pub span: Span,
+}
+
+/// `monitor NAME METHOD "url" …`: a user-facing endpoint probed at a steady rate all through a
+/// run, with the disruption it may show before the run fails.
+#[derive(Debug, Clone)]
+pub struct Monitor {
+    pub name: String,
+    /// The request and the status it must answer (`None`: any 2xx).
+    pub probe: HttpCheck,
+    /// One request every `every` (the rate).
+    pub every: Duration,
+    /// A request unanswered after this is a `timeout` failure.
+    pub timeout: Duration,
+    pub budget: MonitorBudget,
+    pub span: Span,
+}
+
+/// What a monitor tolerates; every limit set must hold. All `None`: reported, never failing.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct MonitorBudget {
+    /// `budget failures N`: at most N failed requests.
+    pub failures: Option<u64>,
+    /// `budget failures P%`: at most P% of the requests failed.
+    pub failure_percent: Option<u64>,
+    /// `budget outage D`: no continuous outage longer than D.
+    pub outage: Option<Duration>,
+}
+
+impl MonitorBudget {
+    pub fn is_empty(&self) -> bool {
+        *self == MonitorBudget::default()
+    }
 }
 
 /// A string with `${…}` holes.

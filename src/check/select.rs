@@ -3,15 +3,40 @@
 
 use super::program::{Env, Playbook};
 use super::Checked;
+use crate::matrix::Matrix;
+use crate::resolve::{Live, Scope};
 
 /// A playbook of a checked file, and one of its envs.
-#[derive(Debug, Clone, Copy)]
+#[derive(Clone, Copy)]
 pub struct Selection<'c> {
     /// Index into [`Checked::playbooks`].
     pub index: usize,
     pub playbook: &'c Playbook,
     /// `None` only for a playbook without envs.
     pub env: Option<&'c Env>,
+    /// The checked file it comes from.
+    pub checked: &'c Checked,
+    /// The matrix the playbook names, as found in its file's scope.
+    pub matrix: Option<&'c Matrix>,
+}
+
+impl std::fmt::Debug for Selection<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Selection")
+            .field("index", &self.index)
+            .field("playbook", &self.playbook.name)
+            .field("env", &self.env.map(|e| &e.name))
+            .finish()
+    }
+}
+
+impl Selection<'_> {
+    /// The namespace the env says (or the playbook's default).
+    pub fn namespace(&self) -> String {
+        Scope::new(self.playbook, self.env, &Live::default())
+            .namespace()
+            .to_string()
+    }
 }
 
 /// Why the selection cannot be made.
@@ -43,11 +68,25 @@ impl Checked {
     ) -> Result<Selection<'_>, SelectError> {
         let index = self.select_playbook(playbook)?;
         let pb = &self.playbooks[index].1;
-        Ok(Selection {
+        Ok(self.selection(index, select_env(pb, env)?))
+    }
+
+    /// Playbook `index` with `env` (already chosen).
+    pub fn selection<'c>(&'c self, index: usize, env: Option<&'c Env>) -> Selection<'c> {
+        let playbook = &self.playbooks[index].1;
+        Selection {
             index,
-            playbook: pb,
-            env: select_env(pb, env)?,
-        })
+            playbook,
+            env,
+            checked: self,
+            matrix: self.matrix_of(playbook),
+        }
+    }
+
+    /// The matrix a playbook names, as found in the scopes of the checked files.
+    pub fn matrix_of(&self, pb: &Playbook) -> Option<&Matrix> {
+        let name = pb.matrix.as_deref()?;
+        self.scopes.iter().find_map(|s| s.get(name))
     }
 
     /// The index of the playbook named, or of the only one.

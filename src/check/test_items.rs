@@ -444,6 +444,20 @@ fn fault_problem(pb: &Playbook, f: &Spanned<Fault>) -> Option<TestError> {
             }
             None
         }
+        Fault::NoPrestop { component }
+        | Fault::NoReadiness { component }
+        | Fault::Grace { component, .. }
+            if !has_name(component) =>
+        {
+            let names = pb.components.iter().map(|c| c.name.as_str());
+            bad(
+                format!(
+                    "the fault names the component `{component}`, which playbook \"{}\" does not have",
+                    pb.name
+                ),
+                did_you_mean(component, names),
+            )
+        }
         _ => None,
     }
 }

@@ -4,16 +4,15 @@
 use super::{Format as CliFormat, KubeArgs, RehearseArgs, RunArgs, StatusArgs, UnlockArgs};
 use crate::check::program::{Env, Playbook};
 use crate::check::Checked;
-use crate::matrix::Matrix;
 use crate::resolve::{Live, Scope};
 
-use crate::run::cluster::{self, Cluster, Connect};
-use crate::run::events::RunEvent;
 use crate::run::exit;
-use crate::run::guards::{script_runner, UrlRewrite};
-use crate::run::output::Format;
-use crate::run::{execute, RunOptions, RunTarget};
-use crate::run::{Cancel, Outcome};
+use crate::run::guards::UrlRewrite;
+use crate::run::kube::{self as cluster, Cluster, Connect};
+use crate::run::log::events::RunEvent;
+use crate::run::log::output::Format;
+use crate::run::Outcome;
+use crate::run::{execute, RunOptions};
 
 pub(super) fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_multi_thread()
@@ -51,11 +50,6 @@ pub(super) fn load(
             .map(|e| e.name.clone())
     };
     Ok((checked, i, env_name))
-}
-
-pub(super) fn matrix_of<'c>(checked: &'c Checked, pb: &Playbook) -> Option<&'c Matrix> {
-    let name = pb.matrix.as_deref()?;
-    checked.scopes.iter().find_map(|s| s.get(name))
 }
 
 pub(super) fn namespace(pb: &Playbook, env: Option<&Env>, over: Option<&str>) -> String {
@@ -98,7 +92,11 @@ fn secrets_from_env(
     Ok(out)
 }
 
-async fn connect(kube: &KubeArgs, env: Option<&Env>, ns: &str) -> Result<Cluster, String> {
+pub(super) async fn connect(
+    kube: &KubeArgs,
+    env: Option<&Env>,
+    ns: &str,
+) -> Result<Cluster, String> {
     let c = Connect {
         kubeconfig: kube.kubeconfig.clone(),
         context: kube
@@ -150,6 +148,13 @@ pub fn cmd_run(args: RunArgs) -> i32 {
             }
         }
     }
+    let hazards = match args.hazard.settings() {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return exit::USAGE;
+        }
+    };
     let secrets = match secrets_from_env(pb, env) {
         Ok(s) => s,
         Err(m) => {
@@ -205,21 +210,12 @@ pub fn cmd_run(args: RunArgs) -> i32 {
             resume: args.resume,
             format: format(args.format),
             journal_file: args.journal.clone(),
-            shorten_waits: None,
-            secrets,
-            rewrite,
-            scripts: script_runner(),
-            cancel: Cancel::new(),
             after: Some(after),
-            rehearsal: false,
+            hazards,
+            ..RunOptions::new(secrets, rewrite)
         };
-        let target = RunTarget {
-            checked: &checked,
-            index: i,
-            env,
-            matrix: matrix_of(&checked, pb),
-        };
-        finish(&execute(target, cluster, opts).await)
+        let target = checked.selection(i, env);
+        finish(&execute((&target).into(), cluster, opts).await)
     })
 }
 
@@ -253,28 +249,26 @@ pub fn cmd_rehearse(args: RehearseArgs) -> i32 {
             }
         }
     }
-    let ns = namespace(pb, env, None);
-    let matrix = matrix_of(&checked, pb);
-    let (secrets, generated) = crate::run::rehearse::secrets(pb, env);
-    let (generic, generic_notes) = crate::run::generic::generic_for(pb, env, &secrets, matrix);
+    let hazards = match args.hazard.settings() {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return exit::USAGE;
+        }
+    };
+    let sel = checked.selection(i, env);
+    let pace = crate::rehearse::Pace {
+        step: args.pace,
+        progress_deadline: Some(args.progress_deadline),
+    };
     runtime().block_on(async {
-        let sim = crate::sim::Sim::new(crate::sim::SimConfig {
-            pace: args.pace,
-            faults,
-            progress_deadline: Some(args.progress_deadline),
-            compat: crate::run::rehearse::compat_for(pb, matrix),
-            generic,
-        });
-        sim.seed(&crate::run::rehearse::seed_for(pb, &ns));
-        let running = match sim.start(std::net::SocketAddr::from(([127, 0, 0, 1], 0))).await {
+        let rehearsal = match crate::rehearse::Rehearsal::start(&sel, faults, pace).await {
             Ok(r) => r,
             Err(e) => {
-                eprintln!("error: cannot start the simulator: {e}");
+                eprintln!("error: {e}");
                 return exit::USAGE;
             }
         };
-        let (rewrite, mut notes) = crate::run::rehearse::url_rewrite(pb, env, &running, &secrets);
-        notes.extend(generic_notes);
         let human = args.format == CliFormat::Human;
         let say = |m: String| {
             if human {
@@ -288,45 +282,31 @@ pub fn cmd_rehearse(args: RehearseArgs) -> i32 {
             crate::syntax::format_duration(args.pace),
             crate::syntax::format_duration(args.progress_deadline)
         ));
-        if !generated.is_empty() {
+        if !rehearsal.generated.is_empty() {
             say(format!(
                 "secrets not set in the environment, using generated stand-ins: {}",
-                generated.join(", ")
+                rehearsal.generated.join(", ")
             ));
         }
-        for (host, base) in &rewrite.map {
+        for (host, base) in &rehearsal.rewrite.map {
             say(format!("routing {host} → {base}"));
         }
-        for n in notes {
-            say(n);
+        for n in &rehearsal.notes {
+            say(n.clone());
         }
         if env.is_some_and(|e| !e.after.is_empty()) {
             say("promotion gate (`after`) not checked in a rehearsal".into());
         }
-        let client = kube::Client::new(sim.router(), ns.clone());
-        let cluster = Cluster::new(client, ns.clone());
         let opts = RunOptions {
             approve: args.approve,
-            accept_drift: false,
-            resume: false,
             format: format(args.format),
             journal_file: args.journal.clone(),
             shorten_waits: Some(args.max_wait),
-            secrets,
-            rewrite,
-            scripts: script_runner(),
-            cancel: Cancel::new(),
-            after: None,
-            rehearsal: true,
+            hazards,
+            ..rehearsal.options()
         };
-        let target = RunTarget {
-            checked: &checked,
-            index: i,
-            env,
-            matrix,
-        };
-        let code = finish(&execute(target, cluster, opts).await);
-        running.shutdown().await;
+        let code = finish(&execute((&sel).into(), rehearsal.cluster(), opts).await);
+        rehearsal.shutdown().await;
         code
     })
 }
@@ -349,8 +329,8 @@ pub fn cmd_status(args: StatusArgs) -> i32 {
                 return exit::USAGE;
             }
         };
-        let lock = crate::run::lock::describe(&cluster, &pb.name).await;
-        let journal = crate::run::journal::load(&cluster, &pb.digest).await;
+        let lock = crate::run::kube::lock::describe(&cluster, &pb.name).await;
+        let journal = crate::run::log::journal::load(&cluster, &pb.digest).await;
         let (lock, journal) = match (lock, journal) {
             (Ok(l), Ok(j)) => (l, j),
             (Err(e), _) | (_, Err(e)) => {
@@ -451,7 +431,7 @@ pub fn cmd_unlock(args: UnlockArgs) -> i32 {
                 return exit::USAGE;
             }
         };
-        match crate::run::lock::force_unlock(&cluster, lease, run).await {
+        match crate::run::kube::lock::force_unlock(&cluster, lease, run).await {
             Ok(m) => {
                 println!("{m}");
                 exit::OK
@@ -461,5 +441,38 @@ pub fn cmd_unlock(args: UnlockArgs) -> i32 {
                 exit::REFUSED
             }
         }
+    })
+}
+
+/// `ktplay plan --cluster`: the hazards of the live objects (only reads); on failure the exit
+/// code, the error printed.
+pub(super) fn plan_hazards(
+    args: &super::PlanArgs,
+    pb: &Playbook,
+    env: Option<&Env>,
+) -> Result<Vec<crate::run::kube::hazards::Found>, i32> {
+    let settings = args.hazard.settings().map_err(|e| {
+        eprintln!("error: {e}");
+        exit::USAGE
+    })?;
+    let ns = namespace(pb, env, args.kube.namespace.as_deref());
+    runtime().block_on(async {
+        let cluster = connect(&args.kube, env, &ns).await.map_err(|e| {
+            eprintln!("error: {e}");
+            exit::USAGE
+        })?;
+        // An unreachable cluster is a usage error (exit 2), as for `run`; a denied read is a
+        // hazard of its own (`unreadable`), reported with the rest.
+        if let Some(d) = pb.components.iter().flat_map(|c| c.deployments()).next() {
+            let api: kube::Api<k8s_openapi::api::apps::v1::Deployment> =
+                kube::Api::namespaced(cluster.client.clone(), &cluster.ns);
+            if let Err(e) = cluster::retry(|| async { api.get_opt(d).await }).await {
+                if cluster::status_code(&e) != Some(403) {
+                    eprintln!("error: cannot read the cluster: {}", cluster::words(&e));
+                    return Err(exit::USAGE);
+                }
+            }
+        }
+        Ok(crate::run::kube::hazards::assess(&cluster, pb, &settings, &Default::default()).await)
     })
 }

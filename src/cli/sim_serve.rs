@@ -6,7 +6,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use super::run::{load, matrix_of, namespace, runtime};
+use super::run::{load, runtime};
 use crate::run::exit;
 
 /// The playbook `sim serve` seeds when no `--seed` is given.
@@ -32,12 +32,6 @@ pub fn cmd_sim_serve(
             }
         }
     }
-    let mut config = crate::sim::SimConfig {
-        pace,
-        faults,
-        ..Default::default()
-    };
-    // The playbook file to seed from: --seed, else the shipped one when run from the repository.
     let seed_file = seed.or_else(|| Some(PathBuf::from(DEFAULT_SEED)).filter(|p| p.is_file()));
     let (checked, i, env_name) = match &seed_file {
         Some(path) => {
@@ -68,32 +62,30 @@ pub fn cmd_sim_serve(
     };
     let pb = &checked.playbooks[i].1;
     let e = env_name.as_deref().and_then(|n| pb.env(n));
-    config.compat = crate::run::rehearse::compat_for(pb, matrix_of(&checked, pb));
-    let (secrets, _) = crate::run::rehearse::secrets(pb, e);
-    config.generic = crate::run::generic::generic_for(pb, e, &secrets, matrix_of(&checked, pb)).0;
-    let ns = namespace(pb, e, None);
-    let seed = crate::run::rehearse::seed_for(pb, &ns);
-    // A kubeconfig is always written: the run command needs one. One of our own naming is
-    // removed again when the simulator stops.
+    let sel = checked.selection(i, e);
     let temporary = kubeconfig.is_none();
     let kubeconfig = kubeconfig.unwrap_or_else(|| {
         std::env::temp_dir().join(format!("ktplay-sim-{}.kubeconfig", std::process::id()))
     });
-    let opts = crate::sim::ServeOptions {
+    let pace = crate::rehearse::Pace {
+        step: pace,
+        progress_deadline: None,
+    };
+    let listen = crate::rehearse::Listen::Serve {
         port,
-        kubeconfig: Some(kubeconfig.clone()),
-        seed: Some(seed),
-        config,
+        kubeconfig: kubeconfig.clone(),
     };
     runtime().block_on(async {
-        let running = match crate::sim::serve::start_serving(&opts).await {
-            Ok(r) => r,
-            Err(e) => {
-                eprintln!("{:?}", miette::Report::new(e));
-                return exit::USAGE;
-            }
-        };
-        let (routes, _) = crate::run::rehearse::url_rewrite(pb, e, &running, &secrets);
+        let rehearsal =
+            match crate::rehearse::Rehearsal::start_at(&sel, faults, pace, listen).await {
+                Ok(r) => r,
+                Err(e) => {
+                    eprintln!("{e}");
+                    return exit::USAGE;
+                }
+            };
+        let ns = &rehearsal.namespace;
+        let routes = &rehearsal.rewrite;
         println!(
             "seeded: playbook \"{}\" at its `from` versions, namespace \"{ns}\"",
             pb.name
@@ -123,7 +115,7 @@ pub fn cmd_sim_serve(
         }
         let stopped = tokio::signal::ctrl_c().await;
         println!("stopping the simulator");
-        running.shutdown().await;
+        rehearsal.shutdown().await;
         if temporary {
             let _ = std::fs::remove_file(&kubeconfig);
         }

@@ -1,5 +1,5 @@
 //! `ktplay test PATH...`: every `test` item found (or those `--test NAME` names), each on its
-//! own simulator and virtual clock ([`crate::run::suite`]); one line per test, failures rendered
+//! own simulator and virtual clock ([`crate::rehearse::suite`]); one line per test, failures rendered
 //! at their `expect` line with what failed in the run, a summary, and `--junit FILE`. A test
 //! whose run passes `--time-limit` of simulated time fails; a signal fails the test that runs,
 //! skips the rest and exits 128 + its number (130 for Ctrl-C, 143 for SIGTERM).
@@ -9,9 +9,9 @@ use std::time::Duration;
 use super::TestArgs;
 use crate::check::{self, test_items::Test, Checked};
 use crate::diag::{self, Problem};
+use crate::rehearse::suite::{self, Cut, Interrupt, Settings, TestResult};
 use crate::run::exit;
-use crate::run::output::fmt_elapsed;
-use crate::run::suite::{self, Cut, Interrupt, Settings, TestResult};
+use crate::run::log::output::fmt_elapsed;
 
 /// An expectation that did not hold, as a diagnostic at its line.
 #[derive(Debug, thiserror::Error, miette::Diagnostic)]
@@ -285,6 +285,45 @@ fn junit(
             case.set_classname(name.clone());
             if let Ok(ran) = &r.ran {
                 case.set_time(ran.wall);
+                // The disruption monitors' numbers: properties, and a line each in system-out.
+                for m in &ran.monitors {
+                    let p = |k: &str, v: String| {
+                        quick_junit::Property::new(format!("monitor.{}.{k}", m.name), v)
+                    };
+                    case.add_property(p("requests", m.requests.to_string()));
+                    case.add_property(p("failures", m.failures.to_string()));
+                    case.add_property(p("refused", m.refused.to_string()));
+                    case.add_property(p("reset", m.reset.to_string()));
+                    case.add_property(p("timeout", m.timeout.to_string()));
+                    case.add_property(p("status", m.status.to_string()));
+                    case.add_property(p("longest_outage_ms", m.longest_outage_ms.to_string()));
+                    for (k, v) in [
+                        ("p50_ms", m.p50_ms),
+                        ("p90_ms", m.p90_ms),
+                        ("p99_ms", m.p99_ms),
+                    ] {
+                        if let Some(v) = v {
+                            case.add_property(p(k, format!("{v:.1}")));
+                        }
+                    }
+                    case.add_property(p("verdict", m.verdict.clone()));
+                }
+                if !ran.monitors.is_empty() {
+                    let out: Vec<String> = ran
+                        .monitors
+                        .iter()
+                        .map(|m| {
+                            format!(
+                                "monitor {} ({}): {}; {}",
+                                m.name,
+                                m.probe,
+                                m.words(),
+                                m.verdict
+                            )
+                        })
+                        .collect();
+                    case.set_system_out(out.join("\n"));
+                }
             }
             suite.add_test_case(case);
         }
@@ -293,7 +332,7 @@ fn junit(
             s.set_message(match signal {
                 Some(n) => format!(
                     "not run: the suite was interrupted by {}",
-                    crate::run::suite::signal_name(n)
+                    crate::rehearse::suite::signal_name(n)
                 ),
                 None => "not run".to_string(),
             });

@@ -306,6 +306,7 @@ pub fn keyword_meaning(keyword: &str) -> &'static str {
         "guard ready" => "**guard ready C** `[within D]`\n\nC's rollout is complete and every pod is ready.",
         "guard hook" => "**guard hook \"file.rhai\"** `[within D]`\n\nA sandboxed Rhai script (relative to the playbook) returns `true` or `#{ ok: true }`.",
         "guard rhai" => "**guard rhai \"\"\"…\"\"\"** `[within D]`\n\nAn inline sandboxed Rhai script returns `true` or `#{ ok: true }`.",
+        "monitor" => "**monitor NAME METHOD \"url\"** `[expect S] [every D] [timeout D] [budget failures N|P%] [budget outage D] [{ header, bearer, … }]`\n\nA user-facing endpoint probed at a steady rate (default every 100ms) from before the first action until the run, or its rollback, ends. Requests, failures by kind, the longest outage and latency percentiles are reported; a budget exceeded fails the run like a guard and rolls back.",
         _ => "",
     }
 }
@@ -450,6 +451,7 @@ impl Index {
                                 self.string(s)
                             }
                             ast::EnvEntry::AllowHosts(_) => {}
+                            ast::EnvEntry::Monitor(m) => self.monitor(m, ee.span),
                         }
                     }
                     self.env = None;
@@ -486,6 +488,7 @@ impl Index {
                         children: Vec::new(),
                     });
                 }
+                ast::PlaybookEntry::Monitor(m) => self.monitor(m, e.span),
                 ast::PlaybookEntry::Namespace(_)
                 | ast::PlaybookEntry::OnFailure(_)
                 | ast::PlaybookEntry::AllowHosts(_) => {}
@@ -540,6 +543,29 @@ impl Index {
             stmt.span.start as usize + len,
         );
         self.add(span, Target::Keyword(keyword), false);
+    }
+
+    /// `monitor NAME METHOD "url" …`: the keyword's meaning, the lets its URL, headers and bearer use.
+    fn monitor(&mut self, m: &ast::MonitorDecl, span: Span) {
+        let kw = Span::new(
+            span.file,
+            span.start as usize,
+            span.start as usize + "monitor".len(),
+        );
+        self.add(kw, Target::Keyword("monitor"), false);
+        self.string(&m.url);
+        for e in &m.entries {
+            match &e.node {
+                ast::MonitorEntry::Header(k, v) => {
+                    self.string(k);
+                    self.string(v);
+                }
+                ast::MonitorEntry::Bearer(b) => {
+                    self.add(b.span, Target::Let(b.node.clone()), false)
+                }
+                _ => {}
+            }
+        }
     }
 
     fn comp(&mut self, c: &ast::Ident) {
@@ -762,5 +788,22 @@ mod tests {
         let (text, range) = a.hover(at(TEXT, "guard http", 0)).unwrap();
         assert!(text.starts_with("**guard http METHOD"), "{text}");
         assert_eq!(&TEXT[range.0..range.1], "guard");
+    }
+
+    #[test]
+    fn hover_on_a_monitor_says_what_it_does_and_its_lets_resolve() {
+        let text = TEXT.replace(
+            "  stage s {",
+            "  monitor gw GET \"${url}/healthz\" { bearer token budget failures 0 }\n  stage s {",
+        );
+        let a = analysis(&text);
+        let (hover, range) = a.hover(at(&text, "monitor gw", 0)).unwrap();
+        assert!(hover.starts_with("**monitor NAME METHOD"), "{hover}");
+        assert_eq!(&text[range.0..range.1], "monitor");
+        // The let in its URL and its bearer are the lets' occurrences (hover shows each env).
+        let (hover, _) = a.hover(at(&text, "${url}/healthz", 0) + 2).unwrap();
+        assert!(hover.contains("staging"), "{hover}");
+        let (hover, _) = a.hover(at(&text, "bearer token budget", 0) + 8).unwrap();
+        assert!(hover.contains("secret"), "{hover}");
     }
 }

@@ -5,9 +5,9 @@
 use crate::check::program::{Env, Op, Playbook, Rollback};
 use crate::resolve::{Live, Mode, ResolveError, Scope};
 
-use super::cluster::Cluster;
 use super::guards;
-use super::journal;
+use super::kube::Cluster;
+use super::log::journal;
 
 /// Why a run may not start, and what to do about it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -110,10 +110,10 @@ pub async fn preflight(cluster: &Cluster, pb: &Playbook) -> Result<(), Refusal> 
         message,
         help: Some(help),
     };
-    super::preflight::check_access(cluster, pb)
+    super::kube::preflight::check_access(cluster, pb)
         .await
         .map_err(|r| words(r.words()))?;
-    super::preflight::check_containers(cluster, pb)
+    super::kube::preflight::check_containers(cluster, pb)
         .await
         .map_err(|r| words(r.words()))?;
     Ok(())

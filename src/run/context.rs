@@ -14,11 +14,11 @@ use crate::model;
 use crate::resolve::{Live, Scope};
 use crate::span::Span;
 
-use super::cluster::Cluster;
-use super::events::{Progress, RunEvent};
 use super::guards::{ScriptRunner, UrlRewrite};
-use super::journal::Journal;
-use super::output::Reporter;
+use super::kube::Cluster;
+use super::log::events::{Progress, RunEvent};
+use super::log::journal::Journal;
+use super::log::output::Reporter;
 use super::{Cancel, Failure, Redactor};
 
 /// How long a rollout may take when the statement names no `timeout` (rollback steps too).
@@ -77,7 +77,7 @@ impl Log {
     pub fn progress(&self) -> Progress {
         self.journal
             .as_ref()
-            .map(|j| super::events::progress(&j.entries()))
+            .map(|j| super::log::events::progress(&j.entries()))
             .unwrap_or_default()
     }
 }
@@ -90,7 +90,7 @@ pub struct RunOptions {
     pub accept_drift: bool,
     /// `--resume`: continue the interrupted run in the journal.
     pub resume: bool,
-    pub format: super::output::Format,
+    pub format: super::log::output::Format,
     /// `--journal FILE`.
     pub journal_file: Option<std::path::PathBuf>,
     /// Under `rehearse`: every wait (`pause`, a canary's `for`/`every`, a guard's `within`, a
@@ -107,6 +107,41 @@ pub struct RunOptions {
     pub after: Option<Vec<(String, Cluster)>>,
     /// A rehearsal on the embedded simulator (the header says so).
     pub rehearsal: bool,
+    /// What the preflight's hazards do (issue 22): `--hazards`, `--allow-hazard`, the assumptions.
+    pub hazards: super::kube::hazards::Settings,
+}
+
+impl RunOptions {
+    /// A run with these secrets and this URL routing; no flags, human output, the Rhai
+    /// runner, its own Ctrl-C, no promotion gate.
+    pub fn new(secrets: HashMap<String, String>, rewrite: UrlRewrite) -> RunOptions {
+        RunOptions {
+            approve: false,
+            accept_drift: false,
+            resume: false,
+            format: super::log::output::Format::Human,
+            journal_file: None,
+            shorten_waits: None,
+            secrets,
+            rewrite,
+            scripts: super::guards::script_runner(),
+            cancel: Cancel::new(),
+            after: None,
+            rehearsal: false,
+            hazards: Default::default(),
+        }
+    }
+}
+
+impl<'c> From<&crate::check::select::Selection<'c>> for RunTarget<'c> {
+    fn from(s: &crate::check::select::Selection<'c>) -> RunTarget<'c> {
+        RunTarget {
+            checked: s.checked,
+            index: s.index,
+            env: s.env,
+            matrix: s.matrix,
+        }
+    }
 }
 
 /// What to run: a checked file, which playbook, which env, the matrix in force.
@@ -152,7 +187,7 @@ impl<'a> Ctx<'a> {
             cluster,
             // Redirects are held to the first request's rule (rehearsal: this machine; run: the
             // env's hosts).
-            http: super::http::client(super::http::guard_rule(
+            http: super::guards::client::client(super::guards::client::guard_rule(
                 &target.checked.playbooks[target.index].1,
                 target.env,
                 &opts.rewrite,
@@ -251,7 +286,7 @@ impl<'a> Ctx<'a> {
     }
 
     /// Every deployment of a component as it is now.
-    pub async fn snaps(&self, comp: usize) -> Result<Vec<super::cluster::Snap>, Failure> {
+    pub async fn snaps(&self, comp: usize) -> Result<Vec<super::kube::Snap>, Failure> {
         let mut out = Vec::new();
         for d in self.comp(comp).deployments() {
             out.push(self.cluster.snap(d).await?);

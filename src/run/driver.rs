@@ -9,31 +9,29 @@
 //!
 //! The driver keeps no record of its own of what happened: every fact goes into the event log
 //! first ([`Log`]), and the rollback plan is a pure function of the events so far
-//! ([`super::events::Progress::started`], [`rollback_plan`]) — the same plan a process that
+//! ([`super::log::events::Progress::started`], [`rollback_plan`]) — the same plan a process that
 //! resumes the run computes from the journal. Nothing else in the runner imports this module.
 
 use std::collections::BTreeSet;
 use tokio::time::Instant;
 
-use crate::check::program::{OnFailure, Op, Statement};
+use crate::check::program::{Op, Statement};
 use crate::matrix::format_set;
 use crate::resolve::Live;
-use crate::span::Span;
 
 use super::actions::{self, At};
 use super::admit::{self, Refusal};
-use super::cluster::Cluster;
 use super::context::{Ctx, Log, RunOptions, RunTarget};
-use super::events::{ResumedRollback, RollbackProgress, RunEvent, Where};
-use super::journal::{self, Journal};
+use super::kube::lock::{LockError, RunLock};
+use super::kube::Cluster;
 use super::live::{self, Left};
-use super::lock::{LockError, RunLock};
-use super::output::Reporter;
-use super::restore;
-use super::rollback::{rollback_plan, Record, Step};
+use super::log::events::{RunEvent, Where};
+use super::log::journal::{self, Journal};
+use super::log::output::Reporter;
+use super::rollback::Record;
 use super::shown::shown;
 use super::signals::{self, JournalSlot};
-use super::{Cancel, Failure, FailureKind, Outcome, Redactor, RunError};
+use super::{Failure, Outcome, Redactor, RunError};
 
 /// Run a playbook against a cluster; returns how it ended (see [`Outcome::exit_code`]).
 pub async fn execute(target: RunTarget<'_>, cluster: Cluster, opts: RunOptions) -> Outcome {
@@ -147,19 +145,19 @@ async fn admit_and_run(
     if unfinished && !opts.resume {
         // Refused without touching the lock: the earlier run may still be going (another
         // container, another CI job: its pid means nothing here), and only its lease can say.
-        let lease = match super::lock::read(&cluster, &pb.name).await {
+        let lease = match super::kube::lock::read(&cluster, &pb.name).await {
             Ok(l) => l,
             Err(m) => return Outcome::Usage(m),
         };
-        let message = match lease.filter(super::lock::live) {
+        let message = match lease.filter(super::kube::lock::live) {
             Some(l) => {
-                let holder = super::lock::holder_of(&l);
+                let holder = super::kube::lock::holder_of(&l);
                 format!(
                     "an earlier run of this playbook ({}) did not finish, and its lock is held by {} (lock id {}, {})",
                     earlier(),
                     shown(holder),
-                    super::lock::lock_id(&cluster, &pb.name, holder),
-                    super::lock::lease_words(&l)
+                    super::kube::lock::lock_id(&cluster, &pb.name, holder),
+                    super::kube::lock::lease_words(&l)
                 )
             }
             None => format!(
@@ -175,7 +173,18 @@ async fn admit_and_run(
             ),
         );
     }
-    let objects = super::lock::objects_of(pb);
+    // The hazards of what the run will do (issue 22): shown, and under `--hazards refuse` a
+    // refusal, before the lock or the journal is touched.
+    let done = super::log::events::progress(&previous)
+        .done
+        .iter()
+        .copied()
+        .collect();
+    if let Err(r) = super::kube::hazards::admit(&cluster, &target, &opts.hazards, &log, &done).await
+    {
+        return refuse(&log, r);
+    }
+    let objects = super::kube::lock::objects_of(pb);
     let lock = match RunLock::acquire(&cluster, &pb.name, &run_id, &objects, opts.resume).await {
         Ok(l) => l,
         Err(e @ LockError::Held { .. }) => {
@@ -190,7 +199,7 @@ async fn admit_and_run(
         }
         Err(LockError::Api(m)) => return Outcome::Usage(m),
     };
-    let progress = super::events::progress(&previous);
+    let progress = super::log::events::progress(&previous);
     // An interrupted rollback (a second signal, a kill, a lost connection, a failed step) is
     // continued to its end: the plan is rebuilt from the journal's records.
     let resume_rollback = if opts.resume { progress.rollback } else { None };
@@ -237,6 +246,7 @@ async fn admit_and_run(
             .half_done
             .map(|at| (at, progress.records.get(&at).cloned())),
         statements: 0,
+        monitors: None,
     };
     let outcome = match resume_rollback {
         Some(rb) => driver.resume_rollback(&lock, rb).await,
@@ -254,14 +264,14 @@ async fn admit_and_run(
     outcome
 }
 
-/// What [`super::traffic::admit`] says of every canary of the playbook that has not run yet.
+/// What [`super::kube::traffic::admit`] says of every canary of the playbook that has not run yet.
 async fn admit_canaries(cx: &Ctx<'_>) -> Result<(), Failure> {
     let done = cx.log.progress().done;
     for (k, stage) in cx.pb.stages.iter().enumerate() {
         for (j, st) in stage.stmts.iter().enumerate() {
             if let Op::Canary { comp, steps, .. } = &st.op {
                 if !done.contains(&(k, j)) {
-                    super::traffic::admit(&cx.cluster, cx.comp(*comp), steps).await?;
+                    super::kube::traffic::admit(&cx.cluster, cx.comp(*comp), steps).await?;
                 }
             }
         }
@@ -277,18 +287,20 @@ fn new_run_id() -> String {
 
 /// The loop's own state: the shared handles, and how this process left the deployments. What
 /// ran and what it replaced is in the events.
-struct Driver<'a> {
-    cx: Ctx<'a>,
-    left: Left,
+pub(super) struct Driver<'a> {
+    pub(super) cx: Ctx<'a>,
+    pub(super) left: Left,
     /// Statements an earlier process of this run finished (skipped on resume).
     done: BTreeSet<(usize, usize)>,
     /// The statement an earlier process started and did not finish, with its record.
     half_done: Option<((usize, usize), Option<Record>)>,
     statements: usize,
+    /// The disruption monitors of this run (issue 22), probing from before the first action.
+    pub(super) monitors: Option<super::monitor::Monitors>,
 }
 
 impl Driver<'_> {
-    fn at(&self, lock: &RunLock) -> Where {
+    pub(super) fn at(&self, lock: &RunLock) -> Where {
         Where {
             namespace: self.cx.cluster.ns.clone(),
             digest: self.cx.pb.digest.clone(),
@@ -400,6 +412,10 @@ impl Driver<'_> {
                 .await;
         }
 
+        match super::monitor::hooks::start(&self.cx, resumed).await {
+            Ok(m) => self.monitors = m,
+            Err(e) => return self.refused(Refusal::new(e)).await,
+        }
         for (k, stage) in pb.stages.iter().enumerate() {
             self.cx.set_stage(k);
             self.cx
@@ -414,7 +430,22 @@ impl Driver<'_> {
                 if let Err(e) = self.statement(k, j, st).await {
                     return self.fail(k, e).await;
                 }
+                super::monitor::hooks::progress(&self.cx, &self.monitors).await;
             }
+        }
+        // A budget judged with every number in (a share of failures below 100 requests).
+        if let Some(why) = self.monitors.as_ref().and_then(|m| m.judge_now()) {
+            let k = pb.stages.len().saturating_sub(1);
+            let span = pb.stages.last().map_or(pb.span, |s| s.span);
+            return self
+                .fail(
+                    k,
+                    RunError {
+                        span,
+                        failure: Failure::new(why),
+                    },
+                )
+                .await;
         }
         let cx = &self.cx;
         let state = live::live_state(cx).await.unwrap_or_default();
@@ -429,13 +460,14 @@ impl Driver<'_> {
     }
 
     /// The summary event, and the outcome it announces.
-    async fn end(
+    pub(super) async fn end(
         &self,
         outcome: Outcome,
         message: String,
         state: Option<&crate::matrix::State>,
         not_run: Vec<String>,
     ) -> Outcome {
+        super::monitor::hooks::finish(&self.cx, &self.monitors).await;
         self.cx
             .log
             .note(RunEvent::RunEnd {
@@ -449,7 +481,7 @@ impl Driver<'_> {
         outcome
     }
 
-    async fn refused(&mut self, r: Refusal) -> Outcome {
+    pub(super) async fn refused(&mut self, r: Refusal) -> Outcome {
         let message = self.cx.redact.redact(&r.message);
         self.cx
             .log
@@ -480,6 +512,10 @@ impl Driver<'_> {
             return Ok(());
         }
         let t0 = Instant::now();
+        if let Some(why) = self.monitors.as_ref().and_then(|m| m.exceeded()) {
+            let f = Failure::new(why);
+            return Err(self.ended(k, j, st, &text, t0, Err(f)).await.unwrap_err());
+        }
         let record = match self.before(k, j, st).await {
             Ok(r) => r,
             Err(f) => return Err(self.ended(k, j, st, &text, t0, Err(f)).await.unwrap_err()),
@@ -501,9 +537,27 @@ impl Driver<'_> {
             let f = Failure::new(format!("{e}; the action was not started"));
             return Err(self.ended(k, j, st, &text, t0, Err(f)).await.unwrap_err());
         }
-        let cancel = cx.opts.cancel.clone();
+        // A budget exceeded while the statement runs fails it like a failed guard.
+        let (cancel, link) = match &self.monitors {
+            Some(m) => {
+                let (c, t) = m.linked(&cx.opts.cancel);
+                (c, Some(t))
+            }
+            None => (cx.opts.cancel.clone(), None),
+        };
         let at = At::Forward { stage: k, stmt: j };
-        match actions::perform(cx, at, st, record, &cancel).await {
+        let performed = actions::perform(cx, at, st, record, &cancel).await;
+        if let Some(t) = link {
+            t.abort();
+        }
+        let performed = match (performed, self.monitors.as_ref().and_then(|m| m.exceeded())) {
+            (Err(e), Some(why)) if !cx.opts.cancel.interrupted() => Err(RunError {
+                span: e.span,
+                failure: Failure::new(why),
+            }),
+            (r, _) => r,
+        };
+        match performed {
             Ok(detail) => {
                 if let Some(c) = live::op_comp(st) {
                     self.left.remember(&self.cx, c).await;
@@ -576,247 +630,5 @@ impl Driver<'_> {
             })
             .await;
         res.map_err(|f| f.at(st.span))
-    }
-
-    /// A statement of stage `k` failed: refuse, halt or roll back.
-    async fn fail(&mut self, k: usize, e: RunError) -> Outcome {
-        let cx = &self.cx;
-        let pb = cx.pb.clone();
-        let RunError { span, failure: f } = e;
-        let message = cx.redact.redact(&f.message);
-        let failed = RunEvent::Failed {
-            stage: k,
-            line: cx.line(span),
-            message: message.clone(),
-            help: f.help.clone(),
-            span: Some(span),
-        };
-        if f.is(FailureKind::LockLost) {
-            // The journal is the new holder's now: shown, not journaled.
-            cx.log.show(&failed);
-            return self.lock_lost(span).await;
-        }
-        cx.log.note(failed).await;
-        let progress = cx.log.progress();
-        if !progress.changed() && f.is(FailureKind::Refused) {
-            // Nothing was changed and the live check said no: a refusal.
-            return self
-                .end(
-                    Outcome::Refused(message.clone()),
-                    format!("refused before any action: {message}"),
-                    None,
-                    Vec::new(),
-                )
-                .await;
-        }
-        if pb.on_failure == OnFailure::Halt {
-            let state = live::live_state(cx).await.unwrap_or_default();
-            let text = format!(
-                "failed at line {} and halted (on_failure halt): nothing rolled back; state left: {}",
-                cx.line(span),
-                live::state_words(cx, &state)
-            );
-            cx.log
-                .note(RunEvent::Halted {
-                    message: text.clone(),
-                })
-                .await;
-            return self
-                .end(Outcome::Halted, text, Some(&state), Vec::new())
-                .await;
-        }
-        cx.log
-            .note(RunEvent::RollbackBegin {
-                failed_stage: k,
-                steps: rollback_plan(&pb, &progress.started(&pb), k).len(),
-            })
-            .await;
-        self.roll_back(k, span, f.is(FailureKind::Interrupted), 0)
-            .await
-    }
-
-    /// This process lost the run lock: it stops at once, changes nothing more and rolls nothing
-    /// back (the lock's new holder owns the system), and says so.
-    async fn lock_lost(&self, span: Span) -> Outcome {
-        let cx = &self.cx;
-        let why = cx
-            .cluster
-            .fence
-            .as_ref()
-            .and_then(|f| f.lost())
-            .unwrap_or_else(|| "lost".into());
-        let text = format!(
-            "stopped at line {}: this process lost the run lock ({why}); it changed nothing after that and rolls nothing back: the new holder owns the system (`ktplay status` shows its journal)",
-            cx.line(span)
-        );
-        self.end(Outcome::LockLost, text, None, Vec::new()).await
-    }
-
-    /// Continue the rollback an earlier process of this run began (and did not finish).
-    async fn resume_rollback(&mut self, lock: &RunLock, rb: RollbackProgress) -> Outcome {
-        let pb = self.cx.pb.clone();
-        let Some(stage) = pb.stages.get(rb.failed_stage) else {
-            return self
-                .refused(Refusal::new(format!(
-                    "the journal names stage {} as failed, which the playbook does not have",
-                    rb.failed_stage
-                )))
-                .await;
-        };
-        let header = RunEvent::Resume {
-            playbook: pb.name.clone(),
-            env: self.cx.env_name().to_string(),
-            at: self.at(lock),
-            rollback: Some(ResumedRollback {
-                failed_stage: stage.name.clone(),
-                done: rb.done,
-                steps: rb.steps,
-            }),
-        };
-        if let Err(e) = self.cx.log.record(header).await {
-            return self
-                .refused(Refusal::new(format!("{e}; no action was taken")))
-                .await;
-        }
-        if rb.done > 0 {
-            self.cx
-                .log
-                .note(RunEvent::Note {
-                    message: format!(
-                        "rollback steps 1 to {} were done before the interruption; not repeated",
-                        rb.done
-                    ),
-                })
-                .await;
-        }
-        self.roll_back(rb.failed_stage, stage.span, false, rb.done)
-            .await
-    }
-
-    /// Run the rollback plan after stage `k` failed, from step `skip` on (the steps before it
-    /// are done), and say how it ended.
-    async fn roll_back(&mut self, k: usize, span: Span, interrupted: bool, skip: usize) -> Outcome {
-        let cx = &self.cx;
-        let pb = cx.pb.clone();
-        let steps = rollback_plan(&pb, &cx.log.progress().started(&pb), k);
-        // Rollbacks run to the end: only a second signal (which exits) stops them.
-        let never = Cancel::new();
-        let total = steps.len();
-        for (n, step) in steps.iter().enumerate().skip(skip) {
-            let t0 = Instant::now();
-            let (stage, text, sspan) = match step {
-                Step::Implicit {
-                    stage, text, span, ..
-                } => (*stage, text.clone(), *span),
-                Step::Block { stage, stmt } => (*stage, cx.describe(&stmt.op), stmt.span),
-            };
-            cx.set_stage(stage);
-            let line = cx.line(sspan);
-            let comp = match step {
-                Step::Implicit { record, .. } => Some(record.comp()),
-                Step::Block { stmt, .. } => live::op_comp(stmt),
-            };
-            cx.log
-                .note(RunEvent::RollbackStep {
-                    step: n,
-                    stage,
-                    line,
-                    statement: text.clone(),
-                    component: comp.map(|c| cx.comp(c).name.clone()),
-                })
-                .await;
-            let res = match step {
-                Step::Implicit { record, .. } => restore::restore(cx, record, &never).await,
-                Step::Block { stmt, .. } => {
-                    let record = if stmt.op.is_action() && !matches!(stmt.op, Op::Undo { .. }) {
-                        actions::prepare(cx, &stmt.op).await.ok().flatten()
-                    } else {
-                        None
-                    };
-                    actions::perform(cx, At::Rollback { stage }, stmt, record, &never)
-                        .await
-                        .map_err(|e| e.failure)
-                }
-            };
-            let failure = match res {
-                Ok(detail) => {
-                    cx.log
-                        .note(RunEvent::RollbackEnd {
-                            step: n,
-                            stage,
-                            ok: true,
-                            statement: text,
-                            detail: Some(detail),
-                            message: None,
-                            line,
-                            duration_ms: t0.elapsed().as_millis() as u64,
-                            span: None,
-                        })
-                        .await;
-                    continue;
-                }
-                Err(f) => f,
-            };
-            if failure.is(FailureKind::LockLost) {
-                return self.lock_lost(sspan).await;
-            }
-            let message = cx.redact.redact(&failure.message);
-            cx.log
-                .note(RunEvent::RollbackEnd {
-                    step: n,
-                    stage,
-                    ok: false,
-                    statement: text,
-                    detail: None,
-                    message: Some(message),
-                    line,
-                    duration_ms: t0.elapsed().as_millis() as u64,
-                    span: Some(sspan),
-                })
-                .await;
-            let remaining: Vec<String> = steps[n + 1..]
-                .iter()
-                .map(|s| match s {
-                    Step::Implicit { text, .. } => text.clone(),
-                    Step::Block { stmt, .. } => cx.describe(&stmt.op),
-                })
-                .collect();
-            let state = live::live_state(cx).await.unwrap_or_default();
-            let summary = format!(
-                "failed, and the rollback is incomplete: step {} of {total} (line {line}) failed; state left: {}; not run: {}",
-                n + 1,
-                live::state_words(cx, &state),
-                if remaining.is_empty() { "nothing".into() } else { remaining.join("; ") }
-            );
-            return self
-                .end(
-                    Outcome::RollbackIncomplete,
-                    summary,
-                    Some(&state),
-                    remaining,
-                )
-                .await;
-        }
-        let state = live::live_state(cx).await.unwrap_or_default();
-        let now = live::state_words(cx, &state);
-        let message = if total == 0 {
-            format!(
-                "failed at line {}{}; nothing to roll back: {now}",
-                cx.line(span),
-                if interrupted { " (interrupted)" } else { "" },
-            )
-        } else {
-            format!(
-                "failed at line {} ({}); rolled back: {now}",
-                cx.line(span),
-                if interrupted {
-                    "interrupted"
-                } else {
-                    "see above"
-                },
-            )
-        };
-        self.end(Outcome::RolledBack, message, Some(&state), Vec::new())
-            .await
     }
 }

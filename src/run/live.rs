@@ -10,8 +10,8 @@ use crate::check::program::{Colour, Op, Statement, Workload};
 use crate::matrix::{format_set, format_state, Matrix, State, StateFinding};
 use crate::model;
 
-use super::cluster::{self, live_colour, Snap};
 use super::context::Ctx;
+use super::kube::{self as cluster, live_colour, Snap};
 use super::rollback::Record;
 use super::Failure;
 

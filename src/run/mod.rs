@@ -7,18 +7,19 @@
 //! | [`admit`] | before the journal and the lock: approvals, secrets, promotion gate, preflight |
 //! | [`live`] | live versions and colours, the matrix check before each action, "as this run left it" |
 //! | [`actions`] | one function per action: (context, statement) → detail or [`RunError`] |
+//! | [`canary`] | a canary's time: pin, route, steps with guard rounds, promotion |
+//! | `unwind` | when a statement fails: halt, roll back (or resume a rollback), or stop on a lost lock |
 //! | [`restore`] | rollback steps: restore a [`rollback::Record`], `undo` to the first state |
-//! | [`signals`] | Ctrl-C / SIGTERM / SIGHUP from the first moment |
-//! | [`cluster`] | the kube layer: versions, image patches, rollout waits, undo, canaries, selectors, logs |
-//! | [`guards`] | http, logs and ready guards, `approve`, and the [`guards::ScriptRunner`] seam for Rhai |
-//! | [`lock`] | the run lock (a Lease per playbook and namespace) |
-//! | [`shown`] | cluster-supplied values (lease holders, journal lines) escaped for printing |
-//! | [`events`] | the journal's typed vocabulary ([`events::RunEvent`]) and its fold into progress |
 //! | [`rollback`] | records of what actions replaced, and the pure rollback plan |
-//! | [`journal`] | the journal (a ConfigMap keyed by the playbook digest, and `--journal FILE`), resume, promotion |
-//! | [`preflight`] | before any action: permissions (SelfSubjectAccessReview) and containers |
-//! | [`output`] | lines for people (spinner on a terminal) or JSON events |
-//! | [`rehearse`] | the in-process simulator seeded from the playbook, URLs routed to it, stand-in secrets |
+//! | [`signals`] | Ctrl-C / SIGTERM / SIGHUP from the first moment |
+//! | [`monitor`] | the disruption monitor: probes during the run, budgets, reports |
+//! | [`shown`] | cluster-supplied values (lease holders, journal lines) escaped for printing |
+//! | [`log`] | the event log: [`log::events`] (the typed vocabulary), [`log::journal`], [`log::output`] |
+//! | [`kube`] | the kube layer: the [`kube::Cluster`] handle, [`kube::lock`], [`kube::preflight`], [`kube::traffic`] (routers) |
+//! | [`guards`] | http, logs and ready guards, `approve`; [`guards::client`] (HTTP), [`guards::metric`] + [`guards::prometheus`], [`guards::script`] (Rhai) |
+//!
+//! The simulator wiring (`rehearse`, generic services, `ktplay test`) is [`crate::rehearse`], a
+//! sibling this module never imports.
 //!
 //! Exit codes ([`Outcome::exit_code`], the one table of [`crate::exit`]): 0 success; 1 failed and
 //! fully rolled back; 2 usage or I/O; 3 refused before any action; 4 failed and the rollback is
@@ -26,28 +27,19 @@
 
 pub mod actions;
 pub mod admit;
-pub mod cluster;
+pub mod canary;
 pub mod context;
 pub mod driver;
-pub mod events;
-pub mod generic;
 pub mod guards;
-pub mod http;
-pub mod journal;
+pub mod kube;
 pub mod live;
-pub mod lock;
-pub mod metric;
-pub mod output;
-pub mod preflight;
-pub mod prometheus;
-pub mod rehearse;
+pub mod log;
+pub mod monitor;
 pub mod restore;
-pub mod rhai;
 pub mod rollback;
 pub mod shown;
 pub mod signals;
-pub mod suite;
-pub mod traffic;
+mod unwind;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -249,18 +241,18 @@ pub struct RunError {
     pub failure: Failure,
 }
 
-impl From<cluster::ClusterError> for Failure {
-    fn from(e: cluster::ClusterError) -> Failure {
+impl From<kube::ClusterError> for Failure {
+    fn from(e: kube::ClusterError) -> Failure {
         match e {
-            cluster::ClusterError::Interrupted => Failure::interrupted(),
-            cluster::ClusterError::LockLost(why) => Failure {
+            kube::ClusterError::Interrupted => Failure::interrupted(),
+            kube::ClusterError::LockLost(why) => Failure {
                 kind: FailureKind::LockLost,
                 permanent: true,
                 ..Failure::new(format!("stopped: the run lock was lost ({why})")).help(
                     "this process changes nothing more, and rolls nothing back: the lock's new holder owns the system (see `ktplay status`)",
                 )
             },
-            cluster::ClusterError::NotOurs(m) => Failure::refused(m).help(cluster::NOT_OURS_HELP),
+            kube::ClusterError::NotOurs(m) => Failure::refused(m).help(kube::NOT_OURS_HELP),
             other => Failure::new(other.to_string()),
         }
     }

@@ -4,8 +4,8 @@
 
 use crate::check::program::Colour;
 
-use super::cluster::{canary_name, Snap};
 use super::context::{Ctx, DEFAULT_TIMEOUT};
+use super::kube::{canary_name, Snap};
 use super::rollback::Record;
 use super::{Cancel, Failure};
 
@@ -37,11 +37,11 @@ pub async fn restore(cx: &Ctx<'_>, record: &Record, cancel: &Cancel) -> Result<S
                 };
                 s = format!(
                     "{}; ",
-                    super::traffic::unroute(&cx.cluster, t, &routed).await?
+                    super::kube::traffic::unroute(&cx.cluster, t, &routed).await?
                 );
             }
             s.push_str(&remove_canaries(cx, canaries).await?);
-            let unpinned = super::traffic::unpin(&cx.cluster, pinned).await?;
+            let unpinned = super::kube::traffic::unpin(&cx.cluster, pinned).await?;
             if !unpinned.is_empty() {
                 s.push_str(&format!(
                     "; Service {} selector restored",
@@ -118,7 +118,7 @@ pub async fn undo_to_first(cx: &Ctx<'_>, comp: usize, cancel: &Cancel) -> Result
             Some(r) => r,
             None => legacy_routed(cx, comp, t).await?,
         };
-        changed.push(super::traffic::unroute(&cx.cluster, t, &routed).await?);
+        changed.push(super::kube::traffic::unroute(&cx.cluster, t, &routed).await?);
     }
     for d in cx.comp(comp).deployments() {
         let cn = canary_name(d);
@@ -126,11 +126,11 @@ pub async fn undo_to_first(cx: &Ctx<'_>, comp: usize, cancel: &Cancel) -> Result
             Ok(true) => changed.push(format!("removed {cn}")),
             Ok(false) => {}
             // Not this run's: never deleted (and never this run's canary).
-            Err(super::cluster::ClusterError::NotOurs(_)) => {}
+            Err(super::kube::ClusterError::NotOurs(_)) => {}
             Err(e) => return Err(e.into()),
         }
     }
-    let unpinned = super::traffic::unpin(&cx.cluster, &pinned).await?;
+    let unpinned = super::kube::traffic::unpin(&cx.cluster, &pinned).await?;
     if !unpinned.is_empty() {
         changed.push(format!("Service {} selector restored", unpinned.join(", ")));
     }
@@ -157,7 +157,7 @@ async fn remove_canaries(cx: &Ctx<'_>, canaries: &[String]) -> Result<String, Fa
     for c in canaries {
         match cx.cluster.delete_canary(c).await {
             Ok(_) => {}
-            Err(super::cluster::ClusterError::NotOurs(m)) => left.push(m),
+            Err(super::kube::ClusterError::NotOurs(m)) => left.push(m),
             Err(e) => return Err(e.into()),
         }
     }
@@ -176,7 +176,7 @@ async fn legacy_routed(
     t: &crate::check::program::Traffic,
 ) -> Result<super::rollback::Routed, Failure> {
     let c = cx.comp(comp);
-    let mut routed = super::traffic::plan(&cx.cluster, t, &c.deployments())
+    let mut routed = super::kube::traffic::plan(&cx.cluster, t, &c.deployments())
         .await?
         .0;
     routed.rules.clear();

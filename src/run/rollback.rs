@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 use crate::check::program::{Playbook, Rollback, Statement};
 use crate::span::Span;
 
-pub use super::cluster::Snap;
+pub use super::kube::Snap;
 
 /// What an action replaced (and what it will do when re-run), journaled with its start.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

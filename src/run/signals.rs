@@ -5,7 +5,7 @@
 
 use std::sync::{Arc, Mutex};
 
-use super::journal::Journal;
+use super::log::journal::Journal;
 use super::Cancel;
 
 /// The journal, once the run has one (a second signal before it exists changed nothing).

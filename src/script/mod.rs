@@ -19,5 +19,5 @@ mod sandbox;
 
 pub use api::{HttpResponse, PodInfo, API_FUNCTIONS};
 pub use compile::{compile, problems, ScriptError, ScriptSource};
-pub use host::{ClusterHost, Host, HostComponent, HostError};
+pub use host::{Host, HostError};
 pub use sandbox::{run, Context, HookFailure, Limits, Outcome};

@@ -112,6 +112,27 @@ pub enum PlaybookEntry {
     Component(ComponentDecl),
     Env(EnvDecl),
     Stage(StageDecl),
+    /// `monitor NAME METHOD "url" …`: an endpoint watched all through the run.
+    Monitor(MonitorDecl),
+}
+
+/// `monitor NAME METHOD "url" entries… [{ entries… }]`
+#[derive(Debug, Clone, PartialEq)]
+pub struct MonitorDecl {
+    pub name: Ident,
+    pub method: Spanned<String>,
+    pub url: Spanned<StrLit>,
+    pub entries: Vec<Spanned<MonitorEntry>>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum MonitorEntry {
+    Header(Spanned<StrLit>, Spanned<StrLit>),
+    Bearer(Ident),
+    Expect(Spanned<Value>),
+    /// `budget failures 0` / `budget failures 1%` / `budget outage 2s`: the kind and the limit.
+    Budget(Ident, Spanned<Value>),
+    Opt(Opt),
 }
 
 /// `let NAME = value` / `let NAME = env("VAR")`.
@@ -173,6 +194,7 @@ pub enum EnvEntry {
     Namespace(Spanned<StrLit>),
     AllowHosts(Vec<Spanned<StrLit>>),
     Let(LetDecl),
+    Monitor(MonitorDecl),
 }
 
 /// `stage NAME { … }`

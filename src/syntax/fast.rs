@@ -21,6 +21,7 @@
 
 mod json;
 mod metric;
+mod monitor;
 mod test_item;
 
 use super::ast::*;
@@ -441,6 +442,7 @@ impl<'a> Fast<'a> {
                 "component" => PlaybookEntry::Component(self.component()?),
                 "let" => PlaybookEntry::Let(self.let_decl()?),
                 "env" => PlaybookEntry::Env(self.env()?),
+                "monitor" => PlaybookEntry::Monitor(self.monitor()?),
                 "namespace" => {
                     self.bump_word();
                     PlaybookEntry::Namespace(self.string()?)
@@ -551,6 +553,7 @@ impl<'a> Fast<'a> {
             let estart = self.pos_after_skip();
             let entry = match self.word()? {
                 "let" => EnvEntry::Let(self.let_decl()?),
+                "monitor" => EnvEntry::Monitor(self.monitor()?),
                 w => {
                     self.bump_word();
                     match w {

@@ -12,6 +12,7 @@ use crate::version::VersionPattern;
 
 mod keywords;
 mod metric;
+mod monitor;
 mod test_item;
 
 use keywords::is_keyword;
@@ -224,6 +225,7 @@ impl Builder {
                 Rule::component_item => PlaybookEntry::Component(self.component(e)),
                 Rule::env_item => PlaybookEntry::Env(self.env(e)),
                 Rule::stage_item => PlaybookEntry::Stage(self.stage(e)),
+                Rule::monitor_item => PlaybookEntry::Monitor(self.monitor(e)),
                 r => unreachable!("playbook entry {r:?}"),
             };
             entries.push(Spanned::new(entry, espan));
@@ -316,6 +318,7 @@ impl Builder {
                     EnvEntry::AllowHosts(self.args(e).map(|q| self.string(q)).collect())
                 }
                 Rule::let_item => EnvEntry::Let(self.let_decl(e)),
+                Rule::monitor_item => EnvEntry::Monitor(self.monitor(e)),
                 r => unreachable!("env entry {r:?}"),
             };
             entries.push(Spanned::new(entry, espan));

@@ -585,6 +585,9 @@ fn resource(plural: &str) -> (kube::api::ApiResource, ()) {
         "pods" => ApiResource::erase::<k8s_openapi::api::core::v1::Pod>(&()),
         "configmaps" => ApiResource::erase::<k8s_openapi::api::core::v1::ConfigMap>(&()),
         "leases" => ApiResource::erase::<k8s_openapi::api::coordination::v1::Lease>(&()),
+        "poddisruptionbudgets" => {
+            ApiResource::erase::<k8s_openapi::api::policy::v1::PodDisruptionBudget>(&())
+        }
         other => panic!("no resource {other} in the tests"),
     };
     (ar, ())
@@ -624,6 +627,16 @@ async fn seed_real(client: &kube::Client, seed: &Seed) {
             }
             Some("Service") => {
                 svcs.create(
+                    &PostParams::default(),
+                    &serde_json::from_value(obj).unwrap(),
+                )
+                .await
+                .unwrap();
+            }
+            Some("PodDisruptionBudget") => {
+                let pdbs: Api<k8s_openapi::api::policy::v1::PodDisruptionBudget> =
+                    Api::namespaced(client.clone(), &seed.namespace);
+                pdbs.create(
                     &PostParams::default(),
                     &serde_json::from_value(obj).unwrap(),
                 )

@@ -1182,10 +1182,14 @@ pub fn seed_objects(seed: &Seed, progress_deadline: Option<i64>) -> Vec<(Kind, V
             _ => 8080,
         };
         let deployment = |name: &str, labels: Value| {
+            // As the seed's own manifests are written (issue 22: the hazards ktplay predicts are
+            // absent): a readinessProbe, a preStop sleep past the endpoint lag, the default grace.
             let mut container = json!({
                 "name": c.container,
                 "image": format!("{}:{}", c.image, c.version),
                 "ports": [{"containerPort": port}],
+                "readinessProbe": {"httpGet": {"path": "/readyz", "port": port}, "periodSeconds": 1},
+                "lifecycle": {"preStop": {"exec": {"command": ["sleep", "5"]}}},
             });
             let mut env: Vec<Value> = seed
                 .pod_env
@@ -1207,7 +1211,7 @@ pub fn seed_objects(seed: &Seed, progress_deadline: Option<i64>) -> Vec<(Kind, V
                     "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": "25%", "maxUnavailable": "25%"}},
                     "template": {
                         "metadata": {"labels": labels},
-                        "spec": {"containers": [container]}
+                        "spec": {"terminationGracePeriodSeconds": 30, "containers": [container]}
                     }
                 }
             });
@@ -1223,11 +1227,23 @@ pub fn seed_objects(seed: &Seed, progress_deadline: Option<i64>) -> Vec<(Kind, V
                 "spec": {"selector": selector, "ports": [{"name": "http", "port": 80, "targetPort": port}]}
             })
         };
+        // A budget for every Deployment of 2 or more replicas: at most one pod down.
+        let budget = |name: &str, labels: &Value| {
+            json!({
+                "apiVersion": "policy/v1", "kind": "PodDisruptionBudget",
+                "metadata": {"name": name, "namespace": ns},
+                "spec": {"maxUnavailable": 1, "selector": {"matchLabels": labels}}
+            })
+        };
+        let budgeted = c.replicas >= 2;
         match &c.workload {
             SeedWorkload::Deployments(names) => {
                 for n in names {
                     let labels = json!({"app": n});
                     out.push((Kind::Deployment, deployment(n, labels.clone())));
+                    if budgeted {
+                        out.push((Kind::PodDisruptionBudget, budget(n, &labels)));
+                    }
                     out.push((Kind::Service, service(n, labels)));
                 }
             }
@@ -1239,7 +1255,10 @@ pub fn seed_objects(seed: &Seed, progress_deadline: Option<i64>) -> Vec<(Kind, V
             } => {
                 for (colour, n) in [("blue", blue), ("green", green)] {
                     let labels = json!({"app": svc, selector.as_str(): colour});
-                    out.push((Kind::Deployment, deployment(n, labels)));
+                    out.push((Kind::Deployment, deployment(n, labels.clone())));
+                    if budgeted {
+                        out.push((Kind::PodDisruptionBudget, budget(n, &labels)));
+                    }
                 }
                 out.push((
                     Kind::Service,
@@ -1306,7 +1325,19 @@ pub fn seed(sim: &Sim, seed: &Seed) {
     {
         let mut store = lock(&sim.inner.store);
         let _ = store.create(Kind::Namespace, "", json!({"metadata": {"name": ns}}));
-        for (kind, obj) in seed_objects(seed, deadline) {
+        let faults = sim.faults();
+        for (kind, mut obj) in seed_objects(seed, deadline) {
+            if kind == Kind::Deployment {
+                let name = str_at(&obj, &["metadata", "name"])
+                    .unwrap_or_default()
+                    .to_string();
+                if let Some(c) = seed.components.iter().find(|c| match &c.workload {
+                    SeedWorkload::Deployments(d) => d.contains(&name),
+                    SeedWorkload::BlueGreen { blue, green, .. } => *blue == name || *green == name,
+                }) {
+                    faults.edit_seeded(&c.name, &mut obj);
+                }
+            }
             let _ = store.create(kind, ns, obj);
         }
     }

@@ -25,6 +25,9 @@ pub enum Kind {
     HttpRoute,
     /// `networking.k8s.io/v1` ingresses.
     Ingress,
+    /// `policy/v1` PodDisruptionBudgets (stored; no disruption controller writes their status,
+    /// and nothing evicts: the simulator has no eviction API).
+    PodDisruptionBudget,
 }
 
 /// Everything that is known about a [`Kind`] statically.
@@ -55,7 +58,7 @@ const VERBS: &[&str] = &[
 
 impl Kind {
     /// Every kind, in discovery order.
-    pub const ALL: [Kind; 9] = [
+    pub const ALL: [Kind; 10] = [
         Kind::Namespace,
         Kind::Pod,
         Kind::Service,
@@ -65,6 +68,7 @@ impl Kind {
         Kind::Lease,
         Kind::HttpRoute,
         Kind::Ingress,
+        Kind::PodDisruptionBudget,
     ];
 
     /// Static facts about this kind.
@@ -116,6 +120,17 @@ impl Kind {
                 short_names: &[],
                 categories: &["gateway-api"],
                 subresources: &[("status", "HTTPRoute", &["get", "patch", "update"])],
+            },
+            Kind::PodDisruptionBudget => KindInfo {
+                group: "policy",
+                version: "v1",
+                plural: "poddisruptionbudgets",
+                singular: "poddisruptionbudget",
+                kind: "PodDisruptionBudget",
+                namespaced: true,
+                short_names: &["pdb"],
+                categories: &[],
+                subresources: &[("status", "PodDisruptionBudget", &["get", "patch", "update"])],
             },
             Kind::Ingress => KindInfo {
                 group: "networking.k8s.io",
@@ -265,12 +280,13 @@ pub fn core_versions() -> Value {
 }
 
 /// The named API groups served, each at `v1`.
-const GROUPS: [&str; 5] = [
+const GROUPS: [&str; 6] = [
     "apps",
     "authorization.k8s.io",
     "coordination.k8s.io",
     "gateway.networking.k8s.io",
     "networking.k8s.io",
+    "policy",
 ];
 
 /// `GET /apis`.

@@ -76,6 +76,16 @@ pub enum Fault {
     /// Authorization says no: matching requests get `403 Forbidden` worded as RBAC's, and
     /// matching SelfSubjectAccessReviews answer `allowed: false` with a reason.
     Deny(Deny),
+    /// The seeded Deployments of `component` have no preStop hook (issue 22: its pods stop at
+    /// once on deletion, and requests sent while their endpoints linger fail):
+    /// `no-prestop:COMPONENT`. Applies when the component is seeded.
+    NoPrestop { component: String },
+    /// The seeded Deployments of `component` have no readinessProbe (a new pod gets requests
+    /// while its app is still loading): `no-readiness:COMPONENT`. Applies when it is seeded.
+    NoReadiness { component: String },
+    /// The seeded Deployments of `component` have this `terminationGracePeriodSeconds` (a grace
+    /// shorter than the preStop sleep cuts it): `grace:COMPONENT=DURATION` (whole seconds).
+    Grace { component: String, grace: Duration },
 }
 
 /// What a [`Fault::Deny`] refuses: `deny:VERB:RESOURCE[:NAMESPACE]`.
@@ -187,7 +197,12 @@ const FAULT_FORMS: &str = "never-ready:COMPONENT@VERSION, policy-off:VERSION, \
 migration-fails:VERSION, api-errors:SHARE (0..1 or N%), latency:DURATION (e.g. 200ms), \
 error-rate:COMPONENT@VERSION=SHARE, latency:COMPONENT@VERSION=DURATION, \
 http:COMPONENT@VERSION=STATUS, logs-missing:COMPONENT@VERSION, crash:COMPONENT@VERSION, \
-watch-cut, watch-expired, deny:VERB:RESOURCE[:NAMESPACE]";
+watch-cut, watch-expired, deny:VERB:RESOURCE[:NAMESPACE], no-prestop:COMPONENT, \
+no-readiness:COMPONENT, grace:COMPONENT=DURATION";
+
+const FAULT_NAMES: &str = "never-ready, policy-off, migration-fails, api-errors, latency, \
+error-rate, http, logs-missing, crash, watch-cut, watch-expired, deny, no-prestop, no-readiness, \
+grace";
 
 fn version(text: &str, fault: &str) -> Result<Version, ParseFaultError> {
     Version::parse(text.trim()).map_err(|e| {
@@ -414,13 +429,47 @@ impl FromStr for Fault {
             "deny" => {
                 Deny::parse(&need(arg, "deny:VERB:RESOURCE[:NAMESPACE]")?, s).map(Fault::Deny)
             }
+            "no-prestop" | "no-readiness" => {
+                let component = need(arg, &format!("{name}:COMPONENT"))?;
+                if component.contains(['@', '=', ':']) {
+                    return Err(ParseFaultError(format!(
+                        "`{s}`: write `{name}:COMPONENT` (it applies to every version), e.g. {name}:gateway"
+                    )));
+                }
+                Ok(if name == "no-prestop" {
+                    Fault::NoPrestop { component }
+                } else {
+                    Fault::NoReadiness { component }
+                })
+            }
+            "grace" => {
+                let form = "grace:COMPONENT=DURATION, e.g. grace:gateway=1s";
+                let a = need(arg, form)?;
+                let (component, d) = a
+                    .split_once('=')
+                    .filter(|(c, _)| !c.trim().is_empty())
+                    .ok_or_else(|| ParseFaultError(format!("`{s}`: write `{form}`")))?;
+                let grace =
+                    parse_duration(d).map_err(|e| ParseFaultError(format!("`{s}`: {e}")))?;
+                if grace.subsec_nanos() != 0 {
+                    return Err(ParseFaultError(format!(
+                        "`{s}`: terminationGracePeriodSeconds is whole seconds, e.g. grace:gateway=1s"
+                    )));
+                }
+                Ok(Fault::Grace {
+                    component: component.trim().to_string(),
+                    grace,
+                })
+            }
             "watch-cut" => no_arg(arg).map(|_| Fault::WatchCut),
             "watch-expired" => no_arg(arg).map(|_| Fault::WatchExpired),
             "" => Err(ParseFaultError(format!(
                 "empty fault: expected one of {FAULT_FORMS}"
             ))),
+            // The names only: the forms of all of them no longer fit a diagnostic's message
+            // (`ktplay rehearse --help` and the empty fault's message list them).
             other => Err(ParseFaultError(format!(
-                "unknown fault `{other}`: expected one of {FAULT_FORMS}"
+                "unknown fault `{other}`: expected one of {FAULT_NAMES} (their forms: `ktplay rehearse --help`)"
             ))),
         }
     }
@@ -462,6 +511,11 @@ impl fmt::Display for Fault {
             Fault::WatchCut => write!(f, "watch-cut"),
             Fault::WatchExpired => write!(f, "watch-expired"),
             Fault::Deny(d) => write!(f, "deny:{d}"),
+            Fault::NoPrestop { component } => write!(f, "no-prestop:{component}"),
+            Fault::NoReadiness { component } => write!(f, "no-readiness:{component}"),
+            Fault::Grace { component, grace } => {
+                write!(f, "grace:{component}={}", format_duration(*grace))
+            }
         }
     }
 }
@@ -487,6 +541,37 @@ pub struct Faults {
 }
 
 impl Faults {
+    /// The seeded Deployment (JSON) of `component` as the faults `no-prestop`, `no-readiness`
+    /// and `grace` change it.
+    pub fn edit_seeded(&self, component: &str, deployment: &mut serde_json::Value) {
+        let spec = &mut deployment["spec"]["template"]["spec"];
+        for f in &self.faults {
+            match f {
+                Fault::NoPrestop { component: c } if c == component => {
+                    for k in spec["containers"].as_array_mut().into_iter().flatten() {
+                        if let Some(m) = k.as_object_mut() {
+                            m.remove("lifecycle");
+                        }
+                    }
+                }
+                Fault::NoReadiness { component: c } if c == component => {
+                    for k in spec["containers"].as_array_mut().into_iter().flatten() {
+                        if let Some(m) = k.as_object_mut() {
+                            m.remove("readinessProbe");
+                        }
+                    }
+                }
+                Fault::Grace {
+                    component: c,
+                    grace,
+                } if c == component => {
+                    spec["terminationGracePeriodSeconds"] = serde_json::json!(grace.as_secs());
+                }
+                _ => {}
+            }
+        }
+    }
+
     /// No faults.
     pub fn none() -> Faults {
         Faults::default()

@@ -51,7 +51,7 @@
 //! | authorization | RBAC | everything allowed unless a `deny:VERB:RESOURCE[:NAMESPACE]` fault matches (any user); a denied SelfSubjectAccessReview carries a `reason` naming the fault (RBAC gives none, so `kubectl auth can-i` prints `no - <reason>`) | fault injection |
 //! | protobuf | spoken | refused with 415, except kubectl's SelfSubjectAccessReview (answered in JSON); `kubectl create deployment` therefore fails | JSON only |
 //! | OpenAPI, aggregated discovery | served | not served: legacy discovery only (`kubectl apply` needs `--validate=false`, `kubectl explain` fails) | size |
-//! | resources | everything | namespaces, pods (+log, +status), services, configmaps, deployments and replicasets (+status, +scale), leases, selfsubjectaccessreviews, `gateway.networking.k8s.io/v1` httproutes and `networking.k8s.io/v1` ingresses (+status; stored as sent below `spec`: the real schemas are the CRD's and the API server's); no serviceaccounts, events, endpoints, nodes; namespaces get no `default` ServiceAccount and no `kube-root-ca.crt` ConfigMap | scope |
+//! | resources | everything | namespaces, pods (+log, +status), services, configmaps, deployments and replicasets (+status, +scale), leases, selfsubjectaccessreviews, `gateway.networking.k8s.io/v1` httproutes and `networking.k8s.io/v1` ingresses and `policy/v1` poddisruptionbudgets (+status, never written: no disruption controller, no eviction API; stored as sent below `spec`: the real schemas are the CRD's and the API server's); no serviceaccounts, events, endpoints, nodes; namespaces get no `default` ServiceAccount and no `kube-root-ca.crt` ConfigMap | scope |
 //! | field validation | full schema | unknown fields dropped and warned about at the top level, in `metadata`, in the `spec` of Deployment, ReplicaSet, Service, Lease and Namespace, in pod templates, pod specs, containers, their ports and env, rolling-update strategies and Service ports; deeper fields (volumes, probes, affinity, resources, selectors) are stored as sent. Strict patches: the `patch: Invalid value` shows the patched object as JSON for every patch type (the real server shows a Go map for strategic merge) | scope |
 //! | validation | complete | names, selectors against template labels, replicas, containers' names and images, rolling-update maxSurge/maxUnavailable, annotation and ConfigMap sizes, a Lease update without resourceVersion, PodLogOptions | scope |
 //! | server-side apply | structured merge with `managedFields` | no `managedFields`; only apply managers own fields, so there are no conflicts with the managers of PUT/PATCH requests (`conflict with "kubectl-edit" using v1`); lists merge like a strategic patch; fields a manager stops applying are removed only from string maps (`data`, labels, annotations) | size |
@@ -121,10 +121,16 @@
 //!   `deletionTimestamp`, as a Service does (the EndpointSlice controller marks it not ready):
 //!   the follower had routed requests to old pods the fake kubelet keeps Ready for their grace
 //!   period, just after a rollout completed (`services::tests::terminating_pods_get_no_traffic`).
+//! - Dropped requests (issue 22, [`drain`]): a deleted pod's endpoint lingers 2 s, and requests
+//!   routed to it once its process is gone (no preStop, a shorter sleep, a grace that cuts it)
+//!   answer 502; a pod without readinessProbe answers 502 for 2 s after its creation. The real
+//!   data path refuses or resets those connections instead, with a lag that depends on
+//!   kube-proxy's sync; see [`drain`] for every difference.
 
 mod api;
 mod controller;
 pub mod discovery;
+pub mod drain;
 pub mod faults;
 pub mod follow;
 pub mod generic;

@@ -270,7 +270,7 @@ pub fn of(kind: Kind) -> &'static Node {
         Kind::Lease => &LEASE,
         Kind::Namespace => &NAMESPACE,
         Kind::ConfigMap => &CONFIG_MAP,
-        Kind::HttpRoute | Kind::Ingress => &ROUTE,
+        Kind::HttpRoute | Kind::Ingress | Kind::PodDisruptionBudget => &ROUTE,
     }
 }
 

@@ -368,7 +368,51 @@ fn answer(
         );
     };
     let pods = ready_pods(sim, &target.namespace, &sel);
-    let Some(pod) = pods.choose(&mut rand::thread_rng()) else {
+    // Issue 22 (`drain`): a deleted pod whose endpoint still lingers in the proxies while its
+    // process is gone gets its share of requests, and fails them; so does a Ready pod whose app
+    // is still loading. (A deleted pod that still serves, in its preStop sleep, gets none here:
+    // the real proxies may still send it a few, which it answers.)
+    let dead: Vec<super::drain::Gone> = lock(&sim.inner.store)
+        .lifetimes
+        .lingering(&target.namespace, |labels| sel.matches(labels))
+        .into_iter()
+        .filter(|g| g.at.elapsed() >= g.serving)
+        .collect();
+    let pick = rand::Rng::gen_range(&mut rand::thread_rng(), 0..(pods.len() + dead.len()).max(1));
+    if let Some(g) = pick.checked_sub(pods.len()).and_then(|i| dead.get(i)) {
+        return (
+            drop_answer(
+                &g.pod,
+                format!(
+                    "connection refused: pod {} was deleted {} ms ago and its process is gone (it served {} ms after its deletion: its preStop hook, capped by its grace period), but its endpoint had not left every proxy yet (the simulator keeps it {} s)",
+                    str_at(&g.pod, &["metadata", "name"]).unwrap_or("?"),
+                    g.at.elapsed().as_millis(),
+                    g.serving.as_millis(),
+                    super::drain::ENDPOINT_LAG.as_secs()
+                ),
+            ),
+            None,
+        );
+    }
+    let chosen = pods.get(pick).cloned();
+    if let Some(p) = chosen.as_ref().filter(|p| {
+        lock(&sim.inner.store)
+            .lifetimes
+            .loading(&target.namespace, p)
+    }) {
+        return (
+            drop_answer(
+                p,
+                format!(
+                    "connection refused: pod {} is Ready (it has no readinessProbe) but its app is still loading (the simulator's apps answer {} s after their pod is created)",
+                    str_at(p, &["metadata", "name"]).unwrap_or("?"),
+                    super::drain::APP_STARTUP.as_secs()
+                ),
+            ),
+            None,
+        );
+    }
+    let Some(pod) = chosen.as_ref() else {
         return (
             json_answer(
                 StatusCode::SERVICE_UNAVAILABLE,
@@ -432,6 +476,18 @@ fn answer(
         resp.headers_mut().insert("x-sim-version", v);
     }
     (resp, version.map(|v| v.to_string()))
+}
+
+/// A request the data path would have dropped: `502`, naming the pod and why.
+fn drop_answer(pod: &Value, message: String) -> Response {
+    let mut resp = json_answer(
+        StatusCode::BAD_GATEWAY,
+        json!({"error": "dropped", "message": message}),
+    );
+    if let Some(Ok(v)) = str_at(pod, &["metadata", "name"]).map(HeaderValue::from_str) {
+        resp.headers_mut().insert("x-sim-pod", v);
+    }
+    resp
 }
 
 /// What the namespace's ready pods run, `(component, version)`, with `component` narrowed to

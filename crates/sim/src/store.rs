@@ -352,6 +352,8 @@ pub struct Store {
     /// Counts changes the controllers care about (pods, replica sets, deployment specs and
     /// annotations, faults), so an unrelated write does not cost a controller pass.
     pub dirty: u64,
+    /// When each pod started, and the pods deleted whose endpoints still linger (issue 22).
+    pub lifetimes: super::drain::Lifetimes,
 }
 
 /// Now, as the API writes timestamps.
@@ -441,6 +443,7 @@ impl Store {
             logs: HashMap::new(),
             managers: HashMap::new(),
             dirty: 0,
+            lifetimes: Default::default(),
         }
     }
 
@@ -627,6 +630,9 @@ impl Store {
         if matches!(kind, Kind::Deployment | Kind::ReplicaSet | Kind::Pod) {
             self.dirty += 1;
         }
+        if kind == Kind::Pod {
+            self.lifetimes.started(ns, &obj);
+        }
         self.record(kind, ns, EventType::Added, obj.clone());
         Ok(obj)
     }
@@ -789,6 +795,7 @@ impl Store {
         self.dirty += 1;
         if kind == Kind::Pod {
             self.logs.remove(&(ns.to_string(), name.to_string()));
+            self.lifetimes.deleted(ns, &old);
         }
         self.rv += 1;
         let mut gone = old;
@@ -894,7 +901,11 @@ impl Store {
                     obj["status"] = json!({"loadBalancer": {}});
                 }
             }
-            Kind::ConfigMap | Kind::Lease | Kind::HttpRoute | Kind::Ingress => {}
+            Kind::ConfigMap
+            | Kind::Lease
+            | Kind::HttpRoute
+            | Kind::Ingress
+            | Kind::PodDisruptionBudget => {}
         }
     }
 

@@ -166,7 +166,7 @@ fn columns(kind: Kind) -> Vec<Value> {
             col("Holder", "string", 0, "The holder of the lease."),
             age,
         ],
-        Kind::HttpRoute | Kind::Ingress => vec![name, age],
+        Kind::HttpRoute | Kind::Ingress | Kind::PodDisruptionBudget => vec![name, age],
     }
 }
 
@@ -281,7 +281,9 @@ fn cells(kind: Kind, o: &Value) -> Vec<Value> {
             json!(str_at(o, &["spec", "holderIdentity"]).unwrap_or("")),
             json!(age(o)),
         ],
-        Kind::HttpRoute | Kind::Ingress => vec![name, json!(age(o))],
+        Kind::HttpRoute | Kind::Ingress | Kind::PodDisruptionBudget => {
+            vec![name, json!(age(o))]
+        }
     }
 }
 

@@ -2,6 +2,7 @@
 //! problem instead of stopping at the first.
 
 pub(crate) mod metric;
+mod monitor;
 mod promql_quick;
 mod regex_quick;
 mod stmt;
@@ -132,6 +133,7 @@ impl<'a> Lowerer<'a> {
         let mut lets: Vec<Let> = Vec::new();
         let mut env_decls: Vec<&ast::EnvDecl> = Vec::new();
         let mut stage_decls: Vec<&ast::StageDecl> = Vec::new();
+        let mut monitors: Vec<Monitor> = Vec::new();
         let mut seen: HashMap<(&'static str, String), Span> = HashMap::new();
 
         // Components first: statements and templates refer to them.
@@ -215,6 +217,11 @@ impl<'a> Lowerer<'a> {
                 ast::PlaybookEntry::AllowHosts(hosts) => {
                     allow_hosts.extend(self.host_patterns(hosts));
                 }
+                ast::PlaybookEntry::Monitor(m) => {
+                    if self.first(&mut seen, "monitor", &m.name) {
+                        monitors.extend(self.monitor(m, None));
+                    }
+                }
                 ast::PlaybookEntry::Component(_) => {}
             }
         }
@@ -225,6 +232,7 @@ impl<'a> Lowerer<'a> {
             .map(|(i, e)| self.env(e, i))
             .collect();
         self.check_after(&envs, &env_decls);
+        self.check_env_monitors(&monitors, &env_decls);
 
         let on_failure_mode = on_failure.as_ref().map_or(OnFailure::Rollback, |o| o.node);
         let stages: Vec<Stage> = stage_decls
@@ -248,6 +256,7 @@ impl<'a> Lowerer<'a> {
             envs,
             stages,
             allow_hosts,
+            monitors,
             base_dir: self.base_dir.clone(),
         }
     }
@@ -582,6 +591,7 @@ impl<'a> Lowerer<'a> {
         let mut after = Vec::new();
         let mut allow_hosts: Vec<String> = Vec::new();
         let mut lets = Vec::new();
+        let mut monitors = Vec::new();
         let mut seen: HashMap<(&'static str, String), Span> = HashMap::new();
         for entry in &e.entries {
             match &entry.node {
@@ -613,6 +623,11 @@ impl<'a> Lowerer<'a> {
                     }
                 }
                 ast::EnvEntry::AllowHosts(hosts) => allow_hosts.extend(self.host_patterns(hosts)),
+                ast::EnvEntry::Monitor(m) => {
+                    if self.first(&mut seen, "monitor", &m.name) {
+                        monitors.extend(self.monitor(m, Some(index)));
+                    }
+                }
             }
         }
         Env {
@@ -622,6 +637,7 @@ impl<'a> Lowerer<'a> {
             after: after.into_iter().map(|a| a.node).collect(),
             lets,
             allow_hosts,
+            monitors,
             span: e.name.span,
         }
     }

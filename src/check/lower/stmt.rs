@@ -564,7 +564,7 @@ impl Lowerer<'_> {
         }
     }
 
-    fn http_guard(&mut self, h: &ast::HttpGuard) -> Option<Guard> {
+    pub(super) fn http_guard(&mut self, h: &ast::HttpGuard) -> Option<Guard> {
         let method = h.method.node.clone();
         let mut ok = true;
         if !HTTP_METHODS.contains(&method.as_str()) {

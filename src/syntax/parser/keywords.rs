@@ -66,6 +66,8 @@ pub(super) fn is_keyword(r: Rule) -> bool {
             | Rule::kw_rollback
             | Rule::kw_none
             | Rule::kw_metric
+            | Rule::kw_monitor
+            | Rule::kw_budget
             | Rule::kw_query
             | Rule::kw_below
             | Rule::kw_above

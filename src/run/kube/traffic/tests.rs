@@ -85,7 +85,7 @@ fn only_the_components_backends_change() {
     let one =
         json!({"spec": {"rules": [{"backendRefs": [{"name": "web"}, {"name": "web-legacy"}]}]}});
     let f = exact_weights("site", &routed(&one, &["web"]), &[10], "ns").unwrap_err();
-    assert!(f.is(super::super::FailureKind::Refused), "{f:?}");
+    assert!(f.is(crate::run::FailureKind::Refused), "{f:?}");
     assert!(
         f.message
             .contains("rule 1 of HTTPRoute `site` sends to `web` with weight 1"),

@@ -34,9 +34,9 @@ use tokio::time::Instant;
 use crate::check::program::{Condition, MetricCheck, NoData, Template, TemplatePart, Threshold};
 use crate::resolve::Mode;
 
-use super::guards::GuardEnv;
-pub use super::prometheus::{query, query_until, QueryError, Sample};
-use super::Failure;
+pub use crate::run::guards::prometheus::{query, query_until, QueryError, Sample};
+use crate::run::guards::GuardEnv;
+use crate::run::Failure;
 
 /// A single evaluation without `for` retries a 503 or a time-out for this long.
 const SINGLE_EVALUATION: Duration = Duration::from_secs(30);
@@ -151,7 +151,7 @@ impl Tally {
         &self,
         guards: impl IntoIterator<Item = &'g MetricCheck>,
     ) -> Option<(&'g MetricCheck, String)> {
-        let ran = super::output::fmt_elapsed(self.started.elapsed());
+        let ran = crate::run::log::output::fmt_elapsed(self.started.elapsed());
         guards.into_iter().find_map(|m| {
             let g = self.get(m);
             if m.no_data == NoData::Ignore || g.with_data > 0 || g.total + g.pending == 0 {
@@ -257,7 +257,7 @@ pub fn judge(c: &Condition, value: Sample, baseline: Option<Sample>) -> (Option<
 /// What an evaluation without data counts as: pending while the canary is younger than the
 /// query's window (`warming`: how long it has run, the window), else as `no_data` says.
 pub fn without_data(no_data: NoData, warming: Option<(Duration, Duration)>) -> (Verdict, String) {
-    use super::output::fmt_elapsed;
+    use crate::run::log::output::fmt_elapsed;
     if let Some((ran, window)) = warming {
         return (
             Verdict::Pending,

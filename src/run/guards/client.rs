@@ -19,7 +19,7 @@ use crate::check::program::{Colour, Env, GuardKind, LetValue, Op, Playbook};
 use crate::resolve::{Live, Mode, Scope};
 use crate::script::reach::Reach;
 
-use super::guards::UrlRewrite;
+use crate::run::guards::UrlRewrite;
 
 /// The default cap on a response body, in bytes.
 pub const DEFAULT_MAX_BODY: usize = 16 << 20;
@@ -166,7 +166,7 @@ pub fn client(rule: HopRule) -> reqwest::Client {
 /// The rule of a rehearsal: this machine only.
 pub fn loopback_only() -> HopRule {
     Arc::new(|url: &str| {
-        if super::guards::is_loopback_url(url) {
+        if crate::run::guards::is_loopback_url(url) {
             Ok(())
         } else {
             Err(format!(
@@ -227,6 +227,12 @@ pub fn env_reach(pb: &Playbook, env: Option<&Env>, rewrite: &UrlRewrite) -> Reac
                 _ => continue,
             };
             if let Ok(u) = scope.render(t, Mode::Real) {
+                urls.push(u);
+            }
+        }
+        // The monitors' URLs (issue 22): their hosts are the env's too.
+        for m in pb.monitors_for(env.map(|e| e.name.as_str())) {
+            if let Ok(u) = scope.render(&m.probe.url, Mode::Real) {
                 urls.push(u);
             }
         }

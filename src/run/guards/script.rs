@@ -9,12 +9,18 @@ use tokio::time::Instant;
 use futures::future::BoxFuture;
 use serde_json::Value;
 
-use super::guards::{ScriptContext, ScriptError, ScriptOutcome, ScriptRef, ScriptRunner};
+use std::time::Duration;
+
 use crate::check::program::Workload;
+use crate::run::guards::{ScriptContext, ScriptError, ScriptOutcome, ScriptRef, ScriptRunner};
+use crate::run::kube::Cluster;
 use crate::script::{
-    self, ClusterHost, Context, HookFailure, HostComponent, HttpResponse, Limits, ScriptSource,
+    self, Context, HookFailure, Host, HostError, HttpResponse, Limits, PodInfo, ScriptSource,
 };
 use crate::span::FileId;
+
+/// The largest response body a script's HTTP call reads.
+pub const MAX_BODY: usize = 4 << 20;
 
 /// Runs hooks and inline scripts in the sandboxed engine.
 pub struct RhaiRunner;
@@ -104,9 +110,12 @@ impl ScriptRunner for RhaiRunner {
             let rewrite = ctx.rewrite.clone();
             // A redirect is held to the rule of the first request: the reachable hosts, and in
             // a rehearsal this machine only.
-            let hop: crate::run::http::HopRule = {
+            let hop: crate::run::guards::client::HopRule = {
                 let reach = reach.clone();
-                let loopback = ctx.rewrite.confine.then(crate::run::http::loopback_only);
+                let loopback = ctx
+                    .rewrite
+                    .confine
+                    .then(crate::run::guards::client::loopback_only);
                 Arc::new(move |u: &str| {
                     reach.check(u)?;
                     loopback.as_ref().map_or(Ok(()), |l| l(u))
@@ -114,7 +123,7 @@ impl ScriptRunner for RhaiRunner {
             };
             let host = Arc::new(ClusterHost {
                 handle: tokio::runtime::Handle::current(),
-                http: crate::run::http::client(hop),
+                http: crate::run::guards::client::client(hop),
                 client: cluster.client.clone(),
                 namespace: ctx.namespace.clone(),
                 components,
@@ -178,5 +187,147 @@ impl ScriptRunner for RhaiRunner {
                 }),
             }
         })
+    }
+}
+
+/// A component as the host needs it: its deployments and the container whose tag is the version.
+#[derive(Debug, Clone)]
+pub struct HostComponent {
+    pub name: String,
+    pub deployments: Vec<String>,
+    pub container: String,
+}
+
+/// A URL as it is sent, or why it may not be sent.
+pub type RouteFn = dyn Fn(&str) -> Result<String, String> + Send + Sync;
+
+/// The real host: HTTP through reqwest, the cluster through kube, read-only.
+pub struct ClusterHost {
+    pub handle: tokio::runtime::Handle,
+    pub http: reqwest::Client,
+    pub client: kube::Client,
+    pub namespace: String,
+    pub components: Vec<HostComponent>,
+    /// Rewrites URLs before they are requested (rehearsals route env URLs to the simulator),
+    /// or refuses them (a rehearsal never leaves loopback).
+    pub rewrite: Arc<RouteFn>,
+}
+
+impl ClusterHost {
+    fn component(&self, name: &str) -> Result<&HostComponent, HostError> {
+        self.components
+            .iter()
+            .find(|c| c.name == name)
+            .ok_or_else(|| {
+                let names: Vec<&str> = self.components.iter().map(|c| c.name.as_str()).collect();
+                HostError(format!(
+                    "no component `{name}`; the playbook has {}",
+                    names.join(", ")
+                ))
+            })
+    }
+
+    /// The cluster as the kube layer sees it.
+    fn cluster(&self) -> Cluster {
+        Cluster::new(self.client.clone(), self.namespace.clone())
+    }
+}
+
+impl Host for ClusterHost {
+    fn http(
+        &self,
+        method: &str,
+        url: &str,
+        body: Option<String>,
+        headers: &[(String, String)],
+        timeout: Duration,
+    ) -> Result<HttpResponse, HostError> {
+        let url = (self.rewrite)(url).map_err(HostError)?;
+        let method =
+            reqwest::Method::from_bytes(method.as_bytes()).map_err(|e| HostError(e.to_string()))?;
+        let mut req = self.http.request(method, &url).timeout(timeout);
+        for (k, v) in headers {
+            req = req.header(k, v);
+        }
+        if let Some(b) = body {
+            req = req.body(b);
+        }
+        self.handle.block_on(async move {
+            let resp = req
+                .send()
+                .await
+                .map_err(|e| HostError(format!("request failed: {}", host_error_words(&e))))?;
+            let status = resp.status().as_u16();
+            let headers = resp
+                .headers()
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_str().unwrap_or_default().to_string()))
+                .collect();
+            // A body is at most MAX_BODY: a script's memory budget must not be spent in one call.
+            let mut resp = resp;
+            let mut bytes = Vec::new();
+            while let Some(chunk) = resp.chunk().await.map_err(|e| {
+                HostError(format!("reading the body failed: {}", host_error_words(&e)))
+            })? {
+                if bytes.len() + chunk.len() > MAX_BODY {
+                    return Err(HostError(format!(
+                        "the response body is larger than {} MiB",
+                        MAX_BODY >> 20
+                    )));
+                }
+                bytes.extend_from_slice(&chunk);
+            }
+            let body = String::from_utf8_lossy(&bytes).into_owned();
+            Ok(HttpResponse {
+                status,
+                body,
+                headers,
+            })
+        })
+    }
+
+    fn kube_get(&self, kind: &str, name: &str) -> Result<Value, HostError> {
+        let cluster = self.cluster();
+        self.handle
+            .block_on(cluster.object_json(kind, name))
+            .map_err(HostError)
+    }
+
+    fn pods(&self, component: &str) -> Result<Vec<PodInfo>, HostError> {
+        let comp = self.component(component)?;
+        let cluster = self.cluster();
+        self.handle
+            .block_on(cluster.pod_infos(&comp.deployments, &comp.container))
+            .map_err(HostError)
+    }
+    fn versions(&self, component: &str) -> Result<Vec<String>, HostError> {
+        let mut v: Vec<String> = self
+            .pods(component)?
+            .into_iter()
+            .map(|p| p.version)
+            .collect();
+        v.sort();
+        v.dedup();
+        Ok(v)
+    }
+}
+
+/// reqwest errors print the URL, which may carry a query the playbook considers private; keep
+/// the reason only.
+fn host_error_words(e: &reqwest::Error) -> String {
+    if e.is_timeout() {
+        "timed out".into()
+    } else if e.is_connect() {
+        "could not connect".into()
+    } else {
+        let text = e.to_string();
+        let mut s: String = text.split(" for url").next().unwrap_or(&text).to_string();
+        // The reason a redirect was not followed is in the source.
+        let mut src = std::error::Error::source(e);
+        while let Some(inner) = src {
+            s.push_str(&format!(": {inner}"));
+            src = inner.source();
+        }
+        s.chars().take(300).collect()
     }
 }

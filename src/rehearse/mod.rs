@@ -11,8 +11,16 @@
 //! words of its host (`console-….internal` → `console`); see [`let_routes`]. Requests keep their
 //! path and query; only scheme and host change.
 //!
-//! Components the simulator has no model for answer as [`super::generic`] computes from the
+//! Components the simulator has no model for answer as [`crate::rehearse::generic`] computes from the
 //! playbook's guards.
+//!
+//! | module | what it holds |
+//! |---|---|
+//! | this file | seeding, URL routing, stand-in secrets, the compatibility function of the simulator |
+//! | [`generic`] | what the simulator's generic services answer, computed from the playbook's guards |
+//! | [`suite`] | `ktplay test`: each test item on its own simulator with a paused clock |
+//!
+//! The runner ([`crate::run`]) never imports this module.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -24,7 +32,13 @@ use crate::matrix::{Matrix, Verdict};
 use crate::resolve::{Live, Mode, Scope};
 use crate::sim::{CompatFn, Running, Seed, SeedComponent, SeedWorkload};
 
-use super::guards::UrlRewrite;
+use crate::run::guards::UrlRewrite;
+
+pub mod generic;
+mod start;
+pub mod suite;
+
+pub use start::{Listen, Pace, Rehearsal};
 
 /// The seed for a playbook: its components at `from`.
 pub fn seed_for(pb: &Playbook, namespace: &str) -> Seed {

@@ -7,14 +7,14 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use super::rollback::{First, Record, Started};
 use crate::check::program::Playbook;
+use crate::run::rollback::{First, Record, Started};
 use crate::span::Span;
 
 /// One transition of a run.
 ///
 /// The journal holds these and `--format json` prints them (the same names, the same fields);
-/// the human output is drawn from them ([`super::output::Reporter::show`]). Fields added after
+/// the human output is drawn from them ([`crate::run::log::output::Reporter::show`]). Fields added after
 /// the first journals were written default, so older journals still read.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "event", rename_all = "snake_case")]
@@ -105,6 +105,29 @@ pub enum RunEvent {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         help: Option<String>,
     },
+    /// A hazard the preflight predicts (issue 22): before the lock and the journal, so shown
+    /// (and printed by `--format json`) but not journaled.
+    Hazard {
+        code: String,
+        severity: String,
+        kind: String,
+        #[serde(default)]
+        name: String,
+        #[serde(default)]
+        field: String,
+        message: String,
+        #[serde(default)]
+        help: String,
+        #[serde(default)]
+        stage: usize,
+        #[serde(default)]
+        line: usize,
+        #[serde(default)]
+        statement: String,
+        /// `--allow-hazard`: shown, never refuses.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        allowed: bool,
+    },
     /// A statement of stage `stage` failed.
     Failed {
         stage: usize,
@@ -168,6 +191,9 @@ pub enum RunEvent {
     },
     /// A second signal stopped the run at once.
     Aborted { message: String },
+    /// The disruption monitor's numbers for one endpoint (after each statement, and `final`
+    /// at the run's end).
+    Monitor(crate::run::monitor::MonitorReport),
 }
 
 /// Where a run happens (its header).
@@ -261,7 +287,7 @@ impl Progress {
     }
 
     /// The statements of each stage that started, in order, with what they replaced: the input
-    /// of [`super::rollback::rollback_plan`].
+    /// of [`crate::run::rollback::rollback_plan`].
     pub fn started(&self, pb: &Playbook) -> Vec<Vec<Started>> {
         let mut out: Vec<Vec<Started>> = pb.stages.iter().map(|_| Vec::new()).collect();
         for ((k, j), text) in &self.order {
@@ -516,7 +542,7 @@ playbook "p" {
                 record,
             })
         };
-        let canary = |promoted: Option<Vec<super::super::cluster::Snap>>| Record::Canary {
+        let canary = |promoted: Option<Vec<crate::run::kube::Snap>>| Record::Canary {
             comp: 1,
             canaries: vec!["gw-canary".into()],
             promoted,
@@ -552,12 +578,12 @@ playbook "p" {
         );
         assert_eq!(started[1].len(), 1, "{:?}", started[1]);
         assert_eq!(started[1][0].record, Some(canary(Some(vec![]))));
-        let plan = super::super::rollback::rollback_plan(pb, &started, 1);
+        let plan = crate::run::rollback::rollback_plan(pb, &started, 1);
         let words: Vec<String> = plan
             .iter()
             .map(|s| match s {
-                super::super::rollback::Step::Implicit { text, .. } => text.clone(),
-                super::super::rollback::Step::Block { .. } => "block".into(),
+                crate::run::rollback::Step::Implicit { text, .. } => text.clone(),
+                crate::run::rollback::Step::Block { .. } => "block".into(),
             })
             .collect();
         assert_eq!(

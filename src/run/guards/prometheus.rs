@@ -1,6 +1,6 @@
 //! The Prometheus HTTP API as `guard metric` uses it: one instant query against
 //! `/api/v1/query`, its one number read from a capped body, and the retries of
-//! [`query_until`]. What the number means (thresholds, no data, counts) is [`super::metric`]'s.
+//! [`query_until`]. What the number means (thresholds, no data, counts) is [`crate::run::guards::metric`]'s.
 
 use std::time::Duration;
 
@@ -8,7 +8,7 @@ use tokio::time::Instant;
 
 use serde_json::Value;
 
-use super::{Cancel, Failure};
+use crate::run::{Cancel, Failure};
 
 /// What one query answered.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -27,7 +27,7 @@ pub struct QueryError {
 }
 
 /// Send one instant query to `base` (`/api/v1/query` is appended) and read its one number.
-/// The body is read up to the cap of [`super::http::max_body`]; what an error quotes of it is
+/// The body is read up to the cap of [`crate::run::guards::client::max_body`]; what an error quotes of it is
 /// redacted by `redact` before it is cut.
 pub async fn query(
     http: &reqwest::Client,
@@ -47,7 +47,10 @@ pub async fn query(
     }
     let resp = req.send().await.map_err(|e| QueryError {
         message: if e.is_timeout() {
-            format!("no answer within {}", super::output::fmt_elapsed(timeout))
+            format!(
+                "no answer within {}",
+                crate::run::log::output::fmt_elapsed(timeout)
+            )
         } else {
             format!("request failed: {}", error_chain(&e))
         },
@@ -55,7 +58,7 @@ pub async fn query(
         retry: !e.is_redirect(),
     })?;
     let status = resp.status().as_u16();
-    let body = super::http::read_body(resp, super::http::max_body())
+    let body = crate::run::guards::client::read_body(resp, crate::run::guards::client::max_body())
         .await
         .map_err(|e| QueryError {
             message: format!("Prometheus answered {status}, but {e}"),

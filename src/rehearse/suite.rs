@@ -22,15 +22,13 @@ use std::time::Duration;
 use crate::check::program::Workload;
 use crate::check::test_items::{Expected, Test, TestOutcome};
 use crate::check::Checked;
-use crate::resolve::{Live, Scope};
-use crate::sim::{Faults, Sim, SimConfig};
+use crate::sim::Faults;
 use crate::version::Version;
 
-use super::cluster::{live_colour, Cluster};
-use super::events::{Entry, RunEvent};
-use super::guards::script_runner;
-use super::output::Format;
-use super::{Cancel, Outcome, RunOptions, RunTarget};
+use crate::run::kube::live_colour;
+use crate::run::log::events::{Entry, RunEvent};
+use crate::run::log::output::Format;
+use crate::run::{Cancel, Outcome, RunOptions, RunTarget};
 
 /// The default bound of a test's simulated time.
 pub const DEFAULT_TIME_LIMIT: Duration = Duration::from_secs(24 * 3600);
@@ -166,6 +164,8 @@ pub struct Ran {
     pub finals: Vec<BTreeSet<Version>>,
     pub simulated: Duration,
     pub wall: Duration,
+    /// The disruption monitors' last numbers (`monitor` items), from the run's journal.
+    pub monitors: Vec<crate::run::monitor::MonitorReport>,
 }
 
 /// An expectation that did not hold: which, and what happened instead.
@@ -218,60 +218,32 @@ fn simulate(checked: &Checked, test: &Test, settings: &Settings) -> Result<Ran, 
         .map_err(|e| format!("cannot start a runtime: {e}"))?;
     let pb = &checked.playbooks[test.playbook].1;
     let env = test.env.as_deref().and_then(|n| pb.env(n));
-    let matrix = pb
-        .matrix
-        .as_deref()
-        .and_then(|n| checked.scopes.iter().find_map(|s| s.get(n)));
+    let sel = checked.selection(test.playbook, env);
     let mut ran = rt.block_on(async {
         let t0 = tokio::time::Instant::now();
-        let ns = Scope::new(pb, env, &Live::default())
-            .namespace()
-            .to_string();
         let mut faults = Faults::none();
         for f in &test.faults {
             faults.add(f.node.clone());
         }
-        let (secrets, _) = super::rehearse::secrets(pb, env);
-        let sim = Sim::new(SimConfig {
-            // A pod takes a second of simulated time per step: realistic, and free.
-            pace: Duration::from_secs(1),
-            faults,
-            compat: super::rehearse::compat_for(pb, matrix),
-            generic: super::generic::generic_for(pb, env, &secrets, matrix).0,
-            ..SimConfig::default()
-        });
-        sim.seed(&super::rehearse::seed_for(pb, &ns));
-        let running = sim
-            .start(std::net::SocketAddr::from(([127, 0, 0, 1], 0)))
-            .await
-            .map_err(|e| format!("cannot start the simulator: {e}"))?;
-        let (rewrite, _) = super::rehearse::url_rewrite(pb, env, &running, &secrets);
-        let cluster = Cluster::new(kube::Client::new(sim.router(), ns.clone()), ns.clone());
+        // A pod takes a second of simulated time per step: realistic, and free.
+        let pace = super::Pace {
+            step: Duration::from_secs(1),
+            progress_deadline: None,
+        };
+        let rehearsal = super::Rehearsal::start(&sel, faults, pace).await?;
+        let cluster = rehearsal.cluster();
         let opts = RunOptions {
             approve: true,
-            accept_drift: false,
-            resume: false,
             format: if settings.verbose {
                 Format::Human
             } else {
                 Format::Quiet
             },
-            journal_file: None,
-            shorten_waits: None,
-            secrets,
-            rewrite,
-            scripts: script_runner(),
             // The suite handles signals (`Interrupt`): the run's own handler stays out.
             cancel: Cancel::signals_handled_by_caller(),
-            after: None,
-            rehearsal: true,
+            ..rehearsal.options()
         };
-        let target = RunTarget {
-            checked,
-            index: test.playbook,
-            env,
-            matrix,
-        };
+        let target = RunTarget::from(&sel);
         let limit = settings.limits.time;
         let interrupt = settings.interrupt.clone();
         let (outcome, cut) = tokio::select! {
@@ -279,20 +251,20 @@ fn simulate(checked: &Checked, test: &Test, settings: &Settings) -> Result<Ran, 
             _ = interrupt.cancel.wait() => {
                 (None, Some(Cut::Signal(interrupt.signal().unwrap_or(0))))
             }
-            r = tokio::time::timeout(limit, super::execute(target, cluster.clone(), opts)) => {
+            r = tokio::time::timeout(limit, crate::run::execute(target, cluster.clone(), opts)) => {
                 match r {
                     Ok(outcome) => (Some(outcome), None),
                     Err(_) => (None, Some(Cut::TimeLimit(limit))),
                 }
             }
         };
-        let events = super::journal::load(&cluster, &pb.digest)
+        let events = crate::run::log::journal::load(&cluster, &pb.digest)
             .await?
             .map(|s| s.events())
             .unwrap_or_default();
         let stage_name = |k: usize| pb.stages.get(k).map_or("?", |s| s.name.as_str());
         if let Some(cut) = cut {
-            running.shutdown().await;
+            rehearsal.shutdown().await;
             let at = where_it_was(&events, &stage_name);
             let why = match &cut {
                 Cut::TimeLimit(d) => format!(
@@ -313,6 +285,7 @@ fn simulate(checked: &Checked, test: &Test, settings: &Settings) -> Result<Ran, 
                 finals: Vec::new(),
                 simulated: t0.elapsed(),
                 wall: Duration::ZERO,
+                monitors: Vec::new(),
             });
         }
         let outcome = outcome.unwrap_or(Outcome::Usage("no outcome".into()));
@@ -332,9 +305,11 @@ fn simulate(checked: &Checked, test: &Test, settings: &Settings) -> Result<Ran, 
             };
             finals.push(vs);
         }
-        running.shutdown().await;
+        rehearsal.shutdown().await;
         let (failed, rollback_order) = read_events(&events);
+        let monitors = crate::run::monitor::last_reports(&events);
         Ok::<Ran, String>(Ran {
+            monitors,
             failure: failure_words(&events, &outcome, &stage_name),
             cut: None,
             outcome,
@@ -353,7 +328,7 @@ fn simulate(checked: &Checked, test: &Test, settings: &Settings) -> Result<Ran, 
 fn limit_words(d: Duration) -> String {
     let s = d.as_secs();
     if d.subsec_nanos() != 0 || s == 0 {
-        super::output::fmt_elapsed(d)
+        crate::run::log::output::fmt_elapsed(d)
     } else if s.is_multiple_of(3600) {
         format!("{}h", s / 3600)
     } else if s.is_multiple_of(60) {

@@ -2,6 +2,17 @@
 //!
 //! Objects are read through kube's typed `Api`s and handled as JSON (`serde_json::Value`), so the
 //! code does not depend on which k8s-openapi fields are `Option` in the selected API version.
+//!
+//! | module | what it holds |
+//! |---|---|
+//! | this file, `errors`, `rollout`, `snap` | the [`Cluster`] handle: versions, image patches, rollout waits, undo, canaries, selectors, logs; retries |
+//! | `objects` | any kind as JSON (`ApiResource`): get, create (adopting only this run's), delete by uid, merge |
+//! | `reads` | what scripts read: an object as JSON, a component's pods |
+//! | `journal_store` | the journal's ConfigMap: read, merge-patch or create |
+//! | [`lock`], `fence` | the run lock (a Lease per playbook and namespace), the per-object leases, and the fence every write checks |
+//! | [`preflight`] | before any action: permissions (SelfSubjectAccessReview) and containers |
+//! | [`traffic`] | the traffic routers of canaries (HTTPRoute, Ingress): plan, pin, route, unroute |
+//! | [`hazards`], [`hazard_rules`], [`hazard_report`] | the live objects each action touches, the hazard rules over them, hazards as diagnostics |
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
@@ -17,8 +28,18 @@ use crate::check::program::{Component, IntOrPercent, Workload};
 use crate::version::Version;
 
 mod errors;
+mod fence;
+pub mod hazard_report;
+pub mod hazard_rules;
+pub mod hazards;
+mod journal_store;
+pub mod lock;
+pub(crate) mod objects;
+pub mod preflight;
+mod reads;
 mod rollout;
 mod snap;
+pub mod traffic;
 
 pub use errors::{retry, status_code, transient, words, ClusterError, Result, RETRY_BUDGET};
 use rollout::owned_by;
@@ -107,7 +128,7 @@ pub struct Cluster {
     pub client: Client,
     pub ns: String,
     /// Before every write: proof that this process still holds the run lock.
-    pub fence: Option<super::lock::Fence>,
+    pub fence: Option<lock::Fence>,
     /// The run whose objects these are: every object ktplay creates carries it as its
     /// ownership mark ([`RUN_LABEL`]), and only objects with this mark are adopted or deleted.
     pub run: String,
@@ -142,6 +163,11 @@ impl Cluster {
             fence: None,
             run: String::new(),
         }
+    }
+
+    /// A cluster served in this process (the simulator's router), without a socket.
+    pub fn in_process(router: axum::Router, ns: &str) -> Cluster {
+        Cluster::new(Client::new(router, ns.to_string()), ns)
     }
 
     /// The same namespace, for run `run`: what it creates carries the run's ownership mark.
@@ -183,7 +209,7 @@ impl Cluster {
     }
 
     /// The same namespace, every write fenced by the run lock.
-    pub fn fenced(&self, fence: super::lock::Fence) -> Cluster {
+    pub fn fenced(&self, fence: lock::Fence) -> Cluster {
         Cluster {
             fence: Some(fence),
             ..self.clone()

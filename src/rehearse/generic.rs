@@ -2,7 +2,7 @@
 //! for the components it has no model for, computed from the playbook.
 //!
 //! For each such component: every `guard http` whose URL the routing rule (see
-//! [`super::rehearse::let_routes`]) gives to it becomes a route — its method and path, its
+//! [`crate::rehearse::let_routes`]) gives to it becomes a route — its method and path, its
 //! expected status (any 2xx: 200), and a body that holds every `expect body contains` text (one
 //! per line; without any, the simulator's JSON `{"status": "ok", "component", "version"}`).
 //! Every `guard logs` on it becomes one log line, generated from the pattern and checked to
@@ -148,7 +148,7 @@ pub fn generic_for(
     matrix: Option<&Matrix>,
 ) -> (Generic, Vec<String>) {
     let mut notes = Vec::new();
-    let (routes, _) = super::rehearse::let_routes(pb, env, secrets);
+    let (routes, _) = crate::rehearse::let_routes(pb, env, secrets);
     let mut specs: Vec<GenericSpec> = pb
         .components
         .iter()
@@ -158,7 +158,16 @@ pub fn generic_for(
             ..GenericSpec::default()
         })
         .collect();
-    for g in guards(pb) {
+    // A monitor's probe is answered as an http guard asking the same is.
+    let probes: Vec<crate::check::program::Guard> = pb
+        .monitors_for(env.map(|e| e.name.as_str()))
+        .into_iter()
+        .map(|m| crate::check::program::Guard {
+            kind: GuardKind::Http(m.probe.clone()),
+            within: None,
+        })
+        .collect();
+    for g in guards(pb).into_iter().chain(probes.iter()) {
         match &g.kind {
             GuardKind::Http(h) => {
                 // Render with every colour the URL names, as the routes were made.
@@ -200,7 +209,7 @@ pub fn generic_for(
                     }
                 }
                 for url in urls {
-                    let Some(host) = super::rehearse::host_of(&url) else {
+                    let Some(host) = crate::rehearse::host_of(&url) else {
                         continue;
                     };
                     let Some(route) = routes.iter().find(|r| r.host == host) else {

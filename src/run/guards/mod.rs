@@ -8,6 +8,14 @@
 //! `guard hook`, `guard rhai` and `check rhai` run through a [`ScriptRunner`]. The runner used by
 //! the CLI comes from [`script_runner`]; until the Rhai engine lands it is [`Unsupported`], which
 //! fails every script with a clear error (never a pass).
+//!
+//! | module | what it holds |
+//! |---|---|
+//! | this file | http, logs and ready guards, `approve`, `within`, the URL rewrite of rehearsals |
+//! | [`client`] | the HTTP client: streamed bodies under a cap, redirects by rule, loopback only where asked |
+//! | [`metric`] | `guard metric`: judging evaluations, the canary's [`metric::Tally`] |
+//! | [`prometheus`] | the `/api/v1/query` client |
+//! | [`script`] | the Rhai runner over the sandbox of [`crate::script`], with its cluster-backed host |
 
 use std::path::Path;
 use std::sync::Arc;
@@ -20,8 +28,13 @@ use serde_json::{json, Map, Value};
 use crate::check::program::{Guard, GuardKind, HttpBody, HttpCheck, Playbook, Script};
 use crate::resolve::{Mode, Scope};
 
-use super::cluster::Cluster;
-use super::{Cancel, Failure, Redactor};
+use crate::run::kube::Cluster;
+use crate::run::{Cancel, Failure, Redactor};
+
+pub mod client;
+pub mod metric;
+pub mod prometheus;
+pub mod script;
 
 /// A script to run: a hook file or inline Rhai (`guard rhai`, `check rhai`).
 #[derive(Debug, Clone, Copy)]
@@ -132,7 +145,7 @@ impl ScriptRunner for Unsupported {
 
 /// The script runner the CLI uses: the sandboxed Rhai engine of [`crate::script`].
 pub fn script_runner() -> Arc<dyn ScriptRunner> {
-    Arc::new(super::rhai::RhaiRunner)
+    Arc::new(crate::run::guards::script::RhaiRunner)
 }
 
 /// Run one script through `runner` within its deadline; `Ok(detail)` when it holds.
@@ -148,7 +161,7 @@ pub async fn run_script(
     };
     let res = tokio::select! {
         r = runner.run(script, ctx) => r,
-        _ = tokio::time::sleep(left.max(Duration::from_millis(1))) => Err(format!("timed out after {}", super::output::fmt_elapsed(left)).into()),
+        _ = tokio::time::sleep(left.max(Duration::from_millis(1))) => Err(format!("timed out after {}", crate::run::log::output::fmt_elapsed(left)).into()),
         _ = ctx.cancel.wait() => return Err(Failure::interrupted()),
     };
     match res {
@@ -245,7 +258,7 @@ pub struct GuardEnv<'a> {
     /// The stage being run (scripts see it as `stage`).
     pub stage: String,
     /// Inside a canary: its metric guards' evaluations so far (`failure_limit` spans them).
-    pub tally: Option<&'a super::metric::Tally>,
+    pub tally: Option<&'a crate::run::guards::metric::Tally>,
 }
 
 impl GuardEnv<'_> {
@@ -322,7 +335,7 @@ pub async fn run_guard(g: &Guard, env: &GuardEnv<'_>) -> Result<String, Failure>
                     d
                 })
             }
-            Err(f) if f.is(super::FailureKind::Interrupted) || f.permanent => return Err(f),
+            Err(f) if f.is(crate::run::FailureKind::Interrupted) || f.permanent => return Err(f),
             Err(f) => {
                 let Some(dl) = deadline else { return Err(f) };
                 let now = Instant::now();
@@ -331,7 +344,7 @@ pub async fn run_guard(g: &Guard, env: &GuardEnv<'_>) -> Result<String, Failure>
                     f.message = format!(
                         "{} (still failing after {} and {attempts} attempts)",
                         f.message,
-                        super::output::fmt_elapsed(start.elapsed())
+                        crate::run::log::output::fmt_elapsed(start.elapsed())
                     );
                     return Err(f);
                 }
@@ -348,7 +361,7 @@ pub async fn run_guard(g: &Guard, env: &GuardEnv<'_>) -> Result<String, Failure>
 async fn attempt(g: &Guard, env: &GuardEnv<'_>, deadline: Instant) -> Result<String, Failure> {
     match &g.kind {
         GuardKind::Http(h) => http(h, env, deadline).await,
-        GuardKind::Metric(m) => super::metric::run(m, env).await,
+        GuardKind::Metric(m) => crate::run::guards::metric::run(m, env).await,
         GuardKind::Logs { comp, pattern } => {
             let c = &env.playbook.components[*comp];
             let re = regex::Regex::new(pattern)
@@ -447,7 +460,7 @@ async fn http(h: &HttpCheck, env: &GuardEnv<'_>, deadline: Instant) -> Result<St
         .collect();
     // At most the cap is read (a longer body fails the guard, it is never held whole); a body
     // cut short is an error, never an empty answer.
-    let body = super::http::read_body(resp, super::http::max_body())
+    let body = crate::run::guards::client::read_body(resp, crate::run::guards::client::max_body())
         .await
         .map_err(|e| {
             let mut f = Failure::new(format!("{what} answered {status}, but {e}"));

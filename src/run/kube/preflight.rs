@@ -14,7 +14,9 @@ use serde_json::json;
 
 use crate::check::program::{GuardKind, Op, Playbook, TrafficKind, Workload};
 
-use super::cluster::{self, container_names, status_code, words, Cluster, ClusterError};
+use crate::run::kube::{
+    self as cluster, container_names, status_code, words, Cluster, ClusterError,
+};
 
 /// One permission: `verb` on `group/resource[/subresource]` in a namespace.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]

@@ -16,16 +16,14 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use k8s_openapi::api::core::v1::ConfigMap;
-use kube::api::Patch;
 use serde_json::{json, Value};
 
-use super::cluster::{retry, status_code, Cluster};
-use super::events::{Entry, RunEvent};
-use super::rollback::Record;
-use super::shown::shown;
-use super::Redactor;
 use crate::check::program::{Colour, Component, Op, Playbook, Statement, Workload};
+use crate::run::kube::Cluster;
+use crate::run::log::events::{Entry, RunEvent};
+use crate::run::rollback::Record;
+use crate::run::shown::shown;
+use crate::run::Redactor;
 
 /// The ConfigMap name for a digest.
 pub fn config_map_name(digest: &str) -> String {
@@ -225,6 +223,21 @@ fn check_event(pb: &Playbook, ev: &RunEvent) -> Result<(), String> {
                 check_selector(c, service, key, value)?;
             }
         }
+        // A monitor's counts continue only under a monitor the playbook declares.
+        RunEvent::Monitor(r) => {
+            let known = pb.monitors.iter().any(|m| m.name == r.name)
+                || pb
+                    .envs
+                    .iter()
+                    .flat_map(|e| e.monitors.iter())
+                    .any(|m| m.name == r.name);
+            if !known {
+                return Err(format!(
+                    "names a monitor the playbook does not declare: {}",
+                    shown(&r.name)
+                ));
+            }
+        }
         _ => {}
     }
     Ok(())
@@ -277,7 +290,7 @@ fn check_selector(c: &Component, service: &str, key: &str, value: &str) -> Resul
 /// only that component's objects.
 fn check_record(pb: &Playbook, st: &Statement, r: &Record) -> Result<(), String> {
     let c = component(pb, r.comp())?;
-    if super::live::op_comp(st) != Some(r.comp()) {
+    if crate::run::live::op_comp(st) != Some(r.comp()) {
         return Err(format!(
             "holds a record of component `{}` for a statement that does not act on it",
             c.name
@@ -317,7 +330,7 @@ fn check_record(pb: &Playbook, st: &Statement, r: &Record) -> Result<(), String>
                 if !c
                     .deployments()
                     .iter()
-                    .any(|d| super::cluster::canary_name(d) == *n)
+                    .any(|d| crate::run::kube::canary_name(d) == *n)
                 {
                     return Err(format!(
                         "names canary `{}` for component `{}`, which is not one of its deployments' canaries",
@@ -374,18 +387,10 @@ fn record_kind(r: &Record) -> String {
 /// Read the journal of a digest from a cluster; `None` when there is none.
 pub async fn load(cluster: &Cluster, digest: &str) -> Result<Option<Stored>, String> {
     let name = config_map_name(digest);
-    let api = cluster.config_maps();
-    match retry(|| async { api.get_opt(&name).await }).await {
-        Ok(Some(cm)) => Ok(Some(Stored {
-            data: cm.data.unwrap_or_default().into_iter().collect(),
-        })),
-        Ok(None) => Ok(None),
-        Err(e) => Err(format!(
-            "cannot read the journal {}/{name}: {}",
-            cluster.ns,
-            super::cluster::words(&e)
-        )),
-    }
+    Ok(cluster
+        .read_journal(&name)
+        .await?
+        .map(|data| Stored { data }))
 }
 
 impl Journal {
@@ -568,44 +573,7 @@ impl Journal {
                 cluster.ns, self.name
             ));
         }
-        let api = cluster.config_maps();
-        let patch = Patch::Merge(json!({"data": data}));
-        let pp = super::cluster::patch_params();
-        let failed = |e: kube::Error, verb: &str| {
-            format!(
-                "could not write the journal: cannot {verb} ConfigMap `{}` in namespace `{}`: {}",
-                self.name,
-                cluster.ns,
-                super::cluster::words(&e)
-            )
-        };
-        match retry(|| async { api.patch(&self.name, &pp, &patch).await }).await {
-            Ok(_) => Ok(()),
-            Err(e) if status_code(&e) == Some(404) => {
-                let cm: ConfigMap = serde_json::from_value(json!({
-                    "apiVersion": "v1", "kind": "ConfigMap",
-                    "metadata": {"name": self.name, "labels": {
-                        "app.kubernetes.io/managed-by": "ktplay",
-                    }},
-                    "data": data,
-                }))
-                .map_err(|e| format!("could not build the journal ConfigMap: {e}"))?;
-                match retry(|| async { api.create(&super::cluster::post_params(), &cm).await })
-                    .await
-                {
-                    Ok(_) => Ok(()),
-                    // Created meanwhile (or by an attempt whose answer was lost): patch it.
-                    Err(e) if status_code(&e) == Some(409) => {
-                        retry(|| async { api.patch(&self.name, &pp, &patch).await })
-                            .await
-                            .map(|_| ())
-                            .map_err(|e| failed(e, "patch"))
-                    }
-                    Err(e) => Err(failed(e, "create")),
-                }
-            }
-            Err(e) => Err(failed(e, "patch")),
-        }
+        cluster.write_journal(&self.name, &data).await
     }
 }
 
@@ -689,5 +657,14 @@ playbook "p" {
             .checked_events(&pb)
             .unwrap_err()
             .contains("belongs to playbook `p` (digest 0000000000000000)"));
+        // A monitor's counts continue only under a monitor the playbook declares (this one has
+        // none); the name is escaped in the message.
+        let monitor = r#"{"time":"t","run":"r","event":"monitor","name":"x\u001b[2J","final":false,"requests":18446744073709551615,"failures":0}"#;
+        let w = why(&[START, monitor]);
+        assert!(
+            w.contains("line 2") && w.contains("names a monitor the playbook does not declare"),
+            "{w}"
+        );
+        assert!(!w.contains('\u{1b}'), "{w}");
     }
 }

@@ -12,8 +12,8 @@ use tokio::time::Instant;
 use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::json;
 
-use super::events::RunEvent;
-use super::Redactor;
+use crate::run::log::events::RunEvent;
+use crate::run::Redactor;
 use crate::source::SourceMap;
 
 /// Output format.
@@ -135,6 +135,26 @@ impl Reporter {
                 self.line(&format!("accepting drift (--accept-drift): {message}"))
             }
             RunEvent::Note { message } => self.line(message),
+            // The counts after each statement are for the journal; the last ones are shown.
+            RunEvent::Monitor(r) if r.last => {
+                let verdict = match r.verdict.as_str() {
+                    "exceeded" => self.paint("1;31", "budget exceeded"),
+                    "ok" => self.paint("32", "within budget"),
+                    v => v.to_string(),
+                };
+                let budget = if r.budget.is_empty() {
+                    String::new()
+                } else {
+                    format!(" (budget {})", r.budget)
+                };
+                self.line(&format!(
+                    "monitor {} ({}): {}; {verdict}{budget}",
+                    r.name,
+                    r.probe,
+                    r.words()
+                ))
+            }
+            RunEvent::Monitor(_) => {}
             RunEvent::Stage { name, line, .. } => {
                 let t = self.paint("1;36", &format!("stage {name}"));
                 self.line(&format!("\n{t}  (line {line})"))
@@ -177,6 +197,23 @@ impl Reporter {
                 Duration::from_millis(*duration_ms),
                 said(*ok, detail, message),
             ),
+            RunEvent::Hazard {
+                code,
+                severity,
+                message,
+                help,
+                line,
+                statement,
+                allowed,
+                ..
+            } => {
+                self.stop_spinner();
+                let allowed = if *allowed { " (allowed)" } else { "" };
+                let text = format!(
+                    "{severity}[{code}]{allowed}: line {line} `{statement}`: {message}\n  help: {help}\n"
+                );
+                eprint!("{}", self.redact.redact(&text));
+            }
             RunEvent::Refused { message, help } => {
                 self.stop_spinner();
                 let text = match help {
@@ -335,7 +372,7 @@ impl Reporter {
         self.stop_spinner();
         let rendered = match span {
             Some(span) => {
-                super::render_failure(&self.sources, span, message, help, label, self.colour)
+                crate::run::render_failure(&self.sources, span, message, help, label, self.colour)
             }
             None => match help {
                 Some(h) => format!("error: {message}\n  help: {h}\n"),

@@ -25,132 +25,20 @@
 
 use std::collections::BTreeMap;
 
-use kube::api::{
-    Api, ApiResource, DeleteParams, DynamicObject, Patch, PatchParams, PostParams, Preconditions,
-};
+use kube::api::ApiResource;
 use serde_json::{json, Value};
 
 use crate::check::program::{Traffic, TrafficKind};
 
-use super::cluster::{retry, status_code, Cluster};
-use super::rollback::{Pinned, Routed};
-use super::Failure;
+use crate::run::kube::objects::{
+    create, delete, fail, get, http_route, ingress, merge, services, try_merge,
+};
+use crate::run::kube::{status_code, Cluster};
+use crate::run::rollback::{Pinned, Routed};
+use crate::run::Failure;
 
 /// The label every pod of a ReplicaSet carries, set by the deployment controller.
 const HASH: &str = "pod-template-hash";
-
-fn http_route() -> ApiResource {
-    ApiResource {
-        group: "gateway.networking.k8s.io".into(),
-        version: "v1".into(),
-        api_version: "gateway.networking.k8s.io/v1".into(),
-        kind: "HTTPRoute".into(),
-        plural: "httproutes".into(),
-    }
-}
-
-fn ingress() -> ApiResource {
-    ApiResource {
-        group: "networking.k8s.io".into(),
-        version: "v1".into(),
-        api_version: "networking.k8s.io/v1".into(),
-        kind: "Ingress".into(),
-        plural: "ingresses".into(),
-    }
-}
-
-fn services() -> ApiResource {
-    ApiResource {
-        group: "".into(),
-        version: "v1".into(),
-        api_version: "v1".into(),
-        kind: "Service".into(),
-        plural: "services".into(),
-    }
-}
-
-fn api(c: &Cluster, ar: &ApiResource) -> Api<DynamicObject> {
-    Api::namespaced_with(c.client.clone(), &c.ns, ar)
-}
-
-fn fail(what: &str, e: kube::Error) -> Failure {
-    Failure::new(format!("{what}: {}", super::cluster::words(&e)))
-}
-
-async fn get(c: &Cluster, ar: &ApiResource, name: &str) -> Result<Option<Value>, Failure> {
-    match retry(|| async { api(c, ar).get(name).await }).await {
-        Ok(o) => Ok(Some(serde_json::to_value(o).unwrap_or_default())),
-        Err(e) if status_code(&e) == Some(404) => Ok(None),
-        Err(e) => Err(fail(&format!("read {} `{name}`", ar.kind), e)),
-    }
-}
-
-async fn delete(
-    c: &Cluster,
-    ar: &ApiResource,
-    name: &str,
-    uid: Option<&str>,
-) -> Result<bool, Failure> {
-    c.may_write().await?;
-    // Only the object read: one put in its place meanwhile is not deleted.
-    let dp = DeleteParams {
-        preconditions: uid.map(|u| Preconditions {
-            uid: Some(u.to_string()),
-            resource_version: None,
-        }),
-        ..DeleteParams::default()
-    };
-    match retry(|| async { api(c, ar).delete(name, &dp).await }).await {
-        Ok(_) => Ok(true),
-        Err(e) if status_code(&e) == Some(404) => Ok(false),
-        Err(e) => Err(fail(&format!("delete {} `{name}`", ar.kind), e)),
-    }
-}
-
-async fn create(c: &Cluster, ar: &ApiResource, obj: Value) -> Result<(), Failure> {
-    let name = obj["metadata"]["name"]
-        .as_str()
-        .unwrap_or_default()
-        .to_string();
-    let obj: DynamicObject =
-        serde_json::from_value(obj).map_err(|e| Failure::new(format!("{}: {e}", ar.kind)))?;
-    c.may_write()
-        .await
-        .map_err(|e| Failure::new(e.to_string()))?;
-    match retry(|| async { api(c, ar).create(&PostParams::default(), &obj).await }).await {
-        Ok(_) => Ok(()),
-        // The first try's answer was lost, or another process of this run made it: this run's
-        // is kept; anyone else's is never adopted.
-        Err(e) if status_code(&e) == Some(409) => match get(c, ar, &name).await? {
-            Some(existing) if c.ours(&existing) => Ok(()),
-            Some(existing) => Err(c.not_ours(&ar.kind, &name, &existing).into()),
-            None => Err(fail(&format!("create {} `{name}`", ar.kind), e)),
-        },
-        Err(e) => Err(fail(&format!("create {} `{name}`", ar.kind), e)),
-    }
-}
-
-async fn try_merge(
-    c: &Cluster,
-    ar: &ApiResource,
-    name: &str,
-    patch: &Value,
-) -> Result<Result<(), kube::Error>, Failure> {
-    c.may_write().await?;
-    Ok(retry(|| async {
-        api(c, ar)
-            .patch(name, &PatchParams::default(), &Patch::Merge(patch))
-            .await
-    })
-    .await
-    .map(|_| ()))
-}
-
-async fn merge(c: &Cluster, ar: &ApiResource, name: &str, patch: Value) -> Result<(), Failure> {
-    try_merge(c, ar, name, &patch)
-        .await?
-        .map_err(|e| fail(&format!("update {} `{name}`", ar.kind), e))
-}
 
 fn canary(name: &str) -> String {
     format!("{name}-canary")
@@ -391,7 +279,7 @@ pub async fn admit(
     steps: &[u32],
 ) -> Result<(), Failure> {
     for d in comp.deployments() {
-        let name = super::cluster::canary_name(d);
+        let name = crate::run::kube::canary_name(d);
         if let Some(existing) = c
             .deployment_opt(&name)
             .await
@@ -846,11 +734,10 @@ pub async fn step(
         c.scale(cn, n)
             .await
             .map_err(|e| Failure::new(e.to_string()))?;
-        said.push(super::output::pod_share(n, replicas));
+        said.push(crate::run::log::output::pod_share(n, replicas));
     }
     Ok(said.join("; "))
 }
 
 #[cfg(test)]
-#[path = "traffic_tests.rs"]
 mod tests;

@@ -1,0 +1,186 @@
+//! The fence: proof that this process still holds the run lock, checked before every write
+//! (renewing first when the last renewal is older than [`FRESH_FOR`]). Lost once, lost for good.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::time::Instant;
+
+use k8s_openapi::api::coordination::v1::Lease;
+use serde_json::Value;
+
+use super::lock::{lease_json, leases};
+use super::{retry, status_code, Cluster};
+use crate::run::shown::shown;
+
+/// How long a lease lasts without renewal.
+pub const LEASE_SECONDS: i64 = 15;
+/// How often the lease is renewed: a third of its duration.
+pub const RENEW_EVERY: Duration = Duration::from_secs(LEASE_SECONDS as u64 / 3);
+/// A write needs a renewal younger than this (two thirds of the lease), else the lease is
+/// renewed first — or the run stops. A process the OS paused (SIGSTOP, a frozen VM, a long GC)
+/// wakes up with an old renewal and must prove it still holds the lock before it acts; the
+/// monotonic clock keeps counting while it is paused.
+pub const FRESH_FOR: Duration = Duration::from_secs(LEASE_SECONDS as u64 * 2 / 3);
+
+/// Proof that this process holds the run lock, checked before every write ([`Fence::ensure`]).
+/// Lost once, lost for good: another runner may own the system now.
+#[derive(Clone)]
+pub struct Fence {
+    inner: Arc<FenceInner>,
+}
+
+struct FenceInner {
+    cluster: Cluster,
+    /// The playbook's lease first, then the objects'.
+    names: Vec<String>,
+    holder: String,
+    lost: Mutex<Option<String>>,
+    renewed: Mutex<Instant>,
+    /// One renewal at a time (the renewer and a write may both want one).
+    renewing: tokio::sync::Mutex<()>,
+}
+
+impl Fence {
+    pub(super) fn new(
+        cluster: &Cluster,
+        names: &[String],
+        holder: &str,
+        renewed: Instant,
+    ) -> Fence {
+        Fence {
+            inner: Arc::new(FenceInner {
+                cluster: Cluster::new(cluster.client.clone(), cluster.ns.clone()),
+                names: names.to_vec(),
+                holder: holder.to_string(),
+                lost: Mutex::new(None),
+                renewed: Mutex::new(renewed),
+                renewing: tokio::sync::Mutex::new(()),
+            }),
+        }
+    }
+
+    /// Why the lock was lost, if it was.
+    pub fn lost(&self) -> Option<String> {
+        self.inner
+            .lost
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    fn lose(&self, why: String) -> String {
+        let mut g = self.inner.lost.lock().unwrap_or_else(|e| e.into_inner());
+        g.get_or_insert(why).clone()
+    }
+
+    fn since_renewal(&self) -> Duration {
+        self.inner
+            .renewed
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .elapsed()
+    }
+
+    /// Ok if this process may write now: the lock is not lost and was renewed recently (or is
+    /// renewed now).
+    pub async fn ensure(&self) -> Result<(), String> {
+        if let Some(why) = self.lost() {
+            return Err(why);
+        }
+        if self.since_renewal() < FRESH_FOR {
+            return Ok(());
+        }
+        self.renew().await
+    }
+
+    /// Renew the lease, carrying the resourceVersion read: a lease that is gone, held by
+    /// someone else, or changed between the read and the write is lost; one that cannot be
+    /// renewed for longer than its duration is lost too.
+    pub async fn renew(&self) -> Result<(), String> {
+        let _one = self.inner.renewing.lock().await;
+        if let Some(why) = self.lost() {
+            return Err(why);
+        }
+        // Counted from before the first read: the leases' renewTime is no older than this, so a
+        // runner watching them stand still for their duration knows this process stopped acting.
+        let began = Instant::now();
+        let mut all = true;
+        for name in &self.inner.names {
+            all &= self.renew_one(name).await?;
+        }
+        // A renewal that failed for a passing reason renews nothing: the time since the last
+        // full renewal keeps growing, and past the lease's duration the lock is lost.
+        if all {
+            *self.inner.renewed.lock().unwrap_or_else(|e| e.into_inner()) = began;
+        }
+        Ok(())
+    }
+
+    /// Renew one lease: true if renewed, false if it could not be for a passing reason (and
+    /// has time left).
+    async fn renew_one(&self, name: &str) -> Result<bool, String> {
+        let api = leases(&self.inner.cluster);
+        let cur = match retry(|| async { api.get_opt(name).await }).await {
+            Ok(Some(l)) => serde_json::to_value(l).unwrap_or(Value::Null),
+            Ok(None) => return Err(self.lose(format!("the lease {name} was deleted"))),
+            Err(e) => return self.unrenewed(name, &crate::run::kube::words(&e)),
+        };
+        let holder = cur["spec"]["holderIdentity"].as_str().unwrap_or_default();
+        if holder != self.inner.holder {
+            return Err(self.lose(format!("the lease {name} is now held by {}", shown(holder))));
+        }
+        let rv = cur["metadata"]["resourceVersion"].as_str();
+        let acquired = cur["spec"]["acquireTime"].as_str();
+        let Ok(lease) =
+            serde_json::from_value::<Lease>(lease_json(name, &self.inner.holder, rv, acquired))
+        else {
+            return self.unrenewed(name, "cannot build the lease");
+        };
+        match retry(|| async {
+            api.replace(name, &crate::run::kube::post_params(), &lease)
+                .await
+        })
+        .await
+        {
+            Ok(_) => Ok(true),
+            // A retried replace whose first attempt went through (its answer was lost) finds
+            // its own write: still ours.
+            Err(e) if status_code(&e) == Some(409) && self.still_ours(name).await => Ok(true),
+            Err(e) if status_code(&e) == Some(409) => Err(self.lose(format!(
+                "the lease {name} changed between its read and its renewal (taken over?)"
+            ))),
+            Err(e) if status_code(&e) == Some(404) => {
+                Err(self.lose(format!("the lease {name} was deleted")))
+            }
+            Err(e) => self.unrenewed(name, &crate::run::kube::words(&e)),
+        }
+    }
+
+    /// Does the lease still name this process (read again)?
+    async fn still_ours(&self, name: &str) -> bool {
+        let api = leases(&self.inner.cluster);
+        matches!(
+            retry(|| async { api.get_opt(name).await }).await,
+            Ok(Some(l)) if l.spec.as_ref().and_then(|s| s.holder_identity.as_deref())
+                == Some(self.inner.holder.as_str())
+        )
+    }
+
+    /// A renewal that failed for a passing reason: fine while the lease has time left.
+    fn unrenewed(&self, name: &str, why: &str) -> Result<bool, String> {
+        let since = self.since_renewal();
+        if since >= Duration::from_secs(LEASE_SECONDS as u64) {
+            Err(self.lose(format!(
+                "the lease {name} could not be renewed for {}s, longer than it lasts: {why}",
+                since.as_secs()
+            )))
+        } else if since >= FRESH_FOR {
+            Err(format!(
+                "the run lock could not be renewed (for {}s): {why}",
+                since.as_secs()
+            ))
+        } else {
+            Ok(false)
+        }
+    }
+}
