@@ -100,6 +100,9 @@ pub(crate) struct Metrics {
     per_tick: Vec<(Labels, f64)>,
     /// Splits computed since, each with the first tick it applies to (ascending).
     pending: VecDeque<(i64, Vec<(Labels, f64)>)>,
+    /// `per_tick` as one gain per counter of `now`, in `now`'s order (`None`: to be rebuilt), so
+    /// a tick adds without looking a label up.
+    gains: Option<Vec<f64>>,
 }
 
 fn labels(pairs: &[(&str, &str)]) -> Labels {
@@ -121,14 +124,22 @@ impl Metrics {
         while next <= t_ms {
             while self.pending.front().is_some_and(|(t, _)| *t <= next) {
                 self.per_tick = self.pending.pop_front().expect("checked").1;
+                self.gains = None;
             }
-            for (l, by) in &self.per_tick {
-                match self.now.get_mut(l) {
-                    Some(v) => *v += by,
-                    None => {
-                        self.now.insert(l.clone(), *by);
-                    }
+            let gains = self.gains.get_or_insert_with(|| {
+                // A counter appears at the first tick that names it (0 + gain is the gain).
+                for (l, _) in &self.per_tick {
+                    self.now.entry(l.clone()).or_insert(0.0);
                 }
+                let by: BTreeMap<&Labels, f64> =
+                    self.per_tick.iter().map(|(l, b)| (l, *b)).collect();
+                self.now
+                    .keys()
+                    .map(|l| by.get(l).copied().unwrap_or(0.0))
+                    .collect()
+            });
+            for (v, by) in self.now.values_mut().zip(gains.iter()) {
+                *v += by;
             }
             if next >= keep_from {
                 self.sample(next);
@@ -152,11 +163,19 @@ impl Metrics {
 
     /// Take a sample of every counter at `t_ms`.
     fn sample(&mut self, t_ms: i64) {
-        for (l, v) in &self.now {
-            match self.series.get_mut(l) {
-                Some(s) => s.push_back((t_ms, *v)),
-                None => {
-                    self.series.insert(l.clone(), VecDeque::from([(t_ms, *v)]));
+        if self.series.len() == self.now.len() {
+            // The same labels (a series is made from a counter, and neither is ever removed), in
+            // the same order: no look-ups.
+            for (s, v) in self.series.values_mut().zip(self.now.values()) {
+                s.push_back((t_ms, *v));
+            }
+        } else {
+            for (l, v) in &self.now {
+                match self.series.get_mut(l) {
+                    Some(s) => s.push_back((t_ms, *v)),
+                    None => {
+                        self.series.insert(l.clone(), VecDeque::from([(t_ms, *v)]));
+                    }
                 }
             }
         }
