@@ -1,12 +1,12 @@
 //! Before the journal or the lock is touched: what needs no cluster (approvals, secrets), the
-//! promotion gate, permissions and containers. Each answers with a [`Refusal`]: nothing was
-//! changed, and the person is told what to do.
+//! promotion gate, permissions and containers, and the hazards the live objects predict (issue
+//! 22). Each answers with a [`Refusal`]: nothing was changed, and the person is told what to do.
 
 use crate::check::program::{Env, Op, Playbook, Rollback};
 use crate::resolve::{Live, Mode, ResolveError, Scope};
 
 use super::guards;
-use super::kube::Cluster;
+use super::kube::{hazards, Cluster};
 use super::log::journal;
 
 /// Why a run may not start, and what to do about it.
@@ -117,4 +117,35 @@ pub async fn preflight(cluster: &Cluster, pb: &Playbook) -> Result<(), Refusal> 
         .await
         .map_err(|r| words(r.words()))?;
     Ok(())
+}
+
+/// The run's preflight: every hazard shown (an event each, `--format json` prints them), and
+/// under [`hazards::Mode::Refuse`] the run refused (exit 3) naming each refusing hazard's object and field,
+/// before the lock or the journal is touched.
+pub async fn hazards(
+    cluster: &Cluster,
+    target: &super::RunTarget<'_>,
+    settings: &hazards::Settings,
+    log: &super::context::Log,
+    done: &std::collections::BTreeSet<(usize, usize)>,
+) -> Result<(), Refusal> {
+    let pb = &target.checked.playbooks[target.index].1;
+    let found = hazards::assess(cluster, pb, settings, done).await;
+    let sources = &target.checked.sources;
+    for f in &found {
+        log.show(&hazards::event(pb, sources, f));
+    }
+    let refusing = hazards::refusing(settings, &found);
+    if refusing.is_empty() {
+        return Ok(());
+    }
+    Err(Refusal::new(format!(
+        "{} hazard{} under --hazards refuse: {}",
+        refusing.len(),
+        if refusing.len() == 1 { "" } else { "s" },
+        refusing.iter().map(|f| hazards::short(f)).collect::<Vec<_>>().join("; ")
+    ))
+    .help(
+        "fix them as each hazard's help says, or accept one with --allow-hazard CODE (`ktplay explain CODE` says why it matters); nothing was changed",
+    ))
 }

@@ -80,7 +80,7 @@ impl Canary<'_> {
                 .map_err(|x| here(x.into()))?;
             canaries.push(name);
             if c.traffic.is_none() {
-                note(cx, super::log::output::pod_share(n, replicas)).await;
+                note(cx, super::kube::traffic::pod_share(n, replicas)).await;
             }
         }
         cx.wait_all(&canaries, self.timeout, cancel)

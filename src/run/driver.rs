@@ -180,8 +180,7 @@ async fn admit_and_run(
         .iter()
         .copied()
         .collect();
-    if let Err(r) = super::kube::hazards::admit(&cluster, &target, &opts.hazards, &log, &done).await
-    {
+    if let Err(r) = super::admit::hazards(&cluster, &target, &opts.hazards, &log, &done).await {
         return refuse(&log, r);
     }
     let objects = super::kube::lock::objects_of(pb);

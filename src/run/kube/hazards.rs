@@ -364,37 +364,6 @@ pub fn short(f: &Found) -> String {
     }
 }
 
-/// The run's preflight: every hazard shown (an event each, `--format json` prints them), and
-/// under [`Mode::Refuse`] the run refused (exit 3) naming each refusing hazard's object and field,
-/// before the lock or the journal is touched.
-pub async fn admit(
-    cluster: &Cluster,
-    target: &crate::run::RunTarget<'_>,
-    settings: &Settings,
-    log: &crate::run::context::Log,
-    done: &BTreeSet<(usize, usize)>,
-) -> Result<(), crate::run::admit::Refusal> {
-    let pb = &target.checked.playbooks[target.index].1;
-    let found = assess(cluster, pb, settings, done).await;
-    let sources = &target.checked.sources;
-    for f in &found {
-        log.show(&event(pb, sources, f));
-    }
-    let refusing = refusing(settings, &found);
-    if refusing.is_empty() {
-        return Ok(());
-    }
-    Err(crate::run::admit::Refusal::new(format!(
-        "{} hazard{} under --hazards refuse: {}",
-        refusing.len(),
-        if refusing.len() == 1 { "" } else { "s" },
-        refusing.iter().map(|f| short(f)).collect::<Vec<_>>().join("; ")
-    ))
-    .help(
-        "fix them as each hazard's help says, or accept one with --allow-hazard CODE (`ktplay explain CODE` says why it matters); nothing was changed",
-    ))
-}
-
 /// The event of a hazard.
 pub fn event(
     pb: &Playbook,

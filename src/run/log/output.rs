@@ -38,22 +38,6 @@ pub struct Reporter {
     sources: SourceMap,
 }
 
-/// The share of traffic a replica-ratio canary really takes: "1 canary pod beside 3: 25% of
-/// pods" (`weight 10%` of 3 replicas still starts one pod).
-pub fn pod_share(canary: i64, stable: i64) -> String {
-    let total = (canary + stable).max(1);
-    let share = canary as f64 * 100.0 / total as f64;
-    let share = if share.fract() == 0.0 {
-        format!("{share:.0}")
-    } else {
-        format!("{share:.1}")
-    };
-    format!(
-        "{canary} canary pod{} beside {stable}: {share}% of pods",
-        if canary == 1 { "" } else { "s" }
-    )
-}
-
 /// How a statement ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Mark {
@@ -409,17 +393,5 @@ pub fn fmt_elapsed(d: Duration) -> String {
         format!("{:.1}s", d.as_secs_f64())
     } else {
         format!("{}m{:02}s", ms / 60_000, (ms / 1000) % 60)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn a_canary_share_is_of_pods() {
-        assert_eq!(super::pod_share(1, 3), "1 canary pod beside 3: 25% of pods");
-        assert_eq!(
-            super::pod_share(2, 10),
-            "2 canary pods beside 10: 16.7% of pods"
-        );
     }
 }

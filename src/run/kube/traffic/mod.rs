@@ -734,9 +734,25 @@ pub async fn step(
         c.scale(cn, n)
             .await
             .map_err(|e| Failure::new(e.to_string()))?;
-        said.push(crate::run::log::output::pod_share(n, replicas));
+        said.push(pod_share(n, replicas));
     }
     Ok(said.join("; "))
+}
+
+/// The share of traffic a replica-ratio canary really takes: "1 canary pod beside 3: 25% of
+/// pods" (`weight 10%` of 3 replicas still starts one pod).
+pub fn pod_share(canary: i64, stable: i64) -> String {
+    let total = (canary + stable).max(1);
+    let share = canary as f64 * 100.0 / total as f64;
+    let share = if share.fract() == 0.0 {
+        format!("{share:.0}")
+    } else {
+        format!("{share:.1}")
+    };
+    format!(
+        "{canary} canary pod{} beside {stable}: {share}% of pods",
+        if canary == 1 { "" } else { "s" }
+    )
 }
 
 #[cfg(test)]

@@ -122,3 +122,12 @@ fn the_canary_ingress_splits_only_the_components_paths() {
                 {"path": "/", "pathType": "Prefix", "backend": {"service": {"name": "web-canary", "port": {"number": 80}}}}]}}]})
     );
 }
+
+#[test]
+fn a_canary_share_is_of_pods() {
+    assert_eq!(super::pod_share(1, 3), "1 canary pod beside 3: 25% of pods");
+    assert_eq!(
+        super::pod_share(2, 10),
+        "2 canary pods beside 10: 16.7% of pods"
+    );
+}
