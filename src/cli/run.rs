@@ -274,7 +274,8 @@ pub(super) fn cmd_rehearse(args: RehearseArgs) -> i32 {
             if human {
                 println!("{m}");
             } else {
-                println!("{}", serde_json::json!({"event": "note", "message": m}));
+                let note = RunEvent::Note { message: m };
+                println!("{}", serde_json::to_string(&note).expect("an event serializes"));
             }
         };
         say(format!(
