@@ -378,9 +378,9 @@ pub(super) fn cmd_status(args: StatusArgs) -> i32 {
                 match j.last_success() {
                     Some(l) => println!(
                         "last success: run {} on env {} at {}",
-                        shown(l["run"].as_str().unwrap_or("?")),
-                        shown(l["env"].as_str().unwrap_or("?")),
-                        shown(l["time"].as_str().unwrap_or("?"))
+                        shown(&l.run),
+                        shown(&l.env),
+                        shown(&l.time)
                     ),
                     None => println!("last success: none"),
                 }

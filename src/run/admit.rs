@@ -90,7 +90,7 @@ pub async fn promotion_gate(
             .as_ref()
             .filter(|s| s.belongs_to(pb).is_ok())
             .and_then(|s| s.last_success())
-            .is_some_and(|l| l["env"] == need.as_str());
+            .is_some_and(|l| l.env == need.as_str());
         if !ok {
             return Err(Refusal::new(format!(
                 "env `{}` comes after `{need}`, and the `{need}` journal (namespace `{}`) shows no successful run of this playbook (digest {})",

@@ -16,8 +16,6 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use serde_json::{json, Value};
-
 use crate::check::program::{Colour, Component, Op, Playbook, Statement, Workload};
 use crate::run::kube::Cluster;
 use crate::run::log::events::{Entry, RunEvent};
@@ -140,11 +138,21 @@ impl Stored {
         }
         Ok(out)
     }
-    pub fn last_success(&self) -> Option<Value> {
+    /// The last successful run of this journal's playbook, as the journal's `last_success` key
+    /// holds it (none when absent or unreadable).
+    pub fn last_success(&self) -> Option<LastSuccess> {
         self.data
             .get("last_success")
             .and_then(|s| serde_json::from_str(s).ok())
     }
+}
+
+/// The journal's `last_success`: which run last succeeded, on which env, when (RFC 3339).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct LastSuccess {
+    pub run: String,
+    pub env: String,
+    pub time: String,
 }
 
 /// A journal line as it may be printed: escaped and cut.
@@ -514,14 +522,13 @@ impl Journal {
             let mut g = self.lock();
             g.status = status.to_string();
             if status == "succeeded" {
-                g.last_success = Some(
-                    json!({
-                        "run": self.run_id,
-                        "env": self.env,
-                        "time": chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
-                    })
-                    .to_string(),
-                );
+                let last = LastSuccess {
+                    run: self.run_id.clone(),
+                    env: self.env.clone(),
+                    time: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+                };
+                g.last_success =
+                    Some(serde_json::to_string(&last).expect("last_success serializes"));
             }
         }
         self.sync().await
