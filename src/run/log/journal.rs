@@ -593,6 +593,35 @@ pub const JOURNAL_LIMIT: usize = 768 * 1024;
 mod tests {
     use super::*;
 
+    #[test]
+    fn last_success_is_read_as_written_and_as_older_versions_wrote_it() {
+        let last = LastSuccess {
+            run: "93eb9429".into(),
+            env: "staging".into(),
+            time: "2026-12-07T19:21:27Z".into(),
+        };
+        let written = serde_json::to_string(&last).unwrap();
+        // The bytes earlier versions wrote (a json! object of the same keys in the same order).
+        assert_eq!(
+            written,
+            r#"{"run":"93eb9429","env":"staging","time":"2026-12-07T19:21:27Z"}"#
+        );
+        let stored = |v: &str| Stored {
+            data: BTreeMap::from([("last_success".to_string(), v.to_string())]),
+        };
+        assert_eq!(stored(&written).last_success(), Some(last));
+        // Not a last success: none, never a panic or a half-read value.
+        assert_eq!(stored(r#"{"run":"x"}"#).last_success(), None);
+        assert_eq!(stored("not json").last_success(), None);
+        assert_eq!(
+            Stored {
+                data: BTreeMap::new()
+            }
+            .last_success(),
+            None
+        );
+    }
+
     fn playbook() -> Playbook {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("p.ktplay");
