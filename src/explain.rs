@@ -2,6 +2,8 @@
 //! whether it can be silenced. One entry per code every stage declares (`code(ktplay::…)`); the
 //! test `every_code_has_an_explanation` scans the source and fails on a code without an entry.
 
+use text::{indent, wrap};
+
 /// The explanation of one diagnostic code.
 #[derive(Debug)]
 pub struct Entry {
@@ -76,38 +78,6 @@ impl Entry {
             silence = self.silence(),
         )
     }
-}
-
-fn indent(text: &str) -> String {
-    text.trim_matches('\n')
-        .lines()
-        .map(|l| {
-            if l.is_empty() {
-                String::new()
-            } else {
-                format!("    {l}")
-            }
-        })
-        .collect::<Vec<_>>()
-        .join("\n")
-}
-
-/// Meanings are written as one paragraph; break them at 100 columns.
-fn wrap(text: &str) -> String {
-    let mut out = String::new();
-    let mut width = 0;
-    for word in text.split_whitespace() {
-        if width > 0 && width + 1 + word.chars().count() > 100 {
-            out.push('\n');
-            width = 0;
-        } else if width > 0 {
-            out.push(' ');
-            width += 1;
-        }
-        out.push_str(word);
-        width += word.chars().count();
-    }
-    out
 }
 
 /// The entry of `code`: the full code (`ktplay::check::unknown_component`), without the
@@ -898,37 +868,8 @@ canary gateway weight 10% for 5m { … }",
     },
 ];
 
+mod text;
+
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn codes_are_unique_and_found_by_every_spelling() {
-        let mut seen = std::collections::BTreeSet::new();
-        for e in ENTRIES {
-            assert!(seen.insert(e.code), "{} twice", e.code);
-            assert_eq!(find(e.code).unwrap().code, e.code);
-            assert_eq!(find(e.short()).unwrap().code, e.code);
-        }
-        assert_eq!(
-            find("unknown_component").unwrap().code,
-            "ktplay::check::unknown_component"
-        );
-        // `syntax` is both a family and the name of `script::syntax`; only full spellings find it.
-        assert!(find("nonsense").is_none());
-    }
-
-    #[test]
-    fn entries_are_complete() {
-        for e in ENTRIES {
-            assert!(!e.summary.is_empty() && !e.meaning.is_empty(), "{}", e.code);
-            assert_ne!(
-                e.failing, e.fixed,
-                "{}: the fixed example must differ",
-                e.code
-            );
-            let text = e.render();
-            assert!(text.contains("Failing example") && text.contains("Fixed:"));
-        }
-    }
-}
+#[path = "explain_tests.rs"]
+mod tests;
