@@ -13,6 +13,7 @@
 #
 #   bench/requests.sh                    # debug build of this tree
 #   KTPLAY_BIN=/tmp/old-ktplay SEED=0 bench/requests.sh   # another build, generated cases only
+#   BARE=0 NS="4 16" bench/requests.sh    # without the bare client's runs (they do not change)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -120,6 +121,7 @@ for n in ${NS:-4 16 64}; do
   [[ "$rc" == 0 ]] || { echo "ktplay run N=$n exited $rc:" >&2; tail -20 "$work/n$n.out" >&2; exit 1; }
   read -r total by < <(count "$a" "$b" ktplay/)
   printf '%-6s %-7s %8s %7s %7s  %s\n' "N=$n" ktplay "$total" "$cpu" "$wall" "$by"
+  if [[ "${BARE:-1}" == 0 ]]; then k delete ns "$ns" --wait=false >/dev/null; continue; fi
   bns=bench-bare-n$n; seeded "$bns" "$n"
   targets=(); for ((j = 0; j < n; j++)); do targets+=("c$j/app=org/c$j:1.5.1"); done
   a=$(lines); read -r cpu wall rc < <(cpu_wall "$work/bare$n.out" "$(command -v python3)" "$ROOT/bench/bare_client.py" "$bns" "${targets[@]}"; true)

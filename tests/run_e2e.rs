@@ -1453,14 +1453,20 @@ async fn api_errors_before_the_run_are_retried(backend: Backend) {
     let out = ktplay(&run_args(pb, &kc, "staging", c, &["--approve"])).await;
     c.set_api_errors(0.0);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
-    let reviews = count(c, "POST", "/selfsubjectaccessreviews", 500);
-    let errors = reviews
-        + count(c, "GET", "", 500)
+    // The permission checks are one SelfSubjectRulesReview where the rules grant everything
+    // (the real API server: issue 23), else one access review per permission (the simulator,
+    // where a 500 on one of 18 is all but certain). Either is retried like every request; the
+    // run could not succeed otherwise.
+    let reviews = count(c, "POST", "/selfsubjectaccessreviews", 500)
+        + count(c, "POST", "/selfsubjectrulesreviews", 500);
+    let errors = count(c, "GET", "", 500)
         + count(c, "PATCH", "", 500)
         + count(c, "POST", "", 500)
         + count(c, "PUT", "", 500);
     assert!(errors > 5, "the fault was felt: {errors} errors");
-    assert!(reviews > 0, "a permission check met an error");
+    if backend == Backend::Sim {
+        assert!(reviews > 0, "a permission check met an error");
+    }
     for (d, img) in images(c).await {
         if d != "keeptrusts-console-blue" {
             assert!(img.ends_with(":1.5.0"), "{d}: {img}");
