@@ -426,7 +426,9 @@ impl TestCluster {
 
     /// As [`TestCluster::new`], but on the real backend always with the follower simulator
     /// answering the HTTP endpoints on loopback, data path or not: for a test that needs a fault
-    /// the pod processes cannot show (name it in `tests/realkube/README.md`).
+    /// the pod processes cannot show reliably (name it in `tests/realkube/README.md`). Used by
+    /// `run_e2e`'s `policy_fault_rolls_back_gateway_then_api`,
+    /// `killed_mid_rollback_resumes_the_rollback`, `large_pod_templates_keep_the_journal_small`.
     pub async fn with_follower(backend: Backend, config: SimConfig, seed: &Seed) -> TestCluster {
         TestCluster::with(backend, config, seed, false).await
     }

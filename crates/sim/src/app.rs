@@ -384,11 +384,16 @@ pub fn fake_log_lines(
 pub async fn serve_app(opts: AppOptions, kube: Option<kube::Client>) -> Result<(), String> {
     let sim = Sim::follower(SimConfig::default());
     let version = image_tag(&opts.image).and_then(|t| Version::parse(t).ok());
+    let mut seeded = false;
     if let Some(dir) = &opts.state {
         if let Some(state) = read_state(dir, &opts.namespace)? {
             sim.register(&seed_of(&opts.namespace, &state)?);
+            seeded = true;
         }
     }
+    // Only a namespace a test seeded has peers whose state the answers depend on (the api's
+    // version, the workers): elsewhere (a lone Deployment under load) no read per request.
+    let kube = kube.filter(|_| seeded);
     // This pod's own image, if no seeded component runs it: the role the image table gives.
     if let (Some(role), Some(v)) = (&opts.role, &version) {
         sim.register(&Seed {
