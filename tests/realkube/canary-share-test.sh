@@ -25,6 +25,10 @@ ns=canary-share
 say "9 replicas of keeptrusts/gateway:1.4.1 behind a Service"
 rk_gateway_up "$ns" 9 10 30 yes
 vip=$VIP
+# The monitor's budget is 0 failures from its first request: rk_gateway_up waited until the
+# Service had all 9 ready endpoints and answered (a ClusterIP with no rules yet drops the SYN: a
+# time-out, not a refusal — CI saw exactly that once); a moment more for every rule to settle.
+sleep 3
 {
   echo 'playbook "canary-share" {'
   echo "  namespace \"$ns\""
