@@ -94,7 +94,7 @@ rk_gateway_up() { # ns replicas prestop grace probe
   "${K[@]}" create ns "$ns" >/dev/null
   rk_gateway_manifest "${@:2}" | "${K[@]}" -n "$ns" apply -f - >/dev/null
   "${K[@]}" -n "$ns" rollout status deploy/keeptrusts-gateway --timeout=180s >/dev/null
-  for _ in $(seq 1 100); do [[ $(rk_ready_endpoints "$ns") -ge $2 ]] && break; sleep 0.2; done
+  for _ in $(seq 1 150); do [[ $(rk_ready_endpoints "$ns") -ge $2 ]] && break; sleep 0.2; done
   VIP=$("${K[@]}" -n "$ns" get svc keeptrusts-gateway -o jsonpath='{.spec.clusterIP}')
   for _ in $(seq 1 50); do curl -fsS -m 1 "http://$VIP/healthz" >/dev/null 2>&1 && break; sleep 0.2; done
 }
