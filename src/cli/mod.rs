@@ -6,6 +6,7 @@
 mod args;
 mod fmt;
 mod run;
+mod sim_app;
 mod sim_serve;
 mod test;
 
@@ -73,6 +74,7 @@ pub fn run(cli: Cli) -> i32 {
             fault,
             pace,
         }) => sim_serve::cmd_sim_serve(port, kubeconfig, seed, env, fault, pace),
+        Command::Sim(SimCommand::App(args)) => sim_app::cmd_sim_app(*args),
     }
 }
 

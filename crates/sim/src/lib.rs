@@ -128,6 +128,7 @@
 //!   kube-proxy's sync; see [`drain`] for every difference.
 
 mod api;
+pub mod app;
 mod controller;
 pub mod discovery;
 pub mod drain;
