@@ -13,6 +13,7 @@ use crate::version::VersionPattern;
 mod keywords;
 mod metric;
 mod monitor;
+mod fleet;
 mod test_item;
 
 use keywords::is_keyword;
@@ -53,6 +54,7 @@ pub(super) fn parse_pest(file: FileId, text: &str) -> Result<File, Vec<SyntaxErr
             Rule::matrix_item => items.push(Item::Matrix(b.matrix(p))),
             Rule::playbook_item => items.push(Item::Playbook(b.playbook(p))),
             Rule::test_item => items.push(Item::Test(b.test(p))),
+            Rule::fleet_item => items.push(Item::Fleet(b.fleet(p))),
             Rule::EOI => {}
             r => unreachable!("file item {r:?}"),
         }
