@@ -427,7 +427,11 @@ impl Index {
                     self.add(kw(e.span, "shared".len()), Target::Keyword("shared"), false)
                 }
                 ast::FleetEntry::Cluster(c) => {
-                    self.add(kw(e.span, "cluster".len()), Target::Keyword("cluster"), false);
+                    self.add(
+                        kw(e.span, "cluster".len()),
+                        Target::Keyword("cluster"),
+                        false,
+                    );
                     children.push(Symbol {
                         name: c.name.node.clone(),
                         kind: SymbolKind::Env,

@@ -496,7 +496,10 @@ pub enum FleetEntry {
     /// `on failure stop` / `on failure rollback fleet`
     OnFailure(FleetPolicy),
     /// `shared C in CLUSTER`
-    Shared { comp: Ident, cluster: Ident },
+    Shared {
+        comp: Ident,
+        cluster: Ident,
+    },
     Cluster(ClusterDecl),
     Wave(WaveDecl),
 }

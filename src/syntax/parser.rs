@@ -10,10 +10,10 @@ use super::error::SyntaxError;
 use crate::span::{FileId, Span, Spanned};
 use crate::version::VersionPattern;
 
+mod fleet;
 mod keywords;
 mod metric;
 mod monitor;
-mod fleet;
 mod test_item;
 
 use keywords::is_keyword;

@@ -565,7 +565,7 @@ impl<'a> Lowerer<'a> {
         })
     }
 
-    fn let_decl(&mut self, l: &ast::LetDecl, env: Option<usize>) -> Option<Let> {
+    pub(crate) fn let_decl(&mut self, l: &ast::LetDecl, env: Option<usize>) -> Option<Let> {
         let value = match &l.value {
             ast::LetValue::Env(var) => {
                 let var = self.plain(var, "an environment variable name")?;
@@ -803,7 +803,7 @@ impl<'a> Lowerer<'a> {
 
     /// Every `${let}` must be defined in each env that can run the playbook (or in the playbook
     /// when there are no envs); secrets may not reach URLs.
-    fn check_let_uses(&mut self, lets: &[Let], envs: &[Env]) {
+    pub(crate) fn check_let_uses(&mut self, lets: &[Let], envs: &[Env]) {
         let uses = std::mem::take(&mut self.let_uses);
         let scopes: Vec<Option<usize>> = if envs.is_empty() {
             vec![None]

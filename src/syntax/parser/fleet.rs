@@ -76,7 +76,9 @@ impl Builder {
         for e in it {
             let espan = self.span(&e);
             let entry = match e.as_rule() {
-                Rule::w_clusters => WaveEntry::Clusters(self.args(e).map(|q| self.ident(q)).collect()),
+                Rule::w_clusters => {
+                    WaveEntry::Clusters(self.args(e).map(|q| self.ident(q)).collect())
+                }
                 Rule::w_parallel => {
                     WaveEntry::Parallel(self.value(self.args(e).next().expect("parallel")))
                 }
