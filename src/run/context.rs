@@ -14,7 +14,7 @@ use crate::model;
 use crate::resolve::{Live, Scope};
 use crate::span::Span;
 
-use super::guards::{ScriptRunner, UrlRewrite};
+use super::guards::UrlRewrite;
 use super::kube::Cluster;
 use super::log::events::{Progress, RunEvent};
 use super::log::journal::Journal;
@@ -100,7 +100,6 @@ pub struct RunOptions {
     pub secrets: HashMap<String, String>,
     /// URL routing (rehearse).
     pub rewrite: UrlRewrite,
-    pub scripts: Arc<dyn ScriptRunner>,
     pub cancel: Cancel,
     /// Clusters of the envs this env must come `after`, by env name (promotion gate); `None`
     /// skips the gate (rehearse).
@@ -112,8 +111,8 @@ pub struct RunOptions {
 }
 
 impl RunOptions {
-    /// A run with these secrets and this URL routing; no flags, human output, the Rhai
-    /// runner, its own Ctrl-C, no promotion gate.
+    /// A run with these secrets and this URL routing; no flags, human output, its own Ctrl-C,
+    /// no promotion gate.
     pub fn new(secrets: HashMap<String, String>, rewrite: UrlRewrite) -> RunOptions {
         RunOptions {
             approve: false,
@@ -124,7 +123,6 @@ impl RunOptions {
             shorten_waits: None,
             secrets,
             rewrite,
-            scripts: super::guards::script_runner(),
             cancel: Cancel::new(),
             after: None,
             rehearsal: false,

@@ -77,7 +77,17 @@ spec:
   - {port: 80, targetPort: http}
 YAML
 "${K[@]}" -n "$ns" rollout status deploy/keeptrusts-gateway --timeout=180s >/dev/null
+ready_endpoints() {
+  "${K[@]}" -n "$ns" get endpointslices -l kubernetes.io/service-name=keeptrusts-gateway \
+    -o jsonpath='{range .items[*].endpoints[?(@.conditions.ready==true)]}{.addresses[0]}{"\n"}{end}' | grep -c . || true
+}
 vip=$("${K[@]}" -n "$ns" get svc keeptrusts-gateway -o jsonpath='{.spec.clusterIP}')
+# The monitor's budget is 0 failures from its first request: wait until kube-proxy has programmed
+# the Service with all 9 endpoints (a ClusterIP with no rules yet drops the SYN: a time-out, not a
+# refusal — CI saw exactly that once), then a moment more for every rule to settle.
+for _ in $(seq 1 150); do [[ $(ready_endpoints) -ge 9 ]] && break; sleep 0.2; done
+for _ in $(seq 1 50); do curl -fsS -m 1 "http://$vip/" >/dev/null 2>&1 && break; sleep 0.2; done
+sleep 3
 {
   echo 'playbook "canary-share" {'
   echo "  namespace \"$ns\""
@@ -96,10 +106,6 @@ vip=$("${K[@]}" -n "$ns" get svc keeptrusts-gateway -o jsonpath='{.spec.clusterI
 } > "$W/canary.ktplay"
 NO_COLOR=1 "$KTPLAY_BIN" run "$W/canary.ktplay" --kubeconfig "$KTPLAY_TEST_KUBECONFIG" > "$W/run.out" 2>&1 &
 RUN=$!
-ready_endpoints() {
-  "${K[@]}" -n "$ns" get endpointslices -l kubernetes.io/service-name=keeptrusts-gateway \
-    -o jsonpath='{range .items[*].endpoints[?(@.conditions.ready==true)]}{.addresses[0]}{"\n"}{end}' | grep -c . || true
-}
 for _ in $(seq 1 300); do
   [[ "$("${K[@]}" -n "$ns" get deploy keeptrusts-gateway-canary -o jsonpath='{.status.readyReplicas}' 2>/dev/null || true)" == 1 \
      && $(ready_endpoints) == 10 ]] && break

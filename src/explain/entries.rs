@@ -1,0 +1,835 @@
+//! The entries of `ktplay explain`, one per diagnostic code, grouped by the stage that reports it.
+
+use super::{Entry, Place};
+
+/// Every code ktplay reports, grouped by the stage that reports it.
+pub static ENTRIES: &[Entry] = &[
+    // ------------------------------------------------------------------ syntax
+    Entry {
+        code: "ktplay::syntax::unexpected",
+        warning: false,
+        place: Place::Stage,
+        summary: "the text does not follow the grammar at this point",
+        meaning: "The parser met a token it cannot place: an unclosed block or string, a keyword where a \
+                  name belongs, a statement outside a stage. The message names, in words, what it \
+                  expected at that point.",
+        failing: "rolling api timout 5m",
+        fixed: "rolling api timeout 5m",
+    },
+    Entry {
+        code: "ktplay::syntax::not_utf8",
+        warning: false,
+        place: Place::Unverified,
+        summary: "the file is not valid UTF-8",
+        meaning: "Playbooks are UTF-8 text. The message gives the offset of the first byte that is \
+                  not; an editor that saved the file in Latin-1 or UTF-16 is the usual cause.",
+        failing: "approve \"d\\xE9ployer ?\"     # the byte 0xE9 (Latin-1 é)",
+        fixed: "approve \"déployer ?\"         # saved as UTF-8",
+    },
+    Entry {
+        code: "ktplay::syntax::too_deep",
+        warning: false,
+        place: Place::Unverified,
+        summary: "blocks nested deeper than 64 levels",
+        meaning: "ktplay refuses nesting past 64 levels before parsing, so a hostile file cannot \
+                  exhaust the stack. No playbook needs more than a few levels; the cause is nearly \
+                  always unbalanced `{` or `[` (in a `json` body).",
+        failing: "json [[[[[[[[ … 70 levels … ]]]]]]]]",
+        fixed: "json {\"mode\": \"drain\"}",
+    },
+    Entry {
+        code: "ktplay::syntax::bad_escape",
+        warning: false,
+        place: Place::Stage,
+        summary: "an unknown escape in a string",
+        meaning: "Strings know `\\\"`, `\\\\`, `\\n`, `\\t` and `\\$`. Any other backslash sequence \
+                  is refused rather than kept as is; a regex or a script belongs in a raw string \
+                  `\"\"\"…\"\"\"`.",
+        failing: "guard logs api matches \"migrated \\d+\"",
+        fixed: "guard logs api matches \"migrated \\\\d+\"",
+    },
+    Entry {
+        code: "ktplay::syntax::bad_interpolation",
+        warning: false,
+        place: Place::Stage,
+        summary: "`${…}` holds something that is neither a let nor a component field",
+        meaning: "Inside strings, `${name}` reads a let and `${component.field}` a component field \
+                  (`from`, `to`, `image`, `name`, `idle`, `live`). Anything else (spaces, several \
+                  dots, an expression) is refused.",
+        failing: "guard http GET \"${api url}/health\"",
+        fixed: "guard http GET \"${api_url}/health\"",
+    },
+    Entry {
+        code: "ktplay::syntax::interpolation_in_script",
+        warning: false,
+        place: Place::Stage,
+        summary: "a Rhai script written as a string contains `${…}`",
+        meaning: "Scripts are compiled by `check` once, for every env; text pasted into them would \
+                  change the script per env and could carry a secret into it. Scripts read values \
+                  through `vars` instead.",
+        failing: "guard rhai \"http_get(\\\"${api_url}/health\\\").status == 200\"",
+        fixed: "guard rhai \"\"\"http_get(vars.api_url + \"/health\").status == 200\"\"\"",
+    },
+    Entry {
+        code: "ktplay::syntax::bad_json",
+        warning: false,
+        place: Place::Stage,
+        summary: "the value after `json` is not valid JSON",
+        meaning: "An HTTP guard's `json` body is sent as written, so it must be JSON: quoted keys, \
+                  no trailing comma, `null`/`true`/`false` in lower case.",
+        failing: "guard http POST \"https://a.example.com/x\" {\n  json {\"replicas\": 01}\n}",
+        fixed: "guard http POST \"https://a.example.com/x\" {\n  json {\"replicas\": 1}\n}",
+    },
+    // ------------------------------------------------------------------ check
+    Entry {
+        code: "ktplay::check::unknown_component",
+        warning: false,
+        place: Place::Stage,
+        summary: "a statement names a component the playbook does not declare",
+        meaning: "Every statement acts on a `component` of its playbook. A misspelt name would act \
+                  on nothing, so it is an error, with the closest declared name as a hint.",
+        failing: "rolling apy",
+        fixed: "rolling api",
+    },
+    Entry {
+        code: "ktplay::check::unknown_let",
+        warning: false,
+        place: Place::Stage,
+        summary: "`${name}` or `bearer name` reads a let that is not in scope",
+        meaning: "A let is in scope if the playbook declares it, or every env does. A let that only \
+                  some envs declare fails for the others, and the message names them.",
+        failing: "guard http GET \"${gateway_url}/health\"   # only env staging defines it",
+        fixed: "guard http GET \"${api_url}/health\"       # every env defines it",
+    },
+    Entry {
+        code: "ktplay::check::unknown_env",
+        warning: false,
+        place: Place::Playbook,
+        summary: "`after` names an env the playbook does not declare",
+        meaning: "`after staging` is the promotion gate of an env; it must name another env of the \
+                  same playbook.",
+        failing: "env qa { after stagin }",
+        fixed: "env qa { after staging }",
+    },
+    Entry {
+        code: "ktplay::check::unknown_matrix",
+        warning: false,
+        place: Place::Playbook,
+        summary: "`matrix NAME` names no matrix in scope",
+        meaning: "A playbook's matrix is declared in the same file, in a file it `use`s, or built in \
+                  (`keeptrusts`).",
+        failing: "matrix keeptrust",
+        fixed: "matrix keeptrusts",
+    },
+    Entry {
+        code: "ktplay::check::unknown_field",
+        warning: false,
+        place: Place::Stage,
+        summary: "`${component.field}` names a field components do not have",
+        meaning: "Component fields are `from`, `to`, `image` and `name`, and for blue-green \
+                  components `idle` and `live`.",
+        failing: "guard http GET \"https://${console.colour}.example.com/health\"",
+        fixed: "guard http GET \"https://${console.idle}.example.com/health\"",
+    },
+    Entry {
+        code: "ktplay::check::duplicate",
+        warning: false,
+        place: Place::Playbook,
+        summary: "two things of one kind share a name",
+        meaning: "Components, stages, envs, lets (in one scope), playbooks (in one file) and matrix \
+                  rows must be unique: the second would silently win.",
+        failing: "stage s { restart api }   # a stage `s` exists",
+        fixed: "stage s-restart { restart api }",
+    },
+    Entry {
+        code: "ktplay::check::wrong_kind",
+        warning: false,
+        place: Place::Stage,
+        summary: "a value of the wrong kind (a duration where a status belongs, …)",
+        meaning: "Literals are classified after parsing, so the message says what was expected and \
+                  what was found: an HTTP status, a duration, a version, a version pattern, a \
+                  percent, a count.",
+        failing: "guard http GET \"https://a.example.com/health\" expect 30s",
+        fixed: "guard http GET \"https://a.example.com/health\" expect 200 within 30s",
+    },
+    Entry {
+        code: "ktplay::check::status_range",
+        warning: false,
+        place: Place::Stage,
+        summary: "an HTTP status outside 100–599",
+        meaning: "No server answers with such a status, so the guard could never pass.",
+        failing: "guard http GET \"https://a.example.com/health\" expect 2000",
+        fixed: "guard http GET \"https://a.example.com/health\" expect 200",
+    },
+    Entry {
+        code: "ktplay::check::weight_range",
+        warning: false,
+        place: Place::Stage,
+        summary: "a canary weight outside 1–99%",
+        meaning: "A canary takes a share of the replicas; 0% tests nothing and 100% is a rolling \
+                  update without a way back.",
+        failing: "canary api weight 100% { guard ready api }",
+        fixed: "canary api weight 10% { guard ready api }",
+    },
+    Entry {
+        code: "ktplay::check::zero_duration",
+        warning: false,
+        place: Place::Stage,
+        summary: "a duration of zero",
+        meaning: "A zero `timeout` or `within` fails at once and a zero `pause` or `for` does \
+                  nothing; either is a mistake.",
+        failing: "rolling api timeout 0s",
+        fixed: "rolling api timeout 10m",
+    },
+    Entry {
+        code: "ktplay::check::out_of_range",
+        warning: false,
+        place: Place::Stage,
+        summary: "a number outside what Kubernetes accepts (replicas, surge, revisions)",
+        meaning: "`scale` takes 0–10,000 replicas; `max_unavailable` takes up to 10,000 pods or \
+                  100%, `max_surge` up to 10,000 pods or 1000%. The message says the range.",
+        failing: "scale api 20000",
+        fixed: "scale api 20",
+    },
+    Entry {
+        code: "ktplay::check::invalid_k8s_name",
+        warning: false,
+        place: Place::Playbook,
+        summary: "a deployment, service or namespace name Kubernetes refuses",
+        meaning: "Kubernetes names are lower-case DNS labels: letters, digits and `-`, at most 63 \
+                  characters, starting and ending with a letter or digit. The help suggests the \
+                  nearest valid name.",
+        failing: "component edge {\n  deployment \"edge_proxy\"\n  image \"keeptrusts/edge\"\n  from 1.4.0\n  to 1.5.0\n}",
+        fixed: "component edge {\n  deployment \"edge-proxy\"\n  image \"keeptrusts/edge\"\n  from 1.4.0\n  to 1.5.0\n}",
+    },
+    Entry {
+        code: "ktplay::check::image_with_tag",
+        warning: false,
+        place: Place::Playbook,
+        summary: "a component's `image` carries a tag",
+        meaning: "ktplay sets the tag itself from `from`/`to`; a tag in `image` would be doubled or \
+                  silently replaced.",
+        failing: "component edge {\n  deployment \"edge\"\n  image \"keeptrusts/edge:1.5.0\"\n  from 1.4.0\n  to 1.5.0\n}",
+        fixed: "component edge {\n  deployment \"edge\"\n  image \"keeptrusts/edge\"\n  from 1.4.0\n  to 1.5.0\n}",
+    },
+    Entry {
+        code: "ktplay::check::blue_green_misuse",
+        warning: false,
+        place: Place::Stage,
+        summary: "a statement that does not fit the component's kind",
+        meaning: "`rolling` and `canary` change a deployment in place, so they cannot act on a \
+                  blue-green component; `switch` and `blue_green` need one.",
+        failing: "rolling api\nrolling console       # console is blue-green",
+        fixed: "rolling api\nblue_green console {\n  guard ready console\n}",
+    },
+    Entry {
+        code: "ktplay::check::missing_hook",
+        warning: false,
+        place: Place::Stage,
+        summary: "a `guard hook` file cannot be read",
+        meaning: "Hook paths are relative to the playbook file; `check` reads and compiles every \
+                  hook, so a missing one fails before any run.",
+        failing: "guard hook \"hooks/smoke.rhai\"        # no such file next to the playbook",
+        fixed: "guard hook \"hooks/smoke-test.rhai\"",
+    },
+    Entry {
+        code: "ktplay::check::missing_use",
+        warning: false,
+        place: Place::File,
+        summary: "a `use`d file cannot be read or parsed",
+        meaning: "`use` paths are relative to the file that says `use`. The used file's own \
+                  problems are reported in that file.",
+        failing: "use \"matrices/sharde.ktplay\"",
+        fixed: "use \"matrices/shared.ktplay\"",
+    },
+    Entry {
+        code: "ktplay::check::use_cycle",
+        warning: false,
+        place: Place::File,
+        summary: "files `use` each other in a cycle",
+        meaning: "`use` brings matrices into scope; a cycle has no first file. The message shows \
+                  the chain.",
+        failing: "use \"playbook.ktplay\"     # in playbook.ktplay itself",
+        fixed: "use \"matrices/shared.ktplay\"",
+    },
+    Entry {
+        code: "ktplay::check::after_cycle",
+        warning: false,
+        place: Place::Playbook,
+        summary: "envs wait for each other through `after` in a cycle",
+        meaning: "Promotion runs one way (staging, then prod); with a cycle no env could ever run \
+                  first.",
+        failing: "env qa { after canary }\nenv canary { after qa }",
+        fixed: "env qa { }\nenv canary { after qa }",
+    },
+    Entry {
+        code: "ktplay::check::secret_in_url",
+        warning: false,
+        place: Place::Stage,
+        summary: "a secret (`env(\"…\")` let) is interpolated into a URL",
+        meaning: "URLs are printed in plans, logs and journals. Secrets travel in headers, which \
+                  ktplay never prints.",
+        failing: "guard http GET \"https://a.example.com/health?token=${token}\"   # let token = env(\"API_TOKEN\")",
+        fixed: "guard http GET \"https://a.example.com/health\" { bearer token }",
+    },
+    Entry {
+        code: "ktplay::check::unknown_role",
+        warning: false,
+        place: Place::Playbook,
+        summary: "a component's `role` is neither the matrix's hub nor one of its columns",
+        meaning: "`role` says which matrix column a component is checked as. A role the matrix \
+                  does not know would take the component out of every compatibility check, so a \
+                  misspelling would let a forbidden order pass.",
+        failing: "matrix keeptrusts\ncomponent edge {\n  deployment \"edge\"\n  image \"keeptrusts/edge\"\n  role gatway\n  from 1.4.0\n  to 1.5.0\n}",
+        fixed: "matrix keeptrusts\ncomponent edge {\n  deployment \"edge\"\n  image \"keeptrusts/edge\"\n  role gateway\n  from 1.4.0\n  to 1.5.0\n}",
+    },
+    Entry {
+        code: "ktplay::check::no_progress",
+        warning: false,
+        place: Place::Stage,
+        summary: "`max_unavailable 0` together with `max_surge 0`",
+        meaning: "A rolling update that may neither take a pod down nor add one can never \
+                  progress; Kubernetes refuses it.",
+        failing: "rolling api max_unavailable 0 max_surge 0",
+        fixed: "rolling api max_unavailable 0 max_surge 1",
+    },
+    Entry {
+        code: "ktplay::check::downgrade",
+        warning: true,
+        place: Place::Stage,
+        summary: "a component (or a statement's `to`) goes to an older version",
+        meaning: "Going down is sometimes intended (undoing a bad release) but usually a swapped \
+                  `from`/`to`. A downgrade is only safe when every migration is backward-compatible.",
+        failing: "rolling api to 1.4.0          # api is at 1.4.2",
+        fixed: "rolling api to 1.5.0",
+    },
+    Entry {
+        code: "ktplay::check::no_way_back",
+        warning: true,
+        place: Place::Stage,
+        summary: "a stage with actions says `rollback none` (or has an empty `rollback { }`) while the playbook rolls back",
+        meaning: "Under `on_failure rollback` (the default) a failure rolls back every stage; \
+                  `rollback none` (or an empty `rollback { }`, which means the same) leaves this \
+                  stage's changes in place, which contradicts it. Not reported when every \
+                  component the stage's actions change has `migrations forward_only`: for those \
+                  `rollback none` is the right answer (they cannot go back; fix forward).",
+        failing: "rolling api\nrollback none",
+        fixed: "rolling api\nrollback {\n  undo api\n}",
+    },
+    Entry {
+        code: "ktplay::check::monitor_rate",
+        warning: false,
+        place: Place::Playbook,
+        summary: "a `monitor` probes faster than one request every 10ms",
+        meaning: "A monitor measures what the users of the system see during the run; it must \
+                  not become their load. `every D` sets its rate (one request every D, 100ms by \
+                  default); more than 100 requests a second is refused.",
+        failing: "monitor web GET \"https://web.example.com/healthz\" every 1ms budget failures 0",
+        fixed: "monitor web GET \"https://web.example.com/healthz\" every 100ms budget failures 0",
+    },
+    Entry {
+        code: "ktplay::check::monitor_budget",
+        warning: true,
+        place: Place::Playbook,
+        summary: "a `monitor`'s budget can never be judged: none at all, `budget failures 100%`, or an outage shorter than the probe interval",
+        meaning: "A monitor fails the run when its budget is exceeded. Without a budget its \
+                  numbers are reported but never fail anything; `budget failures 100%` can never \
+                  be exceeded; and an outage is measured in probes, so `budget outage D` with D \
+                  below `every` means `budget failures 0` (one failed request already counts as \
+                  one interval of outage).",
+        failing: "monitor web GET \"https://web.example.com/healthz\" every 1s budget outage 200ms",
+        fixed: "monitor web GET \"https://web.example.com/healthz\" every 100ms budget outage 200ms",
+    },
+    Entry {
+        code: "ktplay::check::missing_entry",
+        warning: false,
+        place: Place::Playbook,
+        summary: "a required entry is missing (a component's `image`, `from`, …)",
+        meaning: "Components need `deployment` (or `blue_green`), `image`, `from` and `to`; \
+                  blue-green blocks need `service`, `selector`, `blue` and `green`. The message \
+                  names what is missing.",
+        failing: "component edge {\n  deployment \"edge\"\n  from 1.4.0\n}",
+        fixed: "component edge {\n  deployment \"edge\"\n  image \"keeptrusts/edge\"\n  from 1.4.0\n  to 1.5.0\n}",
+    },
+    Entry {
+        code: "ktplay::check::invalid_value",
+        warning: false,
+        place: Place::Stage,
+        summary: "a word outside the set its entry allows (`on_failure stop`, method `FETCH`)",
+        meaning: "Some entries take one of a few words: `on_failure rollback|halt`, `migrations \
+                  backward_compatible|forward_only`, HTTP methods, `allow_hosts` patterns. The help \
+                  lists the allowed ones.",
+        failing: "guard http FETCH \"https://a.example.com/health\"",
+        fixed: "guard http GET \"https://a.example.com/health\"",
+    },
+    Entry {
+        code: "ktplay::check::misplaced",
+        warning: false,
+        place: Place::Stage,
+        summary: "something valid elsewhere, but not here",
+        meaning: "Only guards stand inside `canary` and `blue_green` blocks; each statement takes \
+                  only its own options (`weight` and `for` belong to `canary`); `deployment` and \
+                  `blue_green` exclude each other; some strings take no interpolation.",
+        failing: "canary api weight 10% {\n  pause 1m\n}",
+        fixed: "pause 1m\ncanary api weight 10% {\n  guard ready api\n}",
+    },
+    Entry {
+        code: "ktplay::check::bad_regex",
+        warning: false,
+        place: Place::Stage,
+        summary: "a `guard logs … matches` pattern is not a valid regular expression",
+        meaning: "The pattern is a Rust `regex` (no look-around, no back-references); it is \
+                  compiled by `check` so the guard cannot fail for that reason mid-run.",
+        failing: "guard logs api matches \"migrated (\"",
+        fixed: "guard logs api matches \"migrated \\\\(ok\\\\)\"",
+    },
+    Entry {
+        code: "ktplay::check::bad_matrix",
+        warning: false,
+        place: Place::File,
+        summary: "a matrix that cannot be used (no hub, an empty range, rows and a rule together)",
+        meaning: "A matrix has a `hub` and either rows or a `rule`; each row's ranges run from low \
+                  to high and name known components.",
+        failing: "matrix mine {\n  order api gateway\n  api 1.5.x current { gateway 1.5.x - 1.4.x }\n}",
+        fixed: "matrix mine {\n  hub api\n  api 1.5.x current { gateway 1.4.x - 1.5.x }\n}",
+    },
+    Entry {
+        code: "ktplay::check::shadowed_matrix",
+        warning: true,
+        place: Place::File,
+        summary: "a declared matrix has the name of a built-in one",
+        meaning: "The declaration is used instead of the built-in matrix in this file and every \
+                  file that `use`s it. Rename it if both are meant.",
+        failing: "matrix keeptrusts {\n  hub api\n  rule adjacent_minor\n}",
+        fixed: "matrix keeptrusts-2026 {\n  hub api\n  rule adjacent_minor\n}",
+    },
+    Entry {
+        code: "ktplay::check::empty_file",
+        warning: true,
+        place: Place::Unverified,
+        summary: "a .ktplay file with no playbook and no matrix",
+        meaning: "The file checks nothing; usually it is empty by mistake or everything in it is \
+                  commented out.",
+        failing: "# nothing yet",
+        fixed: "playbook \"p\" { … }",
+    },
+    // ------------------------------------------------------------------ compat
+    Entry {
+        code: "ktplay::compat::incompatible",
+        warning: false,
+        place: Place::Stage,
+        summary: "the upgrade (or a rollback) passes through a state the matrix forbids",
+        meaning: "`check` runs the playbook over version sets and checks every state on every \
+                  forward and rollback path against the matrix. The message names the statement \
+                  that creates the state, the state, the forbidding row and the path.",
+        failing: "rolling gateway    # gateway 1.5.0 beside api 1.4.2\nrolling api",
+        fixed: "rolling api\nrolling gateway",
+    },
+    Entry {
+        code: "ktplay::compat::no_row",
+        warning: false,
+        place: Place::Stage,
+        summary: "a version the matrix has no row for",
+        meaning: "The matrix says nothing about the hub at that version, and silence is not \
+                  consent: the state is not known to be compatible.",
+        failing: "rolling api to 1.6.2    # the matrix has no api 1.6.x row",
+        fixed: "rolling api to 1.5.0",
+    },
+    Entry {
+        code: "ktplay::compat::forward_only_rollback",
+        warning: false,
+        place: Place::Unverified,
+        summary: "a rollback path takes a component with forward-only migrations back",
+        meaning: "`migrations forward_only` means the old version cannot read the migrated data, \
+                  so any path that rolls it back (a later stage failing) is an error.",
+        failing: "component api { migrations forward_only … }\nstage api { rolling api }\nstage gateways { rolling gateway }",
+        fixed: "component api { migrations forward_only … }\nstage gateways { rolling gateway }\nstage api { rolling api }   # last: nothing after it can fail",
+    },
+    Entry {
+        code: "ktplay::compat::eol",
+        warning: true,
+        place: Place::Unverified,
+        summary: "a state runs a version its matrix row marks `eol`",
+        meaning: "The state is allowed but unsupported; upgrade through it rather than stay.",
+        failing: "api 1.3.x eol { … }\ncomponent api { from 1.3.4  to 1.3.5 … }",
+        fixed: "component api { from 1.3.4  to 1.4.2 … }",
+    },
+    Entry {
+        code: "ktplay::compat::order",
+        warning: true,
+        place: Place::Unverified,
+        summary: "stages upgrade components against the matrix's recommended `order`",
+        meaning: "Every state is allowed, but the matrix recommends another order (`order api \
+                  gateway console workers`).",
+        failing: "stage workers { rolling workers }\nstage api { rolling api }",
+        fixed: "stage api { rolling api }\nstage workers { rolling workers }",
+    },
+    Entry {
+        code: "ktplay::compat::unmodelled_undo",
+        warning: true,
+        place: Place::Stage,
+        summary: "`undo C to revision N`: only the cluster knows that revision's version",
+        meaning: "`check` cannot know the version of an arbitrary revision, so that state is not \
+                  checked here; the live check before the action guards it at run time.",
+        failing: "rolling api\nrollback {\n  undo api to revision 3\n}",
+        fixed: "rolling api\nrollback {\n  undo api\n}",
+    },
+    // ------------------------------------------------------------------ script
+    Entry {
+        code: "ktplay::script::syntax",
+        warning: false,
+        place: Place::Stage,
+        summary: "a Rhai script does not compile",
+        meaning: "Inline scripts and hook files are compiled by `check`; the label points into the \
+                  script's own text.",
+        failing: "guard rhai \"\"\"versions(\"api\").len( == 1\"\"\"",
+        fixed: "guard rhai \"\"\"versions(\"api\").len() == 1\"\"\"",
+    },
+    Entry {
+        code: "ktplay::script::unknown_function",
+        warning: false,
+        place: Place::Stage,
+        summary: "a script calls a function neither the API nor Rhai provides",
+        meaning: "The script API (`http_get`, `pods`, `versions`, `kube_get`, `secret`, …) and \
+                  Rhai's standard package are known to `check`; anything else would fail at run \
+                  time.",
+        failing: "guard rhai \"\"\"http_gett(vars.api_url).status == 200\"\"\"",
+        fixed: "guard rhai \"\"\"http_get(vars.api_url).status == 200\"\"\"",
+    },
+    // ------------------------------------------------------------------ io, run, internal
+    Entry {
+        code: "ktplay::io::unreadable",
+        warning: false,
+        place: Place::Unverified,
+        summary: "a named file cannot be read",
+        meaning: "A path on the command line that does not exist or cannot be read; `check` exits \
+                  2 (usage or I/O error).",
+        failing: "ktplay check playbooks/keeptrust-1.5.ktplay",
+        fixed: "ktplay check playbooks/keeptrusts-1.5.ktplay",
+    },
+    Entry {
+        code: "ktplay::io::empty_dir",
+        warning: false,
+        place: Place::Unverified,
+        summary: "a named folder holds no .ktplay files",
+        meaning: "Folders are searched for `*.ktplay` files; one without any is named as an error \
+                  so a wrong path in CI cannot pass by checking nothing.",
+        failing: "ktplay check docs/",
+        fixed: "ktplay check playbooks/",
+    },
+    Entry {
+        code: "ktplay::check::bad_promql",
+        warning: false,
+        place: Place::Stage,
+        summary: "a metric guard's query is not valid PromQL, or does not give one value",
+        meaning: "`guard metric` queries are parsed with `promql-parser` after `${…}` is replaced \
+                  by a stand-in of its kind; the error is labelled inside the string. The query \
+                  must be an instant vector or a scalar: a range vector or a string cannot be \
+                  compared with a threshold.",
+        failing: "guard metric \"http://prometheus:9090\" query \"rate(http_requests_total[1m]\" below 1",
+        fixed: "guard metric \"http://prometheus:9090\" query \"sum(rate(http_requests_total[1m]))\" below 1",
+    },
+    Entry {
+        code: "ktplay::check::no_baseline",
+        warning: false,
+        place: Place::Stage,
+        summary: "`baseline` with a query that does not name the new version",
+        meaning: "The baseline is the same query with every `${C.to}` read as `${C.from}`; a \
+                  query without `${C.to}` would be compared with itself.",
+        failing: "guard metric \"http://prometheus:9090\" query \"sum(rate(http_requests_total[1m]))\" below baseline * 1.2",
+        fixed: "guard metric \"http://prometheus:9090\" query \"sum(rate(http_requests_total{version=\\\"${api.to}\\\"}[1m]))\" below baseline * 1.2",
+    },
+    Entry {
+        code: "ktplay::check::test_playbook",
+        warning: false,
+        place: Place::File,
+        summary: "a `test` names a playbook file or playbook that does not exist",
+        meaning: "A test's `playbook \"FILE\"` is relative to the test's own file; `name \"P\"` \
+                  picks one playbook when the file holds several. A test without a playbook, or \
+                  with one that cannot be found, could not test anything.",
+        failing: "test \"smoke\" {\n  playbook \"playbok.ktplay\"\n  env staging\n  expect succeeded\n}",
+        fixed: "test \"smoke\" {\n  playbook \"playbook.ktplay\"\n  env staging\n  expect succeeded\n}",
+    },
+    Entry {
+        code: "ktplay::check::fleet_playbook",
+        warning: false,
+        place: Place::File,
+        summary: "a `fleet` names no playbook, or one that does not exist",
+        meaning: "A fleet runs one playbook in every cluster: `playbook \"FILE\"` is relative to the fleet's own file, `name \"P\"` picks one playbook when the file holds several.",
+        failing: "fleet \"f\" {\n  playbook \"playbok.ktplay\"\n  env staging\n  cluster a { context \"a\" }\n  wave one { clusters a }\n}",
+        fixed: "fleet \"f\" {\n  playbook \"playbook.ktplay\"\n  env staging\n  cluster a { context \"a\" }\n  wave one { clusters a }\n}",
+    },
+    Entry {
+        code: "ktplay::check::unknown_cluster",
+        warning: false,
+        place: Place::File,
+        summary: "a wave or a `shared` names a cluster the fleet does not declare",
+        meaning: "Waves and shared components name clusters declared with `cluster NAME { … }` in the same fleet.",
+        failing: "fleet \"f\" {\n  playbook \"playbook.ktplay\"\n  env staging\n  cluster a { context \"a\" }\n  wave one { clusters b }\n}",
+        fixed: "fleet \"f\" {\n  playbook \"playbook.ktplay\"\n  env staging\n  cluster a { context \"a\" }\n  wave one { clusters a }\n}",
+    },
+    Entry {
+        code: "ktplay::check::unknown_context",
+        warning: false,
+        place: Place::File,
+        summary: "a fleet's cluster has no kube context",
+        meaning: "Each cluster is a kube context: its own `context \"…\"`, or its env's. Without one the fleet could not tell which cluster to upgrade.",
+        failing: "fleet \"f\" {\n  playbook \"playbook.ktplay\"\n  env staging\n  cluster a { }\n  wave one { clusters a }\n}",
+        fixed: "fleet \"f\" {\n  playbook \"playbook.ktplay\"\n  env staging\n  cluster a { context \"a\" }\n  wave one { clusters a }\n}",
+    },
+    Entry {
+        code: "ktplay::check::empty_wave",
+        warning: false,
+        place: Place::File,
+        summary: "a wave upgrades no cluster",
+        meaning: "A wave lists the clusters it upgrades with `clusters NAME…`; one without is a mistake (a misplaced name, a forgotten line).",
+        failing: "fleet \"f\" {\n  playbook \"playbook.ktplay\"\n  env staging\n  cluster a { context \"a\" }\n  wave one { clusters a }\n  wave two { }\n}",
+        fixed: "fleet \"f\" {\n  playbook \"playbook.ktplay\"\n  env staging\n  cluster a { context \"a\" }\n  wave one { clusters a }\n}",
+    },
+    Entry {
+        code: "ktplay::check::fleet_twice",
+        warning: false,
+        place: Place::File,
+        summary: "a cluster is in two waves",
+        meaning: "Each cluster is upgraded once, in one wave; naming it twice would upgrade it, or judge it, twice.",
+        failing: "fleet \"f\" {\n  playbook \"playbook.ktplay\"\n  env staging\n  cluster a { context \"a\" }\n  cluster b { context \"b\" }\n  wave one { clusters a }\n  wave two { clusters a }\n}",
+        fixed: "fleet \"f\" {\n  playbook \"playbook.ktplay\"\n  env staging\n  cluster a { context \"a\" }\n  cluster b { context \"b\" }\n  wave one { clusters a }\n  wave two { clusters b }\n}",
+    },
+    Entry {
+        code: "ktplay::check::idle_cluster",
+        warning: true,
+        place: Place::File,
+        summary: "a fleet's cluster is in no wave",
+        meaning: "Only the clusters of a wave are upgraded; a declared cluster in no wave is usually forgotten.",
+        failing: "fleet \"f\" {\n  playbook \"playbook.ktplay\"\n  env staging\n  cluster a { context \"a\" }\n  cluster b { context \"b\" }\n  wave one { clusters a }\n}",
+        fixed: "fleet \"f\" {\n  playbook \"playbook.ktplay\"\n  env staging\n  cluster a { context \"a\" }\n  cluster b { context \"b\" }\n  wave one { clusters a b }\n}",
+    },
+    Entry {
+        code: "ktplay::check::soak_unwatched",
+        warning: true,
+        place: Place::File,
+        summary: "a soak without guards only waits",
+        meaning: "A soak is watched, not slept: its guards keep running against the finished clusters, and a failure there fails the wave. A soak without guards would let a broken wave through after a pause.",
+        failing: "fleet \"f\" {\n  playbook \"playbook.ktplay\"\n  env staging\n  cluster a { context \"a\" }\n  wave one {\n    clusters a\n    soak 10m\n  }\n}",
+        fixed: "fleet \"f\" {\n  playbook \"playbook.ktplay\"\n  env staging\n  cluster a { context \"a\" }\n  wave one {\n    clusters a\n    soak 10m { guard http GET \"${api_url}/readyz\" expect 200 }\n  }\n}",
+    },
+    Entry {
+        code: "ktplay::compat::fleet_incompatible",
+        warning: false,
+        place: Place::Unverified,
+        summary: "a fleet's waves put a cluster beside a shared component in a state the matrix forbids",
+        meaning: "Where clusters share a component (`shared api in core`), `check` holds every state across clusters, in every wave and every rollback the failure policy takes, to the playbook's matrix. The message names the wave, the clusters and the versions.",
+        failing: "shared api in core\nwave regions { clusters eu-west }   # gateway 1.5.0 beside the shared api 1.4.2\nwave core { clusters core }",
+        fixed: "shared api in core\nwave core { clusters core }\nwave regions { clusters eu-west }",
+    },
+    Entry {
+        code: "ktplay::check::test_fault",
+        warning: false,
+        place: Place::File,
+        summary: "a test's fault is not a fault, or names what the playbook does not have",
+        meaning: "Faults are written as for `ktplay rehearse --fault`, and checked against the \
+                  playbook: a misspelled component or a version nothing runs would make a \
+                  failure test pass for the wrong reason (the fault never fires).",
+        failing: "test \"api fails\" {\n  playbook \"playbook.ktplay\"\n  env staging\n  fault never-ready:apx@1.5.0\n  expect rolled_back\n}",
+        fixed: "test \"api fails\" {\n  playbook \"playbook.ktplay\"\n  env staging\n  fault never-ready:api@1.5.0\n  expect rolled_back\n}",
+    },
+    Entry {
+        code: "ktplay::check::test_expect",
+        warning: false,
+        place: Place::File,
+        summary: "an `expect` names an outcome, stage, statement, component or version that does not exist",
+        meaning: "Outcomes are succeeded, rolled_back, rollback_incomplete, refused and halted; \
+                  `failed stage S statement N` counts N from 1 within the stage; `rollback order` \
+                  and `final` name components; `final` versions are exact, and one the component \
+                  runs in the playbook (its `from`, its `to` or a statement's `to`): any other \
+                  could never hold.",
+        failing: "test \"smoke\" {\n  playbook \"playbook.ktplay\"\n  env staging\n  expect sucess\n}",
+        fixed: "test \"smoke\" {\n  playbook \"playbook.ktplay\"\n  env staging\n  expect succeeded\n}",
+    },
+    Entry {
+        code: "ktplay::test::failed",
+        warning: false,
+        place: Place::Unverified,
+        summary: "`ktplay test`: an expectation did not hold",
+        meaning: "The test ran on its simulator and ended otherwise than the `expect` line says; \
+                  the message says what happened instead. Fix the playbook, or the expectation \
+                  if the playbook is right.",
+        failing: "expect rollback order backend frontend   # it went frontend → backend",
+        fixed: "expect rollback order frontend backend",
+    },
+    Entry {
+        code: "ktplay::test::error",
+        warning: false,
+        place: Place::Unverified,
+        summary: "`ktplay test`: a test could not run at all",
+        meaning: "The simulator or the runtime of the test could not start (a port, a thread). \
+                  Nothing about the playbook was learned; rerun it.",
+        failing: "the test could not run: cannot start the simulator: …",
+        fixed: "# rerun once the machine has a free loopback port",
+    },
+    Entry {
+        code: "ktplay::run::failed",
+        warning: false,
+        place: Place::Unverified,
+        summary: "a statement failed while running (shown at its playbook line)",
+        meaning: "A runtime failure of `run` or `rehearse`: a rollout that timed out, a guard \
+                  that did not pass, a hook that returned false. The run rolls back as the \
+                  playbook says.",
+        failing: "guard http GET \"${api_url}/health\" expect 200 within 30s   # answered 503",
+        fixed: "# fix the service, or give it the time it needs: within 2m",
+    },
+    // ------------------------------------------------------------------ hazards (run, plan)
+    Entry {
+        code: "ktplay::hazard::no_readiness_probe",
+        warning: true,
+        place: Place::Unverified,
+        summary: "a Service's pods have no readinessProbe: new pods get requests while still loading",
+        meaning: "The statement starts new pods (rolling, canary, restart, undo, scale up, a blue-green deploy) of a Deployment a Service selects, and the component's container has neither a readinessProbe nor a startupProbe. Kubernetes then counts a pod Ready as soon as its process starts, and the Service sends it requests while it is still loading (on the real data path: 125 to 354 failed requests in one rolling update of three pods that listen 2 s after start). Found by `run`'s preflight and `plan --cluster`.",
+        failing: "containers:
+- name: gateway
+  image: keeptrusts/gateway:1.4.1",
+        fixed: "containers:
+- name: gateway
+  image: keeptrusts/gateway:1.4.1
+  readinessProbe:
+    httpGet: {path: /readyz, port: http}
+    periodSeconds: 1",
+    },
+    Entry {
+        code: "ktplay::hazard::no_prestop",
+        warning: true,
+        place: Place::Unverified,
+        summary: "a Service's pods have no preStop hook: requests sent while the endpoint leaves the proxies fail",
+        meaning: "The statement deletes pods (a rolling update, a canary's promotion or removal, restart, undo, scale down) of a Deployment a Service selects, and the container has no preStop hook. The kubelet sends SIGTERM at once, while the pod's endpoint is still in the EndpointSlice and in every proxy's rules for up to the endpoint lag (assumed 5 s: the EndpointSlice update, kube-proxy's sync, ingress controllers and load balancers; `--endpoint-lag`/`KTPLAY_ENDPOINT_LAG` sets it). Requests routed there in that time are refused or reset: on the real data path 7 to 156 failed requests per rolling update of three pods.",
+        failing: "containers:
+- name: gateway
+  image: keeptrusts/gateway:1.4.1",
+        fixed: "containers:
+- name: gateway
+  image: keeptrusts/gateway:1.4.1
+  lifecycle:
+    preStop:
+      sleep: {seconds: 10}     # or exec: {command: [\"sleep\", \"10\"]}",
+    },
+    Entry {
+        code: "ktplay::hazard::short_prestop",
+        warning: true,
+        place: Place::Unverified,
+        summary: "the preStop sleep is shorter than the time an endpoint takes to leave every proxy",
+        meaning: "The preStop hook is a sleep (`sleep: {seconds: N}`, an exec of `sleep N`, or a shell script whose `sleep`s add up to N) shorter than the assumed endpoint lag (5 s by default; `--endpoint-lag`). The pod stops serving before every proxy has stopped sending to it. Hooks that are not sleeps (httpGet, other commands) take the app's time, which ktplay cannot know: they are trusted.",
+        failing: "lifecycle:
+  preStop:
+    exec: {command: [\"sleep\", \"2\"]}",
+        fixed: "lifecycle:
+  preStop:
+    exec: {command: [\"sleep\", \"10\"]}",
+    },
+    Entry {
+        code: "ktplay::hazard::grace_too_short",
+        warning: true,
+        place: Place::Unverified,
+        summary: "terminationGracePeriodSeconds is shorter than the preStop hook plus the app's drain",
+        meaning: "The grace period covers the preStop hook and the app's shutdown; when it ends the kubelet kills the process. With a grace shorter than the preStop sleep plus the app's drain (assumed 5 s; `--app-drain`), in-flight requests are cut, and with a grace shorter than the endpoint lag the process is gone while requests still arrive (on the real data path: grace 1 s with preStop 10 s lost 19 requests; grace 5 s lost none, since endpoints left in about 2 s there).",
+        failing: "terminationGracePeriodSeconds: 5
+containers:
+- name: gateway
+  lifecycle: {preStop: {sleep: {seconds: 10}}}",
+        fixed: "terminationGracePeriodSeconds: 30
+containers:
+- name: gateway
+  lifecycle: {preStop: {sleep: {seconds: 10}}}",
+    },
+    Entry {
+        code: "ktplay::hazard::takes_every_replica",
+        warning: false,
+        place: Place::Unverified,
+        summary: "the rollout may take every pod down at once (maxUnavailable ≥ replicas, or Recreate)",
+        meaning: "maxUnavailable (the statement's `max_unavailable`, else the Deployment's) resolved as the deployment controller resolves it (percent of replicas rounded down; when maxSurge and maxUnavailable both come to 0, 1) is at least the number of replicas, or the strategy is Recreate: for a moment no pod serves (e.g. `maxUnavailable: 1` with 1 replica).",
+        failing: "rolling gateway max_unavailable 1 max_surge 1     # keeptrusts-gateway runs 1 replica",
+        fixed: "rolling gateway max_unavailable 0 max_surge 1     # a new pod is ready before the old one goes",
+    },
+    Entry {
+        code: "ktplay::hazard::no_progress",
+        warning: false,
+        place: Place::Unverified,
+        summary: "maxUnavailable 0 with maxSurge 0: the rollout can neither remove nor add a pod",
+        meaning: "The statement's `max_unavailable`/`max_surge` over the Deployment's own values come to 0 and 0 (e.g. `max_unavailable 0` on a Deployment with `maxSurge: 0`): the API refuses such a Deployment, so the statement fails at its first write. `check` already refuses both 0 in one statement; this is the case only the live object shows.",
+        failing: "rolling gateway max_unavailable 0     # keeptrusts-gateway: maxSurge 0",
+        fixed: "rolling gateway max_unavailable 0 max_surge 1",
+    },
+    Entry {
+        code: "ktplay::hazard::pdb_violated",
+        warning: true,
+        place: Place::Unverified,
+        summary: "the rollout goes below what a PodDisruptionBudget of the pods promises",
+        meaning: "A PodDisruptionBudget selects the Deployment's pods with a minAvailable (percent rounded up) or maxUnavailable the rollout's maxUnavailable does not keep: a rolling update does not go through the eviction API, so the budget does not stop it, and the service runs below what its owners asked for (and any drain meanwhile is blocked).",
+        failing: "# PDB minAvailable: 3, Deployment 3 replicas
+rolling gateway max_unavailable 1 max_surge 1",
+        fixed: "# PDB minAvailable: 3, Deployment 3 replicas
+rolling gateway max_unavailable 0 max_surge 1",
+    },
+    Entry {
+        code: "ktplay::hazard::no_pdb",
+        warning: true,
+        place: Place::Unverified,
+        summary: "no PodDisruptionBudget covers a served Deployment of 2 or more replicas",
+        meaning: "While a rollout holds a Deployment at reduced capacity, a node drain or the cluster autoscaler may evict the remaining pods; a PodDisruptionBudget is what stops them. ktplay asks for one when a Service selects the Deployment and it runs 2 or more replicas (a budget over one pod blocks every drain, so one replica is not asked). Accept it with `--allow-hazard no_pdb` where drains cannot happen during the run.",
+        failing: "# keeptrusts-gateway: 3 replicas behind a Service, no PDB",
+        fixed: "apiVersion: policy/v1
+kind: PodDisruptionBudget
+metadata: {name: keeptrusts-gateway}
+spec:
+  maxUnavailable: 1
+  selector: {matchLabels: {app: keeptrusts-gateway}}",
+    },
+    Entry {
+        code: "ktplay::hazard::progress_deadline",
+        warning: true,
+        place: Place::Unverified,
+        summary: "progressDeadlineSeconds is longer than the statement's timeout",
+        meaning: "ktplay stops waiting for the rollout at the statement's timeout (10m unless `timeout D`) and rolls back; a Deployment whose progressDeadlineSeconds is longer has not yet marked the rollout failed (ProgressDeadlineExceeded with the ReplicaSet's reason), so the cause is not recorded where people look.",
+        failing: "rolling api timeout 2m      # progressDeadlineSeconds: 600",
+        fixed: "rolling api timeout 10m     # or progressDeadlineSeconds: 120",
+    },
+    Entry {
+        code: "ktplay::hazard::idle_at_zero",
+        warning: false,
+        place: Place::Unverified,
+        summary: "the idle colour of a blue-green component has 0 replicas",
+        meaning: "`blue_green` deploys the new version to the idle colour's Deployment and switches the Service to it. At 0 replicas no pod starts, the smoke tests meet nothing, and the switch sends every request to a Service without endpoints.",
+        failing: "# keeptrusts-console-green: replicas 0
+blue_green console { guard http GET \"${console_url}/api/health\" expect 200 }",
+        fixed: "# kubectl scale deployment keeptrusts-console-green --replicas=3 first
+blue_green console { guard http GET \"${console_url}/api/health\" expect 200 }",
+    },
+    Entry {
+        code: "ktplay::hazard::canary_not_selected",
+        warning: false,
+        place: Place::Unverified,
+        summary: "a Service of the component would not select the canary's pods",
+        meaning: "A canary's pods carry the Deployment's `spec.selector.matchLabels` plus `track: canary`, and the canary Service ktplay creates for a `traffic` router selects the stable Service's selector plus `track: canary`. A Service that selects a label the matchLabels lack (or another `track`) matches no canary pod: with a router, its canary share of requests fails (an error); without one, the canary gets no requests and its guards judge nothing (a warning).",
+        failing: "# Service selector {app: gw, tier: edge}; Deployment matchLabels {app: gw}
+canary gateway weight 10% for 5m { … }",
+        fixed: "# Service selector {app: gw}; Deployment matchLabels {app: gw}
+canary gateway weight 10% for 5m { … }",
+    },
+    Entry {
+        code: "ktplay::hazard::unreadable",
+        warning: true,
+        place: Place::Unverified,
+        summary: "an object the hazard rules need could not be read",
+        meaning: "The preflight could not list Services or PodDisruptionBudgets, or read a Deployment or the blue-green Service, so the rules that need them were not checked. It is reported instead of skipped; under `--hazards refuse` it refuses the run.",
+        failing: "# the run's user may not list poddisruptionbudgets.policy",
+        fixed: "# grant list on services and poddisruptionbudgets.policy in the namespace",
+    },
+    Entry {
+        code: "ktplay::internal::panic",
+        warning: false,
+        place: Place::Unverified,
+        summary: "a bug in ktplay met while checking a file",
+        meaning: "A stage of ktplay panicked. It is reported as an error on that file so an \
+                  internal failure never reads as a clean check. Please report it with the file.",
+        failing: "# any file that makes ktplay panic",
+        fixed: "# none on your side: report the bug",
+    },
+];
