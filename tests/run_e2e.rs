@@ -84,6 +84,25 @@ async fn setup(
     Setup { dir, pb, c }
 }
 
+/// As [`setup`], with the follower answering the HTTP guards even on the real data path
+/// (`TestCluster::with_follower`). For the scenarios whose `policy-off:1.5.0` must fail the one
+/// guard request sent right after the gateway's rollout: on the data path that request may still
+/// reach an old 1.4.1 pod in its preStop sleep (its endpoint is in kube-proxy's rules for up to
+/// the 2 s sync), which enforces policy and answers 409, so the guard passes and the rollback
+/// the scenario is about does not happen. A real race, listed in `tests/realkube/README.md`.
+async fn setup_following(
+    backend: Backend,
+    tag: &str,
+    config: SimConfig,
+    tweak: impl FnOnce(&mut Seed),
+) -> Setup {
+    let dir = tempfile::tempdir().unwrap();
+    let ns = support::namespace(tag);
+    let pb = copy_case(dir.path(), "upgrade.ktplay", &ns, &[]);
+    let c = TestCluster::with_follower(backend, config, &seed(&pb, &ns, tweak)).await;
+    Setup { dir, pb, c }
+}
+
 /// `--route` arguments sending the env's hosts to the cluster's simulated services.
 fn routes(c: &TestCluster, env: &str) -> Vec<String> {
     let (api, gw, console) = match env {
@@ -337,6 +356,9 @@ async fn upgrade_succeeds_and_keeps_secrets_out(backend: Backend) {
             "{agents:?}"
         );
     }
+    if c.on_datapath() {
+        assert_served_by_a_pod_process(c, "gateway", "1.5.0").await;
+    }
     let st = ktplay(&[
         "status".into(),
         pb.display().to_string(),
@@ -352,12 +374,49 @@ async fn upgrade_succeeds_and_keeps_secrets_out(backend: Backend) {
     );
 }
 
+/// On the real data path: the component's Service (its ClusterIP, through the real kube-proxy)
+/// is answered by a pod process of the namespace — the `ktplay sim app` of a pod running
+/// `version`, listening on that pod's IP — not by a follower on loopback.
+async fn assert_served_by_a_pod_process(c: &TestCluster, component: &str, version: &str) {
+    let url = c.service_url(component, None).unwrap();
+    assert!(url.starts_with("http://10.96."), "a ClusterIP: {url}");
+    let r = reqwest::Client::builder()
+        .no_proxy()
+        .build()
+        .unwrap()
+        .get(format!("{url}/version"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let h = |k: &str| r.headers()[k].to_str().unwrap().to_string();
+    let (pod, ip) = (h("x-sim-pod"), h("x-sim-pod-ip"));
+    assert_eq!(h("x-sim-version"), version);
+    let p = c
+        .get("pods", &pod)
+        .await
+        .unwrap_or_else(|| panic!("the answering pod {pod} is in {}", c.ns));
+    assert_eq!(
+        p["status"]["podIP"],
+        ip.as_str(),
+        "{pod} listens on its own IP"
+    );
+    assert!(ip.starts_with("10.244."), "{ip}");
+    assert!(
+        p["spec"]["containers"][0]["image"]
+            .as_str()
+            .unwrap()
+            .ends_with(&format!(":{version}")),
+        "{p}"
+    );
+}
+
 async fn policy_fault_rolls_back_gateway_then_api(backend: Backend) {
     let mut config = SimConfig::default();
     config.faults.add(Fault::PolicyOff {
         version: "1.5.0".parse().unwrap(),
     });
-    let s = setup(backend, "policy", config, &[], |_| {}).await;
+    let s = setup_following(backend, "policy", config, |_| {}).await;
     let (pb, c) = (&s.pb, &s.c);
     let kc = kubeconfig(s.dir.path(), &[("staging", c)]);
     let out = ktplay(&run_args(
@@ -625,7 +684,7 @@ async fn killed_mid_rollback_resumes_the_rollback(backend: Backend) {
     config.faults.add(Fault::PolicyOff {
         version: "1.5.0".parse().unwrap(),
     });
-    let s = setup(backend, "killrollback", config, &[], |_| {}).await;
+    let s = setup_following(backend, "killrollback", config, |_| {}).await;
     let (pb, c) = (&s.pb, &s.c);
     let kc = kubeconfig(s.dir.path(), &[("staging", c)]);
     let mut child = command(&run_args(pb, &kc, "staging", c, &["--approve"]))
@@ -1760,7 +1819,7 @@ async fn missing_permissions_are_refused_before_any_action(backend: Backend) {
     assert!(journal_cm(c).await.is_none(), "no journal is left behind");
 }
 
-/// Pod templates of ~180 KB each (a big env value): the journal records what it restores (an
+/// Pod templates of ~180 KB each (two big env values): the journal records what it restores (an
 /// image per container, a revision, a selector), never whole templates, so it stays small and
 /// every write succeeds; a failed run still restores everything.
 async fn large_pod_templates_keep_the_journal_small(backend: Backend) {
@@ -1768,8 +1827,14 @@ async fn large_pod_templates_keep_the_journal_small(backend: Backend) {
     config.faults.add(Fault::PolicyOff {
         version: "1.5.0".parse().unwrap(),
     });
-    let s = setup(backend, "bigtemplate", config, &[], |seed| {
-        seed.pod_env = vec![("BIG".into(), "x".repeat(180 * 1024))];
+    // Two values of 90 KiB: one environment string may not exceed 128 KiB (Linux's
+    // MAX_ARG_STRLEN), so a container with a 180 KiB value never starts (on the data path
+    // its process cannot be started either).
+    let s = setup_following(backend, "bigtemplate", config, |seed| {
+        seed.pod_env = vec![
+            ("BIG".into(), "x".repeat(90 * 1024)),
+            ("BIG2".into(), "x".repeat(90 * 1024)),
+        ];
     })
     .await;
     let (pb, c) = (&s.pb, &s.c);

@@ -157,7 +157,7 @@ fn printable(v: &str) -> String {
     }
 }
 
-pub use crate::sim::image::image_tag;
+pub use ktplay_imageref::image_tag;
 
 impl Cluster {
     pub fn new(client: Client, ns: impl Into<String>) -> Cluster {
