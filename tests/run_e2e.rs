@@ -2368,7 +2368,8 @@ async fn requests_grow_with_the_work(backend: Backend) {
     let ns = support::namespace("linear");
     let n = 10;
     let pb = scale_playbook(dir.path(), &ns, "linear", n, None);
-    let c = TestCluster::new(
+    // Generic images (`org/cN`) run no pod process on the data path: the follower answers.
+    let c = TestCluster::with_follower(
         backend,
         SimConfig::default(),
         &seed(&pb, &ns, |s| {
@@ -2435,7 +2436,8 @@ async fn a_paused_runner_loses_objects_taken_through_its_expired_run_lock(backen
     let ns = support::namespace("through");
     let pb_a = scale_playbook(dir.path(), &ns, "first", 2, Some("10s"));
     let pb_b = scale_playbook(dir.path(), &ns, "second", 2, None);
-    let c = TestCluster::new(
+    // Generic images (`org/cN`) run no pod process on the data path: the follower answers.
+    let c = TestCluster::with_follower(
         backend,
         SimConfig::default(),
         &seed(&pb_a, &ns, |s| {
