@@ -113,7 +113,7 @@ fn a_fleet_that_puts_the_gateways_before_the_shared_api_plans_nothing() {
         ),
         "{err}"
     );
-    assert!(err.contains("nothing planned"), "{err}");
+    assert!(err.contains("failed: 2 errors; nothing done"), "{err}");
 }
 
 #[test]
@@ -134,6 +134,106 @@ fn plan_of_a_fleet_refuses_what_it_cannot_do() {
     assert_eq!(code, 2, "{err}");
     assert!(
         err.contains("has no fleet \"nope\"; it holds: global"),
+        "{err}"
+    );
+}
+
+/// `ktplay rehearse` of the three-wave fleet with these faults: exit code and stdout.
+fn rehearse(faults: &[&str]) -> (i32, String) {
+    let mut args = vec!["rehearse", "tests/cases/fleet/global.ktplay"];
+    for f in faults {
+        args.push("--fault");
+        args.push(f);
+    }
+    let (code, out, err) = ktplay(&args);
+    assert!(!err.contains("panicked"), "{err}");
+    (code, out)
+}
+
+#[test]
+fn a_fleet_rehearsed_runs_its_waves_in_order_with_a_watched_soak() {
+    let (code, out) = rehearse(&[]);
+    assert_eq!(code, 0, "{out}");
+    in_order(
+        &out,
+        &[
+            "wave `core` starts: core",
+            "cluster `core`: succeeded",
+            "soak 600s: watching core",
+            // A round at the start, every 30 s, one at the end: watched, not slept.
+            "soak held: 21 rounds",
+            "approve \"core soaked for 10 minutes: go on to eu-west?\": yes (a rehearsal)",
+            "wave `canary` starts: eu-west",
+            "cluster `eu-west`: succeeded",
+            "soak 300s: watching core, eu-west",
+            "soak held: 11 rounds",
+            "wave `rest` starts: us-east",
+            "cluster `us-east`: succeeded",
+            "fleet succeeded",
+            "cluster `core`: api 1.5.0, gateway 1.5.0",
+            "cluster `eu-west`: gateway 1.5.0",
+            "cluster `us-east`: gateway 1.5.0",
+            "succeeded in",
+        ],
+    );
+}
+
+#[test]
+fn a_fault_in_wave_two_stops_the_fleet_and_rolls_back_only_that_cluster() {
+    let (code, out) = rehearse(&["never-ready:gateway@1.5.0@eu-west"]);
+    assert_eq!(code, 1, "{out}");
+    in_order(
+        &out,
+        &[
+            "cluster `core`: succeeded",
+            "soak held: 21 rounds",
+            "wave `canary` starts: eu-west",
+            "cluster `eu-west`: failed and rolled back",
+            "fleet stopped (on failure stop): cluster `eu-west` in wave `canary`: failed and rolled back",
+            "cluster `core` stays upgraded",
+            // Finished clusters stay, the failed one is back, the next wave never started.
+            "cluster `core`: api 1.5.0, gateway 1.5.0",
+            "cluster `eu-west`: gateway 1.4.1",
+            "cluster `us-east`: gateway 1.4.1",
+            "failed in",
+        ],
+    );
+    assert!(!out.contains("wave `rest` starts"), "{out}");
+    assert!(!out.contains("soak 300s"), "{out}");
+}
+
+#[test]
+fn a_guard_failing_during_the_soak_fails_the_wave() {
+    // The gateway's policy is off in core only: its run's own guards (readyz) pass, the soak's
+    // policy guard does not.
+    let (code, out) = rehearse(&["policy-off:1.5.0@core"]);
+    assert_eq!(code, 1, "{out}");
+    in_order(
+        &out,
+        &[
+            "cluster `core`: succeeded",
+            "soak 600s: watching core",
+            "soak round 1 (0s): cluster `core` failed: POST https://gateway.example.com/v1/chat/completions answered 200, expected 409",
+            "fleet stopped (on failure stop): the soak after wave `core`",
+            "cluster `core`: api 1.5.0, gateway 1.5.0",
+            "cluster `eu-west`: gateway 1.4.1",
+            "cluster `us-east`: gateway 1.4.1",
+        ],
+    );
+    assert!(
+        !out.contains("approve \""),
+        "no approval after a failed soak: {out}"
+    );
+    assert!(!out.contains("wave `canary` starts"), "{out}");
+}
+
+#[test]
+fn rehearsing_rollback_fleet_is_refused_not_skipped() {
+    let (code, out, err) = ktplay(&["rehearse", "tests/cases/check/ok/fleet-shared.ktplay"]);
+    assert_eq!(code, 2, "{out}{err}");
+    assert!(out.is_empty(), "{out}");
+    assert!(
+        err.contains("`on failure rollback fleet` is not rehearsed yet"),
         "{err}"
     );
 }
