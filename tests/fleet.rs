@@ -170,9 +170,9 @@ fn a_fleet_rehearsed_runs_its_waves_in_order_with_a_watched_soak() {
             "wave `rest` starts: us-east",
             "cluster `us-east`: succeeded",
             "fleet succeeded",
-            "cluster `core`: api 1.5.0, gateway 1.5.0",
-            "cluster `eu-west`: gateway 1.5.0",
-            "cluster `us-east`: gateway 1.5.0",
+            "cluster `core`: api 1.5.0, gateway 1.5.0; lock free; journal 14 events, run_end succeeded",
+            "cluster `eu-west`: gateway 1.5.0; lock free; journal 11 events, run_end succeeded",
+            "cluster `us-east`: gateway 1.5.0; lock free; journal 11 events, run_end succeeded",
             "succeeded in",
         ],
     );
@@ -192,9 +192,9 @@ fn a_fault_in_wave_two_stops_the_fleet_and_rolls_back_only_that_cluster() {
             "fleet stopped (on failure stop): cluster `eu-west` in wave `canary`: failed and rolled back",
             "cluster `core` stays upgraded",
             // Finished clusters stay, the failed one is back, the next wave never started.
-            "cluster `core`: api 1.5.0, gateway 1.5.0",
-            "cluster `eu-west`: gateway 1.4.1",
-            "cluster `us-east`: gateway 1.4.1",
+            "cluster `core`: api 1.5.0, gateway 1.5.0; lock free; journal 14 events, run_end succeeded",
+            "cluster `eu-west`: gateway 1.4.1; lock free; journal 13 events, run_end rolled_back",
+            "cluster `us-east`: gateway 1.4.1; lock free; journal none (never ran)",
             "failed in",
         ],
     );
@@ -215,9 +215,9 @@ fn a_guard_failing_during_the_soak_fails_the_wave() {
             "soak 600s: watching core",
             "soak round 1 (0s): cluster `core` failed: POST https://gateway.example.com/v1/chat/completions answered 200, expected 409",
             "fleet stopped (on failure stop): the soak after wave `core`",
-            "cluster `core`: api 1.5.0, gateway 1.5.0",
-            "cluster `eu-west`: gateway 1.4.1",
-            "cluster `us-east`: gateway 1.4.1",
+            "cluster `core`: api 1.5.0, gateway 1.5.0; lock free; journal 14 events, run_end succeeded",
+            "cluster `eu-west`: gateway 1.4.1; lock free; journal none (never ran)",
+            "cluster `us-east`: gateway 1.4.1; lock free; journal none (never ran)",
         ],
     );
     assert!(

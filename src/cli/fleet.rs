@@ -48,7 +48,16 @@ fn rehearse_fleet(args: &RehearseArgs) -> i32 {
     }
     for c in &ran.clusters {
         let finals: Vec<String> = c.finals.iter().map(|(k, v)| format!("{k} {v}")).collect();
-        println!("cluster `{}`: {}", c.name, finals.join(", "));
+        println!(
+            "cluster `{}`: {}; lock {}; journal {}",
+            c.name,
+            finals.join(", "),
+            if c.lock_held { "HELD" } else { "free" },
+            match &c.journal_end {
+                Some(end) => format!("{} events, run_end {end}", c.journal_events),
+                None => "none (never ran)".into(),
+            }
+        );
     }
     println!(
         "{} in {:.0?} of simulated time",

@@ -32,6 +32,12 @@ pub struct ClusterRan {
     pub outcome: Option<Outcome>,
     /// The versions each component's deployments run at the end, by component.
     pub finals: BTreeMap<String, String>,
+    /// Whether its run lock is still held at the end (never, after a run that ended).
+    pub lock_held: bool,
+    /// Its run's journal: the `status` of its `run_end` (`None`: no journal, the run never
+    /// started), and how many events it holds.
+    pub journal_end: Option<String>,
+    pub journal_events: usize,
 }
 
 /// What the fleet did.
@@ -235,11 +241,31 @@ async fn run(
                     .join(","),
             );
         }
+        let lock_held = crate::run::kube::lock::read(&cluster, &pbc.name)
+            .await?
+            .is_some_and(|l| crate::run::kube::lock::live(&l));
+        let events = crate::run::log::journal::load(&cluster, &pbc.digest)
+            .await?
+            .map(|j| j.events());
+        let journal_end = events.as_ref().map(|ev| {
+            ev.iter()
+                .rev()
+                .find_map(|e| match &e.event {
+                    crate::run::log::events::RunEvent::RunEnd { status, .. } => {
+                        Some(status.clone())
+                    }
+                    _ => None,
+                })
+                .unwrap_or_else(|| "(no run_end)".into())
+        });
         sim.shutdown().await;
         clusters.push(ClusterRan {
             name: fleet.clusters[c].name.clone(),
             outcome: outcomes[c].clone(),
             finals,
+            lock_held,
+            journal_events: events.as_ref().map_or(0, Vec::len),
+            journal_end,
         });
     }
     Ok(FleetRan {
