@@ -7,6 +7,7 @@ mod args;
 mod fleet;
 mod fmt;
 mod run;
+mod sim_app;
 mod sim_serve;
 mod test;
 
@@ -74,6 +75,7 @@ pub fn run(cli: Cli) -> i32 {
             fault,
             pace,
         }) => sim_serve::cmd_sim_serve(port, kubeconfig, seed, env, fault, pace),
+        Command::Sim(SimCommand::App(args)) => sim_app::cmd_sim_app(*args),
     }
 }
 

@@ -152,10 +152,14 @@ pub fn redirect_policy(rule: HopRule) -> reqwest::redirect::Policy {
     })
 }
 
-/// The client of a run's guards: connection time-out, redirects held to `rule`.
+/// The client of a run's guards: connection time-out, redirects held to `rule`, and a new
+/// connection for every request (as the monitors): a reused one stays with the pod that answered
+/// it before, which a rollout may since have deleted (the request then fails with "connection
+/// closed before message completed") or which still runs the old version.
 pub fn client(rule: HopRule) -> reqwest::Client {
     reqwest::Client::builder()
         .connect_timeout(Duration::from_secs(5))
+        .pool_max_idle_per_host(0)
         .redirect(redirect_policy(rule))
         .build()
         .unwrap_or_default()
