@@ -203,6 +203,50 @@ fn a_fault_in_wave_two_stops_the_fleet_and_rolls_back_only_that_cluster() {
 }
 
 #[test]
+fn the_fleet_journal_is_written_as_json_lines() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("fleet.jsonl");
+    let (code, out, err) = ktplay(&[
+        "rehearse",
+        "tests/cases/fleet/global.ktplay",
+        "--fault",
+        "never-ready:gateway@1.5.0@eu-west",
+        "--journal",
+        path.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 1, "{out}{err}");
+    let lines: Vec<serde_json::Value> = std::fs::read_to_string(&path)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let entries: Vec<&str> = lines.iter().filter_map(|l| l["entry"].as_str()).collect();
+    assert_eq!(entries.first(), Some(&"wave `core` starts: core"));
+    assert!(entries.contains(&"cluster `eu-west`: failed and rolled back"));
+    let clusters: Vec<(&str, &str, bool)> = lines
+        .iter()
+        .filter(|l| l["cluster"].is_string())
+        .map(|l| {
+            (
+                l["cluster"].as_str().unwrap(),
+                l["finals"]["gateway"].as_str().unwrap(),
+                l["lock_held"].as_bool().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        clusters,
+        [
+            ("core", "1.5.0", false),
+            ("eu-west", "1.4.1", false),
+            ("us-east", "1.4.1", false)
+        ]
+    );
+    let us = lines.iter().find(|l| l["cluster"] == "us-east").unwrap();
+    assert!(us["run_end"].is_null(), "us-east never ran: {us}");
+}
+
+#[test]
 fn a_guard_failing_during_the_soak_fails_the_wave() {
     // The gateway's policy is off in core only: its run's own guards (readyz) pass, the soak's
     // policy guard does not.

@@ -59,6 +59,31 @@ fn rehearse_fleet(args: &RehearseArgs) -> i32 {
             }
         );
     }
+    if let Some(path) = &args.journal {
+        let mut text = String::new();
+        for line in &ran.journal {
+            let doc = serde_json::json!({ "fleet": fleet.name, "entry": line.trim_start() });
+            text.push_str(&format!("{doc}\n"));
+        }
+        for c in &ran.clusters {
+            let doc = serde_json::json!({
+                "fleet": fleet.name,
+                "cluster": c.name,
+                "finals": c.finals,
+                "lock_held": c.lock_held,
+                "run_end": c.journal_end,
+                "events": c.journal_events,
+            });
+            text.push_str(&format!("{doc}\n"));
+        }
+        if let Err(e) = std::fs::write(path, text) {
+            eprintln!(
+                "error: cannot write the fleet journal `{}`: {e}",
+                path.display()
+            );
+            return exit::USAGE;
+        }
+    }
     println!(
         "{} in {:.0?} of simulated time",
         if ran.succeeded { "succeeded" } else { "failed" },
