@@ -4,6 +4,7 @@
 //! `sim serve`): the CLI depends on the runner, never the other way round.
 
 mod args;
+mod fleet;
 mod fmt;
 mod run;
 mod sim_app;
@@ -257,6 +258,9 @@ pub(crate) fn pick_env<'a>(
 }
 
 fn cmd_plan(args: PlanArgs) -> i32 {
+    if let Some(code) = fleet::plan(&args) {
+        return code;
+    }
     let (checked, i) = match load_playbook(&args.file, args.playbook.as_deref()) {
         Ok(x) => x,
         Err(code) => return code,

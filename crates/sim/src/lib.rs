@@ -135,7 +135,7 @@ pub mod drain;
 pub mod faults;
 pub mod follow;
 pub mod generic;
-pub mod image;
+use ktplay_imageref as image;
 mod logs;
 mod metrics;
 pub mod patch;
