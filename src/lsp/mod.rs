@@ -24,33 +24,34 @@ use lsp_types::{
     TextEdit, Uri,
 };
 
+use crate::exit::Exit;
 use analysis::Analysis;
 
 /// Serve on stdin/stdout until the client says `exit`; returns the process exit code: 0 after
 /// `shutdown` then `exit`, 1 for an `exit` without `shutdown` (as the protocol says) or stdin
 /// closed without `exit`.
-pub fn serve_stdio() -> i32 {
+pub fn serve_stdio() -> Exit {
     let (connection, io_threads) = transport::stdio();
     let result = serve(&connection);
     drop(connection);
     let joined = io_threads.join_writer();
     match (result, joined) {
-        (Ok(End::Exit), Ok(())) => crate::exit::OK,
+        (Ok(End::Exit), Ok(())) => Exit::Ok,
         (Ok(End::ExitWithoutShutdown), Ok(())) => {
             eprintln!("ktplay lsp: `exit` before `shutdown`");
-            crate::exit::FAILED
+            Exit::Failed
         }
         (Ok(End::Closed), Ok(())) => {
             eprintln!("ktplay lsp: the input ended without `shutdown` and `exit`");
-            crate::exit::FAILED
+            Exit::Failed
         }
         (Err(e), _) => {
             eprintln!("ktplay lsp: {e}");
-            crate::exit::FAILED
+            Exit::Failed
         }
         (_, Err(e)) => {
             eprintln!("ktplay lsp: {e}");
-            crate::exit::FAILED
+            Exit::Failed
         }
     }
 }

@@ -443,7 +443,7 @@ fn outcome_word(o: &Outcome) -> String {
         Outcome::RolledBack => "rolled_back".into(),
         Outcome::RollbackIncomplete => "rollback_incomplete".into(),
         Outcome::Halted => "halted".into(),
-        Outcome::Refused(m) => format!("refused ({m})"),
+        Outcome::Refused(r) => format!("refused ({})", r.message),
         Outcome::Usage(m) => format!("an error ({m})"),
         Outcome::LockLost => "lock_lost".into(),
     }

@@ -50,7 +50,7 @@ pub use context::{RunOptions, RunTarget};
 pub use driver::execute;
 
 /// Exit codes: one table for every command.
-pub use crate::exit;
+use crate::exit::Exit;
 
 /// How a run ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -63,8 +63,8 @@ pub enum Outcome {
     RollbackIncomplete,
     /// A statement failed under `on_failure halt`: nothing was rolled back.
     Halted,
-    /// Refused before any action: why.
-    Refused(String),
+    /// Refused before any action: why, and what to do (the message redacted).
+    Refused(admit::Refusal),
     /// Usage or I/O error: why.
     Usage(String),
     /// This process lost the run lock mid-run and stopped changing anything.
@@ -72,14 +72,15 @@ pub enum Outcome {
 }
 
 impl Outcome {
-    pub fn exit_code(&self) -> i32 {
+    /// How the command ends ([`Exit::code`] the number).
+    pub fn exit(&self) -> Exit {
         match self {
-            Outcome::Succeeded => exit::OK,
-            Outcome::RolledBack => exit::ROLLED_BACK,
-            Outcome::RollbackIncomplete | Outcome::Halted => exit::INCOMPLETE,
-            Outcome::Refused(_) => exit::REFUSED,
-            Outcome::Usage(_) => exit::USAGE,
-            Outcome::LockLost => exit::LOCK_LOST,
+            Outcome::Succeeded => Exit::Ok,
+            Outcome::RolledBack => Exit::Failed,
+            Outcome::RollbackIncomplete | Outcome::Halted => Exit::Incomplete,
+            Outcome::Refused(_) => Exit::Refused,
+            Outcome::Usage(_) => Exit::Usage,
+            Outcome::LockLost => Exit::LockLost,
         }
     }
 

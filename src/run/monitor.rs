@@ -121,7 +121,7 @@ impl MonitorReport {
 
 /// How a probe ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Outcome {
+enum Probe {
     Ok,
     Refused,
     Reset,
@@ -134,7 +134,7 @@ enum Outcome {
 #[derive(Debug, Clone, Copy)]
 struct Done {
     sent: Duration,
-    outcome: Outcome,
+    outcome: Probe,
     latency: Duration,
 }
 
@@ -165,7 +165,7 @@ impl Tally {
             self.next += 1;
             self.requests += 1;
             match d.outcome {
-                Outcome::Ok => {
+                Probe::Ok => {
                     if let Some(since) = self.outage_since.take() {
                         self.longest = self.longest.max(d.sent.saturating_sub(since));
                     }
@@ -175,15 +175,15 @@ impl Tally {
                 k => {
                     self.failures += 1;
                     match k {
-                        Outcome::Refused => self.refused += 1,
-                        Outcome::Reset => self.reset += 1,
-                        Outcome::Timeout => self.timeout += 1,
+                        Probe::Refused => self.refused += 1,
+                        Probe::Reset => self.reset += 1,
+                        Probe::Timeout => self.timeout += 1,
                         _ => self.status += 1,
                     }
                     if self.outage_since.is_none() {
                         self.outage_since = Some(d.sent);
                     }
-                    if k == Outcome::Status {
+                    if k == Probe::Status {
                         self.latencies_us
                             .push(d.latency.as_micros().min(u32::MAX as u128) as u32);
                     }
@@ -598,7 +598,7 @@ async fn ticker(
 }
 
 /// Send one probe; how it ended. The body is read up to the cap and dropped.
-async fn probe(ep: &Endpoint, http: &reqwest::Client) -> Outcome {
+async fn probe(ep: &Endpoint, http: &reqwest::Client) -> Probe {
     let mut req = http.request(ep.method.clone(), &ep.url).timeout(ep.timeout);
     for (k, v) in &ep.headers {
         req = req.header(k, v);
@@ -617,29 +617,29 @@ async fn probe(ep: &Endpoint, http: &reqwest::Client) -> Outcome {
             .is_err()
         {
             // Cut short, or larger than a probe's answer may be: the answer did not arrive.
-            return Outcome::Reset;
+            return Probe::Reset;
         }
         let ok = match ep.expect {
             Some(s) => status == s,
             None => (200..300).contains(&status),
         };
         if ok {
-            Outcome::Ok
+            Probe::Ok
         } else {
-            Outcome::Status
+            Probe::Status
         }
     };
     // reqwest's own timeout covers the body too; this one also holds on a paused clock.
     match tokio::time::timeout(ep.timeout, exchange).await {
         Ok(o) => o,
-        Err(_) => Outcome::Timeout,
+        Err(_) => Probe::Timeout,
     }
 }
 
 /// The kind of a failed request (the error itself is never shown: it can quote the URL).
-fn kind_of(e: &reqwest::Error) -> Outcome {
+fn kind_of(e: &reqwest::Error) -> Probe {
     if e.is_timeout() {
-        return Outcome::Timeout;
+        return Probe::Timeout;
     }
     let mut src: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(e);
     while let Some(inner) = src {
@@ -648,17 +648,17 @@ fn kind_of(e: &reqwest::Error) -> Outcome {
                 std::io::ErrorKind::ConnectionRefused
                 | std::io::ErrorKind::HostUnreachable
                 | std::io::ErrorKind::NetworkUnreachable
-                | std::io::ErrorKind::AddrNotAvailable => return Outcome::Refused,
-                std::io::ErrorKind::TimedOut => return Outcome::Timeout,
-                _ => return Outcome::Reset,
+                | std::io::ErrorKind::AddrNotAvailable => return Probe::Refused,
+                std::io::ErrorKind::TimedOut => return Probe::Timeout,
+                _ => return Probe::Reset,
             }
         }
         src = inner.source();
     }
     if e.is_connect() {
-        Outcome::Refused
+        Probe::Refused
     } else {
-        Outcome::Reset
+        Probe::Reset
     }
 }
 

@@ -43,7 +43,7 @@ pub fn spawn(cancel: Cancel, journal: JournalSlot) -> tokio::task::JoinHandle<()
             let journal = journal.lock().ok().and_then(|j| j.clone());
             let Some(journal) = journal else {
                 eprintln!("\nstopped at once by a second signal ({name}), before any action: nothing was changed");
-                std::process::exit(super::exit::REFUSED);
+                std::process::exit(crate::exit::Exit::Refused.code());
             };
             journal
                 .abort_now(&format!(
@@ -51,7 +51,7 @@ pub fn spawn(cancel: Cancel, journal: JournalSlot) -> tokio::task::JoinHandle<()
                 ))
                 .await;
             eprintln!("\nstopped at once by a second signal ({name}): the cluster may be mid-change; `ktplay status` shows the journal, `ktplay run --resume` finishes the job");
-            std::process::exit(super::exit::INCOMPLETE);
+            std::process::exit(crate::exit::Exit::Incomplete.code());
         }
     })
 }

@@ -111,7 +111,7 @@ pub fn needs(pb: &Playbook) -> Vec<Need> {
 
 /// Why the run cannot start.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Refusal {
+pub enum PreflightError {
     /// Permissions the API denies: `(need, the authorizer's reason)`.
     Denied {
         namespace: String,
@@ -126,11 +126,11 @@ pub enum Refusal {
     Api(String),
 }
 
-impl Refusal {
+impl PreflightError {
     /// The message and the help line.
     pub fn words(&self) -> (String, String) {
         match self {
-            Refusal::Denied { namespace, denied } => (
+            PreflightError::Denied { namespace, denied } => (
                 format!(
                     "the Kubernetes user may not {} in namespace `{namespace}`",
                     denied
@@ -148,11 +148,11 @@ impl Refusal {
                     denied.first().map(|(n, _)| n.words()).unwrap_or_default()
                 ),
             ),
-            Refusal::NoContainer { component, error } => (
+            PreflightError::NoContainer { component, error } => (
                 format!("component `{component}`: {error}"),
                 format!("name the container in the playbook: `component {component} {{ container \"NAME\" … }}`"),
             ),
-            Refusal::Api(m) => (m.clone(), "check that the cluster is reachable".into()),
+            PreflightError::Api(m) => (m.clone(), "check that the cluster is reachable".into()),
         }
     }
 }
@@ -160,7 +160,7 @@ impl Refusal {
 /// Ask the API for every permission the playbook needs; all denials are reported together.
 /// An API server that serves no access reviews (404) is not asked again: the requests
 /// themselves will be judged.
-pub async fn check_access(cluster: &Cluster, pb: &Playbook) -> Result<(), Refusal> {
+pub async fn check_access(cluster: &Cluster, pb: &Playbook) -> Result<(), PreflightError> {
     let api: Api<SelfSubjectAccessReview> = Api::all(cluster.client.clone());
     let asks = needs(pb).into_iter().map(|need| {
         let api = api.clone();
@@ -193,7 +193,7 @@ pub async fn check_access(cluster: &Cluster, pb: &Playbook) -> Result<(), Refusa
             }
             Err(e) if status_code(&e) == Some(404) => return Ok(()),
             Err(e) => {
-                return Err(Refusal::Api(format!(
+                return Err(PreflightError::Api(format!(
                     "cannot ask the API for permissions (SelfSubjectAccessReview): {}",
                     words(&e)
                 )))
@@ -203,7 +203,7 @@ pub async fn check_access(cluster: &Cluster, pb: &Playbook) -> Result<(), Refusa
     if denied.is_empty() {
         Ok(())
     } else {
-        Err(Refusal::Denied {
+        Err(PreflightError::Denied {
             namespace: cluster.ns.clone(),
             denied,
         })
@@ -212,7 +212,7 @@ pub async fn check_access(cluster: &Cluster, pb: &Playbook) -> Result<(), Refusa
 
 /// Every deployment of every component must have the component's container: an image patch by
 /// a wrong name must never happen (a strategic merge patch would add a container).
-pub async fn check_containers(cluster: &Cluster, pb: &Playbook) -> Result<(), Refusal> {
+pub async fn check_containers(cluster: &Cluster, pb: &Playbook) -> Result<(), PreflightError> {
     for c in &pb.components {
         let deploys: Vec<&str> = match &c.workload {
             Workload::Deployments(d) => d.iter().map(String::as_str).collect(),
@@ -223,11 +223,11 @@ pub async fn check_containers(cluster: &Cluster, pb: &Playbook) -> Result<(), Re
                 Ok(o) => o,
                 // A missing deployment is reported by the drift check with the versions.
                 Err(ClusterError::NotFound { .. }) => continue,
-                Err(e) => return Err(Refusal::Api(e.to_string())),
+                Err(e) => return Err(PreflightError::Api(e.to_string())),
             };
             let have = container_names(&obj);
             if !have.iter().any(|n| n == &c.container) {
-                return Err(Refusal::NoContainer {
+                return Err(PreflightError::NoContainer {
                     component: c.name.clone(),
                     error: ClusterError::NoContainer {
                         deploy: d.to_string(),
