@@ -7,8 +7,8 @@
 //! go to definition (components, envs, lets, matrices — also in `use`d files — hook and `use`d
 //! files), document symbols, and formatting with `ktplay fmt`'s layout.
 
-pub mod analysis;
-pub mod transport;
+pub(crate) mod analysis;
+pub(crate) mod transport;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -60,7 +60,7 @@ type Error = Box<dyn std::error::Error + Send + Sync>;
 
 /// How the session ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum End {
+pub(crate) enum End {
     /// `exit` after `shutdown`.
     Exit,
     /// `exit` with no `shutdown` before it.
@@ -70,7 +70,7 @@ pub enum End {
 }
 
 /// The server on any connection (tests use `Connection::memory`).
-pub fn serve(connection: &Connection) -> Result<End, Error> {
+pub(crate) fn serve(connection: &Connection) -> Result<End, Error> {
     let capabilities = ServerCapabilities {
         text_document_sync: Some(TextDocumentSyncCapability::Kind(TextDocumentSyncKind::FULL)),
         hover_provider: Some(HoverProviderCapability::Simple(true)),

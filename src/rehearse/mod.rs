@@ -34,9 +34,9 @@ use crate::sim::{CompatFn, Running, Seed, SeedComponent, SeedWorkload};
 
 use crate::run::guards::UrlRewrite;
 
-pub mod generic;
+pub(crate) mod generic;
 mod start;
-pub mod suite;
+pub(crate) mod suite;
 
 pub use start::{Listen, Pace, Rehearsal};
 

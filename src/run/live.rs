@@ -17,7 +17,7 @@ use super::Failure;
 /// Service selects: the idle colour takes no traffic (it may run anything, the previous version
 /// after a success, the new one during a switch), so it is neither drift nor part of the state
 /// the matrix judges — as the model has it after a switch back.
-pub async fn live_state(cx: &Ctx<'_>) -> Result<State, Failure> {
+pub(crate) async fn live_state(cx: &Ctx<'_>) -> Result<State, Failure> {
     let mut s = State::new();
     for (i, c) in cx.pb.components.iter().enumerate() {
         let versions = match (&c.workload, cx.colour(i)) {
@@ -36,7 +36,7 @@ pub async fn live_state(cx: &Ctx<'_>) -> Result<State, Failure> {
 }
 
 /// Read which colour each blue-green component serves.
-pub async fn read_colours(cx: &Ctx<'_>) -> Result<(), Failure> {
+pub(crate) async fn read_colours(cx: &Ctx<'_>) -> Result<(), Failure> {
     for (i, c) in cx.pb.components.iter().enumerate() {
         if c.is_blue_green() {
             let col = live_colour(&cx.cluster, c).await?;
@@ -49,11 +49,11 @@ pub async fn read_colours(cx: &Ctx<'_>) -> Result<(), Failure> {
 /// Each deployment as this process last left it (after its last action on it): before every
 /// action the run checks nobody else changed them meanwhile.
 #[derive(Default)]
-pub struct Left(BTreeMap<String, Snap>);
+pub(crate) struct Left(BTreeMap<String, Snap>);
 
 impl Left {
     /// What this process leaves a component's deployments as, after an action on it.
-    pub async fn remember(&mut self, cx: &Ctx<'_>, comp: usize) {
+    pub(crate) async fn remember(&mut self, cx: &Ctx<'_>, comp: usize) {
         for d in cx.comp(comp).deployments() {
             if let Ok(snap) = cx.cluster.snap(d).await {
                 self.0.insert(d.to_string(), snap);
@@ -63,7 +63,7 @@ impl Left {
 
     /// Fail if a deployment this run changed was changed by someone else since (an image, the
     /// restart annotation, the strategy): two writers on one system must not go unnoticed.
-    pub async fn check(&self, cx: &Ctx<'_>) -> Result<(), Failure> {
+    pub(crate) async fn check(&self, cx: &Ctx<'_>) -> Result<(), Failure> {
         for (name, was) in &self.0 {
             let now = cx.cluster.snap(name).await?;
             if now.images == was.images
@@ -98,7 +98,7 @@ impl Left {
 }
 
 /// Refuse a state the matrix forbids.
-pub fn check_states(cx: &Ctx<'_>, states: &[State], what: &str) -> Result<(), Failure> {
+pub(crate) fn check_states(cx: &Ctx<'_>, states: &[State], what: &str) -> Result<(), Failure> {
     let Some(m) = cx.matrix else {
         return Ok(());
     };
@@ -124,7 +124,7 @@ pub fn check_states(cx: &Ctx<'_>, states: &[State], what: &str) -> Result<(), Fa
 
 /// The states an action will pass through from the live state (`record`: what a resumed
 /// action recorded it restores).
-pub async fn forward_states(
+pub(crate) async fn forward_states(
     cx: &Ctx<'_>,
     op: &Op,
     record: Option<&Record>,
@@ -178,7 +178,7 @@ fn finding_text(f: &StateFinding, m: &Matrix) -> String {
 }
 
 /// `api 1.5.0, console 2.1.0 (serving green), …`
-pub fn state_words(cx: &Ctx<'_>, state: &State) -> String {
+pub(crate) fn state_words(cx: &Ctx<'_>, state: &State) -> String {
     let colours = cx.colours();
     cx.pb
         .components
@@ -199,14 +199,14 @@ pub fn state_words(cx: &Ctx<'_>, state: &State) -> String {
 }
 
 /// A state as the summary event carries it.
-pub fn state_map(s: &State) -> BTreeMap<String, Vec<String>> {
+pub(crate) fn state_map(s: &State) -> BTreeMap<String, Vec<String>> {
     s.iter()
         .map(|(k, v)| (k.clone(), v.iter().map(|x| x.to_string()).collect()))
         .collect()
 }
 
 /// The versions a set of recorded templates run.
-pub fn versions_of_snaps<'t>(
+pub(crate) fn versions_of_snaps<'t>(
     snaps: impl IntoIterator<Item = &'t Snap>,
     container: &str,
 ) -> BTreeSet<crate::version::Version> {
@@ -221,6 +221,6 @@ pub fn versions_of_snaps<'t>(
 }
 
 /// The component a statement acts on.
-pub fn op_comp(st: &Statement) -> Option<usize> {
+pub(crate) fn op_comp(st: &Statement) -> Option<usize> {
     crate::check::model::op(&st.op).comp()
 }

@@ -25,20 +25,20 @@
 //! fully rolled back; 2 usage or I/O; 3 refused before any action; 4 failed and the rollback is
 //! incomplete, halted or stopped by a second signal; 5 the run lock was lost.
 
-pub mod actions;
-pub mod admit;
-pub mod canary;
-pub mod context;
-pub mod driver;
+pub(crate) mod actions;
+pub(crate) mod admit;
+pub(crate) mod canary;
+pub(crate) mod context;
+pub(crate) mod driver;
 pub mod guards;
 pub mod kube;
-pub mod live;
-pub mod log;
-pub mod monitor;
-pub mod restore;
-pub mod rollback;
-pub mod shown;
-pub mod signals;
+pub(crate) mod live;
+pub(crate) mod log;
+pub(crate) mod monitor;
+pub(crate) mod restore;
+pub(crate) mod rollback;
+pub(crate) mod shown;
+pub(crate) mod signals;
 mod unwind;
 
 use std::sync::Arc;

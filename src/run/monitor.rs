@@ -33,7 +33,7 @@ use crate::syntax::format_duration;
 
 /// One endpoint's numbers, as journaled and printed (`event: monitor`).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct MonitorReport {
+pub(crate) struct MonitorReport {
     /// The monitor's name.
     pub name: String,
     /// `METHOD url`, secrets shown as `(secret)`.
@@ -79,7 +79,7 @@ fn is_zero(n: &u64) -> bool {
 
 impl MonitorReport {
     /// The numbers in words, for the human output, a failure's reason and JUnit.
-    pub fn words(&self) -> String {
+    pub(crate) fn words(&self) -> String {
         let mut kinds = Vec::new();
         for (n, k) in [
             (self.refused, "refused"),
@@ -256,7 +256,7 @@ impl Endpoint {
 }
 
 /// The budget as written.
-pub fn budget_words(b: &MonitorBudget) -> String {
+pub(crate) fn budget_words(b: &MonitorBudget) -> String {
     let mut out = Vec::new();
     if let Some(n) = b.failures {
         out.push(format!("failures {n}"));
@@ -307,8 +307,8 @@ fn exceeded(b: &MonitorBudget, r: &MonitorReport, last: bool) -> Option<String> 
     None
 }
 
-/// The monitors of one run, probing until [`Monitors::stop`].
-pub struct Monitors {
+/// The monitors of one run, probing until they are dropped.
+pub(crate) struct Monitors {
     endpoints: Vec<Arc<Endpoint>>,
     tasks: Vec<JoinHandle<()>>,
     probes: Arc<Mutex<Vec<JoinHandle<()>>>>,
@@ -320,11 +320,11 @@ pub struct Monitors {
 }
 
 /// Why the monitors could not start (a URL a rehearsal may not reach, a missing secret).
-pub type StartError = String;
+pub(crate) type StartError = String;
 
 impl Monitors {
     /// Resolve the monitors of `env` and start probing. `None` when the playbook has none.
-    pub fn start(
+    pub(crate) fn start(
         pb: &Playbook,
         env: Option<&crate::check::program::Env>,
         live: &crate::resolve::Live,
@@ -404,7 +404,7 @@ impl Monitors {
     }
 
     /// The endpoints, in words, for the run's first lines.
-    pub fn describe(&self) -> Vec<String> {
+    pub(crate) fn describe(&self) -> Vec<String> {
         self.endpoints
             .iter()
             .map(|e| {
@@ -425,7 +425,7 @@ impl Monitors {
     }
 
     /// Continue counting from an earlier process's last reports (`--resume`).
-    pub fn resume_from(&self, earlier: &[MonitorReport]) {
+    pub(crate) fn resume_from(&self, earlier: &[MonitorReport]) {
         for e in &self.endpoints {
             let Some(r) = earlier.iter().rev().find(|r| r.name == e.name) else {
                 continue;
@@ -444,13 +444,13 @@ impl Monitors {
     }
 
     /// The reason of the first budget exceeded, if any.
-    pub fn exceeded(&self) -> Option<String> {
+    pub(crate) fn exceeded(&self) -> Option<String> {
         self.exceeded_rx.borrow().clone()
     }
 
     /// Judge the budgets once more with every number in (a share of failures is judged here
     /// even below its minimum of requests); the reason if one is exceeded.
-    pub fn judge_now(&self) -> Option<String> {
+    pub(crate) fn judge_now(&self) -> Option<String> {
         if let Some(r) = self.exceeded() {
             return Some(r);
         }
@@ -466,14 +466,14 @@ impl Monitors {
 
     /// From now on a budget exceeded fails nothing (the run failed, or it is ending): probing
     /// goes on through the rollback.
-    pub fn stop_judging(&self) {
+    pub(crate) fn stop_judging(&self) {
         self.judging
             .store(false, std::sync::atomic::Ordering::SeqCst);
     }
 
     /// A `Cancel` for one statement: interrupted with the run's (every interrupt counted) and
     /// when a budget is exceeded. The task forwarding them ends with the statement (abort it).
-    pub fn linked(&self, run: &Cancel) -> (Cancel, JoinHandle<()>) {
+    pub(crate) fn linked(&self, run: &Cancel) -> (Cancel, JoinHandle<()>) {
         let child = Cancel {
             signals_elsewhere: run.signals_elsewhere,
             ..Cancel::new()
@@ -502,23 +502,9 @@ impl Monitors {
     }
 
     /// Every endpoint's numbers so far (`last`: the run has ended).
-    pub fn reports(&self, last: bool) -> Vec<MonitorReport> {
+    pub(crate) fn reports(&self, last: bool) -> Vec<MonitorReport> {
         let now = self.start.elapsed();
         self.endpoints.iter().map(|e| e.report(now, last)).collect()
-    }
-
-    /// Stop probing (requests in flight are dropped and not counted) and give the final numbers.
-    pub fn stop(self) -> Vec<MonitorReport> {
-        self.stop_judging();
-        for t in &self.tasks {
-            t.abort();
-        }
-        if let Ok(mut p) = self.probes.lock() {
-            for t in p.drain(..) {
-                t.abort();
-            }
-        }
-        self.reports(true)
     }
 }
 
@@ -667,7 +653,7 @@ fn kind_of(e: &reqwest::Error) -> Probe {
 mod tests;
 
 /// Each monitor's last report in a run's journal, in the order they were first reported.
-pub fn last_reports(events: &[super::log::events::Entry]) -> Vec<MonitorReport> {
+pub(crate) fn last_reports(events: &[super::log::events::Entry]) -> Vec<MonitorReport> {
     let mut out: Vec<MonitorReport> = Vec::new();
     for e in events {
         if let super::log::events::RunEvent::Monitor(r) = &e.event {
@@ -681,14 +667,14 @@ pub fn last_reports(events: &[super::log::events::Entry]) -> Vec<MonitorReport> 
 }
 
 /// The driver's hooks: small, so `driver` stays about the loop.
-pub mod hooks {
+pub(crate) mod hooks {
     use super::{MonitorReport, Monitors};
     use crate::run::context::Ctx;
     use crate::run::log::events::RunEvent;
 
     /// Start the run's monitors (before the first action), say what they watch, and on
     /// `--resume` continue the counts the earlier process journaled.
-    pub async fn start(cx: &Ctx<'_>, resumed: bool) -> Result<Option<Monitors>, String> {
+    pub(crate) async fn start(cx: &Ctx<'_>, resumed: bool) -> Result<Option<Monitors>, String> {
         let m = Monitors::start(&cx.pb, cx.env, &cx.live(), &cx.opts.rewrite)
             .map_err(|e| cx.redact.redact(&e))?;
         let Some(m) = m else { return Ok(None) };
@@ -722,7 +708,7 @@ pub mod hooks {
     }
 
     /// The counts so far, journaled (after each statement) so a `--resume` continues them.
-    pub async fn progress(cx: &Ctx<'_>, m: &Option<Monitors>) {
+    pub(crate) async fn progress(cx: &Ctx<'_>, m: &Option<Monitors>) {
         if let Some(m) = m {
             for r in m.reports(false) {
                 cx.log.note(RunEvent::Monitor(r)).await;
@@ -731,7 +717,7 @@ pub mod hooks {
     }
 
     /// The final numbers, before the run's summary.
-    pub async fn finish(cx: &Ctx<'_>, m: &Option<Monitors>) {
+    pub(crate) async fn finish(cx: &Ctx<'_>, m: &Option<Monitors>) {
         if let Some(m) = m {
             m.stop_judging();
             for r in m.reports(true) {

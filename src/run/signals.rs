@@ -9,10 +9,10 @@ use super::log::journal::Journal;
 use super::Cancel;
 
 /// The journal, once the run has one (a second signal before it exists changed nothing).
-pub type JournalSlot = Arc<Mutex<Option<Journal>>>;
+pub(crate) type JournalSlot = Arc<Mutex<Option<Journal>>>;
 
 /// Handle signals for the rest of the run (abort the handle when it ends).
-pub fn spawn(cancel: Cancel, journal: JournalSlot) -> tokio::task::JoinHandle<()> {
+pub(crate) fn spawn(cancel: Cancel, journal: JournalSlot) -> tokio::task::JoinHandle<()> {
     use tokio::signal::unix::{signal, SignalKind};
     tokio::spawn(async move {
         let mut term = signal(SignalKind::terminate()).ok();

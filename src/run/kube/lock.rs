@@ -22,10 +22,10 @@ use serde_json::{json, Value};
 use crate::run::kube::{retry, status_code, Cluster};
 use crate::run::shown::shown;
 
-pub use super::fence::{Fence, FRESH_FOR, LEASE_SECONDS, RENEW_EVERY};
+pub(crate) use super::fence::{Fence, LEASE_SECONDS, RENEW_EVERY};
 
 /// A held lock.
-pub struct RunLock {
+pub(crate) struct RunLock {
     cluster: Cluster,
     pub name: String,
     /// The leases of the objects the run changes.
@@ -38,7 +38,7 @@ pub struct RunLock {
 
 /// Why the lock could not be taken.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum LockError {
+pub(crate) enum LockError {
     Held {
         /// As the lease names it (print it through [`shown`]).
         holder: String,
@@ -82,7 +82,7 @@ impl std::fmt::Display for LockError {
 }
 
 /// The Lease name for a playbook: `ktplay-<name>`, as a DNS label.
-pub fn lease_name(playbook: &str) -> String {
+pub(crate) fn lease_name(playbook: &str) -> String {
     let mut s: String = playbook
         .to_ascii_lowercase()
         .chars()
@@ -96,7 +96,7 @@ pub fn lease_name(playbook: &str) -> String {
 
 /// The Lease that guards one object the run changes (`deployment`/`service` and its name):
 /// `ktplay-obj-<kind>-<name>`, as a DNS label (a hash keeps long names apart).
-pub fn object_lease_name(kind: &str, name: &str) -> String {
+pub(crate) fn object_lease_name(kind: &str, name: &str) -> String {
     let short = match kind {
         "deployment" => "deploy",
         "service" => "svc",
@@ -117,7 +117,7 @@ pub fn object_lease_name(kind: &str, name: &str) -> String {
 /// The objects a playbook changes, as `(lease name, words)`: every deployment of every component
 /// (both colours of a blue-green one; a canary is a deployment's own) and every blue-green
 /// Service. Sorted, so two runs take them in the same order.
-pub fn objects_of(pb: &crate::check::program::Playbook) -> Vec<(String, String)> {
+pub(crate) fn objects_of(pb: &crate::check::program::Playbook) -> Vec<(String, String)> {
     use crate::check::program::Workload;
     let mut out = std::collections::BTreeMap::new();
     for c in &pb.components {
@@ -146,7 +146,7 @@ fn micro(t: chrono::DateTime<chrono::Utc>) -> String {
 }
 
 /// `who@host pid N run RUN`.
-pub fn holder_identity(run_id: &str) -> String {
+pub(crate) fn holder_identity(run_id: &str) -> String {
     let user = std::env::var("USER")
         .or_else(|_| std::env::var("USERNAME"))
         .unwrap_or_else(|_| "ktplay".into());
@@ -160,7 +160,7 @@ pub fn holder_identity(run_id: &str) -> String {
 }
 
 /// The run id in a holder identity.
-pub fn run_of(holder: &str) -> Option<&str> {
+pub(crate) fn run_of(holder: &str) -> Option<&str> {
     holder.rsplit_once(" run ").map(|(_, r)| r.trim())
 }
 
@@ -223,7 +223,7 @@ fn duration_of(l: &Value) -> i64 {
 
 /// What a lease says of itself, in words, from the values it holds (never printed raw): when it
 /// was taken and last renewed, how long it lasts, when it expires.
-pub fn lease_words(l: &Value) -> String {
+pub(crate) fn lease_words(l: &Value) -> String {
     let t = now();
     let ago = |x: chrono::DateTime<chrono::Utc>| {
         let s = (t - x).num_seconds();
@@ -271,7 +271,7 @@ fn api_err(e: kube::Error) -> LockError {
 
 /// The longest lease ktplay watches to prove its holder gone: a lease that lasts longer was not
 /// written by ktplay, and waiting for it is a person's decision.
-pub const WATCH_AT_MOST: i64 = 60;
+pub(crate) const WATCH_AT_MOST: i64 = 60;
 
 /// How a lease held by someone else behaved while ktplay watched it.
 enum Watched {
@@ -496,7 +496,7 @@ impl RunLock {
     /// (`--resume`), the playbook's lease is watched for its whole duration and taken over if
     /// nobody renewed it, and so are the object leases of the same holder. A lease someone
     /// renews is never taken, whatever its pid and host say.
-    pub async fn acquire(
+    pub(crate) async fn acquire(
         cluster: &Cluster,
         playbook: &str,
         run_id: &str,
@@ -556,17 +556,17 @@ impl RunLock {
     }
 
     /// The proof of holding, for every write of the run.
-    pub fn fence(&self) -> Fence {
+    pub(crate) fn fence(&self) -> Fence {
         self.fence.clone()
     }
 
     /// `NAMESPACE/LEASE/RUN_ID`.
-    pub fn id(&self) -> String {
+    pub(crate) fn id(&self) -> String {
         format!("{}/{}/{}", self.cluster.ns, self.name, self.run_id)
     }
 
     /// Stop renewing and delete the lease (if it is still ours).
-    pub async fn release(mut self) {
+    pub(crate) async fn release(mut self) {
         if let Some(r) = self.renewer.take() {
             r.abort();
         }
@@ -588,7 +588,7 @@ impl Drop for RunLock {
 }
 
 /// The playbook's lease as it is, if there is one (read only, with the retry policy).
-pub async fn read(cluster: &Cluster, playbook: &str) -> Result<Option<Value>, String> {
+pub(crate) async fn read(cluster: &Cluster, playbook: &str) -> Result<Option<Value>, String> {
     let name = lease_name(playbook);
     let api = leases(cluster);
     retry(|| async { api.get_opt(&name).await })
@@ -598,18 +598,18 @@ pub async fn read(cluster: &Cluster, playbook: &str) -> Result<Option<Value>, St
 }
 
 /// Is a lease (as [`read`] returns it) held and not past its expiry?
-pub fn live(l: &Value) -> bool {
+pub(crate) fn live(l: &Value) -> bool {
     // A lease whose expiry cannot be read proves nothing: it counts as held.
     !holder_of(l).is_empty() && expiry(l).is_none_or(|e| e >= now())
 }
 
 /// The holder a lease names (print it through [`shown`]).
-pub fn holder_of(l: &Value) -> &str {
+pub(crate) fn holder_of(l: &Value) -> &str {
     l["spec"]["holderIdentity"].as_str().unwrap_or_default()
 }
 
 /// The lock id of the playbook's lease held by `holder`, escaped for printing.
-pub fn lock_id(cluster: &Cluster, playbook: &str, holder: &str) -> String {
+pub(crate) fn lock_id(cluster: &Cluster, playbook: &str, holder: &str) -> String {
     shown(&format!(
         "{}/{}/{}",
         cluster.ns,
@@ -619,7 +619,7 @@ pub fn lock_id(cluster: &Cluster, playbook: &str, holder: &str) -> String {
 }
 
 /// What `status` shows of the lock.
-pub async fn describe(cluster: &Cluster, playbook: &str) -> Result<Option<String>, String> {
+pub(crate) async fn describe(cluster: &Cluster, playbook: &str) -> Result<Option<String>, String> {
     Ok(read(cluster, playbook).await?.map(|l| {
         let holder = holder_of(&l);
         format!(
@@ -635,7 +635,11 @@ pub async fn describe(cluster: &Cluster, playbook: &str) -> Result<Option<String
 /// run and the lease shows its holder gone: past its expiry, or not renewed while ktplay watched
 /// it for its whole duration. `cluster` must be in the lock id's namespace. Every message says
 /// what was observed of the lease.
-pub async fn force_unlock(cluster: &Cluster, lease: &str, run_id: &str) -> Result<String, String> {
+pub(crate) async fn force_unlock(
+    cluster: &Cluster,
+    lease: &str,
+    run_id: &str,
+) -> Result<String, String> {
     let api = leases(cluster);
     let at = format!("{}/{}", cluster.ns, shown(lease));
     let read = || async {

@@ -20,7 +20,7 @@ use crate::run::kube::{
 
 /// One permission: `verb` on `group/resource[/subresource]` in a namespace.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
-pub struct Need {
+pub(crate) struct Need {
     pub verb: &'static str,
     pub group: &'static str,
     pub resource: &'static str,
@@ -38,7 +38,7 @@ impl Need {
     }
 
     /// As `kubectl auth can-i` spells it: `patch deployments.apps`, `get pods/log`.
-    pub fn words(&self) -> String {
+    pub(crate) fn words(&self) -> String {
         let mut r = self.resource.to_string();
         if !self.group.is_empty() {
             r = format!("{r}.{}", self.group);
@@ -52,7 +52,7 @@ impl Need {
 
 /// Every permission a run of the playbook may use in its namespace: reading state, the lock,
 /// the journal, and what its statements (and their rollbacks) write.
-pub fn needs(pb: &Playbook) -> Vec<Need> {
+pub(crate) fn needs(pb: &Playbook) -> Vec<Need> {
     let mut n: BTreeSet<Need> = BTreeSet::new();
     for verb in ["get", "list", "watch", "patch"] {
         n.insert(Need::new(verb, "apps", "deployments"));
@@ -111,7 +111,7 @@ pub fn needs(pb: &Playbook) -> Vec<Need> {
 
 /// Why the run cannot start.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum PreflightError {
+pub(crate) enum PreflightError {
     /// Permissions the API denies: `(need, the authorizer's reason)`.
     Denied {
         namespace: String,
@@ -128,7 +128,7 @@ pub enum PreflightError {
 
 impl PreflightError {
     /// The message and the help line.
-    pub fn words(&self) -> (String, String) {
+    pub(crate) fn words(&self) -> (String, String) {
         match self {
             PreflightError::Denied { namespace, denied } => (
                 format!(
@@ -160,7 +160,7 @@ impl PreflightError {
 /// Ask the API for every permission the playbook needs; all denials are reported together.
 /// An API server that serves no access reviews (404) is not asked again: the requests
 /// themselves will be judged.
-pub async fn check_access(cluster: &Cluster, pb: &Playbook) -> Result<(), PreflightError> {
+pub(crate) async fn check_access(cluster: &Cluster, pb: &Playbook) -> Result<(), PreflightError> {
     let api: Api<SelfSubjectAccessReview> = Api::all(cluster.client.clone());
     let asks = needs(pb).into_iter().map(|need| {
         let api = api.clone();
@@ -212,7 +212,10 @@ pub async fn check_access(cluster: &Cluster, pb: &Playbook) -> Result<(), Prefli
 
 /// Every deployment of every component must have the component's container: an image patch by
 /// a wrong name must never happen (a strategic merge patch would add a container).
-pub async fn check_containers(cluster: &Cluster, pb: &Playbook) -> Result<(), PreflightError> {
+pub(crate) async fn check_containers(
+    cluster: &Cluster,
+    pb: &Playbook,
+) -> Result<(), PreflightError> {
     for c in &pb.components {
         let deploys: Vec<&str> = match &c.workload {
             Workload::Deployments(d) => d.iter().map(String::as_str).collect(),
