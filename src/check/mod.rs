@@ -7,6 +7,8 @@
 //! 4. model: the compatibility model over every state and rollback path (`crate::model`).
 
 pub(crate) mod errors;
+pub(crate) mod fleet;
+pub(crate) mod fleet_model;
 pub(crate) mod lower;
 pub(crate) mod matrices;
 pub(crate) mod model;
@@ -42,6 +44,8 @@ pub struct Checked {
     pub scopes: Vec<matrices::InScope>,
     /// The `test` items of the input files.
     pub tests: Vec<(FileId, test_items::Test)>,
+    /// The `fleet` items of the input files.
+    pub fleets: Vec<(FileId, fleet::Fleet)>,
     /// The syntax trees, kept only so that they are freed with the rest (or not at all: a
     /// command about to exit may `forget` the whole result).
     _asts: HashMap<FileId, Loaded>,
@@ -633,6 +637,7 @@ fn finish(mut loader: Loader, mut inputs: Vec<FileId>, digests: Digests) -> Chec
         }
     }
     let mut tests_found = Vec::new();
+    let mut fleets_found = Vec::new();
     {
         let sources = &loader.sources;
         let file_of = |p: &Path| {
@@ -649,6 +654,24 @@ fn finish(mut loader: Loader, mut inputs: Vec<FileId>, digests: Digests) -> Chec
                 for t in test_items::lower(id, f, &dir, &books, &mut problems) {
                     tests_found.push((id, t));
                 }
+                for fl in fleet::lower(id, f, &dir, &books, &mut problems) {
+                    fleets_found.push((id, fl));
+                }
+            }
+        }
+    }
+    // Fleets across clusters: the playbook's matrix, in its file's scope.
+    for (id, fl) in &fleets_found {
+        let (pfile, pb) = &playbooks[fl.playbook];
+        let matrix = (pb.matrix.as_deref())
+            .zip(inputs.iter().position(|f| f == pfile))
+            .and_then(|(m, i)| scopes[i].get(m));
+        if let Some(m) = matrix {
+            let outcome =
+                crate::diag::guarded("checking the fleet", || fleet_model::check(*id, fl, pb, m));
+            match outcome {
+                Ok(found) => problems.extend(found),
+                Err(e) => problems.push(Problem::new(*id, e)),
             }
         }
     }
@@ -661,6 +684,7 @@ fn finish(mut loader: Loader, mut inputs: Vec<FileId>, digests: Digests) -> Chec
         inputs,
         scopes,
         tests: tests_found,
+        fleets: fleets_found,
         _asts: loader.files,
     }
 }

@@ -366,6 +366,9 @@ pub struct PlanArgs {
     /// Which playbook, when the file holds several.
     #[arg(long)]
     pub playbook: Option<String>,
+    /// Which fleet, when the file holds several (a file with a `fleet` plans the fleet).
+    #[arg(long)]
+    pub fleet: Option<String>,
     /// Also read the live objects each action touches (only reads) and report the hazards
     /// that predict dropped requests; implied by --kubeconfig or --context.
     #[arg(long)]

@@ -4,6 +4,7 @@
 //! `sim serve`): the CLI depends on the runner, never the other way round.
 
 mod args;
+mod fleet;
 mod fmt;
 mod run;
 mod sim_app;
@@ -261,6 +262,9 @@ pub(crate) fn pick_env<'a>(
 }
 
 fn cmd_plan(args: PlanArgs) -> Exit {
+    if let Some(code) = fleet::plan(&args) {
+        return code;
+    }
     let (checked, i) = match load_playbook(&args.file, args.playbook.as_deref()) {
         Ok(x) => x,
         Err(code) => return code,

@@ -167,6 +167,9 @@ pub(crate) struct Ctx<'a> {
     colours: Mutex<HashMap<usize, Colour>>,
     /// The stage being run or rolled back (scripts see it as `stage`).
     stage: Mutex<String>,
+    /// The namespace as read for the checks before the action about to start (issue 23): set
+    /// and cleared by the driver around those checks, never kept past them.
+    view: Mutex<Option<Arc<super::kube::View>>>,
 }
 
 impl<'a> Ctx<'a> {
@@ -199,6 +202,19 @@ impl<'a> Ctx<'a> {
             log,
             colours: Mutex::new(HashMap::new()),
             stage: Mutex::new(String::new()),
+            view: Mutex::new(None),
+        }
+    }
+
+    /// The namespace as read for the checks before this action, if they are running.
+    pub(crate) fn view(&self) -> Option<Arc<super::kube::View>> {
+        self.view.lock().ok().and_then(|v| v.clone())
+    }
+
+    /// Set (before the checks of an action) or clear (after them) the view they share.
+    pub(crate) fn set_view(&self, view: Option<Arc<super::kube::View>>) {
+        if let Ok(mut v) = self.view.lock() {
+            *v = view;
         }
     }
 
@@ -289,10 +305,15 @@ impl<'a> Ctx<'a> {
     }
 
     /// Every deployment of a component as it is now.
+    /// Before an action, from the view its checks read (one LIST, made for them).
     pub(crate) async fn snaps(&self, comp: usize) -> Result<Vec<super::kube::Snap>, Failure> {
         let mut out = Vec::new();
+        let view = self.view();
         for d in self.comp(comp).deployments() {
-            out.push(self.cluster.snap(d).await?);
+            out.push(match &view {
+                Some(v) => v.snap(d)?,
+                None => self.cluster.snap(d).await?,
+            });
         }
         Ok(out)
     }

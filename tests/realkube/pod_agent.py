@@ -44,6 +44,19 @@ def image_repo(image):
     return image
 
 
+def table_entry(table, image):
+    """The image table's entry for an image: its repository's, else the longest `PREFIX/*` key
+    whose prefix the repository starts with (`acme/*`: every image of the tests' `acme/`)."""
+    repo = image_repo(image)
+    if repo in table:
+        return table[repo]
+    best = None
+    for k in table:
+        if k.endswith("/*") and repo.startswith(k[:-1]) and (best is None or len(k) > len(best)):
+            best = k
+    return table[best] if best else None
+
+
 def resolve_entry(entry):
     """The image table's entry with `{ktplay}` (the first word of its command) replaced by the
     ktplay binary of $KTPLAY_BIN (`ktplay sim app`: the simulator's app of the pod's role); without
@@ -287,7 +300,7 @@ class PodRunner:
         self.gone = False
         self.containers = {}
         for c in pod["spec"].get("containers", []):
-            entry = table.get(image_repo(c.get("image", "")))
+            entry = table_entry(table, c.get("image", ""))
             if entry:
                 self.containers[c["name"]] = Container(self, c, entry, here)
 

@@ -189,6 +189,9 @@ struct App {
     counts: Mutex<BTreeMap<u16, u64>>,
     /// The faults last read from the state file (to re-apply only on a change).
     seen: Mutex<Option<Faults>>,
+    /// When the last read of the namespace started: a request that arrived before it needs no
+    /// read of its own (concurrent requests share one, and none is answered from older state).
+    synced: tokio::sync::Mutex<Option<std::time::Instant>>,
 }
 
 impl App {
@@ -207,6 +210,32 @@ impl App {
             self.sim.set_faults(all);
             *seen = Some(state.faults);
         }
+        Ok(())
+    }
+
+    /// Does the answer to this request depend on other pods of the namespace? A peer's answers
+    /// (but its liveness) on the api's version; the api's workers' status on the workers.
+    fn needs_namespace(&self, path: &str) -> bool {
+        if path == "/healthz" {
+            return false;
+        }
+        match self.target.component.as_str() {
+            "api" => path == "/v1/admin/workers/status",
+            role => super::generic::is_modelled(role),
+        }
+    }
+
+    /// Read the namespace unless a read started after `arrived`.
+    async fn sync(&self, client: &kube::Client, arrived: std::time::Instant) -> Result<(), String> {
+        let mut last = self.synced.lock().await;
+        if last.is_some_and(|t| t >= arrived) {
+            return Ok(());
+        }
+        let started = std::time::Instant::now();
+        super::follow::sync(&self.sim, client, &self.opts.namespace)
+            .await
+            .map_err(|e| e.to_string())?;
+        *last = Some(started);
         Ok(())
     }
 
@@ -256,6 +285,7 @@ fn json_answer(code: StatusCode, v: Value) -> Response {
 }
 
 async fn handle(State(app): State<Arc<App>>, req: Request) -> Response {
+    let arrived = std::time::Instant::now();
     let method = req.method().clone();
     let path = req.uri().path().to_string();
     let headers = req.headers().clone();
@@ -287,10 +317,8 @@ async fn handle(State(app): State<Arc<App>>, req: Request) -> Response {
         metrics(&app)
     } else {
         let synced = match &app.kube {
-            Some(client) => super::follow::sync(&app.sim, client, &app.opts.namespace)
-                .await
-                .map_err(|e| e.to_string()),
-            None => Ok(()),
+            Some(client) if app.needs_namespace(&path) => app.sync(client, arrived).await,
+            _ => Ok(()),
         };
         match synced {
             Err(e) => json_answer(
@@ -414,9 +442,13 @@ pub async fn serve_app(opts: AppOptions, kube: Option<kube::Client>) -> Result<(
         "metadata": {"name": opts.pod, "namespace": opts.namespace},
         "spec": {"containers": [{"name": opts.container, "image": opts.image}]},
     });
+    let component = services::pod_role(&services::roles(&sim), &pod)
+        .map(|(r, _)| r.role)
+        .or_else(|| opts.role.clone())
+        .unwrap_or_else(|| image_repo(&opts.image).to_string());
     let app = Arc::new(App {
         target: Target {
-            component: opts.role.clone().unwrap_or_default(),
+            component,
             colour: None,
             namespace: opts.namespace.clone(),
             selects: Selects::Service(String::new()),
@@ -426,6 +458,7 @@ pub async fn serve_app(opts: AppOptions, kube: Option<kube::Client>) -> Result<(
         pod,
         counts: Mutex::new(BTreeMap::new()),
         seen: Mutex::new(None),
+        synced: tokio::sync::Mutex::new(None),
         opts,
     });
     app.refresh_faults()?;
