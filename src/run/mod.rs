@@ -16,12 +16,12 @@
 //! | [`shown`] | cluster-supplied values (lease holders, journal lines) escaped for printing |
 //! | [`log`] | the event log: [`log::events`] (the typed vocabulary), [`log::journal`], [`log::output`] |
 //! | [`kube`] | the kube layer: the [`kube::Cluster`] handle, [`kube::lock`], [`kube::preflight`], [`kube::traffic`] (routers) |
-//! | [`guards`] | http, logs and ready guards, `approve`; [`guards::client`] (HTTP), [`guards::metric`] + [`guards::prometheus`], [`guards::script`] (Rhai) |
+//! | [`guards`] | http, logs and ready guards, `approve`; [`guards::env`] (what guards need), [`guards::client`] (HTTP, URL rewrite), [`guards::metric`] + [`guards::tally`] + [`guards::prometheus`], [`guards::script`] (Rhai in the sandbox, `ClusterHost`) |
 //!
 //! The simulator wiring (`rehearse`, generic services, `ktplay test`) is [`crate::rehearse`], a
 //! sibling this module never imports.
 //!
-//! Exit codes ([`Outcome::exit_code`], the one table of [`crate::exit`]): 0 success; 1 failed and
+//! Exit codes ([`Outcome::exit`], the one table of [`crate::exit`]): 0 success; 1 failed and
 //! fully rolled back; 2 usage or I/O; 3 refused before any action; 4 failed and the rollback is
 //! incomplete, halted or stopped by a second signal; 5 the run lock was lost.
 
