@@ -30,6 +30,44 @@ pub const LOCK_LOST: i32 = 5;
 /// by it).
 pub const BROKEN_PIPE: i32 = 141;
 
+/// How a command ended, as the table above names it. Commands return it; [`Exit::code`] is the
+/// one place it becomes the process's exit code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Exit {
+    /// 0.
+    Ok,
+    /// 1: errors found, forbidden, a test failed, or a run that failed and rolled back fully.
+    Failed,
+    /// 2.
+    Usage,
+    /// 3.
+    Refused,
+    /// 4.
+    Incomplete,
+    /// 5.
+    LockLost,
+    /// 141.
+    BrokenPipe,
+    /// 128 + the signal: `ktplay test` stopped by one.
+    Signal(i32),
+}
+
+impl Exit {
+    /// The process exit code.
+    pub fn code(self) -> i32 {
+        match self {
+            Exit::Ok => OK,
+            Exit::Failed => FAILED,
+            Exit::Usage => USAGE,
+            Exit::Refused => REFUSED,
+            Exit::Incomplete => INCOMPLETE,
+            Exit::LockLost => LOCK_LOST,
+            Exit::BrokenPipe => BROKEN_PIPE,
+            Exit::Signal(n) => 128 + n,
+        }
+    }
+}
+
 /// The table as `--help` shows it.
 pub const HELP: &str = "\
 Exit codes (every command):

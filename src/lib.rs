@@ -6,7 +6,7 @@
 //! simulated cluster used by `rehearse`, `sim serve` and the tests.
 
 pub mod check;
-pub mod cli;
+pub(crate) mod cli;
 pub(crate) mod describe;
 pub mod diag;
 pub mod exit;
@@ -14,7 +14,7 @@ pub mod explain;
 pub mod fleet_plan;
 pub mod fmt;
 pub(crate) mod heap;
-pub mod lsp;
+pub(crate) mod lsp;
 pub mod matrix;
 pub mod model;
 pub mod plan;
@@ -28,3 +28,9 @@ pub(crate) mod source;
 pub mod span;
 pub mod syntax;
 pub mod version;
+
+/// The command line: `main` parses it ([`Cli::from_env`]), runs it ([`run_cli`], the process's
+/// exit code) and reports panics from a closed stdout quietly ([`quiet_on_broken_pipe`]).
+pub use cli::{quiet_on_broken_pipe, run as run_cli, Cli};
+/// `ktplay lsp`: the language server on stdin and stdout.
+pub use lsp::serve_stdio;

@@ -1,5 +1,5 @@
 fn main() {
-    ktplay::cli::quiet_on_broken_pipe();
-    let cli = ktplay::cli::Cli::from_env();
-    std::process::exit(ktplay::cli::run(cli));
+    ktplay::quiet_on_broken_pipe();
+    let cli = ktplay::Cli::from_env();
+    std::process::exit(ktplay::run_cli(cli));
 }

@@ -458,7 +458,7 @@ fn every_flag_and_argument_says_what_it_does() {
     }
     let mut missing = Vec::new();
     walk(
-        &<ktplay::cli::Cli as clap::CommandFactory>::command(),
+        &<ktplay::Cli as clap::CommandFactory>::command(),
         "ktplay",
         &mut missing,
     );

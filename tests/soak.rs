@@ -25,7 +25,7 @@ use std::path::{Path, PathBuf};
 use std::process::Output;
 use std::time::{Duration, Instant};
 
-use ktplay::run::exit::{INCOMPLETE, LOCK_LOST, OK, REFUSED, ROLLED_BACK};
+use ktplay::exit::{INCOMPLETE, LOCK_LOST, OK, REFUSED, ROLLED_BACK};
 use ktplay::sim::{Fault, Seed, SimConfig};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};

@@ -16,7 +16,7 @@ use crate::span::{FileId, Span};
 use crate::syntax::ast::{self, ClusterEntry, FleetEntry, FleetPolicy, WaveEntry};
 
 /// How often a soak's guards run between its first and its last round.
-pub const SOAK_EVERY: Duration = Duration::from_secs(30);
+pub(crate) const SOAK_EVERY: Duration = Duration::from_secs(30);
 
 /// A checked fleet.
 #[derive(Debug, Clone)]
@@ -186,7 +186,7 @@ impl Fleet {
 
 /// Problems with a fleet item.
 #[derive(Debug, Clone, thiserror::Error, miette::Diagnostic)]
-pub enum FleetError {
+pub(crate) enum FleetError {
     #[error("{message}")]
     #[diagnostic(code(ktplay::check::fleet_playbook))]
     Playbook {
@@ -262,7 +262,7 @@ pub enum FleetError {
 }
 
 /// Lower the fleet items of one file.
-pub fn lower(
+pub(crate) fn lower(
     id: FileId,
     file: &ast::File,
     dir: &std::path::Path,

@@ -32,7 +32,7 @@ use crate::syntax::ast::FleetPolicy;
 #[derive(Debug, Clone, thiserror::Error, miette::Diagnostic)]
 #[error("{when}: {state} — {why}")]
 #[diagnostic(code(ktplay::compat::fleet_incompatible))]
-pub struct FleetIncompatible {
+pub(crate) struct FleetIncompatible {
     pub when: String,
     pub state: String,
     pub why: String,
@@ -44,7 +44,7 @@ pub struct FleetIncompatible {
 
 /// Every state of cluster `c`'s run, first to last, with the statements of components it does not
 /// run left out.
-pub fn trajectory(fleet: &Fleet, pb: &Playbook, c: usize) -> Vec<State> {
+pub(crate) fn trajectory(fleet: &Fleet, pb: &Playbook, c: usize) -> Vec<State> {
     let mut program = super::model::to_model(pb);
     for stage in &mut program.stages {
         stage
@@ -140,7 +140,7 @@ fn configs(fleet: &Fleet) -> Vec<Config> {
 }
 
 /// Every cross-cluster state of the fleet that the matrix forbids, one error per (cluster, pair).
-pub fn check(file: FileId, fleet: &Fleet, pb: &Playbook, matrix: &Matrix) -> Vec<Problem> {
+pub(crate) fn check(file: FileId, fleet: &Fleet, pb: &Playbook, matrix: &Matrix) -> Vec<Problem> {
     if fleet.shared.is_empty() || fleet.waves.is_empty() {
         return Vec::new();
     }

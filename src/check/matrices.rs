@@ -12,7 +12,7 @@ use super::errors::CheckError;
 use super::lower::Lowerer;
 
 /// Every matrix declared in every file read, by file.
-pub struct Matrices {
+pub(crate) struct Matrices {
     by_file: HashMap<FileId, Vec<Matrix>>,
 }
 
@@ -44,12 +44,12 @@ impl InScope {
 }
 
 /// The matrices every file can use without declaring them.
-pub fn builtins() -> Vec<Matrix> {
+pub(crate) fn builtins() -> Vec<Matrix> {
     vec![matrix::keeptrusts()]
 }
 
 impl Matrices {
-    pub fn collect(files: &[(FileId, &ast::File)], problems: &mut Vec<Problem>) -> Matrices {
+    pub(crate) fn collect(files: &[(FileId, &ast::File)], problems: &mut Vec<Problem>) -> Matrices {
         let builtin_names: Vec<String> = builtins().into_iter().map(|m| m.name).collect();
         let mut by_file: HashMap<FileId, Vec<Matrix>> = HashMap::new();
         for (id, f) in files {
@@ -88,7 +88,7 @@ impl Matrices {
     }
 
     /// Matrices visible from the files given (a file and everything it `use`s).
-    pub fn in_scope(&self, files: &[FileId]) -> InScope {
+    pub(crate) fn in_scope(&self, files: &[FileId]) -> InScope {
         let mut matrices = builtins();
         for f in files {
             for m in self.by_file.get(f).into_iter().flatten() {
@@ -117,7 +117,7 @@ impl Lowerer<'_> {
     }
 
     /// Lower one `matrix NAME { … }`; `None` if it is unusable.
-    pub fn matrix(&mut self, m: &ast::MatrixDecl) -> Option<Matrix> {
+    pub(crate) fn matrix(&mut self, m: &ast::MatrixDecl) -> Option<Matrix> {
         let name = m.name.node.as_str();
         let mut hub: Option<Spanned<String>> = None;
         let mut order: Option<Vec<String>> = None;

@@ -6,19 +6,19 @@
 //! 3. lower: resolve names and check values in each playbook ([`lower`]);
 //! 4. model: the compatibility model over every state and rollback path (`crate::model`).
 
-pub mod errors;
-pub mod fleet;
-pub mod fleet_model;
-pub mod lower;
-pub mod matrices;
-pub mod model;
-pub mod names;
+pub(crate) mod errors;
+pub(crate) mod fleet;
+pub(crate) mod fleet_model;
+pub(crate) mod lower;
+pub(crate) mod matrices;
+pub(crate) mod model;
+pub(crate) mod names;
 mod par;
 pub mod program;
-pub mod roles;
-pub mod scripts;
-pub mod select;
-pub mod test_items;
+pub(crate) mod roles;
+pub(crate) mod scripts;
+pub(crate) mod select;
+pub(crate) mod test_items;
 
 use foldhash::{HashMap, HashMapExt};
 use std::path::{Path, PathBuf};

@@ -5,7 +5,7 @@ use crate::model;
 
 /// The model's view of a playbook: components with their versions, stages with what each
 /// statement does to versions.
-pub fn to_model(pb: &Playbook) -> model::Program {
+pub(crate) fn to_model(pb: &Playbook) -> model::Program {
     model::Program {
         components: pb
             .components
@@ -51,7 +51,7 @@ fn stmts(list: &[p::Statement]) -> Vec<model::Stmt> {
 }
 
 /// What one statement does to versions, in the model's terms.
-pub fn op(o: &p::Op) -> model::Op {
+pub(crate) fn op(o: &p::Op) -> model::Op {
     match o {
         p::Op::Rolling { comp, to, .. } => model::Op::Rolling {
             comp: *comp,

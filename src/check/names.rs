@@ -1,7 +1,7 @@
 //! Name helpers: "did you mean", Kubernetes name rules, image references.
 
 /// The closest candidate to `name`, if it is close enough to be a likely typo.
-pub fn did_you_mean<'a>(
+pub(crate) fn did_you_mean<'a>(
     name: &str,
     candidates: impl IntoIterator<Item = &'a str>,
 ) -> Option<String> {
@@ -16,7 +16,7 @@ pub fn did_you_mean<'a>(
 }
 
 /// Why `name` is not an RFC 1123 label (namespace, container, service names), if it is not.
-pub fn dns_label_problem(name: &str) -> Option<String> {
+pub(crate) fn dns_label_problem(name: &str) -> Option<String> {
     if name.is_empty() {
         return Some("empty".into());
     }
@@ -38,7 +38,7 @@ pub fn dns_label_problem(name: &str) -> Option<String> {
 }
 
 /// Why `name` is not an RFC 1123 subdomain (Deployment names), if it is not.
-pub fn dns_subdomain_problem(name: &str) -> Option<String> {
+pub(crate) fn dns_subdomain_problem(name: &str) -> Option<String> {
     if name.is_empty() {
         return Some("empty".into());
     }
@@ -54,7 +54,7 @@ pub fn dns_subdomain_problem(name: &str) -> Option<String> {
 }
 
 /// The nearest valid RFC 1123 name, for help lines (`worker_export` → `worker-export`).
-pub fn suggest_k8s_name(name: &str) -> String {
+pub(crate) fn suggest_k8s_name(name: &str) -> String {
     let mut s: String = name
         .to_ascii_lowercase()
         .chars()
@@ -77,7 +77,7 @@ pub fn suggest_k8s_name(name: &str) -> String {
 }
 
 /// If an image reference carries a tag or digest, the reference without it.
-pub fn strip_image_tag(image: &str) -> Option<String> {
+pub(crate) fn strip_image_tag(image: &str) -> Option<String> {
     let r = ktplay_imageref::ImageRef::parse(image);
     r.is_pinned().then(|| r.repo.to_string())
 }

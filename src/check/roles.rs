@@ -11,7 +11,12 @@ use crate::syntax::ast;
 
 /// A `role` the matrix does not know would take the component out of every compatibility check
 /// (the model, the live check before each action, the simulated services), so it is an error.
-pub fn check_roles(file: FileId, pb: &ast::Playbook, matrix: &Matrix, problems: &mut Vec<Problem>) {
+pub(crate) fn check_roles(
+    file: FileId,
+    pb: &ast::Playbook,
+    matrix: &Matrix,
+    problems: &mut Vec<Problem>,
+) {
     let mut known: Vec<&str> = vec![matrix.hub.as_str()];
     known.extend(matrix.columns());
     for entry in &pb.entries {
@@ -46,7 +51,7 @@ pub fn check_roles(file: FileId, pb: &ast::Playbook, matrix: &Matrix, problems: 
 }
 
 /// Two playbooks of one name in one file: `--playbook NAME` could only ever pick the first.
-pub fn check_playbook_names(file: FileId, items: &[ast::Item], problems: &mut Vec<Problem>) {
+pub(crate) fn check_playbook_names(file: FileId, items: &[ast::Item], problems: &mut Vec<Problem>) {
     let mut seen: HashMap<String, crate::span::Span> = HashMap::new();
     for item in items {
         if let ast::Item::Playbook(pb) = item {

@@ -15,7 +15,7 @@ use crate::source::SourceMap;
 use crate::span::FileId;
 
 /// Compile every inline script of `pb` (`guard rhai`, `check rhai`).
-pub fn compile_inline(pb: &Playbook, problems: &mut Vec<Problem>) {
+pub(crate) fn compile_inline(pb: &Playbook, problems: &mut Vec<Problem>) {
     for g in guards(pb) {
         let script = match g {
             GuardKind::Rhai { script } => script,
@@ -35,7 +35,7 @@ pub fn compile_inline(pb: &Playbook, problems: &mut Vec<Problem>) {
 }
 
 /// Compile every hook file of `pb` not compiled yet (`hooks_done`); each is added to `sources`.
-pub fn compile_hooks(
+pub(crate) fn compile_hooks(
     pb: &Playbook,
     sources: &mut SourceMap,
     file: FileId,

@@ -110,7 +110,10 @@ impl Checked {
 }
 
 /// The env named; `None` is fine only for a playbook without envs.
-pub fn select_env<'p>(pb: &'p Playbook, env: Option<&str>) -> Result<Option<&'p Env>, SelectError> {
+pub(crate) fn select_env<'p>(
+    pb: &'p Playbook,
+    env: Option<&str>,
+) -> Result<Option<&'p Env>, SelectError> {
     let have = || -> Vec<String> { pb.envs.iter().map(|e| e.name.clone()).collect() };
     match env {
         Some(e) => pb.env(e).map(Some).ok_or_else(|| SelectError::UnknownEnv {

@@ -79,7 +79,7 @@ impl TestOutcome {
 
 /// Problems with a test item.
 #[derive(Debug, Clone, thiserror::Error, miette::Diagnostic)]
-pub enum TestError {
+pub(crate) enum TestError {
     #[error("the test names no playbook")]
     #[diagnostic(
         code(ktplay::check::test_playbook),
@@ -122,7 +122,7 @@ pub enum TestError {
 
 /// The playbook files test items of a file name, resolved against its folder, with the span of
 /// each name (loaded and checked like inputs).
-pub fn referenced(file: &ast::File, dir: &std::path::Path) -> Vec<(PathBuf, Span)> {
+pub(crate) fn referenced(file: &ast::File, dir: &std::path::Path) -> Vec<(PathBuf, Span)> {
     file.items
         .iter()
         .flat_map(|i| -> Vec<&Spanned<ast::StrLit>> {
@@ -151,7 +151,7 @@ pub fn referenced(file: &ast::File, dir: &std::path::Path) -> Vec<(PathBuf, Span
 }
 
 /// A `playbook "F" [name "P"]` that names nothing usable: what to say, and where.
-pub struct RefProblem {
+pub(crate) struct RefProblem {
     pub message: String,
     pub span: Span,
     pub label: String,
@@ -160,7 +160,7 @@ pub struct RefProblem {
 
 /// The playbook (index into `books.all`) that `playbook "F" [name "P"]` names, relative to `dir`
 /// (tests and fleets).
-pub fn resolve_playbook(
+pub(crate) fn resolve_playbook(
     dir: &std::path::Path,
     file: &Spanned<ast::StrLit>,
     name: Option<&Spanned<ast::StrLit>>,
@@ -236,13 +236,13 @@ pub fn resolve_playbook(
 }
 
 /// The playbooks a test may name: by the canonical path of their file.
-pub struct Playbooks<'c> {
+pub(crate) struct Playbooks<'c> {
     pub all: &'c [(FileId, Playbook)],
     pub file_of: &'c dyn Fn(&std::path::Path) -> Option<FileId>,
 }
 
 /// Lower the test items of one file.
-pub fn lower(
+pub(crate) fn lower(
     id: FileId,
     file: &ast::File,
     dir: &std::path::Path,
@@ -357,7 +357,7 @@ pub fn lower(
 
 /// Why a fault cannot fire in this playbook (a component, role or version it does not have),
 /// with a hint: for `rehearse --fault` as for test items.
-pub fn fault_mismatch(pb: &Playbook, f: &Fault) -> Option<(String, Option<String>)> {
+pub(crate) fn fault_mismatch(pb: &Playbook, f: &Fault) -> Option<(String, Option<String>)> {
     let spanned = Spanned::new(f.clone(), Span::default());
     match fault_problem(pb, &spanned)? {
         TestError::Fault { message, help, .. } => Some((message, help)),

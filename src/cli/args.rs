@@ -200,8 +200,8 @@ pub struct RunArgs {
     #[arg(long, value_name = "ENV=CONTEXT")]
     pub after_context: Vec<String>,
     /// Output format.
-    #[arg(long, value_enum, default_value_t = Format::Human)]
-    pub format: Format,
+    #[arg(long, value_enum, default_value_t = OutputFormat::Human)]
+    pub format: OutputFormat,
 }
 
 #[derive(Debug, clap::Args)]
@@ -243,8 +243,8 @@ pub struct RehearseArgs {
     #[command(flatten)]
     pub hazard: HazardArgs,
     /// Output format.
-    #[arg(long, value_enum, default_value_t = Format::Human)]
-    pub format: Format,
+    #[arg(long, value_enum, default_value_t = OutputFormat::Human)]
+    pub format: OutputFormat,
 }
 
 #[derive(Debug, clap::Args)]
@@ -260,8 +260,8 @@ pub struct StatusArgs {
     #[command(flatten)]
     pub kube: KubeArgs,
     /// Output format.
-    #[arg(long, value_enum, default_value_t = Format::Human)]
-    pub format: Format,
+    #[arg(long, value_enum, default_value_t = OutputFormat::Human)]
+    pub format: OutputFormat,
 }
 
 #[derive(Debug, clap::Args)]
@@ -412,7 +412,7 @@ pub enum MatrixCommand {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum Format {
+pub enum OutputFormat {
     /// For people.
     Human,
     /// One JSON document (or one event a line for `run`).

@@ -2,7 +2,8 @@
 
 use super::args::{CheckFormat, PlanArgs, RehearseArgs};
 use super::{plural, print_json, report_problems, JsonLayout};
-use crate::{check, exit};
+use crate::check;
+use crate::exit::Exit;
 
 /// Whether the file holds a `fleet` item (a quick parse; a file that does not parse is not one).
 fn holds_fleet(path: &std::path::Path) -> bool {
@@ -17,16 +18,16 @@ fn holds_fleet(path: &std::path::Path) -> bool {
 }
 
 /// The fleet plan when the file holds a fleet (or `--fleet` names one); `None` for a playbook.
-pub(super) fn plan(args: &PlanArgs) -> Option<i32> {
+pub(super) fn plan(args: &PlanArgs) -> Option<Exit> {
     (args.fleet.is_some() || holds_fleet(&args.file)).then(|| plan_fleet(args))
 }
 
 /// The fleet rehearsed when the file holds a fleet (or `--fleet` names one); `None` otherwise.
-pub(super) fn rehearse(args: &RehearseArgs) -> Option<i32> {
+pub(super) fn rehearse(args: &RehearseArgs) -> Option<Exit> {
     (args.fleet.is_some() || holds_fleet(&args.file)).then(|| rehearse_fleet(args))
 }
 
-fn rehearse_fleet(args: &RehearseArgs) -> i32 {
+fn rehearse_fleet(args: &RehearseArgs) -> Exit {
     let checked = match checked_clean(&args.file) {
         Ok(c) => c,
         Err(code) => return code,
@@ -39,7 +40,7 @@ fn rehearse_fleet(args: &RehearseArgs) -> i32 {
         Ok(r) => r,
         Err(why) => {
             eprintln!("error: {why}");
-            return exit::USAGE;
+            return Exit::Usage;
         }
     };
     println!("Rehearsal of fleet \"{}\"", fleet.name);
@@ -81,7 +82,7 @@ fn rehearse_fleet(args: &RehearseArgs) -> i32 {
                 "error: cannot write the fleet journal `{}`: {e}",
                 path.display()
             );
-            return exit::USAGE;
+            return Exit::Usage;
         }
     }
     println!(
@@ -95,19 +96,19 @@ fn rehearse_fleet(args: &RehearseArgs) -> i32 {
         .filter_map(|c| c.outcome.as_ref())
         .find(|o| **o != crate::run::Outcome::Succeeded);
     match (ran.succeeded, failed_run) {
-        (true, _) => exit::OK,
-        (false, Some(o)) => o.exit_code(),
-        (false, None) => exit::FAILED,
+        (true, _) => Exit::Ok,
+        (false, Some(o)) => o.exit(),
+        (false, None) => Exit::Failed,
     }
 }
 
 /// The file checked; errors reported (exit 1).
-fn checked_clean(path: &std::path::Path) -> Result<check::Checked, i32> {
+fn checked_clean(path: &std::path::Path) -> Result<check::Checked, Exit> {
     let checked = match check::check_paths(std::slice::from_ref(&path.to_path_buf())) {
         Ok(c) => c,
         Err(e) => {
             eprintln!("{:?}", miette::Report::new(e));
-            return Err(exit::USAGE);
+            return Err(Exit::Usage);
         }
     };
     if checked.errors() > 0 {
@@ -117,7 +118,7 @@ fn checked_clean(path: &std::path::Path) -> Result<check::Checked, i32> {
             checked.errors(),
             plural(checked.errors())
         );
-        return Err(exit::FOUND_ERRORS);
+        return Err(Exit::Failed);
     }
     Ok(checked)
 }
@@ -127,7 +128,7 @@ fn pick<'c>(
     checked: &'c check::Checked,
     path: &std::path::Path,
     name: Option<&str>,
-) -> Result<&'c check::fleet::Fleet, i32> {
+) -> Result<&'c check::fleet::Fleet, Exit> {
     let input = checked.inputs.first().copied();
     let fleets: Vec<&check::fleet::Fleet> = checked
         .fleets
@@ -158,20 +159,20 @@ fn pick<'c>(
                 names.join(", ")
             ),
         }
-        exit::USAGE
+        Exit::Usage
     })
 }
 
-fn plan_fleet(args: &PlanArgs) -> i32 {
+fn plan_fleet(args: &PlanArgs) -> Exit {
     if args.cluster || args.kube.context.is_some() || args.kube.kubeconfig.is_some() {
         eprintln!(
             "error: `plan --cluster` reads one cluster; plan the playbook for one cluster's env instead"
         );
-        return exit::USAGE;
+        return Exit::Usage;
     }
     if matches!(args.format, CheckFormat::Sarif | CheckFormat::Github) {
         eprintln!("error: --format sarif and github report a cluster's hazards; a fleet plan has none: use human or json");
-        return exit::USAGE;
+        return Exit::Usage;
     }
     let checked = match checked_clean(&args.file) {
         Ok(c) => c,
@@ -195,5 +196,5 @@ fn plan_fleet(args: &PlanArgs) -> i32 {
             print!("{}", crate::fleet_plan::render_human(&plan));
         }
     }
-    exit::OK
+    Exit::Ok
 }

@@ -4,7 +4,7 @@ use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 
 use crate::diag::{self, Problem, RenderOptions};
-use crate::exit;
+use crate::exit::Exit;
 use crate::source::SourceMap;
 use crate::span::FileId;
 
@@ -21,11 +21,11 @@ pub struct FmtArgs {
     pub diff: bool,
 }
 
-pub(super) fn cmd_fmt(args: FmtArgs) -> i32 {
+pub(super) fn cmd_fmt(args: FmtArgs) -> Exit {
     if args.paths.iter().any(|p| p.as_os_str() == "-") {
         if args.paths.len() > 1 {
             eprintln!("error: `-` (stdin) cannot be combined with other paths");
-            return exit::USAGE;
+            return Exit::Usage;
         }
         return fmt_stdin(&args);
     }
@@ -33,7 +33,7 @@ pub(super) fn cmd_fmt(args: FmtArgs) -> i32 {
         Ok(f) => f,
         Err(e) => {
             eprintln!("{:?}", miette::Report::new(e));
-            return exit::USAGE;
+            return Exit::Usage;
         }
     };
     let mut changed = 0;
@@ -43,7 +43,7 @@ pub(super) fn cmd_fmt(args: FmtArgs) -> i32 {
             Ok(bytes) => bytes,
             Err(e) => {
                 eprintln!("error: cannot read `{}`: {e}", path.display());
-                return exit::USAGE;
+                return Exit::Usage;
             }
         };
         let Ok(text) = String::from_utf8(text) else {
@@ -73,7 +73,7 @@ pub(super) fn cmd_fmt(args: FmtArgs) -> i32 {
             println!("{name}");
         } else if let Err(e) = std::fs::write(path, &formatted) {
             eprintln!("error: cannot write `{name}`: {e}");
-            return exit::USAGE;
+            return Exit::Usage;
         } else {
             println!("formatted {name}");
         }
@@ -84,7 +84,7 @@ pub(super) fn cmd_fmt(args: FmtArgs) -> i32 {
             "failed: {broken} file{} not formatted (syntax errors)",
             if broken == 1 { "" } else { "s" }
         );
-        return exit::FAILED;
+        return Exit::Failed;
     }
     if changed > 0 && (args.check || args.diff) {
         eprintln!(
@@ -93,34 +93,34 @@ pub(super) fn cmd_fmt(args: FmtArgs) -> i32 {
             if files.len() == 1 { "" } else { "s" },
             if changed == 1 { "it" } else { "them" }
         );
-        return exit::FAILED;
+        return Exit::Failed;
     }
-    exit::OK
+    Exit::Ok
 }
 
-fn fmt_stdin(args: &FmtArgs) -> i32 {
+fn fmt_stdin(args: &FmtArgs) -> Exit {
     let mut text = String::new();
     if let Err(e) = std::io::stdin().read_to_string(&mut text) {
         eprintln!("error: cannot read stdin as UTF-8 text: {e}");
-        return exit::USAGE;
+        return Exit::Usage;
     }
     let Ok(formatted) = crate::fmt::format(&text) else {
         report_syntax_errors(Path::new("<stdin>"), &text);
-        return exit::FAILED;
+        return Exit::Failed;
     };
     if args.check || args.diff {
         if formatted == text {
-            return exit::OK;
+            return Exit::Ok;
         }
         if args.diff {
             print!("{}", unified_diff("<stdin>", &text, &formatted));
         } else {
             println!("<stdin>");
         }
-        return exit::FAILED;
+        return Exit::Failed;
     }
     print!("{formatted}");
-    exit::OK
+    Exit::Ok
 }
 
 fn unified_diff(name: &str, old: &str, new: &str) -> String {

@@ -18,8 +18,7 @@ pub use args::*;
 use crate::check;
 use crate::diag::{self, JsonDiagnostic, RenderOptions};
 
-/// The exit codes (one table for every command).
-pub use crate::exit;
+use crate::exit::Exit;
 
 fn colour_wanted() -> bool {
     std::env::var_os("NO_COLOR").is_none() && std::io::stderr().is_terminal()
@@ -41,14 +40,19 @@ pub fn quiet_on_broken_pipe() {
     std::panic::set_hook(Box::new(move |info| {
         let message = crate::diag::panic_message(info.payload());
         if message.starts_with("failed printing to std") && message.contains("Broken pipe") {
-            std::process::exit(exit::BROKEN_PIPE);
+            std::process::exit(Exit::BrokenPipe.code());
         }
         default(info)
     }));
 }
 
-/// Run the parsed command line; returns the process exit code.
+/// Run the parsed command line; returns the process exit code (the one place a command's
+/// [`Exit`] becomes a number).
 pub fn run(cli: Cli) -> i32 {
+    dispatch(cli).code()
+}
+
+fn dispatch(cli: Cli) -> Exit {
     check::set_allow_outside(cli.allow_outside);
     match cli.command {
         Command::Check(args) => cmd_check(args),
@@ -58,7 +62,7 @@ pub fn run(cli: Cli) -> i32 {
         Command::Completions { shell } => {
             let mut cmd = <Cli as clap::CommandFactory>::command();
             clap_complete::generate(shell, &mut cmd, "ktplay", &mut std::io::stdout());
-            exit::OK
+            Exit::Ok
         }
         Command::Plan(args) => cmd_plan(args),
         Command::Matrix(cmd) => cmd_matrix(cmd),
@@ -79,13 +83,13 @@ pub fn run(cli: Cli) -> i32 {
     }
 }
 
-fn cmd_check(args: CheckArgs) -> i32 {
+fn cmd_check(args: CheckArgs) -> Exit {
     crate::heap::grow_in_large_steps();
     let checked = match check::lint_paths(&args.paths) {
         Ok(c) => c,
         Err(e) => {
             eprintln!("{:?}", miette::Report::new(e));
-            return exit::USAGE;
+            return Exit::Usage;
         }
     };
     let errors = checked.errors();
@@ -145,21 +149,21 @@ fn cmd_check(args: CheckArgs) -> i32 {
     // the lowering of a playbook (7% of checking 100).
     std::mem::forget(checked);
     if failed {
-        exit::FOUND_ERRORS
+        Exit::Failed
     } else {
-        exit::OK
+        Exit::Ok
     }
 }
 
-fn cmd_explain(code: Option<&str>) -> i32 {
+fn cmd_explain(code: Option<&str>) -> Exit {
     let Some(code) = code else {
         print!("{}", crate::explain::list());
-        return exit::OK;
+        return Exit::Ok;
     };
     match crate::explain::find(code) {
         Some(entry) => {
             print!("{}", entry.render());
-            exit::OK
+            Exit::Ok
         }
         None => {
             let last = code.rsplit("::").next().unwrap_or(code);
@@ -172,7 +176,7 @@ fn cmd_explain(code: Option<&str>) -> i32 {
             .map(|h| format!(" ({h})"))
             .unwrap_or_default();
             eprintln!("error: no diagnostic code `{code}`{hint}; `ktplay explain` lists them all");
-            exit::USAGE
+            Exit::Usage
         }
     }
 }
@@ -220,12 +224,12 @@ fn report_problems(checked: &check::Checked) {
 pub(crate) fn load_playbook(
     file: &std::path::Path,
     name: Option<&str>,
-) -> Result<(check::Checked, usize), i32> {
+) -> Result<(check::Checked, usize), Exit> {
     let checked = match check::check_paths(&[file.to_path_buf()]) {
         Ok(c) => c,
         Err(e) => {
             eprintln!("{:?}", miette::Report::new(e));
-            return Err(exit::USAGE);
+            return Err(Exit::Usage);
         }
     };
     if checked.errors() > 0 {
@@ -235,13 +239,13 @@ pub(crate) fn load_playbook(
             checked.errors(),
             plural(checked.errors())
         );
-        return Err(exit::FOUND_ERRORS);
+        return Err(Exit::Failed);
     }
     match checked.select_playbook(name) {
         Ok(i) => Ok((checked, i)),
         Err(e) => {
             eprintln!("error: `{}`: {e}", file.display());
-            Err(exit::USAGE)
+            Err(Exit::Usage)
         }
     }
 }
@@ -250,14 +254,14 @@ pub(crate) fn load_playbook(
 pub(crate) fn pick_env<'a>(
     pb: &'a check::Playbook,
     env: Option<&str>,
-) -> Result<Option<&'a check::program::Env>, i32> {
+) -> Result<Option<&'a check::program::Env>, Exit> {
     check::select::select_env(pb, env).map_err(|e| {
         eprintln!("error: {e}");
-        exit::USAGE
+        Exit::Usage
     })
 }
 
-fn cmd_plan(args: PlanArgs) -> i32 {
+fn cmd_plan(args: PlanArgs) -> Exit {
     if let Some(code) = fleet::plan(&args) {
         return code;
     }
@@ -346,12 +350,12 @@ fn cmd_plan(args: PlanArgs) -> i32 {
         }
     }
     if !crate::run::kube::hazards::refusing(&settings, found).is_empty() {
-        return exit::FOUND_ERRORS;
+        return Exit::Failed;
     }
-    exit::OK
+    Exit::Ok
 }
 
-fn cmd_matrix(cmd: MatrixCommand) -> i32 {
+fn cmd_matrix(cmd: MatrixCommand) -> Exit {
     let (name, file) = match &cmd {
         MatrixCommand::Show { name, file } => (name.clone(), file.clone()),
         MatrixCommand::Check { matrix, file, .. } => (matrix.clone(), file.clone()),
@@ -363,14 +367,14 @@ fn cmd_matrix(cmd: MatrixCommand) -> i32 {
     match cmd {
         MatrixCommand::Show { .. } => {
             print!("{}", crate::matrix::render_table(&matrix));
-            exit::OK
+            Exit::Ok
         }
         MatrixCommand::Check { state, .. } => {
             let mut parsed = crate::matrix::State::new();
             for item in &state {
                 let Some((comp, versions)) = item.split_once('=') else {
                     eprintln!("error: `{item}` is not COMPONENT=VERSION[,VERSION…], like api=1.5.0 or gateway=1.4.1,1.5.0");
-                    return exit::USAGE;
+                    return Exit::Usage;
                 };
                 let mut set = std::collections::BTreeSet::new();
                 for v in versions.split(',') {
@@ -380,7 +384,7 @@ fn cmd_matrix(cmd: MatrixCommand) -> i32 {
                         }
                         Err(e) => {
                             eprintln!("error: `{v}` (for {comp}) is not a version: {e}");
-                            return exit::USAGE;
+                            return Exit::Usage;
                         }
                     }
                 }
@@ -396,7 +400,7 @@ fn cmd_matrix(cmd: MatrixCommand) -> i32 {
                         matrix.name,
                         known.join(", ")
                     );
-                    return exit::USAGE;
+                    return Exit::Usage;
                 }
                 parsed.insert(comp.to_string(), set);
             }
@@ -406,9 +410,9 @@ fn cmd_matrix(cmd: MatrixCommand) -> i32 {
                 println!();
             }
             if ok {
-                exit::OK
+                Exit::Ok
             } else {
-                exit::FOUND_ERRORS
+                Exit::Failed
             }
         }
     }
@@ -419,19 +423,19 @@ fn cmd_matrix(cmd: MatrixCommand) -> i32 {
 fn find_matrix(
     name: Option<&str>,
     file: Option<&std::path::Path>,
-) -> Result<crate::matrix::Matrix, i32> {
+) -> Result<crate::matrix::Matrix, Exit> {
     let (scope, named_by_file) = match file {
         Some(f) => {
             let checked = match check::check_paths(&[f.to_path_buf()]) {
                 Ok(c) => c,
                 Err(e) => {
                     eprintln!("{:?}", miette::Report::new(e));
-                    return Err(exit::USAGE);
+                    return Err(Exit::Usage);
                 }
             };
             if checked.errors() > 0 {
                 report_problems(&checked);
-                return Err(exit::FOUND_ERRORS);
+                return Err(Exit::Failed);
             }
             let mut named: Vec<String> = checked
                 .playbooks
@@ -465,7 +469,7 @@ fn find_matrix(
                         file.map(|f| f.display().to_string()).unwrap_or_default(),
                         names.join(", ")
                     );
-                    return Err(exit::USAGE);
+                    return Err(Exit::Usage);
                 }
             }
         }
@@ -479,7 +483,7 @@ fn find_matrix(
             "error: no matrix `{chosen}`{hint}; known: {}",
             names.join(", ")
         );
-        exit::USAGE
+        Exit::Usage
     })
 }
 

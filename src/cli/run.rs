@@ -1,12 +1,13 @@
 //! The commands `run`, `rehearse`, `status`, `unlock` and `sim serve`: arguments → a tokio
-//! runtime → the runner → an exit code (see [`crate::run::exit`]).
+//! runtime → the runner → an exit code (see [`crate::exit`]).
 
-use super::{Format as CliFormat, KubeArgs, RehearseArgs, RunArgs, StatusArgs, UnlockArgs};
+use super::{KubeArgs, OutputFormat, RehearseArgs, RunArgs, StatusArgs, UnlockArgs};
 use crate::check::program::{Env, Playbook};
+use crate::check::select::Selection;
 use crate::check::Checked;
 use crate::resolve::{Live, Scope};
 
-use crate::run::exit;
+use crate::exit::Exit;
 use crate::run::guards::UrlRewrite;
 use crate::run::kube::{self as cluster, Cluster, Connect};
 use crate::run::log::events::RunEvent;
@@ -22,34 +23,56 @@ pub(super) fn runtime() -> tokio::runtime::Runtime {
         .expect("tokio runtime")
 }
 
-fn format(f: CliFormat) -> Format {
+fn format(f: OutputFormat) -> Format {
     match f {
-        CliFormat::Human => Format::Human,
-        CliFormat::Json => Format::Json,
+        OutputFormat::Human => Format::Human,
+        OutputFormat::Json => Format::Json,
     }
 }
 
-/// Check the file and pick the playbook and env; check errors refuse (3), usage is 4.
+/// A checked file with the playbook and the env the command line picked.
+pub(super) struct Loaded {
+    pub(super) checked: Checked,
+    /// Index into `checked.playbooks`.
+    pub(super) index: usize,
+    /// The env's name; `None` only for a playbook without envs.
+    pub(super) env: Option<String>,
+}
+
+impl Loaded {
+    /// The pick as a [`Selection`]: the playbook, its env, its matrix.
+    pub(super) fn selection(&self) -> Selection<'_> {
+        let pb = &self.checked.playbooks[self.index].1;
+        let env = self.env.as_deref().and_then(|n| pb.env(n));
+        self.checked.selection(self.index, env)
+    }
+}
+
+/// Check the file and pick the playbook and env; check errors refuse (3), usage is 2.
 pub(super) fn load(
     file: &std::path::Path,
     playbook: Option<&str>,
     env: Option<&str>,
-) -> Result<(Checked, usize, Option<String>), i32> {
+) -> Result<Loaded, Exit> {
     let (checked, i) = super::load_playbook(file, playbook).map_err(|code| {
-        if code == crate::run::exit::FOUND_ERRORS {
+        if code == Exit::Failed {
             eprintln!("refused: the playbook has errors; nothing was run");
-            exit::REFUSED
+            Exit::Refused
         } else {
-            exit::USAGE
+            Exit::Usage
         }
     })?;
     let env_name = {
         let pb = &checked.playbooks[i].1;
         super::pick_env(pb, env)
-            .map_err(|_| exit::USAGE)?
+            .map_err(|_| Exit::Usage)?
             .map(|e| e.name.clone())
     };
-    Ok((checked, i, env_name))
+    Ok(Loaded {
+        checked,
+        index: i,
+        env: env_name,
+    })
 }
 
 pub(super) fn namespace(pb: &Playbook, env: Option<&Env>, over: Option<&str>) -> String {
@@ -62,13 +85,13 @@ pub(super) fn namespace(pb: &Playbook, env: Option<&Env>, over: Option<&str>) ->
     }
 }
 
-fn finish(o: &Outcome) -> i32 {
+fn finish(o: &Outcome) -> Exit {
     match o {
         Outcome::Usage(m) => eprintln!("error: {m}"),
         Outcome::Refused(_) => {}
         _ => {}
     }
-    o.exit_code()
+    o.exit()
 }
 
 /// The secrets as they will be sent (one trailing line break dropped), or why one cannot be used
@@ -108,14 +131,13 @@ pub(super) async fn connect(
 }
 
 /// `ktplay run`.
-pub(super) fn cmd_run(args: RunArgs) -> i32 {
-    let (checked, i, env_name) =
-        match load(&args.file, args.playbook.as_deref(), args.env.as_deref()) {
-            Ok(x) => x,
-            Err(code) => return code,
-        };
-    let pb = &checked.playbooks[i].1;
-    let env = env_name.as_deref().and_then(|n| pb.env(n));
+pub(super) fn cmd_run(args: RunArgs) -> Exit {
+    let loaded = match load(&args.file, args.playbook.as_deref(), args.env.as_deref()) {
+        Ok(x) => x,
+        Err(code) => return code,
+    };
+    let sel = loaded.selection();
+    let (pb, env) = (sel.playbook, sel.env);
     let ns = namespace(pb, env, args.kube.namespace.as_deref());
     let mut rewrite = UrlRewrite::default();
     for r in &args.route {
@@ -125,7 +147,7 @@ pub(super) fn cmd_run(args: RunArgs) -> i32 {
                 .push((host.to_string(), base.trim_end_matches('/').to_string())),
             _ => {
                 eprintln!("error: --route `{r}` is not HOST=BASE, like api.example.com=http://127.0.0.1:8080");
-                return exit::USAGE;
+                return Exit::Usage;
             }
         }
     }
@@ -138,13 +160,13 @@ pub(super) fn cmd_run(args: RunArgs) -> i32 {
                         "error: --after-context `{a}`: env `{}` does not come after `{e}` (no `after {e}` in it)",
                         env.map_or("(none)", |x| x.name.as_str())
                     );
-                    return exit::USAGE;
+                    return Exit::Usage;
                 }
                 after_context.push((e.to_string(), c.to_string()));
             }
             _ => {
                 eprintln!("error: --after-context `{a}` is not ENV=CONTEXT, like staging=sim");
-                return exit::USAGE;
+                return Exit::Usage;
             }
         }
     }
@@ -152,14 +174,14 @@ pub(super) fn cmd_run(args: RunArgs) -> i32 {
         Ok(s) => s,
         Err(e) => {
             eprintln!("error: {e}");
-            return exit::USAGE;
+            return Exit::Usage;
         }
     };
     let secrets = match secrets_from_env(pb, env) {
         Ok(s) => s,
         Err(m) => {
             eprintln!("refused: {m}");
-            return exit::REFUSED;
+            return Exit::Refused;
         }
     };
     runtime().block_on(async {
@@ -167,7 +189,7 @@ pub(super) fn cmd_run(args: RunArgs) -> i32 {
             Ok(c) => c,
             Err(e) => {
                 eprintln!("error: {e}");
-                return exit::USAGE;
+                return Exit::Usage;
             }
         };
         // The clusters of the envs this one comes after (the promotion gate).
@@ -199,7 +221,7 @@ pub(super) fn cmd_run(args: RunArgs) -> i32 {
                         };
                         eprintln!("refused: env `{}` comes after `{name}`, whose journal is read through {used} to check the promotion gate, and that failed: {err}", e.name);
                         eprintln!("  help: `--context` chooses the cluster of env `{}` only; to read `{name}`'s journal from another context, pass `--after-context {name}=CONTEXT` (e.g. `--after-context {name}=sim` when both envs run on one simulator)", e.name);
-                        return exit::REFUSED;
+                        return Exit::Refused;
                     }
                 }
             }
@@ -214,23 +236,22 @@ pub(super) fn cmd_run(args: RunArgs) -> i32 {
             hazards,
             ..RunOptions::new(secrets, rewrite)
         };
-        let target = checked.selection(i, env);
+        let target = loaded.selection();
         finish(&execute((&target).into(), cluster, opts).await)
     })
 }
 
 /// `ktplay rehearse`.
-pub(super) fn cmd_rehearse(args: RehearseArgs) -> i32 {
+pub(super) fn cmd_rehearse(args: RehearseArgs) -> Exit {
     if let Some(code) = super::fleet::rehearse(&args) {
         return code;
     }
-    let (checked, i, env_name) =
-        match load(&args.file, args.playbook.as_deref(), args.env.as_deref()) {
-            Ok(x) => x,
-            Err(code) => return code,
-        };
-    let pb = &checked.playbooks[i].1;
-    let env = env_name.as_deref().and_then(|n| pb.env(n));
+    let loaded = match load(&args.file, args.playbook.as_deref(), args.env.as_deref()) {
+        Ok(x) => x,
+        Err(code) => return code,
+    };
+    let sel = loaded.selection();
+    let (pb, env) = (sel.playbook, sel.env);
     let mut faults = crate::sim::Faults::none();
     for f in &args.fault {
         match f.parse::<crate::sim::Fault>() {
@@ -243,12 +264,12 @@ pub(super) fn cmd_rehearse(args: RehearseArgs) -> i32 {
                     if let Some(h) = help {
                         eprintln!("  help: {h}");
                     }
-                    return exit::USAGE;
+                    return Exit::Usage;
                 }
             },
             Err(e) => {
                 eprintln!("error: --fault {f}: {e}");
-                return exit::USAGE;
+                return Exit::Usage;
             }
         }
     }
@@ -256,10 +277,10 @@ pub(super) fn cmd_rehearse(args: RehearseArgs) -> i32 {
         Ok(s) => s,
         Err(e) => {
             eprintln!("error: {e}");
-            return exit::USAGE;
+            return Exit::Usage;
         }
     };
-    let sel = checked.selection(i, env);
+    let sel = loaded.selection();
     let pace = crate::rehearse::Pace {
         step: args.pace,
         progress_deadline: Some(args.progress_deadline),
@@ -269,10 +290,10 @@ pub(super) fn cmd_rehearse(args: RehearseArgs) -> i32 {
             Ok(r) => r,
             Err(e) => {
                 eprintln!("error: {e}");
-                return exit::USAGE;
+                return Exit::Usage;
             }
         };
-        let human = args.format == CliFormat::Human;
+        let human = args.format == OutputFormat::Human;
         let say = |m: String| {
             if human {
                 println!("{m}");
@@ -316,21 +337,20 @@ pub(super) fn cmd_rehearse(args: RehearseArgs) -> i32 {
 }
 
 /// `ktplay status`.
-pub(super) fn cmd_status(args: StatusArgs) -> i32 {
-    let (checked, i, env_name) =
-        match load(&args.file, args.playbook.as_deref(), args.env.as_deref()) {
-            Ok(x) => x,
-            Err(code) => return code,
-        };
-    let pb = &checked.playbooks[i].1;
-    let env = env_name.as_deref().and_then(|n| pb.env(n));
+pub(super) fn cmd_status(args: StatusArgs) -> Exit {
+    let loaded = match load(&args.file, args.playbook.as_deref(), args.env.as_deref()) {
+        Ok(x) => x,
+        Err(code) => return code,
+    };
+    let sel = loaded.selection();
+    let (pb, env) = (sel.playbook, sel.env);
     let ns = namespace(pb, env, args.kube.namespace.as_deref());
     runtime().block_on(async {
         let cluster = match connect(&args.kube, env, &ns).await {
             Ok(c) => c,
             Err(e) => {
                 eprintln!("error: {e}");
-                return exit::USAGE;
+                return Exit::Usage;
             }
         };
         let lock = crate::run::kube::lock::describe(&cluster, &pb.name).await;
@@ -339,10 +359,10 @@ pub(super) fn cmd_status(args: StatusArgs) -> i32 {
             (Ok(l), Ok(j)) => (l, j),
             (Err(e), _) | (_, Err(e)) => {
                 eprintln!("error: {e}");
-                return exit::USAGE;
+                return Exit::Usage;
             }
         };
-        if args.format == CliFormat::Json {
+        if args.format == OutputFormat::Json {
             let doc = serde_json::json!({
                 "playbook": pb.name, "digest": pb.digest, "namespace": ns,
                 "lock": lock,
@@ -354,7 +374,7 @@ pub(super) fn cmd_status(args: StatusArgs) -> i32 {
                 })),
             });
             super::print_json(&doc, super::JsonLayout::Compact);
-            return exit::OK;
+            return Exit::Ok;
         }
         println!(
             "playbook \"{}\" (digest {}) in namespace {ns}",
@@ -409,19 +429,19 @@ pub(super) fn cmd_status(args: StatusArgs) -> i32 {
                 }
             }
         }
-        exit::OK
+        Exit::Ok
     })
 }
 
 /// `ktplay unlock --force NAMESPACE/LEASE/RUN_ID`.
-pub(super) fn cmd_unlock(args: UnlockArgs) -> i32 {
+pub(super) fn cmd_unlock(args: UnlockArgs) -> Exit {
     let parts: Vec<&str> = args.lock_id.split('/').collect();
     let [ns, lease, run] = parts.as_slice() else {
         eprintln!(
             "error: `{}` is not a lock id; a refused run prints it as NAMESPACE/LEASE/RUN_ID",
             args.lock_id
         );
-        return exit::USAGE;
+        return Exit::Usage;
     };
     runtime().block_on(async {
         let c = Connect {
@@ -432,17 +452,17 @@ pub(super) fn cmd_unlock(args: UnlockArgs) -> i32 {
             Ok(client) => Cluster::new(client, *ns),
             Err(e) => {
                 eprintln!("error: {e}");
-                return exit::USAGE;
+                return Exit::Usage;
             }
         };
         match crate::run::kube::lock::force_unlock(&cluster, lease, run).await {
             Ok(m) => {
                 println!("{m}");
-                exit::OK
+                Exit::Ok
             }
             Err(e) => {
                 eprintln!("error: {e}");
-                exit::REFUSED
+                Exit::Refused
             }
         }
     })
@@ -454,16 +474,16 @@ pub(super) fn plan_hazards(
     args: &super::PlanArgs,
     pb: &Playbook,
     env: Option<&Env>,
-) -> Result<Vec<crate::run::kube::hazards::Found>, i32> {
+) -> Result<Vec<crate::run::kube::hazards::Found>, Exit> {
     let settings = args.hazard.settings().map_err(|e| {
         eprintln!("error: {e}");
-        exit::USAGE
+        Exit::Usage
     })?;
     let ns = namespace(pb, env, args.kube.namespace.as_deref());
     runtime().block_on(async {
         let cluster = connect(&args.kube, env, &ns).await.map_err(|e| {
             eprintln!("error: {e}");
-            exit::USAGE
+            Exit::Usage
         })?;
         // An unreachable cluster is a usage error (exit 2), as for `run`; a denied read is a
         // hazard of its own (`unreadable`), reported with the rest.
@@ -473,7 +493,7 @@ pub(super) fn plan_hazards(
             if let Err(e) = cluster::retry(|| async { api.get_opt(d).await }).await {
                 if cluster::status_code(&e) != Some(403) {
                     eprintln!("error: cannot read the cluster: {}", cluster::words(&e));
-                    return Err(exit::USAGE);
+                    return Err(Exit::Usage);
                 }
             }
         }

@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use super::args::SimAppArgs;
-use crate::run::exit;
+use crate::exit::Exit;
 use crate::sim::app::{self, AppOptions, Shutdown};
 
 fn seconds(what: &str, s: f64) -> Result<Duration, String> {
@@ -59,7 +59,7 @@ async fn client(path: &std::path::Path) -> Result<kube::Client, String> {
     kube::Client::try_from(config).map_err(|e| format!("kubeconfig {}: {e}", path.display()))
 }
 
-pub(super) fn cmd_sim_app(args: SimAppArgs) -> i32 {
+pub(super) fn cmd_sim_app(args: SimAppArgs) -> Exit {
     let kubeconfig = args
         .kubeconfig
         .clone()
@@ -68,7 +68,7 @@ pub(super) fn cmd_sim_app(args: SimAppArgs) -> i32 {
         Ok(o) => o,
         Err(e) => {
             eprintln!("error: ktplay sim app: {e}");
-            return exit::USAGE;
+            return Exit::Usage;
         }
     };
     // One thread: a pod process answers a handful of requests at a time, and there are many.
@@ -79,7 +79,7 @@ pub(super) fn cmd_sim_app(args: SimAppArgs) -> i32 {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: ktplay sim app: no runtime: {e}");
-            return exit::USAGE;
+            return Exit::Usage;
         }
     };
     let result = rt.block_on(async move {
@@ -90,10 +90,10 @@ pub(super) fn cmd_sim_app(args: SimAppArgs) -> i32 {
         app::serve_app(opts, kube).await
     });
     match result {
-        Ok(()) => exit::OK,
+        Ok(()) => Exit::Ok,
         Err(e) => {
             eprintln!("error: ktplay sim app: {e}");
-            exit::USAGE
+            Exit::Usage
         }
     }
 }

@@ -6,8 +6,8 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use super::run::{load, runtime};
-use crate::run::exit;
+use super::run::{load, runtime, Loaded};
+use crate::exit::Exit;
 
 /// The playbook `sim serve` seeds when no `--seed` is given.
 pub(super) const DEFAULT_SEED: &str = "playbooks/keeptrusts-1.5.ktplay";
@@ -21,19 +21,19 @@ pub(super) fn cmd_sim_serve(
     env: Option<String>,
     fault: Vec<String>,
     pace: Duration,
-) -> i32 {
+) -> Exit {
     let mut faults = crate::sim::Faults::none();
     for f in &fault {
         match f.parse::<crate::sim::Fault>() {
             Ok(f) => faults.add(f),
             Err(e) => {
                 eprintln!("error: --fault {f}: {e}");
-                return exit::USAGE;
+                return Exit::Usage;
             }
         }
     }
     let seed_file = seed.or_else(|| Some(PathBuf::from(DEFAULT_SEED)).filter(|p| p.is_file()));
-    let (checked, i, env_name) = match &seed_file {
+    let loaded = match &seed_file {
         Some(path) => {
             let env = match env.clone() {
                 Some(e) => Some(e),
@@ -57,12 +57,16 @@ pub(super) fn cmd_sim_serve(
                 .iter()
                 .find(|e| e.after.is_empty())
                 .map(|e| e.name.clone());
-            (checked, 0, env)
+            Loaded {
+                checked,
+                index: 0,
+                env,
+            }
         }
     };
-    let pb = &checked.playbooks[i].1;
-    let e = env_name.as_deref().and_then(|n| pb.env(n));
-    let sel = checked.selection(i, e);
+    let sel = loaded.selection();
+    let (pb, e) = (sel.playbook, sel.env);
+    let env_name = &loaded.env;
     let temporary = kubeconfig.is_none();
     let kubeconfig = kubeconfig.unwrap_or_else(|| {
         std::env::temp_dir().join(format!("ktplay-sim-{}.kubeconfig", std::process::id()))
@@ -81,7 +85,7 @@ pub(super) fn cmd_sim_serve(
                 Ok(r) => r,
                 Err(e) => {
                     eprintln!("{e}");
-                    return exit::USAGE;
+                    return Exit::Usage;
                 }
             };
         let ns = &rehearsal.namespace;
@@ -120,20 +124,20 @@ pub(super) fn cmd_sim_serve(
             let _ = std::fs::remove_file(&kubeconfig);
         }
         match stopped {
-            Ok(()) => exit::OK,
+            Ok(()) => Exit::Ok,
             Err(e) => {
                 eprintln!("error: could not wait for Ctrl-C: {e}");
-                exit::USAGE
+                Exit::Usage
             }
         }
     })
 }
 
 /// The env to seed when none is named: the first without `after` (staging before production).
-fn first_env(path: &Path) -> Result<Option<String>, i32> {
+fn first_env(path: &Path) -> Result<Option<String>, Exit> {
     let checked = crate::check::check_paths(&[path.to_path_buf()]).map_err(|e| {
         eprintln!("{:?}", miette::Report::new(e));
-        exit::USAGE
+        Exit::Usage
     })?;
     Ok(checked.playbooks.first().and_then(|(_, pb)| {
         pb.envs

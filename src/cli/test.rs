@@ -9,8 +9,8 @@ use std::time::Duration;
 use super::TestArgs;
 use crate::check::{self, test_items::Test, Checked};
 use crate::diag::{self, Problem};
+use crate::exit::Exit;
 use crate::rehearse::suite::{self, Cut, Interrupt, Settings, TestResult};
-use crate::run::exit;
 use crate::run::log::output::fmt_elapsed;
 
 /// An expectation that did not hold, as a diagnostic at its line.
@@ -37,20 +37,20 @@ struct CutShort(String, #[label("this test")] miette::SourceSpan);
 #[diagnostic(code(ktplay::test::error))]
 struct NotRun(String, #[label("this test")] miette::SourceSpan);
 
-pub(super) fn cmd_test(args: TestArgs) -> i32 {
+pub(super) fn cmd_test(args: TestArgs) -> Exit {
     // Signals are ours from the start: one fails the test that runs and ends the suite.
     let interrupt = match Interrupt::watch_signals() {
         Ok(i) => i,
         Err(e) => {
             eprintln!("error: cannot handle signals: {e}");
-            return exit::USAGE;
+            return Exit::Usage;
         }
     };
     let checked = match check::check_paths(&args.paths) {
         Ok(c) => c,
         Err(e) => {
             eprintln!("{:?}", miette::Report::new(e));
-            return exit::USAGE;
+            return Exit::Usage;
         }
     };
     if checked.errors() > 0 {
@@ -60,11 +60,11 @@ pub(super) fn cmd_test(args: TestArgs) -> i32 {
             checked.errors(),
             super::plural(checked.errors())
         );
-        return exit::FOUND_ERRORS;
+        return Exit::Failed;
     }
     if checked.tests.is_empty() {
         eprintln!("error: no `test` items in the files named");
-        return exit::USAGE;
+        return Exit::Usage;
     }
     for name in &args.only {
         if !checked.tests.iter().any(|(_, t)| &t.name == name) {
@@ -81,7 +81,7 @@ pub(super) fn cmd_test(args: TestArgs) -> i32 {
                     )
                 });
             eprintln!("error: no test named \"{name}\" in the files named; {hint}");
-            return exit::USAGE;
+            return Exit::Usage;
         }
     }
     let chosen: Vec<&(crate::span::FileId, Test)> = checked
@@ -162,7 +162,7 @@ pub(super) fn cmd_test(args: TestArgs) -> i32 {
     if let Some(path) = &args.junit {
         if let Err(e) = std::fs::write(path, junit(&checked, &results, &not_run, signal)) {
             eprintln!("error: cannot write `{}`: {e}", path.display());
-            return exit::USAGE;
+            return Exit::Usage;
         }
     }
     if let Some(n) = signal {
@@ -172,12 +172,12 @@ pub(super) fn cmd_test(args: TestArgs) -> i32 {
             not_run.len(),
             super::plural(not_run.len())
         );
-        return 128 + n;
+        return Exit::Signal(n);
     }
     if failed == 0 {
-        exit::OK
+        Exit::Ok
     } else {
-        exit::FAILED
+        Exit::Failed
     }
 }
 

@@ -10,7 +10,7 @@ use crate::syntax::ast;
 
 /// What a name in the document refers to.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Target {
+pub(crate) enum Target {
     Component(String),
     Env(String),
     Let(String),
@@ -26,20 +26,18 @@ pub enum Target {
 /// One occurrence of a name: where, what, in which playbook (index in the file), and whether it
 /// is the declaration.
 #[derive(Debug, Clone)]
-pub struct Occurrence {
+pub(crate) struct Occurrence {
     pub start: usize,
     pub end: usize,
     pub target: Target,
     pub playbook: Option<usize>,
     pub declaration: bool,
-    /// For lets declared inside an env: the env.
-    pub env: Option<String>,
 }
 
 /// A symbol of the outline: playbooks, matrices, and inside playbooks their components, envs,
 /// lets and stages.
 #[derive(Debug, Clone)]
-pub struct Symbol {
+pub(crate) struct Symbol {
     pub name: String,
     pub kind: SymbolKind,
     pub detail: Option<String>,
@@ -50,7 +48,7 @@ pub struct Symbol {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum SymbolKind {
+pub(crate) enum SymbolKind {
     Playbook,
     Matrix,
     Component,
@@ -61,7 +59,7 @@ pub enum SymbolKind {
 }
 
 /// A document, checked as `ktplay check` would check it at its path.
-pub struct Analysis {
+pub(crate) struct Analysis {
     pub checked: check::Checked,
     pub file: FileId,
     pub occurrences: Vec<Occurrence>,
@@ -71,7 +69,7 @@ pub struct Analysis {
 
 impl Analysis {
     /// Check `text` as the file at `path` (its `use` and hook paths resolve beside it).
-    pub fn new(path: &Path, text: &str) -> Analysis {
+    pub(crate) fn new(path: &Path, text: &str) -> Analysis {
         let checked = check::check_text(&path.display().to_string(), text);
         let file = checked.inputs.first().copied().unwrap_or_default();
         let mut index = Index::default();
@@ -88,7 +86,7 @@ impl Analysis {
     }
 
     /// The innermost occurrence at a byte offset.
-    pub fn at(&self, offset: usize) -> Option<&Occurrence> {
+    pub(crate) fn at(&self, offset: usize) -> Option<&Occurrence> {
         self.occurrences
             .iter()
             .filter(|o| o.start <= offset && offset <= o.end)
@@ -106,7 +104,7 @@ impl Analysis {
     }
 
     /// Markdown for a hover at `offset`, and the range it is about.
-    pub fn hover(&self, offset: usize) -> Option<(String, (usize, usize))> {
+    pub(crate) fn hover(&self, offset: usize) -> Option<(String, (usize, usize))> {
         let o = self.at(offset)?;
         let range = (o.start, o.end);
         let text = match &o.target {
@@ -203,7 +201,7 @@ impl Analysis {
 
     /// Where the name at `offset` is declared: (path, start, end) in that file; a file target
     /// (hook, use) gives its start.
-    pub fn definition(&self, offset: usize) -> Vec<(PathBuf, usize, usize)> {
+    pub(crate) fn definition(&self, offset: usize) -> Vec<(PathBuf, usize, usize)> {
         let Some(o) = self.at(offset) else {
             return Vec::new();
         };
@@ -237,7 +235,7 @@ impl Analysis {
     }
 
     /// The text of another file the checker read (a `use`d one), for converting its offsets.
-    pub fn text_of(&self, path: &Path) -> Option<&str> {
+    pub(crate) fn text_of(&self, path: &Path) -> Option<&str> {
         let id = self.checked.sources.find(path)?;
         Some(&self.checked.sources.get(id).text)
     }
@@ -290,7 +288,7 @@ fn template_text(pb: &program::Playbook, t: &program::Template) -> String {
 }
 
 /// What a statement does (the README's statement table).
-pub fn keyword_meaning(keyword: &str) -> &'static str {
+pub(crate) fn keyword_meaning(keyword: &str) -> &'static str {
     match keyword {
         "rolling" => "**rolling C** `[to V] [max_unavailable N|P%] [max_surge N|P%] [timeout D]`\n\nSet the image tag of C's deployments and wait for the rollout. Rolled back by restoring the images it replaced.",
         "canary" => "**canary C weight P%** `[for D] [to V] [timeout D] { guards }`\n\nRun a canary at P% of the replicas, hold the guards for D, then promote and remove the canary.",
@@ -330,7 +328,6 @@ struct Index {
     occurrences: Vec<Occurrence>,
     symbols: Vec<Symbol>,
     playbook: Option<usize>,
-    env: Option<String>,
 }
 
 fn range(span: Span) -> (usize, usize) {
@@ -345,7 +342,6 @@ impl Index {
             target,
             playbook: self.playbook,
             declaration,
-            env: self.env.clone(),
         });
     }
 
@@ -514,7 +510,6 @@ impl Index {
                 }
                 ast::PlaybookEntry::Env(env) => {
                     self.add(env.name.span, Target::Env(env.name.node.clone()), true);
-                    self.env = Some(env.name.node.clone());
                     let mut lets = Vec::new();
                     for ee in &env.entries {
                         match &ee.node {
@@ -531,7 +526,6 @@ impl Index {
                             ast::EnvEntry::Monitor(m) => self.monitor(m, ee.span),
                         }
                     }
-                    self.env = None;
                     symbols.push(Symbol {
                         name: env.name.node.clone(),
                         kind: SymbolKind::Env,

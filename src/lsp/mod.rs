@@ -7,8 +7,8 @@
 //! go to definition (components, envs, lets, matrices — also in `use`d files — hook and `use`d
 //! files), document symbols, and formatting with `ktplay fmt`'s layout.
 
-pub mod analysis;
-pub mod transport;
+pub(crate) mod analysis;
+pub(crate) mod transport;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -24,33 +24,34 @@ use lsp_types::{
     TextEdit, Uri,
 };
 
+use crate::exit::Exit;
 use analysis::Analysis;
 
 /// Serve on stdin/stdout until the client says `exit`; returns the process exit code: 0 after
 /// `shutdown` then `exit`, 1 for an `exit` without `shutdown` (as the protocol says) or stdin
 /// closed without `exit`.
-pub fn serve_stdio() -> i32 {
+pub fn serve_stdio() -> Exit {
     let (connection, io_threads) = transport::stdio();
     let result = serve(&connection);
     drop(connection);
     let joined = io_threads.join_writer();
     match (result, joined) {
-        (Ok(End::Exit), Ok(())) => crate::exit::OK,
+        (Ok(End::Exit), Ok(())) => Exit::Ok,
         (Ok(End::ExitWithoutShutdown), Ok(())) => {
             eprintln!("ktplay lsp: `exit` before `shutdown`");
-            crate::exit::FAILED
+            Exit::Failed
         }
         (Ok(End::Closed), Ok(())) => {
             eprintln!("ktplay lsp: the input ended without `shutdown` and `exit`");
-            crate::exit::FAILED
+            Exit::Failed
         }
         (Err(e), _) => {
             eprintln!("ktplay lsp: {e}");
-            crate::exit::FAILED
+            Exit::Failed
         }
         (_, Err(e)) => {
             eprintln!("ktplay lsp: {e}");
-            crate::exit::FAILED
+            Exit::Failed
         }
     }
 }
@@ -59,7 +60,7 @@ type Error = Box<dyn std::error::Error + Send + Sync>;
 
 /// How the session ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum End {
+pub(crate) enum End {
     /// `exit` after `shutdown`.
     Exit,
     /// `exit` with no `shutdown` before it.
@@ -69,7 +70,7 @@ pub enum End {
 }
 
 /// The server on any connection (tests use `Connection::memory`).
-pub fn serve(connection: &Connection) -> Result<End, Error> {
+pub(crate) fn serve(connection: &Connection) -> Result<End, Error> {
     let capabilities = ServerCapabilities {
         text_document_sync: Some(TextDocumentSyncCapability::Kind(TextDocumentSyncKind::FULL)),
         hover_provider: Some(HoverProviderCapability::Simple(true)),

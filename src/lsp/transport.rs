@@ -16,18 +16,18 @@ use lsp_server::{Connection, Message};
 use serde_json::{json, Value};
 
 /// The largest message body read (a 16 MiB playbook, JSON-escaped, fits well within it).
-pub const MAX_BODY: u64 = 64 << 20;
+pub(crate) const MAX_BODY: u64 = 64 << 20;
 /// The longest header line kept (anything longer is not a header of this protocol).
 const MAX_HEADER_LINE: u64 = 8 << 10;
 
 /// JSON-RPC's parse error.
-pub const PARSE_ERROR: i64 = -32700;
+pub(crate) const PARSE_ERROR: i64 = -32700;
 /// JSON-RPC's invalid request.
-pub const INVALID_REQUEST: i64 = -32600;
+pub(crate) const INVALID_REQUEST: i64 = -32600;
 
 /// One message read from the stream, or why none could be.
 #[derive(Debug)]
-pub enum Frame {
+pub(crate) enum Frame {
     Message(Message),
     /// Could not be read: the error to answer (code, message, the request's id if known).
     Bad {
@@ -38,14 +38,14 @@ pub enum Frame {
 }
 
 /// Reads frames from a byte stream.
-pub struct Reader<R> {
+pub(crate) struct Reader<R> {
     input: R,
     /// After a framing error: skip to the next `Content-Length:` header.
     resync: bool,
 }
 
 impl<R: BufRead> Reader<R> {
-    pub fn new(input: R) -> Reader<R> {
+    pub(crate) fn new(input: R) -> Reader<R> {
         Reader {
             input,
             resync: false,
@@ -72,7 +72,7 @@ impl<R: BufRead> Reader<R> {
     }
 
     /// The next frame, or `None` at the end of the stream.
-    pub fn next_frame(&mut self) -> io::Result<Option<Frame>> {
+    pub(crate) fn next_frame(&mut self) -> io::Result<Option<Frame>> {
         let parse_error = |message: String| Frame::Bad {
             code: PARSE_ERROR,
             message,
@@ -155,7 +155,7 @@ fn cut(s: &str) -> String {
 }
 
 /// A body as a message, or the error to answer.
-pub fn decode(body: &[u8]) -> Frame {
+pub(crate) fn decode(body: &[u8]) -> Frame {
     let text = match std::str::from_utf8(body) {
         Ok(t) => t,
         Err(e) => {
@@ -207,14 +207,14 @@ fn write_body(out: &mut impl Write, body: &str) -> io::Result<()> {
 }
 
 /// The error response to a frame that could not be read.
-pub fn error_body(code: i64, message: &str, id: &Value) -> String {
+pub(crate) fn error_body(code: i64, message: &str, id: &Value) -> String {
     json!({"jsonrpc": "2.0", "id": id, "error": {"code": code, "message": message}}).to_string()
 }
 
 /// The server's end of a stdio connection, and the threads that move the bytes. The reader
 /// stops at the end of stdin or after an `exit` notification; the writer when the server's
 /// sender is dropped.
-pub fn stdio() -> (Connection, Threads) {
+pub(crate) fn stdio() -> (Connection, Threads) {
     let (server, client) = Connection::memory();
     let Connection {
         sender: to_server,
@@ -255,7 +255,7 @@ pub fn stdio() -> (Connection, Threads) {
     (server, Threads { reader, writer })
 }
 
-pub struct Threads {
+pub(crate) struct Threads {
     reader: thread::JoinHandle<io::Result<()>>,
     writer: thread::JoinHandle<io::Result<()>>,
 }
@@ -263,7 +263,7 @@ pub struct Threads {
 impl Threads {
     /// Wait for the writer (all answers out). The reader may still be blocked on stdin, which
     /// the process's exit ends.
-    pub fn join_writer(self) -> io::Result<()> {
+    pub(crate) fn join_writer(self) -> io::Result<()> {
         drop(self.reader);
         self.writer
             .join()

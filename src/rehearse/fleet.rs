@@ -26,7 +26,7 @@ use crate::syntax::ast::FleetPolicy;
 
 /// What one cluster did.
 #[derive(Debug, Clone)]
-pub struct ClusterRan {
+pub(crate) struct ClusterRan {
     pub name: String,
     /// `None`: its wave never started.
     pub outcome: Option<Outcome>,
@@ -42,19 +42,17 @@ pub struct ClusterRan {
 
 /// What the fleet did.
 #[derive(Debug, Clone)]
-pub struct FleetRan {
+pub(crate) struct FleetRan {
     pub succeeded: bool,
     /// The fleet journal: each wave, batch, cluster outcome, soak round and decision, in order.
     pub journal: Vec<String>,
     pub clusters: Vec<ClusterRan>,
-    /// Why the fleet stopped.
-    pub failure: Option<String>,
     pub simulated: Duration,
 }
 
 /// The faults of each cluster: `SPEC@CLUSTER` for one cluster (`never-ready:gateway@1.5.0@eu-west`),
 /// a plain `SPEC` for every cluster.
-pub fn faults_per_cluster(fleet: &Fleet, specs: &[String]) -> Result<Vec<Faults>, String> {
+pub(crate) fn faults_per_cluster(fleet: &Fleet, specs: &[String]) -> Result<Vec<Faults>, String> {
     let mut out: Vec<Faults> = fleet.clusters.iter().map(|_| Faults::none()).collect();
     for spec in specs {
         let (fault, cluster) = match spec.rsplit_once('@') {
@@ -72,7 +70,11 @@ pub fn faults_per_cluster(fleet: &Fleet, specs: &[String]) -> Result<Vec<Faults>
 }
 
 /// Rehearse `fleet` with these faults.
-pub fn rehearse(checked: &Checked, fleet: &Fleet, faults: &[String]) -> Result<FleetRan, String> {
+pub(crate) fn rehearse(
+    checked: &Checked,
+    fleet: &Fleet,
+    faults: &[String],
+) -> Result<FleetRan, String> {
     if fleet.policy == FleetPolicy::RollbackFleet {
         return Err("`on failure rollback fleet` is not rehearsed yet: rolling back a cluster whose run finished needs a runner command ktplay does not have; rehearse with `on failure stop`".into());
     }
@@ -272,7 +274,6 @@ async fn run(
         succeeded: failure.is_none(),
         journal,
         clusters,
-        failure,
         simulated: t0.elapsed(),
     })
 }
@@ -331,7 +332,7 @@ fn outcome_words(o: &Outcome) -> String {
         Outcome::RolledBack => "failed and rolled back".into(),
         Outcome::RollbackIncomplete => "failed; its rollback did not complete".into(),
         Outcome::Halted => "failed and halted (nothing rolled back)".into(),
-        Outcome::Refused(why) => format!("refused: {why}"),
+        Outcome::Refused(why) => format!("refused: {}", why.message),
         Outcome::Usage(why) => format!("did not run: {why}"),
         Outcome::LockLost => "lost its lock".into(),
     }

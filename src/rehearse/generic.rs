@@ -24,7 +24,7 @@ use crate::version::Version;
 /// shortest choice everywhere (the fewest repetitions, the first alternative, a letter or digit
 /// from a class), then with one more repetition where none is needed and a space or punctuation
 /// preferred (which word boundaries may need). `Err` says why none could be made.
-pub fn sample_line(pattern: &str) -> Result<String, String> {
+pub(crate) fn sample_line(pattern: &str) -> Result<String, String> {
     let hir = regex_syntax::Parser::new()
         .parse(pattern)
         .map_err(|e| format!("`{pattern}` is not a valid regex: {e}"))?;
@@ -141,7 +141,7 @@ fn path_of(url: &str) -> Option<String> {
 }
 
 /// The generic services of a playbook for one env, and notes on what they cannot do.
-pub fn generic_for(
+pub(crate) fn generic_for(
     pb: &Playbook,
     env: Option<&Env>,
     secrets: &HashMap<String, String>,

@@ -34,10 +34,10 @@ use crate::sim::{CompatFn, Running, Seed, SeedComponent, SeedWorkload};
 
 use crate::run::guards::UrlRewrite;
 
-pub mod fleet;
-pub mod generic;
+pub(crate) mod fleet;
+pub(crate) mod generic;
 mod start;
-pub mod suite;
+pub(crate) mod suite;
 
 pub use start::{Listen, Pace, Rehearsal};
 

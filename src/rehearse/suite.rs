@@ -31,11 +31,11 @@ use crate::run::log::output::Format;
 use crate::run::{Cancel, Outcome, RunOptions, RunTarget};
 
 /// The default bound of a test's simulated time.
-pub const DEFAULT_TIME_LIMIT: Duration = Duration::from_secs(24 * 3600);
+pub(crate) const DEFAULT_TIME_LIMIT: Duration = Duration::from_secs(24 * 3600);
 
 /// What bounds each test.
 #[derive(Debug, Clone, Copy)]
-pub struct Limits {
+pub(crate) struct Limits {
     /// Simulated time: a run still going past it fails its test.
     pub time: Duration,
 }
@@ -50,7 +50,7 @@ impl Default for Limits {
 
 /// A signal received during `ktplay test`: the first one ends the suite.
 #[derive(Clone)]
-pub struct Interrupt {
+pub(crate) struct Interrupt {
     cancel: Cancel,
     /// The signal's number, 0 before any.
     signal: Arc<AtomicI32>,
@@ -64,7 +64,7 @@ impl Default for Interrupt {
 
 impl Interrupt {
     /// One that only [`Interrupt::raise`] sets (no signal handler).
-    pub fn new() -> Interrupt {
+    pub(crate) fn new() -> Interrupt {
         Interrupt {
             cancel: Cancel::new(),
             signal: Arc::new(AtomicI32::new(0)),
@@ -73,7 +73,7 @@ impl Interrupt {
 
     /// Catch SIGINT, SIGTERM and SIGHUP from now on (the handlers are in place when this
     /// returns) and raise this on the first.
-    pub fn watch_signals() -> std::io::Result<Interrupt> {
+    pub(crate) fn watch_signals() -> std::io::Result<Interrupt> {
         use tokio::signal::unix::{signal, SignalKind};
         let this = Interrupt::new();
         let rt = tokio::runtime::Builder::new_current_thread()
@@ -106,7 +106,7 @@ impl Interrupt {
     }
 
     /// Record signal `n` (the first one counts) and end what runs.
-    pub fn raise(&self, n: i32) {
+    pub(crate) fn raise(&self, n: i32) {
         let _ = self
             .signal
             .compare_exchange(0, n, Ordering::SeqCst, Ordering::SeqCst);
@@ -114,7 +114,7 @@ impl Interrupt {
     }
 
     /// The signal received, if any: its number.
-    pub fn signal(&self) -> Option<i32> {
+    pub(crate) fn signal(&self) -> Option<i32> {
         match self.signal.load(Ordering::SeqCst) {
             0 => None,
             n => Some(n),
@@ -123,14 +123,14 @@ impl Interrupt {
 }
 
 /// The numbers of the signals `ktplay test` catches (as on Linux and the BSDs).
-pub mod libc_number {
-    pub const SIGHUP: i32 = 1;
-    pub const SIGINT: i32 = 2;
-    pub const SIGTERM: i32 = 15;
+pub(crate) mod libc_number {
+    pub(crate) const SIGHUP: i32 = 1;
+    pub(crate) const SIGINT: i32 = 2;
+    pub(crate) const SIGTERM: i32 = 15;
 }
 
 /// A signal's name.
-pub fn signal_name(n: i32) -> String {
+pub(crate) fn signal_name(n: i32) -> String {
     match n {
         libc_number::SIGHUP => "SIGHUP".into(),
         libc_number::SIGINT => "SIGINT (Ctrl-C)".into(),
@@ -141,7 +141,7 @@ pub fn signal_name(n: i32) -> String {
 
 /// Why a run was cut short.
 #[derive(Debug, Clone)]
-pub enum Cut {
+pub(crate) enum Cut {
     /// Still going when the simulated time reached the limit.
     TimeLimit(Duration),
     /// A signal (its number).
@@ -150,7 +150,7 @@ pub enum Cut {
 
 /// What a tested run did.
 #[derive(Debug, Clone)]
-pub struct Ran {
+pub(crate) struct Ran {
     pub outcome: Outcome,
     /// The run did not end by itself: why, and where it was (a sentence).
     pub cut: Option<(Cut, String)>,
@@ -170,7 +170,7 @@ pub struct Ran {
 
 /// An expectation that did not hold: which, and what happened instead.
 #[derive(Debug, Clone)]
-pub struct Miss {
+pub(crate) struct Miss {
     /// Index into the test's `expects`.
     pub expect: usize,
     pub instead: String,
@@ -178,20 +178,20 @@ pub struct Miss {
 
 /// One test's result.
 #[derive(Debug, Clone)]
-pub struct TestResult {
+pub(crate) struct TestResult {
     pub ran: Result<Ran, String>,
     pub misses: Vec<Miss>,
 }
 
 impl TestResult {
-    pub fn passed(&self) -> bool {
+    pub(crate) fn passed(&self) -> bool {
         self.ran.as_ref().is_ok_and(|r| r.cut.is_none()) && self.misses.is_empty()
     }
 }
 
 /// How `ktplay test` runs each test.
 #[derive(Clone, Default)]
-pub struct Settings {
+pub(crate) struct Settings {
     pub limits: Limits,
     pub interrupt: Interrupt,
     /// Show the run's events as `ktplay run` does (`--verbose`).
@@ -200,7 +200,7 @@ pub struct Settings {
 
 /// Run one test (a fresh simulator, a virtual clock) and judge its expectations (none when the
 /// run was cut short: it failed for that).
-pub fn run_test(checked: &Checked, test: &Test, settings: &Settings) -> TestResult {
+pub(crate) fn run_test(checked: &Checked, test: &Test, settings: &Settings) -> TestResult {
     let ran = simulate(checked, test, settings);
     let misses = match &ran {
         Ok(r) if r.cut.is_none() => judge(checked, test, r),
@@ -443,7 +443,7 @@ fn outcome_word(o: &Outcome) -> String {
         Outcome::RolledBack => "rolled_back".into(),
         Outcome::RollbackIncomplete => "rollback_incomplete".into(),
         Outcome::Halted => "halted".into(),
-        Outcome::Refused(m) => format!("refused ({m})"),
+        Outcome::Refused(r) => format!("refused ({})", r.message),
         Outcome::Usage(m) => format!("an error ({m})"),
         Outcome::LockLost => "lock_lost".into(),
     }
@@ -461,7 +461,7 @@ fn is(o: &Outcome, want: TestOutcome) -> bool {
 }
 
 /// The expectations that did not hold.
-pub fn judge(checked: &Checked, test: &Test, ran: &Ran) -> Vec<Miss> {
+pub(crate) fn judge(checked: &Checked, test: &Test, ran: &Ran) -> Vec<Miss> {
     let pb = &checked.playbooks[test.playbook].1;
     let stage_name = |k: usize| pb.stages.get(k).map_or("?", |s| s.name.as_str());
     let mut out = Vec::new();

@@ -18,13 +18,13 @@ use super::{Cancel, Failure, RunError};
 
 /// Where a statement runs: a stage's own statement, or a step of a rollback block.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum At {
+pub(crate) enum At {
     Forward { stage: usize, stmt: usize },
     Rollback { stage: usize },
 }
 
 impl At {
-    pub fn stage(self) -> usize {
+    pub(crate) fn stage(self) -> usize {
         match self {
             At::Forward { stage, .. } | At::Rollback { stage } => stage,
         }
@@ -32,7 +32,7 @@ impl At {
 }
 
 /// What an action will replace, read before it acts.
-pub async fn prepare(cx: &Ctx<'_>, op: &Op) -> Result<Option<Record>, Failure> {
+pub(crate) async fn prepare(cx: &Ctx<'_>, op: &Op) -> Result<Option<Record>, Failure> {
     Ok(match op {
         Op::Rolling { comp, .. } => Some(Record::Templates {
             comp: *comp,
@@ -124,7 +124,7 @@ pub async fn prepare(cx: &Ctx<'_>, op: &Op) -> Result<Option<Record>, Failure> {
 
 /// Journal what a component was before this run first changes it (for `undo C` in rollback
 /// blocks); once per component and run.
-pub async fn remember_first(cx: &Ctx<'_>, comp: usize) -> Result<(), Failure> {
+pub(crate) async fn remember_first(cx: &Ctx<'_>, comp: usize) -> Result<(), Failure> {
     if cx.log.progress().first.contains_key(&comp) {
         return Ok(());
     }
@@ -149,7 +149,7 @@ pub async fn remember_first(cx: &Ctx<'_>, comp: usize) -> Result<(), Failure> {
 
 /// Carry out one statement; `record` is what [`prepare`] read (journaled). Returns a detail
 /// line for the output.
-pub async fn perform(
+pub(crate) async fn perform(
     cx: &Ctx<'_>,
     at: At,
     st: &Statement,
@@ -409,7 +409,7 @@ async fn undo(
 }
 
 /// One guard, for real.
-pub async fn guard(cx: &Ctx<'_>, g: &Guard, cancel: &Cancel) -> Result<String, Failure> {
+pub(crate) async fn guard(cx: &Ctx<'_>, g: &Guard, cancel: &Cancel) -> Result<String, Failure> {
     guard_in(cx, g, cancel, None).await
 }
 

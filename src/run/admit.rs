@@ -30,7 +30,7 @@ impl Refusal {
 }
 
 /// A playbook that asks for approval needs a terminal or `--approve`.
-pub fn approvals(pb: &Playbook, approve: bool) -> Result<(), Refusal> {
+pub(crate) fn approvals(pb: &Playbook, approve: bool) -> Result<(), Refusal> {
     let asks = pb.stages.iter().any(|s| {
         s.stmts
             .iter()
@@ -50,7 +50,7 @@ pub fn approvals(pb: &Playbook, approve: bool) -> Result<(), Refusal> {
 }
 
 /// Every secret the playbook and env read is set.
-pub fn secrets(pb: &Playbook, env: Option<&Env>, live: &Live) -> Result<(), Refusal> {
+pub(crate) fn secrets(pb: &Playbook, env: Option<&Env>, live: &Live) -> Result<(), Refusal> {
     let scope = Scope::new(pb, env, live);
     let names = pb
         .lets
@@ -69,7 +69,7 @@ pub fn secrets(pb: &Playbook, env: Option<&Env>, live: &Live) -> Result<(), Refu
 }
 
 /// An env that comes `after` others runs only once this playbook succeeded on each of them.
-pub async fn promotion_gate(
+pub(crate) async fn promotion_gate(
     pb: &Playbook,
     env: &Env,
     after: &[(String, Cluster)],
@@ -105,7 +105,7 @@ pub async fn promotion_gate(
 }
 
 /// Permissions (SelfSubjectAccessReview) and containers.
-pub async fn preflight(cluster: &Cluster, pb: &Playbook) -> Result<(), Refusal> {
+pub(crate) async fn preflight(cluster: &Cluster, pb: &Playbook) -> Result<(), Refusal> {
     let words = |(message, help): (String, String)| Refusal {
         message,
         help: Some(help),
@@ -122,7 +122,7 @@ pub async fn preflight(cluster: &Cluster, pb: &Playbook) -> Result<(), Refusal> 
 /// The run's preflight: every hazard shown (an event each, `--format json` prints them), and
 /// under [`hazards::Mode::Refuse`] the run refused (exit 3) naming each refusing hazard's object and field,
 /// before the lock or the journal is touched.
-pub async fn hazards(
+pub(crate) async fn hazards(
     cluster: &Cluster,
     target: &super::RunTarget<'_>,
     settings: &hazards::Settings,

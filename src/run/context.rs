@@ -22,16 +22,16 @@ use super::log::output::Reporter;
 use super::{Cancel, Failure, Redactor};
 
 /// How long a rollout may take when the statement names no `timeout` (rollback steps too).
-pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(600);
+pub(crate) const DEFAULT_TIMEOUT: Duration = Duration::from_secs(600);
 
 /// The run's event log: every event goes to the journal and to the output, in that order.
-pub struct Log {
+pub(crate) struct Log {
     journal: Option<Journal>,
     out: Mutex<Reporter>,
 }
 
 impl Log {
-    pub fn new(out: Reporter) -> Log {
+    pub(crate) fn new(out: Reporter) -> Log {
         Log {
             journal: None,
             out: Mutex::new(out),
@@ -39,16 +39,16 @@ impl Log {
     }
 
     /// From here on events are journaled.
-    pub fn open(&mut self, journal: Journal) {
+    pub(crate) fn open(&mut self, journal: Journal) {
         self.journal = Some(journal);
     }
 
-    pub fn journal(&self) -> Option<&Journal> {
+    pub(crate) fn journal(&self) -> Option<&Journal> {
         self.journal.as_ref()
     }
 
     /// Show an event (and nothing else: before the journal exists, or for words only).
-    pub fn show(&self, ev: &RunEvent) {
+    pub(crate) fn show(&self, ev: &RunEvent) {
         if let Ok(mut out) = self.out.lock() {
             out.show(ev);
         }
@@ -56,7 +56,7 @@ impl Log {
 
     /// An event the journal must hold before its effect happens: an error means it does not,
     /// and the effect must not happen (it is not shown either).
-    pub async fn record(&self, ev: RunEvent) -> Result<(), String> {
+    pub(crate) async fn record(&self, ev: RunEvent) -> Result<(), String> {
         if let Some(j) = &self.journal {
             j.record(ev.clone()).await?;
         }
@@ -66,7 +66,7 @@ impl Log {
 
     /// An event after its effect (it happened whatever the journal says): a failed write is a
     /// warning.
-    pub async fn note(&self, ev: RunEvent) {
+    pub(crate) async fn note(&self, ev: RunEvent) {
         if let Some(j) = &self.journal {
             j.note(ev.clone()).await;
         }
@@ -74,7 +74,7 @@ impl Log {
     }
 
     /// What the events so far say: what started, what it replaced, how far a rollback got.
-    pub fn progress(&self) -> Progress {
+    pub(crate) fn progress(&self) -> Progress {
         self.journal
             .as_ref()
             .map(|j| super::log::events::progress(&j.entries()))
@@ -151,7 +151,7 @@ pub struct RunTarget<'a> {
 }
 
 /// The shared handles of one run.
-pub struct Ctx<'a> {
+pub(crate) struct Ctx<'a> {
     pub pb: Arc<Playbook>,
     pub checked: &'a Checked,
     pub env: Option<&'a Env>,
@@ -173,7 +173,12 @@ pub struct Ctx<'a> {
 }
 
 impl<'a> Ctx<'a> {
-    pub fn new(target: &RunTarget<'a>, cluster: Cluster, opts: RunOptions, log: Log) -> Ctx<'a> {
+    pub(crate) fn new(
+        target: &RunTarget<'a>,
+        cluster: Cluster,
+        opts: RunOptions,
+        log: Log,
+    ) -> Ctx<'a> {
         let pb = target.checked.playbooks[target.index].1.clone();
         let program = crate::check::model::to_model(&pb);
         let roles = program.roles();
@@ -202,74 +207,74 @@ impl<'a> Ctx<'a> {
     }
 
     /// The namespace as read for the checks before this action, if they are running.
-    pub fn view(&self) -> Option<Arc<super::kube::View>> {
+    pub(crate) fn view(&self) -> Option<Arc<super::kube::View>> {
         self.view.lock().ok().and_then(|v| v.clone())
     }
 
     /// Set (before the checks of an action) or clear (after them) the view they share.
-    pub fn set_view(&self, view: Option<Arc<super::kube::View>>) {
+    pub(crate) fn set_view(&self, view: Option<Arc<super::kube::View>>) {
         if let Ok(mut v) = self.view.lock() {
             *v = view;
         }
     }
 
     /// What templates resolve against now (live colours, secrets).
-    pub fn live(&self) -> Live {
+    pub(crate) fn live(&self) -> Live {
         Live {
             colours: self.colours(),
             secrets: self.opts.secrets.clone(),
         }
     }
 
-    pub fn colours(&self) -> HashMap<usize, Colour> {
+    pub(crate) fn colours(&self) -> HashMap<usize, Colour> {
         self.colours.lock().map(|c| c.clone()).unwrap_or_default()
     }
 
-    pub fn colour(&self, comp: usize) -> Option<Colour> {
+    pub(crate) fn colour(&self, comp: usize) -> Option<Colour> {
         self.colours.lock().ok().and_then(|c| c.get(&comp).copied())
     }
 
-    pub fn set_colour(&self, comp: usize, colour: Colour) {
+    pub(crate) fn set_colour(&self, comp: usize, colour: Colour) {
         if let Ok(mut c) = self.colours.lock() {
             c.insert(comp, colour);
         }
     }
 
-    pub fn stage(&self) -> String {
+    pub(crate) fn stage(&self) -> String {
         self.stage.lock().map(|s| s.clone()).unwrap_or_default()
     }
 
-    pub fn set_stage(&self, k: usize) {
+    pub(crate) fn set_stage(&self, k: usize) {
         if let (Ok(mut s), Some(st)) = (self.stage.lock(), self.pb.stages.get(k)) {
             s.clone_from(&st.name);
         }
     }
 
     /// A statement as the output and the journal show it.
-    pub fn describe(&self, op: &Op) -> String {
+    pub(crate) fn describe(&self, op: &Op) -> String {
         let live = self.live();
         crate::describe::describe(op, &Scope::new(&self.pb, self.env, &live))
     }
 
     /// The playbook line of a span.
-    pub fn line(&self, span: Span) -> usize {
+    pub(crate) fn line(&self, span: Span) -> usize {
         self.checked
             .sources
             .line_col(span.file, span.start as usize)
             .0
     }
 
-    pub fn comp(&self, i: usize) -> &Component {
+    pub(crate) fn comp(&self, i: usize) -> &Component {
         &self.pb.components[i]
     }
 
-    pub fn env_name(&self) -> &str {
+    pub(crate) fn env_name(&self) -> &str {
         self.env.map(|e| e.name.as_str()).unwrap_or("-")
     }
 
     /// Under `rehearse`, a wait longer than `--max-wait` is cut to it, and says so naming what
     /// was cut (`what`: how the playbook writes it, like `pause` or `within`).
-    pub fn shorten(&self, what: &str, d: Duration) -> (Duration, Option<String>) {
+    pub(crate) fn shorten(&self, what: &str, d: Duration) -> (Duration, Option<String>) {
         match self.opts.shorten_waits {
             Some(max) if d > max => (
                 max,
@@ -284,7 +289,7 @@ impl<'a> Ctx<'a> {
     }
 
     /// Wait for every rollout, together.
-    pub async fn wait_all(
+    pub(crate) async fn wait_all(
         &self,
         deploys: &[String],
         timeout: Duration,
@@ -301,7 +306,7 @@ impl<'a> Ctx<'a> {
 
     /// Every deployment of a component as it is now.
     /// Before an action, from the view its checks read (one LIST, made for them).
-    pub async fn snaps(&self, comp: usize) -> Result<Vec<super::kube::Snap>, Failure> {
+    pub(crate) async fn snaps(&self, comp: usize) -> Result<Vec<super::kube::Snap>, Failure> {
         let mut out = Vec::new();
         let view = self.view();
         for d in self.comp(comp).deployments() {

@@ -64,9 +64,12 @@ async fn admit_and_run(
         let message = redact.redact(&r.message);
         log.show(&RunEvent::Refused {
             message: message.clone(),
-            help: r.help,
+            help: r.help.clone(),
         });
-        Outcome::Refused(message)
+        Outcome::Refused(Refusal {
+            message,
+            help: r.help,
+        })
     };
 
     // 1. What needs no cluster, the promotion gate, permissions and containers.
@@ -474,7 +477,7 @@ impl Driver<'_> {
                 message,
                 state: state.map(live::state_map),
                 not_run,
-                exit_code: Some(outcome.exit_code()),
+                exit_code: Some(outcome.exit().code()),
             })
             .await;
         outcome
@@ -486,10 +489,13 @@ impl Driver<'_> {
             .log
             .note(RunEvent::Refused {
                 message: message.clone(),
-                help: r.help,
+                help: r.help.clone(),
             })
             .await;
-        Outcome::Refused(message)
+        Outcome::Refused(Refusal {
+            message,
+            help: r.help,
+        })
     }
 
     /// One top-level statement of stage `k`.

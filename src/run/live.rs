@@ -21,7 +21,7 @@ use super::Failure;
 ///
 /// One read of the namespace (a LIST of deployments, a LIST of pods: [`cluster::View`]), made
 /// now, for the check that calls it: never a cached or older one (issue 23).
-pub async fn live_state(cx: &Ctx<'_>) -> Result<State, Failure> {
+pub(crate) async fn live_state(cx: &Ctx<'_>) -> Result<State, Failure> {
     let view = match cx.view() {
         Some(v) => v,
         None => read_view(cx).await?,
@@ -44,7 +44,7 @@ pub async fn live_state(cx: &Ctx<'_>) -> Result<State, Failure> {
 }
 
 /// The namespace's deployments and the pods of the playbook's: one read, now.
-pub async fn read_view(cx: &Ctx<'_>) -> Result<Arc<cluster::View>, Failure> {
+pub(crate) async fn read_view(cx: &Ctx<'_>) -> Result<Arc<cluster::View>, Failure> {
     let all: Vec<&str> = cx
         .pb
         .components
@@ -55,7 +55,7 @@ pub async fn read_view(cx: &Ctx<'_>) -> Result<Arc<cluster::View>, Failure> {
 }
 
 /// Read which colour each blue-green component serves.
-pub async fn read_colours(cx: &Ctx<'_>) -> Result<(), Failure> {
+pub(crate) async fn read_colours(cx: &Ctx<'_>) -> Result<(), Failure> {
     for (i, c) in cx.pb.components.iter().enumerate() {
         if c.is_blue_green() {
             let col = live_colour(&cx.cluster, c).await?;
@@ -68,11 +68,11 @@ pub async fn read_colours(cx: &Ctx<'_>) -> Result<(), Failure> {
 /// Each deployment as this process last left it (after its last action on it): before every
 /// action the run checks nobody else changed them meanwhile.
 #[derive(Default)]
-pub struct Left(BTreeMap<String, Snap>);
+pub(crate) struct Left(BTreeMap<String, Snap>);
 
 impl Left {
     /// What this process leaves a component's deployments as, after an action on it.
-    pub async fn remember(&mut self, cx: &Ctx<'_>, comp: usize) {
+    pub(crate) async fn remember(&mut self, cx: &Ctx<'_>, comp: usize) {
         for d in cx.comp(comp).deployments() {
             if let Ok(snap) = cx.cluster.snap(d).await {
                 self.0.insert(d.to_string(), snap);
@@ -83,7 +83,7 @@ impl Left {
     /// Fail if a deployment this run changed was changed by someone else since (an image, the
     /// restart annotation, the strategy): two writers on one system must not go unnoticed.
     /// Judged on the view the action's checks read now (never a cached one: issue 23).
-    pub async fn check(&self, cx: &Ctx<'_>) -> Result<(), Failure> {
+    pub(crate) async fn check(&self, cx: &Ctx<'_>) -> Result<(), Failure> {
         if self.0.is_empty() {
             return Ok(());
         }
@@ -125,7 +125,7 @@ impl Left {
 }
 
 /// Refuse a state the matrix forbids.
-pub fn check_states(cx: &Ctx<'_>, states: &[State], what: &str) -> Result<(), Failure> {
+pub(crate) fn check_states(cx: &Ctx<'_>, states: &[State], what: &str) -> Result<(), Failure> {
     let Some(m) = cx.matrix else {
         return Ok(());
     };
@@ -151,7 +151,7 @@ pub fn check_states(cx: &Ctx<'_>, states: &[State], what: &str) -> Result<(), Fa
 
 /// The states an action will pass through from the live state (`record`: what a resumed
 /// action recorded it restores).
-pub async fn forward_states(
+pub(crate) async fn forward_states(
     cx: &Ctx<'_>,
     op: &Op,
     record: Option<&Record>,
@@ -205,7 +205,7 @@ fn finding_text(f: &StateFinding, m: &Matrix) -> String {
 }
 
 /// `api 1.5.0, console 2.1.0 (serving green), …`
-pub fn state_words(cx: &Ctx<'_>, state: &State) -> String {
+pub(crate) fn state_words(cx: &Ctx<'_>, state: &State) -> String {
     let colours = cx.colours();
     cx.pb
         .components
@@ -226,14 +226,14 @@ pub fn state_words(cx: &Ctx<'_>, state: &State) -> String {
 }
 
 /// A state as the summary event carries it.
-pub fn state_map(s: &State) -> BTreeMap<String, Vec<String>> {
+pub(crate) fn state_map(s: &State) -> BTreeMap<String, Vec<String>> {
     s.iter()
         .map(|(k, v)| (k.clone(), v.iter().map(|x| x.to_string()).collect()))
         .collect()
 }
 
 /// The versions a set of recorded templates run.
-pub fn versions_of_snaps<'t>(
+pub(crate) fn versions_of_snaps<'t>(
     snaps: impl IntoIterator<Item = &'t Snap>,
     container: &str,
 ) -> BTreeSet<crate::version::Version> {
@@ -248,6 +248,6 @@ pub fn versions_of_snaps<'t>(
 }
 
 /// The component a statement acts on.
-pub fn op_comp(st: &Statement) -> Option<usize> {
+pub(crate) fn op_comp(st: &Statement) -> Option<usize> {
     crate::check::model::op(&st.op).comp()
 }

@@ -16,29 +16,29 @@
 //! | [`shown`] | cluster-supplied values (lease holders, journal lines) escaped for printing |
 //! | [`log`] | the event log: [`log::events`] (the typed vocabulary), [`log::journal`], [`log::output`] |
 //! | [`kube`] | the kube layer: the [`kube::Cluster`] handle, [`kube::lock`], [`kube::preflight`], [`kube::traffic`] (routers) |
-//! | [`guards`] | http, logs and ready guards, `approve`; [`guards::client`] (HTTP), [`guards::metric`] + [`guards::prometheus`], [`guards::script`] (Rhai) |
+//! | [`guards`] | http, logs and ready guards, `approve`; [`guards::env`] (what guards need), [`guards::client`] (HTTP, URL rewrite), [`guards::metric`] + [`guards::tally`] + [`guards::prometheus`], [`guards::script`] (Rhai in the sandbox, `ClusterHost`) |
 //!
 //! The simulator wiring (`rehearse`, generic services, `ktplay test`) is [`crate::rehearse`], a
 //! sibling this module never imports.
 //!
-//! Exit codes ([`Outcome::exit_code`], the one table of [`crate::exit`]): 0 success; 1 failed and
+//! Exit codes ([`Outcome::exit`], the one table of [`crate::exit`]): 0 success; 1 failed and
 //! fully rolled back; 2 usage or I/O; 3 refused before any action; 4 failed and the rollback is
 //! incomplete, halted or stopped by a second signal; 5 the run lock was lost.
 
-pub mod actions;
-pub mod admit;
-pub mod canary;
-pub mod context;
-pub mod driver;
+pub(crate) mod actions;
+pub(crate) mod admit;
+pub(crate) mod canary;
+pub(crate) mod context;
+pub(crate) mod driver;
 pub mod guards;
 pub mod kube;
-pub mod live;
-pub mod log;
-pub mod monitor;
-pub mod restore;
-pub mod rollback;
-pub mod shown;
-pub mod signals;
+pub(crate) mod live;
+pub(crate) mod log;
+pub(crate) mod monitor;
+pub(crate) mod restore;
+pub(crate) mod rollback;
+pub(crate) mod shown;
+pub(crate) mod signals;
 mod unwind;
 
 use std::sync::Arc;
@@ -50,7 +50,7 @@ pub use context::{RunOptions, RunTarget};
 pub use driver::execute;
 
 /// Exit codes: one table for every command.
-pub use crate::exit;
+use crate::exit::Exit;
 
 /// How a run ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -63,8 +63,8 @@ pub enum Outcome {
     RollbackIncomplete,
     /// A statement failed under `on_failure halt`: nothing was rolled back.
     Halted,
-    /// Refused before any action: why.
-    Refused(String),
+    /// Refused before any action: why, and what to do (the message redacted).
+    Refused(admit::Refusal),
     /// Usage or I/O error: why.
     Usage(String),
     /// This process lost the run lock mid-run and stopped changing anything.
@@ -72,14 +72,15 @@ pub enum Outcome {
 }
 
 impl Outcome {
-    pub fn exit_code(&self) -> i32 {
+    /// How the command ends ([`Exit::code`] the number).
+    pub fn exit(&self) -> Exit {
         match self {
-            Outcome::Succeeded => exit::OK,
-            Outcome::RolledBack => exit::ROLLED_BACK,
-            Outcome::RollbackIncomplete | Outcome::Halted => exit::INCOMPLETE,
-            Outcome::Refused(_) => exit::REFUSED,
-            Outcome::Usage(_) => exit::USAGE,
-            Outcome::LockLost => exit::LOCK_LOST,
+            Outcome::Succeeded => Exit::Ok,
+            Outcome::RolledBack => Exit::Failed,
+            Outcome::RollbackIncomplete | Outcome::Halted => Exit::Incomplete,
+            Outcome::Refused(_) => Exit::Refused,
+            Outcome::Usage(_) => Exit::Usage,
+            Outcome::LockLost => Exit::LockLost,
         }
     }
 

@@ -33,7 +33,7 @@ use crate::syntax::format_duration;
 
 /// One endpoint's numbers, as journaled and printed (`event: monitor`).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct MonitorReport {
+pub(crate) struct MonitorReport {
     /// The monitor's name.
     pub name: String,
     /// `METHOD url`, secrets shown as `(secret)`.
@@ -79,7 +79,7 @@ fn is_zero(n: &u64) -> bool {
 
 impl MonitorReport {
     /// The numbers in words, for the human output, a failure's reason and JUnit.
-    pub fn words(&self) -> String {
+    pub(crate) fn words(&self) -> String {
         let mut kinds = Vec::new();
         for (n, k) in [
             (self.refused, "refused"),
@@ -121,7 +121,7 @@ impl MonitorReport {
 
 /// How a probe ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Outcome {
+enum Probe {
     Ok,
     Refused,
     Reset,
@@ -134,7 +134,7 @@ enum Outcome {
 #[derive(Debug, Clone, Copy)]
 struct Done {
     sent: Duration,
-    outcome: Outcome,
+    outcome: Probe,
     latency: Duration,
 }
 
@@ -165,7 +165,7 @@ impl Tally {
             self.next += 1;
             self.requests += 1;
             match d.outcome {
-                Outcome::Ok => {
+                Probe::Ok => {
                     if let Some(since) = self.outage_since.take() {
                         self.longest = self.longest.max(d.sent.saturating_sub(since));
                     }
@@ -175,15 +175,15 @@ impl Tally {
                 k => {
                     self.failures += 1;
                     match k {
-                        Outcome::Refused => self.refused += 1,
-                        Outcome::Reset => self.reset += 1,
-                        Outcome::Timeout => self.timeout += 1,
+                        Probe::Refused => self.refused += 1,
+                        Probe::Reset => self.reset += 1,
+                        Probe::Timeout => self.timeout += 1,
                         _ => self.status += 1,
                     }
                     if self.outage_since.is_none() {
                         self.outage_since = Some(d.sent);
                     }
-                    if k == Outcome::Status {
+                    if k == Probe::Status {
                         self.latencies_us
                             .push(d.latency.as_micros().min(u32::MAX as u128) as u32);
                     }
@@ -256,7 +256,7 @@ impl Endpoint {
 }
 
 /// The budget as written.
-pub fn budget_words(b: &MonitorBudget) -> String {
+pub(crate) fn budget_words(b: &MonitorBudget) -> String {
     let mut out = Vec::new();
     if let Some(n) = b.failures {
         out.push(format!("failures {n}"));
@@ -307,8 +307,8 @@ fn exceeded(b: &MonitorBudget, r: &MonitorReport, last: bool) -> Option<String> 
     None
 }
 
-/// The monitors of one run, probing until [`Monitors::stop`].
-pub struct Monitors {
+/// The monitors of one run, probing until they are dropped.
+pub(crate) struct Monitors {
     endpoints: Vec<Arc<Endpoint>>,
     tasks: Vec<JoinHandle<()>>,
     probes: Arc<Mutex<Vec<JoinHandle<()>>>>,
@@ -320,11 +320,11 @@ pub struct Monitors {
 }
 
 /// Why the monitors could not start (a URL a rehearsal may not reach, a missing secret).
-pub type StartError = String;
+pub(crate) type StartError = String;
 
 impl Monitors {
     /// Resolve the monitors of `env` and start probing. `None` when the playbook has none.
-    pub fn start(
+    pub(crate) fn start(
         pb: &Playbook,
         env: Option<&crate::check::program::Env>,
         live: &crate::resolve::Live,
@@ -404,7 +404,7 @@ impl Monitors {
     }
 
     /// The endpoints, in words, for the run's first lines.
-    pub fn describe(&self) -> Vec<String> {
+    pub(crate) fn describe(&self) -> Vec<String> {
         self.endpoints
             .iter()
             .map(|e| {
@@ -425,7 +425,7 @@ impl Monitors {
     }
 
     /// Continue counting from an earlier process's last reports (`--resume`).
-    pub fn resume_from(&self, earlier: &[MonitorReport]) {
+    pub(crate) fn resume_from(&self, earlier: &[MonitorReport]) {
         for e in &self.endpoints {
             let Some(r) = earlier.iter().rev().find(|r| r.name == e.name) else {
                 continue;
@@ -444,13 +444,13 @@ impl Monitors {
     }
 
     /// The reason of the first budget exceeded, if any.
-    pub fn exceeded(&self) -> Option<String> {
+    pub(crate) fn exceeded(&self) -> Option<String> {
         self.exceeded_rx.borrow().clone()
     }
 
     /// Judge the budgets once more with every number in (a share of failures is judged here
     /// even below its minimum of requests); the reason if one is exceeded.
-    pub fn judge_now(&self) -> Option<String> {
+    pub(crate) fn judge_now(&self) -> Option<String> {
         if let Some(r) = self.exceeded() {
             return Some(r);
         }
@@ -466,14 +466,14 @@ impl Monitors {
 
     /// From now on a budget exceeded fails nothing (the run failed, or it is ending): probing
     /// goes on through the rollback.
-    pub fn stop_judging(&self) {
+    pub(crate) fn stop_judging(&self) {
         self.judging
             .store(false, std::sync::atomic::Ordering::SeqCst);
     }
 
     /// A `Cancel` for one statement: interrupted with the run's (every interrupt counted) and
     /// when a budget is exceeded. The task forwarding them ends with the statement (abort it).
-    pub fn linked(&self, run: &Cancel) -> (Cancel, JoinHandle<()>) {
+    pub(crate) fn linked(&self, run: &Cancel) -> (Cancel, JoinHandle<()>) {
         let child = Cancel {
             signals_elsewhere: run.signals_elsewhere,
             ..Cancel::new()
@@ -502,23 +502,9 @@ impl Monitors {
     }
 
     /// Every endpoint's numbers so far (`last`: the run has ended).
-    pub fn reports(&self, last: bool) -> Vec<MonitorReport> {
+    pub(crate) fn reports(&self, last: bool) -> Vec<MonitorReport> {
         let now = self.start.elapsed();
         self.endpoints.iter().map(|e| e.report(now, last)).collect()
-    }
-
-    /// Stop probing (requests in flight are dropped and not counted) and give the final numbers.
-    pub fn stop(self) -> Vec<MonitorReport> {
-        self.stop_judging();
-        for t in &self.tasks {
-            t.abort();
-        }
-        if let Ok(mut p) = self.probes.lock() {
-            for t in p.drain(..) {
-                t.abort();
-            }
-        }
-        self.reports(true)
     }
 }
 
@@ -598,7 +584,7 @@ async fn ticker(
 }
 
 /// Send one probe; how it ended. The body is read up to the cap and dropped.
-async fn probe(ep: &Endpoint, http: &reqwest::Client) -> Outcome {
+async fn probe(ep: &Endpoint, http: &reqwest::Client) -> Probe {
     let mut req = http.request(ep.method.clone(), &ep.url).timeout(ep.timeout);
     for (k, v) in &ep.headers {
         req = req.header(k, v);
@@ -617,29 +603,29 @@ async fn probe(ep: &Endpoint, http: &reqwest::Client) -> Outcome {
             .is_err()
         {
             // Cut short, or larger than a probe's answer may be: the answer did not arrive.
-            return Outcome::Reset;
+            return Probe::Reset;
         }
         let ok = match ep.expect {
             Some(s) => status == s,
             None => (200..300).contains(&status),
         };
         if ok {
-            Outcome::Ok
+            Probe::Ok
         } else {
-            Outcome::Status
+            Probe::Status
         }
     };
     // reqwest's own timeout covers the body too; this one also holds on a paused clock.
     match tokio::time::timeout(ep.timeout, exchange).await {
         Ok(o) => o,
-        Err(_) => Outcome::Timeout,
+        Err(_) => Probe::Timeout,
     }
 }
 
 /// The kind of a failed request (the error itself is never shown: it can quote the URL).
-fn kind_of(e: &reqwest::Error) -> Outcome {
+fn kind_of(e: &reqwest::Error) -> Probe {
     if e.is_timeout() {
-        return Outcome::Timeout;
+        return Probe::Timeout;
     }
     let mut src: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(e);
     while let Some(inner) = src {
@@ -648,17 +634,17 @@ fn kind_of(e: &reqwest::Error) -> Outcome {
                 std::io::ErrorKind::ConnectionRefused
                 | std::io::ErrorKind::HostUnreachable
                 | std::io::ErrorKind::NetworkUnreachable
-                | std::io::ErrorKind::AddrNotAvailable => return Outcome::Refused,
-                std::io::ErrorKind::TimedOut => return Outcome::Timeout,
-                _ => return Outcome::Reset,
+                | std::io::ErrorKind::AddrNotAvailable => return Probe::Refused,
+                std::io::ErrorKind::TimedOut => return Probe::Timeout,
+                _ => return Probe::Reset,
             }
         }
         src = inner.source();
     }
     if e.is_connect() {
-        Outcome::Refused
+        Probe::Refused
     } else {
-        Outcome::Reset
+        Probe::Reset
     }
 }
 
@@ -667,7 +653,7 @@ fn kind_of(e: &reqwest::Error) -> Outcome {
 mod tests;
 
 /// Each monitor's last report in a run's journal, in the order they were first reported.
-pub fn last_reports(events: &[super::log::events::Entry]) -> Vec<MonitorReport> {
+pub(crate) fn last_reports(events: &[super::log::events::Entry]) -> Vec<MonitorReport> {
     let mut out: Vec<MonitorReport> = Vec::new();
     for e in events {
         if let super::log::events::RunEvent::Monitor(r) = &e.event {
@@ -681,14 +667,14 @@ pub fn last_reports(events: &[super::log::events::Entry]) -> Vec<MonitorReport> 
 }
 
 /// The driver's hooks: small, so `driver` stays about the loop.
-pub mod hooks {
+pub(crate) mod hooks {
     use super::{MonitorReport, Monitors};
     use crate::run::context::Ctx;
     use crate::run::log::events::RunEvent;
 
     /// Start the run's monitors (before the first action), say what they watch, and on
     /// `--resume` continue the counts the earlier process journaled.
-    pub async fn start(cx: &Ctx<'_>, resumed: bool) -> Result<Option<Monitors>, String> {
+    pub(crate) async fn start(cx: &Ctx<'_>, resumed: bool) -> Result<Option<Monitors>, String> {
         let m = Monitors::start(&cx.pb, cx.env, &cx.live(), &cx.opts.rewrite)
             .map_err(|e| cx.redact.redact(&e))?;
         let Some(m) = m else { return Ok(None) };
@@ -722,7 +708,7 @@ pub mod hooks {
     }
 
     /// The counts so far, journaled (after each statement) so a `--resume` continues them.
-    pub async fn progress(cx: &Ctx<'_>, m: &Option<Monitors>) {
+    pub(crate) async fn progress(cx: &Ctx<'_>, m: &Option<Monitors>) {
         if let Some(m) = m {
             for r in m.reports(false) {
                 cx.log.note(RunEvent::Monitor(r)).await;
@@ -731,7 +717,7 @@ pub mod hooks {
     }
 
     /// The final numbers, before the run's summary.
-    pub async fn finish(cx: &Ctx<'_>, m: &Option<Monitors>) {
+    pub(crate) async fn finish(cx: &Ctx<'_>, m: &Option<Monitors>) {
         if let Some(m) = m {
             m.stop_judging();
             for r in m.reports(true) {

@@ -2,7 +2,7 @@
 
 use super::*;
 
-fn done(ms: u64, outcome: Outcome) -> Done {
+fn done(ms: u64, outcome: Probe) -> Done {
     Done {
         sent: Duration::from_millis(ms),
         outcome,
@@ -13,13 +13,13 @@ fn done(ms: u64, outcome: Outcome) -> Done {
 #[test]
 fn an_outage_runs_from_the_first_failure_to_the_next_success_in_send_order() {
     let mut t = Tally::default();
-    t.fold(0, done(0, Outcome::Ok));
+    t.fold(0, done(0, Probe::Ok));
     // Probe 2 ends before probe 1: folded only once 1 is in.
-    t.fold(2, done(200, Outcome::Reset));
+    t.fold(2, done(200, Probe::Reset));
     assert_eq!(t.requests, 1);
-    t.fold(1, done(100, Outcome::Refused));
-    t.fold(3, done(300, Outcome::Ok));
-    t.fold(4, done(400, Outcome::Status));
+    t.fold(1, done(100, Probe::Refused));
+    t.fold(3, done(300, Probe::Ok));
+    t.fold(4, done(400, Probe::Status));
     assert_eq!((t.requests, t.failures), (5, 3));
     assert_eq!((t.refused, t.reset, t.status, t.timeout), (1, 1, 1, 0));
     assert_eq!(

@@ -10,7 +10,11 @@ use super::rollback::Record;
 use super::{Cancel, Failure};
 
 /// An implicit rollback: restore exactly what the action replaced.
-pub async fn restore(cx: &Ctx<'_>, record: &Record, cancel: &Cancel) -> Result<String, Failure> {
+pub(crate) async fn restore(
+    cx: &Ctx<'_>,
+    record: &Record,
+    cancel: &Cancel,
+) -> Result<String, Failure> {
     match record {
         Record::Templates { deployments, .. } => {
             let w = restore_snaps(cx, deployments, cancel).await?;
@@ -88,7 +92,11 @@ pub async fn restore(cx: &Ctx<'_>, record: &Record, cancel: &Cancel) -> Result<S
 }
 
 /// `undo C` inside a rollback block: back to what C ran before this run first changed it.
-pub async fn undo_to_first(cx: &Ctx<'_>, comp: usize, cancel: &Cancel) -> Result<String, Failure> {
+pub(crate) async fn undo_to_first(
+    cx: &Ctx<'_>,
+    comp: usize,
+    cancel: &Cancel,
+) -> Result<String, Failure> {
     let Some(first) = cx.log.progress().first.remove(&comp) else {
         return Ok(format!(
             "nothing to undo: this run did not change {}",

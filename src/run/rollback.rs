@@ -16,12 +16,12 @@ use serde::{Deserialize, Serialize};
 use crate::check::program::{Playbook, Rollback, Statement};
 use crate::span::Span;
 
-pub use super::kube::Snap;
+pub(crate) use super::kube::Snap;
 
 /// What an action replaced (and what it will do when re-run), journaled with its start.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
-pub enum Record {
+pub(crate) enum Record {
     /// The deployments' images (and strategies) before a rolling update.
     Templates { comp: usize, deployments: Vec<Snap> },
     /// A canary: the canary deployments; what its promotion replaced, once promoted; with a
@@ -65,7 +65,7 @@ pub enum Record {
 
 impl Record {
     /// The component it is about.
-    pub fn comp(&self) -> usize {
+    pub(crate) fn comp(&self) -> usize {
         match self {
             Record::Templates { comp, .. }
             | Record::Canary { comp, .. }
@@ -77,7 +77,7 @@ impl Record {
     }
 
     /// Does it have an implicit rollback?
-    pub fn reversible(&self) -> bool {
+    pub(crate) fn reversible(&self) -> bool {
         !matches!(self, Record::Restart { .. } | Record::Undo { .. })
     }
 }
@@ -106,7 +106,7 @@ pub struct Routed {
 
 /// What a component was before this run first changed it (for `undo C` in rollback blocks).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct First {
+pub(crate) struct First {
     pub deployments: Vec<Snap>,
     /// `(service, key, value)` of a blue-green component's selector.
     pub selector: Option<(String, String, String)>,
@@ -114,7 +114,7 @@ pub struct First {
 
 /// A statement that started, in a stage, with what its action replaced.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Started {
+pub(crate) struct Started {
     pub stmt: usize,
     pub span: Span,
     /// The statement as the output shows it.
@@ -124,7 +124,7 @@ pub struct Started {
 
 /// A step of the rollback plan.
 #[derive(Debug, Clone)]
-pub enum Step<'p> {
+pub(crate) enum Step<'p> {
     /// Restore what one action replaced.
     Implicit {
         stage: usize,
@@ -136,9 +136,10 @@ pub enum Step<'p> {
     Block { stage: usize, stmt: &'p Statement },
 }
 
+#[cfg(test)]
 impl Step<'_> {
     /// The stage it belongs to.
-    pub fn stage(&self) -> usize {
+    fn stage(&self) -> usize {
         match self {
             Step::Implicit { stage, .. } | Step::Block { stage, .. } => *stage,
         }
@@ -147,7 +148,7 @@ impl Step<'_> {
 
 /// The rollback of one stage: its block, nothing, or the implicit rollbacks of its started
 /// actions, newest first.
-pub fn stage_steps<'p>(pb: &'p Playbook, started: &[Started], k: usize) -> Vec<Step<'p>> {
+pub(crate) fn stage_steps<'p>(pb: &'p Playbook, started: &[Started], k: usize) -> Vec<Step<'p>> {
     match &pb.stages[k].rollback {
         Rollback::None(_) => Vec::new(),
         Rollback::Block(stmts, _) => stmts
@@ -172,7 +173,7 @@ pub fn stage_steps<'p>(pb: &'p Playbook, started: &[Started], k: usize) -> Vec<S
 
 /// The whole plan after stage `failed` failed: that stage, then every earlier stage newest
 /// first. `started[k]` are the statements of stage `k` that started (in order).
-pub fn rollback_plan<'p>(
+pub(crate) fn rollback_plan<'p>(
     pb: &'p Playbook,
     started: &[Vec<Started>],
     failed: usize,
@@ -185,7 +186,7 @@ pub fn rollback_plan<'p>(
 }
 
 /// How a rollback step reads.
-pub fn rollback_words(text: &str, r: &Record, pb: &Playbook) -> String {
+pub(crate) fn rollback_words(text: &str, r: &Record, pb: &Playbook) -> String {
     let name = |c: &usize| pb.components[*c].name.clone();
     match r {
         Record::Templates { comp, .. } => format!(

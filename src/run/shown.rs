@@ -3,12 +3,12 @@
 //! terminal, hide text behind a bidirectional override or flood the screen.
 
 /// Most characters of one cluster-supplied value that are printed.
-pub const SHOWN_MAX: usize = 160;
+pub(crate) const SHOWN_MAX: usize = 160;
 
 /// `s` safe to print: control characters (C0, DEL, C1) and invisible or reordering format
 /// characters escaped as `\u{…}` (a tab, a line break, an escape and a carriage return as `\t`,
 /// `\n`, `\e`, `\r`), cut to [`SHOWN_MAX`] characters with `…`.
-pub fn shown(s: &str) -> String {
+pub(crate) fn shown(s: &str) -> String {
     let mut out = String::new();
     for (n, c) in s.chars().enumerate() {
         if n == SHOWN_MAX {

@@ -9,10 +9,10 @@ use super::log::journal::Journal;
 use super::Cancel;
 
 /// The journal, once the run has one (a second signal before it exists changed nothing).
-pub type JournalSlot = Arc<Mutex<Option<Journal>>>;
+pub(crate) type JournalSlot = Arc<Mutex<Option<Journal>>>;
 
 /// Handle signals for the rest of the run (abort the handle when it ends).
-pub fn spawn(cancel: Cancel, journal: JournalSlot) -> tokio::task::JoinHandle<()> {
+pub(crate) fn spawn(cancel: Cancel, journal: JournalSlot) -> tokio::task::JoinHandle<()> {
     use tokio::signal::unix::{signal, SignalKind};
     tokio::spawn(async move {
         let mut term = signal(SignalKind::terminate()).ok();
@@ -43,7 +43,7 @@ pub fn spawn(cancel: Cancel, journal: JournalSlot) -> tokio::task::JoinHandle<()
             let journal = journal.lock().ok().and_then(|j| j.clone());
             let Some(journal) = journal else {
                 eprintln!("\nstopped at once by a second signal ({name}), before any action: nothing was changed");
-                std::process::exit(super::exit::REFUSED);
+                std::process::exit(crate::exit::Exit::Refused.code());
             };
             journal
                 .abort_now(&format!(
@@ -51,7 +51,7 @@ pub fn spawn(cancel: Cancel, journal: JournalSlot) -> tokio::task::JoinHandle<()
                 ))
                 .await;
             eprintln!("\nstopped at once by a second signal ({name}): the cluster may be mid-change; `ktplay status` shows the journal, `ktplay run --resume` finishes the job");
-            std::process::exit(super::exit::INCOMPLETE);
+            std::process::exit(crate::exit::Exit::Incomplete.code());
         }
     })
 }

@@ -53,7 +53,7 @@ impl Driver<'_> {
             // Nothing was changed and the live check said no: a refusal.
             return self
                 .end(
-                    Outcome::Refused(message.clone()),
+                    Outcome::Refused(Refusal::new(message.clone())),
                     format!("refused before any action: {message}"),
                     None,
                     Vec::new(),

@@ -3,10 +3,10 @@
 //! [`parse`] reads one file's text; the grammar lives in `grammar/ktplay.pest`.
 
 pub mod ast;
-mod describe;
 pub mod error;
 mod fast;
 mod parser;
+mod rule_names;
 
 use std::time::Duration;
 

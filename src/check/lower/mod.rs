@@ -22,11 +22,11 @@ use crate::span::{FileId, Span, Spanned};
 use crate::syntax::ast;
 use crate::version::Version;
 
-pub use value::{LetUse, Purpose};
+pub(crate) use value::{LetUse, Purpose};
 
 /// Lowers one playbook. Holds the problems found so far and what later parts need to resolve
 /// names (components are lowered first so statements can refer to them by index).
-pub struct Lowerer<'a> {
+pub(crate) struct Lowerer<'a> {
     pub problems: &'a mut Vec<Problem>,
     pub file: FileId,
     pub base_dir: PathBuf,
@@ -41,7 +41,7 @@ pub struct Lowerer<'a> {
 }
 
 impl<'a> Lowerer<'a> {
-    pub fn new(
+    pub(crate) fn new(
         problems: &'a mut Vec<Problem>,
         file: FileId,
         base_dir: PathBuf,
@@ -59,12 +59,12 @@ impl<'a> Lowerer<'a> {
         }
     }
 
-    pub fn error(&mut self, e: CheckError) {
+    pub(crate) fn error(&mut self, e: CheckError) {
         self.problems.push(Problem::new(self.file, e));
     }
 
     /// The index of a component named in a statement, or an `unknown_component` error.
-    pub fn component_index(&mut self, name: &Spanned<String>) -> Option<usize> {
+    pub(crate) fn component_index(&mut self, name: &Spanned<String>) -> Option<usize> {
         if let Some(i) = self.components.iter().position(|c| c.name == name.node) {
             return Some(i);
         }
@@ -121,7 +121,7 @@ impl<'a> Lowerer<'a> {
     }
 
     /// Lower a whole playbook.
-    pub fn playbook(&mut self, pb: &ast::Playbook, digest: String) -> Playbook {
+    pub(crate) fn playbook(&mut self, pb: &ast::Playbook, digest: String) -> Playbook {
         let name = pb
             .name
             .node

@@ -13,14 +13,14 @@ use super::Lowerer;
 
 /// What a `${name}` is used for; URLs may not carry secrets.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Purpose {
+pub(crate) enum Purpose {
     Url,
     Other,
 }
 
 /// A `${let}` use to be checked against every env's scope once all lets are known.
 #[derive(Debug, Clone)]
-pub struct LetUse {
+pub(crate) struct LetUse {
     pub name: String,
     pub span: Span,
     pub purpose: Purpose,
@@ -44,7 +44,7 @@ impl Lowerer<'_> {
     }
 
     /// A positive duration.
-    pub fn duration(&mut self, v: &Spanned<Value>) -> Option<Duration> {
+    pub(crate) fn duration(&mut self, v: &Spanned<Value>) -> Option<Duration> {
         match &v.node {
             Value::Duration(d) if d.is_zero() => {
                 self.error(CheckError::ZeroDuration {
@@ -73,7 +73,7 @@ impl Lowerer<'_> {
     }
 
     /// An HTTP status, 100–599.
-    pub fn status(&mut self, v: &Spanned<Value>) -> Option<u16> {
+    pub(crate) fn status(&mut self, v: &Spanned<Value>) -> Option<u16> {
         match &v.node {
             Value::Int(n) if (100..=599).contains(n) => Some(*n as u16),
             Value::Int(n) => {
@@ -95,7 +95,7 @@ impl Lowerer<'_> {
     }
 
     /// A canary weight, 1–99%.
-    pub fn weight(&mut self, v: &Spanned<Value>) -> Option<u32> {
+    pub(crate) fn weight(&mut self, v: &Spanned<Value>) -> Option<u32> {
         match &v.node {
             Value::Percent(n) if (1..=99).contains(n) => Some(*n as u32),
             Value::Percent(n) => {
@@ -117,7 +117,7 @@ impl Lowerer<'_> {
     }
 
     /// An exact version (not a pattern).
-    pub fn version(&mut self, v: &Spanned<Value>) -> Option<Version> {
+    pub(crate) fn version(&mut self, v: &Spanned<Value>) -> Option<Version> {
         match &v.node {
             Value::Version(VersionPattern::Exact(e)) => Some(e.clone()),
             Value::Version(p) => {
@@ -143,7 +143,7 @@ impl Lowerer<'_> {
     }
 
     /// A version pattern or exact version (matrix rows and ranges).
-    pub fn pattern(&mut self, v: &Spanned<Value>) -> Option<VersionPattern> {
+    pub(crate) fn pattern(&mut self, v: &Spanned<Value>) -> Option<VersionPattern> {
         match &v.node {
             Value::Version(p) => Some(p.clone()),
             _ => {
@@ -158,7 +158,7 @@ impl Lowerer<'_> {
     }
 
     /// A whole number within `range`.
-    pub fn count(
+    pub(crate) fn count(
         &mut self,
         v: &Spanned<Value>,
         what: &'static str,
@@ -184,7 +184,11 @@ impl Lowerer<'_> {
 
     /// `max_surge` / `max_unavailable`: a count or a percentage. Kubernetes refuses
     /// `maxUnavailable` over 100% and allows a surge of more than 100% (up to 1000% here).
-    pub fn int_or_percent(&mut self, v: &Spanned<Value>, budget: Budget) -> Option<IntOrPercent> {
+    pub(crate) fn int_or_percent(
+        &mut self,
+        v: &Spanned<Value>,
+        budget: Budget,
+    ) -> Option<IntOrPercent> {
         let max_percent = match budget {
             Budget::Unavailable => 100,
             Budget::Surge => 1000,
@@ -232,7 +236,7 @@ impl Lowerer<'_> {
     }
 
     /// A string value written as a string literal.
-    pub fn string_value(&mut self, v: &Spanned<Value>) -> Option<Spanned<StrLit>> {
+    pub(crate) fn string_value(&mut self, v: &Spanned<Value>) -> Option<Spanned<StrLit>> {
         match &v.node {
             Value::Str(s) => Some(Spanned::new(s.clone(), v.span)),
             Value::Raw(r) => Some(Spanned::new(
@@ -278,7 +282,7 @@ impl Lowerer<'_> {
     }
 
     /// A string with no interpolation.
-    pub fn plain(&mut self, s: &Spanned<StrLit>, what: &'static str) -> Option<String> {
+    pub(crate) fn plain(&mut self, s: &Spanned<StrLit>, what: &'static str) -> Option<String> {
         match s.node.as_plain() {
             Some(t) => Some(t),
             None => {
@@ -296,7 +300,7 @@ impl Lowerer<'_> {
 
     /// Turn a string literal into a template, checking `${component.field}` now and recording
     /// `${let}` uses to be checked against every env's scope later.
-    pub fn template(
+    pub(crate) fn template(
         &mut self,
         s: &Spanned<StrLit>,
         purpose: Purpose,
@@ -375,14 +379,14 @@ fn pattern_example(p: &VersionPattern) -> String {
 
 /// Which rollout budget a count or percentage is for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Budget {
+pub(crate) enum Budget {
     Unavailable,
     Surge,
 }
 
 impl Lowerer<'_> {
     /// `allow_hosts "…"…`: each a host, `host:port` or `*.domain` — no scheme, no path.
-    pub fn host_patterns(&mut self, hosts: &[Spanned<StrLit>]) -> Vec<String> {
+    pub(crate) fn host_patterns(&mut self, hosts: &[Spanned<StrLit>]) -> Vec<String> {
         let mut out = Vec::new();
         for h in hosts {
             let Some(text) = self.plain(h, "a host") else {

@@ -20,11 +20,11 @@ use crate::resolve::{Live, Mode, Scope};
 use crate::script::reach::Reach;
 
 /// The default cap on a response body, in bytes.
-pub const DEFAULT_MAX_BODY: usize = 16 << 20;
+pub(crate) const DEFAULT_MAX_BODY: usize = 16 << 20;
 
 /// The cap on a response body: `KTPLAY_MAX_BODY` (bytes) when set to a number, else
 /// [`DEFAULT_MAX_BODY`].
-pub fn max_body() -> usize {
+pub(crate) fn max_body() -> usize {
     std::env::var("KTPLAY_MAX_BODY")
         .ok()
         .and_then(|v| v.trim().parse::<usize>().ok())
@@ -33,7 +33,7 @@ pub fn max_body() -> usize {
 }
 
 /// `n` bytes for people.
-pub fn fmt_bytes(n: usize) -> String {
+pub(crate) fn fmt_bytes(n: usize) -> String {
     if n >= 1 << 20 && n.is_multiple_of(1 << 20) {
         format!("{} MiB", n >> 20)
     } else if n >= 1 << 10 && n.is_multiple_of(1 << 10) {
@@ -45,7 +45,7 @@ pub fn fmt_bytes(n: usize) -> String {
 
 /// Why a body could not be read whole.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum BodyError {
+pub(crate) enum BodyError {
     /// Longer than `cap` bytes: reading stopped there.
     TooLarge { cap: usize },
     /// The stream ended in an error after `read` bytes (`timeout`: the request's time ran out).
@@ -58,7 +58,7 @@ pub enum BodyError {
 
 impl BodyError {
     /// Worth asking again: a cut body may arrive whole next time; a body over the cap will not.
-    pub fn retry(&self) -> bool {
+    pub(crate) fn retry(&self) -> bool {
         matches!(self, BodyError::Cut { .. })
     }
 }
@@ -90,7 +90,10 @@ impl std::fmt::Display for BodyError {
 }
 
 /// Read `resp`'s body, at most `cap` bytes, as text (invalid UTF-8 replaced).
-pub async fn read_body(mut resp: reqwest::Response, cap: usize) -> Result<String, BodyError> {
+pub(crate) async fn read_body(
+    mut resp: reqwest::Response,
+    cap: usize,
+) -> Result<String, BodyError> {
     if resp.content_length().is_some_and(|n| n > cap as u64) {
         return Err(BodyError::TooLarge { cap });
     }
@@ -134,13 +137,13 @@ fn without_url(e: &reqwest::Error) -> String {
 }
 
 /// Which URLs a request may be redirected to: `Err(why)` refuses the hop.
-pub type HopRule = Arc<dyn Fn(&str) -> Result<(), String> + Send + Sync>;
+pub(crate) type HopRule = Arc<dyn Fn(&str) -> Result<(), String> + Send + Sync>;
 
 /// The most redirects one request follows.
 const MAX_REDIRECTS: usize = 10;
 
 /// A redirect policy that asks `rule` about every hop.
-pub fn redirect_policy(rule: HopRule) -> reqwest::redirect::Policy {
+pub(crate) fn redirect_policy(rule: HopRule) -> reqwest::redirect::Policy {
     reqwest::redirect::Policy::custom(move |attempt| {
         if attempt.previous().len() >= MAX_REDIRECTS {
             return attempt.error(format!("more than {MAX_REDIRECTS} redirects"));
@@ -156,7 +159,7 @@ pub fn redirect_policy(rule: HopRule) -> reqwest::redirect::Policy {
 /// connection for every request (as the monitors): a reused one stays with the pod that answered
 /// it before, which a rollout may since have deleted (the request then fails with "connection
 /// closed before message completed") or which still runs the old version.
-pub fn client(rule: HopRule) -> reqwest::Client {
+pub(crate) fn client(rule: HopRule) -> reqwest::Client {
     reqwest::Client::builder()
         .connect_timeout(Duration::from_secs(5))
         .pool_max_idle_per_host(0)
@@ -166,7 +169,7 @@ pub fn client(rule: HopRule) -> reqwest::Client {
 }
 
 /// The rule of a rehearsal: this machine only.
-pub fn loopback_only() -> HopRule {
+pub(crate) fn loopback_only() -> HopRule {
     Arc::new(|url: &str| {
         if is_loopback_url(url) {
             Ok(())
@@ -180,7 +183,7 @@ pub fn loopback_only() -> HopRule {
 }
 
 /// The rule of guards: a rehearsal's ([`loopback_only`]), or in a run the env's hosts.
-pub fn guard_rule(pb: &Playbook, env: Option<&Env>, rewrite: &UrlRewrite) -> HopRule {
+pub(crate) fn guard_rule(pb: &Playbook, env: Option<&Env>, rewrite: &UrlRewrite) -> HopRule {
     if rewrite.confine {
         return loopback_only();
     }
@@ -197,7 +200,7 @@ pub fn guard_rule(pb: &Playbook, env: Option<&Env>, rewrite: &UrlRewrite) -> Hop
 
 /// The hosts an env names: those of its and the playbook's URL lets (secrets left out), of its
 /// http and metric guards' URLs, of `--route` targets, and its and the playbook's `allow_hosts`.
-pub fn env_reach(pb: &Playbook, env: Option<&Env>, rewrite: &UrlRewrite) -> Reach {
+pub(crate) fn env_reach(pb: &Playbook, env: Option<&Env>, rewrite: &UrlRewrite) -> Reach {
     let mut urls: Vec<String> = Vec::new();
     // Blue-green URLs name a colour: take both.
     for colour in [Colour::Blue, Colour::Green] {

@@ -33,7 +33,7 @@ use crate::check::program::{Condition, MetricCheck, NoData, Template, TemplatePa
 use crate::resolve::Mode;
 
 use crate::run::guards::env::GuardEnv;
-pub use crate::run::guards::prometheus::{query, query_until, QueryError, Sample};
+pub(crate) use crate::run::guards::prometheus::{query_until, Sample};
 use crate::run::guards::tally::{cadence, Tally, DEFAULT_EVERY};
 use crate::run::Failure;
 
@@ -42,7 +42,7 @@ const SINGLE_EVALUATION: Duration = Duration::from_secs(30);
 
 /// What one evaluation counts as.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Verdict {
+pub(crate) enum Verdict {
     Ok,
     Failed,
     /// No data yet (the query's window has not passed), or `no_data ignore`: neither.
@@ -51,7 +51,7 @@ pub enum Verdict {
 
 /// One evaluation, as printed and journaled.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Evaluation {
+pub(crate) struct Evaluation {
     /// RFC 3339, UTC, seconds.
     pub time: String,
     pub value: Sample,
@@ -82,7 +82,11 @@ impl Evaluation {
 
 /// Judge one value (and the baseline's, for `baseline` thresholds): `Some(holds)`, or `None`
 /// when there is no data to judge (the value's or the baseline's), with the threshold as shown.
-pub fn judge(c: &Condition, value: Sample, baseline: Option<Sample>) -> (Option<bool>, String) {
+pub(crate) fn judge(
+    c: &Condition,
+    value: Sample,
+    baseline: Option<Sample>,
+) -> (Option<bool>, String) {
     let bound = |t: &Threshold| -> Result<(f64, String), String> {
         match (t, baseline) {
             (Threshold::Value(v), _) => Ok((*v, shown(*v))),
@@ -121,7 +125,10 @@ pub fn judge(c: &Condition, value: Sample, baseline: Option<Sample>) -> (Option<
 
 /// What an evaluation without data counts as: pending while the canary is younger than the
 /// query's window (`warming`: how long it has run, the window), else as `no_data` says.
-pub fn without_data(no_data: NoData, warming: Option<(Duration, Duration)>) -> (Verdict, String) {
+pub(crate) fn without_data(
+    no_data: NoData,
+    warming: Option<(Duration, Duration)>,
+) -> (Verdict, String) {
     use crate::run::log::output::fmt_elapsed;
     if let Some((ran, window)) = warming {
         return (
@@ -142,7 +149,7 @@ pub fn without_data(no_data: NoData, warming: Option<(Duration, Duration)>) -> (
 
 /// The longest range (`[5m]`, a subquery's `[30m:1m]`) of a PromQL query, outside its strings:
 /// how long a series must exist before the query can give a number for it.
-pub fn window(promql: &str) -> Option<Duration> {
+pub(crate) fn window(promql: &str) -> Option<Duration> {
     let mut longest: Option<Duration> = None;
     let mut quote: Option<char> = None;
     let mut chars = promql.char_indices();
@@ -215,7 +222,7 @@ fn shown(v: f64) -> String {
 }
 
 /// The baseline query: every `${C.to}` read as `${C.from}`.
-pub fn baseline_of(t: &Template) -> Template {
+pub(crate) fn baseline_of(t: &Template) -> Template {
     use crate::check::program::Field;
     Template {
         parts: t
@@ -241,7 +248,7 @@ fn resolve_err(e: crate::resolve::ResolveError) -> Failure {
 }
 
 /// Run a metric guard: one evaluation, or one every `every` for `for`.
-pub async fn run(m: &MetricCheck, env: &GuardEnv<'_>) -> Result<String, Failure> {
+pub(crate) async fn run(m: &MetricCheck, env: &GuardEnv<'_>) -> Result<String, Failure> {
     let real_url = env.scope.render(&m.url, Mode::Real).map_err(resolve_err)?;
     let base = env.rewrite.route(&real_url).map_err(Failure::new)?;
     let promql = env

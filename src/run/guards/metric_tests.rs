@@ -2,6 +2,7 @@
 
 use super::*;
 use crate::redact::Redactor;
+use crate::run::guards::prometheus::query;
 use crate::run::Cancel;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};

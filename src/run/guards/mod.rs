@@ -30,12 +30,12 @@ use crate::resolve::Mode;
 
 use crate::run::{Cancel, Failure};
 
-pub mod client;
-pub mod env;
-pub mod metric;
-pub mod prometheus;
+pub(crate) mod client;
+pub(crate) mod env;
+pub(crate) mod metric;
+pub(crate) mod prometheus;
 pub mod script;
-pub mod tally;
+pub(crate) mod tally;
 
 pub use client::UrlRewrite;
 pub use env::GuardEnv;

@@ -12,7 +12,7 @@ use crate::run::{Cancel, Failure};
 
 /// What one query answered.
 #[derive(Debug, Clone, Copy, PartialEq)]
-pub enum Sample {
+pub(crate) enum Sample {
     Value(f64),
     /// An empty result or NaN.
     NoData,
@@ -20,7 +20,7 @@ pub enum Sample {
 
 /// Why a query gave no number.
 #[derive(Debug, Clone, PartialEq)]
-pub struct QueryError {
+pub(crate) struct QueryError {
     pub message: String,
     /// Worth trying again (503, time-out, connection refused).
     pub retry: bool,
@@ -29,7 +29,7 @@ pub struct QueryError {
 /// Send one instant query to `base` (`/api/v1/query` is appended) and read its one number.
 /// The body is read up to the cap of [`crate::run::guards::client::max_body`]; what an error quotes of it is
 /// redacted by `redact` before it is cut.
-pub async fn query(
+pub(crate) async fn query(
     http: &reqwest::Client,
     base: &str,
     promql: &str,
@@ -189,7 +189,7 @@ fn error_chain(e: &reqwest::Error) -> String {
 
 /// [`query`], retried with back-off (200 ms doubling to 5 s) while the error is worth retrying
 /// and `deadline` has not passed.
-pub async fn query_until(
+pub(crate) async fn query_until(
     http: &reqwest::Client,
     base: &str,
     promql: &str,

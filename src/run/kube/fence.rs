@@ -13,14 +13,14 @@ use super::{retry, status_code, Cluster};
 use crate::run::shown::shown;
 
 /// How long a lease lasts without renewal.
-pub const LEASE_SECONDS: i64 = 15;
+pub(crate) const LEASE_SECONDS: i64 = 15;
 /// How often the lease is renewed: a third of its duration.
-pub const RENEW_EVERY: Duration = Duration::from_secs(LEASE_SECONDS as u64 / 3);
+pub(crate) const RENEW_EVERY: Duration = Duration::from_secs(LEASE_SECONDS as u64 / 3);
 /// A write needs a renewal younger than this (two thirds of the lease), else the lease is
 /// renewed first — or the run stops. A process the OS paused (SIGSTOP, a frozen VM, a long GC)
 /// wakes up with an old renewal and must prove it still holds the lock before it acts; the
 /// monotonic clock keeps counting while it is paused.
-pub const FRESH_FOR: Duration = Duration::from_secs(LEASE_SECONDS as u64 * 2 / 3);
+pub(crate) const FRESH_FOR: Duration = Duration::from_secs(LEASE_SECONDS as u64 * 2 / 3);
 
 /// Proof that this process holds the run lock, checked before every write ([`Fence::ensure`]).
 /// Lost once, lost for good: another runner may own the system now.

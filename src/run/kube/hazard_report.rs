@@ -11,7 +11,7 @@ use super::hazards::{statement_words, Found};
 
 /// One diagnostic per hazard code.
 #[derive(Debug, thiserror::Error, Diagnostic)]
-pub enum HazardDiag {
+pub(crate) enum HazardDiag {
     #[error("{message}")]
     #[diagnostic(code(ktplay::hazard::no_readiness_probe))]
     NoReadinessProbe {
@@ -137,7 +137,7 @@ pub enum HazardDiag {
 /// A hazard's diagnostic with its severity (a code's severity may depend on the objects).
 #[derive(Debug, thiserror::Error)]
 #[error("{diag}")]
-pub struct HazardProblem {
+pub(crate) struct HazardProblem {
     diag: HazardDiag,
     severity: Severity,
 }
@@ -161,7 +161,7 @@ impl Diagnostic for HazardProblem {
 }
 
 /// The diagnostic of a found hazard, at its statement.
-pub fn problem(pb: &Playbook, f: &Found) -> Problem {
+pub(crate) fn problem(pb: &Playbook, f: &Found) -> Problem {
     let h = &f.hazard;
     let object = if h.name.is_empty() {
         h.kind.clone()

@@ -57,7 +57,7 @@ impl Default for Assumptions {
 /// How sure the rule is that requests will be lost.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
 #[serde(rename_all = "lowercase")]
-pub enum Severity {
+pub(crate) enum Severity {
     /// Requests are likely to fail, or the safety net is missing.
     Warning,
     /// The action will interrupt the service, or cannot work as written.
@@ -65,7 +65,7 @@ pub enum Severity {
 }
 
 impl Severity {
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             Severity::Warning => "warning",
             Severity::Error => "error",
@@ -141,7 +141,7 @@ impl Code {
 
 /// One predicted hazard: what, where (object and field), and the fix.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Hazard {
+pub(crate) struct Hazard {
     pub code: Code,
     pub severity: Severity,
     /// `Deployment`, `Service`, `PodDisruptionBudget`, …
@@ -174,7 +174,7 @@ impl Hazard {
 
 /// What the statement does to the Deployment, as far as the rules care.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Action {
+pub(crate) enum Action {
     /// A rolling update (`rolling`, `restart`, `undo`): old pods replaced by new ones under
     /// the strategy; `max_unavailable`/`max_surge` the statement's own, else the live ones.
     Rolling {
@@ -206,7 +206,7 @@ impl Action {
 
 /// The live objects one statement touches, for one of its Deployments.
 #[derive(Debug, Clone, Copy)]
-pub struct Subject<'a> {
+pub(crate) struct Subject<'a> {
     pub deployment: &'a Value,
     /// The component's container.
     pub container: &'a str,
@@ -218,7 +218,7 @@ pub struct Subject<'a> {
 
 /// A preStop hook, as far as its length can be known.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum PreStop {
+pub(crate) enum PreStop {
     None,
     /// A sleep of at least this long (`how`: `sleep`, `exec sleep`, `sh -c`).
     Sleeps(Duration, &'static str),
@@ -227,7 +227,7 @@ pub enum PreStop {
 }
 
 /// The preStop hook of a container.
-pub fn prestop(container: &Value) -> PreStop {
+pub(crate) fn prestop(container: &Value) -> PreStop {
     let hook = &container["lifecycle"]["preStop"];
     if !hook.is_object() {
         return PreStop::None;
@@ -318,7 +318,7 @@ fn int_or_percent(v: &Value) -> Option<IntOrPercent> {
 
 /// Kubernetes' `GetScaledValueFromIntOrPercent`: an int as it is, a percent of `total`, rounded
 /// up or down.
-pub fn scaled(v: IntOrPercent, total: i64, round_up: bool) -> i64 {
+pub(crate) fn scaled(v: IntOrPercent, total: i64, round_up: bool) -> i64 {
     match v {
         IntOrPercent::Int(n) => n as i64,
         IntOrPercent::Percent(p) => {
@@ -334,7 +334,11 @@ pub fn scaled(v: IntOrPercent, total: i64, round_up: bool) -> i64 {
 
 /// The deployment controller's `ResolveFenceposts`: (surge, unavailable) for `replicas`; surge
 /// rounds up, unavailability down, and when both come to 0 unavailability is 1.
-pub fn fenceposts(surge: IntOrPercent, unavailable: IntOrPercent, replicas: i64) -> (i64, i64) {
+pub(crate) fn fenceposts(
+    surge: IntOrPercent,
+    unavailable: IntOrPercent,
+    replicas: i64,
+) -> (i64, i64) {
     let s = scaled(surge, replicas, true);
     let mut u = scaled(unavailable, replicas, false);
     if s == 0 && u == 0 {
@@ -362,7 +366,7 @@ fn labels(v: &Value) -> Option<&Map<String, Value>> {
 
 /// Services of `services` whose selector picks pods with the template's labels. A Service
 /// ktplay made for a canary (`app.kubernetes.io/managed-by: ktplay`) is not the app's.
-pub fn selecting<'a>(services: &'a [Value], template_labels: &Value) -> Vec<&'a Value> {
+pub(crate) fn selecting<'a>(services: &'a [Value], template_labels: &Value) -> Vec<&'a Value> {
     services
         .iter()
         .filter(|s| s["metadata"]["labels"]["app.kubernetes.io/managed-by"] != "ktplay")
@@ -383,7 +387,7 @@ fn name_of(v: &Value) -> &str {
 }
 
 /// Every hazard of `action` on one Deployment.
-pub fn rules(action: &Action, s: &Subject<'_>, a: &Assumptions) -> Vec<Hazard> {
+pub(crate) fn rules(action: &Action, s: &Subject<'_>, a: &Assumptions) -> Vec<Hazard> {
     let d = s.deployment;
     let deploy = name_of(d);
     let spec = &d["spec"];

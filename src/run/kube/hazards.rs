@@ -70,7 +70,7 @@ impl Settings {
 }
 
 /// `warn` or `refuse`.
-pub fn parse_mode(s: &str) -> Result<Mode, String> {
+pub(crate) fn parse_mode(s: &str) -> Result<Mode, String> {
     match s.trim() {
         "warn" => Ok(Mode::Warn),
         "refuse" => Ok(Mode::Refuse),
@@ -79,7 +79,7 @@ pub fn parse_mode(s: &str) -> Result<Mode, String> {
 }
 
 /// A hazard code, in any of its forms.
-pub fn parse_code(s: &str) -> Result<Code, String> {
+pub(crate) fn parse_code(s: &str) -> Result<Code, String> {
     Code::parse(s).ok_or_else(|| {
         format!(
             "`{}` is not a hazard code; they are: {}",
@@ -90,14 +90,14 @@ pub fn parse_code(s: &str) -> Result<Code, String> {
 }
 
 /// A duration like the playbook's (`5s`, `1500ms`, `1m30s`).
-pub fn parse_duration(s: &str) -> Result<Duration, String> {
+pub(crate) fn parse_duration(s: &str) -> Result<Duration, String> {
     crate::syntax::parse_duration(s.trim())
         .map_err(|_| format!("`{}` is not a duration (like 5s, 1500ms, 1m)", s.trim()))
 }
 
 /// A hazard at a statement of the playbook.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Found {
+pub(crate) struct Found {
     pub stage: usize,
     /// The statement's index in its stage.
     pub statement: usize,
@@ -114,7 +114,7 @@ pub struct Found {
 /// resumed run does not repeat) and judge it. Each hazard is reported once, at the first
 /// statement that meets it; an object that cannot be read is a hazard of its own
 /// ([`Code::Unreadable`]), never a silent skip.
-pub async fn assess(
+pub(crate) async fn assess(
     cluster: &Cluster,
     pb: &Playbook,
     settings: &Settings,
@@ -341,7 +341,7 @@ where
 }
 
 /// The hazards that refuse the run under `settings`: every one not allowed, in refuse mode.
-pub fn refusing<'a>(settings: &Settings, found: &'a [Found]) -> Vec<&'a Found> {
+pub(crate) fn refusing<'a>(settings: &Settings, found: &'a [Found]) -> Vec<&'a Found> {
     match settings.mode {
         Mode::Warn => Vec::new(),
         Mode::Refuse => found.iter().filter(|f| !f.allowed).collect(),
@@ -350,7 +350,7 @@ pub fn refusing<'a>(settings: &Settings, found: &'a [Found]) -> Vec<&'a Found> {
 
 /// One hazard in a line: `ktplay::hazard::no_prestop on Deployment `gw`
 /// (spec.template…preStop)`.
-pub fn short(f: &Found) -> String {
+pub(crate) fn short(f: &Found) -> String {
     let h = &f.hazard;
     let object = if h.name.is_empty() {
         h.kind.clone()
@@ -365,7 +365,7 @@ pub fn short(f: &Found) -> String {
 }
 
 /// The event of a hazard.
-pub fn event(
+pub(crate) fn event(
     pb: &Playbook,
     sources: &crate::source::SourceMap,
     f: &Found,
@@ -387,7 +387,7 @@ pub fn event(
 }
 
 /// `rolling gateway` — the statement's keyword and component, for the one-line form.
-pub fn statement_words(pb: &Playbook, f: &Found) -> String {
+pub(crate) fn statement_words(pb: &Playbook, f: &Found) -> String {
     let st = &pb.stages[f.stage].stmts[f.statement];
     let word = match &st.op {
         Op::Rolling { .. } => "rolling",

@@ -22,10 +22,17 @@ use serde_json::{json, Value};
 use crate::run::kube::{retry, status_code, Cluster};
 use crate::run::shown::shown;
 
-pub use super::fence::{Fence, FRESH_FOR, LEASE_SECONDS, RENEW_EVERY};
+pub(crate) use super::fence::{Fence, LEASE_SECONDS, RENEW_EVERY};
+
+mod lease;
+mod unlock;
+
+pub(crate) use lease::lease_words;
+use lease::{duration_of, expiry};
+pub(crate) use unlock::{describe, force_unlock, holder_of, live, lock_id, read};
 
 /// A held lock.
-pub struct RunLock {
+pub(crate) struct RunLock {
     cluster: Cluster,
     pub name: String,
     /// The leases of the objects the run changes.
@@ -41,7 +48,7 @@ pub struct RunLock {
 
 /// Why the lock could not be taken.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum LockError {
+pub(crate) enum LockError {
     Held {
         /// As the lease names it (print it through [`shown`]).
         holder: String,
@@ -85,7 +92,7 @@ impl std::fmt::Display for LockError {
 }
 
 /// The Lease name for a playbook: `ktplay-<name>`, as a DNS label.
-pub fn lease_name(playbook: &str) -> String {
+pub(crate) fn lease_name(playbook: &str) -> String {
     let mut s: String = playbook
         .to_ascii_lowercase()
         .chars()
@@ -99,7 +106,7 @@ pub fn lease_name(playbook: &str) -> String {
 
 /// The Lease that guards one object the run changes (`deployment`/`service` and its name):
 /// `ktplay-obj-<kind>-<name>`, as a DNS label (a hash keeps long names apart).
-pub fn object_lease_name(kind: &str, name: &str) -> String {
+pub(crate) fn object_lease_name(kind: &str, name: &str) -> String {
     let short = match kind {
         "deployment" => "deploy",
         "service" => "svc",
@@ -120,7 +127,7 @@ pub fn object_lease_name(kind: &str, name: &str) -> String {
 /// The objects a playbook changes, as `(lease name, words)`: every deployment of every component
 /// (both colours of a blue-green one; a canary is a deployment's own) and every blue-green
 /// Service. Sorted, so two runs take them in the same order.
-pub fn objects_of(pb: &crate::check::program::Playbook) -> Vec<(String, String)> {
+pub(crate) fn objects_of(pb: &crate::check::program::Playbook) -> Vec<(String, String)> {
     use crate::check::program::Workload;
     let mut out = std::collections::BTreeMap::new();
     for c in &pb.components {
@@ -149,7 +156,7 @@ fn micro(t: chrono::DateTime<chrono::Utc>) -> String {
 }
 
 /// `who@host pid N run RUN`.
-pub fn holder_identity(run_id: &str) -> String {
+pub(crate) fn holder_identity(run_id: &str) -> String {
     let user = std::env::var("USER")
         .or_else(|_| std::env::var("USERNAME"))
         .unwrap_or_else(|_| "ktplay".into());
@@ -163,7 +170,7 @@ pub fn holder_identity(run_id: &str) -> String {
 }
 
 /// The run id in a holder identity.
-pub fn run_of(holder: &str) -> Option<&str> {
+pub(crate) fn run_of(holder: &str) -> Option<&str> {
     holder.rsplit_once(" run ").map(|(_, r)| r.trim())
 }
 
@@ -209,9 +216,9 @@ pub(super) fn object_lease_json(
 
 /// The annotation of an object's lease naming the run lock (a Lease of the same namespace) that
 /// proves its holder alive.
-pub const RUN_LOCK: &str = "ktplay.dev/run-lock";
+pub(crate) const RUN_LOCK: &str = "ktplay.dev/run-lock";
 /// `leaseDurationSeconds` of an object's lease (see [`object_lease_json`]).
-pub const OBJECT_LEASE_SECONDS: i64 = 3600;
+pub(crate) const OBJECT_LEASE_SECONDS: i64 = 3600;
 
 /// What an object's lease (held by someone else) says of its holder through its run lock.
 enum Through {
@@ -260,80 +267,6 @@ async fn through(api: &Api<Lease>, l: &Value) -> Result<Option<Through>, LockErr
     }))
 }
 
-fn expiry(l: &Value) -> Option<chrono::DateTime<chrono::Utc>> {
-    let renewed = renewed_at(l)?;
-    // Hostile or absurd durations never panic: an overflow is "no expiry".
-    chrono::TimeDelta::try_seconds(duration_of(l)).and_then(|d| renewed.checked_add_signed(d))
-}
-
-/// The lease's last renewal (its acquisition when it was never renewed).
-fn renewed_at(l: &Value) -> Option<chrono::DateTime<chrono::Utc>> {
-    let t = l["spec"]["renewTime"]
-        .as_str()
-        .or(l["spec"]["acquireTime"].as_str())?;
-    Some(
-        chrono::DateTime::parse_from_rfc3339(t)
-            .ok()?
-            .with_timezone(&chrono::Utc),
-    )
-}
-
-fn time_of(l: &Value, key: &str) -> Option<chrono::DateTime<chrono::Utc>> {
-    let t = l["spec"][key].as_str()?;
-    Some(
-        chrono::DateTime::parse_from_rfc3339(t)
-            .ok()?
-            .with_timezone(&chrono::Utc),
-    )
-}
-
-/// `leaseDurationSeconds` (ktplay's when absent).
-fn duration_of(l: &Value) -> i64 {
-    l["spec"]["leaseDurationSeconds"]
-        .as_i64()
-        .unwrap_or(LEASE_SECONDS)
-}
-
-/// What a lease says of itself, in words, from the values it holds (never printed raw): when it
-/// was taken and last renewed, how long it lasts, when it expires.
-pub fn lease_words(l: &Value) -> String {
-    let t = now();
-    let ago = |x: chrono::DateTime<chrono::Utc>| {
-        let s = (t - x).num_seconds();
-        if s >= 0 {
-            format!("{s} s ago")
-        } else {
-            format!("{} s in the future by this machine's clock", -s)
-        }
-    };
-    let acquired = time_of(l, "acquireTime");
-    let renewed = time_of(l, "renewTime");
-    let mut words = Vec::new();
-    match (acquired, renewed) {
-        (Some(a), Some(r)) if a == r => words.push(format!(
-            "taken {} ({}) and never renewed since",
-            micro(a),
-            ago(a)
-        )),
-        (a, r) => {
-            if let Some(a) = a {
-                words.push(format!("taken {}", micro(a)));
-            }
-            match r {
-                Some(r) => words.push(format!("last renewed {} ({})", micro(r), ago(r))),
-                None => words.push("no renewal time".into()),
-            }
-        }
-    }
-    words.push(format!("lasts {} s", duration_of(l)));
-    match expiry(l) {
-        Some(e) if e < t => words.push(format!("expired {}", micro(e))),
-        Some(e) => words.push(format!("expires {} unless renewed", micro(e))),
-        None => words.push("no expiry can be read".into()),
-    }
-    words.join(", ")
-}
-
 pub(super) fn leases(c: &Cluster) -> Api<Lease> {
     Api::namespaced(c.client.clone(), &c.ns)
 }
@@ -344,7 +277,7 @@ fn api_err(e: kube::Error) -> LockError {
 
 /// The longest lease ktplay watches to prove its holder gone: a lease that lasts longer was not
 /// written by ktplay, and waiting for it is a person's decision.
-pub const WATCH_AT_MOST: i64 = 60;
+pub(crate) const WATCH_AT_MOST: i64 = 60;
 
 /// How a lease held by someone else behaved while ktplay watched it.
 enum Watched {
@@ -691,7 +624,7 @@ impl RunLock {
     /// (`--resume`), the playbook's lease is watched for its whole duration and taken over if
     /// nobody renewed it, and so are the object leases of the same holder. A lease someone
     /// renews is never taken, whatever its pid and host say.
-    pub async fn acquire(
+    pub(crate) async fn acquire(
         cluster: &Cluster,
         playbook: &str,
         run_id: &str,
@@ -758,17 +691,17 @@ impl RunLock {
     }
 
     /// The proof of holding, for every write of the run.
-    pub fn fence(&self) -> Fence {
+    pub(crate) fn fence(&self) -> Fence {
         self.fence.clone()
     }
 
     /// `NAMESPACE/LEASE/RUN_ID`.
-    pub fn id(&self) -> String {
+    pub(crate) fn id(&self) -> String {
         format!("{}/{}/{}", self.cluster.ns, self.name, self.run_id)
     }
 
     /// Stop renewing and delete the lease (if it is still ours).
-    pub async fn release(mut self) {
+    pub(crate) async fn release(mut self) {
         if let Some(r) = self.renewer.take() {
             r.abort();
         }
@@ -792,160 +725,6 @@ impl Drop for RunLock {
             r.abort();
         }
     }
-}
-
-/// The playbook's lease as it is, if there is one (read only, with the retry policy).
-pub async fn read(cluster: &Cluster, playbook: &str) -> Result<Option<Value>, String> {
-    let name = lease_name(playbook);
-    let api = leases(cluster);
-    retry(|| async { api.get_opt(&name).await })
-        .await
-        .map(|l| l.map(|l| serde_json::to_value(l).unwrap_or(Value::Null)))
-        .map_err(|e| format!("run lock: {}", crate::run::kube::words(&e)))
-}
-
-/// Is a lease (as [`read`] returns it) held and not past its expiry?
-pub fn live(l: &Value) -> bool {
-    // A lease whose expiry cannot be read proves nothing: it counts as held.
-    !holder_of(l).is_empty() && expiry(l).is_none_or(|e| e >= now())
-}
-
-/// The holder a lease names (print it through [`shown`]).
-pub fn holder_of(l: &Value) -> &str {
-    l["spec"]["holderIdentity"].as_str().unwrap_or_default()
-}
-
-/// The lock id of the playbook's lease held by `holder`, escaped for printing.
-pub fn lock_id(cluster: &Cluster, playbook: &str, holder: &str) -> String {
-    shown(&format!(
-        "{}/{}/{}",
-        cluster.ns,
-        lease_name(playbook),
-        run_of(holder).unwrap_or("?")
-    ))
-}
-
-/// What `status` shows of the lock.
-pub async fn describe(cluster: &Cluster, playbook: &str) -> Result<Option<String>, String> {
-    Ok(read(cluster, playbook).await?.map(|l| {
-        let holder = holder_of(&l);
-        format!(
-            "held by {} (lock id {}), {}",
-            shown(holder),
-            lock_id(cluster, playbook, holder),
-            lease_words(&l)
-        )
-    }))
-}
-
-/// `ktplay unlock --force NAMESPACE/LEASE/RUN_ID`: delete the lease if it still belongs to that
-/// run and the lease shows its holder gone: past its expiry, or not renewed while ktplay watched
-/// it for its whole duration. `cluster` must be in the lock id's namespace. Every message says
-/// what was observed of the lease.
-pub async fn force_unlock(cluster: &Cluster, lease: &str, run_id: &str) -> Result<String, String> {
-    let api = leases(cluster);
-    let at = format!("{}/{}", cluster.ns, shown(lease));
-    let read = || async {
-        retry(|| async { api.get_opt(lease).await })
-            .await
-            .map(|l| l.map(|l| serde_json::to_value(l).unwrap_or(Value::Null)))
-            .map_err(|e| format!("run lock: {}", crate::run::kube::words(&e)))
-    };
-    let Some(mut cur) = read().await? else {
-        return Err(format!("no lock `{at}`: nothing removed"));
-    };
-    let holder = holder_of(&cur).to_string();
-    if run_of(&holder) != Some(run_id) && run_id != "?" {
-        return Err(format!(
-            "lock `{at}` is held by {}, not run {}; nothing removed",
-            shown(&holder),
-            shown(run_id)
-        ));
-    }
-    // An object's lease goes with its run lock: removed once that proves its holder gone.
-    let delegated = match through(&api, &cur).await.map_err(|e| e.to_string())? {
-        Some(Through::Live(run, lock)) => {
-            return Err(format!(
-                "lock `{at}` is held by {} through its run lock {}/{run}, which is held ({}); nothing removed. Unlock that run lock first (`ktplay unlock --force {}`)",
-                shown(&holder),
-                cluster.ns,
-                lease_words(&lock),
-                shown(&format!("{}/{run}/{}", cluster.ns, run_of(&holder).unwrap_or("?")))
-            ))
-        }
-        Some(Through::Gone(why, _)) => Some(why),
-        None => None,
-    };
-    let words = lease_words(&cur);
-    // A holder that still renews is a live run: removing its lock would let a second run act
-    // beside it. Only a lease past its expiry, or one nobody renewed while ktplay watched it
-    // for its whole duration, is removed.
-    let how = if let Some(why) = delegated {
-        format!("its holder is gone: {why}")
-    } else if expiry(&cur).is_some_and(|e| e < now()) {
-        format!("it had expired ({words})")
-    } else if expiry(&cur).is_none() {
-        return Err(format!(
-            "lock `{at}` is held by {} ({words}): ktplay cannot tell whether its holder still renews it; nothing removed. If you are sure its run is gone, delete the Lease with kubectl",
-            shown(&holder)
-        ));
-    } else if !watchable(&cur) {
-        return Err(format!(
-            "lock `{at}` is held by {} ({words}); nothing removed. A lease is removed only once it is past its expiry or was not renewed for its whole duration, and ktplay watches leases of at most {WATCH_AT_MOST} s; run this again once it has expired",
-            shown(&holder)
-        ));
-    } else {
-        eprintln!(
-            "lock `{at}` is held by {} ({words}): watching it for {} s to see whether its holder still renews it",
-            shown(&holder),
-            duration_of(&cur) + 1
-        );
-        match watch(&api, lease, &cur)
-            .await
-            .map_err(|e| e.to_string())?
-        {
-            Watched::Renewed { lease: l, after } => {
-                return Err(format!(
-                    "lock `{at}` is held by a live run ({}): its lease was renewed {} s into ktplay's watch ({}); nothing removed. Stop that run (Ctrl-C, or SIGTERM to its process), or run this again once it stopped renewing",
-                    shown(holder_of(&l)),
-                    after.as_secs(),
-                    lease_words(&l)
-                ))
-            }
-            Watched::Deleted => return Ok(format!("lock `{at}` was removed meanwhile")),
-            Watched::Stale(l) => {
-                cur = l;
-                format!(
-                    "nobody renewed it while ktplay watched for {} s ({words})",
-                    duration_of(&cur) + 1
-                )
-            }
-        }
-    };
-    // Only the lease as read: a renewal or a takeover in between fails the preconditions.
-    let dp = DeleteParams {
-        preconditions: Some(kube::api::Preconditions {
-            uid: cur["metadata"]["uid"].as_str().map(String::from),
-            resource_version: cur["metadata"]["resourceVersion"]
-                .as_str()
-                .map(String::from),
-        }),
-        ..Default::default()
-    };
-    match retry(|| async { api.delete(lease, &dp).await }).await {
-        Ok(_) => {}
-        Err(e) if status_code(&e) == Some(404) => {}
-        Err(e) if status_code(&e) == Some(409) => {
-            return Err(format!(
-            "lock `{at}` changed just before its removal (renewed or taken over); nothing removed"
-        ))
-        }
-        Err(e) => return Err(format!("run lock: {}", crate::run::kube::words(&e))),
-    }
-    Ok(format!(
-        "removed lock {at} held by {}: {how}",
-        shown(&holder)
-    ))
 }
 
 #[cfg(test)]

@@ -21,7 +21,7 @@ use crate::run::kube::{
 
 /// One permission: `verb` on `group/resource[/subresource]` in a namespace.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
-pub struct Need {
+pub(crate) struct Need {
     pub verb: &'static str,
     pub group: &'static str,
     pub resource: &'static str,
@@ -39,7 +39,7 @@ impl Need {
     }
 
     /// As `kubectl auth can-i` spells it: `patch deployments.apps`, `get pods/log`.
-    pub fn words(&self) -> String {
+    pub(crate) fn words(&self) -> String {
         let mut r = self.resource.to_string();
         if !self.group.is_empty() {
             r = format!("{r}.{}", self.group);
@@ -53,7 +53,7 @@ impl Need {
 
 /// Every permission a run of the playbook may use in its namespace: reading state, the lock,
 /// the journal, and what its statements (and their rollbacks) write.
-pub fn needs(pb: &Playbook) -> Vec<Need> {
+pub(crate) fn needs(pb: &Playbook) -> Vec<Need> {
     let mut n: BTreeSet<Need> = BTreeSet::new();
     for verb in ["get", "list", "watch", "patch"] {
         n.insert(Need::new(verb, "apps", "deployments"));
@@ -112,7 +112,7 @@ pub fn needs(pb: &Playbook) -> Vec<Need> {
 
 /// Why the run cannot start.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Refusal {
+pub(crate) enum PreflightError {
     /// Permissions the API denies: `(need, the authorizer's reason)`.
     Denied {
         namespace: String,
@@ -127,11 +127,11 @@ pub enum Refusal {
     Api(String),
 }
 
-impl Refusal {
+impl PreflightError {
     /// The message and the help line.
-    pub fn words(&self) -> (String, String) {
+    pub(crate) fn words(&self) -> (String, String) {
         match self {
-            Refusal::Denied { namespace, denied } => (
+            PreflightError::Denied { namespace, denied } => (
                 format!(
                     "the Kubernetes user may not {} in namespace `{namespace}`",
                     denied
@@ -149,11 +149,11 @@ impl Refusal {
                     denied.first().map(|(n, _)| n.words()).unwrap_or_default()
                 ),
             ),
-            Refusal::NoContainer { component, error } => (
+            PreflightError::NoContainer { component, error } => (
                 format!("component `{component}`: {error}"),
                 format!("name the container in the playbook: `component {component} {{ container \"NAME\" … }}`"),
             ),
-            Refusal::Api(m) => (m.clone(), "check that the cluster is reachable".into()),
+            PreflightError::Api(m) => (m.clone(), "check that the cluster is reachable".into()),
         }
     }
 }
@@ -161,7 +161,7 @@ impl Refusal {
 /// Ask the API for every permission the playbook needs; all denials are reported together.
 /// An API server that serves no access reviews (404) is not asked again: the requests
 /// themselves will be judged.
-pub async fn check_access(cluster: &Cluster, pb: &Playbook) -> Result<(), Refusal> {
+pub(crate) async fn check_access(cluster: &Cluster, pb: &Playbook) -> Result<(), PreflightError> {
     let api: Api<SelfSubjectAccessReview> = Api::all(cluster.client.clone());
     // What the rules already grant is not asked one by one (issue 23: 1 request, not 18).
     let mut needs = needs(pb);
@@ -199,7 +199,7 @@ pub async fn check_access(cluster: &Cluster, pb: &Playbook) -> Result<(), Refusa
             }
             Err(e) if status_code(&e) == Some(404) => return Ok(()),
             Err(e) => {
-                return Err(Refusal::Api(format!(
+                return Err(PreflightError::Api(format!(
                     "cannot ask the API for permissions (SelfSubjectAccessReview): {}",
                     words(&e)
                 )))
@@ -209,7 +209,7 @@ pub async fn check_access(cluster: &Cluster, pb: &Playbook) -> Result<(), Refusa
     if denied.is_empty() {
         Ok(())
     } else {
-        Err(Refusal::Denied {
+        Err(PreflightError::Denied {
             namespace: cluster.ns.clone(),
             denied,
         })
@@ -218,12 +218,15 @@ pub async fn check_access(cluster: &Cluster, pb: &Playbook) -> Result<(), Refusa
 
 /// Every deployment of every component must have the component's container: an image patch by
 /// a wrong name must never happen (a strategic merge patch would add a container).
-pub async fn check_containers(cluster: &Cluster, pb: &Playbook) -> Result<(), Refusal> {
+pub(crate) async fn check_containers(
+    cluster: &Cluster,
+    pb: &Playbook,
+) -> Result<(), PreflightError> {
     // One LIST for every component's deployments (issue 23).
     let all = cluster
         .deployments_view()
         .await
-        .map_err(|e| Refusal::Api(e.to_string()))?;
+        .map_err(|e| PreflightError::Api(e.to_string()))?;
     for c in &pb.components {
         let deploys: Vec<&str> = match &c.workload {
             Workload::Deployments(d) => d.iter().map(String::as_str).collect(),
@@ -234,7 +237,7 @@ pub async fn check_containers(cluster: &Cluster, pb: &Playbook) -> Result<(), Re
             let Some(obj) = all.get(d) else { continue };
             let have = container_names(obj);
             if !have.iter().any(|n| n == &c.container) {
-                return Err(Refusal::NoContainer {
+                return Err(PreflightError::NoContainer {
                     component: c.name.clone(),
                     error: ClusterError::NoContainer {
                         deploy: d.to_string(),

@@ -18,7 +18,7 @@ use crate::span::Span;
 /// the first journals were written default, so older journals still read.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "event", rename_all = "snake_case")]
-pub enum RunEvent {
+pub(crate) enum RunEvent {
     /// A run began (before any action).
     RunStart {
         playbook: String,
@@ -198,7 +198,7 @@ pub enum RunEvent {
 
 /// Where a run happens (its header).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct Where {
+pub(crate) struct Where {
     #[serde(default)]
     pub namespace: String,
     #[serde(default)]
@@ -212,7 +212,7 @@ pub struct Where {
 
 /// The rollback a `--resume` continues.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct ResumedRollback {
+pub(crate) struct ResumedRollback {
     pub failed_stage: String,
     pub done: usize,
     pub steps: usize,
@@ -220,7 +220,7 @@ pub struct ResumedRollback {
 
 impl RunEvent {
     /// The end of a run, as the journal and the summary say it.
-    pub fn run_end(status: &str, message: String) -> RunEvent {
+    pub(crate) fn run_end(status: &str, message: String) -> RunEvent {
         RunEvent::RunEnd {
             status: status.into(),
             message,
@@ -233,7 +233,7 @@ impl RunEvent {
 
 /// A journal line: an event with when and by which run.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Entry {
+pub(crate) struct Entry {
     pub time: String,
     pub run: String,
     #[serde(flatten)]
@@ -243,12 +243,12 @@ pub struct Entry {
 impl Entry {
     /// One line of a journal; `None` for a line that is not an event (a newer ktplay's, or
     /// damage), which is skipped.
-    pub fn parse(line: &str) -> Option<Entry> {
+    pub(crate) fn parse(line: &str) -> Option<Entry> {
         serde_json::from_str(line).ok()
     }
 
     /// How `status` shows it: the event's name, `ok`/`failed` where it has one, and its words.
-    pub fn words(&self) -> (String, Option<bool>, String) {
+    pub(crate) fn words(&self) -> (String, Option<bool>, String) {
         let v = serde_json::to_value(&self.event).unwrap_or_default();
         let name = v["event"].as_str().unwrap_or("?").to_string();
         let text = ["statement", "message", "name", "status", "detail"]
@@ -262,7 +262,7 @@ impl Entry {
 
 /// What a run's events say about its progress.
 #[derive(Debug, Clone, Default, PartialEq)]
-pub struct Progress {
+pub(crate) struct Progress {
     /// (stage, stmt) that ended ok.
     pub done: Vec<(usize, usize)>,
     /// (stage, stmt) → the latest record of what the action replaced (every statement that
@@ -282,13 +282,13 @@ pub struct Progress {
 
 impl Progress {
     /// Has this run (or the run it resumes) changed anything?
-    pub fn changed(&self) -> bool {
+    pub(crate) fn changed(&self) -> bool {
         !self.records.is_empty() || !self.first.is_empty()
     }
 
     /// The statements of each stage that started, in order, with what they replaced: the input
     /// of [`crate::run::rollback::rollback_plan`].
-    pub fn started(&self, pb: &Playbook) -> Vec<Vec<Started>> {
+    pub(crate) fn started(&self, pb: &Playbook) -> Vec<Vec<Started>> {
         let mut out: Vec<Vec<Started>> = pb.stages.iter().map(|_| Vec::new()).collect();
         for ((k, j), text) in &self.order {
             let Some(st) = pb.stages.get(*k).and_then(|s| s.stmts.get(*j)) else {
@@ -307,14 +307,14 @@ impl Progress {
 
 /// How far an interrupted rollback got.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct RollbackProgress {
+pub(crate) struct RollbackProgress {
     pub failed_stage: usize,
     pub steps: usize,
     pub done: usize,
 }
 
 /// Fold a run's events into its progress.
-pub fn progress(entries: &[Entry]) -> Progress {
+pub(crate) fn progress(entries: &[Entry]) -> Progress {
     let mut p = Progress::default();
     for e in entries {
         match &e.event {

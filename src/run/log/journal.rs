@@ -24,7 +24,7 @@ use crate::run::shown::shown;
 use crate::run::Redactor;
 
 /// The ConfigMap name for a digest.
-pub fn config_map_name(digest: &str) -> String {
+pub(crate) fn config_map_name(digest: &str) -> String {
     let d: String = digest.chars().take(16).collect();
     format!("ktplay-journal-{d}")
 }
@@ -38,7 +38,7 @@ struct Inner {
 
 /// The journal of one run (cheap to clone).
 #[derive(Clone)]
-pub struct Journal {
+pub(crate) struct Journal {
     cluster: Option<Cluster>,
     name: String,
     pub run_id: String,
@@ -51,31 +51,31 @@ pub struct Journal {
 
 /// What the cluster's journal says about a playbook digest.
 #[derive(Debug, Clone, Default)]
-pub struct Stored {
+pub(crate) struct Stored {
     pub data: BTreeMap<String, String>,
 }
 
 impl Stored {
-    pub fn status(&self) -> Option<&str> {
+    pub(crate) fn status(&self) -> Option<&str> {
         self.data.get("status").map(String::as_str)
     }
-    pub fn run(&self) -> Option<&str> {
+    pub(crate) fn run(&self) -> Option<&str> {
         self.data.get("run").map(String::as_str)
     }
-    pub fn digest(&self) -> Option<&str> {
+    pub(crate) fn digest(&self) -> Option<&str> {
         self.data.get("digest").map(String::as_str)
     }
-    pub fn playbook(&self) -> Option<&str> {
+    pub(crate) fn playbook(&self) -> Option<&str> {
         self.data.get("playbook").map(String::as_str)
     }
     /// The latest run's events that read as events (see [`Stored::unreadable`] for the others).
-    pub fn events(&self) -> Vec<Entry> {
+    pub(crate) fn events(&self) -> Vec<Entry> {
         self.lines().filter_map(|(_, l)| Entry::parse(l)).collect()
     }
 
     /// The lines of the events (numbered from 1) that are not events ktplay knows: damage, or
     /// a newer ktplay's. Reported, never skipped in silence.
-    pub fn unreadable(&self) -> Vec<(usize, String)> {
+    pub(crate) fn unreadable(&self) -> Vec<(usize, String)> {
         self.lines()
             .filter(|(_, l)| Entry::parse(l).is_none())
             .map(|(n, l)| (n, excerpt(l)))
@@ -94,7 +94,7 @@ impl Stored {
     }
 
     /// Does this journal belong to the playbook (its name and digest)? `Err` says whose it is.
-    pub fn belongs_to(&self, pb: &Playbook) -> Result<(), String> {
+    pub(crate) fn belongs_to(&self, pb: &Playbook) -> Result<(), String> {
         if self.digest() == Some(pb.digest.as_str()) && self.playbook() == Some(pb.name.as_str()) {
             return Ok(());
         }
@@ -113,7 +113,7 @@ impl Stored {
     /// every line an event, of this run, naming stages, statements, components and objects the
     /// playbook has, each record of the kind its statement makes. `Err` names the first line
     /// that is not, so nothing is resumed (and nothing touched) on a journal ktplay cannot trust.
-    pub fn checked_events(&self, pb: &Playbook) -> Result<Vec<Entry>, String> {
+    pub(crate) fn checked_events(&self, pb: &Playbook) -> Result<Vec<Entry>, String> {
         self.belongs_to(pb)?;
         let cm = config_map_name(&pb.digest);
         let run = self.run().unwrap_or_default();
@@ -140,7 +140,7 @@ impl Stored {
     }
     /// The last successful run of this journal's playbook, as the journal's `last_success` key
     /// holds it (none when absent or unreadable).
-    pub fn last_success(&self) -> Option<LastSuccess> {
+    pub(crate) fn last_success(&self) -> Option<LastSuccess> {
         self.data
             .get("last_success")
             .and_then(|s| serde_json::from_str(s).ok())
@@ -149,7 +149,7 @@ impl Stored {
 
 /// The journal's `last_success`: which run last succeeded, on which env, when (RFC 3339).
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct LastSuccess {
+pub(crate) struct LastSuccess {
     pub run: String,
     pub env: String,
     pub time: String,
@@ -393,7 +393,7 @@ fn record_kind(r: &Record) -> String {
 }
 
 /// Read the journal of a digest from a cluster; `None` when there is none.
-pub async fn load(cluster: &Cluster, digest: &str) -> Result<Option<Stored>, String> {
+pub(crate) async fn load(cluster: &Cluster, digest: &str) -> Result<Option<Stored>, String> {
     let name = config_map_name(digest);
     Ok(cluster
         .read_journal(&name)
@@ -404,7 +404,7 @@ pub async fn load(cluster: &Cluster, digest: &str) -> Result<Option<Stored>, Str
 impl Journal {
     /// Open the journal of a run. `previous` are the events of a run being resumed (kept).
     #[allow(clippy::too_many_arguments)]
-    pub fn open(
+    pub(crate) fn open(
         cluster: Option<Cluster>,
         playbook: &str,
         digest: &str,
@@ -451,14 +451,14 @@ impl Journal {
     /// Append one event (time and run id added, secrets scrubbed) locally and to the cluster.
     /// An error means the cluster's journal does not hold the event: an action it announces
     /// must not happen.
-    pub async fn record(&self, ev: RunEvent) -> Result<(), String> {
+    pub(crate) async fn record(&self, ev: RunEvent) -> Result<(), String> {
         self.append(ev);
         self.sync().await
     }
 
     /// [`Journal::record`] for events that follow an effect (it happened whatever the journal
     /// says): a failed write is a warning on stderr.
-    pub async fn note(&self, ev: RunEvent) {
+    pub(crate) async fn note(&self, ev: RunEvent) {
         if let Err(e) = self.record(ev).await {
             // After the lock was lost the cluster's journal is the new holder's: events stay in
             // the local file only, and that is expected, not a warning.
@@ -478,7 +478,7 @@ impl Journal {
 
     /// Every event of the run so far (a resumed run's earlier processes' too): the single
     /// source of truth for what started, what it replaced and how far a rollback got.
-    pub fn entries(&self) -> Vec<Entry> {
+    pub(crate) fn entries(&self) -> Vec<Entry> {
         self.lock()
             .events
             .iter()
@@ -506,7 +506,7 @@ impl Journal {
     }
 
     /// Set the run's status (and `last_success` when it succeeded), then write.
-    pub async fn finish(&self, status: &str) -> Result<(), String> {
+    pub(crate) async fn finish(&self, status: &str) -> Result<(), String> {
         // Every journal ends with a `run_end`, whatever the exit: `status` and `--resume` read
         // how the run ended from the events alone.
         let ended = self
@@ -535,7 +535,7 @@ impl Journal {
     }
 
     /// The second Ctrl-C: say where the run stopped, quickly.
-    pub async fn abort_now(&self, where_: &str) {
+    pub(crate) async fn abort_now(&self, where_: &str) {
         let ev = RunEvent::Aborted {
             message: where_.to_string(),
         };
@@ -587,7 +587,7 @@ impl Journal {
 /// Most bytes the journal ConfigMap may hold: a ConfigMap holds at most 1 MiB, and ktplay keeps
 /// room below that. A run's events are small (a record is an image per container, a revision
 /// or a selector), so only a playbook of many thousands of statements comes near.
-pub const JOURNAL_LIMIT: usize = 768 * 1024;
+pub(crate) const JOURNAL_LIMIT: usize = 768 * 1024;
 
 #[cfg(test)]
 mod tests {

@@ -6,6 +6,6 @@
 //! | [`journal`] | the journal (a ConfigMap keyed by the playbook digest, and `--journal FILE`), resume, promotion |
 //! | [`output`] | lines for people (spinner on a terminal) or JSON events |
 
-pub mod events;
-pub mod journal;
-pub mod output;
+pub(crate) mod events;
+pub(crate) mod journal;
+pub(crate) mod output;

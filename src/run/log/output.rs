@@ -27,7 +27,7 @@ pub enum Format {
 }
 
 /// Prints a run's events.
-pub struct Reporter {
+pub(crate) struct Reporter {
     format: Format,
     colour: bool,
     terminal: bool,
@@ -47,7 +47,7 @@ enum Mark {
 }
 
 impl Reporter {
-    pub fn new(format: Format, redact: Redactor, sources: SourceMap) -> Reporter {
+    pub(crate) fn new(format: Format, redact: Redactor, sources: SourceMap) -> Reporter {
         let terminal = std::io::stdout().is_terminal();
         Reporter {
             format,
@@ -60,12 +60,8 @@ impl Reporter {
         }
     }
 
-    pub fn format(&self) -> Format {
-        self.format
-    }
-
     /// Show one event: a JSON line, or what a person reads of it.
-    pub fn show(&mut self, ev: &RunEvent) {
+    pub(crate) fn show(&mut self, ev: &RunEvent) {
         match self.format {
             Format::Json => self.json(ev),
             Format::Human => self.human(ev),
@@ -385,7 +381,7 @@ fn said<'a>(ok: bool, detail: &'a Option<String>, message: &'a Option<String>) -
 }
 
 /// `850ms`, `3.2s`, `1m05s`.
-pub fn fmt_elapsed(d: Duration) -> String {
+pub(crate) fn fmt_elapsed(d: Duration) -> String {
     let ms = d.as_millis();
     if ms < 1000 {
         format!("{ms}ms")
