@@ -84,6 +84,14 @@ const LINE_RULES: &[&str] = &[
     "t_env",
     "t_fault",
     "t_expect",
+    "fleet_item",
+    "f_on_failure",
+    "f_shared",
+    "f_cluster",
+    "f_wave",
+    "w_clusters",
+    "w_parallel",
+    "w_soak",
 ];
 
 /// Rules that start a line only as entries of an HTTP guard's block (after the URL they are

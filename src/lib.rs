@@ -11,6 +11,7 @@ pub(crate) mod describe;
 pub mod diag;
 pub mod exit;
 pub mod explain;
+pub mod fleet_plan;
 pub mod fmt;
 pub(crate) mod heap;
 pub mod lsp;

@@ -7,6 +7,8 @@
 //! 4. model: the compatibility model over every state and rollback path (`crate::model`).
 
 pub mod errors;
+pub mod fleet;
+pub mod fleet_model;
 pub mod lower;
 pub mod matrices;
 pub mod model;
@@ -46,6 +48,8 @@ pub struct Checked {
     pub migrations: Vec<crate::migrate::Summary>,
     /// Each input playbook's migration files, examined (for `check --database`).
     pub examined: Vec<(FileId, crate::migrate::Examined)>,
+    /// The `fleet` items of the input files.
+    pub fleets: Vec<(FileId, fleet::Fleet)>,
     /// The syntax trees, kept only so that they are freed with the rest (or not at all: a
     /// command about to exit may `forget` the whole result).
     _asts: HashMap<FileId, Loaded>,
@@ -650,6 +654,7 @@ fn finish(mut loader: Loader, mut inputs: Vec<FileId>, digests: Digests) -> Chec
         }
     }
     let mut tests_found = Vec::new();
+    let mut fleets_found = Vec::new();
     {
         let sources = &loader.sources;
         let file_of = |p: &Path| {
@@ -666,6 +671,24 @@ fn finish(mut loader: Loader, mut inputs: Vec<FileId>, digests: Digests) -> Chec
                 for t in test_items::lower(id, f, &dir, &books, &mut problems) {
                     tests_found.push((id, t));
                 }
+                for fl in fleet::lower(id, f, &dir, &books, &mut problems) {
+                    fleets_found.push((id, fl));
+                }
+            }
+        }
+    }
+    // Fleets across clusters: the playbook's matrix, in its file's scope.
+    for (id, fl) in &fleets_found {
+        let (pfile, pb) = &playbooks[fl.playbook];
+        let matrix = (pb.matrix.as_deref())
+            .zip(inputs.iter().position(|f| f == pfile))
+            .and_then(|(m, i)| scopes[i].get(m));
+        if let Some(m) = matrix {
+            let outcome =
+                crate::diag::guarded("checking the fleet", || fleet_model::check(*id, fl, pb, m));
+            match outcome {
+                Ok(found) => problems.extend(found),
+                Err(e) => problems.push(Problem::new(*id, e)),
             }
         }
     }
@@ -680,6 +703,7 @@ fn finish(mut loader: Loader, mut inputs: Vec<FileId>, digests: Digests) -> Chec
         tests: tests_found,
         migrations,
         examined,
+        fleets: fleets_found,
         _asts: loader.files,
     }
 }

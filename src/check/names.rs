@@ -78,7 +78,7 @@ pub fn suggest_k8s_name(name: &str) -> String {
 
 /// If an image reference carries a tag or digest, the reference without it.
 pub fn strip_image_tag(image: &str) -> Option<String> {
-    let r = crate::sim::image::ImageRef::parse(image);
+    let r = ktplay_imageref::ImageRef::parse(image);
     r.is_pinned().then(|| r.repo.to_string())
 }
 

@@ -125,18 +125,114 @@ pub enum TestError {
 pub fn referenced(file: &ast::File, dir: &std::path::Path) -> Vec<(PathBuf, Span)> {
     file.items
         .iter()
-        .filter_map(|i| match i {
-            ast::Item::Test(t) => Some(t),
-            _ => None,
-        })
-        .flat_map(|t| &t.entries)
-        .filter_map(|e| match &e.node {
-            TestEntry::Playbook { file, .. } => {
-                file.node.as_plain().map(|p| (dir.join(p), file.span))
+        .flat_map(|i| -> Vec<&Spanned<ast::StrLit>> {
+            match i {
+                ast::Item::Test(t) => t
+                    .entries
+                    .iter()
+                    .filter_map(|e| match &e.node {
+                        TestEntry::Playbook { file, .. } => Some(file),
+                        _ => None,
+                    })
+                    .collect(),
+                ast::Item::Fleet(f) => f
+                    .entries
+                    .iter()
+                    .filter_map(|e| match &e.node {
+                        ast::FleetEntry::Playbook { file, .. } => Some(file),
+                        _ => None,
+                    })
+                    .collect(),
+                _ => Vec::new(),
             }
-            _ => None,
         })
+        .filter_map(|file| file.node.as_plain().map(|p| (dir.join(p), file.span)))
         .collect()
+}
+
+/// A `playbook "F" [name "P"]` that names nothing usable: what to say, and where.
+pub struct RefProblem {
+    pub message: String,
+    pub span: Span,
+    pub label: String,
+    pub help: Option<String>,
+}
+
+/// The playbook (index into `books.all`) that `playbook "F" [name "P"]` names, relative to `dir`
+/// (tests and fleets).
+pub fn resolve_playbook(
+    dir: &std::path::Path,
+    file: &Spanned<ast::StrLit>,
+    name: Option<&Spanned<ast::StrLit>>,
+    books: &Playbooks<'_>,
+) -> Result<usize, RefProblem> {
+    let Some(rel) = file.node.as_plain() else {
+        return Err(RefProblem {
+            message: "the playbook file must be a plain string".into(),
+            span: file.span,
+            label: "no interpolation here".into(),
+            help: None,
+        });
+    };
+    let path = dir.join(&rel);
+    if let Err(why) = crate::check::admit_reference(dir, &path) {
+        return Err(RefProblem {
+            message: format!("the playbook file `{rel}` is refused: {why}"),
+            span: file.span,
+            label: "not read".into(),
+            help: None,
+        });
+    }
+    let Some(fid) = (books.file_of)(&path) else {
+        return Err(RefProblem {
+            message: format!("cannot read the playbook file `{rel}`"),
+            span: file.span,
+            label: "no such file".into(),
+            help: Some("the path is relative to this file".into()),
+        });
+    };
+    let candidates: Vec<usize> = books
+        .all
+        .iter()
+        .enumerate()
+        .filter(|(_, (f, _))| *f == fid)
+        .map(|(i, _)| i)
+        .collect();
+    let names: Vec<&str> = candidates
+        .iter()
+        .map(|i| books.all[*i].1.name.as_str())
+        .collect();
+    match (name, candidates.as_slice()) {
+        (None, [one]) => Ok(*one),
+        (None, []) => Err(RefProblem {
+            message: format!("`{rel}` holds no playbook that checks clean"),
+            span: file.span,
+            label: "this file".into(),
+            help: Some("fix the errors reported for that file".into()),
+        }),
+        (None, _) => Err(RefProblem {
+            message: format!("`{rel}` holds several playbooks: {}", names.join(", ")),
+            span: file.span,
+            label: "which one?".into(),
+            help: Some(format!("write `playbook \"{rel}\" name \"{}\"`", names[0])),
+        }),
+        (Some(n), _) => {
+            let want = n.node.display();
+            candidates
+                .iter()
+                .find(|i| books.all[**i].1.name == want)
+                .copied()
+                .ok_or_else(|| RefProblem {
+                    message: format!(
+                        "`{rel}` has no playbook \"{want}\"; it holds: {}",
+                        names.join(", ")
+                    ),
+                    span: n.span,
+                    label: "no playbook of that name".into(),
+                    help: did_you_mean(&want, names.iter().copied()),
+                })
+        }
+    }
 }
 
 /// The playbooks a test may name: by the canonical path of their file.
@@ -165,89 +261,16 @@ pub fn lower(
         for e in &t.entries {
             match &e.node {
                 TestEntry::Playbook { file, name } => {
-                    let Some(rel) = file.node.as_plain() else {
-                        push(TestError::Playbook {
-                            message: "the playbook file must be a plain string".into(),
-                            span: file.span.into(),
-                            label: "no interpolation here".into(),
-                            help: None,
-                        });
-                        continue;
-                    };
-                    let path = dir.join(&rel);
-                    if let Err(why) = crate::check::admit_reference(dir, &path) {
-                        push(TestError::Playbook {
-                            message: format!("the playbook file `{rel}` is refused: {why}"),
-                            span: file.span.into(),
-                            label: "not read".into(),
-                            help: None,
-                        });
-                        continue;
-                    }
-                    let Some(fid) = (books.file_of)(&path) else {
-                        push(TestError::Playbook {
-                            message: format!("cannot read the playbook file `{rel}`"),
-                            span: file.span.into(),
-                            label: "no such file".into(),
-                            help: Some("the path is relative to this file".into()),
-                        });
-                        continue;
-                    };
-                    let candidates: Vec<usize> = books
-                        .all
-                        .iter()
-                        .enumerate()
-                        .filter(|(_, (f, _))| *f == fid)
-                        .map(|(i, _)| i)
-                        .collect();
-                    let names: Vec<&str> = candidates
-                        .iter()
-                        .map(|i| books.all[*i].1.name.as_str())
-                        .collect();
-                    playbook = match (name, candidates.as_slice()) {
-                        (None, [one]) => Some(*one),
-                        (None, []) => {
+                    playbook = match resolve_playbook(dir, file, name.as_ref(), books) {
+                        Ok(i) => Some(i),
+                        Err(r) => {
                             push(TestError::Playbook {
-                                message: format!("`{rel}` holds no playbook that checks clean"),
-                                span: file.span.into(),
-                                label: "this file".into(),
-                                help: Some("fix the errors reported for that file".into()),
+                                message: r.message,
+                                span: r.span.into(),
+                                label: r.label,
+                                help: r.help,
                             });
                             None
-                        }
-                        (None, _) => {
-                            push(TestError::Playbook {
-                                message: format!(
-                                    "`{rel}` holds several playbooks: {}",
-                                    names.join(", ")
-                                ),
-                                span: file.span.into(),
-                                label: "which one?".into(),
-                                help: Some(format!(
-                                    "write `playbook \"{rel}\" name \"{}\"`",
-                                    names[0]
-                                )),
-                            });
-                            None
-                        }
-                        (Some(n), _) => {
-                            let want = n.node.display();
-                            let found = candidates
-                                .iter()
-                                .find(|i| books.all[**i].1.name == want)
-                                .copied();
-                            if found.is_none() {
-                                push(TestError::Playbook {
-                                    message: format!(
-                                        "`{rel}` has no playbook \"{want}\"; it holds: {}",
-                                        names.join(", ")
-                                    ),
-                                    span: n.span.into(),
-                                    label: "no playbook of that name".into(),
-                                    help: did_you_mean(&want, names.iter().copied()),
-                                });
-                            }
-                            found
                         }
                     };
                 }

@@ -296,6 +296,59 @@ pub enum SimCommand {
         #[arg(long, default_value = "100ms", value_parser = parse_duration)]
         pace: std::time::Duration,
     },
+    /// Serve one pod's app — the simulator's HTTP service of its role and version — as the real
+    /// data path's pod process (tests/realkube/images.json); the harness sets the environment.
+    App(Box<SimAppArgs>),
+}
+
+/// `ktplay sim app`: every flag also reads the variable the harness's node agent sets.
+#[derive(Debug, clap::Args)]
+pub struct SimAppArgs {
+    /// The pod's IP.
+    #[arg(long, env = "APP_ADDR", default_value = "127.0.0.1")]
+    pub addr: std::net::IpAddr,
+    /// The container's port.
+    #[arg(long, env = "APP_PORT", default_value_t = 8080)]
+    pub port: u16,
+    /// The pod's name.
+    #[arg(long, env = "POD_NAME", default_value = "")]
+    pub pod: String,
+    /// The pod's namespace.
+    #[arg(long, env = "POD_NAMESPACE", default_value = "default")]
+    pub namespace: String,
+    /// The container's name.
+    #[arg(long, env = "CONTAINER_NAME", default_value = "app")]
+    pub container: String,
+    /// The container's image; its tag is the version.
+    #[arg(long, env = "APP_IMAGE")]
+    pub image: String,
+    /// The role, when no seeded component runs this image.
+    #[arg(long, env = "APP_ROLE")]
+    pub role: Option<String>,
+    /// The folder of the namespaces' state files (seeded components, faults).
+    #[arg(long, env = "KTPLAY_SIM_STATE")]
+    pub state: Option<PathBuf>,
+    /// Read the namespace through this kubeconfig (for what depends on other pods).
+    #[arg(long, env = "KTPLAY_SIM_KUBECONFIG")]
+    pub kubeconfig: Option<PathBuf>,
+    /// A fault of this pod (repeatable), besides the state file's.
+    #[arg(long, value_name = "FAULT")]
+    pub fault: Vec<String>,
+    /// Seconds before it listens (loading).
+    #[arg(long, env = "APP_STARTUP_SECONDS", default_value_t = 0.0)]
+    pub startup_seconds: f64,
+    /// Milliseconds each request takes.
+    #[arg(long, env = "APP_LATENCY_MS", default_value_t = 0.0)]
+    pub latency_ms: f64,
+    /// On SIGTERM: `exit` at once, or `drain` in-flight requests.
+    #[arg(long, env = "APP_SHUTDOWN", default_value = "exit")]
+    pub shutdown: String,
+    /// Seconds a drain may take.
+    #[arg(long, env = "APP_DRAIN_SECONDS", default_value_t = 5.0)]
+    pub drain_seconds: f64,
+    /// Lines to print at start (`\n` separates them; placeholders {tag}, {image}, {pod}, …).
+    #[arg(long, env = "FAKE_LOG")]
+    pub log: Option<String>,
 }
 
 /// Flags take durations exactly as playbooks write them (`500ms`, `30s`, `1m30s`): one parser.
@@ -313,6 +366,9 @@ pub struct PlanArgs {
     /// Which playbook, when the file holds several.
     #[arg(long)]
     pub playbook: Option<String>,
+    /// Which fleet, when the file holds several (a file with a `fleet` plans the fleet).
+    #[arg(long)]
+    pub fleet: Option<String>,
     /// Also read the live objects each action touches (only reads) and report the hazards
     /// that predict dropped requests; implied by --kubeconfig or --context.
     #[arg(long)]

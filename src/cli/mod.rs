@@ -4,8 +4,10 @@
 //! `sim serve`): the CLI depends on the runner, never the other way round.
 
 mod args;
+mod fleet;
 mod fmt;
 mod run;
+mod sim_app;
 mod sim_serve;
 mod test;
 
@@ -73,6 +75,7 @@ pub fn run(cli: Cli) -> i32 {
             fault,
             pace,
         }) => sim_serve::cmd_sim_serve(port, kubeconfig, seed, env, fault, pace),
+        Command::Sim(SimCommand::App(args)) => sim_app::cmd_sim_app(*args),
     }
 }
 
@@ -278,6 +281,9 @@ pub(crate) fn pick_env<'a>(
 }
 
 fn cmd_plan(args: PlanArgs) -> i32 {
+    if let Some(code) = fleet::plan(&args) {
+        return code;
+    }
     let (checked, i) = match load_playbook(&args.file, args.playbook.as_deref()) {
         Ok(x) => x,
         Err(code) => return code,

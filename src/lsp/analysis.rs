@@ -310,6 +310,12 @@ pub fn keyword_meaning(keyword: &str) -> &'static str {
         "guard hook" => "**guard hook \"file.rhai\"** `[within D]`\n\nA sandboxed Rhai script (relative to the playbook) returns `true` or `#{ ok: true }`.",
         "guard rhai" => "**guard rhai \"\"\"…\"\"\"** `[within D]`\n\nAn inline sandboxed Rhai script returns `true` or `#{ ok: true }`.",
         "monitor" => "**monitor NAME METHOD \"url\"** `[expect S] [every D] [timeout D] [budget failures N|P%] [budget outage D] [{ header, bearer, … }]`\n\nA user-facing endpoint probed at a steady rate (default every 100ms) from before the first action until the run, or its rollback, ends. Requests, failures by kind, the longest outage and latency percentiles are reported; a budget exceeded fails the run like a guard and rolls back.",
+        "fleet" => "**fleet \"name\"** `{ playbook \"F\"  env E  on failure stop|rollback fleet  shared C in CLUSTER  cluster …  wave … }`\n\nOne playbook across clusters: each cluster runs it as one run (its own lock, journal and rollback), wave after wave.",
+        "on failure" => "**on failure stop** | **on failure rollback fleet**\n\n`stop`: the failed cluster rolls back, finished clusters stay (the command that rolls each back is printed). `rollback fleet`: every cluster that changed rolls back, in reverse wave order.",
+        "shared" => "**shared C in CLUSTER**\n\nC runs once, in CLUSTER, and every cluster's other components talk to it: the other clusters skip C's statements, and `check` holds every cross-cluster state to the matrix.",
+        "cluster" => "**cluster NAME** `{ context \"…\"  env E  let … }`\n\nA kube context the playbook runs in, with its own lets (over the env's).",
+        "wave" => "**wave NAME** `{ clusters A B…  parallel N  soak D { guards }  approve \"…\" }`\n\nClusters upgraded together (at most N at once, default 1); the next wave starts after the soak and the approval.",
+        "soak" => "**soak D** `{ guards }`\n\nAfter the wave, the guards keep running against every finished cluster for D (a round at the start, every 30s, and at the end); a failed guard fails the wave.",
         _ => "",
     }
 }
@@ -395,7 +401,78 @@ impl Index {
                         children: Vec::new(),
                     });
                 }
+                ast::Item::Fleet(f) => {
+                    let symbol = self.fleet(f);
+                    self.symbols.push(symbol);
+                }
             }
+        }
+    }
+
+    /// A fleet: its playbook file, the keywords of its entries (hover), the guards of its soaks,
+    /// and an outline of its clusters and waves.
+    fn fleet(&mut self, f: &ast::FleetDecl) -> Symbol {
+        let kw = |span: Span, len: usize| {
+            Span::new(span.file, span.start as usize, span.start as usize + len)
+        };
+        self.add(kw(f.span, "fleet".len()), Target::Keyword("fleet"), false);
+        let mut children = Vec::new();
+        for e in &f.entries {
+            match &e.node {
+                ast::FleetEntry::Playbook { file, .. } => {
+                    let path = file.node.as_plain().unwrap_or_default();
+                    self.add(file.span, Target::Use(path), false);
+                }
+                ast::FleetEntry::OnFailure(_) => {
+                    self.add(kw(e.span, "on".len()), Target::Keyword("on failure"), false)
+                }
+                ast::FleetEntry::Shared { .. } => {
+                    self.add(kw(e.span, "shared".len()), Target::Keyword("shared"), false)
+                }
+                ast::FleetEntry::Cluster(c) => {
+                    self.add(
+                        kw(e.span, "cluster".len()),
+                        Target::Keyword("cluster"),
+                        false,
+                    );
+                    children.push(Symbol {
+                        name: c.name.node.clone(),
+                        kind: SymbolKind::Env,
+                        detail: Some("cluster".into()),
+                        range: range(e.span),
+                        name_range: range(c.name.span),
+                        children: Vec::new(),
+                    });
+                }
+                ast::FleetEntry::Wave(w) => {
+                    self.add(kw(e.span, "wave".len()), Target::Keyword("wave"), false);
+                    for we in &w.entries {
+                        if let ast::WaveEntry::Soak { guards, .. } = &we.node {
+                            self.add(kw(we.span, "soak".len()), Target::Keyword("soak"), false);
+                            for g in guards.iter().flatten() {
+                                self.stmt(g);
+                            }
+                        }
+                    }
+                    children.push(Symbol {
+                        name: w.name.node.clone(),
+                        kind: SymbolKind::Stage,
+                        detail: Some("wave".into()),
+                        range: range(e.span),
+                        name_range: range(w.name.span),
+                        children: Vec::new(),
+                    });
+                }
+                ast::FleetEntry::Env(_) => {}
+            }
+        }
+        Symbol {
+            name: f.name.node.display(),
+            kind: SymbolKind::Test,
+            detail: Some("fleet".into()),
+            range: range(f.span),
+            name_range: range(f.name.span),
+            children,
         }
     }
 

@@ -419,7 +419,7 @@ async fn guard_in(
     cx: &Ctx<'_>,
     g: &Guard,
     cancel: &Cancel,
-    tally: Option<&super::guards::metric::Tally>,
+    tally: Option<&super::guards::tally::Tally>,
 ) -> Result<String, Failure> {
     let live = cx.live();
     let scope = Scope::new(&cx.pb, cx.env, &live);
@@ -429,7 +429,6 @@ async fn guard_in(
         cluster: &cx.cluster,
         http: &cx.http,
         rewrite: &cx.opts.rewrite,
-        scripts: cx.opts.scripts.as_ref(),
         cancel,
         redact: &cx.redact,
         stage: cx.stage(),
@@ -476,7 +475,7 @@ pub(super) fn cut_notes(cx: &Ctx<'_>, g: &Guard) -> Vec<String> {
 /// `round`: a round of every guard; otherwise only the canary's metric guards that are due.
 /// Inside a canary (`tally`) a metric guard is evaluated only when [`Tally::due`].
 ///
-/// [`Tally::due`]: super::guards::metric::Tally::due
+/// [`Tally::due`]: super::guards::tally::Tally::due
 pub(super) async fn nested_guards(
     cx: &Ctx<'_>,
     at: At,
@@ -484,7 +483,7 @@ pub(super) async fn nested_guards(
     show: bool,
     round: bool,
     cancel: &Cancel,
-    tally: Option<&super::guards::metric::Tally>,
+    tally: Option<&super::guards::tally::Tally>,
 ) -> Result<(), RunError> {
     cx.set_stage(at.stage());
     for g in stmts {

@@ -109,7 +109,7 @@ impl Canary<'_> {
         // The canary's metric analysis: `failure_limit` counts over every round of every
         // step, a metric guard's evaluations are scheduled inside the canary's time, and the
         // canary must have had data by its end.
-        let tally = super::guards::metric::Tally::new(Instant::now(), cx.opts.shorten_waits);
+        let tally = super::guards::tally::Tally::new(Instant::now(), cx.opts.shorten_waits);
         // Each step (one for `weight P%`) for its time, guards throughout.
         let n_steps = self.steps.len();
         // A failure in a multi-step canary says which step it was in.

@@ -14,7 +14,7 @@ use crate::model;
 use crate::resolve::{Live, Scope};
 use crate::span::Span;
 
-use super::guards::{ScriptRunner, UrlRewrite};
+use super::guards::UrlRewrite;
 use super::kube::Cluster;
 use super::log::events::{Progress, RunEvent};
 use super::log::journal::Journal;
@@ -100,7 +100,6 @@ pub struct RunOptions {
     pub secrets: HashMap<String, String>,
     /// URL routing (rehearse).
     pub rewrite: UrlRewrite,
-    pub scripts: Arc<dyn ScriptRunner>,
     pub cancel: Cancel,
     /// Clusters of the envs this env must come `after`, by env name (promotion gate); `None`
     /// skips the gate (rehearse).
@@ -112,8 +111,8 @@ pub struct RunOptions {
 }
 
 impl RunOptions {
-    /// A run with these secrets and this URL routing; no flags, human output, the Rhai
-    /// runner, its own Ctrl-C, no promotion gate.
+    /// A run with these secrets and this URL routing; no flags, human output, its own Ctrl-C,
+    /// no promotion gate.
     pub fn new(secrets: HashMap<String, String>, rewrite: UrlRewrite) -> RunOptions {
         RunOptions {
             approve: false,
@@ -124,7 +123,6 @@ impl RunOptions {
             shorten_waits: None,
             secrets,
             rewrite,
-            scripts: super::guards::script_runner(),
             cancel: Cancel::new(),
             after: None,
             rehearsal: false,
@@ -169,6 +167,9 @@ pub struct Ctx<'a> {
     colours: Mutex<HashMap<usize, Colour>>,
     /// The stage being run or rolled back (scripts see it as `stage`).
     stage: Mutex<String>,
+    /// The namespace as read for the checks before the action about to start (issue 23): set
+    /// and cleared by the driver around those checks, never kept past them.
+    view: Mutex<Option<Arc<super::kube::View>>>,
 }
 
 impl<'a> Ctx<'a> {
@@ -196,6 +197,19 @@ impl<'a> Ctx<'a> {
             log,
             colours: Mutex::new(HashMap::new()),
             stage: Mutex::new(String::new()),
+            view: Mutex::new(None),
+        }
+    }
+
+    /// The namespace as read for the checks before this action, if they are running.
+    pub fn view(&self) -> Option<Arc<super::kube::View>> {
+        self.view.lock().ok().and_then(|v| v.clone())
+    }
+
+    /// Set (before the checks of an action) or clear (after them) the view they share.
+    pub fn set_view(&self, view: Option<Arc<super::kube::View>>) {
+        if let Ok(mut v) = self.view.lock() {
+            *v = view;
         }
     }
 
@@ -286,10 +300,15 @@ impl<'a> Ctx<'a> {
     }
 
     /// Every deployment of a component as it is now.
+    /// Before an action, from the view its checks read (one LIST, made for them).
     pub async fn snaps(&self, comp: usize) -> Result<Vec<super::kube::Snap>, Failure> {
         let mut out = Vec::new();
+        let view = self.view();
         for d in self.comp(comp).deployments() {
-            out.push(self.cluster.snap(d).await?);
+            out.push(match &view {
+                Some(v) => v.snap(d)?,
+                None => self.cluster.snap(d).await?,
+            });
         }
         Ok(out)
     }

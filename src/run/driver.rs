@@ -580,6 +580,16 @@ impl Driver<'_> {
         if !st.op.is_action() {
             return Ok(None);
         }
+        // One read of the namespace for every check below (issue 23), made now and dropped
+        // when they are done.
+        let cx = &self.cx;
+        cx.set_view(Some(live::read_view(cx).await?));
+        let r = self.checks(k, j, st).await;
+        cx.set_view(None);
+        r
+    }
+
+    async fn checks(&self, k: usize, j: usize, st: &Statement) -> Result<Option<Record>, Failure> {
         let cx = &self.cx;
         let resumed = match &self.half_done {
             Some((at, r)) if *at == (k, j) => Some(r.clone()),

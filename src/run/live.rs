@@ -3,6 +3,7 @@
 //! deployments this run changed against how it left them.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 
 use crate::check::program::{Colour, Op, Statement, Workload};
 use crate::matrix::{format_set, format_state, Matrix, State, StateFinding};
@@ -17,7 +18,14 @@ use super::Failure;
 /// Service selects: the idle colour takes no traffic (it may run anything, the previous version
 /// after a success, the new one during a switch), so it is neither drift nor part of the state
 /// the matrix judges — as the model has it after a switch back.
+///
+/// One read of the namespace (a LIST of deployments, a LIST of pods: [`cluster::View`]), made
+/// now, for the check that calls it: never a cached or older one (issue 23).
 pub async fn live_state(cx: &Ctx<'_>) -> Result<State, Failure> {
+    let view = match cx.view() {
+        Some(v) => v,
+        None => read_view(cx).await?,
+    };
     let mut s = State::new();
     for (i, c) in cx.pb.components.iter().enumerate() {
         let versions = match (&c.workload, cx.colour(i)) {
@@ -26,13 +34,24 @@ pub async fn live_state(cx: &Ctx<'_>) -> Result<State, Failure> {
                     Colour::Blue => bg.blue.as_str(),
                     Colour::Green => bg.green.as_str(),
                 };
-                cx.cluster.versions_of(c, &[serving]).await?
+                view.versions_of(c, &[serving])?
             }
-            _ => cx.cluster.live_versions(c).await?,
+            _ => view.versions_of(c, &c.deployments())?,
         };
         s.insert(c.name.clone(), versions);
     }
     Ok(s)
+}
+
+/// The namespace's deployments and the pods of the playbook's: one read, now.
+pub async fn read_view(cx: &Ctx<'_>) -> Result<Arc<cluster::View>, Failure> {
+    let all: Vec<&str> = cx
+        .pb
+        .components
+        .iter()
+        .flat_map(|c| c.deployments())
+        .collect();
+    Ok(Arc::new(cx.cluster.view(&all).await?))
 }
 
 /// Read which colour each blue-green component serves.
@@ -63,9 +82,17 @@ impl Left {
 
     /// Fail if a deployment this run changed was changed by someone else since (an image, the
     /// restart annotation, the strategy): two writers on one system must not go unnoticed.
+    /// Judged on the view the action's checks read now (never a cached one: issue 23).
     pub async fn check(&self, cx: &Ctx<'_>) -> Result<(), Failure> {
+        if self.0.is_empty() {
+            return Ok(());
+        }
+        let view = match cx.view() {
+            Some(v) => v,
+            None => read_view(cx).await?,
+        };
         for (name, was) in &self.0 {
-            let now = cx.cluster.snap(name).await?;
+            let now = view.snap(name)?;
             if now.images == was.images
                 && now.restarted_at == was.restarted_at
                 && now.strategy == was.strategy

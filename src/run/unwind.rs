@@ -35,7 +35,14 @@ impl Driver<'_> {
             help: f.help.clone(),
             span: Some(span),
         };
-        if f.is(FailureKind::LockLost) {
+        // Whatever failed, a process that lost the lock owns nothing more: it rolls nothing
+        // back (a journal write refused by the fence fails as its own statement would).
+        let lost = cx
+            .cluster
+            .fence
+            .as_ref()
+            .is_some_and(|f| f.lost().is_some());
+        if f.is(FailureKind::LockLost) || lost {
             // The journal is the new holder's now: shown, not journaled.
             cx.log.show(&failed);
             return self.lock_lost(span).await;

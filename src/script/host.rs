@@ -1,7 +1,7 @@
 //! What scripts reach outside themselves: HTTP and a read-only view of the cluster.
 //!
 //! [`Host`] is blocking (scripts run on a blocking thread). The real one, over reqwest and the
-//! cluster, is the runner's (`run::guards::script::ClusterHost`); tests and benchmarks have
+//! cluster, is the runner's (`ClusterHost` in `run/guards/script.rs`); tests and benchmarks have
 //! their own.
 
 use std::time::Duration;

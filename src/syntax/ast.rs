@@ -21,6 +21,7 @@ pub enum Item {
     Matrix(MatrixDecl),
     Playbook(Playbook),
     Test(TestDecl),
+    Fleet(FleetDecl),
 }
 
 /// `test "name" { … }`: a rehearsal with faults and what it must end in.
@@ -487,4 +488,73 @@ impl Value {
             Value::Invalid { text, .. } => format!("`{text}`"),
         }
     }
+}
+
+/// `fleet "name" { … }`: one playbook across clusters, in waves.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FleetDecl {
+    pub name: Spanned<StrLit>,
+    pub entries: Vec<Spanned<FleetEntry>>,
+    pub span: Span,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum FleetEntry {
+    /// `playbook "FILE" [name "P"]`, as in a test.
+    Playbook {
+        file: Spanned<StrLit>,
+        name: Option<Spanned<StrLit>>,
+    },
+    /// `env E`: the playbook's env every cluster starts from.
+    Env(Ident),
+    /// `on failure stop` / `on failure rollback fleet`
+    OnFailure(FleetPolicy),
+    /// `shared C in CLUSTER`
+    Shared {
+        comp: Ident,
+        cluster: Ident,
+    },
+    Cluster(ClusterDecl),
+    Wave(WaveDecl),
+}
+
+/// What a fleet does when a cluster fails.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FleetPolicy {
+    /// The failed cluster rolls back; finished clusters stay.
+    Stop,
+    /// Every cluster that changed rolls back, in reverse wave order.
+    RollbackFleet,
+}
+
+/// `cluster NAME { context "…"  env E  let … }`
+#[derive(Debug, Clone, PartialEq)]
+pub struct ClusterDecl {
+    pub name: Ident,
+    pub entries: Vec<Spanned<ClusterEntry>>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum ClusterEntry {
+    Context(Spanned<StrLit>),
+    Env(Ident),
+    Let(LetDecl),
+}
+
+/// `wave NAME { clusters …  parallel N  soak D { guards }  approve "…" }`
+#[derive(Debug, Clone, PartialEq)]
+pub struct WaveDecl {
+    pub name: Ident,
+    pub entries: Vec<Spanned<WaveEntry>>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum WaveEntry {
+    Clusters(Vec<Ident>),
+    Parallel(Spanned<Value>),
+    Soak {
+        time: Spanned<Value>,
+        guards: Option<Vec<Stmt>>,
+    },
+    Approve(Spanned<StrLit>),
 }

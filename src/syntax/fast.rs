@@ -19,6 +19,7 @@
 //! playbook and generated input, it declines or yields pest's tree with pest's spans.
 //! A new grammar form must be added here too, or files using it take the (slower) pest path.
 
+mod fleet;
 mod json;
 mod metric;
 mod migrations;
@@ -55,6 +56,7 @@ pub(super) fn parse(file: FileId, text: &str) -> Option<File> {
             "matrix" => Item::Matrix(p.matrix()?),
             "playbook" => Item::Playbook(p.playbook()?),
             "test" => Item::Test(p.test()?),
+            "fleet" => Item::Fleet(p.fleet()?),
             _ => return None,
         };
         items.push(item);

@@ -10,6 +10,7 @@ use super::error::SyntaxError;
 use crate::span::{FileId, Span, Spanned};
 use crate::version::VersionPattern;
 
+mod fleet;
 mod keywords;
 mod metric;
 mod monitor;
@@ -54,6 +55,7 @@ pub(super) fn parse_pest(file: FileId, text: &str) -> Result<File, Vec<SyntaxErr
             Rule::matrix_item => items.push(Item::Matrix(b.matrix(p))),
             Rule::playbook_item => items.push(Item::Playbook(b.playbook(p))),
             Rule::test_item => items.push(Item::Test(b.test(p))),
+            Rule::fleet_item => items.push(Item::Fleet(b.fleet(p))),
             Rule::EOI => {}
             r => unreachable!("file item {r:?}"),
         }

@@ -11,82 +11,23 @@
 # gives a replica-ratio canary. Run from anywhere (it starts its own data-path cluster).
 # KTPLAY_BIN: the binary (default: built by cargo).
 set -euo pipefail
-HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-ROOT="$(cd "$HERE/../.." && pwd)"
-if [[ -z "${KTPLAY_BIN:-}" ]]; then
-  # Built before entering the namespace (it has no network for cargo).
-  (cd "$ROOT" && cargo build --quiet --bin ktplay >&2)
-  KTPLAY_BIN="${CARGO_TARGET_DIR:-$ROOT/target}/debug/ktplay"
-  export KTPLAY_BIN
-fi
-if [[ "${REALKUBE_DATAPATH:-0}" != 1 || -z "${KTPLAY_TEST_KUBECONFIG:-}" ]]; then
-  exec env REALKUBE_DATAPATH=1 "$HERE/../realkube.sh" "$0" "$@"
-fi
-[[ "$(awk 'NR > 2 { sub(":", "", $1); print $1 }' /proc/self/net/dev | tr '\n' ' ')" == "lo " ]] \
-  || { echo "canary-share-test.sh: not in a private network namespace (interfaces other than lo); refusing" >&2; exit 3; }
-KUBECTL=$(command -v kubectl.1.33 || echo /usr/lib/google-cloud-sdk/bin/kubectl.1.33)
-K=("$KUBECTL" --kubeconfig "$KTPLAY_TEST_KUBECONFIG")
+# shellcheck source=tests/realkube/lib.sh
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+rk_enter canary-share 1 "$@"
 W=$(mktemp -d /tmp/canary-share.XXXXXX)
 RUN=
 cleanup() { [[ -n "$RUN" ]] && kill "$RUN" 2>/dev/null; rm -rf "$W"; }
 trap cleanup EXIT
 trap 'echo "[canary-share] FAILED at line $LINENO: $BASH_COMMAND" >&2' ERR
-say() { echo "[canary-share $(date +%H:%M:%S)] $*" >&2; }
 T_START=$(date +%s)
 ns=canary-share
 
 say "9 replicas of keeptrusts/gateway:1.4.1 behind a Service"
-"${K[@]}" create ns "$ns" >/dev/null
-"${K[@]}" -n "$ns" apply -f - >/dev/null <<'YAML'
-apiVersion: apps/v1
-kind: Deployment
-metadata:
-  name: keeptrusts-gateway
-  labels: {app: gateway}
-spec:
-  replicas: 9
-  selector:
-    matchLabels: {app: gateway}
-  strategy:
-    type: RollingUpdate
-    rollingUpdate: {maxUnavailable: 1, maxSurge: 1}
-  template:
-    metadata:
-      labels: {app: gateway}
-    spec:
-      terminationGracePeriodSeconds: 30
-      containers:
-      - name: gateway
-        image: keeptrusts/gateway:1.4.1
-        ports:
-        - {name: http, containerPort: 41002}
-        readinessProbe:
-          httpGet: {path: /readyz, port: http}
-          periodSeconds: 1
-        lifecycle:
-          preStop:
-            exec: {command: ["sleep", "10"]}
----
-apiVersion: v1
-kind: Service
-metadata:
-  name: keeptrusts-gateway
-spec:
-  selector: {app: gateway}
-  ports:
-  - {port: 80, targetPort: http}
-YAML
-"${K[@]}" -n "$ns" rollout status deploy/keeptrusts-gateway --timeout=180s >/dev/null
-ready_endpoints() {
-  "${K[@]}" -n "$ns" get endpointslices -l kubernetes.io/service-name=keeptrusts-gateway \
-    -o jsonpath='{range .items[*].endpoints[?(@.conditions.ready==true)]}{.addresses[0]}{"\n"}{end}' | grep -c . || true
-}
-vip=$("${K[@]}" -n "$ns" get svc keeptrusts-gateway -o jsonpath='{.spec.clusterIP}')
-# The monitor's budget is 0 failures from its first request: wait until kube-proxy has programmed
-# the Service with all 9 endpoints (a ClusterIP with no rules yet drops the SYN: a time-out, not a
-# refusal — CI saw exactly that once), then a moment more for every rule to settle.
-for _ in $(seq 1 150); do [[ $(ready_endpoints) -ge 9 ]] && break; sleep 0.2; done
-for _ in $(seq 1 50); do curl -fsS -m 1 "http://$vip/" >/dev/null 2>&1 && break; sleep 0.2; done
+rk_gateway_up "$ns" 9 10 30 yes
+vip=$VIP
+# The monitor's budget is 0 failures from its first request: rk_gateway_up waited until the
+# Service had all 9 ready endpoints and answered (a ClusterIP with no rules yet drops the SYN: a
+# time-out, not a refusal — CI saw exactly that once); a moment more for every rule to settle.
 sleep 3
 {
   echo 'playbook "canary-share" {'
@@ -108,10 +49,10 @@ NO_COLOR=1 "$KTPLAY_BIN" run "$W/canary.ktplay" --kubeconfig "$KTPLAY_TEST_KUBEC
 RUN=$!
 for _ in $(seq 1 300); do
   [[ "$("${K[@]}" -n "$ns" get deploy keeptrusts-gateway-canary -o jsonpath='{.status.readyReplicas}' 2>/dev/null || true)" == 1 \
-     && $(ready_endpoints) == 10 ]] && break
+     && $(rk_ready_endpoints "$ns") == 10 ]] && break
   sleep 0.2
 done
-[[ $(ready_endpoints) == 10 ]] || { say "the canary never became one of 10 ready endpoints"; cat "$W/run.out" >&2; exit 1; }
+[[ $(rk_ready_endpoints "$ns") == 10 ]] || { say "the canary never became one of 10 ready endpoints"; cat "$W/run.out" >&2; exit 1; }
 sleep 3  # every proxy rule in place (min sync 2 s)
 say "canary ready: 1 of 10 endpoints; load through $vip for 20 s"
 python3 "$HERE/load.py" "$vip" 80 "$W/stop" "$W/load.json" --rate 150 --threads 6 --max-seconds 20
@@ -127,8 +68,8 @@ python3 -c "import sys; sys.exit(0 if 8.0 <= $share <= 12.0 else 1)" || why+=("s
 [[ $failed == 0 ]] || why+=("$failed requests failed during the canary")
 [[ $code == 0 ]] || why+=("ktplay exit $code")
 "${K[@]}" -n "$ns" rollout status deploy/keeptrusts-gateway --timeout=120s >/dev/null || why+=("the final rollout did not finish")
-for _ in $(seq 1 300); do [[ $("${K[@]}" -n "$ns" get pods -o name | grep -c . || true) -le 9 ]] && break; sleep 0.2; done
-images=$("${K[@]}" -n "$ns" get pods -o jsonpath='{range .items[*]}{.spec.containers[0].image}{"\n"}{end}' | sort | uniq -c | tr -s ' ' | tr '\n' ';')
+rk_wait_pods_at_most "$ns" 9
+images=$(rk_pod_images "$ns")
 [[ "$images" == " 9 keeptrusts/gateway:1.5.0;" ]] || why+=("pods: $images")
 if "${K[@]}" -n "$ns" get deploy keeptrusts-gateway-canary >/dev/null 2>&1; then why+=("the canary Deployment is still there"); fi
 [[ $("${K[@]}" -n "$ns" get leases -o name | grep -c ktplay- || true) == 0 ]] || why+=("the lock is still held")

@@ -14,88 +14,24 @@
 # (REALKUBE_DATAPATH=1 tests/realkube.sh). Numbers go to stdout and, with DATAPATH_RESULTS=FILE,
 # as JSON lines to FILE. DATAPATH_RATE (requests/s in all, default 200).
 set -euo pipefail
-HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-if [[ "${REALKUBE_DATAPATH:-0}" != 1 || -z "${KTPLAY_TEST_KUBECONFIG:-}" ]]; then
-  exec env REALKUBE_DATAPATH=1 "$HERE/../realkube.sh" "$0" "$@"
-fi
-[[ "$(awk 'NR > 2 { sub(":", "", $1); print $1 }' /proc/self/net/dev | tr '\n' ' ')" == "lo " ]] \
-  || { echo "datapath-test.sh: not in a private network namespace (interfaces other than lo); refusing" >&2; exit 3; }
-KUBECTL=$(command -v kubectl.1.33 || echo /usr/lib/google-cloud-sdk/bin/kubectl.1.33)
-K=("$KUBECTL" --kubeconfig "$KTPLAY_TEST_KUBECONFIG")
+# shellcheck source=tests/realkube/lib.sh
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+rk_enter datapath 0 "$@"
 [[ $# -gt 0 ]] || set -- seed no-prestop short-grace grace-1 no-probe
 W=$(mktemp -d /tmp/datapath-test.XXXXXX)
 LOADPID=
 cleanup() { [[ -n "$LOADPID" ]] && kill "$LOADPID" 2>/dev/null; rm -rf "$W"; }
 trap cleanup EXIT
 trap 'echo "[datapath] FAILED at line $LINENO: $BASH_COMMAND" >&2' ERR
-say() { echo "[datapath $(date +%H:%M:%S)] $*" >&2; }
 T_START=$(date +%s)
 FAILED=0
 SUMMARY=()
 
-manifest() { # name prestop(seconds|none) grace probe(yes|no)
-  local prestop="" probe=""
-  [[ $2 != none ]] && prestop="        lifecycle:
-          preStop:
-            exec:
-              command: [\"sleep\", \"$2\"]"
-  [[ $4 == yes ]] && probe="        readinessProbe:
-          httpGet:
-            path: /readyz
-            port: http
-          periodSeconds: 1
-          failureThreshold: 3"
-  cat <<EOF
-apiVersion: apps/v1
-kind: Deployment
-metadata:
-  name: keeptrusts-gateway
-  labels: {app: gateway}
-spec:
-  replicas: 3
-  selector:
-    matchLabels: {app: gateway}
-  strategy:
-    type: RollingUpdate
-    rollingUpdate: {maxUnavailable: 1, maxSurge: 1}
-  template:
-    metadata:
-      labels: {app: gateway}
-    spec:
-      terminationGracePeriodSeconds: $3
-      containers:
-      - name: gateway
-        image: keeptrusts/gateway:1.4.1
-        ports:
-        - {name: http, containerPort: 41002}
-$probe
-$prestop
----
-apiVersion: v1
-kind: Service
-metadata:
-  name: keeptrusts-gateway
-spec:
-  selector: {app: gateway}
-  ports:
-  - {port: 80, targetPort: http}
-EOF
-}
-
-ready_endpoints() { # ns: ready addresses in the Service's EndpointSlices
-  "${K[@]}" -n "$1" get endpointslices -l kubernetes.io/service-name=keeptrusts-gateway \
-    -o jsonpath='{range .items[*].endpoints[?(@.conditions.ready==true)]}{.addresses[0]}{"\n"}{end}' | grep -c . || true
-}
-
 run_case() { # name prestop grace probe expect(0|>0|any)
-  local name=$1 ns="dp-$1" t0 t1 t2 n vip out ok=1 why=()
+  local name=$1 ns="dp-$1" t0 t1 t2 vip out ok=1 why=()
   say "case $name: preStop=$2 grace=$3 probe=$4 (expect failed $5)"
-  "${K[@]}" create ns "$ns" >/dev/null
-  manifest "$@" | "${K[@]}" -n "$ns" apply -f - >/dev/null
-  "${K[@]}" -n "$ns" rollout status deploy/keeptrusts-gateway --timeout=120s >/dev/null
-  for _ in $(seq 1 100); do [[ $(ready_endpoints "$ns") -ge 3 ]] && break; sleep 0.2; done
-  vip=$("${K[@]}" -n "$ns" get svc keeptrusts-gateway -o jsonpath='{.spec.clusterIP}')
-  for _ in $(seq 1 50); do curl -fsS -m 1 "http://$vip/" >/dev/null 2>&1 && break; sleep 0.2; done
+  rk_gateway_up "$ns" 3 "$2" "$3" "$4"
+  vip=$VIP
   sleep 3  # every proxy rule in place, every pod answering
   rm -f "$W/stop"; out="$W/$name.json"
   python3 "$HERE/load.py" "$vip" 80 "$W/stop" "$out" --rate "${DATAPATH_RATE:-200}" --max-seconds 240 & LOADPID=$!
@@ -105,17 +41,14 @@ run_case() { # name prestop grace probe expect(0|>0|any)
   "${K[@]}" -n "$ns" rollout status deploy/keeptrusts-gateway --timeout=180s >/dev/null || why+=("rollout did not finish")
   t1=$(date +%s.%N)
   # the old pods finish terminating (preStop, grace) before the load stops
-  for _ in $(seq 1 300); do
-    n=$("${K[@]}" -n "$ns" get pods -o name | grep -c . || true)
-    [[ $n -le 3 ]] && break; sleep 0.2
-  done
+  rk_wait_pods_at_most "$ns" 3
   t2=$(date +%s.%N)
   sleep 3
   touch "$W/stop"; wait "$LOADPID" || why+=("the load generator failed"); LOADPID=
   # final state: 3 pods, all 1.5.0 and Ready, the Deployment at 1.5.0 with 3 updated, available replicas
   local images ready dimg avail
-  images=$("${K[@]}" -n "$ns" get pods -o jsonpath='{range .items[*]}{.spec.containers[0].image}{"\n"}{end}' | sort | uniq -c | tr -s ' ' | tr '\n' ';')
-  ready=$("${K[@]}" -n "$ns" get pods -o jsonpath='{range .items[*]}{.status.conditions[?(@.type=="Ready")].status}{"\n"}{end}' | grep -c True || true)
+  images=$(rk_pod_images "$ns")
+  ready=$(rk_pods_ready "$ns")
   dimg=$("${K[@]}" -n "$ns" get deploy keeptrusts-gateway -o jsonpath='{.spec.template.spec.containers[0].image}')
   avail=$("${K[@]}" -n "$ns" get deploy keeptrusts-gateway -o jsonpath='{.status.updatedReplicas}/{.status.availableReplicas}')
   [[ "$images" == " 3 keeptrusts/gateway:1.5.0;" ]] || why+=("pods are not 3 x 1.5.0: $images")
@@ -130,7 +63,7 @@ run_case() { # name prestop grace probe expect(0|>0|any)
     '>0') [[ $failed -gt 0 ]] || why+=("expected failed requests, got none") ;;
   esac
   # the last requests all reached 1.5.0 (a version seen at the end is checked through the Service)
-  local last; last=$(curl -fsS -m 2 "http://$vip/version" 2>/dev/null || echo none)
+  local last; last=$(rk_version "$vip")
   [[ "$last" == 1.5.0 ]] || why+=("the Service answers version $last after the rollout")
   local line
   line=$(python3 - "$out" "$name" "$2" "$3" "$4" "$5" "$t0" "$t1" "$t2" <<'PY'

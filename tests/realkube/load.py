@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
-"""load.py HOST PORT STOPFILE OUT [--rate N] [--threads N] [--max-seconds S] [--timeout S]
+"""load.py HOST PORT STOPFILE OUT [--rate N] [--threads N] [--max-seconds S] [--timeout S] [--path P]
 
-A steady, bounded HTTP load for the data-path test: GET / at about --rate requests a second in all
+A steady, bounded HTTP load for the data-path test: GET --path (default /healthz, which every pod
+app answers 200 with its version) at about --rate requests a second in all
 (default 200) from --threads workers (default 4), a new connection per request (so every request
 goes through the Service's load balancing), until STOPFILE exists or --max-seconds (default 240)
 have passed. Writes OUT as JSON: requests, ok, failed, failures by kind (refused, reset, timeout,
@@ -27,6 +28,7 @@ def main():
     p.add_argument("--threads", type=int, default=4)
     p.add_argument("--max-seconds", type=float, default=240)
     p.add_argument("--timeout", type=float, default=2)
+    p.add_argument("--path", default="/healthz")
     a = p.parse_args()
     t0 = time.time()
     res = {"requests": 0, "ok": 0, "failed": 0, "kinds": {}, "versions": {}, "first_failure_s": None,
@@ -38,7 +40,7 @@ def main():
     def one():
         c = http.client.HTTPConnection(a.host, a.port, timeout=a.timeout)
         try:
-            c.request("GET", "/", headers={"Connection": "close"})
+            c.request("GET", a.path, headers={"Connection": "close"})
             r = c.getresponse()
             body = r.read()
             if r.status != 200:

@@ -14,77 +14,16 @@
 # itself (REALKUBE_DATAPATH=1 tests/realkube.sh). KTPLAY_BIN: the binary (default: built by cargo).
 # With MONITOR_RESULTS=FILE each case's final monitor event goes to FILE as a JSON line.
 set -euo pipefail
-HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-ROOT="$(cd "$HERE/../.." && pwd)"
-if [[ -z "${KTPLAY_BIN:-}" ]]; then
-  # Built before entering the namespace (it has no network for cargo).
-  (cd "$ROOT" && cargo build --quiet --bin ktplay >&2)
-  KTPLAY_BIN="${CARGO_TARGET_DIR:-$ROOT/target}/debug/ktplay"
-  export KTPLAY_BIN
-fi
-if [[ "${REALKUBE_DATAPATH:-0}" != 1 || -z "${KTPLAY_TEST_KUBECONFIG:-}" ]]; then
-  exec env REALKUBE_DATAPATH=1 "$HERE/../realkube.sh" "$0" "$@"
-fi
-[[ "$(awk 'NR > 2 { sub(":", "", $1); print $1 }' /proc/self/net/dev | tr '\n' ' ')" == "lo " ]] \
-  || { echo "monitor-datapath-test.sh: not in a private network namespace (interfaces other than lo); refusing" >&2; exit 3; }
-KUBECTL=$(command -v kubectl.1.33 || echo /usr/lib/google-cloud-sdk/bin/kubectl.1.33)
-K=("$KUBECTL" --kubeconfig "$KTPLAY_TEST_KUBECONFIG")
+# shellcheck source=tests/realkube/lib.sh
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+rk_enter monitor-datapath 1 "$@"
 [[ $# -gt 0 ]] || set -- seed no-prestop
 W=$(mktemp -d /tmp/monitor-datapath.XXXXXX)
 trap 'rm -rf "$W"' EXIT
 trap 'echo "[monitor-datapath] FAILED at line $LINENO: $BASH_COMMAND" >&2' ERR
-say() { echo "[monitor-datapath $(date +%H:%M:%S)] $*" >&2; }
 T_START=$(date +%s)
 FAILED=0
 SUMMARY=()
-
-manifest() { # prestop(seconds|none)
-  local prestop=""
-  [[ $1 != none ]] && prestop="        lifecycle:
-          preStop:
-            exec:
-              command: [\"sleep\", \"$1\"]"
-  cat <<EOF
-apiVersion: apps/v1
-kind: Deployment
-metadata:
-  name: keeptrusts-gateway
-  labels: {app: gateway}
-spec:
-  replicas: 3
-  selector:
-    matchLabels: {app: gateway}
-  strategy:
-    type: RollingUpdate
-    rollingUpdate: {maxUnavailable: 1, maxSurge: 1}
-  template:
-    metadata:
-      labels: {app: gateway}
-    spec:
-      terminationGracePeriodSeconds: 30
-      containers:
-      - name: gateway
-        image: keeptrusts/gateway:1.4.1
-        ports:
-        - {name: http, containerPort: 41002}
-        readinessProbe:
-          httpGet:
-            path: /readyz
-            port: http
-          periodSeconds: 1
-          failureThreshold: 3
-$prestop
----
-apiVersion: v1
-kind: Service
-metadata:
-  name: keeptrusts-gateway
-spec:
-  selector: {app: gateway}
-  ports:
-  - {port: 80, targetPort: http}
-EOF
-}
 
 playbook() { # ns vip
   cat <<EOF
@@ -112,20 +51,11 @@ playbook "monitored-gateway" {
 EOF
 }
 
-ready_endpoints() { # ns
-  "${K[@]}" -n "$1" get endpointslices -l kubernetes.io/service-name=keeptrusts-gateway \
-    -o jsonpath='{range .items[*].endpoints[?(@.conditions.ready==true)]}{.addresses[0]}{"\n"}{end}' | grep -c . || true
-}
-
 run_case() { # name prestop expect(ok|rolled_back)
   local name=$1 ns="mon-$1" vip why=() want code
   say "case $name: preStop=$2 (expect $3)"
-  "${K[@]}" create ns "$ns" >/dev/null
-  manifest "$2" | "${K[@]}" -n "$ns" apply -f - >/dev/null
-  "${K[@]}" -n "$ns" rollout status deploy/keeptrusts-gateway --timeout=120s >/dev/null
-  for _ in $(seq 1 100); do [[ $(ready_endpoints "$ns") -ge 3 ]] && break; sleep 0.2; done
-  vip=$("${K[@]}" -n "$ns" get svc keeptrusts-gateway -o jsonpath='{.spec.clusterIP}')
-  for _ in $(seq 1 50); do curl -fsS -m 1 "http://$vip/" >/dev/null 2>&1 && break; sleep 0.2; done
+  rk_gateway_up "$ns" 3 "$2" 30 yes
+  vip=$VIP
   sleep 3  # every proxy rule in place, every pod answering
   playbook "$ns" "$vip" > "$W/$name.ktplay"
   local t0 t1
@@ -184,18 +114,16 @@ PY
   # the final state: the Deployment at the expected version, 3 Ready pods of it, the Service
   # answering with it, the lock released, the journal's status
   "${K[@]}" -n "$ns" rollout status deploy/keeptrusts-gateway --timeout=120s >/dev/null || why+=("the final rollout did not finish")
-  for _ in $(seq 1 300); do
-    [[ $("${K[@]}" -n "$ns" get pods -o name | grep -c . || true) -le 3 ]] && break; sleep 0.2
-  done
+  rk_wait_pods_at_most "$ns" 3
   local images ready dimg last leases status
-  images=$("${K[@]}" -n "$ns" get pods -o jsonpath='{range .items[*]}{.spec.containers[0].image}{"\n"}{end}' | sort | uniq -c | tr -s ' ' | tr '\n' ';')
-  ready=$("${K[@]}" -n "$ns" get pods -o jsonpath='{range .items[*]}{.status.conditions[?(@.type=="Ready")].status}{"\n"}{end}' | grep -c True || true)
+  images=$(rk_pod_images "$ns")
+  ready=$(rk_pods_ready "$ns")
   dimg=$("${K[@]}" -n "$ns" get deploy keeptrusts-gateway -o jsonpath='{.spec.template.spec.containers[0].image}')
   [[ "$images" == " 3 keeptrusts/gateway:$want;" ]] || why+=("pods are not 3 x $want: $images")
   [[ "$ready" == 3 ]] || why+=("$ready pods Ready, not 3")
   [[ "$dimg" == "keeptrusts/gateway:$want" ]] || why+=("deployment at $dimg")
   sleep 2
-  last=$(curl -fsS -m 2 "http://$vip/version" 2>/dev/null || echo none)
+  last=$(rk_version "$vip")
   [[ "$last" == "$want" ]] || why+=("the Service answers version $last")
   leases=$("${K[@]}" -n "$ns" get leases -o name | grep -c ktplay- || true)
   [[ $leases == 0 ]] || why+=("$leases ktplay leases left")

@@ -44,6 +44,35 @@ def image_repo(image):
     return image
 
 
+def table_entry(table, image):
+    """The image table's entry for an image: its repository's, else the longest `PREFIX/*` key
+    whose prefix the repository starts with (`acme/*`: every image of the tests' `acme/`)."""
+    repo = image_repo(image)
+    if repo in table:
+        return table[repo]
+    best = None
+    for k in table:
+        if k.endswith("/*") and repo.startswith(k[:-1]) and (best is None or len(k) > len(best)):
+            best = k
+    return table[best] if best else None
+
+
+def resolve_entry(entry):
+    """The image table's entry with `{ktplay}` (the first word of its command) replaced by the
+    ktplay binary of $KTPLAY_BIN (`ktplay sim app`: the simulator's app of the pod's role); without
+    one, its `fallback` (podapp.py)."""
+    cmd = entry.get("command") or []
+    if not cmd or cmd[0] != "{ktplay}":
+        return entry
+    b = os.environ.get("KTPLAY_BIN", "")
+    if b and os.access(b, os.X_OK):
+        return dict(entry, command=[b] + cmd[1:])
+    fb = entry.get("fallback")
+    if not fb:
+        raise ValueError("the image table's command needs $KTPLAY_BIN (the ktplay binary) and has no fallback")
+    return dict(entry, command=fb["command"], env=dict(entry.get("env") or {}, **(fb.get("env") or {})))
+
+
 def literal_env(c):
     return {e["name"]: str(e.get("value", "")) for e in c.get("env") or [] if "name" in e and "valueFrom" not in e}
 
@@ -98,13 +127,15 @@ class Container:
         # as in a container: only the image's env, the container's and the kubelet's own, not the
         # test runner's (which may hold a kubeconfig path or a secret)
         self.env = {"PATH": os.environ.get("PATH", "/usr/local/bin:/usr/bin:/bin"), "LANG": "C.UTF-8"}
-        self.env.update({k: str(v) for k, v in (entry.get("env") or {}).items()})
+        entry = resolve_entry(entry)
+        self.entry = entry
+        self.env.update({k: str(v).replace("{workdir}", runner.cluster_dir) for k, v in (entry.get("env") or {}).items()})
         self.env.update(literal_env(spec))
         image = spec.get("image", "")
         tag = image.rsplit("/", 1)[-1].split(":", 1)[1] if ":" in image.rsplit("/", 1)[-1] else "latest"
         self.env.update({"APP_ADDR": runner.ip, "APP_PORT": str(self.port), "APP_VERSION": tag,
                          "APP_IMAGE": image, "POD_NAME": runner.name, "POD_NAMESPACE": runner.ns,
-                         "POD_IP": runner.ip, "PYTHONUNBUFFERED": "1"})
+                         "POD_IP": runner.ip, "CONTAINER_NAME": self.name, "PYTHONUNBUFFERED": "1"})
         self.pidfile = os.path.join(runner.workdir, f"{runner.ns}_{runner.name}_{self.name}.pid")
 
     def cmd(self):
@@ -262,13 +293,14 @@ class PodRunner:
         self.key = f"{self.ns}/{self.name}"
         self.on_change = on_change
         self.workdir = os.path.join(podsdir, f"{self.ns}_{self.name}_{self.uid[:8]}")
+        self.cluster_dir = os.path.dirname(os.path.abspath(podsdir))
         os.makedirs(self.workdir, exist_ok=True)
         self.stopping = False
         self.done = threading.Event()
         self.gone = False
         self.containers = {}
         for c in pod["spec"].get("containers", []):
-            entry = table.get(image_repo(c.get("image", "")))
+            entry = table_entry(table, c.get("image", ""))
             if entry:
                 self.containers[c["name"]] = Container(self, c, entry, here)
 

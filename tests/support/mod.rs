@@ -9,6 +9,10 @@
 //!   endpoints as the real pods' versions and readiness say (a real test cluster runs no
 //!   containers).
 //!
+//! On the real data path (`tests/realkube.sh` runs the tests in its network namespace and sets
+//! `REALKUBE_DATAPATH=1`) there is no follower: the pods are real processes serving the
+//! simulator's apps and [`TestCluster::service_url`] is a Service's ClusterIP (see [`datapath`]).
+//!
 //! Faults: the simulated services' faults (`policy-off`, …) work on both; a rollout that never
 //! gets ready is staged on both by an image tag ending in `-bad` (the simulator follows the real
 //! harness's fake-kubelet convention).
@@ -31,6 +35,8 @@ use kube::api::{Api, DeleteParams, ListParams, PostParams};
 use serde_json::Value;
 
 use ktplay::sim::{LoggedRequest, Running, Seed, Sim, SimConfig};
+
+pub mod datapath;
 
 /// One scenario, two tests: `NAME::sim` and `NAME::real` (which says loudly that it skipped
 /// when no real cluster is configured). A test file declares `#[macro_use] mod support;` and
@@ -355,7 +361,8 @@ pub struct TestCluster {
     pub ns: String,
     /// The simulator: the backend itself, or (real) the follower serving the HTTP endpoints.
     pub sim: Sim,
-    running: Running,
+    /// The simulator's listeners (none on the real data path).
+    running: Option<Running>,
     real: Option<RealParts>,
 }
 
@@ -363,13 +370,18 @@ struct RealParts {
     access: RealAccess,
     client: kube::Client,
     proxy: Proxy,
-    follow: tokio::task::JoinHandle<()>,
+    /// The follower's refresh (without the data path).
+    follow: Option<tokio::task::JoinHandle<()>>,
+    /// The Services' addresses (on the data path).
+    datapath: Option<datapath::DataPath>,
 }
 
 impl Drop for TestCluster {
     fn drop(&mut self) {
         if let Some(r) = &self.real {
-            r.follow.abort();
+            if let Some(f) = &r.follow {
+                f.abort();
+            }
             // Best effort: the namespace goes when the test ends (the harness is thrown away
             // after CI anyway). Keep it with KTPLAY_TEST_KEEP=1 to look at it.
             if std::env::var_os("KTPLAY_TEST_KEEP").is_none() {
@@ -394,10 +406,39 @@ impl Drop for TestCluster {
 /// but longer than one pod's start on the real harness (~1.5 s), so a healthy rollout never does.
 pub const PROGRESS_DEADLINE: i64 = 4;
 
+/// The real cluster's `progressDeadlineSeconds`: on the data path a pod is Ready when its
+/// process answers its readiness probe (the gateway and api load for 2 s, probed every 1 s), so
+/// one step of a healthy rollout takes 3–4 s there: 10 s.
+pub fn real_progress_deadline() -> i64 {
+    if datapath::enabled() {
+        10
+    } else {
+        PROGRESS_DEADLINE
+    }
+}
+
 impl TestCluster {
     /// A fresh namespace `seed.namespace` on `backend`, seeded and ready. `config` configures
     /// the simulator (the backend, or the follower on real).
-    pub async fn new(backend: Backend, mut config: SimConfig, seed: &Seed) -> TestCluster {
+    pub async fn new(backend: Backend, config: SimConfig, seed: &Seed) -> TestCluster {
+        TestCluster::with(backend, config, seed, datapath::enabled()).await
+    }
+
+    /// As [`TestCluster::new`], but on the real backend always with the follower simulator
+    /// answering the HTTP endpoints on loopback, data path or not: for a test that needs a fault
+    /// the pod processes cannot show reliably (name it in `tests/realkube/README.md`). Used by
+    /// `run_e2e`'s `policy_fault_rolls_back_gateway_then_api`,
+    /// `killed_mid_rollback_resumes_the_rollback`, `large_pod_templates_keep_the_journal_small`.
+    pub async fn with_follower(backend: Backend, config: SimConfig, seed: &Seed) -> TestCluster {
+        TestCluster::with(backend, config, seed, false).await
+    }
+
+    async fn with(
+        backend: Backend,
+        mut config: SimConfig,
+        seed: &Seed,
+        on_datapath: bool,
+    ) -> TestCluster {
         match backend {
             Backend::Sim => {
                 config.progress_deadline = Some(Duration::from_secs(PROGRESS_DEADLINE as u64));
@@ -408,7 +449,7 @@ impl TestCluster {
                     backend,
                     ns: seed.namespace.clone(),
                     sim,
-                    running,
+                    running: Some(running),
                     real: None,
                 }
             }
@@ -416,6 +457,25 @@ impl TestCluster {
                 let access = RealAccess::read(&real_kubeconfig().expect("KTPLAY_TEST_KUBECONFIG"));
                 let ns = seed.namespace.clone();
                 let client = access.client(&ns).await;
+                if on_datapath {
+                    datapath::write_state(seed, &config.faults);
+                    seed_real(&client, seed).await;
+                    let dp = datapath::DataPath::start(&client, seed).await;
+                    let proxy = Proxy::start(access.clone()).await;
+                    return TestCluster {
+                        backend,
+                        ns,
+                        sim: Sim::follower(config),
+                        running: None,
+                        real: Some(RealParts {
+                            access,
+                            client,
+                            proxy,
+                            follow: None,
+                            datapath: Some(dp),
+                        }),
+                    };
+                }
                 seed_real(&client, seed).await;
                 let sim = Sim::follower(config);
                 sim.register(seed);
@@ -427,12 +487,13 @@ impl TestCluster {
                     backend,
                     ns,
                     sim,
-                    running,
+                    running: Some(running),
                     real: Some(RealParts {
                         access,
                         client,
                         proxy,
-                        follow,
+                        follow: Some(follow),
+                        datapath: None,
                     }),
                 }
             }
@@ -443,13 +504,25 @@ impl TestCluster {
     pub fn api_url(&self) -> String {
         match &self.real {
             Some(r) => r.proxy.url.clone(),
-            None => self.running.api_url(),
+            None => self
+                .running
+                .as_ref()
+                .expect("the simulator's listeners")
+                .api_url(),
         }
     }
 
     /// The simulated service of a component (and colour).
     pub fn service_url(&self, component: &str, colour: Option<&str>) -> Option<String> {
-        self.running.service_url(component, colour)
+        match self.real.as_ref().and_then(|r| r.datapath.as_ref()) {
+            Some(dp) => dp.url(component, colour),
+            None => self.running.as_ref()?.service_url(component, colour),
+        }
+    }
+
+    /// Do this cluster's service URLs go through the real data path to pod processes?
+    pub fn on_datapath(&self) -> bool {
+        self.real.as_ref().is_some_and(|r| r.datapath.is_some())
     }
 
     /// The real cluster's access (server, CA, admin token); `None` on the simulator.
@@ -617,7 +690,7 @@ async fn seed_real(client: &kube::Client, seed: &Seed) {
     }
     let deps: Api<Deployment> = Api::namespaced(client.clone(), &seed.namespace);
     let svcs: Api<Service> = Api::namespaced(client.clone(), &seed.namespace);
-    for obj in seed.objects(Some(PROGRESS_DEADLINE)) {
+    for obj in seed.objects(Some(real_progress_deadline())) {
         match obj["kind"].as_str() {
             Some("Deployment") => {
                 deps.create(

@@ -128,13 +128,14 @@
 //!   kube-proxy's sync; see [`drain`] for every difference.
 
 mod api;
+pub mod app;
 mod controller;
 pub mod discovery;
 pub mod drain;
 pub mod faults;
 pub mod follow;
 pub mod generic;
-pub mod image;
+use ktplay_imageref as image;
 mod logs;
 mod metrics;
 pub mod patch;

@@ -421,6 +421,21 @@ fn answer(
             None,
         );
     };
+    answer_as(sim, target, pod, method, path, headers, body)
+}
+
+/// The answer of one chosen pod, as its role and version would give it (the simulated faults
+/// applied): the simulator's services after picking a ready pod, and `ktplay sim app` (one
+/// real pod process on the data path, [`crate::app`]) for its own pod.
+pub(crate) fn answer_as(
+    sim: &Sim,
+    target: &Target,
+    pod: &Value,
+    method: &Method,
+    path: &str,
+    headers: &HeaderMap,
+    body: &Bytes,
+) -> (Response, Option<String>) {
     let roles = roles(sim);
     let (role, version) = match pod_role(&roles, pod) {
         Some((r, v)) => (r.role, v),

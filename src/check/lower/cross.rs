@@ -173,7 +173,7 @@ impl Lowerer<'_> {
 
     /// Every `${let}` must be defined in each env that can run the playbook (or in the playbook
     /// when there are no envs); secrets may not reach URLs.
-    pub(super) fn check_let_uses(&mut self, lets: &[Let], envs: &[Env]) {
+    pub(crate) fn check_let_uses(&mut self, lets: &[Let], envs: &[Env]) {
         let uses = std::mem::take(&mut self.let_uses);
         let scopes: Vec<Option<usize>> = if envs.is_empty() {
             vec![None]

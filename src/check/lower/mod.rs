@@ -572,7 +572,7 @@ impl<'a> Lowerer<'a> {
         })
     }
 
-    fn let_decl(&mut self, l: &ast::LetDecl, env: Option<usize>) -> Option<Let> {
+    pub(crate) fn let_decl(&mut self, l: &ast::LetDecl, env: Option<usize>) -> Option<Let> {
         let value = match &l.value {
             ast::LetValue::Env(var) => {
                 let var = self.plain(var, "an environment variable name")?;

@@ -81,6 +81,11 @@ impl Lowerer<'_> {
         }
     }
 
+    /// A block of guards outside a stage (a fleet's `soak`): guards only, like a canary's block.
+    pub(crate) fn guard_block(&mut self, stmts: &[ast::Stmt]) -> Vec<Statement> {
+        self.stmts(stmts, Place::GuardBlock)
+    }
+
     fn stmts(&mut self, stmts: &[ast::Stmt], place: Place) -> Vec<Statement> {
         stmts.iter().filter_map(|s| self.stmt(s, place)).collect()
     }

@@ -19,8 +19,6 @@ use crate::check::program::{Colour, Env, GuardKind, LetValue, Op, Playbook};
 use crate::resolve::{Live, Mode, Scope};
 use crate::script::reach::Reach;
 
-use crate::run::guards::UrlRewrite;
-
 /// The default cap on a response body, in bytes.
 pub const DEFAULT_MAX_BODY: usize = 16 << 20;
 
@@ -154,10 +152,14 @@ pub fn redirect_policy(rule: HopRule) -> reqwest::redirect::Policy {
     })
 }
 
-/// The client of a run's guards: connection time-out, redirects held to `rule`.
+/// The client of a run's guards: connection time-out, redirects held to `rule`, and a new
+/// connection for every request (as the monitors): a reused one stays with the pod that answered
+/// it before, which a rollout may since have deleted (the request then fails with "connection
+/// closed before message completed") or which still runs the old version.
 pub fn client(rule: HopRule) -> reqwest::Client {
     reqwest::Client::builder()
         .connect_timeout(Duration::from_secs(5))
+        .pool_max_idle_per_host(0)
         .redirect(redirect_policy(rule))
         .build()
         .unwrap_or_default()
@@ -166,7 +168,7 @@ pub fn client(rule: HopRule) -> reqwest::Client {
 /// The rule of a rehearsal: this machine only.
 pub fn loopback_only() -> HopRule {
     Arc::new(|url: &str| {
-        if crate::run::guards::is_loopback_url(url) {
+        if is_loopback_url(url) {
             Ok(())
         } else {
             Err(format!(
@@ -246,6 +248,73 @@ pub fn env_reach(pb: &Playbook, env: Option<&Env>, rewrite: &UrlRewrite) -> Reac
         .map(String::as_str)
         .collect();
     Reach::new(urls.iter().map(String::as_str), patterns)
+}
+
+/// Scheme and host of URLs mapped to another base (`rehearse` routes the env's URLs to the
+/// simulated services).
+#[derive(Debug, Clone, Default)]
+pub struct UrlRewrite {
+    /// (`host[:port]` as written, `http://127.0.0.1:PORT`).
+    pub map: Vec<(String, String)>,
+    /// A rehearsal: a URL whose host is neither routed nor a loopback address is refused, so a
+    /// rehearsal never reaches the network (not even a DNS lookup).
+    pub confine: bool,
+}
+
+impl UrlRewrite {
+    /// The URL as it is sent (unrouted URLs unchanged).
+    pub fn apply(&self, url: &str) -> String {
+        self.routed(url).unwrap_or_else(|| url.to_string())
+    }
+
+    /// The URL as it is sent, or why it may not be: under `confine`, an unrouted host that is
+    /// not loopback.
+    pub fn route(&self, url: &str) -> Result<String, String> {
+        if let Some(u) = self.routed(url) {
+            return Ok(u);
+        }
+        if self.confine && !is_loopback_url(url) {
+            let host = host_of(url).unwrap_or(url);
+            return Err(format!(
+                "a rehearsal never leaves this machine, and `{host}` is not routed to the simulator"
+            ));
+        }
+        Ok(url.to_string())
+    }
+
+    fn routed(&self, url: &str) -> Option<String> {
+        let (scheme_end, rest) = url.split_once("://").map(|(s, r)| (s.len() + 3, r))?;
+        let host_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+        let host = &rest[..host_end];
+        self.map
+            .iter()
+            .find(|(h, _)| h.eq_ignore_ascii_case(host))
+            .map(|(_, base)| format!("{base}{}", &url[scheme_end + host_end..]))
+    }
+}
+
+/// `host[:port]` of an absolute URL.
+fn host_of(url: &str) -> Option<&str> {
+    let rest = url.split_once("://")?.1;
+    let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    Some(&rest[..end])
+}
+
+/// Does the URL name this machine: `localhost`, 127.0.0.0/8 or `[::1]`?
+pub(crate) fn is_loopback_url(url: &str) -> bool {
+    let Some(hostport) = host_of(url) else {
+        return false;
+    };
+    let hostport = hostport.rsplit_once('@').map_or(hostport, |(_, h)| h);
+    let host = if let Some(v6) = hostport.strip_prefix('[') {
+        v6.split(']').next().unwrap_or_default()
+    } else {
+        hostport.split(':').next().unwrap_or_default()
+    };
+    host.eq_ignore_ascii_case("localhost")
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
 }
 
 #[cfg(test)]

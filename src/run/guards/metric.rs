@@ -25,8 +25,6 @@
 //! resolved query, value, threshold, verdict — is in the guard's detail (printed and journaled);
 //! the bearer token is sent as a header and never shown.
 
-use std::collections::HashMap;
-use std::sync::Mutex;
 use std::time::Duration;
 
 use tokio::time::Instant;
@@ -34,146 +32,13 @@ use tokio::time::Instant;
 use crate::check::program::{Condition, MetricCheck, NoData, Template, TemplatePart, Threshold};
 use crate::resolve::Mode;
 
+use crate::run::guards::env::GuardEnv;
 pub use crate::run::guards::prometheus::{query, query_until, QueryError, Sample};
-use crate::run::guards::GuardEnv;
+use crate::run::guards::tally::{cadence, Tally, DEFAULT_EVERY};
 use crate::run::Failure;
 
 /// A single evaluation without `for` retries a 503 or a time-out for this long.
 const SINGLE_EVALUATION: Duration = Duration::from_secs(30);
-/// `every` when only `for` is written.
-const DEFAULT_EVERY: Duration = Duration::from_secs(30);
-
-/// The metric analysis of one canary, over all its rounds and steps: when it began, and per
-/// guard the counts `failure_limit` is checked against (not one round's), whether any
-/// evaluation had data, and when the next evaluation is due.
-#[derive(Debug)]
-pub struct Tally {
-    /// When the canary's analysis began: its first step, traffic on the canary.
-    started: Instant,
-    /// When the current step began (a guard's `for` counts from there).
-    step: Mutex<Instant>,
-    /// Under `rehearse`: `--max-wait` (a query's window is cut to it like every wait).
-    max_wait: Option<Duration>,
-    guards: Mutex<HashMap<crate::span::Span, GuardTally>>,
-}
-
-#[derive(Debug, Default, Clone)]
-struct GuardTally {
-    failed: u32,
-    /// Evaluations that passed or failed (pending ones are not counted).
-    total: u32,
-    pending: u32,
-    /// Evaluations that had data (the value, and the baseline's when there is one).
-    with_data: u32,
-    /// When the next evaluation is due (guards with `every`); `None`: the first, or every round.
-    next_due: Option<Instant>,
-    /// No evaluation is due any more in this step (its `for` has passed since the step began).
-    done: bool,
-    /// The query as shown (secrets redacted), for the canary's verdict.
-    shown: String,
-}
-
-impl Default for Tally {
-    fn default() -> Tally {
-        Tally::new(Instant::now(), None)
-    }
-}
-
-impl Tally {
-    /// The analysis of a canary whose guards start now (`started`).
-    pub fn new(started: Instant, max_wait: Option<Duration>) -> Tally {
-        Tally {
-            started,
-            step: Mutex::new(started),
-            max_wait,
-            guards: Mutex::new(HashMap::new()),
-        }
-    }
-
-    fn get(&self, m: &MetricCheck) -> GuardTally {
-        self.guards
-            .lock()
-            .map(|t| t.get(&m.query.span).cloned().unwrap_or_default())
-            .unwrap_or_default()
-    }
-
-    fn set(&self, m: &MetricCheck, g: GuardTally) {
-        if let Ok(mut t) = self.guards.lock() {
-            t.insert(m.query.span, g);
-        }
-    }
-
-    /// A step begins (its weight set): every guard is due at once, and `for` counts from now.
-    pub fn begin_step(&self, now: Instant) {
-        if let Ok(mut s) = self.step.lock() {
-            *s = now;
-        }
-        if let Ok(mut t) = self.guards.lock() {
-            for g in t.values_mut() {
-                g.next_due = None;
-                g.done = false;
-            }
-        }
-    }
-
-    fn step_started(&self) -> Instant {
-        self.step.lock().map(|s| *s).unwrap_or(self.started)
-    }
-
-    /// Is an evaluation of `m` due at `now`? `round`: a round of every guard (a guard without
-    /// `every` is evaluated in those only).
-    pub fn due(&self, m: &MetricCheck, now: Instant, round: bool) -> bool {
-        let g = self.get(m);
-        if g.done {
-            return false;
-        }
-        match (cadence(m), g.next_due) {
-            (None, _) => round,
-            (Some(_), None) => true,
-            (Some(_), Some(t)) => now >= t,
-        }
-    }
-
-    /// The earliest time an evaluation of a guard with `every` is due.
-    pub fn next_due(&self) -> Option<Instant> {
-        self.guards
-            .lock()
-            .ok()?
-            .values()
-            .filter(|g| !g.done)
-            .filter_map(|g| g.next_due)
-            .min()
-    }
-
-    /// The canary's verdict on its data, once its time is over: the first guard (of `guards`)
-    /// that never had an evaluation with data, unless it says `no_data ignore`.
-    pub fn missing_data<'g>(
-        &self,
-        guards: impl IntoIterator<Item = &'g MetricCheck>,
-    ) -> Option<(&'g MetricCheck, String)> {
-        let ran = crate::run::log::output::fmt_elapsed(self.started.elapsed());
-        guards.into_iter().find_map(|m| {
-            let g = self.get(m);
-            if m.no_data == NoData::Ignore || g.with_data > 0 || g.total + g.pending == 0 {
-                return None;
-            }
-            let n = g.total + g.pending;
-            Some((
-                m,
-                format!(
-                    "query \"{}\": none of its {n} evaluation{} in the canary's {ran} had data, so the canary was never seen serving (no traffic reached it: a broken route, a wrong label?); a canary must have data — write `no_data ignore` if it may have none",
-                    g.shown,
-                    if n == 1 { "" } else { "s" }
-                ),
-            ))
-        })
-    }
-}
-/// How often a guard in a canary is evaluated: `every`, 30 s with `for` alone, `None`: every
-/// round of the canary's guards.
-fn cadence(m: &MetricCheck) -> Option<Duration> {
-    m.every.or(m.duration.map(|_| DEFAULT_EVERY))
-}
 
 /// What one evaluation counts as.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

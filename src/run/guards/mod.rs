@@ -1,294 +1,44 @@
-//! Guards (http, logs, ready, hooks), `approve`, and the seam for Rhai scripts.
+//! Guards (http, logs, ready, hooks), `approve`, and Rhai scripts.
 //!
 //! Guards only check. With `within D` a guard is retried with back-off (100 ms doubling to 2 s)
 //! until it passes or D has passed; the last failure is reported.
 //!
 //! # Scripts
 //!
-//! `guard hook`, `guard rhai` and `check rhai` run through a [`ScriptRunner`]; the runner is
-//! [`script_runner`], the sandboxed engine of [`crate::script`] ([`script::RhaiRunner`]).
+//! `guard hook`, `guard rhai` and `check rhai` run in the sandbox of [`crate::script`], called
+//! directly with its own types ([`script::run`]) against [`script::ClusterHost`].
+//!
+//! Imports go one way: this file → `metric`, `script` → `env` → `tally`, `client`.
 //!
 //! | module | what it holds |
 //! |---|---|
-//! | this file | http, logs and ready guards, `approve`, `within`, the URL rewrite of rehearsals |
-//! | [`client`] | the HTTP client: streamed bodies under a cap, redirects by rule, loopback only where asked |
-//! | [`metric`] | `guard metric`: judging evaluations, the canary's [`metric::Tally`] |
+//! | this file | http, logs and ready guards, `approve`, `within` |
+//! | [`env`] | [`GuardEnv`]: what guards need from the run |
+//! | [`client`] | the HTTP client: streamed bodies under a cap, redirects by rule, loopback only where asked; the URL rewrite of rehearsals ([`UrlRewrite`]) |
+//! | [`metric`] | `guard metric`: judging evaluations |
+//! | [`tally`] | the canary's metric analysis ([`tally::Tally`]): counts, data, when each guard is due |
 //! | [`prometheus`] | the `/api/v1/query` client |
-//! | [`script`] | the Rhai runner over the sandbox of [`crate::script`], with its cluster-backed host |
+//! | [`script`] | running a script in the sandbox of [`crate::script`], with its cluster-backed host |
 
-use std::path::Path;
-use std::sync::Arc;
 use std::time::Duration;
 use tokio::time::Instant;
 
-use futures::future::BoxFuture;
 use serde_json::{json, Map, Value};
 
-use crate::check::program::{Guard, GuardKind, HttpBody, HttpCheck, Playbook, Script};
-use crate::resolve::{Mode, Scope};
+use crate::check::program::{Guard, GuardKind, HttpBody, HttpCheck};
+use crate::resolve::Mode;
 
-use crate::run::kube::Cluster;
-use crate::run::{Cancel, Failure, Redactor};
+use crate::run::{Cancel, Failure};
 
 pub mod client;
+pub mod env;
 pub mod metric;
 pub mod prometheus;
 pub mod script;
+pub mod tally;
 
-/// A script to run: a hook file or inline Rhai (`guard rhai`, `check rhai`).
-#[derive(Debug, Clone, Copy)]
-pub enum ScriptRef<'a> {
-    Hook {
-        /// The file, resolved against the playbook's folder.
-        path: &'a Path,
-        /// The path as written in the playbook.
-        shown: &'a str,
-        /// The file's text, read by `check`.
-        source: &'a str,
-    },
-    Inline(&'a Script),
-}
-
-/// What a script may see and use.
-#[derive(Clone)]
-pub struct ScriptContext {
-    /// Every let of the env, as sent (secrets included: scripts may send them; never print them).
-    pub vars: Map<String, Value>,
-    /// The namespace the run acts in.
-    pub namespace: String,
-    /// The cluster (for `pods("workers")` and the like).
-    pub cluster: Option<Cluster>,
-    /// The playbook (components, their deployments and containers).
-    pub playbook: Arc<Playbook>,
-    /// Rewrites URLs to the simulator's services under `rehearse`; identity otherwise. Scripts
-    /// that send HTTP requests must pass their URLs through it.
-    pub rewrite: UrlRewrite,
-    /// For `check rhai`: the guard's response as `{status, headers, body, json}`.
-    pub response: Option<Value>,
-    /// When the script must have finished (from `within`, or a default of 30 s).
-    pub deadline: Instant,
-    /// Ctrl-C.
-    pub cancel: Cancel,
-    /// Scrubs secrets from whatever the script says.
-    pub redact: Redactor,
-    /// The stage the script runs in, and the env.
-    pub stage: String,
-    pub env_name: String,
-    /// Names of the lets in `vars` that are secrets: scripts get them only through `secret()`.
-    pub secret_names: Vec<String>,
-}
-
-/// The verdict of a script.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ScriptOutcome {
-    /// `true`, or `#{ ok: true }`.
-    pub ok: bool,
-    /// `#{ message: "…" }`, if any.
-    pub message: Option<String>,
-}
-
-/// A script that could not run (compile error, thrown error, time-out).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ScriptError {
-    pub message: String,
-    /// Worth retrying under `within` (a thrown error may pass later; a missing engine or a
-    /// compile error never will).
-    pub retry: bool,
-}
-
-impl From<String> for ScriptError {
-    fn from(message: String) -> Self {
-        ScriptError {
-            message,
-            retry: true,
-        }
-    }
-}
-
-impl From<&str> for ScriptError {
-    fn from(message: &str) -> Self {
-        message.to_string().into()
-    }
-}
-
-/// Runs Rhai scripts. An `Err` is a script that could not run: the guard fails with it.
-pub trait ScriptRunner: Send + Sync {
-    fn run<'a>(
-        &'a self,
-        script: ScriptRef<'a>,
-        ctx: &'a ScriptContext,
-    ) -> BoxFuture<'a, Result<ScriptOutcome, ScriptError>>;
-}
-
-/// The script runner the CLI uses: the sandboxed Rhai engine of [`crate::script`].
-pub fn script_runner() -> Arc<dyn ScriptRunner> {
-    Arc::new(crate::run::guards::script::RhaiRunner)
-}
-
-/// Run one script through `runner` within its deadline; `Ok(detail)` when it holds.
-pub async fn run_script(
-    runner: &dyn ScriptRunner,
-    script: ScriptRef<'_>,
-    ctx: &ScriptContext,
-) -> Result<String, Failure> {
-    let left = ctx.deadline.saturating_duration_since(Instant::now());
-    let what = match script {
-        ScriptRef::Hook { shown, .. } => format!("hook {shown}"),
-        ScriptRef::Inline(_) => "rhai check".to_string(),
-    };
-    let res = tokio::select! {
-        r = runner.run(script, ctx) => r,
-        _ = tokio::time::sleep(left.max(Duration::from_millis(1))) => Err(format!("timed out after {}", crate::run::log::output::fmt_elapsed(left)).into()),
-        _ = ctx.cancel.wait() => return Err(Failure::interrupted()),
-    };
-    match res {
-        Ok(o) if o.ok => Ok(o.message.map(|m| ctx.redact.redact(&m)).unwrap_or_default()),
-        Ok(o) => Err(Failure::new(ctx.redact.redact(&format!(
-            "{what} returned false{}",
-            o.message.map(|m| format!(": {m}")).unwrap_or_default()
-        )))),
-        Err(e) => {
-            let mut f = Failure::new(ctx.redact.redact(&format!("{what} failed: {}", e.message)));
-            f.permanent = !e.retry;
-            Err(f)
-        }
-    }
-}
-
-/// Scheme and host of URLs mapped to another base (`rehearse` routes the env's URLs to the
-/// simulated services).
-#[derive(Debug, Clone, Default)]
-pub struct UrlRewrite {
-    /// (`host[:port]` as written, `http://127.0.0.1:PORT`).
-    pub map: Vec<(String, String)>,
-    /// A rehearsal: a URL whose host is neither routed nor a loopback address is refused, so a
-    /// rehearsal never reaches the network (not even a DNS lookup).
-    pub confine: bool,
-}
-
-impl UrlRewrite {
-    /// The URL as it is sent (unrouted URLs unchanged).
-    pub fn apply(&self, url: &str) -> String {
-        self.routed(url).unwrap_or_else(|| url.to_string())
-    }
-
-    /// The URL as it is sent, or why it may not be: under `confine`, an unrouted host that is
-    /// not loopback.
-    pub fn route(&self, url: &str) -> Result<String, String> {
-        if let Some(u) = self.routed(url) {
-            return Ok(u);
-        }
-        if self.confine && !is_loopback_url(url) {
-            let host = host_of(url).unwrap_or(url);
-            return Err(format!(
-                "a rehearsal never leaves this machine, and `{host}` is not routed to the simulator"
-            ));
-        }
-        Ok(url.to_string())
-    }
-
-    fn routed(&self, url: &str) -> Option<String> {
-        let (scheme_end, rest) = url.split_once("://").map(|(s, r)| (s.len() + 3, r))?;
-        let host_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
-        let host = &rest[..host_end];
-        self.map
-            .iter()
-            .find(|(h, _)| h.eq_ignore_ascii_case(host))
-            .map(|(_, base)| format!("{base}{}", &url[scheme_end + host_end..]))
-    }
-}
-
-/// `host[:port]` of an absolute URL.
-fn host_of(url: &str) -> Option<&str> {
-    let rest = url.split_once("://")?.1;
-    let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
-    Some(&rest[..end])
-}
-
-/// Does the URL name this machine: `localhost`, 127.0.0.0/8 or `[::1]`?
-pub(crate) fn is_loopback_url(url: &str) -> bool {
-    let Some(hostport) = host_of(url) else {
-        return false;
-    };
-    let hostport = hostport.rsplit_once('@').map_or(hostport, |(_, h)| h);
-    let host = if let Some(v6) = hostport.strip_prefix('[') {
-        v6.split(']').next().unwrap_or_default()
-    } else {
-        hostport.split(':').next().unwrap_or_default()
-    };
-    host.eq_ignore_ascii_case("localhost")
-        || host
-            .parse::<std::net::IpAddr>()
-            .is_ok_and(|ip| ip.is_loopback())
-}
-
-/// What guards need from the run.
-pub struct GuardEnv<'a> {
-    pub scope: &'a Scope<'a>,
-    pub playbook: Arc<Playbook>,
-    pub cluster: &'a Cluster,
-    pub http: &'a reqwest::Client,
-    pub rewrite: &'a UrlRewrite,
-    pub scripts: &'a dyn ScriptRunner,
-    pub cancel: &'a Cancel,
-    pub redact: &'a Redactor,
-    /// The stage being run (scripts see it as `stage`).
-    pub stage: String,
-    /// Inside a canary: its metric guards' evaluations so far (`failure_limit` spans them).
-    pub tally: Option<&'a crate::run::guards::metric::Tally>,
-}
-
-impl GuardEnv<'_> {
-    /// Every let this env can resolve, as sent.
-    pub fn vars(&self) -> Map<String, Value> {
-        let mut names: Vec<&str> = self.playbook.lets.iter().map(|l| l.name.as_str()).collect();
-        if let Some(e) = self.scope.env {
-            names.extend(e.lets.iter().map(|l| l.name.as_str()));
-        }
-        let mut out = Map::new();
-        for n in names {
-            if let Ok(v) = self.scope.let_value(n, Mode::Real) {
-                let v = if self.scope.is_secret(n) {
-                    v
-                } else {
-                    self.rewrite.apply(&v)
-                };
-                out.insert(n.to_string(), json!(v));
-            }
-        }
-        out
-    }
-
-    fn script_ctx(&self, response: Option<Value>, deadline: Instant) -> ScriptContext {
-        ScriptContext {
-            vars: self.vars(),
-            namespace: self.cluster.ns.clone(),
-            cluster: Some(self.cluster.clone()),
-            playbook: self.playbook.clone(),
-            rewrite: self.rewrite.clone(),
-            response,
-            deadline,
-            cancel: self.cancel.clone(),
-            redact: self.redact.clone(),
-            stage: self.stage.clone(),
-            env_name: self.scope.env.map(|e| e.name.clone()).unwrap_or_default(),
-            secret_names: self
-                .playbook
-                .lets
-                .iter()
-                .map(|l| l.name.as_str())
-                .chain(
-                    self.scope
-                        .env
-                        .into_iter()
-                        .flat_map(|e| e.lets.iter().map(|l| l.name.as_str())),
-                )
-                .filter(|n| self.scope.is_secret(n))
-                .map(str::to_string)
-                .collect(),
-        }
-    }
-}
+pub use client::UrlRewrite;
+pub use env::GuardEnv;
 
 /// Run a guard (with its `within`); `Ok(detail)` when it holds.
 pub async fn run_guard(g: &Guard, env: &GuardEnv<'_>) -> Result<String, Failure> {
@@ -362,26 +112,11 @@ async fn attempt(g: &Guard, env: &GuardEnv<'_>, deadline: Instant) -> Result<Str
             }
             Ok(String::new())
         }
-        GuardKind::Hook {
-            path,
-            shown,
-            source,
-        } => {
-            let ctx = env.script_ctx(None, deadline);
-            run_script(
-                env.scripts,
-                ScriptRef::Hook {
-                    path,
-                    shown,
-                    source,
-                },
-                &ctx,
-            )
-            .await
+        GuardKind::Hook { shown, source, .. } => {
+            script::run(env, format!("hook {shown}"), source, None, deadline).await
         }
         GuardKind::Rhai { script } => {
-            let ctx = env.script_ctx(None, deadline);
-            run_script(env.scripts, ScriptRef::Inline(script), &ctx).await
+            script::run(env, "rhai check".to_string(), &script.text, None, deadline).await
         }
     }
 }
@@ -478,11 +213,16 @@ async fn http(h: &HttpCheck, env: &GuardEnv<'_>, deadline: Instant) -> Result<St
         }
     }
     if let Some(script) = &h.check {
-        let json_body: Value = serde_json::from_str(&body).unwrap_or(Value::Null);
-        let response =
-            json!({"status": status, "headers": headers, "body": body, "json": json_body});
-        let ctx = env.script_ctx(Some(response), deadline);
-        run_script(env.scripts, ScriptRef::Inline(script), &ctx).await?;
+        let response = crate::script::HttpResponse {
+            status,
+            body: body.clone(),
+            headers: headers
+                .iter()
+                .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_string()))
+                .collect(),
+        };
+        let what = "rhai check".to_string();
+        script::run(env, what, &script.text, Some(response), deadline).await?;
     }
     Ok(format!("{status}"))
 }

@@ -1,19 +1,20 @@
-//! The Rhai script runner: [`crate::script`]'s sandbox behind the interpreter's
-//! [`ScriptRunner`] seam. Scripts run on a blocking thread; Ctrl-C and the guard's deadline
-//! reach them through the engine's progress callback.
+//! Running a script: the sandbox of [`crate::script`] called directly, with its own types
+//! ([`Context`], [`script::Outcome`], [`HookFailure`]), on a blocking thread; Ctrl-C and the
+//! guard's deadline reach it through the engine's progress callback. [`ClusterHost`] is what
+//! it reaches: HTTP under the env's reach, the cluster read-only.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use tokio::time::Instant;
 
-use futures::future::BoxFuture;
 use serde_json::Value;
 
 use std::time::Duration;
 
+use super::env::GuardEnv;
 use crate::check::program::Workload;
-use crate::run::guards::{ScriptContext, ScriptError, ScriptOutcome, ScriptRef, ScriptRunner};
 use crate::run::kube::Cluster;
+use crate::run::Failure;
 use crate::script::{
     self, Context, HookFailure, Host, HostError, HttpResponse, Limits, PodInfo, ScriptSource,
 };
@@ -22,9 +23,6 @@ use crate::span::FileId;
 /// The largest response body a script's HTTP call reads.
 pub const MAX_BODY: usize = 4 << 20;
 
-/// Runs hooks and inline scripts in the sandboxed engine.
-pub struct RhaiRunner;
-
 fn text_of(v: &Value) -> String {
     match v {
         Value::String(s) => s.clone(),
@@ -32,161 +30,157 @@ fn text_of(v: &Value) -> String {
     }
 }
 
-fn response_of(v: &Value) -> HttpResponse {
-    let headers = match v.get("headers") {
-        Some(Value::Object(m)) => m.iter().map(|(k, v)| (k.clone(), text_of(v))).collect(),
-        _ => vec![],
+/// Run a hook or an inline script (`what` names it in messages: `hook FILE`, `rhai check`)
+/// within `deadline`; `response` is the guard's answer inside `check rhai`. `Ok(detail)` when
+/// it holds. A failure is redacted; it is permanent unless the script threw (it may pass later).
+pub async fn run(
+    env: &GuardEnv<'_>,
+    what: String,
+    text: &str,
+    response: Option<HttpResponse>,
+    deadline: Instant,
+) -> Result<String, Failure> {
+    let left = deadline.saturating_duration_since(Instant::now());
+    let failed = |message: String, retry: bool| {
+        let mut f = Failure::new(env.redact.redact(&format!("{what} failed: {message}")));
+        f.permanent = !retry;
+        f
     };
-    HttpResponse {
-        status: v.get("status").and_then(Value::as_u64).unwrap_or(0) as u16,
-        body: v.get("body").map(text_of).unwrap_or_default(),
-        headers,
+    let res = tokio::select! {
+        r = run_in_sandbox(env, text, response, deadline) => r,
+        _ = tokio::time::sleep(left.max(Duration::from_millis(1))) => Err((format!("timed out after {}", crate::run::log::output::fmt_elapsed(left)), true)),
+        _ = env.cancel.wait() => return Err(Failure::interrupted()),
+    };
+    match res {
+        Ok(o) if o.ok => Ok(o.message.map(|m| env.redact.redact(&m)).unwrap_or_default()),
+        Ok(o) => Err(Failure::new(env.redact.redact(&format!(
+            "{what} returned false{}",
+            o.message.map(|m| format!(": {m}")).unwrap_or_default()
+        )))),
+        Err((message, retry)) => Err(failed(message, retry)),
     }
 }
 
-impl ScriptRunner for RhaiRunner {
-    fn run<'a>(
-        &'a self,
-        script: ScriptRef<'a>,
-        ctx: &'a ScriptContext,
-    ) -> BoxFuture<'a, Result<ScriptOutcome, ScriptError>> {
-        Box::pin(async move {
-            let text = match script {
-                ScriptRef::Hook { source, .. } => source.to_string(),
-                ScriptRef::Inline(s) => s.text.clone(),
-            };
-            // `check` compiled it already; compiling again is cheap and keeps the AST off the
-            // checked program.
-            let ast = script::compile(ScriptSource {
-                text: &text,
-                file: FileId(0),
-                offset: 0,
-            })
-            .map_err(|errs| ScriptError {
-                message: format!(
-                    "does not compile: {}",
-                    errs.first().map(|(_, e)| e.to_string()).unwrap_or_default()
-                ),
-                retry: false,
-            })?;
-            let Some(cluster) = ctx.cluster.clone() else {
-                return Err(ScriptError {
-                    message: "no cluster to run scripts against".into(),
-                    retry: false,
-                });
-            };
-            let components = ctx
-                .playbook
-                .components
-                .iter()
-                .map(|c| HostComponent {
-                    name: c.name.clone(),
-                    deployments: match &c.workload {
-                        Workload::Deployments(d) => d.clone(),
-                        Workload::BlueGreen(bg) => vec![bg.blue.clone(), bg.green.clone()],
-                    },
-                    container: c.container.clone(),
-                })
-                .collect();
-            // Hooks reach the hosts the env names (its URL lets, the routes) and `allow_hosts`.
-            let reach = {
-                let urls: Vec<&str> = ctx
-                    .vars
-                    .iter()
-                    .filter(|(k, _)| !ctx.secret_names.contains(k))
-                    .filter_map(|(_, v)| v.as_str())
-                    .chain(ctx.rewrite.map.iter().map(|(_, base)| base.as_str()))
-                    .collect();
-                let env = ctx.playbook.env(&ctx.env_name);
-                let patterns = ctx
-                    .playbook
-                    .allow_hosts
-                    .iter()
-                    .chain(env.into_iter().flat_map(|e| e.allow_hosts.iter()))
-                    .chain(ctx.rewrite.map.iter().map(|(host, _)| host))
-                    .map(String::as_str);
-                script::reach::Reach::new(urls, patterns)
-            };
-            let rewrite = ctx.rewrite.clone();
-            // A redirect is held to the rule of the first request: the reachable hosts, and in
-            // a rehearsal this machine only.
-            let hop: crate::run::guards::client::HopRule = {
-                let reach = reach.clone();
-                let loopback = ctx
-                    .rewrite
-                    .confine
-                    .then(crate::run::guards::client::loopback_only);
-                Arc::new(move |u: &str| {
-                    reach.check(u)?;
-                    loopback.as_ref().map_or(Ok(()), |l| l(u))
-                })
-            };
-            let host = Arc::new(ClusterHost {
-                handle: tokio::runtime::Handle::current(),
-                http: crate::run::guards::client::client(hop),
-                client: cluster.client.clone(),
-                namespace: ctx.namespace.clone(),
-                components,
-                rewrite: Arc::new(move |u: &str| {
-                    reach.check(u)?;
-                    rewrite.route(u)
-                }),
-            });
-            let (mut vars, mut secrets) = (Vec::new(), Vec::new());
-            for (k, v) in &ctx.vars {
-                if ctx.secret_names.contains(k) {
-                    secrets.push((k.clone(), text_of(v)));
-                } else {
-                    vars.push((k.clone(), text_of(v)));
-                }
-            }
-            let flag = Arc::new(AtomicBool::new(false));
-            let watcher = {
-                let flag = flag.clone();
-                let cancel = ctx.cancel.clone();
-                tokio::spawn(async move {
-                    cancel.wait().await;
-                    flag.store(true, Ordering::Relaxed);
-                })
-            };
-            let context = Context {
-                vars,
-                stage: ctx.stage.clone(),
-                env_name: ctx.env_name.clone(),
-                secrets,
-                response: ctx.response.as_ref().map(response_of),
-                cancel: Some(flag),
-            };
-            let limits = Limits {
-                deadline: ctx.deadline.saturating_duration_since(Instant::now()),
-                ..Limits::default()
-            };
-            let result =
-                tokio::task::spawn_blocking(move || script::run(&ast, &context, host, limits))
-                    .await;
-            watcher.abort();
-            match result {
-                Ok(Ok(o)) => {
-                    let mut message = o.message;
-                    if !o.logs.is_empty() {
-                        let logs = o.logs.join("; ");
-                        message = Some(match message {
-                            Some(m) => format!("{m} (log: {logs})"),
-                            None => format!("log: {logs}"),
-                        });
-                    }
-                    Ok(ScriptOutcome { ok: o.ok, message })
-                }
-                Ok(Err(e)) => Err(ScriptError {
-                    retry: matches!(e, HookFailure::Thrown { .. }),
-                    message: e.to_string(),
-                }),
-                Err(join) => Err(ScriptError {
-                    message: format!("the script's thread failed: {join}"),
-                    retry: false,
-                }),
-            }
+/// The script's verdict with its `log` lines folded into the message, or why it did not run
+/// (the words, and whether it is worth retrying under `within`).
+async fn run_in_sandbox(
+    env: &GuardEnv<'_>,
+    text: &str,
+    response: Option<HttpResponse>,
+    deadline: Instant,
+) -> Result<script::Outcome, (String, bool)> {
+    // `check` compiled it already; compiling again is cheap and keeps the AST off the
+    // checked program.
+    let ast = script::compile(ScriptSource {
+        text,
+        file: FileId(0),
+        offset: 0,
+    })
+    .map_err(|errs| {
+        let first = errs.first().map(|(_, e)| e.to_string()).unwrap_or_default();
+        (format!("does not compile: {first}"), false)
+    })?;
+    let vars_all = env.vars();
+    let secret_names = env.secret_names();
+    let env_name = env.scope.env.map(|e| e.name.clone()).unwrap_or_default();
+    let components = env
+        .playbook
+        .components
+        .iter()
+        .map(|c| HostComponent {
+            name: c.name.clone(),
+            deployments: match &c.workload {
+                Workload::Deployments(d) => d.clone(),
+                Workload::BlueGreen(bg) => vec![bg.blue.clone(), bg.green.clone()],
+            },
+            container: c.container.clone(),
         })
+        .collect();
+    // Hooks reach the hosts the env names (its URL lets, the routes) and `allow_hosts`.
+    let reach = {
+        let urls: Vec<&str> = vars_all
+            .iter()
+            .filter(|(k, _)| !secret_names.contains(k))
+            .filter_map(|(_, v)| v.as_str())
+            .chain(env.rewrite.map.iter().map(|(_, base)| base.as_str()))
+            .collect();
+        let env_decl = env.playbook.env(&env_name);
+        let patterns = env
+            .playbook
+            .allow_hosts
+            .iter()
+            .chain(env_decl.into_iter().flat_map(|e| e.allow_hosts.iter()))
+            .chain(env.rewrite.map.iter().map(|(host, _)| host))
+            .map(String::as_str);
+        script::reach::Reach::new(urls, patterns)
+    };
+    let rewrite = env.rewrite.clone();
+    // A redirect is held to the rule of the first request: the reachable hosts, and in
+    // a rehearsal this machine only.
+    let hop: super::client::HopRule = {
+        let reach = reach.clone();
+        let loopback = env.rewrite.confine.then(super::client::loopback_only);
+        Arc::new(move |u: &str| {
+            reach.check(u)?;
+            loopback.as_ref().map_or(Ok(()), |l| l(u))
+        })
+    };
+    let host = Arc::new(ClusterHost {
+        handle: tokio::runtime::Handle::current(),
+        http: super::client::client(hop),
+        client: env.cluster.client.clone(),
+        namespace: env.cluster.ns.clone(),
+        components,
+        rewrite: Arc::new(move |u: &str| {
+            reach.check(u)?;
+            rewrite.route(u)
+        }),
+    });
+    let (mut vars, mut secrets) = (Vec::new(), Vec::new());
+    for (k, v) in &vars_all {
+        if secret_names.contains(k) {
+            secrets.push((k.clone(), text_of(v)));
+        } else {
+            vars.push((k.clone(), text_of(v)));
+        }
+    }
+    let flag = Arc::new(AtomicBool::new(false));
+    let watcher = {
+        let flag = flag.clone();
+        let cancel = env.cancel.clone();
+        tokio::spawn(async move {
+            cancel.wait().await;
+            flag.store(true, Ordering::Relaxed);
+        })
+    };
+    let context = Context {
+        vars,
+        stage: env.stage.clone(),
+        env_name,
+        secrets,
+        response,
+        cancel: Some(flag),
+    };
+    let limits = Limits {
+        deadline: deadline.saturating_duration_since(Instant::now()),
+        ..Limits::default()
+    };
+    let result =
+        tokio::task::spawn_blocking(move || script::run(&ast, &context, host, limits)).await;
+    watcher.abort();
+    match result {
+        Ok(Ok(mut o)) => {
+            if !o.logs.is_empty() {
+                let logs = o.logs.join("; ");
+                o.message = Some(match o.message {
+                    Some(m) => format!("{m} (log: {logs})"),
+                    None => format!("log: {logs}"),
+                });
+            }
+            Ok(o)
+        }
+        Ok(Err(e)) => Err((e.to_string(), matches!(e, HookFailure::Thrown { .. }))),
+        Err(join) => Err((format!("the script's thread failed: {join}"), false)),
     }
 }
 

@@ -31,7 +31,8 @@ pub struct Fence {
 
 struct FenceInner {
     cluster: Cluster,
-    /// The playbook's lease first, then the objects'.
+    /// The playbook's lease (the run lock, the one renewed) first, then the objects' (held
+    /// through it, checked at each renewal).
     names: Vec<String>,
     holder: String,
     lost: Mutex<Option<String>>,
@@ -104,9 +105,16 @@ impl Fence {
         // Counted from before the first read: the leases' renewTime is no older than this, so a
         // runner watching them stand still for their duration knows this process stopped acting.
         let began = Instant::now();
-        let mut all = true;
-        for name in &self.inner.names {
-            all &= self.renew_one(name).await?;
+        // One renewal for the run (issue 23): the objects' leases are held through the run
+        // lock (`lock::object_lease_json`), so only it is renewed; one LIST then proves every
+        // object's lease still names this process (a runner that took one over, its run lock
+        // having expired while this process was paused, is seen here, before any write).
+        let Some((run, objects)) = self.inner.names.split_first() else {
+            return Ok(());
+        };
+        let mut all = self.renew_one(run).await?;
+        if all && !objects.is_empty() {
+            all = self.objects_still_ours(objects).await?;
         }
         // A renewal that failed for a passing reason renews nothing: the time since the last
         // full renewal keeps growing, and past the lease's duration the lock is lost.
@@ -154,6 +162,35 @@ impl Fence {
             }
             Err(e) => self.unrenewed(name, &crate::run::kube::words(&e)),
         }
+    }
+
+    /// Every object's lease still there and naming this process (one LIST of ktplay's leases):
+    /// true; false if it could not be read for a passing reason.
+    async fn objects_still_ours(&self, objects: &[String]) -> Result<bool, String> {
+        let api = leases(&self.inner.cluster);
+        let lp = kube::api::ListParams::default().labels("app.kubernetes.io/managed-by=ktplay");
+        let list = match retry(|| async { api.list(&lp).await }).await {
+            Ok(l) => l,
+            Err(e) => return self.unrenewed("of the objects", &crate::run::kube::words(&e)),
+        };
+        for name in objects {
+            let found = list
+                .items
+                .iter()
+                .find(|l| l.metadata.name.as_deref() == Some(name.as_str()));
+            let holder = match found {
+                None => return Err(self.lose(format!("the lease {name} was deleted"))),
+                Some(l) => l
+                    .spec
+                    .as_ref()
+                    .and_then(|s| s.holder_identity.as_deref())
+                    .unwrap_or_default(),
+            };
+            if holder != self.inner.holder {
+                return Err(self.lose(format!("the lease {name} is now held by {}", shown(holder))));
+            }
+        }
+        Ok(true)
     }
 
     /// Does the lease still name this process (read again)?

@@ -30,6 +30,9 @@ pub struct RunLock {
     pub name: String,
     /// The leases of the objects the run changes.
     pub objects: Vec<String>,
+    /// The resourceVersion of this run's write of each object's lease, when known: nobody
+    /// renews those, so a delete conditional on it removes exactly what this run wrote.
+    written: Vec<Option<String>>,
     pub run_id: String,
     pub holder: String,
     fence: Fence,
@@ -187,6 +190,76 @@ pub(super) fn lease_json(
     v
 }
 
+/// An object's lease: held for as long as the run lock named in its [`RUN_LOCK`] annotation is
+/// held by the same holder, so only the run lock is renewed (one renewal for the run, whatever
+/// the number of objects: issue 23). Its own `leaseDurationSeconds` is long
+/// ([`OBJECT_LEASE_SECONDS`]): a ktplay from before this design, which judges the lease by its
+/// own renewal, sees it held instead of expired.
+pub(super) fn object_lease_json(
+    name: &str,
+    holder: &str,
+    run_lock: &str,
+    rv: Option<&str>,
+) -> Value {
+    let mut v = lease_json(name, holder, rv, None);
+    v["metadata"]["annotations"] = json!({ RUN_LOCK: run_lock });
+    v["spec"]["leaseDurationSeconds"] = json!(OBJECT_LEASE_SECONDS);
+    v
+}
+
+/// The annotation of an object's lease naming the run lock (a Lease of the same namespace) that
+/// proves its holder alive.
+pub const RUN_LOCK: &str = "ktplay.dev/run-lock";
+/// `leaseDurationSeconds` of an object's lease (see [`object_lease_json`]).
+pub const OBJECT_LEASE_SECONDS: i64 = 3600;
+
+/// What an object's lease (held by someone else) says of its holder through its run lock.
+enum Through {
+    /// The run lock is held by the same holder and not past its expiry (the run lock as read).
+    Live(String, Value),
+    /// The holder is proven gone: its run lock is missing, held by someone else, or expired
+    /// (why, and the run lock as read when it was only expired).
+    Gone(String, Option<Value>),
+}
+
+/// The run lock an object's lease names, if it names a plausible one (hostile values are not
+/// followed: the lease is then judged by its own times).
+fn run_lock_name(l: &Value) -> Option<&str> {
+    let n = l["metadata"]["annotations"][RUN_LOCK].as_str()?;
+    let plain = n.len() <= 63
+        && n.starts_with("ktplay-")
+        && !n.starts_with("ktplay-obj-")
+        && n.chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
+    plain.then_some(n)
+}
+
+/// Judge an object's lease through the run lock it names (`None`: it names none).
+async fn through(api: &Api<Lease>, l: &Value) -> Result<Option<Through>, LockError> {
+    let Some(run) = run_lock_name(l) else {
+        return Ok(None);
+    };
+    let holder = holder_of(l);
+    let lock = retry(|| async { api.get_opt(run).await })
+        .await
+        .map_err(api_err)?
+        .map(|x| serde_json::to_value(x).unwrap_or(Value::Null));
+    Ok(Some(match lock {
+        None => Through::Gone(format!("its run lock {run} is gone"), None),
+        Some(lock) if holder_of(&lock) != holder => Through::Gone(
+            format!(
+                "its run lock {run} is held by {} now",
+                shown(holder_of(&lock))
+            ),
+            None,
+        ),
+        Some(lock) if expiry(&lock).is_some_and(|e| e < now()) => {
+            Through::Gone(format!("its run lock {run} expired"), Some(lock))
+        }
+        Some(lock) => Through::Live(run.to_string(), lock),
+    }))
+}
+
 fn expiry(l: &Value) -> Option<chrono::DateTime<chrono::Utc>> {
     let renewed = renewed_at(l)?;
     // Hostile or absurd durations never panic: an overflow is "no expiry".
@@ -341,20 +414,31 @@ async fn take(
     cluster: &Cluster,
     name: &str,
     holder: &str,
-    object: Option<&str>,
+    object: Option<(&str, &str)>,
     wait: bool,
     gone: &mut std::collections::BTreeSet<String>,
+    written: &mut Option<String>,
 ) -> Result<Instant, LockError> {
     let api = leases(cluster);
-    let lease: Lease = serde_json::from_value(lease_json(name, holder, None, None))
-        .map_err(|e| LockError::Api(e.to_string()))?;
+    let body = |rv: Option<&str>| match object {
+        Some((_, run)) => object_lease_json(name, holder, run, rv),
+        None => lease_json(name, holder, rv, None),
+    };
+    let lease: Lease =
+        serde_json::from_value(body(None)).map_err(|e| LockError::Api(e.to_string()))?;
+    let words = object.map(|(w, _)| w);
+    // The run lock an object's lease was taken through because it had expired (see below).
+    let mut expired_lock: Option<Value> = None;
     // Twice at most: a lease deleted while it was watched is created again once.
     let mut attempts = 0;
     let current = loop {
         attempts += 1;
         let before = Instant::now();
         match retry(|| async { api.create(&crate::run::kube::post_params(), &lease).await }).await {
-            Ok(_) => return Ok(before),
+            Ok(l) => {
+                *written = l.metadata.resource_version;
+                return Ok(before);
+            }
             Err(e) if status_code(&e) == Some(409) => {}
             Err(e) => return Err(api_err(e)),
         }
@@ -374,15 +458,37 @@ async fn take(
         let theirs = cur["spec"]["holderIdentity"].as_str().unwrap_or_default();
         if theirs == holder {
             // Ours already (a create whose answer was lost, retried).
+            *written = cur["metadata"]["resourceVersion"]
+                .as_str()
+                .map(String::from);
             return Ok(before);
         }
+        // An object's lease is judged through its run lock (an older one by its own times).
+        let through = match object {
+            Some(_) if !theirs.is_empty() => through(&api, &cur).await?,
+            _ => None,
+        };
         // A lease whose expiry cannot be read proves nothing: it is held.
-        let expired = theirs.is_empty() || expiry(&cur).is_some_and(|e| e < now());
+        let expired = theirs.is_empty()
+            || match &through {
+                Some(Through::Gone(_, lock)) => {
+                    expired_lock = lock.clone();
+                    true
+                }
+                Some(Through::Live(..)) => false,
+                None => expiry(&cur).is_some_and(|e| e < now()),
+            };
         if expired || gone.contains(theirs) {
             break cur;
         }
-        if !wait || !watchable(&cur) {
-            return Err(held(cluster, name, &cur, object, lease_words(&cur)));
+        if !wait || !watchable(&cur) || through.is_some() {
+            let seen = match &through {
+                Some(Through::Live(run, lock)) => {
+                    format!("through its run lock {run}: {}", lease_words(lock))
+                }
+                _ => lease_words(&cur),
+            };
+            return Err(held(cluster, name, &cur, words, seen));
         }
         eprintln!(
             "the lock {}/{name} is held by {} ({}): watching it for {} s to see whether its holder still renews it",
@@ -401,7 +507,7 @@ async fn take(
                 } else {
                     "another runner took the lease while ktplay watched".to_string()
                 };
-                return Err(held(cluster, name, &l, object, seen));
+                return Err(held(cluster, name, &l, words, seen));
             }
             Watched::Deleted if attempts < 3 => continue,
             Watched::Deleted => {
@@ -417,8 +523,8 @@ async fn take(
         }
     };
     let rv = current["metadata"]["resourceVersion"].as_str();
-    let lease: Lease = serde_json::from_value(lease_json(name, holder, rv, None))
-        .map_err(|e| LockError::Api(e.to_string()))?;
+    let lease: Lease =
+        serde_json::from_value(body(rv)).map_err(|e| LockError::Api(e.to_string()))?;
     let before = Instant::now();
     match retry(|| async {
         api.replace(name, &crate::run::kube::post_params(), &lease)
@@ -426,7 +532,16 @@ async fn take(
     })
     .await
     {
-        Ok(_) => Ok(before),
+        Ok(mine) => {
+            *written = mine.metadata.resource_version.clone();
+            match expired_lock {
+                Some(lock) => {
+                    give_back_if_renewed(cluster, name, &current, &lock, mine, words).await
+                }
+                None => Ok(()),
+            }
+            .map(|()| before)
+        }
         Err(e) if status_code(&e) == Some(409) => {
             // A retried replace finds its own earlier write (ours), or another runner won.
             match retry(|| async { api.get_opt(name).await }).await {
@@ -442,7 +557,7 @@ async fn take(
                         cluster,
                         name,
                         &l,
-                        object,
+                        words,
                         "another runner took it a moment ago".into(),
                     ))
                 }
@@ -454,6 +569,85 @@ async fn take(
             }
         }
         Err(e) => Err(api_err(e)),
+    }
+}
+
+/// An object's lease was just taken over because its run lock had expired; but its holder may
+/// have woken and renewed that run lock between ktplay's read of it and the takeover — the
+/// holder does not renew the object's lease itself, so the takeover's resourceVersion could
+/// not catch that. Read the run lock again: renewed since (same holder, another
+/// resourceVersion), the object's lease is put back as it was and the object is refused as
+/// held. A holder that renews after this read finds the object's lease taken at its next
+/// renewal (`Fence::renew` checks every object's lease) and stops before it writes.
+async fn give_back_if_renewed(
+    cluster: &Cluster,
+    name: &str,
+    was: &Value,
+    lock: &Value,
+    mine: Lease,
+    words: Option<&str>,
+) -> Result<(), LockError> {
+    let api = leases(cluster);
+    let Some(run) = run_lock_name(was) else {
+        return Ok(());
+    };
+    let now_lock = retry(|| async { api.get_opt(run).await })
+        .await
+        .map_err(api_err)?
+        .map(|x| serde_json::to_value(x).unwrap_or(Value::Null));
+    let renewed = now_lock.as_ref().is_some_and(|l| {
+        holder_of(l) == holder_of(was)
+            && l["metadata"]["resourceVersion"] != lock["metadata"]["resourceVersion"]
+    });
+    if !renewed {
+        return Ok(());
+    }
+    let mut back = was.clone();
+    back["metadata"]["resourceVersion"] = json!(mine.metadata.resource_version);
+    if let Some(m) = back["metadata"].as_object_mut() {
+        m.remove("managedFields");
+    }
+    if let Ok(back) = serde_json::from_value::<Lease>(back) {
+        let _ = retry(|| async {
+            api.replace(name, &crate::run::kube::post_params(), &back)
+                .await
+        })
+        .await;
+    }
+    let lock = now_lock.unwrap_or(Value::Null);
+    Err(held(
+        cluster,
+        name,
+        was,
+        words,
+        format!(
+            "its run renewed its run lock {run} while ktplay took this one over: {}",
+            lease_words(&lock)
+        ),
+    ))
+}
+
+/// Delete an object's lease as this run wrote it (one request, issue 23): conditional on the
+/// resourceVersion of that write, so a lease someone took over since (or changed) is not
+/// deleted; if it changed, it is read and deleted only if still ours ([`release_one`]).
+async fn release_written(cluster: &Cluster, name: &str, rv: &str, holder: &str) {
+    let api = leases(cluster);
+    let dp = DeleteParams {
+        preconditions: Some(kube::api::Preconditions {
+            uid: None,
+            resource_version: Some(rv.to_string()),
+        }),
+        ..Default::default()
+    };
+    match retry(|| async { api.delete(name, &dp).await }).await {
+        Ok(_) => {}
+        Err(e) if status_code(&e) == Some(404) => {}
+        Err(e) if status_code(&e) == Some(409) => release_one(cluster, name, holder).await,
+        Err(e) => eprintln!(
+            "warning: could not release the run lock {}/{name}: {}",
+            cluster.ns,
+            crate::run::kube::words(&e)
+        ),
     }
 }
 
@@ -492,7 +686,8 @@ async fn release_one(cluster: &Cluster, name: &str, holder: &str) {
 
 impl RunLock {
     /// Take the lock: the playbook's lease, then one lease per object the run changes
-    /// ([`objects_of`]), all or nothing. Leases past their expiry are taken over; with `wait`
+    /// ([`objects_of`]), all or nothing. The objects' leases are held through the playbook's
+    /// ([`object_lease_json`]): only that one is renewed. Leases past their expiry are taken over; with `wait`
     /// (`--resume`), the playbook's lease is watched for its whole duration and taken over if
     /// nobody renewed it, and so are the object leases of the same holder. A lease someone
     /// renews is never taken, whatever its pid and host say.
@@ -507,18 +702,24 @@ impl RunLock {
         let holder = holder_identity(run_id);
         let mut gone = std::collections::BTreeSet::new();
         // The fence counts from the playbook lease's write (not from a watch before it).
-        let began = take(cluster, &name, &holder, None, wait, &mut gone).await?;
+        let began = take(cluster, &name, &holder, None, wait, &mut gone, &mut None).await?;
         let mut names = vec![name.clone()];
+        let mut written = Vec::new();
         for (lease, words) in objects {
-            if let Err(e) = take(cluster, lease, &holder, Some(words), false, &mut gone).await {
+            let object = Some((words.as_str(), name.as_str()));
+            let mut rv = None;
+            if let Err(e) = take(cluster, lease, &holder, object, false, &mut gone, &mut rv).await {
                 for n in names.iter().rev() {
                     release_one(cluster, n, &holder).await;
                 }
                 return Err(e);
             }
             names.push(lease.clone());
+            written.push(rv);
         }
-        Ok(Self::held(cluster, names, run_id, holder, began))
+        let mut lock = Self::held(cluster, names, run_id, holder, began);
+        lock.written = written;
+        Ok(lock)
     }
 
     /// `began`: before the playbook lease was written (the fence counts its freshness from
@@ -548,6 +749,7 @@ impl RunLock {
             cluster: cluster.clone(),
             name,
             objects: names[1..].to_vec(),
+            written: Vec::new(),
             run_id: run_id.to_string(),
             holder,
             fence,
@@ -572,8 +774,13 @@ impl RunLock {
         }
         // Objects first, the playbook's lease last: a run waiting on the playbook lease finds
         // the objects free once it gets it. Only leases still ours are removed.
-        for n in self.objects.iter().rev() {
-            release_one(&self.cluster, n, &self.holder).await;
+        // A lock lost is released only where it is still ours, read first: no blind write.
+        let lost = self.fence.lost().is_some();
+        for (i, n) in self.objects.iter().enumerate().rev() {
+            match self.written.get(i).filter(|_| !lost) {
+                Some(Some(rv)) => release_written(&self.cluster, n, rv, &self.holder).await,
+                _ => release_one(&self.cluster, n, &self.holder).await,
+            }
         }
         release_one(&self.cluster, &self.name, &self.holder).await;
     }
@@ -655,11 +862,27 @@ pub async fn force_unlock(cluster: &Cluster, lease: &str, run_id: &str) -> Resul
             shown(run_id)
         ));
     }
+    // An object's lease goes with its run lock: removed once that proves its holder gone.
+    let delegated = match through(&api, &cur).await.map_err(|e| e.to_string())? {
+        Some(Through::Live(run, lock)) => {
+            return Err(format!(
+                "lock `{at}` is held by {} through its run lock {}/{run}, which is held ({}); nothing removed. Unlock that run lock first (`ktplay unlock --force {}`)",
+                shown(&holder),
+                cluster.ns,
+                lease_words(&lock),
+                shown(&format!("{}/{run}/{}", cluster.ns, run_of(&holder).unwrap_or("?")))
+            ))
+        }
+        Some(Through::Gone(why, _)) => Some(why),
+        None => None,
+    };
     let words = lease_words(&cur);
     // A holder that still renews is a live run: removing its lock would let a second run act
     // beside it. Only a lease past its expiry, or one nobody renewed while ktplay watched it
     // for its whole duration, is removed.
-    let how = if expiry(&cur).is_some_and(|e| e < now()) {
+    let how = if let Some(why) = delegated {
+        format!("its holder is gone: {why}")
+    } else if expiry(&cur).is_some_and(|e| e < now()) {
         format!("it had expired ({words})")
     } else if expiry(&cur).is_none() {
         return Err(format!(

@@ -41,3 +41,30 @@ fn lease_words_say_what_was_observed() {
         "a lease without a readable expiry is not proven gone"
     );
 }
+
+/// An object's lease names its run lock and lasts long for older ktplays; a hostile annotation
+/// (not a ktplay run lock's name, another object's lease, too long, not a DNS label) is never
+/// followed.
+#[test]
+fn object_leases_are_held_through_the_run_lock() {
+    let l = object_lease_json("ktplay-obj-deploy-api", "h", "ktplay-upgrade", None);
+    assert_eq!(l["metadata"]["annotations"][RUN_LOCK], "ktplay-upgrade");
+    assert_eq!(l["spec"]["leaseDurationSeconds"], OBJECT_LEASE_SECONDS);
+    assert_eq!(
+        l["metadata"]["labels"]["app.kubernetes.io/managed-by"],
+        "ktplay"
+    );
+    assert_eq!(run_lock_name(&l), Some("ktplay-upgrade"));
+    let named = |n: &str| json!({"metadata": {"annotations": {RUN_LOCK: n}}});
+    for bad in [
+        "kube-controller-manager",
+        "ktplay-obj-deploy-x",
+        "ktplay-UP",
+        "ktplay-a/b",
+        "ktplay-\u{1b}[2J",
+        &format!("ktplay-{}", "a".repeat(60)),
+    ] {
+        assert_eq!(run_lock_name(&named(bad)), None, "{bad:?}");
+    }
+    assert_eq!(run_lock_name(&json!({"metadata": {}})), None);
+}

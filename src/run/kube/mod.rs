@@ -27,6 +27,7 @@ use serde_json::{json, Value};
 use crate::check::program::{Component, IntOrPercent, Workload};
 use crate::version::Version;
 
+mod access_rules;
 mod canary;
 mod errors;
 mod fence;
@@ -41,12 +42,14 @@ mod reads;
 mod rollout;
 mod snap;
 pub mod traffic;
+mod view;
 
 pub use errors::{retry, status_code, transient, words, ClusterError, Result, RETRY_BUDGET};
 use rollout::owned_by;
 pub use rollout::{rollout_status, Rollout};
 pub use snap::{clean_template, container_names, Snap};
 use snap::{container_image, pointer_escape, selector_string, to_value};
+pub use view::View;
 
 /// kubectl's annotation for `rollout restart`.
 pub const RESTARTED_AT: &str = "kubectl.kubernetes.io/restartedAt";
@@ -154,7 +157,7 @@ fn printable(v: &str) -> String {
     }
 }
 
-pub use crate::sim::image::image_tag;
+pub use ktplay_imageref::image_tag;
 
 impl Cluster {
     pub fn new(client: Client, ns: impl Into<String>) -> Cluster {

@@ -62,10 +62,9 @@ impl Cluster {
                     .or(spec.containers.first())
                     .and_then(|c| c.image.clone())
                     .unwrap_or_default();
-                let version = image
-                    .rsplit_once(':')
-                    .map(|(_, t)| t.to_string())
-                    .unwrap_or_default();
+                let version = ktplay_imageref::image_tag(&image)
+                    .unwrap_or_default()
+                    .to_string();
                 let status = p.status.clone().unwrap_or_default();
                 let ready = status
                     .conditions

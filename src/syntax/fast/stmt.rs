@@ -36,7 +36,7 @@ impl Fast<'_> {
     }
 
     /// Statements up to and including a `}` (the `{` already read).
-    fn stmts_until_close(&mut self) -> Option<Vec<Stmt>> {
+    pub(super) fn stmts_until_close(&mut self) -> Option<Vec<Stmt>> {
         let mut out = Vec::new();
         while !self.eat(b'}') {
             out.push(self.stmt()?);

@@ -81,6 +81,17 @@ pub(super) fn is_keyword(r: Rule) -> bool {
             | Rule::kw_no_data
             | Rule::kw_traffic
             | Rule::kw_steps
+            | Rule::kw_fleet
+            | Rule::kw_on
+            | Rule::kw_failure
+            | Rule::kw_stop
+            | Rule::kw_shared
+            | Rule::kw_in
+            | Rule::kw_cluster
+            | Rule::kw_clusters
+            | Rule::kw_wave
+            | Rule::kw_parallel
+            | Rule::kw_soak
             | Rule::star
     )
 }
