@@ -370,3 +370,84 @@ pub fn hover(c: &crate::check::program::Component, spec: &Spec) -> String {
     }
     out
 }
+
+/// The sha256 of every migration file up to `to` of the playbook at `index`, by
+/// `component:path` (what a green run records in its journal's `last_success`).
+pub fn digests_of(
+    checked: &crate::check::Checked,
+    index: usize,
+) -> std::collections::BTreeMap<String, String> {
+    use sha2::{Digest, Sha256};
+    let mut out = std::collections::BTreeMap::new();
+    // One `Examined` per playbook, in the order of `checked.playbooks`.
+    let Some((file, ex)) = checked.examined.get(index) else {
+        return out;
+    };
+    if checked.playbooks.get(index).map(|(f, _)| f) != Some(file) {
+        return out;
+    }
+    for c in &ex.components {
+        for f in &c.files {
+            if let Some(text) = &f.text {
+                let digest = hex::encode(Sha256::digest(text.as_bytes()));
+                out.insert(format!("{}:{}", c.name, f.shown), digest);
+            }
+        }
+    }
+    out
+}
+
+/// The first shipped migration file whose digest differs now (or that is gone), in words
+/// naming the file and both digests; `None` when every recorded file is unchanged.
+pub fn changed_since(
+    recorded: &std::collections::BTreeMap<String, String>,
+    now: &std::collections::BTreeMap<String, String>,
+) -> Option<String> {
+    for (key, was) in recorded {
+        let (comp, file) = key.split_once(':').unwrap_or(("", key));
+        match now.get(key) {
+            Some(is) if is == was => {}
+            Some(is) => {
+                return Some(format!(
+                    "the migration `{file}` of {comp} changed: sha256 {was} then, {is} now"
+                ))
+            }
+            None => {
+                return Some(format!(
+                    "the migration `{file}` of {comp} (sha256 {was}) is gone"
+                ))
+            }
+        }
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_changed_or_removed_shipped_file_is_named_with_both_digests() {
+        let rec = std::collections::BTreeMap::from([
+            ("api:db/V1_4_0__a.sql".to_string(), "aaa".to_string()),
+            ("api:db/V1_5_0__b.sql".to_string(), "bbb".to_string()),
+        ]);
+        let mut now = rec.clone();
+        assert_eq!(changed_since(&rec, &now), None);
+        now.insert("api:db/V1_6_0__new.sql".into(), "ccc".into());
+        assert_eq!(
+            changed_since(&rec, &now),
+            None,
+            "a new file is not a changed one"
+        );
+        now.insert("api:db/V1_5_0__b.sql".into(), "xxx".into());
+        assert_eq!(
+            changed_since(&rec, &now).unwrap(),
+            "the migration `db/V1_5_0__b.sql` of api changed: sha256 bbb then, xxx now"
+        );
+        now.remove("api:db/V1_4_0__a.sql");
+        assert!(changed_since(&rec, &now)
+            .unwrap()
+            .contains("`db/V1_4_0__a.sql` of api (sha256 aaa) is gone"));
+    }
+}
