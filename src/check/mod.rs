@@ -56,6 +56,21 @@ pub struct Checked {
 }
 
 impl Checked {
+    /// The same sources with other (already checked) playbooks: what a fleet's cluster runs
+    /// (`Fleet::playbook_for`) as a `Checked` a run can be given. No problems, tests or fleets.
+    pub fn derived(&self, playbooks: Vec<(FileId, Playbook)>) -> Checked {
+        Checked {
+            sources: self.sources.clone(),
+            problems: Vec::new(),
+            inputs: playbooks.iter().map(|(f, _)| *f).collect(),
+            scopes: Vec::new(),
+            playbooks,
+            tests: Vec::new(),
+            fleets: Vec::new(),
+            _asts: HashMap::new(),
+        }
+    }
+
     pub fn errors(&self) -> usize {
         self.problems.iter().filter(|p| p.is_error()).count()
     }

@@ -214,6 +214,10 @@ pub struct RehearseArgs {
     /// Which playbook, when the file holds several.
     #[arg(long)]
     pub playbook: Option<String>,
+    /// Which fleet, when the file holds several (a file with a `fleet` rehearses the fleet; a
+    /// fault for one cluster ends in `@CLUSTER`: never-ready:gateway@1.5.0@eu-west).
+    #[arg(long)]
+    pub fleet: Option<String>,
     /// Inject a fault: never-ready:COMPONENT@VERSION, policy-off:VERSION, migration-fails:VERSION,
     /// api-errors:SHARE, latency:DURATION, watch-cut, watch-expired, deny:VERB:RESOURCE[:NAMESPACE],
     /// error-rate:COMPONENT@VERSION=SHARE, latency:COMPONENT@VERSION=DURATION, no-prestop:COMPONENT,

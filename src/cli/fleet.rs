@@ -1,23 +1,165 @@
 //! `ktplay plan` of a file that holds a `fleet`: the plan of every wave and cluster.
 
-use super::args::{CheckFormat, PlanArgs};
+use super::args::{CheckFormat, PlanArgs, RehearseArgs};
 use super::{plural, print_json, report_problems, JsonLayout};
 use crate::{check, exit};
 
-/// The fleet plan when the file holds a fleet (or `--fleet` names one); `None` for a playbook.
-pub(super) fn plan(args: &PlanArgs) -> Option<i32> {
-    if args.fleet.is_none() {
-        let text = std::fs::read_to_string(&args.file).ok()?;
-        let file = crate::syntax::parse(crate::span::FileId(0), &text).ok()?;
-        if !file
-            .items
+/// Whether the file holds a `fleet` item (a quick parse; a file that does not parse is not one).
+fn holds_fleet(path: &std::path::Path) -> bool {
+    let Ok(text) = std::fs::read_to_string(path) else {
+        return false;
+    };
+    crate::syntax::parse(crate::span::FileId(0), &text).is_ok_and(|f| {
+        f.items
             .iter()
             .any(|i| matches!(i, crate::syntax::ast::Item::Fleet(_)))
-        {
-            return None;
+    })
+}
+
+/// The fleet plan when the file holds a fleet (or `--fleet` names one); `None` for a playbook.
+pub(super) fn plan(args: &PlanArgs) -> Option<i32> {
+    (args.fleet.is_some() || holds_fleet(&args.file)).then(|| plan_fleet(args))
+}
+
+/// The fleet rehearsed when the file holds a fleet (or `--fleet` names one); `None` otherwise.
+pub(super) fn rehearse(args: &RehearseArgs) -> Option<i32> {
+    (args.fleet.is_some() || holds_fleet(&args.file)).then(|| rehearse_fleet(args))
+}
+
+fn rehearse_fleet(args: &RehearseArgs) -> i32 {
+    let checked = match checked_clean(&args.file) {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    let fleet = match pick(&checked, &args.file, args.fleet.as_deref()) {
+        Ok(f) => f,
+        Err(code) => return code,
+    };
+    let ran = match crate::rehearse::fleet::rehearse(&checked, fleet, &args.fault) {
+        Ok(r) => r,
+        Err(why) => {
+            eprintln!("error: {why}");
+            return exit::USAGE;
+        }
+    };
+    println!("Rehearsal of fleet \"{}\"", fleet.name);
+    for line in &ran.journal {
+        println!("{line}");
+    }
+    for c in &ran.clusters {
+        let finals: Vec<String> = c.finals.iter().map(|(k, v)| format!("{k} {v}")).collect();
+        println!(
+            "cluster `{}`: {}; lock {}; journal {}",
+            c.name,
+            finals.join(", "),
+            if c.lock_held { "HELD" } else { "free" },
+            match &c.journal_end {
+                Some(end) => format!("{} events, run_end {end}", c.journal_events),
+                None => "none (never ran)".into(),
+            }
+        );
+    }
+    if let Some(path) = &args.journal {
+        let mut text = String::new();
+        for line in &ran.journal {
+            let doc = serde_json::json!({ "fleet": fleet.name, "entry": line.trim_start() });
+            text.push_str(&format!("{doc}\n"));
+        }
+        for c in &ran.clusters {
+            let doc = serde_json::json!({
+                "fleet": fleet.name,
+                "cluster": c.name,
+                "finals": c.finals,
+                "lock_held": c.lock_held,
+                "run_end": c.journal_end,
+                "events": c.journal_events,
+            });
+            text.push_str(&format!("{doc}\n"));
+        }
+        if let Err(e) = std::fs::write(path, text) {
+            eprintln!(
+                "error: cannot write the fleet journal `{}`: {e}",
+                path.display()
+            );
+            return exit::USAGE;
         }
     }
-    Some(plan_fleet(args))
+    println!(
+        "{} in {:.0?} of simulated time",
+        if ran.succeeded { "succeeded" } else { "failed" },
+        ran.simulated
+    );
+    let failed_run = ran
+        .clusters
+        .iter()
+        .filter_map(|c| c.outcome.as_ref())
+        .find(|o| **o != crate::run::Outcome::Succeeded);
+    match (ran.succeeded, failed_run) {
+        (true, _) => exit::OK,
+        (false, Some(o)) => o.exit_code(),
+        (false, None) => exit::FAILED,
+    }
+}
+
+/// The file checked; errors reported (exit 1).
+fn checked_clean(path: &std::path::Path) -> Result<check::Checked, i32> {
+    let checked = match check::check_paths(std::slice::from_ref(&path.to_path_buf())) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("{:?}", miette::Report::new(e));
+            return Err(exit::USAGE);
+        }
+    };
+    if checked.errors() > 0 {
+        report_problems(&checked);
+        eprintln!(
+            "failed: {} error{}; nothing done",
+            checked.errors(),
+            plural(checked.errors())
+        );
+        return Err(exit::FOUND_ERRORS);
+    }
+    Ok(checked)
+}
+
+/// The fleet of the file: the one named, or the only one.
+fn pick<'c>(
+    checked: &'c check::Checked,
+    path: &std::path::Path,
+    name: Option<&str>,
+) -> Result<&'c check::fleet::Fleet, i32> {
+    let input = checked.inputs.first().copied();
+    let fleets: Vec<&check::fleet::Fleet> = checked
+        .fleets
+        .iter()
+        .filter(|(f, _)| Some(*f) == input)
+        .map(|(_, fl)| fl)
+        .collect();
+    let names: Vec<&str> = fleets.iter().map(|f| f.name.as_str()).collect();
+    let fleet = match (name, fleets.as_slice()) {
+        (Some(n), _) => fleets.iter().find(|f| f.name == n).copied(),
+        (None, [one]) => Some(*one),
+        _ => None,
+    };
+    fleet.ok_or_else(|| {
+        match name {
+            Some(n) => eprintln!(
+                "error: `{}` has no fleet \"{n}\"; it holds: {}",
+                path.display(),
+                if names.is_empty() {
+                    "none".to_string()
+                } else {
+                    names.join(", ")
+                }
+            ),
+            None => eprintln!(
+                "error: `{}` holds several fleets ({}): name one with --fleet",
+                path.display(),
+                names.join(", ")
+            ),
+        }
+        exit::USAGE
+    })
 }
 
 fn plan_fleet(args: &PlanArgs) -> i32 {
@@ -31,53 +173,13 @@ fn plan_fleet(args: &PlanArgs) -> i32 {
         eprintln!("error: --format sarif and github report a cluster's hazards; a fleet plan has none: use human or json");
         return exit::USAGE;
     }
-    let checked = match check::check_paths(std::slice::from_ref(&args.file)) {
+    let checked = match checked_clean(&args.file) {
         Ok(c) => c,
-        Err(e) => {
-            eprintln!("{:?}", miette::Report::new(e));
-            return exit::USAGE;
-        }
+        Err(code) => return code,
     };
-    if checked.errors() > 0 {
-        report_problems(&checked);
-        eprintln!(
-            "failed: {} error{}; nothing planned",
-            checked.errors(),
-            plural(checked.errors())
-        );
-        return exit::FOUND_ERRORS;
-    }
-    let input = checked.inputs.first().copied();
-    let fleets: Vec<&check::fleet::Fleet> = checked
-        .fleets
-        .iter()
-        .filter(|(f, _)| Some(*f) == input)
-        .map(|(_, fl)| fl)
-        .collect();
-    let names: Vec<&str> = fleets.iter().map(|f| f.name.as_str()).collect();
-    let fleet = match (&args.fleet, fleets.as_slice()) {
-        (Some(n), _) => fleets.iter().find(|f| &f.name == n).copied(),
-        (None, [one]) => Some(*one),
-        _ => None,
-    };
-    let Some(fleet) = fleet else {
-        match &args.fleet {
-            Some(n) => eprintln!(
-                "error: `{}` has no fleet \"{n}\"; it holds: {}",
-                args.file.display(),
-                if names.is_empty() {
-                    "none".to_string()
-                } else {
-                    names.join(", ")
-                }
-            ),
-            None => eprintln!(
-                "error: `{}` holds several fleets ({}): name one with --fleet",
-                args.file.display(),
-                names.join(", ")
-            ),
-        }
-        return exit::USAGE;
+    let fleet = match pick(&checked, &args.file, args.fleet.as_deref()) {
+        Ok(f) => f,
+        Err(code) => return code,
     };
     let (file, pb) = &checked.playbooks[fleet.playbook];
     let plan = crate::fleet_plan::plan(fleet, pb, &checked.sources, *file);

@@ -221,6 +221,9 @@ pub(super) fn cmd_run(args: RunArgs) -> i32 {
 
 /// `ktplay rehearse`.
 pub(super) fn cmd_rehearse(args: RehearseArgs) -> i32 {
+    if let Some(code) = super::fleet::rehearse(&args) {
+        return code;
+    }
     let (checked, i, env_name) =
         match load(&args.file, args.playbook.as_deref(), args.env.as_deref()) {
             Ok(x) => x,

@@ -157,3 +157,39 @@ fn hover_on_a_monitor_says_what_it_does_and_its_lets_resolve() {
     let (hover, _) = a.hover(at(&text, "bearer token budget", 0) + 8).unwrap();
     assert!(hover.contains("secret"), "{hover}");
 }
+
+#[test]
+fn hover_and_outline_of_a_fleet() {
+    let text = format!(
+        "{TEXT}\nfleet \"f\" {{\n  playbook \"x.ktplay\"\n  on failure stop\n  shared api in core\n  cluster core {{ context \"c\" }}\n  wave first {{\n    clusters core\n    soak 10m {{ guard ready api }}\n  }}\n}}\n"
+    );
+    let a = analysis(&text);
+    for (needle, starts) in [
+        ("fleet \"f\"", "**fleet \"name\"**"),
+        ("on failure", "**on failure stop**"),
+        ("shared api", "**shared C in CLUSTER**"),
+        ("cluster core", "**cluster NAME**"),
+        ("wave first", "**wave NAME**"),
+        ("soak 10m", "**soak D**"),
+        ("guard ready", "**guard ready C**"),
+    ] {
+        let (hover, _) = a
+            .hover(at(&text, needle, 0))
+            .unwrap_or_else(|| panic!("no hover on `{needle}`"));
+        assert!(hover.starts_with(starts), "{needle}: {hover}");
+    }
+    let fleet = a
+        .symbols
+        .iter()
+        .find(|s| s.detail.as_deref() == Some("fleet"))
+        .expect("the fleet in the outline");
+    let children: Vec<(&str, Option<&str>)> = fleet
+        .children
+        .iter()
+        .map(|c| (c.name.as_str(), c.detail.as_deref()))
+        .collect();
+    assert_eq!(
+        children,
+        [("core", Some("cluster")), ("first", Some("wave"))]
+    );
+}

@@ -34,6 +34,7 @@ use crate::sim::{CompatFn, Running, Seed, SeedComponent, SeedWorkload};
 
 use crate::run::guards::UrlRewrite;
 
+pub mod fleet;
 pub mod generic;
 mod start;
 pub mod suite;
