@@ -67,6 +67,9 @@ impl Checked {
             playbooks,
             tests: Vec::new(),
             fleets: Vec::new(),
+            // A fleet's runs record no migration digests (issue 25's gate is per env).
+            migrations: Vec::new(),
+            examined: Vec::new(),
             _asts: HashMap::new(),
         }
     }
