@@ -16,6 +16,7 @@ pub mod fmt;
 pub(crate) mod heap;
 pub(crate) mod lsp;
 pub mod matrix;
+pub mod migrate;
 pub mod model;
 pub mod plan;
 pub(crate) mod redact;

@@ -85,9 +85,16 @@ fn every_code_has_a_case() {
     let mut declared = std::collections::BTreeSet::new();
     let re =
         // `code(` may end its line (rustfmt), and names may hold digits (`invalid_k8s_name`).
-        regex::Regex::new(r"code\(\s*(ktplay::(?:syntax|check|compat|script)::[a-z0-9_]+)\s*\)")
+        regex::Regex::new(r"code\(\s*(ktplay::(?:syntax|check|compat|script|migrations)::[a-z0-9_]+)\s*\)")
             .unwrap();
-    for dir in ["src/syntax", "src/check", "src/model", "src/script", "src"] {
+    for dir in [
+        "src/syntax",
+        "src/check",
+        "src/model",
+        "src/script",
+        "src/migrate",
+        "src",
+    ] {
         for entry in std::fs::read_dir(Path::new(env!("CARGO_MANIFEST_DIR")).join(dir)).unwrap() {
             let path = entry.unwrap().path();
             if path.extension().is_some_and(|e| e == "rs") {

@@ -21,6 +21,7 @@ const BIN: &str = env!("CARGO_BIN_EXE_ktplay");
 
 on_both!(
     upgrade_succeeds_and_keeps_secrets_out,
+    modified_shipped_migration_is_refused_in_production,
     policy_fault_rolls_back_gateway_then_api,
     rollout_deadline_in_api_stage_rolls_back,
     killed_mid_gateway_stage_resumes_without_repeating,
@@ -2525,4 +2526,83 @@ async fn a_paused_runner_loses_objects_taken_through_its_expired_run_lock(backen
         .filter(|n| n.starts_with("ktplay-journal-"))
         .collect();
     assert_eq!(journals.len(), 2, "{journals:?}");
+}
+
+/// Shipped migration files never change (issue 25): staging's green run records a sha256 per
+/// migration file in its journal's `last_success`; production, with a file changed since, is
+/// refused before any action (no write, no lease), naming the file and both digests; with the
+/// file put back it runs.
+async fn modified_shipped_migration_is_refused_in_production(backend: Backend) {
+    use sha2::{Digest, Sha256};
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("db");
+    std::fs::create_dir_all(&db).unwrap();
+    let users = "CREATE TABLE users (id bigint PRIMARY KEY, email text);\n";
+    let nick = "ALTER TABLE users ADD COLUMN nick text;\n";
+    std::fs::write(db.join("V1_4_0__users.sql"), users).unwrap();
+    std::fs::write(db.join("V1_5_0__nick.sql"), nick).unwrap();
+    let (sns, pns) = (support::namespace("mstage"), support::namespace("mprod"));
+    let pb = copy_case(
+        dir.path(),
+        "upgrade.ktplay",
+        &sns,
+        &[
+            (
+                "migrations backward_compatible    #",
+                "migrations backward_compatible { files \"db\" }    #",
+            ),
+            (
+                "context \"prod\"",
+                &format!("context \"prod\"\n    namespace \"{pns}\""),
+            ),
+        ],
+    );
+    let staging = TestCluster::new(backend, SimConfig::default(), &seed(&pb, &sns, |_| {})).await;
+    let prod = TestCluster::new(backend, SimConfig::default(), &seed(&pb, &pns, |_| {})).await;
+    let kc = kubeconfig(dir.path(), &[("staging", &staging), ("prod", &prod)]);
+    let out = ktplay(&run_args(&pb, &kc, "staging", &staging, &["--approve"])).await;
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let sha = |t: &str| hex::encode(Sha256::digest(t.as_bytes()));
+    let cm = journal_cm(&staging).await.expect("the staging journal");
+    let last: Value =
+        serde_json::from_str(cm["data"]["last_success"].as_str().expect("last_success")).unwrap();
+    assert_eq!(
+        last["migrations"]["api:db/V1_4_0__users.sql"],
+        sha(users),
+        "{last}"
+    );
+    assert_eq!(
+        last["migrations"]["api:db/V1_5_0__nick.sql"],
+        sha(nick),
+        "{last}"
+    );
+
+    // The shipped file changed after staging ran it.
+    let changed = "ALTER TABLE users ADD COLUMN nick text NOT NULL DEFAULT '';\n";
+    std::fs::write(db.join("V1_5_0__nick.sql"), changed).unwrap();
+    let out = ktplay(&run_args(&pb, &kc, "production", &prod, &["--approve"])).await;
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(&format!(
+            "the migration `db/V1_5_0__nick.sql` of api changed: sha256 {} then, {} now since the green run on `staging`",
+            sha(nick),
+            sha(changed)
+        )),
+        "{}",
+        text(&out)
+    );
+    assert!(patches(&prod, "keeptrusts-api").is_empty());
+    assert_unlocked(&prod).await;
+    assert!(
+        journal_cm(&prod).await.is_none(),
+        "a refused run writes no journal"
+    );
+
+    // Put back as shipped: production runs.
+    std::fs::write(db.join("V1_5_0__nick.sql"), nick).unwrap();
+    let out = ktplay(&run_args(&pb, &kc, "production", &prod, &["--approve"])).await;
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert_eq!(journal_status(&prod).await, "succeeded");
+    assert_unlocked(&prod).await;
 }

@@ -44,6 +44,10 @@ pub struct Checked {
     pub scopes: Vec<matrices::InScope>,
     /// The `test` items of the input files.
     pub tests: Vec<(FileId, test_items::Test)>,
+    /// Per component with migration files: its new files and which linter ran.
+    pub migrations: Vec<crate::migrate::Summary>,
+    /// Each input playbook's migration files, examined (for `check --database`).
+    pub examined: Vec<(FileId, crate::migrate::Examined)>,
     /// The `fleet` items of the input files.
     pub fleets: Vec<(FileId, fleet::Fleet)>,
     /// The syntax trees, kept only so that they are freed with the rest (or not at all: a
@@ -63,6 +67,9 @@ impl Checked {
             playbooks,
             tests: Vec::new(),
             fleets: Vec::new(),
+            // A fleet's runs record no migration digests (issue 25's gate is per env).
+            migrations: Vec::new(),
+            examined: Vec::new(),
             _asts: HashMap::new(),
         }
     }
@@ -146,6 +153,11 @@ pub fn admit_reference(from_dir: &Path, target: &Path) -> Result<(), String> {
             tree.display()
         ))
     }
+}
+
+/// `--allow-outside` was given.
+pub fn allow_outside() -> bool {
+    ALLOW_OUTSIDE.load(std::sync::atomic::Ordering::Relaxed)
 }
 
 /// Kernel pseudo-file systems: their files say they are regular and hold the process's
@@ -626,6 +638,7 @@ fn finish(mut loader: Loader, mut inputs: Vec<FileId>, digests: Digests) -> Chec
                     id: *id,
                     problems: vec![Problem::new(*id, e)],
                     playbooks: vec![],
+                    migrations: vec![],
                 })
             })
             .collect()
@@ -633,8 +646,15 @@ fn finish(mut loader: Loader, mut inputs: Vec<FileId>, digests: Digests) -> Chec
     // Hook files last, in input order: each is compiled once per invocation, however many
     // playbooks use it, and joins the source map (inline scripts were compiled in `lower_input`).
     let mut hooks_done = foldhash::HashSet::default();
+    let mut migrations = Vec::new();
+    let mut examined = Vec::new();
     for l in lowered {
         problems.extend(l.problems);
+        for ex in l.migrations {
+            ex.report(&mut loader.sources, l.id, &mut problems);
+            migrations.extend(ex.summaries());
+            examined.push((l.id, ex));
+        }
         for checked in l.playbooks {
             let outcome = crate::diag::guarded("compiling scripts", || {
                 scripts::compile_hooks(
@@ -699,6 +719,8 @@ fn finish(mut loader: Loader, mut inputs: Vec<FileId>, digests: Digests) -> Chec
         inputs,
         scopes,
         tests: tests_found,
+        migrations,
+        examined,
         fleets: fleets_found,
         _asts: loader.files,
     }
@@ -709,6 +731,8 @@ struct Lowered {
     id: FileId,
     problems: Vec<Problem>,
     playbooks: Vec<Playbook>,
+    /// Each playbook's migration files, examined (reported once they join the `SourceMap`).
+    migrations: Vec<crate::migrate::Examined>,
 }
 
 fn lower_input(
@@ -719,11 +743,13 @@ fn lower_input(
 ) -> Lowered {
     let mut problems = Vec::new();
     let mut playbooks = Vec::new();
+    let mut migrations = Vec::new();
     let Some(file) = loader.files.get(&id).and_then(|l| l.ast.as_ref()) else {
         return Lowered {
             id,
             problems,
             playbooks,
+            migrations,
         };
     };
     if file.items.is_empty() {
@@ -757,6 +783,11 @@ fn lower_input(
                     lower::Lowerer::new(&mut problems, id, base_dir.clone(), in_scope.names());
                 let checked = lowerer.playbook(pb, digest);
                 let clean = !problems[before..].iter().any(Problem::is_error);
+                let examined = crate::migrate::examine(&checked, &base_dir);
+                if clean {
+                    problems.extend(crate::migrate::schema_rollbacks(&checked, &examined));
+                }
+                migrations.push(examined);
                 // The model runs on playbooks whose names and versions all resolved; on others
                 // it would only repeat their errors in other words.
                 if clean {
@@ -792,6 +823,7 @@ fn lower_input(
         id,
         problems,
         playbooks,
+        migrations,
     }
 }
 

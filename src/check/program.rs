@@ -119,6 +119,8 @@ pub struct Component {
     pub from: Version,
     pub to: Version,
     pub migrations: Migrations,
+    /// `migrations KIND { … }`: the migration files, when named.
+    pub migration_files: Option<crate::migrate::Spec>,
     /// `traffic httproute|ingress "NAME"`: what splits its traffic during a canary.
     pub traffic: Option<Traffic>,
     /// `serves NAME`: lets whose URLs are this component's in a rehearsal (the routing rule's

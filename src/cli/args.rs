@@ -477,4 +477,14 @@ pub struct CheckArgs {
     /// Output format.
     #[arg(long, value_enum, default_value_t = CheckFormat::Human)]
     pub format: CheckFormat,
+    /// A PostgreSQL server (`postgres://user:password@host:port/db`): on a scratch database of
+    /// its own, apply each component's migrations up to `to` and run the `queries` of `from`
+    /// against them in a transaction that is rolled back. Never printed.
+    #[arg(
+        long,
+        env = "KTPLAY_DATABASE_URL",
+        hide_env_values = true,
+        value_name = "URL"
+    )]
+    pub database: Option<String>,
 }

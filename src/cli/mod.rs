@@ -85,13 +85,16 @@ fn dispatch(cli: Cli) -> Exit {
 
 fn cmd_check(args: CheckArgs) -> Exit {
     crate::heap::grow_in_large_steps();
-    let checked = match check::lint_paths(&args.paths) {
+    let mut checked = match check::lint_paths(&args.paths) {
         Ok(c) => c,
         Err(e) => {
             eprintln!("{:?}", miette::Report::new(e));
             return Exit::Usage;
         }
     };
+    if let Some(url) = &args.database {
+        crate::migrate::db::check_all(&mut checked, url);
+    }
     let errors = checked.errors();
     let warnings = checked.warnings();
     let failed = errors > 0 || (args.deny_warnings && warnings > 0);
@@ -109,12 +112,15 @@ fn cmd_check(args: CheckArgs) -> Exit {
                 .iter()
                 .map(|p| JsonDiagnostic::new(&checked.sources, p))
                 .collect();
-            let doc = serde_json::json!({
+            let mut doc = serde_json::json!({
                 "files": checked.inputs.len(),
                 "errors": errors,
                 "warnings": warnings,
                 "diagnostics": diagnostics,
             });
+            if !checked.migrations.is_empty() {
+                doc["migrations"] = serde_json::json!(checked.migrations);
+            }
             print_json(&doc, JsonLayout::Compact);
         }
         CheckFormat::Human => {
@@ -128,6 +134,23 @@ fn cmd_check(args: CheckArgs) -> Exit {
             };
             use std::fmt::Write as _;
             let mut text = diag::render(&checked.sources, &checked.problems, opts);
+            for m in &checked.migrations {
+                let _ = writeln!(
+                    text,
+                    "migrations: {} {} → {}: {} new file{}, linted by {}; changes that break {}: {}",
+                    m.component,
+                    m.from,
+                    m.to,
+                    m.new_files.len(),
+                    plural(m.new_files.len()),
+                    m.linter,
+                    m.from,
+                    m.breaking
+                );
+                if let Some(d) = &m.database {
+                    let _ = writeln!(text, "database: {} {}: {d}", m.component, m.to);
+                }
+            }
             let files = checked.inputs.len();
             let _ = writeln!(
                 text,

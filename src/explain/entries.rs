@@ -446,6 +446,85 @@ pub static ENTRIES: &[Entry] = &[
         fixed: "component api { migrations forward_only … }\nstage gateways { rolling gateway }\nstage api { rolling api }   # last: nothing after it can fail",
     },
     Entry {
+        code: "ktplay::compat::schema_rollback",
+        warning: false,
+        place: Place::Unverified,
+        summary: "a rollback path runs the previous version against a schema its migrations broke",
+        meaning: "The component's new migrations (found in its `migrations … { files … }`) drop, \
+                  rename or retype what `from` uses, so rolling it back runs `from` against a \
+                  schema it cannot use: to the model the component is forward-only, and every \
+                  rollback path that takes it back is an error, as for `migrations forward_only`.",
+        failing: "component api { migrations backward_compatible { files \"db\" } … }   # db/V1_5_0__drop.sql drops a column\nstage api { rolling api }\nstage gateways { rolling gateway }",
+        fixed: "# expand in 1.5.0 (stop using the column), contract in 1.6.0 (drop it)\ncomponent api { migrations backward_compatible { files \"db\" } … }",
+    },
+    Entry {
+        code: "ktplay::migrations::breaking",
+        warning: false,
+        place: Place::Unverified,
+        summary: "a new migration breaks the previous version of a component that claims `backward_compatible`",
+        meaning: "A migration of a release after `from` drops or renames a column or table, \
+                  changes a column's type, sets NOT NULL, adds a NOT NULL column without a \
+                  default or adds an enum value: `from`, still running during the rollout and \
+                  after a rollback, fails against that schema. Found by squawk when it is on \
+                  PATH, else by ktplay's built-in rules; `check` says which ran.",
+        failing: "-- db/V1_5_0__rename.sql\nALTER TABLE users RENAME COLUMN name TO full_name;",
+        fixed: "-- db/V1_5_0__expand.sql (1.5.0 writes both columns)\nALTER TABLE users ADD COLUMN full_name text;\n-- db/V1_6_0__contract.sql\nALTER TABLE users DROP COLUMN name;",
+    },
+    Entry {
+        code: "ktplay::migrations::lock",
+        warning: true,
+        place: Place::Unverified,
+        summary: "a new migration takes a long lock (an index built without CONCURRENTLY)",
+        meaning: "`CREATE INDEX` without `CONCURRENTLY` blocks writes to the table until the \
+                  index is built: a zero-downtime release stalls its writers.",
+        failing: "CREATE INDEX users_email ON users (email);",
+        fixed: "CREATE INDEX CONCURRENTLY users_email ON users (email);",
+    },
+    Entry {
+        code: "ktplay::migrations::sql",
+        warning: false,
+        place: Place::Unverified,
+        summary: "a new migration cannot be read as PostgreSQL",
+        meaning: "The linter could not parse a statement, so neither it nor the statements after \
+                  it in that file were checked: an unchecked migration is not a safe one.",
+        failing: "ALTER TABLE users ADD COLUMN;",
+        fixed: "ALTER TABLE users ADD COLUMN nickname text;",
+    },
+    Entry {
+        code: "ktplay::migrations::file",
+        warning: false,
+        place: Place::Unverified,
+        summary: "a migration path that cannot be used",
+        meaning: "Migration and queries paths are relative to the playbook and must lie inside \
+                  its tree (`..` out of it, absolute paths and symlinks out are refused unread), \
+                  be regular UTF-8 files of at most 16 MiB, and each file's release must be \
+                  known (`V1_5_0__what.sql`, a folder `1.5.0/`, or a `release` list).",
+        failing: "migrations backward_compatible { files \"/etc\" }",
+        fixed: "migrations backward_compatible { files \"db/migrations\" }",
+    },
+    Entry {
+        code: "ktplay::database::old_query",
+        warning: false,
+        place: Place::Unverified,
+        summary: "a query of the previous version fails against the new schema (`check --database`)",
+        meaning: "On a scratch database with every migration up to `to` applied, a statement of \
+                  the component's `queries` file (what `from` issues) failed inside a \
+                  transaction that was rolled back: `from` cannot run beside or after this \
+                  release. The diagnostic names the query and the migrations of this upgrade.",
+        failing: "-- queries: SELECT email FROM users;\n-- db/V1_5_0__drop.sql: ALTER TABLE users DROP COLUMN email;",
+        fixed: "-- 1.5.0: stop reading email; drop it in 1.6.0",
+    },
+    Entry {
+        code: "ktplay::database::unavailable",
+        warning: false,
+        place: Place::Unverified,
+        summary: "the database check (`check --database`) could not run",
+        meaning: "The server could not be reached, the scratch database could not be created, or \
+                  a migration failed to apply: the claim was not checked, which is never a pass.",
+        failing: "ktplay check --database postgres://nobody@127.0.0.1:1/x playbook.ktplay",
+        fixed: "ktplay check --database \"$DATABASE_URL\" playbook.ktplay",
+    },
+    Entry {
         code: "ktplay::compat::eol",
         warning: true,
         place: Place::Unverified,

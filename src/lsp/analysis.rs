@@ -167,6 +167,9 @@ impl Analysis {
         if c.role != c.name {
             out.push_str(&format!("\n- role `{}`", c.role));
         }
+        if let Some(spec) = &c.migration_files {
+            out.push_str(&crate::migrate::hover(c, spec));
+        }
         let Some(m) = pb.matrix.as_deref().and_then(|n| self.matrix(n)) else {
             out.push_str("\n\nno matrix: not checked for compatibility");
             return out;

@@ -73,6 +73,7 @@ pub(crate) async fn promotion_gate(
     pb: &Playbook,
     env: &Env,
     after: &[(String, Cluster)],
+    migrations: &std::collections::BTreeMap<String, String>,
 ) -> Result<(), Refusal> {
     for need in &env.after {
         let Some((_, c)) = after.iter().find(|(n, _)| n == need) else {
@@ -86,11 +87,23 @@ pub(crate) async fn promotion_gate(
             ))
         })?;
         // Only this playbook's own journal counts (its name and digest, not just the key).
-        let ok = stored
+        let last = stored
             .as_ref()
             .filter(|s| s.belongs_to(pb).is_ok())
             .and_then(|s| s.last_success())
-            .is_some_and(|l| l.env == need.as_str());
+            .filter(|l| l.env == need.as_str());
+        // Shipped migration files never change (issue 25): what ran green there must be what
+        // runs here, byte for byte.
+        if let Some(l) = &last {
+            if let Some(why) = crate::migrate::changed_since(&l.migrations, migrations) {
+                return Err(Refusal::new(format!(
+                    "{why} since the green run on `{need}` (run {}): the files that ran there are not the files that would run here",
+                    l.run
+                ))
+                .help("never modify a shipped migration: put the file back as it was and add a new migration for the change"));
+            }
+        }
+        let ok = last.is_some();
         if !ok {
             return Err(Refusal::new(format!(
                 "env `{}` comes after `{need}`, and the `{need}` journal (namespace `{}`) shows no successful run of this playbook (digest {})",

@@ -81,7 +81,8 @@ async fn admit_and_run(
         admit::approvals(pb, opts.approve).and_then(|()| admit::secrets(pb, target.env, &live));
     if admitted.is_ok() {
         if let (Some(env), Some(after)) = (target.env, &opts.after) {
-            admitted = admit::promotion_gate(pb, env, after).await;
+            let shipped = crate::migrate::digests_of(target.checked, target.index);
+            admitted = admit::promotion_gate(pb, env, after, &shipped).await;
         }
     }
     if admitted.is_ok() {
@@ -227,6 +228,7 @@ async fn admit_and_run(
             return Outcome::Usage(format!("cannot open the journal file: {e}"));
         }
     };
+    journal.record_migrations(crate::migrate::digests_of(target.checked, target.index));
     if opts.cancel.interrupted() {
         lock.release().await;
         return refuse(

@@ -164,13 +164,27 @@ pub enum ComponentEntry {
     Image(Spanned<StrLit>),
     From(Spanned<Value>),
     To(Spanned<Value>),
-    Migrations(Ident),
+    /// `migrations KIND [{ … }]`: the kind, and the migration files' block if written.
+    Migrations(Ident, Option<Spanned<Vec<Spanned<MigrationEntry>>>>),
     Role(Ident),
     /// `serves NAME`: the let whose URLs this component serves in a rehearsal.
     Serves(Ident),
     BlueGreen(Vec<Spanned<BlueGreenEntry>>),
     /// `traffic httproute "NAME"` / `traffic ingress "NAME"`: the router kind and the object.
     Traffic(Ident, Spanned<StrLit>),
+}
+
+/// An entry of a `migrations KIND { … }` block.
+#[derive(Debug, Clone, PartialEq)]
+pub enum MigrationEntry {
+    /// `files "db/migrations"` or `files "db/*.sql"`.
+    Files(Spanned<StrLit>),
+    /// `dialect postgres`.
+    Dialect(Ident),
+    /// `queries "file.sql"`: what the previous version issues.
+    Queries(Spanned<StrLit>),
+    /// `release 1.5.0 "a.sql" "b.sql"`.
+    Release(Spanned<Value>, Vec<Spanned<StrLit>>),
 }
 
 #[derive(Debug, Clone, PartialEq)]

@@ -22,6 +22,7 @@
 mod fleet;
 mod json;
 mod metric;
+mod migrations;
 mod monitor;
 mod stmt;
 mod test_item;
@@ -513,7 +514,7 @@ impl<'a> Fast<'a> {
                 "image" => ComponentEntry::Image(self.string()?),
                 "from" => ComponentEntry::From(self.value()?),
                 "to" => ComponentEntry::To(self.value()?),
-                "migrations" => ComponentEntry::Migrations(self.ident()?),
+                "migrations" => self.migrations()?,
                 "role" => ComponentEntry::Role(self.ident()?),
                 "serves" => ComponentEntry::Serves(self.ident()?),
                 "blue_green" => ComponentEntry::BlueGreen(self.blue_green()?),

@@ -251,6 +251,23 @@ impl Builder {
         LetDecl { name, value }
     }
 
+    fn migration_entry(&mut self, m: Pair<Rule>) -> Spanned<MigrationEntry> {
+        let span = self.span(&m);
+        let rule = m.as_rule();
+        let mut a = self.args(m);
+        let entry = match rule {
+            Rule::mig_files => MigrationEntry::Files(self.string(a.next().expect("files"))),
+            Rule::mig_dialect => MigrationEntry::Dialect(self.ident(a.next().expect("dialect"))),
+            Rule::mig_queries => MigrationEntry::Queries(self.string(a.next().expect("queries"))),
+            Rule::mig_release => {
+                let v = self.value(a.next().expect("release version"));
+                MigrationEntry::Release(v, a.map(|s| self.string(s)).collect())
+            }
+            r => unreachable!("migrations entry {r:?}"),
+        };
+        Spanned::new(entry, span)
+    }
+
     fn component(&mut self, p: Pair<Rule>) -> ComponentDecl {
         let mut it = self.args(p);
         let name = self.ident(it.next().expect("component name"));
@@ -270,7 +287,13 @@ impl Builder {
                 Rule::c_from => ComponentEntry::From(self.value(a.next().expect("from"))),
                 Rule::c_to => ComponentEntry::To(self.value(a.next().expect("to"))),
                 Rule::c_migrations => {
-                    ComponentEntry::Migrations(self.ident(a.next().expect("migrations")))
+                    let kind = self.ident(a.next().expect("migrations"));
+                    let block = a.next().map(|b| {
+                        let bspan = self.span(&b);
+                        let entries = self.args(b).map(|m| self.migration_entry(m)).collect();
+                        Spanned::new(entries, bspan)
+                    });
+                    ComponentEntry::Migrations(kind, block)
                 }
                 Rule::c_role => ComponentEntry::Role(self.ident(a.next().expect("role"))),
                 Rule::c_serves => ComponentEntry::Serves(self.ident(a.next().expect("serves"))),

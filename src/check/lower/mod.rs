@@ -3,6 +3,7 @@
 
 mod cross;
 pub(crate) mod metric;
+mod migrations;
 mod monitor;
 mod promql_quick;
 mod regex_quick;
@@ -300,6 +301,7 @@ impl<'a> Lowerer<'a> {
         let mut from: Option<Spanned<Version>> = None;
         let mut to: Option<Spanned<Version>> = None;
         let mut migrations = Migrations::BackwardCompatible;
+        let mut migration_files = None;
         let mut role = None;
         let mut traffic = None;
         let mut serves: Vec<Spanned<String>> = Vec::new();
@@ -321,7 +323,7 @@ impl<'a> Lowerer<'a> {
                 ast::ComponentEntry::Image(_) => "image",
                 ast::ComponentEntry::From(_) => "from",
                 ast::ComponentEntry::To(_) => "to",
-                ast::ComponentEntry::Migrations(_) => "migrations",
+                ast::ComponentEntry::Migrations(..) => "migrations",
                 ast::ComponentEntry::Role(_) => "role",
                 ast::ComponentEntry::Serves(_) => "serves",
                 ast::ComponentEntry::BlueGreen(_) => "blue_green",
@@ -373,7 +375,10 @@ impl<'a> Lowerer<'a> {
                     from = self.version(v).map(|x| Spanned::new(x, v.span))
                 }
                 ast::ComponentEntry::To(v) => to = self.version(v).map(|x| Spanned::new(x, v.span)),
-                ast::ComponentEntry::Migrations(m) => {
+                ast::ComponentEntry::Migrations(m, block) => {
+                    if let Some(b) = block {
+                        migration_files = self.migration_block(b);
+                    }
                     migrations = match m.node.as_str() {
                         "backward_compatible" => Migrations::BackwardCompatible,
                         "forward_only" => Migrations::ForwardOnly,
@@ -465,6 +470,7 @@ impl<'a> Lowerer<'a> {
             from: from.map_or_else(|| zero.clone(), |f| f.node),
             to: to.map_or(zero, |t| t.node),
             migrations,
+            migration_files,
             traffic,
             serves,
             span,

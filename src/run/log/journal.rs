@@ -34,6 +34,8 @@ struct Inner {
     status: String,
     file: Option<std::fs::File>,
     last_success: Option<String>,
+    /// Digests of the migration files this run ships (see [`LastSuccess::migrations`]).
+    migrations: BTreeMap<String, String>,
 }
 
 /// The journal of one run (cheap to clone).
@@ -153,6 +155,10 @@ pub(crate) struct LastSuccess {
     pub run: String,
     pub env: String,
     pub time: String,
+    /// The sha256 of every migration file up to `to` the green run shipped, by
+    /// `component:path` (issue 25): a later run that finds one changed is refused.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub migrations: BTreeMap<String, String>,
 }
 
 /// A journal line as it may be printed: escaped and cut.
@@ -440,6 +446,7 @@ impl Journal {
                 status: "running".into(),
                 file,
                 last_success,
+                migrations: BTreeMap::new(),
             })),
         })
     }
@@ -505,6 +512,11 @@ impl Journal {
         }
     }
 
+    /// The digests of the migration files this run ships, kept in `last_success` if it succeeds.
+    pub(crate) fn record_migrations(&self, digests: BTreeMap<String, String>) {
+        self.lock().migrations = digests;
+    }
+
     /// Set the run's status (and `last_success` when it succeeded), then write.
     pub(crate) async fn finish(&self, status: &str) -> Result<(), String> {
         // Every journal ends with a `run_end`, whatever the exit: `status` and `--resume` read
@@ -526,6 +538,7 @@ impl Journal {
                     run: self.run_id.clone(),
                     env: self.env.clone(),
                     time: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+                    migrations: g.migrations.clone(),
                 };
                 g.last_success =
                     Some(serde_json::to_string(&last).expect("last_success serializes"));
@@ -599,6 +612,7 @@ mod tests {
             run: "93eb9429".into(),
             env: "staging".into(),
             time: "2026-12-07T19:21:27Z".into(),
+            migrations: BTreeMap::new(),
         };
         let written = serde_json::to_string(&last).unwrap();
         // The bytes earlier versions wrote (a json! object of the same keys in the same order).

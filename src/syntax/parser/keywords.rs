@@ -31,6 +31,10 @@ pub(super) fn is_keyword(r: Rule) -> bool {
             | Rule::kw_from
             | Rule::kw_to
             | Rule::kw_migrations
+            | Rule::kw_files
+            | Rule::kw_dialect
+            | Rule::kw_queries
+            | Rule::kw_release
             | Rule::kw_role
             | Rule::kw_serves
             | Rule::kw_blue_green

@@ -1,0 +1,1 @@
+CREATE INDEX users_nickname ON users (nickname);

@@ -1,0 +1,2 @@
+-- expect: type_change
+ALTER TABLE users ALTER COLUMN age TYPE bigint;

@@ -1,0 +1,2 @@
+-- expect: drop_column
+ALTER TABLE users DROP COLUMN email;

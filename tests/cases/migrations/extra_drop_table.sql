@@ -1,0 +1,2 @@
+-- expect: drop_table
+DROP TABLE sessions;

@@ -1,0 +1,2 @@
+-- expect: enum_value
+ALTER TYPE mood ADD VALUE 'meh';

@@ -1,0 +1,2 @@
+-- expect: index_lock
+CREATE INDEX users_email ON users (email);

@@ -1,0 +1,2 @@
+-- expect: safe
+ALTER TABLE users ADD COLUMN nickname text;

@@ -1,0 +1,6 @@
+-- expect: safe
+CREATE TABLE audit_log (
+  id bigint PRIMARY KEY,
+  at timestamptz NOT NULL DEFAULT now(),
+  what text
+);

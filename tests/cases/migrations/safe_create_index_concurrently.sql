@@ -1,0 +1,2 @@
+-- expect: safe
+CREATE INDEX CONCURRENTLY users_nickname ON users (nickname);
