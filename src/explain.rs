@@ -111,7 +111,37 @@ pub fn list() -> String {
 mod entries;
 mod text;
 
-pub use entries::ENTRIES;
+mod entries_back;
+
+/// Every code ktplay reports, grouped by the stage that reports it: the parser's and the
+/// checker's, then the model's, the scripts', the runner's and the hazards'.
+pub static ENTRIES: Entries = Entries(&[entries::FRONT, entries_back::BACK]);
+
+/// The table of [`Entry`]s, kept in two files (one static slice each) and read as one.
+#[derive(Clone, Copy)]
+pub struct Entries(&'static [&'static [Entry]]);
+
+type Flat = std::iter::FlatMap<
+    std::slice::Iter<'static, &'static [Entry]>,
+    std::slice::Iter<'static, Entry>,
+    fn(&'static &'static [Entry]) -> std::slice::Iter<'static, Entry>,
+>;
+
+impl Entries {
+    /// Every entry, in order.
+    pub fn iter(self) -> Flat {
+        self.into_iter()
+    }
+}
+
+impl IntoIterator for Entries {
+    type Item = &'static Entry;
+    type IntoIter = Flat;
+    fn into_iter(self) -> Flat {
+        let group: fn(&'static &'static [Entry]) -> std::slice::Iter<'static, Entry> = |g| g.iter();
+        self.0.iter().flat_map(group)
+    }
+}
 
 #[cfg(test)]
 #[path = "explain_tests.rs"]
