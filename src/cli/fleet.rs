@@ -1,7 +1,7 @@
 //! `ktplay plan` of a file that holds a `fleet`: the plan of every wave and cluster.
 
 use super::args::{CheckFormat, PlanArgs, RehearseArgs};
-use super::{plural, print_json, report_problems, JsonLayout};
+use super::{print_json, report_problems, JsonLayout};
 use crate::check;
 use crate::exit::Exit;
 
@@ -28,7 +28,7 @@ pub(super) fn rehearse(args: &RehearseArgs) -> Option<Exit> {
 }
 
 fn rehearse_fleet(args: &RehearseArgs) -> Exit {
-    let checked = match checked_clean(&args.file) {
+    let checked = match super::checked_clean(&args.file, "nothing done") {
         Ok(c) => c,
         Err(code) => return code,
     };
@@ -102,27 +102,6 @@ fn rehearse_fleet(args: &RehearseArgs) -> Exit {
     }
 }
 
-/// The file checked; errors reported (exit 1).
-fn checked_clean(path: &std::path::Path) -> Result<check::Checked, Exit> {
-    let checked = match check::check_paths(std::slice::from_ref(&path.to_path_buf())) {
-        Ok(c) => c,
-        Err(e) => {
-            eprintln!("{:?}", miette::Report::new(e));
-            return Err(Exit::Usage);
-        }
-    };
-    if checked.errors() > 0 {
-        report_problems(&checked);
-        eprintln!(
-            "failed: {} error{}; nothing done",
-            checked.errors(),
-            plural(checked.errors())
-        );
-        return Err(Exit::Failed);
-    }
-    Ok(checked)
-}
-
 /// The fleet of the file: the one named, or the only one.
 fn pick<'c>(
     checked: &'c check::Checked,
@@ -174,7 +153,7 @@ fn plan_fleet(args: &PlanArgs) -> Exit {
         eprintln!("error: --format sarif and github report a cluster's hazards; a fleet plan has none: use human or json");
         return Exit::Usage;
     }
-    let checked = match checked_clean(&args.file) {
+    let checked = match super::checked_clean(&args.file, "nothing done") {
         Ok(c) => c,
         Err(code) => return code,
     };

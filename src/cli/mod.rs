@@ -243,11 +243,12 @@ fn report_problems(checked: &check::Checked) {
     );
 }
 
-/// Check one file and pick one playbook from it; on failure, the exit code.
-pub(crate) fn load_playbook(
+/// Check one file; an unreadable file is a usage error, check errors are reported and end in
+/// `failed: N errors; {consequence}` (exit 1).
+pub(crate) fn checked_clean(
     file: &std::path::Path,
-    name: Option<&str>,
-) -> Result<(check::Checked, usize), Exit> {
+    consequence: &str,
+) -> Result<check::Checked, Exit> {
     let checked = match check::check_paths(&[file.to_path_buf()]) {
         Ok(c) => c,
         Err(e) => {
@@ -258,12 +259,21 @@ pub(crate) fn load_playbook(
     if checked.errors() > 0 {
         report_problems(&checked);
         eprintln!(
-            "failed: {} error{}; nothing planned",
+            "failed: {} error{}; {consequence}",
             checked.errors(),
             plural(checked.errors())
         );
         return Err(Exit::Failed);
     }
+    Ok(checked)
+}
+
+/// Check one file and pick one playbook from it; on failure, the exit code.
+pub(crate) fn load_playbook(
+    file: &std::path::Path,
+    name: Option<&str>,
+) -> Result<(check::Checked, usize), Exit> {
+    let checked = checked_clean(file, "nothing planned")?;
     match checked.select_playbook(name) {
         Ok(i) => Ok((checked, i)),
         Err(e) => {
