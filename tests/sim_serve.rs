@@ -243,3 +243,89 @@ fn the_printed_command_runs_the_seed_playbook_to_the_end() {
     );
     assert!(!stdout.contains("sim-test-key-1234") && !stdout.contains("sim-admin-token-1234"));
 }
+
+/// One GET over a new connection: (status, the whole answer).
+fn get(port: u16, path: &str, agent: &str) -> (u16, String) {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: pod\r\nUser-Agent: {agent}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut text = String::new();
+    s.read_to_string(&mut text).unwrap();
+    let status = text.split(' ').nth(1).unwrap().parse().unwrap();
+    (status, text)
+}
+
+/// A pod's process on the real data path (`ktplay sim app`) counts its real answers under the
+/// simulator's series names (`http_requests_total{app,version,code}`, the latency histogram), so
+/// the shipped playbooks' PromQL reads a real Prometheus scraping pods as it reads the
+/// simulator; `error-rate` fails exactly its share of real requests (health spared); the
+/// kubelet's probes and the scrapes are not counted.
+#[test]
+fn sim_app_counts_its_real_answers_under_the_simulators_series() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_ktplay"))
+        .args(["sim", "app", "--addr", "127.0.0.1", "--pod", "gw-1"])
+        .args(["--port", &port.to_string(), "--namespace", "ns"])
+        .args(["--image", "keeptrusts/gateway:1.5.0", "--role", "gateway"])
+        .args(["--fault", "error-rate:gateway@1.5.0=0.2"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let mut lines = BufReader::new(stdout).lines();
+    let listening = lines
+        .by_ref()
+        .map_while(Result::ok)
+        .any(|l| l.contains("listening on"));
+    let _guard = Serve {
+        child,
+        lines: Vec::new(),
+    };
+    assert!(listening, "sim app did not listen");
+    let answers: Vec<(u16, String)> = (0..10).map(|_| get(port, "/version", "t")).collect();
+    let codes: Vec<u16> = answers.iter().map(|a| a.0).collect();
+    assert!(
+        answers[4]
+            .1
+            .to_ascii_lowercase()
+            .contains("x-sim-version: 1.5.0"),
+        "a failed answer names its version: {}",
+        answers[4].1
+    );
+    assert_eq!(
+        codes,
+        [200, 200, 200, 200, 500, 200, 200, 200, 200, 500],
+        "every fifth fails"
+    );
+    for _ in 0..2 {
+        assert_eq!(get(port, "/healthz", "t").0, 200, "health is spared");
+    }
+    assert_eq!(get(port, "/readyz", "kube-probe/1.34").0, 200);
+    let _ = get(port, "/metrics", "prometheus");
+    let (status, m) = get(port, "/metrics", "prometheus");
+    assert_eq!(status, 200);
+    for line in [
+        r#"http_requests_total{app="gateway",version="1.5.0",code="200"} 10"#,
+        r#"http_requests_total{app="gateway",version="1.5.0",code="500"} 2"#,
+        r#"http_request_duration_seconds_bucket{app="gateway",version="1.5.0",le="+Inf"} 12"#,
+        r#"http_request_duration_seconds_count{app="gateway",version="1.5.0"} 12"#,
+        "# TYPE http_request_duration_seconds histogram",
+    ] {
+        assert!(m.lines().any(|l| l == line), "no `{line}` in:\n{m}");
+    }
+    assert!(
+        m.contains(
+            r#"http_request_duration_seconds_bucket{app="gateway",version="1.5.0",le="0.005"} "#
+        ),
+        "{m}"
+    );
+}

@@ -15,6 +15,17 @@
 //! `crash` fault of this pod's role and version, else 200; so a real rollout stalls where a
 //! simulated one does. Every answer carries `x-sim-pod` (the pod's name), `x-sim-version` and
 //! `x-sim-pod-ip` (the address this process listens on): the proof that a pod process answered.
+//!
+//! Metrics (`GET /metrics`, for a real Prometheus scraping the pod): the series the simulator's
+//! own Prometheus serves ([`crate::metrics`]), `http_requests_total{app,version,code}` and the
+//! histogram `http_request_duration_seconds{app,version}`, so one PromQL query works on both
+//! backends; here they count this process's real answers (not the kubelet's probes, not the
+//! scrapes), with `code` 200 and 500 present from the start. `app` is the component, `version`
+//! the image tag; the pod and its address are the scraper's target labels. The simulated
+//! traffic's faults act on real requests here: `error-rate:C@V=SHARE` answers that share of
+//! them 500 (exactly: every request that takes the running count of failures past
+//! `SHARE × requests`), `latency:C@V=D` delays each by D; both spare `/healthz` and `/readyz`, so
+//! guards on health still see the pod's health as in a rehearsal.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -31,6 +42,8 @@ use serde_json::{json, Value};
 
 use super::faults::{Fault, Faults};
 use super::image::{image_repo, image_tag};
+use super::metrics::BUCKETS;
+use super::promql::format_float;
 use super::services::{self, Selects, Target};
 use super::{Seed, SeedComponent, SeedWorkload, Sim, SimConfig};
 
@@ -178,6 +191,53 @@ fn seed_of(namespace: &str, state: &StateFile) -> Result<Seed, String> {
     })
 }
 
+/// What `/metrics` reports: answers by status, the latency histogram, and how many requests an
+/// `error-rate` fault has judged (to fail exactly its share).
+#[derive(Debug, Default)]
+struct Counts {
+    by_code: BTreeMap<u16, u64>,
+    /// Cumulative counts per upper bound of [`BUCKETS`].
+    buckets: [u64; BUCKETS.len()],
+    sum: f64,
+    count: u64,
+    /// Requests an `error-rate` fault applied to, and how many of them it failed.
+    judged: u64,
+    failed: u64,
+}
+
+impl Counts {
+    fn new() -> Counts {
+        let mut c = Counts::default();
+        c.by_code.insert(200, 0);
+        c.by_code.insert(500, 0);
+        c
+    }
+
+    fn observe(&mut self, code: u16, secs: f64) {
+        *self.by_code.entry(code).or_default() += 1;
+        for (n, le) in self.buckets.iter_mut().zip(BUCKETS) {
+            if secs <= le {
+                *n += 1;
+            }
+        }
+        self.sum += secs;
+        self.count += 1;
+    }
+
+    /// Does this request fail, under an error share `share`? The failures so far stay at
+    /// `floor(share × judged)`: 0.2 fails every fifth.
+    fn fails(&mut self, share: f64) -> bool {
+        self.judged += 1;
+        let due = (share.clamp(0.0, 1.0) * self.judged as f64 + 1e-9).floor() as u64;
+        if due > self.failed {
+            self.failed += 1;
+            true
+        } else {
+            false
+        }
+    }
+}
+
 struct App {
     sim: Sim,
     opts: AppOptions,
@@ -185,8 +245,8 @@ struct App {
     /// This pod as the simulator's services see it: its name, container and image.
     pod: Value,
     target: Target,
-    /// Requests answered, by status (`/metrics`).
-    counts: Mutex<BTreeMap<u16, u64>>,
+    /// Requests answered, by status, and their durations (`/metrics`).
+    counts: Mutex<Counts>,
     /// The faults last read from the state file (to re-apply only on a change).
     seen: Mutex<Option<Faults>>,
     /// When the last read of the namespace started: a request that arrived before it needs no
@@ -299,7 +359,33 @@ async fn handle(State(app): State<Arc<App>>, req: Request) -> Response {
     if !app.opts.latency.is_zero() {
         tokio::time::sleep(app.opts.latency).await;
     }
-    let mut resp = if let Err(e) = app.refresh_faults() {
+    let refreshed = app.refresh_faults();
+    // Real traffic (not the kubelet's probes, not scrapes) is counted; the simulated traffic's
+    // faults act on it, health endpoints spared.
+    let scrape = path == "/metrics" && method == Method::GET;
+    let counted = !probe && !scrape;
+    let traffic_fault = match (&refreshed, app.version()) {
+        (Ok(()), Some(v)) if counted && path != "/healthz" && path != "/readyz" => {
+            let role = app.role();
+            let f = app.sim.faults();
+            let delay = f.service_latency(&role, &v);
+            if !delay.is_zero() {
+                tokio::time::sleep(delay).await;
+            }
+            let share = f.error_share(&role, &v);
+            let fails = share > 0.0
+                && app
+                    .counts
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .fails(share);
+            fails.then(|| {
+                format!("{role} {v} fails this request (fault error-rate:{role}@{v}={share})")
+            })
+        }
+        _ => None,
+    };
+    let mut resp = if let Err(e) = refreshed {
         json_answer(
             StatusCode::SERVICE_UNAVAILABLE,
             json!({"error": "unavailable", "message": format!("the pod app could not read its state file: {e}")}),
@@ -313,8 +399,13 @@ async fn handle(State(app): State<Arc<App>>, req: Request) -> Response {
                 json!({"error": "not_ready", "message": why}),
             ),
         }
-    } else if path == "/metrics" && method == Method::GET {
+    } else if scrape {
         metrics(&app)
+    } else if let Some(message) = traffic_fault {
+        json_answer(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            json!({"error": "fault", "message": message}),
+        )
     } else {
         let synced = match &app.kube {
             Some(client) if app.needs_namespace(&path) => app.sync(client, arrived).await,
@@ -339,18 +430,19 @@ async fn handle(State(app): State<Arc<App>>, req: Request) -> Response {
             }
         }
     };
-    if !probe {
+    if counted {
         let code = resp.status().as_u16();
-        *app.counts
+        app.counts
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .entry(code)
-            .or_default() += 1;
+            .observe(code, arrived.elapsed().as_secs_f64());
     }
+    let version = app.version().map(|v| v.to_string()).unwrap_or_default();
     let h = resp.headers_mut();
     for (k, v) in [
         ("x-sim-pod", app.opts.pod.clone()),
         ("x-sim-pod-ip", app.opts.listen.ip().to_string()),
+        ("x-sim-version", version),
     ] {
         if let Ok(v) = HeaderValue::from_str(&v) {
             h.insert(k, v);
@@ -360,21 +452,42 @@ async fn handle(State(app): State<Arc<App>>, req: Request) -> Response {
 }
 
 fn metrics(app: &App) -> Response {
-    let role = app.role();
-    let version = app.version().map(|v| v.to_string()).unwrap_or_default();
+    let esc = |s: &str| {
+        s.replace('\\', "\\\\")
+            .replace('"', "\\\"")
+            .replace('\n', "\\n")
+    };
+    let role = esc(&app.role());
+    let version = esc(&app
+        .version()
+        .map(|v| v.to_string())
+        .or_else(|| image_tag(&app.opts.image).map(str::to_string))
+        .unwrap_or_default());
+    let base = format!("app=\"{role}\",version=\"{version}\"");
+    let c = app.counts.lock().unwrap_or_else(|e| e.into_inner());
     let mut out = String::from(
-        "# HELP ktplay_sim_app_requests_total Requests this pod answered, by status.\n\
-         # TYPE ktplay_sim_app_requests_total counter\n",
+        "# HELP http_requests_total Requests answered, by version and status code.\n\
+         # TYPE http_requests_total counter\n",
     );
-    let esc = |s: &str| s.replace('\\', "\\\\").replace('"', "\\\"");
-    for (code, n) in app.counts.lock().unwrap_or_else(|e| e.into_inner()).iter() {
+    for (code, n) in &c.by_code {
+        out += &format!("http_requests_total{{{base},code=\"{code}\"}} {n}\n");
+    }
+    out += "# HELP http_request_duration_seconds Time taken to answer, in seconds.\n\
+            # TYPE http_request_duration_seconds histogram\n";
+    for (n, le) in c.buckets.iter().zip(BUCKETS) {
         out += &format!(
-            "ktplay_sim_app_requests_total{{role=\"{}\",version=\"{}\",pod=\"{}\",code=\"{code}\"}} {n}\n",
-            esc(&role),
-            esc(&version),
-            esc(&app.opts.pod)
+            "http_request_duration_seconds_bucket{{{base},le=\"{}\"}} {n}\n",
+            format_float(le)
         );
     }
+    out += &format!(
+        "http_request_duration_seconds_bucket{{{base},le=\"+Inf\"}} {}\n\
+         http_request_duration_seconds_sum{{{base}}} {}\n\
+         http_request_duration_seconds_count{{{base}}} {}\n",
+        c.count,
+        format_float(c.sum),
+        c.count
+    );
     (
         StatusCode::OK,
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
@@ -456,7 +569,7 @@ pub async fn serve_app(opts: AppOptions, kube: Option<kube::Client>) -> Result<(
         sim,
         kube,
         pod,
-        counts: Mutex::new(BTreeMap::new()),
+        counts: Mutex::new(Counts::new()),
         seen: Mutex::new(None),
         synced: tokio::sync::Mutex::new(None),
         opts,

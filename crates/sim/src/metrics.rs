@@ -44,8 +44,9 @@ use super::{lock, Inner, Sim};
 pub const REQUESTS_PER_SECOND: f64 = 20.0;
 /// How long a pod takes to answer, before faults.
 pub const BASE_LATENCY: Duration = Duration::from_millis(40);
-/// Upper bounds of the latency histogram, in seconds (Prometheus client defaults).
-const BUCKETS: [f64; 11] = [
+/// Upper bounds of the latency histogram, in seconds (Prometheus client defaults; the pod apps'
+/// too, [`crate::app`]).
+pub(crate) const BUCKETS: [f64; 11] = [
     0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
 ];
 /// How much history `/api/v1/query` can see.
