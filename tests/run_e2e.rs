@@ -6,6 +6,8 @@
 
 #[macro_use]
 mod support;
+#[path = "run_e2e/metric_pods.rs"]
+mod metric_pods;
 
 use std::path::{Path, PathBuf};
 use std::process::Output;

@@ -37,6 +37,7 @@ use serde_json::Value;
 use ktplay::sim::{LoggedRequest, Running, Seed, Sim, SimConfig};
 
 pub mod datapath;
+pub mod prometheus;
 
 /// One scenario, two tests: `NAME::sim` and `NAME::real` (which says loudly that it skipped
 /// when no real cluster is configured). A test file declares `#[macro_use] mod support;` and
