@@ -277,7 +277,7 @@ fn rehearsing_rollback_fleet_is_refused_not_skipped() {
     assert_eq!(code, 2, "{out}{err}");
     assert!(out.is_empty(), "{out}");
     assert!(
-        err.contains("`on failure rollback fleet` is not rehearsed yet"),
+        err.contains("`on failure rollback fleet` is not rehearsed or run yet"),
         "{err}"
     );
 }

@@ -141,6 +141,11 @@ impl Fleet {
             }
         }
         out.envs = vec![self.env_for(pb, c)];
+        for s in &self.shared {
+            if s.cluster != c {
+                out.components[s.comp].hosted_by = Some(self.clusters[s.cluster].name.clone());
+            }
+        }
         // A component another cluster hosts runs, as far as this cluster can see, what its host
         // runs when this cluster starts: its last version if the host ran in an earlier batch.
         for s in &self.shared {

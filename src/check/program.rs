@@ -126,6 +126,11 @@ pub struct Component {
     /// `serves NAME`: lets whose URLs are this component's in a rehearsal (the routing rule's
     /// explicit form), with their spans.
     pub serves: Vec<crate::span::Spanned<String>>,
+    /// In a fleet, the cluster that runs this shared component for every cluster
+    /// (`shared C in CLUSTER`), when that is not the cluster this playbook runs in: the run
+    /// takes `from` as its version (the fleet driver reads it there before each batch) and
+    /// never looks for its objects here.
+    pub hosted_by: Option<String>,
     pub span: Span,
 }
 

@@ -174,6 +174,10 @@ pub struct RunArgs {
     /// Which playbook, when the file holds several.
     #[arg(long)]
     pub playbook: Option<String>,
+    /// Which fleet, when the file holds several (a file with a `fleet` runs the fleet: each
+    /// cluster in its own context, wave after wave).
+    #[arg(long)]
+    pub fleet: Option<String>,
     #[command(flatten)]
     pub kube: KubeArgs,
     #[command(flatten)]
@@ -257,6 +261,9 @@ pub struct StatusArgs {
     /// Which playbook, when the file holds several.
     #[arg(long)]
     pub playbook: Option<String>,
+    /// Which fleet, when the file holds several (a file with a `fleet` shows every cluster).
+    #[arg(long)]
+    pub fleet: Option<String>,
     #[command(flatten)]
     pub kube: KubeArgs,
     /// Output format.

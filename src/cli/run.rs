@@ -23,7 +23,7 @@ pub(super) fn runtime() -> tokio::runtime::Runtime {
         .expect("tokio runtime")
 }
 
-fn format(f: OutputFormat) -> Format {
+pub(super) fn format(f: OutputFormat) -> Format {
     match f {
         OutputFormat::Human => Format::Human,
         OutputFormat::Json => Format::Json,
@@ -96,7 +96,7 @@ fn finish(o: &Outcome) -> Exit {
 
 /// The secrets as they will be sent (one trailing line break dropped), or why one cannot be used
 /// (too short to mask safely, a control character): see [`crate::redact::normalize_secret`].
-fn secrets_from_env(
+pub(super) fn secrets_from_env(
     pb: &Playbook,
     env: Option<&Env>,
 ) -> Result<std::collections::HashMap<String, String>, String> {
@@ -130,8 +130,28 @@ pub(super) async fn connect(
     Ok(Cluster::new(cluster::client(&c, ns).await?, ns))
 }
 
+/// `--route HOST=BASE` arguments as URL routing.
+pub(super) fn routes(args: &[String]) -> Result<UrlRewrite, Exit> {
+    let mut rewrite = UrlRewrite::default();
+    for r in args {
+        match r.split_once('=') {
+            Some((host, base)) if !host.is_empty() && base.contains("://") => rewrite
+                .map
+                .push((host.to_string(), base.trim_end_matches('/').to_string())),
+            _ => {
+                eprintln!("error: --route `{r}` is not HOST=BASE, like api.example.com=http://127.0.0.1:8080");
+                return Err(Exit::Usage);
+            }
+        }
+    }
+    Ok(rewrite)
+}
+
 /// `ktplay run`.
 pub(super) fn cmd_run(args: RunArgs) -> Exit {
+    if let Some(code) = super::fleet::run(&args) {
+        return code;
+    }
     let loaded = match load(&args.file, args.playbook.as_deref(), args.env.as_deref()) {
         Ok(x) => x,
         Err(code) => return code,
@@ -139,18 +159,10 @@ pub(super) fn cmd_run(args: RunArgs) -> Exit {
     let sel = loaded.selection();
     let (pb, env) = (sel.playbook, sel.env);
     let ns = namespace(pb, env, args.kube.namespace.as_deref());
-    let mut rewrite = UrlRewrite::default();
-    for r in &args.route {
-        match r.split_once('=') {
-            Some((host, base)) if !host.is_empty() && base.contains("://") => rewrite
-                .map
-                .push((host.to_string(), base.trim_end_matches('/').to_string())),
-            _ => {
-                eprintln!("error: --route `{r}` is not HOST=BASE, like api.example.com=http://127.0.0.1:8080");
-                return Exit::Usage;
-            }
-        }
-    }
+    let rewrite = match routes(&args.route) {
+        Ok(r) => r,
+        Err(code) => return code,
+    };
     let mut after_context: Vec<(String, String)> = Vec::new();
     for a in &args.after_context {
         match a.split_once('=') {
@@ -338,6 +350,9 @@ pub(super) fn cmd_rehearse(args: RehearseArgs) -> Exit {
 
 /// `ktplay status`.
 pub(super) fn cmd_status(args: StatusArgs) -> Exit {
+    if let Some(code) = super::fleet::status(&args) {
+        return code;
+    }
     let loaded = match load(&args.file, args.playbook.as_deref(), args.env.as_deref()) {
         Ok(x) => x,
         Err(code) => return code,

@@ -28,6 +28,11 @@ pub(crate) async fn live_state(cx: &Ctx<'_>) -> Result<State, Failure> {
     };
     let mut s = State::new();
     for (i, c) in cx.pb.components.iter().enumerate() {
+        if c.hosted_by.is_some() {
+            // Another cluster of the fleet runs it: at `from` (the fleet driver checked there).
+            s.insert(c.name.clone(), BTreeSet::from([c.from.clone()]));
+            continue;
+        }
         let versions = match (&c.workload, cx.colour(i)) {
             (Workload::BlueGreen(bg), Some(col)) => {
                 let serving = match col {
@@ -49,6 +54,7 @@ pub(crate) async fn read_view(cx: &Ctx<'_>) -> Result<Arc<cluster::View>, Failur
         .pb
         .components
         .iter()
+        .filter(|c| c.hosted_by.is_none())
         .flat_map(|c| c.deployments())
         .collect();
     Ok(Arc::new(cx.cluster.view(&all).await?))

@@ -11,6 +11,7 @@
 //! | `unwind` | when a statement fails: halt, roll back (or resume a rollback), or stop on a lost lock |
 //! | [`restore`] | rollback steps: restore a [`rollback::Record`], `undo` to the first state |
 //! | [`rollback`] | records of what actions replaced, and the pure rollback plan |
+//! | [`fleet`] | a fleet driven: waves, batches of runs, the watched soak, approvals, the failure policy (clusters given by the caller) |
 //! | [`signals`] | Ctrl-C / SIGTERM / SIGHUP from the first moment |
 //! | [`monitor`] | the disruption monitor: probes during the run, budgets, reports |
 //! | [`shown`] | cluster-supplied values (lease holders, journal lines) escaped for printing |
@@ -30,6 +31,7 @@ pub(crate) mod admit;
 pub(crate) mod canary;
 pub(crate) mod context;
 pub(crate) mod driver;
+pub(crate) mod fleet;
 pub mod guards;
 pub mod kube;
 pub(crate) mod live;

@@ -434,11 +434,34 @@ impl TestCluster {
         TestCluster::with(backend, config, seed, false).await
     }
 
+    /// As [`TestCluster::with_follower`] on the real backend, on the control plane of
+    /// `kubeconfig` (an [`ExtraPlane`]'s) instead of `KTPLAY_TEST_KUBECONFIG`'s.
+    pub async fn real_on(kubeconfig: &Path, config: SimConfig, seed: &Seed) -> TestCluster {
+        TestCluster::with_access(
+            Backend::Real,
+            config,
+            seed,
+            false,
+            Some(RealAccess::read(kubeconfig)),
+        )
+        .await
+    }
+
     async fn with(
+        backend: Backend,
+        config: SimConfig,
+        seed: &Seed,
+        on_datapath: bool,
+    ) -> TestCluster {
+        TestCluster::with_access(backend, config, seed, on_datapath, None).await
+    }
+
+    async fn with_access(
         backend: Backend,
         mut config: SimConfig,
         seed: &Seed,
         on_datapath: bool,
+        access: Option<RealAccess>,
     ) -> TestCluster {
         match backend {
             Backend::Sim => {
@@ -455,7 +478,9 @@ impl TestCluster {
                 }
             }
             Backend::Real => {
-                let access = RealAccess::read(&real_kubeconfig().expect("KTPLAY_TEST_KUBECONFIG"));
+                let access = access.unwrap_or_else(|| {
+                    RealAccess::read(&real_kubeconfig().expect("KTPLAY_TEST_KUBECONFIG"))
+                });
                 let ns = seed.namespace.clone();
                 let client = access.client(&ns).await;
                 if on_datapath {
@@ -831,4 +856,50 @@ pub fn kubeconfig(dir: &Path, contexts: &[(&str, &TestCluster)]) -> PathBuf {
     let path = dir.join("kubeconfig");
     std::fs::write(&path, y).unwrap();
     path
+}
+
+/// Another real control plane beside the harness's own (`tests/realkube/up.sh` in a temporary
+/// folder, without the data path: the fake kubelet only writes pod status), for a test that
+/// needs several clusters at once (a fleet). Stopped and purged on drop.
+pub struct ExtraPlane {
+    dir: tempfile::TempDir,
+    pub kubeconfig: PathBuf,
+}
+
+impl ExtraPlane {
+    /// Start one; `None` (the caller skips, loudly) without the harness's binaries.
+    pub fn start() -> Option<ExtraPlane> {
+        let up = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/realkube/up.sh");
+        let dir = tempfile::tempdir().unwrap();
+        let out = std::process::Command::new(&up)
+            .arg(dir.path().join("rk"))
+            .env("REALKUBE_DATAPATH", "0")
+            .env_remove("REALKUBE_AUDIT")
+            .stderr(std::process::Stdio::inherit())
+            .output()
+            .expect("up.sh runs");
+        assert!(
+            out.status.success(),
+            "tests/realkube/up.sh failed: {:?}",
+            out.status
+        );
+        let kubeconfig = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
+        assert!(
+            kubeconfig.exists(),
+            "up.sh printed no kubeconfig: {kubeconfig:?}"
+        );
+        Some(ExtraPlane { dir, kubeconfig })
+    }
+}
+
+impl Drop for ExtraPlane {
+    fn drop(&mut self) {
+        let down = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/realkube/down.sh");
+        let _ = std::process::Command::new(down)
+            .arg(self.dir.path().join("rk"))
+            .arg("--purge")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .status();
+    }
 }

@@ -473,6 +473,7 @@ impl<'a> Lowerer<'a> {
             migration_files,
             traffic,
             serves,
+            hosted_by: None,
             span,
         }
     }

@@ -130,7 +130,7 @@ pub(crate) fn object_lease_name(kind: &str, name: &str) -> String {
 pub(crate) fn objects_of(pb: &crate::check::program::Playbook) -> Vec<(String, String)> {
     use crate::check::program::Workload;
     let mut out = std::collections::BTreeMap::new();
-    for c in &pb.components {
+    for c in pb.components.iter().filter(|c| c.hosted_by.is_none()) {
         for d in c.deployments() {
             out.insert(
                 object_lease_name("deployment", d),
