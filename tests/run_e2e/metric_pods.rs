@@ -321,6 +321,29 @@ async fn case(backend: Backend, prom_bin: Option<&Path>, faulty: bool) {
             );
         }
     }
+    // The shipped playbook's own queries (its error ratio, its p99 and the p99's baseline)
+    // read the pods' series unchanged: one finite number each.
+    let shipped = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("playbooks/gateway-canary.ktplay"),
+    )
+    .unwrap();
+    let queries: Vec<String> = shipped
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("query \""))
+        .map(|q| q.trim_end_matches('"').replace("\\\"", "\""))
+        .collect();
+    assert_eq!(queries.len(), 2, "{shipped}");
+    for q in &queries {
+        for v in ["1.5.0", "1.4.1"] {
+            let q = q.replace("${gateway.to}", v);
+            let r = p.query(&q).await;
+            let x: Option<f64> = r.first().and_then(|s| s["value"][1].as_str()?.parse().ok());
+            assert!(
+                r.len() == 1 && x.is_some_and(f64::is_finite),
+                "{case}: the shipped query `{q}` has one number: {r:?}"
+            );
+        }
+    }
     let canary: Vec<Value> = p
         .series(&format!(
             "http_requests_total{{namespace=\"{ns}\",version=\"1.5.0\",code=\"500\"}}"
