@@ -17,7 +17,7 @@
 //! `x-sim-pod-ip` (the address this process listens on): the proof that a pod process answered.
 //!
 //! Metrics (`GET /metrics`, for a real Prometheus scraping the pod): the series the simulator's
-//! own Prometheus serves ([`crate::metrics`]), `http_requests_total{app,version,code}` and the
+//! own Prometheus serves (`metrics.rs`), `http_requests_total{app,version,code}` and the
 //! histogram `http_request_duration_seconds{app,version}`, so one PromQL query works on both
 //! backends; here they count this process's real answers (not the kubelet's probes, not the
 //! scrapes), with `code` 200 and 500 present from the start. `app` is the component, `version`
