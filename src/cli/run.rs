@@ -2,9 +2,9 @@
 //! runtime → the runner → an exit code (see [`crate::exit`]).
 
 use super::{KubeArgs, OutputFormat, RehearseArgs, RunArgs, StatusArgs, UnlockArgs};
-use crate::check::program::{Env, Playbook};
 use crate::check::select::Selection;
 use crate::check::Checked;
+use crate::program::{Env, Playbook};
 use crate::resolve::{Live, Scope};
 
 use crate::exit::Exit;
@@ -106,7 +106,7 @@ fn secrets_from_env(
         .iter()
         .chain(env.into_iter().flat_map(|e| e.lets.iter()));
     for l in lets {
-        if let crate::check::program::LetValue::Secret { var } = &l.value {
+        if let crate::program::LetValue::Secret { var } = &l.value {
             if let Ok(v) = std::env::var(var) {
                 out.insert(var.clone(), crate::redact::normalize_secret(var, &v)?);
             }

@@ -14,9 +14,9 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use crate::check::fleet::{Fleet, SOAK_EVERY};
-use crate::check::program::Op;
 use crate::check::select::Selection;
 use crate::check::Checked;
+use crate::program::Op;
 use crate::resolve::{Live, Scope};
 use crate::run::guards::{self, GuardEnv};
 use crate::run::log::output::Format;

@@ -25,10 +25,8 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use crate::check::program::{
-    Colour, Env, Field, LetValue, Playbook, Template, TemplatePart, Workload,
-};
 use crate::matrix::{Matrix, Verdict};
+use crate::program::{Colour, Env, Field, LetValue, Playbook, Template, TemplatePart, Workload};
 use crate::resolve::{Live, Mode, Scope};
 use crate::sim::{CompatFn, Running, Seed, SeedComponent, SeedWorkload};
 
@@ -72,8 +70,8 @@ pub fn seed_for(pb: &Playbook, namespace: &str) -> Seed {
 
 /// The router a component's `traffic` names, in front of its (first) Deployment's Service with
 /// all the weight, as a canary expects to find it before it starts.
-fn seed_route(c: &crate::check::program::Component) -> Option<crate::sim::SeedRoute> {
-    use crate::check::program::TrafficKind;
+fn seed_route(c: &crate::program::Component) -> Option<crate::sim::SeedRoute> {
+    use crate::program::TrafficKind;
     let t = c.traffic.as_ref()?;
     let Workload::Deployments(d) = &c.workload else {
         return None;
@@ -144,7 +142,7 @@ fn metric_hosts(
     env: Option<&Env>,
     secrets: &HashMap<String, String>,
 ) -> Vec<String> {
-    use crate::check::program::{GuardKind, Op};
+    use crate::program::{GuardKind, Op};
     let urls = pb.statements().into_iter().filter_map(|st| match &st.op {
         Op::Guard(g) => match &g.kind {
             GuardKind::Metric(m) => Some(&m.url),

@@ -19,9 +19,9 @@ use std::sync::atomic::{AtomicI32, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::check::program::Workload;
 use crate::check::test_items::{Expected, Test, TestOutcome};
 use crate::check::Checked;
+use crate::program::Workload;
 use crate::sim::Faults;
 use crate::version::Version;
 

@@ -7,10 +7,10 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use crate::check::program::{Colour, Component, Env, Op, Playbook};
 use crate::check::Checked;
 use crate::matrix::Matrix;
 use crate::model;
+use crate::program::{Colour, Component, Env, Op, Playbook};
 use crate::resolve::{Live, Scope};
 use crate::span::Span;
 

@@ -15,8 +15,8 @@
 use std::collections::BTreeSet;
 use tokio::time::Instant;
 
-use crate::check::program::{Op, Statement};
 use crate::matrix::format_set;
+use crate::program::{Op, Statement};
 use crate::resolve::Live;
 
 use super::actions::{self, At};

@@ -14,7 +14,7 @@ use kube::api::{Api, ListParams};
 use serde::Serialize;
 use serde_json::Value;
 
-use crate::check::program::{Colour, Op, Playbook, Workload};
+use crate::program::{Colour, Op, Playbook, Workload};
 use crate::span::Span;
 
 use super::hazard_rules::{self, Action, Assumptions, Code, Hazard, Severity, Subject};
@@ -312,7 +312,7 @@ pub(crate) async fn assess(
     found
 }
 
-fn own(c: &crate::check::program::Component) -> Vec<String> {
+fn own(c: &crate::program::Component) -> Vec<String> {
     c.deployments().into_iter().map(String::from).collect()
 }
 

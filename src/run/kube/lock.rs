@@ -127,8 +127,8 @@ pub(crate) fn object_lease_name(kind: &str, name: &str) -> String {
 /// The objects a playbook changes, as `(lease name, words)`: every deployment of every component
 /// (both colours of a blue-green one; a canary is a deployment's own) and every blue-green
 /// Service. Sorted, so two runs take them in the same order.
-pub(crate) fn objects_of(pb: &crate::check::program::Playbook) -> Vec<(String, String)> {
-    use crate::check::program::Workload;
+pub(crate) fn objects_of(pb: &crate::program::Playbook) -> Vec<(String, String)> {
+    use crate::program::Workload;
     let mut out = std::collections::BTreeMap::new();
     for c in &pb.components {
         for d in c.deployments() {

@@ -24,7 +24,7 @@ use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::Client;
 use serde_json::{json, Value};
 
-use crate::check::program::{Component, IntOrPercent, Workload};
+use crate::program::{Component, IntOrPercent, Workload};
 use crate::version::Version;
 
 mod access_rules;
@@ -682,11 +682,8 @@ fn parse_tag(image: &str, comp: &str) -> Result<Version> {
 }
 
 /// The colour the component's Service selects, from its selector.
-pub async fn live_colour(
-    cluster: &Cluster,
-    c: &Component,
-) -> Result<crate::check::program::Colour> {
-    use crate::check::program::Colour;
+pub async fn live_colour(cluster: &Cluster, c: &Component) -> Result<crate::program::Colour> {
+    use crate::program::Colour;
     let Workload::BlueGreen(bg) = &c.workload else {
         return Err(ClusterError::Rollout(format!(
             "{} is not blue-green",

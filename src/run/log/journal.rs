@@ -16,7 +16,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use crate::check::program::{Colour, Component, Op, Playbook, Statement, Workload};
+use crate::program::{Colour, Component, Op, Playbook, Statement, Workload};
 use crate::run::kube::Cluster;
 use crate::run::log::events::{Entry, RunEvent};
 use crate::run::rollback::Record;
@@ -168,7 +168,7 @@ fn excerpt(line: &str) -> String {
 
 /// One event against the playbook (see [`Stored::checked_events`]).
 fn check_event(pb: &Playbook, ev: &RunEvent) -> Result<(), String> {
-    let stage = |k: usize| -> Result<&crate::check::program::Stage, String> {
+    let stage = |k: usize| -> Result<&crate::program::Stage, String> {
         pb.stages.get(k).ok_or_else(|| {
             format!(
                 "names stage {k}, and the playbook has {} stages",
