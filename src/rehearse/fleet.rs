@@ -17,6 +17,7 @@ use crate::check::fleet::{Fleet, SOAK_EVERY};
 use crate::check::select::Selection;
 use crate::check::Checked;
 use crate::program::Op;
+use crate::rehearse::RehearseError;
 use crate::resolve::{Live, Scope};
 use crate::run::guards::{self, GuardEnv};
 use crate::run::log::output::Format;
@@ -52,14 +53,20 @@ pub(crate) struct FleetRan {
 
 /// The faults of each cluster: `SPEC@CLUSTER` for one cluster (`never-ready:gateway@1.5.0@eu-west`),
 /// a plain `SPEC` for every cluster.
-pub(crate) fn faults_per_cluster(fleet: &Fleet, specs: &[String]) -> Result<Vec<Faults>, String> {
+pub(crate) fn faults_per_cluster(
+    fleet: &Fleet,
+    specs: &[String],
+) -> Result<Vec<Faults>, RehearseError> {
     let mut out: Vec<Faults> = fleet.clusters.iter().map(|_| Faults::none()).collect();
     for spec in specs {
         let (fault, cluster) = match spec.rsplit_once('@') {
             Some((f, c)) if fleet.cluster(c).is_some() => (f, fleet.cluster(c)),
             _ => (spec.as_str(), None),
         };
-        let parsed: Fault = fault.parse().map_err(|e| format!("fault `{spec}`: {e}"))?;
+        let parsed: Fault = fault.parse().map_err(|e| RehearseError::Fault {
+            spec: spec.clone(),
+            cause: format!("{e}"),
+        })?;
         for (i, f) in out.iter_mut().enumerate() {
             if cluster.is_none_or(|c| c == i) {
                 f.add(parsed.clone());
@@ -74,9 +81,9 @@ pub(crate) fn rehearse(
     checked: &Checked,
     fleet: &Fleet,
     faults: &[String],
-) -> Result<FleetRan, String> {
+) -> Result<FleetRan, RehearseError> {
     if fleet.policy == FleetPolicy::RollbackFleet {
-        return Err("`on failure rollback fleet` is not rehearsed yet: rolling back a cluster whose run finished needs a runner command ktplay does not have; rehearse with `on failure stop`".into());
+        return Err(RehearseError::RollbackFleet);
     }
     let faults = faults_per_cluster(fleet, faults)?;
     let (pfile, pb) = &checked.playbooks[fleet.playbook];
@@ -88,7 +95,7 @@ pub(crate) fn rehearse(
         .enable_all()
         .start_paused(true)
         .build()
-        .map_err(|e| format!("cannot start a runtime: {e}"))?;
+        .map_err(|e| RehearseError::Runtime(e.to_string()))?;
     rt.block_on(run(fleet, &derived, matrix, faults))
 }
 
@@ -97,7 +104,7 @@ async fn run(
     derived: &[Checked],
     matrix: Option<&crate::matrix::Matrix>,
     faults: Vec<Faults>,
-) -> Result<FleetRan, String> {
+) -> Result<FleetRan, RehearseError> {
     let t0 = tokio::time::Instant::now();
     let pace = super::Pace {
         step: Duration::from_secs(1),
@@ -234,7 +241,7 @@ async fn run(
             let vs = cluster
                 .live_versions(comp)
                 .await
-                .map_err(|e| e.to_string())?;
+                .map_err(RehearseError::read)?;
             finals.insert(
                 comp.name.clone(),
                 vs.iter()
@@ -244,10 +251,12 @@ async fn run(
             );
         }
         let lock_held = crate::run::kube::lock::read(&cluster, &pbc.name)
-            .await?
+            .await
+            .map_err(RehearseError::read)?
             .is_some_and(|l| crate::run::kube::lock::live(&l));
         let events = crate::run::log::journal::load(&cluster, &pbc.digest)
-            .await?
+            .await
+            .map_err(RehearseError::read)?
             .map(|j| j.events());
         let journal_end = events.as_ref().map(|ev| {
             ev.iter()

@@ -17,7 +17,10 @@
 //! | module | what it holds |
 //! |---|---|
 //! | this file | seeding, URL routing, stand-in secrets, the compatibility function of the simulator |
+//! | `error` | [`RehearseError`]: why a rehearsal could not run |
+//! | [`fleet`] | a fleet's rehearsal: one simulator and one run per cluster, waves, soaks |
 //! | [`generic`] | what the simulator's generic services answer, computed from the playbook's guards |
+//! | `start` | [`Rehearsal::start`]: the simulator for a selection, seeded, listening, with its URL routes |
 //! | [`suite`] | `ktplay test`: each test item on its own simulator with a paused clock |
 //!
 //! The runner ([`crate::run`]) never imports this module.
@@ -32,11 +35,13 @@ use crate::sim::{CompatFn, Running, Seed, SeedComponent, SeedWorkload};
 
 use crate::run::guards::UrlRewrite;
 
+mod error;
 pub(crate) mod fleet;
 pub(crate) mod generic;
 mod start;
 pub(crate) mod suite;
 
+pub use error::RehearseError;
 pub use start::{Listen, Pace, Rehearsal};
 
 /// The seed for a playbook: its components at `from`.

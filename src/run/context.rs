@@ -56,7 +56,7 @@ impl Log {
 
     /// An event the journal must hold before its effect happens: an error means it does not,
     /// and the effect must not happen (it is not shown either).
-    pub(crate) async fn record(&self, ev: RunEvent) -> Result<(), String> {
+    pub(crate) async fn record(&self, ev: RunEvent) -> Result<(), crate::run::kube::JournalError> {
         if let Some(j) = &self.journal {
             j.record(ev.clone()).await?;
         }

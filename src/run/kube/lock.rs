@@ -59,6 +59,8 @@ pub(crate) enum LockError {
         object: Option<String>,
     },
     Api(String),
+    /// `unlock --force` removed nothing: why, naming the lock.
+    Kept(String),
 }
 
 impl std::fmt::Display for LockError {
@@ -86,7 +88,7 @@ impl std::fmt::Display for LockError {
                 shown(holder),
                 shown(lock_id)
             ),
-            LockError::Api(m) => write!(f, "{m}"),
+            LockError::Api(m) | LockError::Kept(m) => write!(f, "{m}"),
         }
     }
 }
