@@ -2,7 +2,7 @@
 //! `plan` lists and what `run` prints and journals for each statement. Its own module, so the
 //! runner and the plan share it without the runner depending on the plan.
 
-use crate::check::program::*;
+use crate::program::*;
 use crate::resolve::{Mode, Scope};
 use crate::syntax::format_duration;
 

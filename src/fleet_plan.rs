@@ -6,8 +6,8 @@
 use serde::Serialize;
 
 use crate::check::fleet::{Fleet, SOAK_EVERY};
-use crate::check::program::Playbook;
 use crate::plan::{describe, Plan};
+use crate::program::Playbook;
 use crate::resolve::{Live, Scope};
 use crate::source::SourceMap;
 use crate::span::FileId;

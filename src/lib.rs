@@ -19,6 +19,7 @@ pub mod matrix;
 pub mod migrate;
 pub mod model;
 pub mod plan;
+pub mod program;
 pub(crate) mod redact;
 pub mod rehearse;
 pub(crate) mod resolve;

@@ -6,8 +6,8 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
-use crate::check::program::*;
 use crate::matrix::{format_set, State};
+use crate::program::*;
 use crate::resolve::{Live, Scope};
 use crate::source::SourceMap;
 use crate::span::FileId;

@@ -6,7 +6,7 @@
 
 use std::collections::HashMap;
 
-use crate::check::program::{
+use crate::program::{
     Colour, Env, Field, Let, LetValue, Playbook, Template, TemplatePart, Workload,
 };
 
@@ -255,7 +255,7 @@ impl<'a> Scope<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::check::program::{GuardKind, Op};
+    use crate::program::{GuardKind, Op};
 
     /// The metric guards' queries of a playbook with these lets, rendered for real.
     fn rendered(lets: &str, query: &str) -> Vec<Result<String, ResolveError>> {

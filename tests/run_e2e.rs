@@ -48,7 +48,7 @@ on_both!(
     canary_evaluations_stay_inside_its_time,
 );
 
-fn playbook(path: &Path) -> ktplay::check::Playbook {
+fn playbook(path: &Path) -> ktplay::program::Playbook {
     let checked = ktplay::check::check_paths(&[path.to_path_buf()]).unwrap();
     assert_eq!(checked.errors(), 0, "{:?}", checked.problems);
     checked.playbooks.into_iter().next().unwrap().1

@@ -375,8 +375,8 @@ async fn the_canary_gets_its_weight_of_the_simulated_traffic() {
     let s = setup("httproute", Faults::none()).await;
     let client = kube::Client::new(s.sim.router(), NS);
     let cluster = ktplay::run::kube::Cluster::new(client, NS);
-    let t = ktplay::check::program::Traffic {
-        kind: ktplay::check::program::TrafficKind::HttpRoute,
+    let t = ktplay::program::Traffic {
+        kind: ktplay::program::TrafficKind::HttpRoute,
         name: "gw".into(),
     };
     let (routed, pins) = ktplay::run::kube::traffic::plan(&cluster, &t, &["keeptrusts-gateway"])

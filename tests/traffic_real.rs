@@ -16,7 +16,7 @@ use kube::api::{Api, ApiResource, DynamicObject, Patch, PatchParams, PostParams}
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use serde_json::{json, Value};
 
-use ktplay::check::program::{Traffic, TrafficKind};
+use ktplay::program::{Traffic, TrafficKind};
 use ktplay::run::kube::Cluster;
 
 fn crd_dir() -> Option<PathBuf> {

@@ -8,10 +8,10 @@ use miette::SourceSpan;
 
 use super::lower::Lowerer;
 use super::names::did_you_mean;
-use super::program::{Env, Let, Playbook, Statement};
 use super::test_items::{resolve_playbook, Playbooks};
 use super::CheckError;
 use crate::diag::Problem;
+use crate::program::{Env, Let, Playbook, Statement};
 use crate::span::{FileId, Span};
 use crate::syntax::ast::{self, ClusterEntry, FleetEntry, FleetPolicy, WaveEntry};
 
@@ -125,9 +125,9 @@ impl Fleet {
         // Actions on a component another cluster hosts, and guards on its pods (`logs`, `ready`).
         let keep = |st: &Statement| {
             let comp = match &st.op {
-                super::program::Op::Guard(g) => match &g.kind {
-                    super::program::GuardKind::Logs { comp, .. }
-                    | super::program::GuardKind::Ready { comp, .. } => Some(*comp),
+                crate::program::Op::Guard(g) => match &g.kind {
+                    crate::program::GuardKind::Logs { comp, .. }
+                    | crate::program::GuardKind::Ready { comp, .. } => Some(*comp),
                     _ => None,
                 },
                 op => op.component(),
@@ -136,7 +136,7 @@ impl Fleet {
         };
         for stage in &mut out.stages {
             stage.stmts.retain(keep);
-            if let super::program::Rollback::Block(b, _) = &mut stage.rollback {
+            if let crate::program::Rollback::Block(b, _) = &mut stage.rollback {
                 b.retain(keep);
             }
         }

@@ -21,10 +21,10 @@ use std::collections::BTreeSet;
 use miette::SourceSpan;
 
 use super::fleet::Fleet;
-use super::program::Playbook;
 use crate::diag::Problem;
 use crate::matrix::{format_set, Matrix, State, StateFinding};
 use crate::model;
+use crate::program::Playbook;
 use crate::span::{FileId, Span};
 use crate::syntax::ast::FleetPolicy;
 

@@ -1,7 +1,7 @@
 //! Checked playbook → the model's IR (`crate::model::Program`), and the model pass itself.
 
-use crate::check::program::{self as p, Playbook};
 use crate::model;
+use crate::program::{self as p, Playbook};
 
 /// The model's view of a playbook: components with their versions, stages with what each
 /// statement does to versions.

@@ -8,8 +8,8 @@
 use foldhash::HashSet;
 use std::path::PathBuf;
 
-use crate::check::program::{GuardKind, Op, Playbook};
 use crate::diag::Problem;
+use crate::program::{GuardKind, Op, Playbook};
 use crate::script::ScriptSource;
 use crate::source::SourceMap;
 use crate::span::FileId;

@@ -1,9 +1,9 @@
 //! Which playbook of a checked file, and which env: what `run`, `rehearse`, `plan` and `status`
 //! are asked for on the command line, as a library function with a typed error.
 
-use super::program::{Env, Playbook};
 use super::Checked;
 use crate::matrix::Matrix;
+use crate::program::{Env, Playbook};
 use crate::resolve::{Live, Scope};
 
 /// A playbook of a checked file, and one of its envs.

@@ -8,8 +8,8 @@ use std::path::PathBuf;
 use miette::SourceSpan;
 
 use super::names::did_you_mean;
-use super::program::Playbook;
 use crate::diag::Problem;
+use crate::program::Playbook;
 use crate::sim::Fault;
 use crate::span::{FileId, Span, Spanned};
 use crate::syntax::ast::{self, Expectation, TestEntry, Value};
@@ -368,7 +368,7 @@ pub(crate) fn fault_mismatch(pb: &Playbook, f: &Fault) -> Option<(String, Option
 /// Every version component `i` can run in this playbook: its `from`, its `to` and any
 /// statement's `to` (rollback blocks included).
 fn versions_run(pb: &Playbook, i: usize) -> Vec<&Version> {
-    use super::program::Op;
+    use crate::program::Op;
     let c = &pb.components[i];
     let mut out = vec![&c.from, &c.to];
     out.extend(pb.statements().into_iter().filter_map(|st| match &st.op {

@@ -148,7 +148,9 @@ pub struct HazardArgs {
 
 impl HazardArgs {
     /// The settings: the flags over the environment over the defaults.
-    pub fn settings(&self) -> Result<crate::run::kube::hazards::Settings, String> {
+    pub fn settings(
+        &self,
+    ) -> Result<crate::run::kube::hazards::Settings, crate::run::kube::hazards::SettingError> {
         let mut s = crate::run::kube::hazards::Settings::from_env()?;
         if let Some(m) = self.hazards {
             s.mode = m;

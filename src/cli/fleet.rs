@@ -366,10 +366,14 @@ fn status_fleet(args: &StatusArgs) -> Exit {
             let journal = crate::run::log::journal::load(&cluster, &pbc.digest).await;
             let (lock, journal) = match (lock, journal) {
                 (Ok(l), Ok(j)) => (l, j),
-                (Err(e), _) | (_, Err(e)) => {
+                (l, j) => {
+                    let e = l.err().map(|e| e.to_string());
+                    let e = e.or_else(|| j.err().map(|e| e.to_string()));
                     eprintln!(
-                        "error: cluster `{}` (context `{}`): {e}",
-                        cl.name, cl.context
+                        "error: cluster `{}` (context `{}`): {}",
+                        cl.name,
+                        cl.context,
+                        e.unwrap_or_default()
                     );
                     return Exit::Usage;
                 }

@@ -285,9 +285,9 @@ pub(crate) fn load_playbook(
 
 /// The env named on the command line; `None` is fine only for playbooks without envs.
 pub(crate) fn pick_env<'a>(
-    pb: &'a check::Playbook,
+    pb: &'a crate::program::Playbook,
     env: Option<&str>,
-) -> Result<Option<&'a check::program::Env>, Exit> {
+) -> Result<Option<&'a crate::program::Env>, Exit> {
     check::select::select_env(pb, env).map_err(|e| {
         eprintln!("error: {e}");
         Exit::Usage

@@ -2,9 +2,9 @@
 //! runtime → the runner → an exit code (see [`crate::exit`]).
 
 use super::{KubeArgs, OutputFormat, RehearseArgs, RunArgs, StatusArgs, UnlockArgs};
-use crate::check::program::{Env, Playbook};
 use crate::check::select::Selection;
 use crate::check::Checked;
+use crate::program::{Env, Playbook};
 use crate::resolve::{Live, Scope};
 
 use crate::exit::Exit;
@@ -106,7 +106,7 @@ pub(super) fn secrets_from_env(
         .iter()
         .chain(env.into_iter().flat_map(|e| e.lets.iter()));
     for l in lets {
-        if let crate::check::program::LetValue::Secret { var } = &l.value {
+        if let crate::program::LetValue::Secret { var } = &l.value {
             if let Ok(v) = std::env::var(var) {
                 out.insert(var.clone(), crate::redact::normalize_secret(var, &v)?);
             }
@@ -119,7 +119,7 @@ pub(super) async fn connect(
     kube: &KubeArgs,
     env: Option<&Env>,
     ns: &str,
-) -> Result<Cluster, String> {
+) -> Result<Cluster, cluster::ConnectError> {
     let c = Connect {
         kubeconfig: kube.kubeconfig.clone(),
         context: kube
@@ -225,6 +225,7 @@ pub(super) fn cmd_run(args: RunArgs) -> Exit {
                     Ok(c) => after.push((name.clone(), c)),
                     Err(err) => {
                         // The client's own hint names `--context`, which is this env's.
+                        let err = err.to_string();
                         let err = err.split(" — pass `--context").next().unwrap_or(&err);
                         let used = match (&chosen, &other.context) {
                             (Some(c), _) => format!("context `{c}` (--after-context)"),
@@ -368,8 +369,12 @@ pub(super) fn cmd_status(args: StatusArgs) -> Exit {
                 return Exit::Usage;
             }
         };
-        let lock = crate::run::kube::lock::describe(&cluster, &pb.name).await;
-        let journal = crate::run::log::journal::load(&cluster, &pb.digest).await;
+        let lock = crate::run::kube::lock::describe(&cluster, &pb.name)
+            .await
+            .map_err(|e| e.to_string());
+        let journal = crate::run::log::journal::load(&cluster, &pb.digest)
+            .await
+            .map_err(|e| e.to_string());
         let (lock, journal) = match (lock, journal) {
             (Ok(l), Ok(j)) => (l, j),
             (Err(e), _) | (_, Err(e)) => {
@@ -502,15 +507,9 @@ pub(super) fn plan_hazards(
         })?;
         // An unreachable cluster is a usage error (exit 2), as for `run`; a denied read is a
         // hazard of its own (`unreadable`), reported with the rest.
-        if let Some(d) = pb.components.iter().flat_map(|c| c.deployments()).next() {
-            let api: kube::Api<k8s_openapi::api::apps::v1::Deployment> =
-                kube::Api::namespaced(cluster.client.clone(), &cluster.ns);
-            if let Err(e) = cluster::retry(|| async { api.get_opt(d).await }).await {
-                if cluster::status_code(&e) != Some(403) {
-                    eprintln!("error: cannot read the cluster: {}", cluster::words(&e));
-                    return Err(Exit::Usage);
-                }
-            }
+        if let Err(e) = crate::run::kube::hazards::readable(&cluster, pb).await {
+            eprintln!("error: cannot read the cluster: {e}");
+            return Err(Exit::Usage);
         }
         Ok(crate::run::kube::hazards::assess(&cluster, pb, &settings, &Default::default()).await)
     })

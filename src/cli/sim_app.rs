@@ -50,15 +50,6 @@ fn options(a: SimAppArgs) -> Result<AppOptions, String> {
     })
 }
 
-async fn client(path: &std::path::Path) -> Result<kube::Client, String> {
-    let kc = kube::config::Kubeconfig::read_from(path)
-        .map_err(|e| format!("kubeconfig {}: {e}", path.display()))?;
-    let config = kube::Config::from_custom_kubeconfig(kc, &Default::default())
-        .await
-        .map_err(|e| format!("kubeconfig {}: {e}", path.display()))?;
-    kube::Client::try_from(config).map_err(|e| format!("kubeconfig {}: {e}", path.display()))
-}
-
 pub(super) fn cmd_sim_app(args: SimAppArgs) -> Exit {
     let kubeconfig = args
         .kubeconfig
@@ -84,7 +75,7 @@ pub(super) fn cmd_sim_app(args: SimAppArgs) -> Exit {
     };
     let result = rt.block_on(async move {
         let kube = match &kubeconfig {
-            Some(p) => Some(client(p).await?),
+            Some(p) => Some(app::kube_client(p).await?),
             None => None,
         };
         app::serve_app(opts, kube).await

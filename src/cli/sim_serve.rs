@@ -108,7 +108,7 @@ pub(super) fn cmd_sim_serve(
                 if pb.stages.iter().any(|s| {
                     s.stmts
                         .iter()
-                        .any(|st| matches!(st.op, crate::check::program::Op::Approve { .. }))
+                        .any(|st| matches!(st.op, crate::program::Op::Approve { .. }))
                 }) {
                     println!("  its `approve` statements ask on the terminal; --approve answers yes");
                 }
@@ -148,16 +148,13 @@ fn first_env(path: &Path) -> Result<Option<String>, Exit> {
     }))
 }
 
-fn secret_vars(
-    pb: &crate::check::program::Playbook,
-    env: Option<&crate::check::program::Env>,
-) -> Vec<String> {
+fn secret_vars(pb: &crate::program::Playbook, env: Option<&crate::program::Env>) -> Vec<String> {
     let mut vars: Vec<String> = pb
         .lets
         .iter()
         .chain(env.into_iter().flat_map(|e| e.lets.iter()))
         .filter_map(|l| match &l.value {
-            crate::check::program::LetValue::Secret { var } => Some(var.clone()),
+            crate::program::LetValue::Secret { var } => Some(var.clone()),
             _ => None,
         })
         .collect();

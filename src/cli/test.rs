@@ -183,7 +183,7 @@ pub(super) fn cmd_test(args: TestArgs) -> Exit {
 
 fn problems_of(file: crate::span::FileId, test: &Test, r: &TestResult) -> Vec<Problem> {
     match &r.ran {
-        Err(e) => vec![Problem::new(file, NotRun(e.clone(), test.span.into()))],
+        Err(e) => vec![Problem::new(file, NotRun(e.to_string(), test.span.into()))],
         Ok(ran) if ran.cut.is_some() => {
             let why = ran.cut.as_ref().map(|(_, w)| w.clone()).unwrap_or_default();
             vec![Problem::new(file, CutShort(why, test.span.into()))]

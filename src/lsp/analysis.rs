@@ -4,7 +4,8 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::check::{self, program};
+use crate::check;
+use crate::program;
 use crate::span::{FileId, Span};
 use crate::syntax::ast;
 

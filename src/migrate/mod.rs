@@ -19,8 +19,8 @@ pub mod squawk;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use crate::check::program::{Migrations, Playbook};
 use crate::diag::Problem;
+use crate::program::{Migrations, Playbook};
 use crate::source::SourceMap;
 use crate::span::{FileId, Span};
 use crate::version::Version;
@@ -349,7 +349,7 @@ pub fn schema_rollbacks(pb: &Playbook, ex: &Examined) -> Vec<Problem> {
 }
 
 /// The LSP's hover lines for a component's migration files.
-pub fn hover(c: &crate::check::program::Component, spec: &Spec) -> String {
+pub fn hover(c: &crate::program::Component, spec: &Spec) -> String {
     let kind = match c.migrations {
         Migrations::BackwardCompatible => "backward_compatible",
         Migrations::ForwardOnly => "forward_only",

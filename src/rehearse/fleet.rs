@@ -9,6 +9,7 @@ use std::time::Duration;
 use crate::check::fleet::Fleet;
 use crate::check::select::Selection;
 use crate::check::Checked;
+use crate::rehearse::RehearseError;
 use crate::run::fleet::{Approvals, FleetRan, Members};
 use crate::run::guards::UrlRewrite;
 use crate::run::kube::Cluster;
@@ -18,14 +19,20 @@ use crate::sim::{Fault, Faults};
 
 /// The faults of each cluster: `SPEC@CLUSTER` for one cluster (`never-ready:gateway@1.5.0@eu-west`),
 /// a plain `SPEC` for every cluster.
-pub(crate) fn faults_per_cluster(fleet: &Fleet, specs: &[String]) -> Result<Vec<Faults>, String> {
+pub(crate) fn faults_per_cluster(
+    fleet: &Fleet,
+    specs: &[String],
+) -> Result<Vec<Faults>, RehearseError> {
     let mut out: Vec<Faults> = fleet.clusters.iter().map(|_| Faults::none()).collect();
     for spec in specs {
         let (fault, cluster) = match spec.rsplit_once('@') {
             Some((f, c)) if fleet.cluster(c).is_some() => (f, fleet.cluster(c)),
             _ => (spec.as_str(), None),
         };
-        let parsed: Fault = fault.parse().map_err(|e| format!("fault `{spec}`: {e}"))?;
+        let parsed: Fault = fault.parse().map_err(|e| RehearseError::Fault {
+            spec: spec.clone(),
+            cause: format!("{e}"),
+        })?;
         for (i, f) in out.iter_mut().enumerate() {
             if cluster.is_none_or(|c| c == i) {
                 f.add(parsed.clone());
@@ -71,8 +78,8 @@ pub(crate) fn rehearse(
     checked: &Checked,
     fleet: &Fleet,
     faults: &[String],
-) -> Result<FleetRan, String> {
-    crate::run::fleet::admit(fleet, Approvals::Rehearsal)?;
+) -> Result<FleetRan, RehearseError> {
+    crate::run::fleet::admit(fleet, Approvals::Rehearsal).map_err(RehearseError::Fleet)?;
     let faults = faults_per_cluster(fleet, faults)?;
     let (pfile, pb) = &checked.playbooks[fleet.playbook];
     let matrix = checked.matrix_of(pb);
@@ -83,7 +90,7 @@ pub(crate) fn rehearse(
         .enable_all()
         .start_paused(true)
         .build()
-        .map_err(|e| format!("cannot start a runtime: {e}"))?;
+        .map_err(|e| RehearseError::Runtime(e.to_string()))?;
     rt.block_on(async {
         let pace = super::Pace {
             step: Duration::from_secs(1),
@@ -118,6 +125,6 @@ pub(crate) fn rehearse(
         for sim in members.sims {
             sim.shutdown().await;
         }
-        ran
+        ran.map_err(RehearseError::Fleet)
     })
 }

@@ -14,8 +14,8 @@ use std::sync::Arc;
 
 use regex_syntax::hir::{Class, Hir, HirKind};
 
-use crate::check::program::{Colour, Env, Field, GuardKind, Op, Playbook, TemplatePart};
 use crate::matrix::{Matrix, StateFinding};
+use crate::program::{Colour, Env, Field, GuardKind, Op, Playbook, TemplatePart};
 use crate::resolve::{Live, Mode, Scope};
 use crate::sim::{Generic, GenericRoute, GenericSpec, StateFn};
 use crate::version::Version;
@@ -115,7 +115,7 @@ fn pick(ranges: &[(char, char)], spaced: bool) -> char {
 }
 
 /// Every guard of the playbook (stages, canary and blue-green guards, rollback blocks).
-fn guards(pb: &Playbook) -> Vec<&crate::check::program::Guard> {
+fn guards(pb: &Playbook) -> Vec<&crate::program::Guard> {
     pb.statements()
         .into_iter()
         .filter_map(|st| match &st.op {
@@ -159,10 +159,10 @@ pub(crate) fn generic_for(
         })
         .collect();
     // A monitor's probe is answered as an http guard asking the same is.
-    let probes: Vec<crate::check::program::Guard> = pb
+    let probes: Vec<crate::program::Guard> = pb
         .monitors_for(env.map(|e| e.name.as_str()))
         .into_iter()
-        .map(|m| crate::check::program::Guard {
+        .map(|m| crate::program::Guard {
             kind: GuardKind::Http(m.probe.clone()),
             within: None,
         })

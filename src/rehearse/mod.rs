@@ -17,7 +17,10 @@
 //! | module | what it holds |
 //! |---|---|
 //! | this file | seeding, URL routing, stand-in secrets, the compatibility function of the simulator |
+//! | `error` | [`RehearseError`]: why a rehearsal could not run |
+//! | [`fleet`] | a fleet's rehearsal: one simulator and one run per cluster, waves, soaks |
 //! | [`generic`] | what the simulator's generic services answer, computed from the playbook's guards |
+//! | `start` | [`Rehearsal::start`]: the simulator for a selection, seeded, listening, with its URL routes |
 //! | [`suite`] | `ktplay test`: each test item on its own simulator with a paused clock |
 //!
 //! The runner ([`crate::run`]) never imports this module.
@@ -25,20 +28,20 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use crate::check::program::{
-    Colour, Env, Field, LetValue, Playbook, Template, TemplatePart, Workload,
-};
 use crate::matrix::{Matrix, Verdict};
+use crate::program::{Colour, Env, Field, LetValue, Playbook, Template, TemplatePart, Workload};
 use crate::resolve::{Live, Mode, Scope};
 use crate::sim::{CompatFn, Running, Seed, SeedComponent, SeedWorkload};
 
 use crate::run::guards::UrlRewrite;
 
+mod error;
 pub(crate) mod fleet;
 pub(crate) mod generic;
 mod start;
 pub(crate) mod suite;
 
+pub use error::RehearseError;
 pub use start::{Listen, Pace, Rehearsal};
 
 /// The seed for a playbook: its components at `from`.
@@ -72,8 +75,8 @@ pub fn seed_for(pb: &Playbook, namespace: &str) -> Seed {
 
 /// The router a component's `traffic` names, in front of its (first) Deployment's Service with
 /// all the weight, as a canary expects to find it before it starts.
-fn seed_route(c: &crate::check::program::Component) -> Option<crate::sim::SeedRoute> {
-    use crate::check::program::TrafficKind;
+fn seed_route(c: &crate::program::Component) -> Option<crate::sim::SeedRoute> {
+    use crate::program::TrafficKind;
     let t = c.traffic.as_ref()?;
     let Workload::Deployments(d) = &c.workload else {
         return None;
@@ -144,7 +147,7 @@ fn metric_hosts(
     env: Option<&Env>,
     secrets: &HashMap<String, String>,
 ) -> Vec<String> {
-    use crate::check::program::{GuardKind, Op};
+    use crate::program::{GuardKind, Op};
     let urls = pb.statements().into_iter().filter_map(|st| match &st.op {
         Op::Guard(g) => match &g.kind {
             GuardKind::Metric(m) => Some(&m.url),

@@ -50,7 +50,7 @@ impl Rehearsal {
         sel: &Selection<'_>,
         faults: Faults,
         pace: Pace,
-    ) -> Result<Rehearsal, String> {
+    ) -> Result<Rehearsal, super::RehearseError> {
         Rehearsal::start_at(sel, faults, pace, Listen::Loopback).await
     }
 
@@ -60,7 +60,7 @@ impl Rehearsal {
         faults: Faults,
         pace: Pace,
         listen: Listen,
-    ) -> Result<Rehearsal, String> {
+    ) -> Result<Rehearsal, super::RehearseError> {
         let (pb, env) = (sel.playbook, sel.env);
         let namespace = sel.namespace();
         let (secrets, generated) = super::secrets(pb, env);
@@ -81,7 +81,7 @@ impl Rehearsal {
                 sim.seed(&seed);
                 sim.start(std::net::SocketAddr::from(([127, 0, 0, 1], 0)))
                     .await
-                    .map_err(|e| format!("cannot start the simulator: {e}"))?
+                    .map_err(|e| super::RehearseError::Start(e.to_string()))?
             }
             Listen::Serve { port, kubeconfig } => {
                 let opts = ServeOptions {
@@ -90,9 +90,9 @@ impl Rehearsal {
                     seed: Some(seed),
                     config,
                 };
-                crate::sim::serve::start_serving(&opts)
-                    .await
-                    .map_err(|e| format!("{:?}", miette::Report::new(e)))?
+                crate::sim::serve::start_serving(&opts).await.map_err(|e| {
+                    super::RehearseError::Serve(format!("{:?}", miette::Report::new(e)))
+                })?
             }
         };
         let (rewrite, mut notes) = super::url_rewrite(pb, env, &running, &secrets);

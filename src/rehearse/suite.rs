@@ -19,9 +19,10 @@ use std::sync::atomic::{AtomicI32, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::check::program::Workload;
 use crate::check::test_items::{Expected, Test, TestOutcome};
 use crate::check::Checked;
+use crate::program::Workload;
+use crate::rehearse::RehearseError;
 use crate::sim::Faults;
 use crate::version::Version;
 
@@ -179,7 +180,7 @@ pub(crate) struct Miss {
 /// One test's result.
 #[derive(Debug, Clone)]
 pub(crate) struct TestResult {
-    pub ran: Result<Ran, String>,
+    pub ran: Result<Ran, RehearseError>,
     pub misses: Vec<Miss>,
 }
 
@@ -209,13 +210,13 @@ pub(crate) fn run_test(checked: &Checked, test: &Test, settings: &Settings) -> T
     TestResult { ran, misses }
 }
 
-fn simulate(checked: &Checked, test: &Test, settings: &Settings) -> Result<Ran, String> {
+fn simulate(checked: &Checked, test: &Test, settings: &Settings) -> Result<Ran, RehearseError> {
     let wall = std::time::Instant::now();
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .start_paused(true)
         .build()
-        .map_err(|e| format!("cannot start a runtime: {e}"))?;
+        .map_err(|e| RehearseError::Runtime(e.to_string()))?;
     let pb = &checked.playbooks[test.playbook].1;
     let env = test.env.as_deref().and_then(|n| pb.env(n));
     let sel = checked.selection(test.playbook, env);
@@ -259,7 +260,8 @@ fn simulate(checked: &Checked, test: &Test, settings: &Settings) -> Result<Ran, 
             }
         };
         let events = crate::run::log::journal::load(&cluster, &pb.digest)
-            .await?
+            .await
+            .map_err(RehearseError::read)?
             .map(|s| s.events())
             .unwrap_or_default();
         let stage_name = |k: usize| pb.stages.get(k).map_or("?", |s| s.name.as_str());
@@ -276,7 +278,7 @@ fn simulate(checked: &Checked, test: &Test, settings: &Settings) -> Result<Ran, 
                     signal_name(*n)
                 ),
             };
-            return Ok::<Ran, String>(Ran {
+            return Ok::<Ran, RehearseError>(Ran {
                 outcome: Outcome::Usage(why.clone()),
                 cut: Some((cut, why)),
                 failure: None,
@@ -293,14 +295,14 @@ fn simulate(checked: &Checked, test: &Test, settings: &Settings) -> Result<Ran, 
         for c in &pb.components {
             let vs = match &c.workload {
                 Workload::BlueGreen(bg) => {
-                    let colour = live_colour(&cluster, c).await.map_err(|e| e.to_string())?;
+                    let colour = live_colour(&cluster, c).await.map_err(RehearseError::read)?;
                     cluster
                         .versions_of(c, &[bg.deployment(colour)])
                         .await
-                        .map_err(|e| e.to_string())?
+                        .map_err(RehearseError::read)?
                 }
                 Workload::Deployments(_) => {
-                    cluster.live_versions(c).await.map_err(|e| e.to_string())?
+                    cluster.live_versions(c).await.map_err(RehearseError::read)?
                 }
             };
             finals.push(vs);
@@ -308,7 +310,7 @@ fn simulate(checked: &Checked, test: &Test, settings: &Settings) -> Result<Ran, 
         rehearsal.shutdown().await;
         let (failed, rollback_order) = read_events(&events);
         let monitors = crate::run::monitor::last_reports(&events);
-        Ok::<Ran, String>(Ran {
+        Ok::<Ran, RehearseError>(Ran {
             monitors,
             failure: failure_words(&events, &outcome, &stage_name),
             cut: None,

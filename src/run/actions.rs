@@ -6,7 +6,7 @@
 use std::time::Duration;
 use tokio::time::Instant;
 
-use crate::check::program::{Colour, Guard, GuardKind, Op, Statement, Workload};
+use crate::program::{Colour, Guard, GuardKind, Op, Statement, Workload};
 use crate::resolve::{Mode, Scope};
 
 use super::context::{Ctx, DEFAULT_TIMEOUT};
@@ -533,10 +533,7 @@ pub(super) async fn nested_guards(
 }
 
 /// A metric guard as a rehearsal runs it (its `every` and `for` cut).
-fn cut_metric(
-    cx: &Ctx<'_>,
-    m: &crate::check::program::MetricCheck,
-) -> crate::check::program::MetricCheck {
+fn cut_metric(cx: &Ctx<'_>, m: &crate::program::MetricCheck) -> crate::program::MetricCheck {
     let mut m = m.clone();
     m.every = m.every.map(|d| cx.shorten("every", d).0);
     m.duration = m.duration.map(|d| cx.shorten("for", d).0);

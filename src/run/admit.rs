@@ -2,7 +2,7 @@
 //! promotion gate, permissions and containers, and the hazards the live objects predict (issue
 //! 22). Each answers with a [`Refusal`]: nothing was changed, and the person is told what to do.
 
-use crate::check::program::{Env, Op, Playbook, Rollback};
+use crate::program::{Env, Op, Playbook, Rollback};
 use crate::resolve::{Live, Mode, ResolveError, Scope};
 
 use super::guards;

@@ -4,7 +4,7 @@
 use std::time::Duration;
 use tokio::time::Instant;
 
-use crate::check::program::{Guard, GuardKind, Op, Statement};
+use crate::program::{Guard, GuardKind, Op, Statement};
 
 use super::actions::{cut_notes, names, nested_guards, note, At};
 use super::context::Ctx;

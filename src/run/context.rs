@@ -7,10 +7,10 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use crate::check::program::{Colour, Component, Env, Op, Playbook};
 use crate::check::Checked;
 use crate::matrix::Matrix;
 use crate::model;
+use crate::program::{Colour, Component, Env, Op, Playbook};
 use crate::resolve::{Live, Scope};
 use crate::span::Span;
 
@@ -56,7 +56,7 @@ impl Log {
 
     /// An event the journal must hold before its effect happens: an error means it does not,
     /// and the effect must not happen (it is not shown either).
-    pub(crate) async fn record(&self, ev: RunEvent) -> Result<(), String> {
+    pub(crate) async fn record(&self, ev: RunEvent) -> Result<(), crate::run::kube::JournalError> {
         if let Some(j) = &self.journal {
             j.record(ev.clone()).await?;
         }

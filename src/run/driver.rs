@@ -15,8 +15,8 @@
 use std::collections::BTreeSet;
 use tokio::time::Instant;
 
-use crate::check::program::{Op, Statement};
 use crate::matrix::format_set;
+use crate::program::{Op, Statement};
 use crate::resolve::Live;
 
 use super::actions::{self, At};
@@ -96,12 +96,12 @@ async fn admit_and_run(
     // journal as it was (an interrupted run stays resumable) and takes no lease.
     let stored = match journal::load(&cluster, &pb.digest).await {
         Ok(s) => s,
-        Err(e) => return Outcome::Usage(e),
+        Err(e) => return Outcome::Usage(e.to_string()),
     };
     if let Some(Err(why)) = stored.as_ref().map(|s| s.belongs_to(pb)) {
         return refuse(
             &log,
-            Refusal::new(why).help(
+            Refusal::new(why.to_string()).help(
                 "the journal is keyed by the first 16 hex digits of the playbook's digest: look at it with `kubectl get configmap -o yaml` before removing it",
             ),
         );
@@ -151,7 +151,7 @@ async fn admit_and_run(
         // container, another CI job: its pid means nothing here), and only its lease can say.
         let lease = match super::kube::lock::read(&cluster, &pb.name).await {
             Ok(l) => l,
-            Err(m) => return Outcome::Usage(m),
+            Err(m) => return Outcome::Usage(m.to_string()),
         };
         let message = match lease.filter(super::kube::lock::live) {
             Some(l) => {
@@ -200,7 +200,7 @@ async fn admit_and_run(
                 }),
             )
         }
-        Err(LockError::Api(m)) => return Outcome::Usage(m),
+        Err(LockError::Api(m) | LockError::Kept(m)) => return Outcome::Usage(m),
     };
     let progress = super::log::events::progress(&previous);
     // An interrupted rollback (a second signal, a kill, a lost connection, a failed step) is

@@ -15,8 +15,8 @@ use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
 use crate::check::fleet::{Fleet, SOAK_EVERY};
-use crate::check::program::Op;
 use crate::check::Checked;
+use crate::program::Op;
 use crate::resolve::{Live, Scope};
 use crate::run::guards::{self, GuardEnv, UrlRewrite};
 use crate::run::kube::Cluster;
@@ -317,10 +317,12 @@ async fn cluster_ran(
         );
     }
     let lock_held = crate::run::kube::lock::read(&cluster, &pbc.name)
-        .await?
+        .await
+        .map_err(|e| e.to_string())?
         .is_some_and(|l| crate::run::kube::lock::live(&l));
     let events = crate::run::log::journal::load(&cluster, &pbc.digest)
-        .await?
+        .await
+        .map_err(|e| e.to_string())?
         .map(|j| j.events());
     let journal_end = events.as_ref().map(|ev| {
         ev.iter()

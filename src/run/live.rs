@@ -5,9 +5,9 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
-use crate::check::program::{Colour, Op, Statement, Workload};
 use crate::matrix::{format_set, format_state, Matrix, State, StateFinding};
 use crate::model;
+use crate::program::{Colour, Op, Statement, Workload};
 
 use super::context::Ctx;
 use super::kube::{self as cluster, live_colour, Snap};

@@ -27,7 +27,7 @@ use tokio::time::Instant;
 
 use super::guards::UrlRewrite;
 use super::Cancel;
-use crate::check::program::{Monitor, MonitorBudget, Playbook};
+use crate::program::{Monitor, MonitorBudget, Playbook};
 use crate::resolve::{Mode, Scope};
 use crate::syntax::format_duration;
 
@@ -326,7 +326,7 @@ impl Monitors {
     /// Resolve the monitors of `env` and start probing. `None` when the playbook has none.
     pub(crate) fn start(
         pb: &Playbook,
-        env: Option<&crate::check::program::Env>,
+        env: Option<&crate::program::Env>,
         live: &crate::resolve::Live,
         rewrite: &UrlRewrite,
     ) -> Result<Option<Monitors>, StartError> {

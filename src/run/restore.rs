@@ -2,7 +2,7 @@
 //! [`Record`]); `undo C` inside a rollback block restores what C was before the run first
 //! changed it (its [`super::rollback::First`], from the events).
 
-use crate::check::program::Colour;
+use crate::program::Colour;
 
 use super::context::{Ctx, DEFAULT_TIMEOUT};
 use super::kube::{canary_name, Snap};
@@ -181,7 +181,7 @@ async fn remove_canaries(cx: &Ctx<'_>, canaries: &[String]) -> Result<String, Fa
 async fn legacy_routed(
     cx: &Ctx<'_>,
     comp: usize,
-    t: &crate::check::program::Traffic,
+    t: &crate::program::Traffic,
 ) -> Result<super::rollback::Routed, Failure> {
     let c = cx.comp(comp);
     let mut routed = super::kube::traffic::plan(&cx.cluster, t, &c.deployments())

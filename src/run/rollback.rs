@@ -13,7 +13,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::check::program::{Playbook, Rollback, Statement};
+use crate::program::{Playbook, Rollback, Statement};
 use crate::span::Span;
 
 pub(crate) use super::kube::Snap;
@@ -217,7 +217,7 @@ fn first_words(text: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::check::program::Op;
+    use crate::program::Op;
 
     fn playbook(src: &str) -> Playbook {
         let dir = tempfile::tempdir().unwrap();

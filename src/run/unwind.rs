@@ -4,7 +4,7 @@
 
 use tokio::time::Instant;
 
-use crate::check::program::{OnFailure, Op};
+use crate::program::{OnFailure, Op};
 use crate::span::Span;
 
 use super::actions::{self, At};

@@ -521,6 +521,17 @@ pub fn fake_log_lines(
         .collect()
 }
 
+/// The client of a pod process: the read-only kubeconfig the harness gives it (the simulator
+/// reads the real API server from here, as the follower does; no product code).
+pub async fn kube_client(path: &Path) -> Result<kube::Client, String> {
+    let kc = kube::config::Kubeconfig::read_from(path)
+        .map_err(|e| format!("kubeconfig {}: {e}", path.display()))?;
+    let config = kube::Config::from_custom_kubeconfig(kc, &Default::default())
+        .await
+        .map_err(|e| format!("kubeconfig {}: {e}", path.display()))?;
+    kube::Client::try_from(config).map_err(|e| format!("kubeconfig {}: {e}", path.display()))
+}
+
 /// Serve one pod's app until SIGTERM (then as `opts.shutdown` says) or SIGINT.
 pub async fn serve_app(opts: AppOptions, kube: Option<kube::Client>) -> Result<(), String> {
     let sim = Sim::follower(SimConfig::default());

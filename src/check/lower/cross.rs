@@ -5,7 +5,7 @@ use foldhash::{HashMap, HashMapExt};
 
 use crate::check::errors::CheckError;
 use crate::check::names::did_you_mean;
-use crate::check::program::*;
+use crate::program::*;
 use crate::span::Span;
 use crate::syntax::ast;
 

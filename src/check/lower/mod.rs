@@ -17,8 +17,8 @@ use crate::check::errors::CheckError;
 use crate::check::names::{
     did_you_mean, dns_label_problem, dns_subdomain_problem, strip_image_tag, suggest_k8s_name,
 };
-use crate::check::program::*;
 use crate::diag::Problem;
+use crate::program::*;
 use crate::span::{FileId, Span, Spanned};
 use crate::syntax::ast;
 use crate::version::Version;

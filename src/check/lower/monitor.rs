@@ -6,7 +6,7 @@ use foldhash::{HashMap, HashMapExt};
 
 use super::Lowerer;
 use crate::check::errors::CheckError;
-use crate::check::program::{GuardKind, Monitor, MonitorBudget};
+use crate::program::{GuardKind, Monitor, MonitorBudget};
 use crate::span::{Span, Spanned};
 use crate::syntax::ast;
 use crate::syntax::format_duration;

@@ -4,7 +4,7 @@ use foldhash::{HashMap, HashMapExt};
 use std::time::Duration;
 
 use crate::check::errors::CheckError;
-use crate::check::program::*;
+use crate::program::*;
 use crate::span::{Span, Spanned};
 use crate::syntax::ast::{self, Value};
 

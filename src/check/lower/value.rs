@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use crate::check::errors::CheckError;
 use crate::check::names::did_you_mean;
-use crate::check::program::{Field, IntOrPercent, Template, TemplatePart};
+use crate::program::{Field, IntOrPercent, Template, TemplatePart};
 use crate::span::{Span, Spanned};
 use crate::syntax::ast::{StrLit, StrPart, Value};
 use crate::version::{Version, VersionPattern};

@@ -15,7 +15,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::check::program::{Colour, Env, GuardKind, LetValue, Op, Playbook};
+use crate::program::{Colour, Env, GuardKind, LetValue, Op, Playbook};
 use crate::resolve::{Live, Mode, Scope};
 use crate::script::reach::Reach;
 

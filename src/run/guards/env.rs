@@ -7,7 +7,7 @@ use serde_json::{json, Map, Value};
 
 use super::client::UrlRewrite;
 use super::tally::Tally;
-use crate::check::program::Playbook;
+use crate::program::Playbook;
 use crate::resolve::{Mode, Scope};
 use crate::run::kube::Cluster;
 use crate::run::{Cancel, Redactor};

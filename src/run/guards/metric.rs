@@ -29,7 +29,7 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use crate::check::program::{Condition, MetricCheck, NoData, Template, TemplatePart, Threshold};
+use crate::program::{Condition, MetricCheck, NoData, Template, TemplatePart, Threshold};
 use crate::resolve::Mode;
 
 use crate::run::guards::env::GuardEnv;
@@ -223,7 +223,7 @@ fn shown(v: f64) -> String {
 
 /// The baseline query: every `${C.to}` read as `${C.from}`.
 pub(crate) fn baseline_of(t: &Template) -> Template {
-    use crate::check::program::Field;
+    use crate::program::Field;
     Template {
         parts: t
             .parts

@@ -25,7 +25,7 @@ use tokio::time::Instant;
 
 use serde_json::{json, Map, Value};
 
-use crate::check::program::{Guard, GuardKind, HttpBody, HttpCheck};
+use crate::program::{Guard, GuardKind, HttpBody, HttpCheck};
 use crate::resolve::Mode;
 
 use crate::run::{Cancel, Failure};

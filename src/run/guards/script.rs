@@ -12,7 +12,7 @@ use serde_json::Value;
 use std::time::Duration;
 
 use super::env::GuardEnv;
-use crate::check::program::Workload;
+use crate::program::Workload;
 use crate::run::kube::Cluster;
 use crate::run::Failure;
 use crate::script::{

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use crate::check::program::{MetricCheck, NoData};
+use crate::program::{MetricCheck, NoData};
 
 /// `every` when only `for` is written.
 pub(super) const DEFAULT_EVERY: Duration = Duration::from_secs(30);

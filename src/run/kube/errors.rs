@@ -17,7 +17,7 @@ pub enum ClusterError {
     #[error("interrupted")]
     Interrupted,
     #[error("the run lock was lost: {0}")]
-    LockLost(String),
+    LockLost(super::fence::FenceError),
     /// An object ktplay would create, adopt or delete is not this run's (no ownership mark of
     /// this run): it is never adopted, changed or deleted.
     #[error("{0}")]

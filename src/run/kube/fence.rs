@@ -22,6 +22,17 @@ pub(crate) const RENEW_EVERY: Duration = Duration::from_secs(LEASE_SECONDS as u6
 /// monotonic clock keeps counting while it is paused.
 pub(crate) const FRESH_FOR: Duration = Duration::from_secs(LEASE_SECONDS as u64 * 2 / 3);
 
+/// Why this process may not write now.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum FenceError {
+    /// The lock is lost, for good (why): another runner may own the system now.
+    #[error("{0}")]
+    Lost(String),
+    /// The lease could not be renewed for longer than [`FRESH_FOR`] (but less than it lasts).
+    #[error("the run lock could not be renewed (for {secs}s): {why}")]
+    Stale { secs: u64, why: String },
+}
+
 /// Proof that this process holds the run lock, checked before every write ([`Fence::ensure`]).
 /// Lost once, lost for good: another runner may own the system now.
 #[derive(Clone)]
@@ -69,9 +80,9 @@ impl Fence {
             .clone()
     }
 
-    fn lose(&self, why: String) -> String {
+    fn lose(&self, why: String) -> FenceError {
         let mut g = self.inner.lost.lock().unwrap_or_else(|e| e.into_inner());
-        g.get_or_insert(why).clone()
+        FenceError::Lost(g.get_or_insert(why).clone())
     }
 
     fn since_renewal(&self) -> Duration {
@@ -84,9 +95,9 @@ impl Fence {
 
     /// Ok if this process may write now: the lock is not lost and was renewed recently (or is
     /// renewed now).
-    pub async fn ensure(&self) -> Result<(), String> {
+    pub async fn ensure(&self) -> Result<(), FenceError> {
         if let Some(why) = self.lost() {
-            return Err(why);
+            return Err(FenceError::Lost(why));
         }
         if self.since_renewal() < FRESH_FOR {
             return Ok(());
@@ -97,10 +108,10 @@ impl Fence {
     /// Renew the lease, carrying the resourceVersion read: a lease that is gone, held by
     /// someone else, or changed between the read and the write is lost; one that cannot be
     /// renewed for longer than its duration is lost too.
-    pub async fn renew(&self) -> Result<(), String> {
+    pub async fn renew(&self) -> Result<(), FenceError> {
         let _one = self.inner.renewing.lock().await;
         if let Some(why) = self.lost() {
-            return Err(why);
+            return Err(FenceError::Lost(why));
         }
         // Counted from before the first read: the leases' renewTime is no older than this, so a
         // runner watching them stand still for their duration knows this process stopped acting.
@@ -126,7 +137,7 @@ impl Fence {
 
     /// Renew one lease: true if renewed, false if it could not be for a passing reason (and
     /// has time left).
-    async fn renew_one(&self, name: &str) -> Result<bool, String> {
+    async fn renew_one(&self, name: &str) -> Result<bool, FenceError> {
         let api = leases(&self.inner.cluster);
         let cur = match retry(|| async { api.get_opt(name).await }).await {
             Ok(Some(l)) => serde_json::to_value(l).unwrap_or(Value::Null),
@@ -166,7 +177,7 @@ impl Fence {
 
     /// Every object's lease still there and naming this process (one LIST of ktplay's leases):
     /// true; false if it could not be read for a passing reason.
-    async fn objects_still_ours(&self, objects: &[String]) -> Result<bool, String> {
+    async fn objects_still_ours(&self, objects: &[String]) -> Result<bool, FenceError> {
         let api = leases(&self.inner.cluster);
         let lp = kube::api::ListParams::default().labels("app.kubernetes.io/managed-by=ktplay");
         let list = match retry(|| async { api.list(&lp).await }).await {
@@ -204,7 +215,7 @@ impl Fence {
     }
 
     /// A renewal that failed for a passing reason: fine while the lease has time left.
-    fn unrenewed(&self, name: &str, why: &str) -> Result<bool, String> {
+    fn unrenewed(&self, name: &str, why: &str) -> Result<bool, FenceError> {
         let since = self.since_renewal();
         if since >= Duration::from_secs(LEASE_SECONDS as u64) {
             Err(self.lose(format!(
@@ -212,10 +223,10 @@ impl Fence {
                 since.as_secs()
             )))
         } else if since >= FRESH_FOR {
-            Err(format!(
-                "the run lock could not be renewed (for {}s): {why}",
-                since.as_secs()
-            ))
+            Err(FenceError::Stale {
+                secs: since.as_secs(),
+                why: why.to_string(),
+            })
         } else {
             Ok(false)
         }

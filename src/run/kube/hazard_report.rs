@@ -3,8 +3,8 @@
 
 use miette::{Diagnostic, Severity as MSeverity, SourceSpan};
 
-use crate::check::program::Playbook;
 use crate::diag::Problem;
+use crate::program::Playbook;
 
 use super::hazard_rules::{Code, Severity};
 use super::hazards::{statement_words, Found};

@@ -33,7 +33,7 @@ use std::time::Duration;
 use serde::Serialize;
 use serde_json::{Map, Value};
 
-use crate::check::program::IntOrPercent;
+use crate::program::IntOrPercent;
 use crate::sim::selector::LabelSelector;
 
 /// What the rules assume about the cluster and the app.

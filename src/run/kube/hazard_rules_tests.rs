@@ -3,7 +3,7 @@ use std::time::Duration;
 use serde_json::{json, Value};
 
 use super::*;
-use crate::check::program::IntOrPercent::{Int, Percent};
+use crate::program::IntOrPercent::{Int, Percent};
 
 /// The seed's gateway as the seed writes it: 3 replicas, maxUnavailable 1, maxSurge 1, a
 /// readinessProbe, preStop `sleep 10`, grace 30 s, deadline 600 s.

@@ -14,7 +14,7 @@ use kube::api::{Api, ListParams};
 use serde::Serialize;
 use serde_json::Value;
 
-use crate::check::program::{Colour, Op, Playbook, Workload};
+use crate::program::{Colour, Op, Playbook, Workload};
 use crate::span::Span;
 
 use super::hazard_rules::{self, Action, Assumptions, Code, Hazard, Severity, Subject};
@@ -44,55 +44,85 @@ pub struct Settings {
     pub assume: Assumptions,
 }
 
+/// A hazard setting (a flag's value or its environment variable) that does not parse.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SettingError {
+    #[error("`{0}` is neither `warn` nor `refuse`")]
+    Mode(String),
+    #[error("`{0}` is not a hazard code; they are: {codes}", codes = Code::ALL.map(|c| c.name()).join(", "))]
+    Code(String),
+    #[error("`{0}` is not a duration (like 5s, 1500ms, 1m)")]
+    Duration(String),
+    /// The setting came from this environment variable.
+    #[error("{var}: {error}")]
+    Env {
+        var: &'static str,
+        error: Box<SettingError>,
+    },
+}
+
 impl Settings {
     /// Settings from the environment, for what the command line does not say.
-    pub fn from_env() -> Result<Settings, String> {
+    pub fn from_env() -> Result<Settings, SettingError> {
+        let from = |var: &'static str| {
+            move |e: SettingError| SettingError::Env {
+                var,
+                error: Box::new(e),
+            }
+        };
         let mut s = Settings::default();
         if let Ok(m) = std::env::var("KTPLAY_HAZARDS") {
-            s.mode = parse_mode(&m).map_err(|e| format!("KTPLAY_HAZARDS: {e}"))?;
+            s.mode = parse_mode(&m).map_err(from("KTPLAY_HAZARDS"))?;
         }
         if let Ok(list) = std::env::var("KTPLAY_ALLOW_HAZARDS") {
             for c in list.split([',', ' ']).filter(|c| !c.is_empty()) {
                 s.allow
-                    .insert(parse_code(c).map_err(|e| format!("KTPLAY_ALLOW_HAZARDS: {e}"))?);
+                    .insert(parse_code(c).map_err(from("KTPLAY_ALLOW_HAZARDS"))?);
             }
         }
         if let Ok(d) = std::env::var("KTPLAY_ENDPOINT_LAG") {
-            s.assume.endpoint_lag =
-                parse_duration(&d).map_err(|e| format!("KTPLAY_ENDPOINT_LAG: {e}"))?;
+            s.assume.endpoint_lag = parse_duration(&d).map_err(from("KTPLAY_ENDPOINT_LAG"))?;
         }
         if let Ok(d) = std::env::var("KTPLAY_APP_DRAIN") {
-            s.assume.app_drain =
-                parse_duration(&d).map_err(|e| format!("KTPLAY_APP_DRAIN: {e}"))?;
+            s.assume.app_drain = parse_duration(&d).map_err(from("KTPLAY_APP_DRAIN"))?;
         }
         Ok(s)
     }
 }
 
 /// `warn` or `refuse`.
-pub(crate) fn parse_mode(s: &str) -> Result<Mode, String> {
+pub(crate) fn parse_mode(s: &str) -> Result<Mode, SettingError> {
     match s.trim() {
         "warn" => Ok(Mode::Warn),
         "refuse" => Ok(Mode::Refuse),
-        other => Err(format!("`{other}` is neither `warn` nor `refuse`")),
+        other => Err(SettingError::Mode(other.to_string())),
     }
 }
 
 /// A hazard code, in any of its forms.
-pub(crate) fn parse_code(s: &str) -> Result<Code, String> {
-    Code::parse(s).ok_or_else(|| {
-        format!(
-            "`{}` is not a hazard code; they are: {}",
-            s.trim(),
-            Code::ALL.map(|c| c.name()).join(", ")
-        )
-    })
+pub(crate) fn parse_code(s: &str) -> Result<Code, SettingError> {
+    Code::parse(s).ok_or_else(|| SettingError::Code(s.trim().to_string()))
 }
 
 /// A duration like the playbook's (`5s`, `1500ms`, `1m30s`).
-pub(crate) fn parse_duration(s: &str) -> Result<Duration, String> {
+pub(crate) fn parse_duration(s: &str) -> Result<Duration, SettingError> {
     crate::syntax::parse_duration(s.trim())
-        .map_err(|_| format!("`{}` is not a duration (like 5s, 1500ms, 1m)", s.trim()))
+        .map_err(|_| SettingError::Duration(s.trim().to_string()))
+}
+
+/// Can the cluster be read at all (`plan --cluster`)? One GET of the playbook's first
+/// Deployment: `Err` when the cluster cannot be reached or answers with an error other than a
+/// denial; a denied read is a hazard of its own (`unreadable`), which [`assess`] reports.
+pub(crate) async fn readable(cluster: &Cluster, pb: &Playbook) -> Result<(), ClusterError> {
+    let Some(d) = pb.components.iter().flat_map(|c| c.deployments()).next() else {
+        return Ok(());
+    };
+    let api: Api<k8s_openapi::api::apps::v1::Deployment> =
+        Api::namespaced(cluster.client.clone(), &cluster.ns);
+    match retry(|| async { api.get_opt(d).await }).await {
+        Err(e) if status_code(&e) != Some(403) => Err(ClusterError::kube(e)),
+        _ => Ok(()),
+    }
 }
 
 /// A hazard at a statement of the playbook.
@@ -312,7 +342,7 @@ pub(crate) async fn assess(
     found
 }
 
-fn own(c: &crate::check::program::Component) -> Vec<String> {
+fn own(c: &crate::program::Component) -> Vec<String> {
     c.deployments().into_iter().map(String::from).collect()
 }
 

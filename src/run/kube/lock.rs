@@ -59,6 +59,8 @@ pub(crate) enum LockError {
         object: Option<String>,
     },
     Api(String),
+    /// `unlock --force` removed nothing: why, naming the lock.
+    Kept(String),
 }
 
 impl std::fmt::Display for LockError {
@@ -86,7 +88,7 @@ impl std::fmt::Display for LockError {
                 shown(holder),
                 shown(lock_id)
             ),
-            LockError::Api(m) => write!(f, "{m}"),
+            LockError::Api(m) | LockError::Kept(m) => write!(f, "{m}"),
         }
     }
 }
@@ -127,8 +129,8 @@ pub(crate) fn object_lease_name(kind: &str, name: &str) -> String {
 /// The objects a playbook changes, as `(lease name, words)`: every deployment of every component
 /// (both colours of a blue-green one; a canary is a deployment's own) and every blue-green
 /// Service. Sorted, so two runs take them in the same order.
-pub(crate) fn objects_of(pb: &crate::check::program::Playbook) -> Vec<(String, String)> {
-    use crate::check::program::Workload;
+pub(crate) fn objects_of(pb: &crate::program::Playbook) -> Vec<(String, String)> {
+    use crate::program::Workload;
     let mut out = std::collections::BTreeMap::new();
     for c in pb.components.iter().filter(|c| c.hosted_by.is_none()) {
         for d in c.deployments() {

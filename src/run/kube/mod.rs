@@ -24,7 +24,7 @@ use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::Client;
 use serde_json::{json, Value};
 
-use crate::check::program::{Component, IntOrPercent, Workload};
+use crate::program::{Component, IntOrPercent, Workload};
 use crate::version::Version;
 
 mod access_rules;
@@ -45,6 +45,7 @@ pub mod traffic;
 mod view;
 
 pub use errors::{retry, status_code, transient, words, ClusterError, Result, RETRY_BUDGET};
+pub(crate) use journal_store::JournalError;
 use rollout::owned_by;
 pub use rollout::{rollout_status, Rollout};
 pub use snap::{clean_template, container_names, Snap};
@@ -69,52 +70,92 @@ pub struct Connect {
     pub context: Option<String>,
 }
 
+/// Why no client could be built for a [`Connect`].
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ConnectError {
+    #[error("cannot read kubeconfig `{}`: {cause}", path.display())]
+    Unreadable { path: PathBuf, cause: String },
+    #[error(
+        "no kubeconfig found ({0}); pass --kubeconfig, set KUBECONFIG, or run inside a cluster"
+    )]
+    NoKubeconfig(String),
+    /// `file` is the kubeconfig in words; `have` its contexts.
+    #[error("{file} has no context `{wanted}` (the context is --context, else the env's `context`); it has: {}", contexts_words(have))]
+    NoContext {
+        file: String,
+        wanted: String,
+        have: Vec<String>,
+    },
+    #[error("{}: {cause}", context.as_ref().map_or("kubeconfig".to_string(), |c| format!("kubeconfig context `{c}`")))]
+    Config {
+        context: Option<String>,
+        cause: String,
+    },
+    #[error("in-cluster config: {0}")]
+    InCluster(String),
+    #[error("cannot build a Kubernetes client: {0}")]
+    Client(String),
+}
+
+/// A kubeconfig's contexts, and how to use the only one.
+fn contexts_words(names: &[String]) -> String {
+    format!(
+        "{}{}",
+        if names.is_empty() {
+            "none".to_string()
+        } else {
+            names.join(", ")
+        },
+        match names {
+            [one] => format!(" — pass `--context {one}` to use it"),
+            _ => String::new(),
+        }
+    )
+}
+
 /// Build a client for `connect`; the namespace is the caller's (the playbook's or `--namespace`).
-pub async fn client(connect: &Connect, namespace: &str) -> std::result::Result<Client, String> {
+pub async fn client(
+    connect: &Connect,
+    namespace: &str,
+) -> std::result::Result<Client, ConnectError> {
     let opts = KubeConfigOptions {
         context: connect.context.clone(),
         ..Default::default()
     };
     let from_file = match &connect.kubeconfig {
         Some(path) => Some(
-            Kubeconfig::read_from(path)
-                .map_err(|e| format!("cannot read kubeconfig `{}`: {e}", path.display()))?,
+            Kubeconfig::read_from(path).map_err(|e| ConnectError::Unreadable {
+                path: path.clone(),
+                cause: e.to_string(),
+            })?,
         ),
         None => match Kubeconfig::read() {
             Ok(k) => Some(k),
             Err(_) if std::env::var_os("KUBERNETES_SERVICE_HOST").is_some() => None,
-            Err(e) => {
-                return Err(format!(
-                    "no kubeconfig found ({e}); pass --kubeconfig, set KUBECONFIG, or run inside a cluster"
-                ))
-            }
+            Err(e) => return Err(ConnectError::NoKubeconfig(e.to_string())),
         },
     };
     if let (Some(k), Some(wanted)) = (&from_file, &connect.context) {
         if !k.contexts.iter().any(|c| &c.name == wanted) {
-            let names: Vec<&str> = k.contexts.iter().map(|c| c.name.as_str()).collect();
             let file = connect.kubeconfig.as_ref().map_or_else(
                 || "the kubeconfig ($KUBECONFIG or ~/.kube/config)".to_string(),
                 |p| format!("the kubeconfig `{}`", p.display()),
             );
-            return Err(format!(
-                "{file} has no context `{wanted}` (the context is --context, else the env's `context`); it has: {}{}",
-                if names.is_empty() { "none".to_string() } else { names.join(", ") },
-                match names.as_slice() {
-                    [one] => format!(" — pass `--context {one}` to use it"),
-                    _ => String::new(),
-                }
-            ));
+            return Err(ConnectError::NoContext {
+                file,
+                wanted: wanted.clone(),
+                have: k.contexts.iter().map(|c| c.name.clone()).collect(),
+            });
         }
     }
     let mut config = match from_file {
         Some(k) => kube::Config::from_custom_kubeconfig(k, &opts)
             .await
-            .map_err(|e| match &connect.context {
-                Some(c) => format!("kubeconfig context `{c}`: {e}"),
-                None => format!("kubeconfig: {e}"),
+            .map_err(|e| ConnectError::Config {
+                context: connect.context.clone(),
+                cause: e.to_string(),
             })?,
-        None => kube::Config::incluster().map_err(|e| format!("in-cluster config: {e}"))?,
+        None => kube::Config::incluster().map_err(|e| ConnectError::InCluster(e.to_string()))?,
     };
     config.default_namespace = namespace.to_string();
     // Attributable in audit logs: every request says who sent it (writes also carry the field
@@ -123,7 +164,7 @@ pub async fn client(connect: &Connect, namespace: &str) -> std::result::Result<C
         http::header::USER_AGENT,
         http::HeaderValue::from_static(USER_AGENT),
     ));
-    Client::try_from(config).map_err(|e| format!("cannot build a Kubernetes client: {e}"))
+    Client::try_from(config).map_err(|e| ConnectError::Client(e.to_string()))
 }
 
 /// One namespace of one cluster.
@@ -682,11 +723,8 @@ fn parse_tag(image: &str, comp: &str) -> Result<Version> {
 }
 
 /// The colour the component's Service selects, from its selector.
-pub async fn live_colour(
-    cluster: &Cluster,
-    c: &Component,
-) -> Result<crate::check::program::Colour> {
-    use crate::check::program::Colour;
+pub async fn live_colour(cluster: &Cluster, c: &Component) -> Result<crate::program::Colour> {
+    use crate::program::Colour;
     let Workload::BlueGreen(bg) = &c.workload else {
         return Err(ClusterError::Rollout(format!(
             "{} is not blue-green",

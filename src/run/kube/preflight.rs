@@ -13,7 +13,7 @@ use k8s_openapi::api::authorization::v1::SelfSubjectAccessReview;
 use kube::api::Api;
 use serde_json::json;
 
-use crate::check::program::{GuardKind, Op, Playbook, TrafficKind, Workload};
+use crate::program::{GuardKind, Op, Playbook, TrafficKind, Workload};
 
 use crate::run::kube::{
     self as cluster, container_names, status_code, words, Cluster, ClusterError,

@@ -19,7 +19,7 @@ use serde_json::Value;
 
 use super::snap::{container_image, to_value};
 use super::{parse_tag, retry, Cluster, ClusterError, Result, Snap};
-use crate::check::program::Component;
+use crate::program::Component;
 use crate::version::Version;
 
 /// The deployments and pods of one namespace, as one read.

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::check::program::Playbook;
+use crate::program::Playbook;
 use crate::run::rollback::{First, Record, Started};
 use crate::span::Span;
 

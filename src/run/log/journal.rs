@@ -16,8 +16,8 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use crate::check::program::{Colour, Component, Op, Playbook, Statement, Workload};
-use crate::run::kube::Cluster;
+use crate::program::{Colour, Component, Op, Playbook, Statement, Workload};
+use crate::run::kube::{Cluster, JournalError};
 use crate::run::log::events::{Entry, RunEvent};
 use crate::run::rollback::Record;
 use crate::run::shown::shown;
@@ -96,46 +96,54 @@ impl Stored {
     }
 
     /// Does this journal belong to the playbook (its name and digest)? `Err` says whose it is.
-    pub(crate) fn belongs_to(&self, pb: &Playbook) -> Result<(), String> {
+    pub(crate) fn belongs_to(&self, pb: &Playbook) -> Result<(), JournalError> {
         if self.digest() == Some(pb.digest.as_str()) && self.playbook() == Some(pb.name.as_str()) {
             return Ok(());
         }
         let short = |d: &str| d.chars().take(16).collect::<String>();
-        Err(format!(
-            "the journal ConfigMap `{}` belongs to playbook {} (digest {}), not to playbook `{}` (digest {}); ktplay neither resumes nor overwrites another playbook's journal",
-            config_map_name(&pb.digest),
-            self.playbook().map_or("(none)".into(), |p| format!("`{}`", shown(p))),
-            self.digest().map_or("(none)".into(), |d| shown(&short(d))),
-            pb.name,
-            short(&pb.digest),
-        ))
+        Err(JournalError::Foreign {
+            name: config_map_name(&pb.digest),
+            owner: self
+                .playbook()
+                .map_or("(none)".into(), |p| format!("`{}`", shown(p))),
+            owner_digest: self.digest().map_or("(none)".into(), |d| shown(&short(d))),
+            playbook: pb.name.clone(),
+            digest: short(&pb.digest),
+        })
     }
 
     /// The events of the run a `--resume` would continue, each checked against the playbook:
     /// every line an event, of this run, naming stages, statements, components and objects the
     /// playbook has, each record of the kind its statement makes. `Err` names the first line
     /// that is not, so nothing is resumed (and nothing touched) on a journal ktplay cannot trust.
-    pub(crate) fn checked_events(&self, pb: &Playbook) -> Result<Vec<Entry>, String> {
+    pub(crate) fn checked_events(&self, pb: &Playbook) -> Result<Vec<Entry>, JournalError> {
         self.belongs_to(pb)?;
         let cm = config_map_name(&pb.digest);
         let run = self.run().unwrap_or_default();
         let mut out = Vec::new();
+        let at = |line: usize, why: String| JournalError::Line {
+            line,
+            name: cm.clone(),
+            why,
+        };
         for (n, line) in self.lines() {
             let Some(e) = Entry::parse(line) else {
-                return Err(format!(
-                    "line {n} of the journal `{cm}` is not an event ktplay knows: {}",
-                    excerpt(line)
+                return Err(at(
+                    n,
+                    format!("is not an event ktplay knows: {}", excerpt(line)),
                 ));
             };
             if e.run != run {
-                return Err(format!(
-                    "line {n} of the journal `{cm}` is of run {}, not of run {} that the journal names",
-                    shown(&e.run),
-                    shown(run)
+                return Err(at(
+                    n,
+                    format!(
+                        "is of run {}, not of run {} that the journal names",
+                        shown(&e.run),
+                        shown(run)
+                    ),
                 ));
             }
-            check_event(pb, &e.event)
-                .map_err(|why| format!("line {n} of the journal `{cm}` {why}"))?;
+            check_event(pb, &e.event).map_err(|why| at(n, why))?;
             out.push(e);
         }
         Ok(out)
@@ -168,7 +176,7 @@ fn excerpt(line: &str) -> String {
 
 /// One event against the playbook (see [`Stored::checked_events`]).
 fn check_event(pb: &Playbook, ev: &RunEvent) -> Result<(), String> {
-    let stage = |k: usize| -> Result<&crate::check::program::Stage, String> {
+    let stage = |k: usize| -> Result<&crate::program::Stage, String> {
         pb.stages.get(k).ok_or_else(|| {
             format!(
                 "names stage {k}, and the playbook has {} stages",
@@ -399,7 +407,7 @@ fn record_kind(r: &Record) -> String {
 }
 
 /// Read the journal of a digest from a cluster; `None` when there is none.
-pub(crate) async fn load(cluster: &Cluster, digest: &str) -> Result<Option<Stored>, String> {
+pub(crate) async fn load(cluster: &Cluster, digest: &str) -> Result<Option<Stored>, JournalError> {
     let name = config_map_name(digest);
     Ok(cluster
         .read_journal(&name)
@@ -458,7 +466,7 @@ impl Journal {
     /// Append one event (time and run id added, secrets scrubbed) locally and to the cluster.
     /// An error means the cluster's journal does not hold the event: an action it announces
     /// must not happen.
-    pub(crate) async fn record(&self, ev: RunEvent) -> Result<(), String> {
+    pub(crate) async fn record(&self, ev: RunEvent) -> Result<(), JournalError> {
         self.append(ev);
         self.sync().await
     }
@@ -518,7 +526,7 @@ impl Journal {
     }
 
     /// Set the run's status (and `last_success` when it succeeded), then write.
-    pub(crate) async fn finish(&self, status: &str) -> Result<(), String> {
+    pub(crate) async fn finish(&self, status: &str) -> Result<(), JournalError> {
         // Every journal ends with a `run_end`, whatever the exit: `status` and `--resume` read
         // how the run ended from the events alone.
         let ended = self
@@ -575,23 +583,22 @@ impl Journal {
     }
 
     /// Write the journal to its ConfigMap (merge patch; create when missing).
-    async fn sync(&self) -> Result<(), String> {
+    async fn sync(&self) -> Result<(), JournalError> {
         let Some(cluster) = &self.cluster else {
             return Ok(());
         };
         // The journal is the lock holder's: a process that lost the lock must not overwrite
         // the new holder's.
-        cluster
-            .may_write()
-            .await
-            .map_err(|e| format!("could not write the journal: {e}"))?;
+        cluster.may_write().await.map_err(JournalError::Fenced)?;
         let data = self.data();
         let size: usize = data.iter().map(|(k, v)| k.len() + v.len()).sum();
         if size > JOURNAL_LIMIT {
-            return Err(format!(
-                "the journal {}/{} would hold {size} bytes, over ktplay's limit of {JOURNAL_LIMIT} (a ConfigMap holds at most 1 MiB)",
-                cluster.ns, self.name
-            ));
+            return Err(JournalError::TooLarge {
+                ns: cluster.ns.clone(),
+                name: self.name.clone(),
+                size,
+                limit: JOURNAL_LIMIT,
+            });
         }
         cluster.write_journal(&self.name, &data).await
     }
@@ -671,7 +678,12 @@ playbook "p" {
     fn journals_are_checked_before_they_are_resumed() {
         let pb = playbook();
         assert_eq!(stored(&pb, &[START]).checked_events(&pb).unwrap().len(), 1);
-        let why = |events: &[&str]| stored(&pb, events).checked_events(&pb).unwrap_err();
+        let why = |events: &[&str]| {
+            stored(&pb, events)
+                .checked_events(&pb)
+                .unwrap_err()
+                .to_string()
+        };
         let comp99 = START.replace(r#""comp":0"#, r#""comp":99"#);
         assert!(
             why(&[&comp99]).contains("line 1 of the journal `ktplay-journal-")
@@ -706,6 +718,7 @@ playbook "p" {
         assert!(other
             .checked_events(&pb)
             .unwrap_err()
+            .to_string()
             .contains("belongs to playbook `p` (digest 0000000000000000)"));
         // A monitor's counts continue only under a monitor the playbook declares (this one has
         // none); the name is escaped in the message.

@@ -4,13 +4,13 @@
 use super::*;
 
 /// The playbook's lease as it is, if there is one (read only, with the retry policy).
-pub(crate) async fn read(cluster: &Cluster, playbook: &str) -> Result<Option<Value>, String> {
+pub(crate) async fn read(cluster: &Cluster, playbook: &str) -> Result<Option<Value>, LockError> {
     let name = lease_name(playbook);
     let api = leases(cluster);
     retry(|| async { api.get_opt(&name).await })
         .await
         .map(|l| l.map(|l| serde_json::to_value(l).unwrap_or(Value::Null)))
-        .map_err(|e| format!("run lock: {}", crate::run::kube::words(&e)))
+        .map_err(|e| LockError::Api(format!("run lock: {}", crate::run::kube::words(&e))))
 }
 
 /// Is a lease (as [`read`] returns it) held and not past its expiry?
@@ -35,7 +35,10 @@ pub(crate) fn lock_id(cluster: &Cluster, playbook: &str, holder: &str) -> String
 }
 
 /// What `status` shows of the lock.
-pub(crate) async fn describe(cluster: &Cluster, playbook: &str) -> Result<Option<String>, String> {
+pub(crate) async fn describe(
+    cluster: &Cluster,
+    playbook: &str,
+) -> Result<Option<String>, LockError> {
     Ok(read(cluster, playbook).await?.map(|l| {
         let holder = holder_of(&l);
         format!(
@@ -55,36 +58,36 @@ pub(crate) async fn force_unlock(
     cluster: &Cluster,
     lease: &str,
     run_id: &str,
-) -> Result<String, String> {
+) -> Result<String, LockError> {
     let api = leases(cluster);
     let at = format!("{}/{}", cluster.ns, shown(lease));
     let read = || async {
         retry(|| async { api.get_opt(lease).await })
             .await
             .map(|l| l.map(|l| serde_json::to_value(l).unwrap_or(Value::Null)))
-            .map_err(|e| format!("run lock: {}", crate::run::kube::words(&e)))
+            .map_err(|e| LockError::Api(format!("run lock: {}", crate::run::kube::words(&e))))
     };
     let Some(mut cur) = read().await? else {
-        return Err(format!("no lock `{at}`: nothing removed"));
+        return Err(LockError::Kept(format!("no lock `{at}`: nothing removed")));
     };
     let holder = holder_of(&cur).to_string();
     if run_of(&holder) != Some(run_id) && run_id != "?" {
-        return Err(format!(
+        return Err(LockError::Kept(format!(
             "lock `{at}` is held by {}, not run {}; nothing removed",
             shown(&holder),
             shown(run_id)
-        ));
+        )));
     }
     // An object's lease goes with its run lock: removed once that proves its holder gone.
-    let delegated = match through(&api, &cur).await.map_err(|e| e.to_string())? {
+    let delegated = match through(&api, &cur).await? {
         Some(Through::Live(run, lock)) => {
-            return Err(format!(
+            return Err(LockError::Kept(format!(
                 "lock `{at}` is held by {} through its run lock {}/{run}, which is held ({}); nothing removed. Unlock that run lock first (`ktplay unlock --force {}`)",
                 shown(&holder),
                 cluster.ns,
                 lease_words(&lock),
                 shown(&format!("{}/{run}/{}", cluster.ns, run_of(&holder).unwrap_or("?")))
-            ))
+            )))
         }
         Some(Through::Gone(why, _)) => Some(why),
         None => None,
@@ -98,15 +101,15 @@ pub(crate) async fn force_unlock(
     } else if expiry(&cur).is_some_and(|e| e < now()) {
         format!("it had expired ({words})")
     } else if expiry(&cur).is_none() {
-        return Err(format!(
+        return Err(LockError::Kept(format!(
             "lock `{at}` is held by {} ({words}): ktplay cannot tell whether its holder still renews it; nothing removed. If you are sure its run is gone, delete the Lease with kubectl",
             shown(&holder)
-        ));
+        )));
     } else if !watchable(&cur) {
-        return Err(format!(
+        return Err(LockError::Kept(format!(
             "lock `{at}` is held by {} ({words}); nothing removed. A lease is removed only once it is past its expiry or was not renewed for its whole duration, and ktplay watches leases of at most {WATCH_AT_MOST} s; run this again once it has expired",
             shown(&holder)
-        ));
+        )));
     } else {
         eprintln!(
             "lock `{at}` is held by {} ({words}): watching it for {} s to see whether its holder still renews it",
@@ -115,15 +118,15 @@ pub(crate) async fn force_unlock(
         );
         match watch(&api, lease, &cur)
             .await
-            .map_err(|e| e.to_string())?
+            ?
         {
             Watched::Renewed { lease: l, after } => {
-                return Err(format!(
+                return Err(LockError::Kept(format!(
                     "lock `{at}` is held by a live run ({}): its lease was renewed {} s into ktplay's watch ({}); nothing removed. Stop that run (Ctrl-C, or SIGTERM to its process), or run this again once it stopped renewing",
                     shown(holder_of(&l)),
                     after.as_secs(),
                     lease_words(&l)
-                ))
+                )))
             }
             Watched::Deleted => return Ok(format!("lock `{at}` was removed meanwhile")),
             Watched::Stale(l) => {
@@ -149,11 +152,16 @@ pub(crate) async fn force_unlock(
         Ok(_) => {}
         Err(e) if status_code(&e) == Some(404) => {}
         Err(e) if status_code(&e) == Some(409) => {
-            return Err(format!(
+            return Err(LockError::Kept(format!(
             "lock `{at}` changed just before its removal (renewed or taken over); nothing removed"
-        ))
+        )))
         }
-        Err(e) => return Err(format!("run lock: {}", crate::run::kube::words(&e))),
+        Err(e) => {
+            return Err(LockError::Api(format!(
+                "run lock: {}",
+                crate::run::kube::words(&e)
+            )))
+        }
     }
     Ok(format!(
         "removed lock {at} held by {}: {how}",

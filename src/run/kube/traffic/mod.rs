@@ -28,7 +28,7 @@ use std::collections::BTreeMap;
 use kube::api::ApiResource;
 use serde_json::{json, Value};
 
-use crate::check::program::{Traffic, TrafficKind};
+use crate::program::{Traffic, TrafficKind};
 
 use crate::run::kube::objects::{
     create, delete, fail, get, http_route, ingress, merge, services, try_merge,
@@ -275,7 +275,7 @@ pub async fn plan(
 /// Failures are refusals naming the object.
 pub async fn admit(
     c: &Cluster,
-    comp: &crate::check::program::Component,
+    comp: &crate::program::Component,
     steps: &[u32],
 ) -> Result<(), Failure> {
     for d in comp.deployments() {
@@ -716,7 +716,7 @@ pub async fn unroute(c: &Cluster, t: &Traffic, routed: &Routed) -> Result<String
 /// canary Deployments scaled to `ceil(replicas × P%)`. The caller waits for the rollout.
 pub async fn step(
     c: &Cluster,
-    comp: &crate::check::program::Component,
+    comp: &crate::program::Component,
     canaries: &[String],
     routed: Option<&Routed>,
     weight: u32,
